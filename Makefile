@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check setup system-deps bench bench-proxy bench-ingest fuzz soak clean
+
+run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
+	$(BIN)/causality-sidecar demo
+
+test: $(STAMP) system-deps  ## set up and run every static check and the whole test suite
+	scripts/check
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+check: $(STAMP)  ## static checks only
+	scripts/check
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:  ## Debian packages the tests use (installed when missing and running as root)
+	scripts/ensure-debian-packages prometheus:promtool
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,573 @@
+"""Configuration: design §4 as frozen dataclasses, loaded once from YAML, env and flags.
+
+Every value is parsed and validated at load time; code downstream never sees a raw
+string duration or size. Every problem is reported as one `ConfigError` whose message
+names the key path (``proxy.connect_timeout: expected a duration like 2s, got 'soon'``).
+
+Precedence: command-line flags > ``SIDECAR_*`` environment > file > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+
+__all__ = [
+    "DEFAULT_LATENCY_BUCKETS_MS",
+    "ENV_OVERRIDES",
+    "Address",
+    "Config",
+    "ConfigError",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+    "parse_size",
+    "to_dict",
+]
+
+DEFAULT_LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+)  # fmt: skip
+
+# Environment variable -> config key path (the design names the first three; the
+# others mirror the `run` flags so a container can be configured without a file).
+ENV_OVERRIDES: Mapping[str, str] = {
+    "SIDECAR_UPSTREAM": "proxy.upstream",
+    "SIDECAR_LOG_LEVEL": "logging.level",
+    "SIDECAR_LISTEN": "proxy.listen",
+    "SIDECAR_ADMIN_LISTEN": "admin.listen",
+    "SIDECAR_OTLP_LISTEN": "ingest.listen",
+}
+CONFIG_FILE_ENV = "SIDECAR_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message starts with the key path it concerns."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}" if key else problem)
+
+
+# --------------------------------------------------------------------------- values
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
+}  # fmt: skip
+
+
+def parse_duration(value: object) -> float:
+    """Parse ``250ms``, ``2s``, ``5m``, ``1h`` (or a bare 0) into seconds."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    match = _DURATION_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a duration like 2s, 250ms, 5m or 1h, got {value!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds as the shortest exact duration string (inverse of parse_duration)."""
+    millis = round(seconds * 1000)
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if millis and millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
+
+
+def parse_size(value: object) -> int:
+    """Parse ``512KiB``, ``20MiB``, ``5MB`` or a plain non-negative integer into bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"expected a size >= 0, got {value}")
+        return value
+    match = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a size like 64KiB, 20MiB, 5MB or bytes, got {value!r}")
+    size = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size != int(size):
+        raise ValueError(f"size {value!r} is not a whole number of bytes")
+    return int(size)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A listen address: host (IP literal or name) and TCP port (0 = any free port)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: object) -> Address:
+        """Parse ``host:port``, ``[v6]:port`` or ``:port`` (all interfaces)."""
+        if not isinstance(value, str):
+            raise ValueError(f"expected an address like 0.0.0.0:8000, got {value!r}")
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not port_text.isdigit() or int(port_text) > 65535:
+            raise ValueError(f"expected an address like 0.0.0.0:8000, got {value!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            _check_ip(host, value, version=6)
+        elif ":" in host:
+            raise ValueError(f"an IPv6 address needs brackets, like [::1]:4318, got {value!r}")
+        host = host or "0.0.0.0"
+        if not _is_hostname(host):
+            raise ValueError(f"{host!r} in {value!r} is neither an IP address nor a host name")
+        return cls(host, int(port_text))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True for 127.0.0.0/8, ::1 and ``localhost``."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def _check_ip(host: str, raw: str, version: int) -> None:
+    try:
+        if ipaddress.ip_address(host).version != version:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{host!r} in {raw!r} is not an IPv{version} address") from None
+
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _is_hostname(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOSTNAME_RE.match(host))
+    return True
+
+
+def parse_http_url(value: object) -> str:
+    """Validate an ``http://host:port[/path]`` URL and return it without a trailing slash."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an http:// URL, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// URL like http://127.0.0.1:8080, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in URL {value!r}") from None
+    return value.rstrip("/") if parts.path in ("", "/") else value
+
+
+# ---------------------------------------------------------------- the dataclasses
+# Each field's `metadata["parse"]` turns the YAML value into the field's type; nested
+# dataclasses are recursed into. `metadata["render"]` turns it back for check-config.
+
+
+def _opt(parse: Callable[[Any], Any], render: Callable[[Any], Any] | None = None) -> Any:
+    meta: dict[str, Any] = {"parse": parse}
+    if render is not None:
+        meta["render"] = render
+    return meta
+
+
+def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ValueError(f"expected {label}, got {value!r}")
+        if not isinstance(value, kind):
+            raise ValueError(f"expected {label}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _non_empty_str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _str_map(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"expected a mapping of strings to strings, got {value!r}")
+    return types.MappingProxyType(dict(value))
+
+
+def _buckets(value: Any) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"expected a non-empty list of numbers, got {value!r}")
+    bounds = tuple(float(v) for v in value)
+    if any(not math.isfinite(b) or b <= 0 for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ValueError("bucket bounds must be finite, > 0 and strictly increasing")
+    return bounds
+
+
+def _route(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"expected a route template starting with '/', got {value!r}")
+    return value
+
+
+def _routes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of route templates, got {value!r}")
+    return tuple(_route(v) for v in value)
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {value!r}")
+    return value
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else parse(value)
+
+
+_DURATION = _opt(parse_duration, format_duration)
+_SIZE = _opt(parse_size)
+_ADDRESS = _opt(Address.parse, str)
+_BOOL = _opt(_expect(bool, "true or false"))
+_POSITIVE = _opt(_positive_int)
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+_SECRET_HEADER_RE = re.compile(r"(?i)authorization|token|key|secret|password|cookie")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The sidecar's own resource."""
+
+    name: str = field(default="causality-sidecar", metadata=_opt(_non_empty_str))
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """The reverse proxy (design §4 `proxy.*`); durations in seconds, sizes in bytes."""
+
+    enabled: bool = field(default=True, metadata=_BOOL)
+    listen: Address = field(default=Address("0.0.0.0", 8000), metadata=_ADDRESS)
+    upstream: str = field(default="http://127.0.0.1:8080", metadata=_opt(parse_http_url))
+    connect_timeout: float = field(default=2.0, metadata=_DURATION)
+    response_timeout: float = field(default=60.0, metadata=_DURATION)
+    idle_timeout: float = field(default=300.0, metadata=_DURATION)
+    upstream_keepalive: float = field(default=3.0, metadata=_DURATION)
+    max_connections: int = field(default=1000, metadata=_POSITIVE)
+    max_in_flight: int = field(default=10000, metadata=_POSITIVE)
+    max_request_body: int = field(default=0, metadata=_SIZE)
+    max_header_bytes: int = field(default=64 * 1024, metadata=_SIZE)
+    header_timeout: float = field(default=10.0, metadata=_DURATION)
+    forwarded_headers: bool = field(default=True, metadata=_BOOL)
+    routes: tuple[str, ...] = field(default=(), metadata=_opt(_routes, list))
+    unmatched_routes: Literal["template", "raw", "other"] = field(
+        default="template", metadata=_opt(_one_of("template", "raw", "other"))
+    )
+    max_route_labels: int = field(default=200, metadata=_POSITIVE)
+    latency_buckets_ms: tuple[float, ...] = field(
+        default=DEFAULT_LATENCY_BUCKETS_MS, metadata=_opt(_buckets, list)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The admin listener: /metrics, /healthz, /readyz."""
+
+    listen: Address = field(default=Address("0.0.0.0", 9464), metadata=_ADDRESS)
+    metrics_path: str = field(default="/metrics", metadata=_opt(_path))
+    bearer_token_file: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """The local OTLP/HTTP metrics receiver and its store."""
+
+    enabled: bool = field(default=True, metadata=_BOOL)
+    listen: Address = field(default=Address("127.0.0.1", 4318), metadata=_ADDRESS)
+    max_body_bytes: int = field(default=20 * 2**20, metadata=_SIZE)
+    series_ttl: float = field(default=300.0, metadata=_DURATION)
+    max_series: int = field(default=100_000, metadata=_POSITIVE)
+    max_series_per_metric: int = field(default=2000, metadata=_POSITIVE)
+    promote_resource_attributes: tuple[str, ...] = field(
+        default=("service.name", "service.namespace", "service.instance.id"),
+        metadata=_opt(_str_list, list),
+    )
+    target_info: bool = field(default=True, metadata=_BOOL)
+    exponential_max_buckets: int = field(default=40, metadata=_POSITIVE)
+    scope_labels: bool = field(default=True, metadata=_BOOL)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """Inspection of the Causality gateway's ingest routes (design §7)."""
+
+    enabled: bool = field(default=False, metadata=_BOOL)
+    ingest_path: str = field(default="/v1/events/ingest", metadata=_opt(_path))
+    batch_path: str = field(default="/v1/events/batch", metadata=_opt(_path))
+    max_body_bytes: int = field(default=5 * 2**20, metadata=_SIZE)
+    dedup_window: float = field(default=600.0, metadata=_DURATION)
+    dedup_max_keys: int = field(default=200_000, metadata=_POSITIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class MergeTarget:
+    """One app /metrics endpoint merged into the sidecar's exposition."""
+
+    name: str = field(default="", metadata=_opt(_non_empty_str))
+    url: str = field(default="", metadata=_opt(parse_http_url))
+    timeout: float = field(default=5.0, metadata=_DURATION)
+    labels: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_str_map, dict)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MergeConfig:
+    """Targets whose /metrics are merged into each scrape (design §9)."""
+
+    targets: tuple[MergeTarget, ...] = field(default=(), metadata={"items": MergeTarget})
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpExportConfig:
+    """Push of the unified view to an OpenTelemetry collector."""
+
+    endpoint: str | None = field(default=None, metadata=_opt(_optional(parse_http_url)))
+    interval: float = field(default=30.0, metadata=_DURATION)
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_str_map, dict)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """Exporters (only OTLP/HTTP for now)."""
+
+    otlp: OtlpExportConfig = field(default_factory=OtlpExportConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log level and line format."""
+
+    level: str = field(default="info", metadata=_opt(_one_of(*_LEVELS)))
+    format: Literal["json", "text"] = field(default="json", metadata=_opt(_one_of("json", "text")))
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownConfig:
+    """Graceful drain after SIGTERM (design §10)."""
+
+    drain_delay: float = field(default=5.0, metadata=_DURATION)
+    drain_timeout: float = field(default=30.0, metadata=_DURATION)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole effective configuration."""
+
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+
+
+# --------------------------------------------------------------------- the loader
+
+
+def _nested_type(cls: type, name: str) -> type | None:
+    hint = typing.get_type_hints(cls)[name]
+    return hint if dataclasses.is_dataclass(hint) and isinstance(hint, type) else None
+
+
+def _build(cls: type[Any], raw: Any, path: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(where, f"unknown key (known keys here: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name not in raw:
+            continue
+        where = f"{path}.{name}" if path else name
+        values[name] = _build_value(cls, spec, raw[name], where)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # cross-field checks in __post_init__, if any
+        raise ConfigError(path, str(exc)) from exc
+
+
+def _build_value(cls: type, spec: dataclasses.Field[Any], raw: Any, where: str) -> Any:
+    nested = _nested_type(cls, spec.name)
+    if nested is not None:
+        return _build(nested, {} if raw is None else raw, where)
+    if "items" in spec.metadata:
+        if not isinstance(raw, list):
+            raise ConfigError(where, f"expected a list, got {raw!r}")
+        items = tuple(_build(spec.metadata["items"], r, f"{where}[{i}]") for i, r in enumerate(raw))
+        _check_required(items, where)
+        return items
+    try:
+        return spec.metadata["parse"](raw)
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
+def _check_required(targets: tuple[Any, ...], where: str) -> None:
+    names: set[str] = set()
+    for i, target in enumerate(targets):
+        for key in ("name", "url"):
+            if not getattr(target, key):
+                raise ConfigError(f"{where}[{i}].{key}", "is required")
+        if target.name in names:
+            raise ConfigError(f"{where}[{i}].name", f"duplicate target name {target.name!r}")
+        names.add(target.name)
+
+
+def _set_path(raw: dict[str, Any], key_path: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = key_path.split(".")
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            return  # the file's own error is reported by _build
+        node = child
+    node[leaf] = value
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and YAML-parse a config file; an empty file is an empty mapping."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config file {str(path)!r}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"config file {str(path)!r} must hold a mapping at the top level")
+    return raw
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective config: defaults < file < ``SIDECAR_*`` env < flag overrides.
+
+    Args:
+        path: the YAML file; when None, ``SIDECAR_CONFIG`` from ``env`` names it, if set.
+        env: the environment to read (``os.environ`` when None).
+        overrides: key path -> raw value, from command-line flags.
+
+    Raises:
+        ConfigError: naming the key path of the first problem found.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_FILE_ENV) or None
+    raw = read_config_file(path) if path else {}
+    for var, key_path in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_path(raw, key_path, env[var])
+    for key_path, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(raw, key_path, value)
+    config: Config = _build(Config, raw, "")
+    return config
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Validate an already-parsed mapping (e.g. a rendered Helm values tree)."""
+    config: Config = _build(Config, dict(raw), "")
+    return config
+
+
+def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
+    """The config as plain YAML-able data that `load_config` reads back to an equal object.
+
+    With ``redact``, values of export headers that look like credentials become ``<redacted>``.
+    """
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(obj):
+        value = getattr(obj, spec.name)
+        if dataclasses.is_dataclass(value):
+            out[spec.name] = to_dict(value, redact=redact)
+        elif "items" in spec.metadata:
+            out[spec.name] = [to_dict(item, redact=redact) for item in value]
+        elif "render" in spec.metadata and value is not None:
+            out[spec.name] = spec.metadata["render"](value)
+        else:
+            out[spec.name] = value
+    if redact and isinstance(obj, OtlpExportConfig):
+        out["headers"] = {
+            k: "<redacted>" if _SECRET_HEADER_RE.search(k) else v for k, v in obj.headers.items()
+        }
+    return out
+
+
+def dump_yaml(config: Config, *, redact: bool = False) -> str:
+    """The effective config as YAML (what `check-config` prints)."""
+    return yaml.safe_dump(to_dict(config, redact=redact), sort_keys=False)

@@ -1,0 +1,64 @@
+"""Prometheus exposition over HTTP: content negotiation, gzip, the aiohttp handler.
+
+Format choice is prometheus_client's own (`choose_encoder`): text 0.0.4 by default,
+OpenMetrics 1.0 (ending in ``# EOF``) when the ``Accept`` header asks for it, each with the
+exact Content-Type it needs. The body is gzipped when ``Accept-Encoding`` allows it.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
+
+__all__ = ["Exposition", "metrics_handler", "render"]
+
+GZIP_LEVEL = 6  # prometheus_client uses the default (9); 6 is ~3x faster for ~2% size
+
+
+@dataclass(frozen=True, slots=True)
+class Exposition:
+    """One rendered scrape: body bytes and the headers that describe them."""
+
+    body: bytes
+    content_type: str
+    content_encoding: str | None
+
+
+def render(collector: Collector, accept: str, accept_encoding: str) -> Exposition:
+    """Render ``collector`` (a registry or anything with ``collect()``) for one scraper."""
+    encoder, content_type = choose_encoder(accept)
+    body = encoder(collector)
+    if gzip_accepted(accept_encoding):
+        return Exposition(gzip.compress(body, GZIP_LEVEL, mtime=0), content_type, "gzip")
+    return Exposition(body, content_type, None)
+
+
+def to_response(exposition: Exposition) -> web.Response:
+    """Wrap a rendered exposition into an aiohttp response."""
+    response = web.Response(body=exposition.body)
+    response.headers[hdrs.CONTENT_TYPE] = exposition.content_type
+    response.headers[hdrs.VARY] = "Accept, Accept-Encoding"
+    if exposition.content_encoding:
+        response.headers[hdrs.CONTENT_ENCODING] = exposition.content_encoding
+    return response
+
+
+def metrics_handler(
+    collector: Collector,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler that serves ``collector`` as Prometheus exposition."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        exposition = render(
+            collector,
+            request.headers.get(hdrs.ACCEPT, ""),
+            request.headers.get(hdrs.ACCEPT_ENCODING, ""),
+        )
+        return to_response(exposition)
+
+    return handle

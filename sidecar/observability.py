@@ -1,0 +1,192 @@
+"""The observability module: a Python port of the Causality services' instrument set.
+
+`Module` owns an OpenTelemetry `MeterProvider` read by the OpenTelemetry Prometheus
+exporter into a `CollectorRegistry` of its own (never prometheus_client's global one), so
+two modules in one process never see each other's series. `Metrics` is the catalogue of
+design §6, created once per meter; services (and the demo pipeline) record into it, and
+the sidecar's proxy records its HTTP metrics through the same three HTTP instruments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.view import View
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from prometheus_client import CollectorRegistry
+
+from sidecar import __version__
+from sidecar.exposition import metrics_handler
+
+__all__ = ["Metrics", "Module", "http_metrics"]
+
+METER_NAME = "causality-sidecar"
+ATTRIBUTE_CACHE_MAX = 4096  # raw paths can be unbounded; the cache must not be
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """An OpenTelemetry MeterProvider exposed through its own Prometheus registry."""
+
+    service_name: str
+    provider: MeterProvider
+    registry: CollectorRegistry
+
+    @classmethod
+    def new(
+        cls,
+        service_name: str,
+        *,
+        registry: CollectorRegistry | None = None,
+        extra_readers: tuple[MetricReader, ...] = (),
+        views: tuple[View, ...] = (),
+    ) -> Module:
+        """Build the provider (resource ``service.name``) and its Prometheus reader.
+
+        Args:
+            service_name: the resource's ``service.name``.
+            registry: the Prometheus registry to serve; a fresh private one when None.
+            extra_readers: more readers on the same provider (e.g. a periodic OTLP export).
+            views: OpenTelemetry views, e.g. explicit histogram buckets for an instrument.
+        """
+        registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        reader = PrometheusMetricReader(registry=registry)
+        resource = Resource.create({SERVICE_NAME: service_name})
+        provider = MeterProvider(
+            resource=resource, metric_readers=[reader, *extra_readers], views=list(views)
+        )
+        return cls(service_name=service_name, provider=provider, registry=registry)
+
+    @property
+    def meter(self) -> Meter:
+        """The module's meter (instrumentation scope ``causality-sidecar``)."""
+        return self.provider.get_meter(METER_NAME, __version__)
+
+    def metrics_handler(self) -> Handler:
+        """An aiohttp handler serving this module's registry as Prometheus exposition."""
+        return metrics_handler(self.registry)
+
+    async def shutdown(self) -> None:
+        """Flush and shut the provider down (unregisters the exporter's collector)."""
+        self.provider.shutdown()
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Every instrument of the design §6 catalogue."""
+
+    http_request_duration: Histogram
+    http_request_total: Counter
+    http_request_errors: Counter
+    nats_messages_processed: Counter
+    nats_batch_size: Histogram
+    nats_flush_latency: Histogram
+    nats_ack_latency: Histogram
+    s3_files_written: Counter
+    s3_file_size: Histogram
+    dedup_dropped: Counter
+    dlq_depth: UpDownCounter
+    rules_evaluated: Counter
+    alerts_fired: Counter
+    webhook_success: Counter
+    webhook_failure: Counter
+
+    @classmethod
+    def create(cls, meter: Meter) -> Metrics:
+        """Create the catalogue's instruments on ``meter`` (names, units and HELP of §6)."""
+        m = meter
+        return cls(
+            http_request_duration=m.create_histogram(
+                "http.request.duration", unit="ms", description="HTTP request duration"
+            ),
+            http_request_total=m.create_counter(
+                "http.request.total", description="Total HTTP requests"
+            ),
+            http_request_errors=m.create_counter(
+                "http.request.errors", description="HTTP request errors (4xx, 5xx)"
+            ),
+            nats_messages_processed=m.create_counter(
+                "nats.messages.processed", description="NATS messages processed"
+            ),
+            nats_batch_size=m.create_histogram(
+                "nats.batch.size", description="NATS messages per fetched batch"
+            ),
+            nats_flush_latency=m.create_histogram(
+                "nats.flush.latency", unit="ms", description="NATS batch flush latency"
+            ),
+            nats_ack_latency=m.create_histogram(
+                "nats.ack.latency", unit="ms", description="NATS message acknowledgement latency"
+            ),
+            s3_files_written=m.create_counter(
+                "s3.files.written", description="Parquet files written to S3"
+            ),
+            s3_file_size=m.create_histogram(
+                "s3.file.size", unit="By", description="Size of Parquet files written to S3"
+            ),
+            dedup_dropped=m.create_counter(
+                "dedup.dropped", description="Events dropped as duplicates"
+            ),
+            dlq_depth=m.create_up_down_counter(
+                "dlq.depth", description="Messages waiting in the dead-letter queue"
+            ),
+            rules_evaluated=m.create_counter(
+                "rules.evaluated", description="Reaction-engine rules evaluated"
+            ),
+            alerts_fired=m.create_counter("alerts.fired", description="Alerts fired"),
+            webhook_success=m.create_counter(
+                "webhook.success", description="Webhook deliveries that succeeded"
+            ),
+            webhook_failure=m.create_counter(
+                "webhook.failure", description="Webhook deliveries that failed"
+            ),
+        )
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route's canonical path (``/users/{id}``), else the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def http_metrics(
+    metrics: Metrics,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """aiohttp middleware recording duration (ms), total and errors (status >= 400).
+
+    Attributes are ``method``, ``path`` (see `route_label`) and ``status``.
+    """
+    attribute_cache: dict[tuple[str, str, int], dict[str, str | int]] = {}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            key = (request.method, route_label(request), status)
+            attrs = attribute_cache.get(key)
+            if attrs is None:
+                attrs = {"method": key[0], "path": key[1], "status": status}
+                if len(attribute_cache) < ATTRIBUTE_CACHE_MAX:
+                    attribute_cache[key] = attrs
+            metrics.http_request_duration.record((time.perf_counter() - start) * 1000.0, attrs)
+            metrics.http_request_total.add(1, attrs)
+            if status >= 400:
+                metrics.http_request_errors.add(1, attrs)
+
+    return middleware
