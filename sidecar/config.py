@@ -454,7 +454,7 @@ def _build(cls: type[Any], raw: Any, path: str) -> Any:
 
 
 def _build_value(cls: type, spec: dataclasses.Field[Any], raw: Any, where: str) -> Any:
-    nested = _nested_type(cls, spec.name)
+    nested = None if "parse" in spec.metadata else _nested_type(cls, spec.name)
     if nested is not None:
         return _build(nested, {} if raw is None else raw, where)
     if "items" in spec.metadata:
@@ -553,7 +553,7 @@ def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for spec in dataclasses.fields(obj):
         value = getattr(obj, spec.name)
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and "parse" not in spec.metadata:
             out[spec.name] = to_dict(value, redact=redact)
         elif "items" in spec.metadata:
             out[spec.name] = [to_dict(item, redact=redact) for item in value]

@@ -1,0 +1,131 @@
+"""The admin listener: ``/metrics``, ``/healthz``, ``/readyz`` (design §5).
+
+``/metrics`` serves one collector (the unified view of every source) with content
+negotiation and gzip (`sidecar.exposition`). When ``admin.bearer_token_file`` is set,
+``/metrics`` (and any other page registered as protected) needs that bearer token; the
+comparison is constant-time. Probes stay open: kubelet sends no token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import hdrs, web
+from prometheus_client.registry import Collector
+
+from sidecar.config import AdminConfig, ConfigError
+from sidecar.exposition import metrics_handler
+
+__all__ = [
+    "COLLECTOR_KEY",
+    "READINESS_KEY",
+    "Readiness",
+    "create_admin_app",
+    "read_bearer_token",
+]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Readiness:
+    """Whether the sidecar wants traffic: ready after start, not ready from SIGTERM on."""
+
+    ready: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def set_ready(self) -> None:
+        """Listeners are up."""
+        self.ready = True
+        self.reasons.clear()
+
+    def set_not_ready(self, reason: str) -> None:
+        """Stop advertising readiness (e.g. draining)."""
+        self.ready = False
+        self.reasons.append(reason)
+
+
+READINESS_KEY = web.AppKey("readiness", Readiness)
+COLLECTOR_KEY = web.AppKey("collector", Collector)
+TOKEN_KEY = web.AppKey("bearer_token", bytes)
+PROTECTED_KEY = web.AppKey("protected_paths", set[str])
+
+
+def read_bearer_token(path: str) -> bytes:
+    """The token in ``path``, stripped of surrounding whitespace; a ConfigError if unusable."""
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError("admin.bearer_token_file", f"cannot read {path!r}: {exc}") from None
+    if not token:
+        raise ConfigError("admin.bearer_token_file", f"{path!r} is empty")
+    return token
+
+
+def _authorized(request: web.Request, token: bytes) -> bool:
+    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    # compare_digest on equal-length inputs is constant-time; it is called on every path
+    # (also a missing or non-Bearer header) so the answer time does not tell why it failed.
+    ok = hmac.compare_digest(given.strip().encode(), token)
+    return ok and scheme.lower() == "bearer"
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 on protected paths without the right bearer token."""
+    token = request.app.get(TOKEN_KEY)
+    if token and request.path in request.app[PROTECTED_KEY] and not _authorized(request, token):
+        return web.Response(
+            status=401,
+            text="401 Unauthorized: a valid bearer token is required\n",
+            headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="causality-sidecar"'},
+        )
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the event loop answers."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when listeners are up; 503 once draining."""
+    readiness = request.app[READINESS_KEY]
+    if readiness.ready:
+        return web.Response(text="ready\n")
+    reason = readiness.reasons[-1] if readiness.reasons else "starting"
+    return web.Response(status=503, text=f"not ready: {reason}\n")
+
+
+def create_admin_app(
+    config: AdminConfig,
+    collector: Collector,
+    readiness: Readiness,
+    *,
+    metrics: Handler | None = None,
+) -> web.Application:
+    """The admin application.
+
+    Args:
+        config: the ``admin`` section.
+        collector: what ``/metrics`` serves (the unified view).
+        readiness: shared with the lifecycle, which flips it.
+        metrics: a replacement ``/metrics`` handler (e.g. one that fetches merge targets
+            before rendering); the default renders ``collector``.
+    """
+    app = web.Application(middlewares=[bearer_auth])
+    app[READINESS_KEY] = readiness
+    app[COLLECTOR_KEY] = collector
+    app[PROTECTED_KEY] = {config.metrics_path}
+    if config.bearer_token_file:
+        app[TOKEN_KEY] = read_bearer_token(config.bearer_token_file)
+    app.router.add_get(config.metrics_path, metrics or metrics_handler(collector))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,116 @@
+"""The command line of design §3: ``run``, ``check-config FILE``, ``demo``, ``version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from sidecar import __version__
+from sidecar.config import CONFIG_FILE_ENV, Config, ConfigError, dump_yaml, load_config
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+# flag -> (config key path, help)
+RUN_FLAGS: dict[str, tuple[str, str]] = {
+    "--upstream": ("proxy.upstream", "the app's URL (proxy.upstream)"),
+    "--listen": ("proxy.listen", "proxy listen address (proxy.listen)"),
+    "--admin-listen": ("admin.listen", "admin listen address for /metrics (admin.listen)"),
+    "--otlp-listen": ("ingest.listen", "OTLP/HTTP ingest listen address (ingest.listen)"),
+    "--log-level": ("logging.level", "debug, info, warning, error (logging.level)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="causality-sidecar",
+        description="Reverse proxy with RED metrics, OTLP/HTTP metrics ingest and one "
+        "unified Prometheus /metrics, for a pod's app container.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the sidecar")
+    demo = sub.add_parser("demo", help="run the sidecar with an embedded demo app and pipeline")
+    for p in (run, demo):
+        p.add_argument("--config", metavar="FILE", help="YAML config file (or $SIDECAR_CONFIG)")
+        for flag, (_, text) in RUN_FLAGS.items():
+            p.add_argument(flag, metavar=flag.strip("-").split("-")[-1].upper(), help=text)
+    demo.add_argument(
+        "--app-listen", metavar="ADDR", default="127.0.0.1:8080",
+        help="where the demo app listens (default 127.0.0.1:8080); the proxy forwards there",
+    )  # fmt: skip
+    demo.add_argument(
+        "--no-traffic", action="store_true", help="do not send demo traffic through the proxy"
+    )
+    check = sub.add_parser("check-config", help="validate FILE and print the effective config")
+    check.add_argument("file", metavar="FILE")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, flag[2:].replace("-", "_")) for flag, (key, _) in RUN_FLAGS.items()}
+
+
+def _fail_config(exc: ConfigError) -> int:
+    print(f"causality-sidecar: config error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run on uvloop when it is installed, else asyncio's default loop."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(factory())
+
+
+def cmd_run(config: Config, config_path: str | None) -> int:
+    """``run``: the sidecar until SIGTERM."""
+    from sidecar.server import Sidecar, run_sidecar, setup_logging
+
+    setup_logging(config)
+    return _run_async(lambda: run_sidecar(Sidecar(config, config_path)))
+
+
+def cmd_demo(config: Config, config_path: str | None, args: argparse.Namespace) -> int:
+    """``demo``: the sidecar plus a demo app, a demo pipeline and demo traffic."""
+    from sidecar.demo import run_demo
+    from sidecar.server import setup_logging
+
+    setup_logging(config)
+    return _run_async(lambda: run_demo(config, config_path, args.app_listen, not args.no_traffic))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``causality-sidecar`` and ``python -m sidecar``."""
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"causality-sidecar {__version__} (Python {platform.python_version()})")
+        return 0
+    try:
+        if args.command == "check-config":
+            config = load_config(args.file, env={})
+            print(dump_yaml(config), end="")
+            return 0
+        overrides = _overrides(args)
+        if args.command == "demo":
+            overrides.setdefault("proxy.upstream", None)
+            if overrides["proxy.upstream"] is None:
+                overrides["proxy.upstream"] = f"http://{args.app_listen}"
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    config_path = args.config or os.environ.get(CONFIG_FILE_ENV) or None
+    if args.command == "run":
+        return cmd_run(config, config_path)
+    return cmd_demo(config, config_path, args)

@@ -1,0 +1,92 @@
+"""``causality-sidecar demo``: the sidecar, a demo app behind its proxy, a demo pipeline
+pushing OTLP to its ingest port, and a trickle of traffic, so ``/metrics`` shows real data
+the moment it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from sidecar.config import Address, Config
+from sidecar.demo.app import create_demo_app
+from sidecar.server import Sidecar, run_sidecar
+
+__all__ = ["demo_app_running", "run_demo", "send_demo_traffic"]
+
+log = logging.getLogger(__name__)
+
+DEMO_PATHS = ("/", "/users/7", "/users/42", "/users/4242", "/slow?ms=30", "/error", "/nope")
+TRAFFIC_INTERVAL_S = 0.5
+
+
+@contextlib.asynccontextmanager
+async def demo_app_running(listen: Address) -> AsyncIterator[web.AppRunner]:
+    """Serve the demo app on ``listen`` for the duration of the block."""
+    runner = web.AppRunner(create_demo_app(), handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+        yield runner
+    finally:
+        await runner.cleanup()
+
+
+def local_url(address: Address) -> str:
+    """An http URL reaching ``address`` from this host (0.0.0.0 becomes 127.0.0.1)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
+    return f"http://{Address(host, address.port)}"
+
+
+async def send_demo_traffic(proxy_url: str, stop: asyncio.Event) -> None:
+    """A request through the proxy every half second until ``stop`` is set."""
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            path = random.choice(DEMO_PATHS)  # noqa: S311 - demo traffic, not crypto
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(proxy_url + path) as response:
+                    await response.read()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TRAFFIC_INTERVAL_S)
+
+
+async def run_demo(config: Config, config_path: str | None, app_listen: str, traffic: bool) -> int:
+    """Run the demo until SIGTERM/SIGINT; the exit code."""
+    sidecar = Sidecar(config, config_path)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    async with demo_app_running(Address.parse(app_listen)):
+        log.info("demo app listening on %s", app_listen, extra={"event": "demo_app"})
+        main = asyncio.create_task(run_sidecar(sidecar))
+        started = asyncio.create_task(sidecar.started.wait())
+        await asyncio.wait([main, started], return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if sidecar.started.is_set():
+            tasks = _start_background(sidecar, stop, traffic)
+        code = await main
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
+    return code
+
+
+def _start_background(
+    sidecar: Sidecar, stop: asyncio.Event, traffic: bool
+) -> list[asyncio.Task[None]]:
+    tasks: list[asyncio.Task[None]] = []
+    names = {c.name: c for c in sidecar.components}
+    if "ingest" in names:
+        from sidecar.demo.pipeline import run_pipeline
+
+        endpoint = local_url(names["ingest"].addresses[0]) + "/v1/metrics"
+        tasks.append(asyncio.create_task(run_pipeline(endpoint, stop)))
+    if traffic and "proxy" in names:
+        proxy_url = local_url(names["proxy"].addresses[0])
+        tasks.append(asyncio.create_task(send_demo_traffic(proxy_url, stop)))
+    return tasks

@@ -1,0 +1,200 @@
+"""The sidecar process: builds the components, starts them, and runs the lifecycle of §10.
+
+Start: bind every listener, then ready. First SIGTERM/SIGINT: ``/readyz`` 503 at once,
+the proxy serves on for ``shutdown.drain_delay``, then listeners close and in-flight
+requests get ``shutdown.drain_timeout``; the export is flushed; exit 0. A second signal
+exits at once, saying what was cut. SIGHUP re-reads the config file: validated first, a bad
+file is logged and the running config stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.metrics.view import View
+from prometheus_client import ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sidecar import __version__
+from sidecar.admin import Readiness, create_admin_app
+from sidecar.config import Config, ConfigError, load_config
+from sidecar.lifecycle import AiohttpComponent, Component
+from sidecar.logs import configure_logging
+from sidecar.observability import Metrics, Module
+
+__all__ = ["Sidecar", "run_sidecar"]
+
+log = logging.getLogger(__name__)
+
+
+class BuildInfoCollector:
+    """``sidecar_build_info{version,python} 1``."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """One constant series."""
+        family = GaugeMetricFamily(
+            "sidecar_build_info",
+            "Build information of the causality-sidecar",
+            labels=["version", "python"],
+        )
+        family.add_metric([__version__, platform.python_version()], 1.0)
+        yield family
+
+
+@dataclass
+class Sidecar:
+    """One sidecar: its components, its metrics, its readiness."""
+
+    config: Config
+    config_path: str | None = None
+    module: Module = field(init=False)
+    metrics: Metrics = field(init=False)
+    readiness: Readiness = field(default_factory=Readiness)
+    components: list[Component] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _signals: int = 0
+
+    def __post_init__(self) -> None:
+        self.module = Module.new(self.config.service.name, views=self._views())
+        self.metrics = Metrics.create(self.module.meter)
+        ProcessCollector(registry=self.module.registry)
+        self.module.registry.register(BuildInfoCollector())
+
+    def _views(self) -> tuple[View, ...]:
+        return ()
+
+    def collector(self) -> Collector:
+        """What ``/metrics`` serves."""
+        return self.module.registry
+
+    def build(self) -> None:
+        """Create every enabled component; the admin listener comes last and stops last."""
+        admin_app = create_admin_app(self.config.admin, self.collector(), self.readiness)
+        self.components.append(AiohttpComponent("admin", admin_app, [self.config.admin.listen]))
+
+    async def start(self) -> None:
+        """Bind every listener, then turn ready; on a bind error, release what was bound."""
+        self.build()
+        started: list[Component] = []
+        try:
+            for component in self.components:
+                await component.start()
+                started.append(component)
+                log.info(
+                    "%s listening on %s",
+                    component.name,
+                    ", ".join(str(a) for a in component.addresses),
+                    extra={"event": "listening", "component": component.name},
+                )
+        except BaseException:
+            for component in reversed(started):
+                await component.stop(0)
+            raise
+        self.readiness.set_ready()
+        self.started.set()
+        log.info("ready", extra={"event": "ready", "version": __version__})
+
+    def component(self, name: str) -> Component:
+        """A started component by name."""
+        return next(c for c in self.components if c.name == name)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reloads the config."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("%s received: draining", sig.name, extra={"event": "drain_start"})
+            self.readiness.set_not_ready("draining")
+            self._stop.set()
+            return
+        in_flight = sum(c.in_flight for c in self.components)
+        log.warning(
+            "%s received again: exiting now, cutting %d in-flight requests",
+            sig.name,
+            in_flight,
+            extra={"event": "forced_exit", "cut": in_flight},
+        )
+        logging.shutdown()
+        os._exit(128 + sig.value)
+
+    def reload(self) -> None:
+        """Re-read the config file; keep the running config when the new one is bad."""
+        if not self.config_path:
+            log.info("SIGHUP: no config file to reload", extra={"event": "reload_skipped"})
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc,
+                      extra={"event": "reload_failed"})  # fmt: skip
+            return
+        logging.getLogger().setLevel(new.logging.level.upper())
+        restart = [
+            s for s in ("proxy", "admin", "ingest") if getattr(new, s) != getattr(self.config, s)
+        ]
+        self.config = new
+        log.info(
+            "SIGHUP: config reloaded%s",
+            f"; changes to {', '.join(restart)} take effect after a restart" if restart else "",
+            extra={"event": "reloaded"},
+        )
+
+    async def wait_for_stop(self) -> None:
+        """Until the first stop signal (or `request_stop`)."""
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        """Begin the drain as SIGTERM would (for embedding and tests)."""
+        self.readiness.set_not_ready("draining")
+        self._stop.set()
+
+    async def drain_and_stop(self) -> None:
+        """The §10 sequence after readiness dropped: delay, close, wait, flush, release."""
+        delay = self.config.shutdown.drain_delay
+        if delay > 0:
+            log.info("not ready; serving on for %.3gs", delay, extra={"event": "drain_delay"})
+            await asyncio.sleep(delay)  # the documented drain delay, not synchronisation
+        timeout = self.config.shutdown.drain_timeout
+        cut = 0
+        for component in self.components:  # admin is last: scrapes work until the end
+            cut += await component.stop(timeout)
+        await self.module.shutdown()
+        log.info("stopped", extra={"event": "stopped", "cut": cut})
+
+
+async def run_sidecar(sidecar: Sidecar) -> int:
+    """Start, serve until a stop signal, drain; the process exit code."""
+    sidecar.install_signal_handlers()
+    try:
+        await sidecar.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc, extra={"event": "start_failed"})
+        return 1
+    await sidecar.wait_for_stop()
+    await sidecar.drain_and_stop()
+    return 0
+
+
+def setup_logging(config: Config) -> None:
+    """Logging as the config says."""
+    configure_logging(config.logging.level, config.logging.format)
+
+
+def all_addresses(components: Sequence[Component]) -> dict[str, list[str]]:
+    """Component name -> bound addresses, for status output."""
+    return {c.name: [str(a) for a in c.addresses] for c in components}
