@@ -1,0 +1,217 @@
+"""Decoding of the gateway's event routes: request bodies to (type, key) pairs, responses
+to their rejected count.
+
+The gateway accepts the protobuf JSON mapping by default (lowerCamelCase and original
+field names alike) and binary protobuf for ``application/x-protobuf`` and
+``application/octet-stream``. Binary bodies are parsed whole by the protobuf runtime.
+JSON bodies are parsed by the standard library and only the parts the metrics need are
+read and checked (the envelope objects, the ``events`` array, the ``payload`` oneof, the
+idempotency key), because a full ``json_format.Parse`` costs ~100 times more per event;
+a deeper field error that the gateway would reject shows up in its ``rejected_count``.
+
+A body that cannot be read raises `DecodeError` with one of the `DecodeReason` values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from enum import Enum, StrEnum
+from typing import Any, TypeVar
+
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
+
+from sidecar.gen.causality.v1 import events_pb2, service_pb2
+
+__all__ = [
+    "BINARY_CONTENT_TYPES",
+    "MAX_BATCH_EVENTS",
+    "NO_TYPE",
+    "PAYLOAD_TYPES",
+    "DecodeError",
+    "DecodeReason",
+    "Encoding",
+    "EventKey",
+    "decode_batch_request",
+    "decode_batch_response",
+    "decode_ingest_request",
+    "encoding_of",
+]
+
+MAX_BATCH_EVENTS = 1000  # the gateway takes 1 to 1000 events per batch
+NO_TYPE = "none"  # the type label of an envelope whose payload is empty
+BINARY_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/octet-stream"})
+JSON_CONTENT_TYPES = frozenset({"application/json", "text/json"})
+
+_PAYLOAD = events_pb2.EventEnvelope.DESCRIPTOR.oneofs_by_name["payload"]
+# Payload oneof field names, in field-number order: the `type` label values.
+PAYLOAD_TYPES: tuple[str, ...] = tuple(field.name for field in _PAYLOAD.fields)
+# JSON member name (lowerCamelCase or original) -> payload field name.
+_JSON_PAYLOAD_KEYS: Mapping[str, str] = {
+    **{field.json_name: field.name for field in _PAYLOAD.fields},
+    **{field.name: field.name for field in _PAYLOAD.fields},
+}
+
+EventKey = tuple[str, str]  # (type label, idempotency key or "")
+_M = TypeVar("_M", bound=Message)
+
+
+class DecodeReason(StrEnum):
+    """Why a body was not decoded: the ``reason`` label values."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_PROTOBUF = "invalid_protobuf"
+    SCHEMA = "schema"
+    TOO_MANY_EVENTS = "too_many_events"
+    EMPTY_BATCH = "empty_batch"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    BODY_TOO_LARGE = "body_too_large"
+    INVALID_RESPONSE = "invalid_response"
+    INTERNAL = "internal"
+
+
+class DecodeError(Exception):
+    """A body the inspector could not read; `reason` says why."""
+
+    def __init__(self, reason: DecodeReason, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+
+
+class Encoding(Enum):
+    """The two body encodings of the gateway."""
+
+    JSON = "json"
+    PROTOBUF = "protobuf"
+
+
+def encoding_of(content_type: str | None) -> Encoding:
+    """Pick the body encoding from a Content-Type header (absent means JSON).
+
+    Raises:
+        DecodeError: ``unsupported_content_type`` for anything else.
+    """
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type in BINARY_CONTENT_TYPES:
+        return Encoding.PROTOBUF
+    if not media_type or media_type in JSON_CONTENT_TYPES or media_type.endswith("+json"):
+        return Encoding.JSON
+    raise DecodeError(DecodeReason.UNSUPPORTED_CONTENT_TYPE, media_type)
+
+
+# ------------------------------------------------------------------------- requests
+
+
+def decode_ingest_request(body: bytes, content_type: str | None) -> list[EventKey]:
+    """Decode an ``IngestEventRequest`` into its one event's (type, idempotency key)."""
+    if encoding_of(content_type) is Encoding.PROTOBUF:
+        request = _parse_binary(service_pb2.IngestEventRequest, body)
+        if not request.HasField("event"):
+            raise DecodeError(DecodeReason.SCHEMA, "no event")
+        return _binary_keys([request.event])
+    event = _json_member(_parse_json_object(body), "event", "event")
+    if not isinstance(event, dict):
+        raise DecodeError(DecodeReason.SCHEMA, "event is not an object")
+    return [_json_key(event)]
+
+
+def decode_batch_request(body: bytes, content_type: str | None) -> list[EventKey]:
+    """Decode an ``IngestEventBatchRequest`` into (type, idempotency key) per event.
+
+    Raises:
+        DecodeError: also for an empty batch or one over `MAX_BATCH_EVENTS`.
+    """
+    if encoding_of(content_type) is Encoding.PROTOBUF:
+        envelopes = _parse_binary(service_pb2.IngestEventBatchRequest, body).events
+        _check_batch_size(len(envelopes))
+        return _binary_keys(envelopes)
+    events = _json_member(_parse_json_object(body), "events", "events")
+    if events is None:
+        events = []
+    if not isinstance(events, list):
+        raise DecodeError(DecodeReason.SCHEMA, "events is not an array")
+    _check_batch_size(len(events))
+    return [_json_key(event) for event in events]
+
+
+def _check_batch_size(count: int) -> None:
+    if count == 0:
+        raise DecodeError(DecodeReason.EMPTY_BATCH)
+    if count > MAX_BATCH_EVENTS:
+        raise DecodeError(DecodeReason.TOO_MANY_EVENTS, str(count))
+
+
+def _binary_keys(events: Iterable[events_pb2.EventEnvelope]) -> list[EventKey]:
+    return [(event.WhichOneof("payload") or NO_TYPE, event.idempotency_key) for event in events]
+
+
+def _json_key(event: object) -> EventKey:
+    """Read one envelope object's payload type and idempotency key, checking both."""
+    if not isinstance(event, dict):
+        raise DecodeError(DecodeReason.SCHEMA, "event is not an object")
+    key = _json_member(event, "idempotencyKey", "idempotency_key")
+    if key is None:
+        key = ""
+    elif not isinstance(key, str):
+        raise DecodeError(DecodeReason.SCHEMA, "idempotency key is not a string")
+    kind = NO_TYPE
+    for name, value in event.items():
+        payload = _JSON_PAYLOAD_KEYS.get(name)
+        if payload is None or value is None:
+            continue
+        if kind != NO_TYPE or not isinstance(value, dict):
+            raise DecodeError(DecodeReason.SCHEMA, f"bad payload member {name!r}")
+        kind = payload
+    return kind, key
+
+
+def _json_member(obj: dict[str, Any], json_name: str, name: str) -> Any:
+    value = obj.get(json_name)
+    return obj.get(name) if value is None and json_name != name else value
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise DecodeError(DecodeReason.INVALID_JSON, type(exc).__name__) from exc
+    if not isinstance(value, dict):
+        raise DecodeError(DecodeReason.SCHEMA, "body is not a JSON object")
+    return value
+
+
+def _parse_binary(message_type: type[_M], body: bytes) -> _M:
+    try:
+        return message_type.FromString(body)
+    except (ProtobufDecodeError, RecursionError, ValueError) as exc:
+        raise DecodeError(DecodeReason.INVALID_PROTOBUF, type(exc).__name__) from exc
+
+
+# ------------------------------------------------------------------------ responses
+
+
+def decode_batch_response(body: bytes, content_type: str | None) -> int:
+    """Read ``rejected_count`` from an ``IngestEventBatchResponse`` (either encoding).
+
+    Raises:
+        DecodeError: ``invalid_response`` for any body that is not such a response.
+    """
+    try:
+        if encoding_of(content_type) is Encoding.PROTOBUF:
+            return _parse_binary(service_pb2.IngestEventBatchResponse, body).rejected_count
+        count = _json_member(_parse_json_object(body), "rejectedCount", "rejected_count")
+    except DecodeError as exc:
+        raise DecodeError(DecodeReason.INVALID_RESPONSE, str(exc)) from exc
+    return _json_int32(0 if count is None else count)
+
+
+def _json_int32(value: object) -> int:
+    """An int32 in the JSON mapping: a number or a decimal string, never negative here."""
+    if (isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
+        isinstance(value, float) and value.is_integer()
+    ):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise DecodeError(DecodeReason.INVALID_RESPONSE, f"bad rejected count {value!r}")
+    return value

@@ -1,0 +1,192 @@
+"""`EventInspector`: the event-aware metrics of the gateway's ingest routes (design §7).
+
+The proxy calls it with whole bodies it has already read and forwards those bodies
+unchanged whatever happens here: the inspector only counts, never raises, and never
+touches the proxy's internals. Instruments are created on the meter it is given, so the
+OpenTelemetry Prometheus exporter shows them as::
+
+    causality_events_total{type}                  events by payload type ("none" when empty)
+    causality_event_batch_size                    histogram of events per batch request
+    causality_events_duplicate_total{type}        idempotency key seen within events.dedup_window
+    causality_events_missing_idempotency_key_total
+    causality_events_rejected_total               rejected_count of the gateway's batch answers
+    causality_event_decode_errors_total{reason}   bodies not decoded (codec.DecodeReason)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from opentelemetry.metrics import Counter, Histogram, Meter
+
+from sidecar.config import EventsConfig
+from sidecar.events.codec import (
+    NO_TYPE,
+    PAYLOAD_TYPES,
+    DecodeError,
+    DecodeReason,
+    EventKey,
+    decode_batch_request,
+    decode_batch_response,
+    decode_ingest_request,
+)
+from sidecar.events.dedup import IdempotencyMemory
+
+__all__ = ["BATCH_SIZE_BUCKETS", "EventInspector", "EventInstruments"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+
+# Attribute sets are built once: the SDK hashes the dict it is given on every add().
+_TYPE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {name: MappingProxyType({"type": name}) for name in (*PAYLOAD_TYPES, NO_TYPE)}
+)
+_REASON_ATTRIBUTES: Mapping[DecodeReason, Mapping[str, str]] = MappingProxyType(
+    {reason: MappingProxyType({"reason": reason.value}) for reason in DecodeReason}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventInstruments:
+    """The six OpenTelemetry instruments of the event metrics."""
+
+    events: Counter
+    batch_size: Histogram
+    duplicates: Counter
+    missing_key: Counter
+    rejected: Counter
+    decode_errors: Counter
+
+    @classmethod
+    def create(cls, meter: Meter) -> EventInstruments:
+        """Create the instruments on `meter` (the exporter adds the ``_total`` suffixes)."""
+        return cls(
+            events=meter.create_counter(
+                "causality_events", description="Causality events seen on the ingest routes."
+            ),
+            batch_size=meter.create_histogram(
+                "causality_event_batch_size",
+                description="Events per batch ingest request.",
+                explicit_bucket_boundaries_advisory=list(BATCH_SIZE_BUCKETS),
+            ),
+            duplicates=meter.create_counter(
+                "causality_events_duplicate",
+                description="Events whose idempotency key was seen within the dedup window.",
+            ),
+            missing_key=meter.create_counter(
+                "causality_events_missing_idempotency_key",
+                description="Events sent without an idempotency key.",
+            ),
+            rejected=meter.create_counter(
+                "causality_events_rejected",
+                description="Events the gateway rejected, from its batch responses.",
+            ),
+            decode_errors=meter.create_counter(
+                "causality_event_decode_errors",
+                description="Ingest request or batch response bodies not decoded, by reason.",
+            ),
+        )
+
+
+class EventInspector:
+    """Counts the events of the gateway's ingest routes; never raises, never blocks.
+
+    Args:
+        config: the ``events`` section (paths, body limit, dedup window and bound).
+        meter: where the instruments are created.
+        clock: monotonic seconds, for the dedup window (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        config: EventsConfig,
+        meter: Meter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ingest_path = config.ingest_path
+        self._batch_path = config.batch_path
+        self._max_body_bytes = config.max_body_bytes
+        self._clock = clock
+        self._memory = IdempotencyMemory(config.dedup_window, config.dedup_max_keys)
+        self._instruments = EventInstruments.create(meter)
+
+    def wants_request(self, method: str, path: str) -> bool:
+        """True for a POST to the ingest or batch path (the request path, no query)."""
+        return method == "POST" and (path == self._ingest_path or path == self._batch_path)
+
+    def wants_response(self, path: str) -> bool:
+        """True for the batch route, whose response carries ``rejected_count``."""
+        return path == self._batch_path
+
+    def inspect_request(self, path: str, content_type: str | None, body: bytes) -> None:
+        """Decode a whole request body and record its events; never raises."""
+        if len(body) > self._max_body_bytes:
+            self.request_skipped(path)
+            return
+        is_batch = path == self._batch_path
+        try:
+            decode = decode_batch_request if is_batch else decode_ingest_request
+            events = decode(body, content_type)
+        except DecodeError as exc:
+            self._count_decode_error(exc.reason, path, exc)
+            return
+        except Exception as exc:  # a bug here must never reach the proxy
+            log.exception("event inspection failed on %s", path)
+            self._count_decode_error(DecodeReason.INTERNAL, path, exc)
+            return
+        self._record(events, is_batch)
+
+    def request_skipped(self, path: str) -> None:
+        """Count a body over ``events.max_body_bytes`` that was streamed uninspected."""
+        self._instruments.decode_errors.add(1, _REASON_ATTRIBUTES[DecodeReason.BODY_TOO_LARGE])
+
+    def inspect_response(
+        self, path: str, status: int, content_type: str | None, body: bytes
+    ) -> None:
+        """Add a 2xx batch response's ``rejected_count``; never raises."""
+        if path != self._batch_path or not 200 <= status < 300:
+            return
+        try:
+            rejected = decode_batch_response(body, content_type)
+        except DecodeError as exc:
+            self._count_decode_error(exc.reason, path, exc)
+            return
+        except Exception as exc:
+            log.exception("event response inspection failed on %s", path)
+            self._count_decode_error(DecodeReason.INTERNAL, path, exc)
+            return
+        if rejected:
+            self._instruments.rejected.add(rejected)
+
+    def _record(self, events: list[EventKey], is_batch: bool) -> None:
+        memory = self._memory
+        now = self._clock()
+        memory.expire(now)
+        per_type: dict[str, int] = {}
+        duplicates: dict[str, int] = {}
+        missing = 0
+        for kind, key in events:
+            per_type[kind] = per_type.get(kind, 0) + 1
+            if not key:
+                missing += 1
+            elif memory.observe(key, now):
+                duplicates[kind] = duplicates.get(kind, 0) + 1
+        instruments = self._instruments
+        for kind, count in per_type.items():
+            instruments.events.add(count, _TYPE_ATTRIBUTES[kind])
+        for kind, count in duplicates.items():
+            instruments.duplicates.add(count, _TYPE_ATTRIBUTES[kind])
+        if missing:
+            instruments.missing_key.add(missing)
+        if is_batch:
+            instruments.batch_size.record(len(events))
+
+    def _count_decode_error(self, reason: DecodeReason, path: str, exc: Exception) -> None:
+        log.debug("event body on %s not decoded: %s", path, exc)
+        self._instruments.decode_errors.add(1, _REASON_ATTRIBUTES[reason])
