@@ -1,0 +1,168 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "causality-sidecar.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* `<release>-<chart>` (or the release name when it already holds the chart name), 63 chars max. */}}
+{{- define "causality-sidecar.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "causality-sidecar.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "causality-sidecar.labels" -}}
+helm.sh/chart: {{ include "causality-sidecar.chart" . }}
+{{ include "causality-sidecar.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the pods. */}}
+{{- define "causality-sidecar.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "causality-sidecar.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "causality-sidecar.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "causality-sidecar.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The port of a `host:port` / `[v6]:port` listen address from the sidecar config.
+Usage: include "causality-sidecar.port" (list . "proxy")
+*/}}
+{{- define "causality-sidecar.port" -}}
+{{- $root := index . 0 }}
+{{- $section := index . 1 }}
+{{- $address := index $root.Values.sidecar.config $section "listen" | toString }}
+{{- $port := splitList ":" $address | last }}
+{{- if not (regexMatch "^[0-9]+$" $port) }}
+{{- fail (printf "sidecar.config.%s.listen: expected host:port, got %q" $section $address) }}
+{{- end }}
+{{- $port }}
+{{- end }}
+
+{{/* The listen host of a section; fails when a port the kubelet or the Service must reach binds loopback. */}}
+{{- define "causality-sidecar.reachableHost" -}}
+{{- $root := index . 0 }}
+{{- $section := index . 1 }}
+{{- $address := index $root.Values.sidecar.config $section "listen" | toString }}
+{{- $host := regexReplaceAll ":[0-9]+$" $address "" | trimPrefix "[" | trimSuffix "]" }}
+{{- if or (hasPrefix "127." $host) (eq $host "::1") (eq $host "localhost") }}
+{{- fail (printf "sidecar.config.%s.listen binds loopback (%s): the kubelet and Prometheus could not reach it; use 0.0.0.0" $section $address) }}
+{{- end }}
+{{- $host }}
+{{- end }}
+
+{{- define "causality-sidecar.proxyPort" -}}
+{{- include "causality-sidecar.port" (list . "proxy") }}
+{{- end }}
+
+{{- define "causality-sidecar.adminPort" -}}
+{{- include "causality-sidecar.port" (list . "admin") }}
+{{- end }}
+
+{{- define "causality-sidecar.ingestPort" -}}
+{{- include "causality-sidecar.port" (list . "ingest") }}
+{{- end }}
+
+{{- define "causality-sidecar.metricsPath" -}}
+{{- .Values.sidecar.config.admin.metrics_path | default "/metrics" }}
+{{- end }}
+
+{{- define "causality-sidecar.sidecarImage" -}}
+{{- printf "%s:%s" .Values.sidecar.image.repository (.Values.sidecar.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The sidecar container; `native` adds restartPolicy: Always for the init-container form. */}}
+{{- define "causality-sidecar.sidecarContainer" -}}
+{{- $ := index . 0 }}
+{{- $native := index . 1 -}}
+- name: {{ $.Values.sidecar.name }}
+  image: {{ include "causality-sidecar.sidecarImage" $ | quote }}
+  imagePullPolicy: {{ $.Values.sidecar.image.pullPolicy }}
+  {{- if $native }}
+  restartPolicy: Always
+  {{- end }}
+  args: ["run", "--config", "/etc/causality-sidecar/config.yaml"]
+  {{- if or $.Values.sidecar.mallocTuning $.Values.sidecar.env }}
+  env:
+    {{- if $.Values.sidecar.mallocTuning }}
+    - name: MALLOC_MMAP_THRESHOLD_
+      value: "4194304"
+    - name: MALLOC_TRIM_THRESHOLD_
+      value: "67108864"
+    {{- end }}
+    {{- with $.Values.sidecar.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+  ports:
+    {{- if include "causality-sidecar.proxyEnabled" $ }}
+    - name: proxy
+      containerPort: {{ include "causality-sidecar.proxyPort" $ }}
+      protocol: TCP
+    {{- end }}
+    - name: metrics
+      containerPort: {{ include "causality-sidecar.adminPort" $ }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: metrics
+    {{- toYaml $.Values.sidecar.probes.startup | nindent 4 }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: metrics
+    {{- toYaml $.Values.sidecar.probes.liveness | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: metrics
+    {{- toYaml $.Values.sidecar.probes.readiness | nindent 4 }}
+  securityContext:
+    {{- toYaml $.Values.containerSecurityContext | nindent 4 }}
+  {{- with $.Values.sidecar.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: sidecar-config
+      mountPath: /etc/causality-sidecar
+      readOnly: true
+    - name: sidecar-tmp
+      mountPath: /tmp
+    {{- with $.Values.sidecar.volumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/* "true" unless sidecar.config.proxy.enabled is false. */}}
+{{- define "causality-sidecar.proxyEnabled" -}}
+{{- if ne (toString .Values.sidecar.config.proxy.enabled) "false" }}true{{ end }}
+{{- end }}
+
+{{/* "true" unless sidecar.config.ingest.enabled is false. */}}
+{{- define "causality-sidecar.ingestEnabled" -}}
+{{- if ne (toString .Values.sidecar.config.ingest.enabled) "false" }}true{{ end }}
+{{- end }}
