@@ -1,0 +1,227 @@
+"""Body decoding: content types, both JSON spellings, binary, every decode-error reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sidecar.events import samples
+from sidecar.events.codec import (
+    MAX_BATCH_EVENTS,
+    DecodeError,
+    DecodeReason,
+    Encoding,
+    decode_batch_request,
+    decode_batch_response,
+    decode_ingest_request,
+    encoding_of,
+)
+from sidecar.gen.causality.v1 import events_pb2, service_pb2
+
+R = DecodeReason
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        (None, Encoding.JSON),
+        ("", Encoding.JSON),
+        ("application/json", Encoding.JSON),
+        ("Application/JSON; charset=utf-8", Encoding.JSON),
+        ("application/vnd.causality+json", Encoding.JSON),
+        ("application/x-protobuf", Encoding.PROTOBUF),
+        ("application/octet-stream", Encoding.PROTOBUF),
+        (
+            "application/x-protobuf; messageType=causality.v1.IngestEventBatchRequest",
+            Encoding.PROTOBUF,
+        ),
+    ],
+    ids=[
+        "absent",
+        "empty",
+        "json",
+        "json-params",
+        "plus-json",
+        "x-protobuf",
+        "octet",
+        "proto-params",
+    ],
+)
+def test_encoding_of(content_type: str | None, expected: Encoding) -> None:
+    assert encoding_of(content_type) is expected
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "multipart/form-data; boundary=x", "application/xml"]
+)
+def test_unsupported_content_type(content_type: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        encoding_of(content_type)
+    assert caught.value.reason is R.UNSUPPORTED_CONTENT_TYPE
+
+
+ENCODINGS = {
+    "json": "application/json",
+    "json-names": None,
+    "protobuf": "application/x-protobuf",
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_batch_gives_type_and_key_per_event(encoding: str) -> None:
+    events = [
+        samples.envelope("screen_view", idempotency_key="k1"),
+        samples.envelope("custom_event", idempotency_key=""),
+        samples.envelope(None, idempotency_key="k3"),
+    ]
+    body = samples.batch_body(events, encoding)
+    assert decode_batch_request(body, ENCODINGS[encoding]) == [
+        ("screen_view", "k1"),
+        ("custom_event", ""),
+        ("none", "k3"),
+    ]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_ingest_gives_its_event(encoding: str) -> None:
+    body = samples.ingest_body(samples.envelope("app_crash", idempotency_key="k"), encoding)
+    assert decode_ingest_request(body, ENCODINGS[encoding]) == [("app_crash", "k")]
+
+
+def test_json_mixed_spellings_and_nulls() -> None:
+    body = json.dumps(
+        {
+            "events": [
+                {"idempotency_key": "a", "addToCart": {"quantity": 1}},
+                {"idempotencyKey": "b", "add_to_cart": {}, "screenView": None},
+                {"idempotencyKey": None, "checkoutStep": {}},
+                {"unknownFieldFromANewerSdk": 1},
+            ]
+        }
+    ).encode()
+    assert decode_batch_request(body, None) == [
+        ("add_to_cart", "a"),
+        ("add_to_cart", "b"),
+        ("checkout_step", ""),
+        ("none", ""),
+    ]
+
+
+def _events(count: int) -> bytes:
+    return json.dumps({"events": [{"idempotencyKey": str(i)} for i in range(count)]}).encode()
+
+
+def _binary_events(count: int) -> bytes:
+    return service_pb2.IngestEventBatchRequest(
+        events=[events_pb2.EventEnvelope() for _ in range(count)]
+    ).SerializeToString()
+
+
+BATCH_ERRORS = [
+    ("not-json", b"{nope", "application/json", R.INVALID_JSON),
+    ("not-utf8", b'{"events": ["\xff"]}', None, R.INVALID_JSON),
+    ("gzip-json", b"\x1f\x8b\x08\x00", None, R.INVALID_JSON),
+    ("not-protobuf", b"\xff\xff\xff\xff", "application/x-protobuf", R.INVALID_PROTOBUF),
+    (
+        "truncated-protobuf",
+        _binary_events(2)[:-1] + b"\x0a\x05ab",
+        "application/octet-stream",
+        R.INVALID_PROTOBUF,
+    ),
+    ("array-body", b"[]", None, R.SCHEMA),
+    ("events-not-array", b'{"events": {}}', None, R.SCHEMA),
+    ("event-not-object", b'{"events": [1]}', None, R.SCHEMA),
+    ("key-not-string", b'{"events": [{"idempotencyKey": 5}]}', None, R.SCHEMA),
+    ("two-payloads", b'{"events": [{"screenView": {}, "buttonTap": {}}]}', None, R.SCHEMA),
+    ("payload-not-object", b'{"events": [{"screenView": "x"}]}', None, R.SCHEMA),
+    ("empty-json", b"{}", None, R.EMPTY_BATCH),
+    ("empty-array", b'{"events": []}', None, R.EMPTY_BATCH),
+    ("empty-protobuf", b"", "application/x-protobuf", R.EMPTY_BATCH),
+    ("1001-json", _events(MAX_BATCH_EVENTS + 1), None, R.TOO_MANY_EVENTS),
+    (
+        "1001-protobuf",
+        _binary_events(MAX_BATCH_EVENTS + 1),
+        "application/x-protobuf",
+        R.TOO_MANY_EVENTS,
+    ),
+    ("form", b"a=b", "application/x-www-form-urlencoded", R.UNSUPPORTED_CONTENT_TYPE),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [case[1:] for case in BATCH_ERRORS],
+    ids=[c[0] for c in BATCH_ERRORS],
+)
+def test_batch_decode_errors(body: bytes, content_type: str | None, reason: DecodeReason) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_batch_request(body, content_type)
+    assert caught.value.reason is reason
+
+
+def test_batch_of_exactly_1000_is_fine() -> None:
+    assert len(decode_batch_request(_events(MAX_BATCH_EVENTS), None)) == MAX_BATCH_EVENTS
+
+
+INGEST_ERRORS = [
+    ("no-event", b"{}", None, R.SCHEMA),
+    ("event-null", b'{"event": null}', None, R.SCHEMA),
+    ("event-array", b'{"event": []}', None, R.SCHEMA),
+    ("no-event-protobuf", b"", "application/x-protobuf", R.SCHEMA),
+    ("not-json", b"", None, R.INVALID_JSON),
+    ("not-protobuf", b"\x0a\xff", "application/x-protobuf", R.INVALID_PROTOBUF),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [c[1:] for c in INGEST_ERRORS],
+    ids=[c[0] for c in INGEST_ERRORS],
+)
+def test_ingest_decode_errors(body: bytes, content_type: str | None, reason: DecodeReason) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_ingest_request(body, content_type)
+    assert caught.value.reason is reason
+
+
+def _response(rejected: int) -> service_pb2.IngestEventBatchResponse:
+    return service_pb2.IngestEventBatchResponse(accepted_count=3, rejected_count=rejected)
+
+
+RESPONSES = [
+    ("json-camel", b'{"acceptedCount": 3, "rejectedCount": 2}', "application/json", 2),
+    ("json-original", b'{"rejected_count": 4}', None, 4),
+    ("json-string-int", b'{"rejectedCount": "5"}', None, 5),
+    ("json-omitted", b'{"acceptedCount": 3}', None, 0),
+    ("protobuf", _response(7).SerializeToString(), "application/x-protobuf", 7),
+    ("protobuf-zero", _response(0).SerializeToString(), "application/octet-stream", 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "rejected"), [c[1:] for c in RESPONSES], ids=[c[0] for c in RESPONSES]
+)
+def test_batch_response_rejected_count(
+    body: bytes, content_type: str | None, rejected: int
+) -> None:
+    assert decode_batch_response(body, content_type) == rejected
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<html>", "text/html"),
+        (b"{", None),
+        (b"[]", None),
+        (b'{"rejectedCount": -1}', None),
+        (b'{"rejectedCount": "many"}', None),
+        (b'{"rejectedCount": true}', None),
+        (b"\xff", "application/x-protobuf"),
+    ],
+    ids=["html", "bad-json", "array", "negative", "word", "bool", "bad-protobuf"],
+)
+def test_invalid_batch_responses(body: bytes, content_type: str | None) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_batch_response(body, content_type)
+    assert caught.value.reason is R.INVALID_RESPONSE
