@@ -1,0 +1,1 @@
+"""Operations: alert rules, the Grafana dashboard and the real-Prometheus end-to-end test."""
