@@ -1,0 +1,140 @@
+"""The command line, run as a real process: exit codes, messages, start and SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sidecar import __version__
+from tests.support.process import http_get, local_ports, run_sidecar, wait_until
+
+SIDECAR = [sys.executable, "-m", "sidecar"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SIDECAR, *args], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+
+
+def test_version() -> None:
+    done = cli("version")
+    assert done.returncode == 0
+    assert done.stdout.startswith(f"causality-sidecar {__version__} ")
+
+
+def test_console_script_is_the_same_program() -> None:
+    script = shutil.which("causality-sidecar", path=str(Path(sys.executable).parent))
+    assert script, "console script not installed in the venv"
+    done = subprocess.run([script, "version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert done.stdout == cli("version").stdout
+
+
+def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("proxy: {upstream: 'http://127.0.0.1:9000', connect_timeout: 500ms}\n")
+    done = cli("check-config", str(path))
+    assert done.returncode == 0, done.stderr
+    effective = yaml.safe_load(done.stdout)
+    assert effective["proxy"]["upstream"] == "http://127.0.0.1:9000"
+    assert effective["proxy"]["connect_timeout"] == "500ms"
+    assert effective["admin"]["listen"] == "0.0.0.0:9464"  # defaults filled in
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("proxy: {connect_timeout: soon}\n", "proxy.connect_timeout: expected a duration like 2s"),
+     ("proxy: {colour: blue}\n", "proxy.colour: unknown key"),
+     ("[1, 2]\n", "must hold a mapping at the top level"),
+     ("ingest: {listen: 'localhost'}\n", "ingest.listen: expected an address")],
+    ids=["duration", "unknown", "not-mapping", "address"],
+)  # fmt: skip
+def test_check_config_errors_exit_2_with_the_key(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    done = cli("check-config", str(path))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_check_config_of_a_missing_file(tmp_path: Path) -> None:
+    done = cli("check-config", str(tmp_path / "absent.yaml"))
+    assert done.returncode == 2
+    assert "cannot read config file" in done.stderr
+
+
+def test_run_with_a_bad_flag_exits_2() -> None:
+    done = cli("run", "--upstream", "not-a-url")
+    assert done.returncode == 2
+    assert "proxy.upstream: expected an http:// URL" in done.stderr
+
+
+def test_run_with_a_bad_env_value_exits_2() -> None:
+    import os
+
+    done = cli("run", env={**os.environ, "SIDECAR_LOG_LEVEL": "chatty"})
+    assert done.returncode == 2
+    assert "logging.level: expected one of" in done.stderr
+
+
+def _flags(ports: dict[str, int]) -> list[str]:
+    return [
+        "--listen", f"127.0.0.1:{ports['proxy']}",
+        "--admin-listen", f"127.0.0.1:{ports['admin']}",
+        "--otlp-listen", f"127.0.0.1:{ports['otlp']}",
+    ]  # fmt: skip
+
+
+def test_run_serves_then_drains_on_sigterm(tmp_path: Path) -> None:
+    ports = local_ports("proxy", "admin", "otlp")
+    config = tmp_path / "c.yaml"
+    config.write_text("shutdown: {drain_delay: 1s, drain_timeout: 2s}\n")
+    with run_sidecar(
+        ["run", "--config", str(config), *_flags(ports)], admin=f"127.0.0.1:{ports['admin']}"
+    ) as car:
+        assert http_get(car.url("/healthz"))[0] == 200
+        car.proc.send_signal(signal.SIGTERM)
+        # readiness drops at once while the process keeps serving for the drain delay
+        wait_until(lambda: http_get(car.url("/readyz"))[0] == 503, 5, "/readyz 503")
+        assert http_get(car.url("/healthz"))[0] == 200
+        assert car.proc.wait(15) == 0
+        events = [json.loads(line).get("event") for line in car.logs().splitlines() if line]
+    assert events[-1] == "stopped"
+    assert {"listening", "ready", "drain_start", "drain_delay"} <= set(events)
+
+
+def test_second_signal_exits_at_once(tmp_path: Path) -> None:
+    ports = local_ports("proxy", "admin", "otlp")
+    config = tmp_path / "c.yaml"
+    config.write_text("shutdown: {drain_delay: 60s}\nlogging: {format: text}\n")
+    with run_sidecar(
+        ["run", "--config", str(config), *_flags(ports)], admin=f"127.0.0.1:{ports['admin']}"
+    ) as car:
+        car.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: http_get(car.url("/readyz"))[0] == 503, 5, "/readyz 503")
+        car.proc.send_signal(signal.SIGINT)
+        assert car.proc.wait(5) == 128 + signal.SIGINT
+        assert "exiting now, cutting 0 in-flight requests" in car.logs()
+
+
+@pytest.mark.xdist_group("default-ports")
+def test_run_starts_on_the_defaults() -> None:
+    """No config, no flags: the documented default ports."""
+    with run_sidecar(["run"], admin="127.0.0.1:9464") as car:
+        status, _headers, body = http_get(car.url("/metrics"))
+        assert status == 200
+        assert b"sidecar_build_info" in body
+        assert car.stop() == 0

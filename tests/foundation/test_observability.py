@@ -1,0 +1,129 @@
+"""The observability module: catalogue names, types, HELP; the HTTP middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.pytest_plugin import AiohttpClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.exposition import render
+from sidecar.observability import Metrics, Module, http_metrics
+
+# (Prometheus family name as exposed, type, HELP) for every design §6 catalogue instrument.
+CATALOGUE = [
+    ("http_request_duration_milliseconds", "histogram", "HTTP request duration"),
+    ("http_request", "counter", "Total HTTP requests"),
+    ("http_request_errors", "counter", "HTTP request errors (4xx, 5xx)"),
+    ("nats_messages_processed", "counter", "NATS messages processed"),
+    ("nats_batch_size", "histogram", "NATS messages per fetched batch"),
+    ("nats_flush_latency_milliseconds", "histogram", "NATS batch flush latency"),
+    ("nats_ack_latency_milliseconds", "histogram", "NATS message acknowledgement latency"),
+    ("s3_files_written", "counter", "Parquet files written to S3"),
+    ("s3_file_size_bytes", "histogram", "Size of Parquet files written to S3"),
+    ("dedup_dropped", "counter", "Events dropped as duplicates"),
+    ("dlq_depth", "gauge", "Messages waiting in the dead-letter queue"),
+    ("rules_evaluated", "counter", "Reaction-engine rules evaluated"),
+    ("alerts_fired", "counter", "Alerts fired"),
+    ("webhook_success", "counter", "Webhook deliveries that succeeded"),
+    ("webhook_failure", "counter", "Webhook deliveries that failed"),
+]
+# The sample names the issue lists, as they appear in the text.
+EXPOSED_NAMES = [
+    "http_request_duration_milliseconds", "http_request_total", "http_request_errors_total",
+    "nats_messages_processed_total", "nats_batch_size", "nats_flush_latency_milliseconds",
+    "nats_ack_latency_milliseconds", "s3_files_written_total", "s3_file_size_bytes",
+    "dedup_dropped_total", "dlq_depth", "rules_evaluated_total", "alerts_fired_total",
+    "webhook_success_total", "webhook_failure_total",
+]  # fmt: skip
+
+
+def record_everything(metrics: Metrics) -> None:
+    attrs = {"stream": "events"}
+    for name in ("http_request_duration", "nats_batch_size", "nats_flush_latency",
+                 "nats_ack_latency", "s3_file_size"):  # fmt: skip
+        getattr(metrics, name).record(7, attrs)
+    for name in ("http_request_total", "http_request_errors", "nats_messages_processed",
+                 "s3_files_written", "dedup_dropped", "rules_evaluated", "alerts_fired",
+                 "webhook_success", "webhook_failure"):  # fmt: skip
+        getattr(metrics, name).add(1, attrs)
+    metrics.dlq_depth.add(3, attrs)
+    metrics.dlq_depth.add(-1, attrs)
+
+
+@pytest.fixture
+def module() -> Iterator[Module]:
+    mod = Module.new("observability-test")
+    yield mod
+    mod.provider.shutdown()
+
+
+def test_every_catalogue_instrument_has_its_name_type_and_help(module: Module) -> None:
+    record_everything(Metrics.create(module.meter))
+    text = render(module.registry, "", "").body.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, kind, help_text in CATALOGUE:
+        assert name in families, f"{name} missing from:\n{text}"
+        assert families[name].type == kind, name
+        assert families[name].documentation == help_text, name
+    for name in EXPOSED_NAMES:
+        assert f"\n# TYPE {name} " in text, name
+    assert "dlq_depth{" in text
+    assert "} 2.0" in text.split("dlq_depth{", 1)[1].split("\n")[0]
+
+
+def test_two_modules_never_see_each_others_series() -> None:
+    a, b = Module.new("a"), Module.new("b")
+    try:
+        Metrics.create(a.meter).alerts_fired.add(5)
+        text_b = render(b.registry, "", "").body.decode()
+        text_a = render(a.registry, "", "").body.decode()
+        assert "alerts_fired_total" in text_a
+        assert "alerts_fired_total" not in text_b
+    finally:
+        a.provider.shutdown()
+        b.provider.shutdown()
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _missing(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound()
+
+
+async def _broken(request: web.Request) -> web.Response:
+    return web.Response(status=503)
+
+
+async def test_middleware_records_method_path_status(
+    module: Module, aiohttp_client: AiohttpClient
+) -> None:
+    metrics = Metrics.create(module.meter)
+    app = web.Application(middlewares=[http_metrics(metrics)])
+    app.router.add_get("/users/{id}", _ok)
+    app.router.add_get("/missing", _missing)
+    app.router.add_post("/broken", _broken)
+    client = await aiohttp_client(app)
+    for path in ("/users/1", "/users/2", "/missing", "/unrouted"):
+        await (await client.get(path)).read()
+    await (await client.post("/broken")).read()
+
+    text = render(module.registry, "", "").body.decode()
+    samples = {
+        (s.name, s.labels.get("method"), s.labels.get("path"), s.labels.get("status")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert samples[("http_request_total", "GET", "/users/{id}", "200")] == 2
+    assert samples[("http_request_total", "GET", "/missing", "404")] == 1
+    assert samples[("http_request_total", "GET", "/unrouted", "404")] == 1
+    assert samples[("http_request_total", "POST", "/broken", "503")] == 1
+    assert samples[("http_request_duration_milliseconds_count", "GET", "/users/{id}", "200")] == 2
+    # errors only for status >= 400
+    assert ("http_request_errors_total", "GET", "/users/{id}", "200") not in samples
+    assert samples[("http_request_errors_total", "GET", "/missing", "404")] == 1
+    assert samples[("http_request_errors_total", "POST", "/broken", "503")] == 1
