@@ -1,0 +1,112 @@
+"""Header policy: hop-by-hop removal both ways and the X-Forwarded-* headers.
+
+RFC 9110 §7.6.1: ``Connection`` and every header it names are for one hop only, as are
+the classic hop-by-hop headers below. ``TE`` is forwarded only as ``trailers``. Header
+order and repeated headers (two ``Set-Cookie``) are kept; names keep their case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict
+
+__all__ = [
+    "HOP_BY_HOP_HEADERS",
+    "connection_tokens",
+    "is_hop_by_hop",
+    "request_headers",
+    "response_headers",
+]
+
+HOP_BY_HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
+X_FORWARDED_FOR = "X-Forwarded-For"
+X_FORWARDED_PROTO = "X-Forwarded-Proto"
+X_FORWARDED_HOST = "X-Forwarded-Host"
+
+Pairs = Iterable[tuple[str, str]]
+
+
+def connection_tokens(headers: Pairs) -> frozenset[str]:
+    """Lower-cased header names listed in every ``Connection`` header."""
+    names: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            names.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return frozenset(names)
+
+
+def is_hop_by_hop(name: str, named: frozenset[str] = frozenset()) -> bool:
+    """True for a hop-by-hop header or one that ``Connection`` names."""
+    lower = name.lower()
+    return lower in HOP_BY_HOP_HEADERS or lower in named
+
+
+def _end_to_end(items: list[tuple[str, str]]) -> CIMultiDict[str]:
+    """Copy every end-to-end header in order; ``TE`` survives only as ``trailers``."""
+    named = connection_tokens(items) if any(n.lower() == "connection" for n, _ in items) else None
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in items:
+        lower = name.lower()
+        if lower in HOP_BY_HOP_HEADERS or (named is not None and lower in named):
+            if lower == "te" and "trailers" in value.lower() and (not named or "te" not in named):
+                out.add(name, "trailers")
+            continue
+        out.add(name, value)
+    return out
+
+
+def request_headers(
+    headers: Pairs,
+    *,
+    peer: str | None,
+    scheme: str,
+    forwarded: bool,
+) -> CIMultiDict[str]:
+    """Headers to send upstream for a client request (``Host`` is kept as sent).
+
+    Args:
+        headers: the client's headers, in order, repeated names repeated.
+        peer: the client's IP address (``None`` when unknown, e.g. a Unix socket).
+        scheme: the scheme the client used (``http``).
+        forwarded: append ``X-Forwarded-For``; set ``-Proto`` and ``-Host`` when absent.
+    """
+    items = list(headers)
+    out = _end_to_end(items)
+    if forwarded:
+        add_forwarded(out, peer=peer, scheme=scheme)
+    return out
+
+
+def add_forwarded(out: CIMultiDict[str], *, peer: str | None, scheme: str) -> None:
+    """Append the peer to ``X-Forwarded-For``; set ``-Proto`` and ``-Host`` when absent."""
+    if peer is not None:
+        previous = out.getall(X_FORWARDED_FOR, [])
+        if previous:
+            out.popall(X_FORWARDED_FOR)
+            out.add(X_FORWARDED_FOR, ", ".join([*previous, peer]))
+        else:
+            out.add(X_FORWARDED_FOR, peer)
+    if X_FORWARDED_PROTO not in out:
+        out.add(X_FORWARDED_PROTO, scheme)
+    host = out.get("Host")
+    if host is not None and X_FORWARDED_HOST not in out:
+        out.add(X_FORWARDED_HOST, host)
+
+
+def response_headers(headers: Pairs) -> CIMultiDict[str]:
+    """Headers to send the client for an upstream response (framing is re-done by us)."""
+    items = list(headers)
+    return _end_to_end(items)

@@ -1,0 +1,428 @@
+"""The proxy's client side: aiohttp's low-level server and the forwarding handler.
+
+aiohttp's HTTP parser (the C one when the extensions are built) reads the client's
+request; `web.Server` skips the application router and middleware chain, which the
+proxy does not need (it owns no path). One request, one straight line:
+
+    label -> admission (503) -> header size (431) -> body size (413)
+          -> upgrade? (WebSocket relay) -> send upstream (502/504)
+          -> stream the response back (abort on upstream reset) -> record metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+
+from sidecar.config import Address, Config
+from sidecar.lifecycle import bound_addresses
+from sidecar.proxy.headers import request_headers, response_headers
+from sidecar.proxy.inspection import EventInspector, ResponseTee, call_safely
+from sidecar.proxy.metrics import STATUS_CLIENT_CLOSED, ProxyMetrics
+from sidecar.proxy.routes import RouteLabeler, method_label
+from sidecar.proxy.upstream import Body, Upstream, UpstreamError
+from sidecar.proxy.websocket import is_websocket_upgrade, relay_websocket
+
+__all__ = ["ProxyComponent", "ProxyHandler"]
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "1"
+CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
+UPSTREAM_BODY_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class RequestTooLarge(Exception):
+    """The client's streamed body passed ``proxy.max_request_body``."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the metrics need to know about one request, filled in as it goes."""
+
+    method: str
+    path: str
+    start: float
+    status: int = 0
+    ttfb: float | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    websocket: bool = False
+    body_too_large: bool = False
+
+
+def _plain(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+def _header_section_size(request: web.BaseRequest) -> int:
+    """Bytes of the request line and header section as received."""
+    line = len(request.method) + len(request.raw_path) + 11
+    return line + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 2
+
+
+class ProxyHandler:
+    """Forwards each request to the upstream and records it."""
+
+    def __init__(
+        self,
+        config: Config,
+        upstream: Upstream,
+        metrics: ProxyMetrics,
+        labeler: RouteLabeler,
+        inspector: EventInspector | None,
+    ) -> None:
+        self._proxy = config.proxy
+        self._events = config.events
+        self._upstream = upstream
+        self._metrics = metrics
+        self._labeler = labeler
+        self._inspector = inspector if config.events.enabled else None
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Proxy one request (the low-level server's handler)."""
+        ex = Exchange(
+            method_label(request.method), self._labeler.label(request.raw_path), time.perf_counter()
+        )
+        if self.in_flight >= self._proxy.max_in_flight:
+            retry = {"Retry-After": RETRY_AFTER_SECONDS}
+            return self._reject(ex, 503, "overloaded", "proxy overloaded", retry)
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            return await self._handle(request, ex)
+        except asyncio.CancelledError:
+            self._client_left(ex)
+            raise
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
+            self._record(ex)
+
+    def _record(self, ex: Exchange) -> None:
+        if ex.websocket:
+            return
+        now = time.perf_counter()
+        ttfb = None if ex.ttfb is None else (ex.ttfb - ex.start) * 1000.0
+        self._metrics.exchange(
+            ex.method,
+            ex.path,
+            ex.status,
+            (now - ex.start) * 1000.0,
+            ttfb,
+            ex.request_bytes,
+            ex.response_bytes,
+        )
+
+    def _client_left(self, ex: Exchange) -> None:
+        if ex.status == 0 or ex.ttfb is not None:
+            ex.status = STATUS_CLIENT_CLOSED
+        self._metrics.error("client_disconnect")
+
+    def _reject(
+        self,
+        ex: Exchange,
+        status: int,
+        reason: str,
+        text: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        """A short plain-text error answered by the proxy itself, counted by reason."""
+        self._metrics.error(reason)
+        ex.status = status
+        return _plain(status, text, headers)
+
+    def _too_large(self, ex: Exchange) -> web.Response:
+        response = self._reject(ex, 413, "request_too_large", "request body too large")
+        response.force_close()  # the rest of the body is not read
+        return response
+
+    async def _handle(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
+        if _header_section_size(request) > self._proxy.max_header_bytes:
+            return self._reject(ex, 431, "bad_request", "request header section too large")
+        limit = self._proxy.max_request_body
+        length = request.content_length
+        if limit and length is not None and length > limit:
+            return self._too_large(ex)
+        if is_websocket_upgrade(request):
+            ex.websocket = True
+            return await relay_websocket(request, self._upstream, self._metrics, ex.method, ex.path)
+        headers = request_headers(
+            request.headers.items(),
+            peer=request.remote,
+            scheme=request.scheme,
+            forwarded=self._proxy.forwarded_headers,
+        )
+        try:
+            body = await self._request_body(request, ex)
+            upstream = await self._upstream.send(request.method, _target(request), headers, body)
+        except RequestTooLarge:
+            return self._too_large(ex)
+        except UpstreamError as exc:
+            if ex.body_too_large:
+                return self._too_large(ex)
+            return self._reject(ex, exc.status, exc.reason, exc.message)
+        return await self._relay(request, upstream, ex)
+
+    # ----------------------------------------------------------------- request body
+
+    async def _request_body(self, request: web.BaseRequest, ex: Exchange) -> Body:
+        if not request.body_exists:
+            return None
+        inspector = self._inspector
+        raw_path = request.raw_path.partition("?")[0]
+        if inspector is not None and inspector.wants_request(request.method, raw_path):
+            return await self._inspected_body(request, ex, inspector, raw_path)
+        return self._stream_body(request, ex, b"")
+
+    async def _inspected_body(
+        self, request: web.BaseRequest, ex: Exchange, inspector: EventInspector, path: str
+    ) -> Body:
+        """Read a wanted body whole when it fits the limit; else stream it uninspected."""
+        limit = self._events.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            call_safely("request_skipped", inspector.request_skipped, path)
+            return self._stream_body(request, ex, b"")
+        self._send_continue(request)
+        head = bytearray()
+        while len(head) <= limit:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            head += chunk
+        prefix = bytes(head)
+        if len(prefix) > limit:
+            call_safely("request_skipped", inspector.request_skipped, path)
+            return self._stream_body(request, ex, prefix)
+        self._count_request_bytes(ex, len(prefix))
+        content_type = request.headers.get("Content-Type")
+        call_safely("inspect_request", inspector.inspect_request, path, content_type, prefix)
+        return prefix
+
+    def _count_request_bytes(self, ex: Exchange, size: int) -> None:
+        ex.request_bytes += size
+        limit = self._proxy.max_request_body
+        if limit and ex.request_bytes > limit:
+            ex.body_too_large = True
+            raise RequestTooLarge
+
+    def _send_continue(self, request: web.BaseRequest) -> None:
+        """Answer ``Expect: 100-continue`` once the proxy starts reading the body."""
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(CONTINUE_LINE)
+
+    async def _stream_body(
+        self, request: web.BaseRequest, ex: Exchange, prefix: bytes
+    ) -> AsyncIterator[bytes]:
+        """The client's body, chunk by chunk as it arrives (the upstream sends it on)."""
+        if prefix:
+            self._count_request_bytes(ex, len(prefix))
+            yield prefix
+        else:
+            self._send_continue(request)
+        content = request.content
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                return
+            self._count_request_bytes(ex, len(chunk))
+            yield chunk
+
+    # ---------------------------------------------------------------- response body
+
+    async def _relay(
+        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, ex: Exchange
+    ) -> web.StreamResponse:
+        """Stream the upstream response to the client; abort the client on upstream failure."""
+        complete = False
+        try:
+            response = web.StreamResponse(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=response_headers(upstream.headers.items()),
+            )
+            ex.status = upstream.status
+            await response.prepare(request)
+            ex.ttfb = time.perf_counter()
+            tee = self._tee(request, upstream)
+            content = upstream.content
+            while True:
+                try:
+                    chunk = await content.readany()
+                except UPSTREAM_BODY_ERRORS as exc:
+                    self._upstream_broke(request, exc)
+                    return response
+                if not chunk:
+                    break
+                ex.response_bytes += len(chunk)
+                if tee is not None:
+                    tee.add(chunk)
+                await response.write(chunk)
+            await response.write_eof()
+            complete = True
+            if tee is not None:
+                self._inspect_response(request, upstream, tee)
+            return response
+        except ConnectionError:
+            self._client_left(ex)
+            return web.Response()  # never sent: the connection is gone
+        finally:
+            if complete:
+                upstream.release()
+            else:
+                upstream.close()
+
+    def _upstream_broke(self, request: web.BaseRequest, exc: BaseException) -> None:
+        """The upstream failed mid-body: abort the client rather than end the body cleanly."""
+        timeout = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
+        self._metrics.error("upstream_timeout" if timeout else "upstream_reset")
+        log.info("upstream failed during the response body: %r", exc)
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+    def _tee(
+        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse
+    ) -> ResponseTee | None:
+        inspector = self._inspector
+        if inspector is None or not inspector.wants_response(request.raw_path.partition("?")[0]):
+            return None
+        return ResponseTee(self._events.max_body_bytes)
+
+    def _inspect_response(
+        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, tee: ResponseTee
+    ) -> None:
+        if tee.overflowed or self._inspector is None:
+            return
+        path = request.raw_path.partition("?")[0]
+        content_type = upstream.headers.get("Content-Type")
+        call_safely(
+            "inspect_response",
+            self._inspector.inspect_response,
+            path,
+            upstream.status,
+            content_type,
+            tee.body(),
+        )
+
+
+def _target(request: web.BaseRequest) -> str:
+    """The request target as the client sent it (origin form), for the upstream."""
+    raw = request.raw_path
+    return raw if raw.startswith("/") else request.rel_url.raw_path_qs
+
+
+class ProxyRequestHandler(RequestHandler):
+    """aiohttp's connection handler, with 431 for oversized heads and parse errors counted."""
+
+    metrics: ProxyMetrics | None = None
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Parse errors: 400 (431 when a line or header is over the limit), counted."""
+        if isinstance(exc, HttpProcessingError):
+            if self.metrics is not None:
+                self.metrics.error("bad_request")
+            if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
+                status = 431
+                message = "request header section too large"
+            response = _plain(status, message or "bad request")
+            response.force_close()
+            return response
+        return super().handle_error(request, status, exc, message)
+
+
+class ProxyServer(web.Server):
+    """`web.Server` building `ProxyRequestHandler` connections."""
+
+    def __init__(self, handler: ProxyHandler, metrics: ProxyMetrics, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._proxy_metrics = metrics
+
+    def __call__(self) -> RequestHandler:
+        """A connection handler (aiohttp calls this per accepted connection)."""
+        protocol = ProxyRequestHandler(self, loop=self._loop, **self._kwargs)
+        protocol.metrics = self._proxy_metrics
+        return protocol
+
+
+class ProxyComponent:
+    """The proxy listener as a lifecycle `Component`."""
+
+    name = "proxy"
+
+    def __init__(
+        self,
+        config: Config,
+        handler: ProxyHandler,
+        upstream: Upstream,
+        metrics: ProxyMetrics,
+        listen: Sequence[Address] | None = None,
+    ) -> None:
+        proxy = config.proxy
+        self.handler = handler
+        self._upstream = upstream
+        self._listen = list(listen) if listen is not None else [proxy.listen]
+        self.server = ProxyServer(
+            handler,
+            metrics,
+            handler_cancellation=True,
+            access_log=None,
+            max_line_size=proxy.max_header_bytes,
+            max_field_size=proxy.max_header_bytes,
+            read_bufsize=2**18,
+        )
+        self._runner = web.ServerRunner(self.server, handle_signals=False)
+
+    async def start(self) -> None:
+        """Open the upstream pool and bind the listener."""
+        await self._upstream.start()
+        await self._runner.setup()
+        for address in self._listen:
+            site = web.TCPSite(self._runner, address.host, address.port, reuse_address=True)
+            await site.start()
+
+    @property
+    def addresses(self) -> list[Address]:
+        """Bound addresses."""
+        return bound_addresses(self._runner)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests (and WebSocket sessions) being proxied."""
+        return self.handler.in_flight
+
+    async def stop(self, drain_timeout: float) -> int:
+        """Stop accepting, let in-flight requests finish up to the timeout, close the rest."""
+        for site in list(self._runner.sites):
+            await site.stop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_timeout):
+                await self.handler.idle.wait()
+        cut = self.handler.in_flight
+        self._runner._shutdown_timeout = 0.0  # already waited; cut the rest now
+        await self._runner.cleanup()
+        await self._upstream.close()
+        return cut

@@ -1,0 +1,137 @@
+"""WebSocket upgrades, relayed frame by frame in both directions.
+
+Text, binary, ping and pong frames keep their type and payload; a close frame's code
+and reason are passed on to the other side. The session counts in
+``http_request_total`` with status 101 and stays out of the latency histograms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from sidecar.proxy.headers import HOP_BY_HOP_HEADERS, add_forwarded
+from sidecar.proxy.metrics import ProxyMetrics
+from sidecar.proxy.upstream import Upstream, translate
+
+__all__ = ["is_websocket_upgrade", "relay_websocket"]
+
+log = logging.getLogger(__name__)
+
+# Negotiated per hop by aiohttp on each side; forwarding them would mix two handshakes.
+WEBSOCKET_HANDSHAKE_HEADERS = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "host",
+    }
+)
+
+Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+def is_websocket_upgrade(request: web.BaseRequest) -> bool:
+    """True for a GET asking ``Upgrade: websocket`` with ``Connection: upgrade``."""
+    headers = request.headers
+    return (
+        request.method == "GET"
+        and headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in headers.get("Connection", "").lower()
+    )
+
+
+def _upstream_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    """End-to-end client headers plus X-Forwarded-*; the handshake is aiohttp's own."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower not in HOP_BY_HOP_HEADERS and lower not in WEBSOCKET_HANDSHAKE_HEADERS:
+            out.add(name, value)
+    add_forwarded(out, peer=request.remote, scheme=request.scheme)
+    out["Host"] = request.host
+    return out
+
+
+async def relay_websocket(
+    request: web.BaseRequest,
+    upstream: Upstream,
+    metrics: ProxyMetrics,
+    method: str,
+    path: str,
+) -> web.StreamResponse:
+    """Open the upstream WebSocket first, then accept the client's and pump both ways."""
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    protocols = [p for p in protocols if p]
+    url = upstream.base.replace("http", "ws", 1) + request.raw_path
+    try:
+        remote = await upstream.session.ws_connect(
+            url,
+            headers=_upstream_headers(request),
+            protocols=protocols,
+            autoping=False,
+            autoclose=False,
+            max_msg_size=0,
+        )
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        error = translate(exc)
+        if isinstance(exc, aiohttp.WSServerHandshakeError):
+            return web.Response(status=exc.status or 502, text="upstream refused the upgrade\n")
+        metrics.error(error.reason)
+        return web.Response(status=error.status, text=error.message + "\n")
+    local = web.WebSocketResponse(
+        protocols=[remote.protocol] if remote.protocol else (),
+        autoping=False,
+        autoclose=False,
+        max_msg_size=0,
+    )
+    metrics.websocket(method, path)
+    try:
+        await local.prepare(request)
+        await _pump_both(local, remote)
+    finally:
+        await remote.close()
+    return local
+
+
+async def _pump_both(local: web.WebSocketResponse, remote: aiohttp.ClientWebSocketResponse) -> None:
+    tasks = [
+        asyncio.ensure_future(_pump(local, remote)),
+        asyncio.ensure_future(_pump(remote, local)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _pump(source: Socket, sink: Socket) -> None:
+    """Forward frames from ``source`` to ``sink`` until a close (passed on) or an error."""
+    while True:
+        message = await source.receive()
+        kind = message.type
+        if kind is WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif kind is WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif kind is WSMsgType.PING:
+            await sink.ping(message.data)
+        elif kind is WSMsgType.PONG:
+            await sink.pong(message.data)
+        elif kind is WSMsgType.CLOSE:
+            await sink.close(code=message.data, message=(message.extra or "").encode())
+            return
+        else:  # CLOSING, CLOSED, ERROR: the other side is gone
+            await sink.close()
+            return

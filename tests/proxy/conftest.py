@@ -1,0 +1,240 @@
+"""Fixtures: a real upstream app on 127.0.0.1 and the proxy in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.config import Address, Config, ProxyConfig
+from sidecar.observability import Metrics, Module
+from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
+
+HITS = web.AppKey("hits", dict[str, int])
+RELEASE = web.AppKey("release", asyncio.Event)
+
+
+def blob(size: int, seed: int = 0) -> bytes:
+    """Deterministic pseudo-random bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64
+        counter += 1
+    return bytes(out[:size])
+
+
+async def echo(request: web.Request) -> web.StreamResponse:
+    """Stream the body back: fixed length when the request had one, else chunked."""
+    response = web.StreamResponse()
+    response.headers["X-Request-Chunked"] = str(request.headers.get("Transfer-Encoding", ""))
+    response.headers["X-Request-Length"] = str(request.headers.get("Content-Length", ""))
+    if request.content_length is not None:
+        response.content_length = request.content_length
+    await response.prepare(request)
+    digest = hashlib.sha256()
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def headers(request: web.Request) -> web.Response:
+    """The raw request head as JSON: [[name, value], ...] in order."""
+    raw = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers]
+    body = await request.read()
+    return web.json_response({"headers": raw, "method": request.method, "body": len(body)})
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """``size`` deterministic bytes, fixed length or (``?chunked=1``) chunked."""
+    size = int(request.query.get("size", "1000"))
+    data = blob(size, seed=size)
+    response = web.StreamResponse()
+    if request.query.get("chunked"):
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = size
+    response.headers["X-Sha256"] = hashlib.sha256(data).hexdigest()
+    await response.prepare(request)
+    view = memoryview(data)
+    for offset in range(0, size, 65536):
+        await response.write(view[offset : offset + 65536])
+    await response.write_eof()
+    return response
+
+
+async def gzipped(request: web.Request) -> web.Response:
+    """A gzip body with Content-Encoding: gzip (must pass untouched)."""
+    import gzip
+
+    return web.Response(
+        body=gzip.compress(b"hello " * 1000, mtime=0),
+        headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
+    )
+
+
+async def cookies(request: web.Request) -> web.Response:
+    """Repeated and hop-by-hop headers in a known order."""
+    response = web.Response(text="ok")
+    response.headers.add("X-First", "1")
+    response.headers.add("Set-Cookie", "a=1; Path=/")
+    response.headers.add("X-Middle", "2")
+    response.headers.add("Set-Cookie", "b=2; Path=/")
+    response.headers.add("Connection", "X-Secret-Hop")
+    response.headers.add("X-Secret-Hop", "hidden")
+    response.headers.add("Keep-Alive", "timeout=5")
+    response.headers.add("Proxy-Authenticate", "Basic")
+    return response
+
+
+async def status(request: web.Request) -> web.Response:
+    """Any status, with an empty body."""
+    return web.Response(status=int(request.match_info["code"]))
+
+
+async def slow(request: web.Request) -> web.Response:
+    """Headers only after the test releases them (or a long wait)."""
+    await asyncio.wait_for(request.app[RELEASE].wait(), 30)
+    return web.Response(text="late")
+
+
+async def count(request: web.Request) -> web.Response:
+    """Count hits per method."""
+    await request.read()
+    hits = request.app[HITS]
+    hits[request.method] = hits.get(request.method, 0) + 1
+    return web.Response(text=str(hits[request.method]))
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    """One event, then wait for the test to release the rest."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"data: first\n\n")
+    await asyncio.wait_for(request.app[RELEASE].wait(), 30)
+    await response.write(b"data: second\n\n")
+    await response.write_eof()
+    return response
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """Echo frames; ``close:CODE:REASON`` makes the server close with that code."""
+    ws = web.WebSocketResponse(protocols=("chat",))
+    await ws.prepare(request)
+    async for message in ws:
+        if message.type is aiohttp.WSMsgType.TEXT:
+            if message.data.startswith("close:"):
+                _, code, reason = message.data.split(":", 2)
+                await ws.close(code=int(code), message=reason.encode())
+                break
+            await ws.send_str(message.data)
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            await ws.send_bytes(message.data)
+    return ws
+
+
+def upstream_app() -> web.Application:
+    """The upstream app the tests put the proxy in front of."""
+    app = web.Application(client_max_size=2**31)
+    app[HITS] = {}
+    app[RELEASE] = asyncio.Event()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_route("*", "/headers", headers)
+    app.router.add_get("/download", download)
+    app.router.add_get("/gzip", gzipped)
+    app.router.add_get("/cookies", cookies)
+    app.router.add_route("*", "/status/{code}", status)
+    app.router.add_get("/slow", slow)
+    app.router.add_route("*", "/count", count)
+    app.router.add_get("/sse", sse)
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+@dataclass
+class Proxied:
+    """A running proxy and what tests need to talk to it."""
+
+    component: ProxyComponent
+    module: Module
+    url: str
+    upstream_app: web.Application | None
+    session: aiohttp.ClientSession
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metrics_text(self) -> str:
+        """The module's exposition text."""
+        return generate_latest(self.module.registry).decode()
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The value of one sample (0 when absent)."""
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return 0.0
+
+
+ProxyFactory = Callable[..., Awaitable[Proxied]]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def make_proxy(aiohttp_server: Any) -> AsyncIterator[ProxyFactory]:
+    """Build a proxy (default: in front of `upstream_app`) with config overrides."""
+    started: list[Proxied] = []
+
+    async def factory(
+        upstream: str | None = None, inspector: Any = None, events: Any = None, **proxy: Any
+    ) -> Proxied:
+        app = None
+        if upstream is None:
+            app = upstream_app()
+            server = await aiohttp_server(app)
+            upstream = f"http://127.0.0.1:{server.port}"
+        proxy_config = dataclasses.replace(
+            ProxyConfig(), listen=Address("127.0.0.1", 0), upstream=upstream, **proxy
+        )
+        config = Config(proxy=proxy_config)
+        if events is not None:
+            config = dataclasses.replace(config, events=events)
+        module = Module.new("test", views=proxy_views(proxy_config))
+        component = create_proxy(config, module, Metrics.create(module.meter), inspector)
+        await component.start()
+        address = component.addresses[0]
+        session = aiohttp.ClientSession(auto_decompress=False)
+        proxied = Proxied(component, module, f"http://127.0.0.1:{address.port}", app, session)
+        started.append(proxied)
+        return proxied
+
+    yield factory
+    for p in started:
+        await p.session.close()
+        await p.component.stop(1.0)
+        await p.module.shutdown()
+
+
+def json_loads(data: bytes) -> Any:
+    """json.loads for tests."""
+    return json.loads(data)
