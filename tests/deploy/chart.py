@@ -1,0 +1,124 @@
+"""Render the Helm chart with the real Helm engine (PyPI ``helm-python-sdk``) for tests.
+
+``helm-python-sdk`` binds Helm's Go SDK (``libhelm_c``) with ctypes: no helm binary, no
+cluster. Rendering validates the values against ``values.schema.json`` exactly as
+``helm install`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "helm" / "causality-sidecar"
+CI_DIR = CHART_DIR / "ci"
+RELEASE = "demo"
+NAMESPACE = "observability"
+CONFIG_MOUNT = "/etc/causality-sidecar/config.yaml"
+# The oldest Kubernetes the chart supports (native sidecars) and the newest schema shipped.
+KUBE_VERSIONS = ("1.29", "1.37")
+
+
+@dataclass(frozen=True, slots=True)
+class Render:
+    """One render of the chart: every manifest document, and NOTES.txt."""
+
+    docs: tuple[dict[str, Any], ...]
+    notes: str
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """Every document of ``kind``."""
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def one(self, kind: str, name_suffix: str = "") -> dict[str, Any]:
+        """The single document of ``kind`` whose name ends with ``name_suffix``."""
+        found = [d for d in self.of_kind(kind) if d["metadata"]["name"].endswith(name_suffix)]
+        assert len(found) == 1, f"expected one {kind} *{name_suffix}, got {len(found)}"
+        return found[0]
+
+    @property
+    def deployment(self) -> dict[str, Any]:
+        """The Deployment."""
+        return self.one("Deployment")
+
+    @property
+    def pod_spec(self) -> dict[str, Any]:
+        """The Deployment's pod spec."""
+        spec: dict[str, Any] = self.deployment["spec"]["template"]["spec"]
+        return spec
+
+    @property
+    def sidecar_config(self) -> dict[str, Any]:
+        """The sidecar config from the ConfigMap, parsed."""
+        config_map = next(
+            d for d in self.of_kind("ConfigMap") if "config.yaml" in d.get("data", {})
+        )
+        parsed: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+        return parsed
+
+    @property
+    def sidecar(self) -> dict[str, Any]:
+        """The sidecar container (regular or native init container)."""
+        for container in self.pod_spec.get("initContainers", []) + self.pod_spec["containers"]:
+            if "--config" in container.get("args", []):
+                return container
+        raise AssertionError("no sidecar container in the Deployment")
+
+
+def scenarios() -> list[str]:
+    """The scenario values files under ci/, by stem."""
+    return sorted(p.name.removesuffix("-values.yaml") for p in CI_DIR.glob("*-values.yaml"))
+
+
+@cache
+def scenario_values(name: str) -> dict[str, Any]:
+    """The values of scenario ``name`` (ci/NAME-values.yaml)."""
+    values = yaml.safe_load((CI_DIR / f"{name}-values.yaml").read_text(encoding="utf-8"))
+    return values or {}
+
+
+def render(values: dict[str, Any] | None = None) -> Render:
+    """Render the chart with ``values`` over its defaults (schema-checked, like an install).
+
+    Raises:
+        helm_python.HelmError: the values break the schema or a template fails.
+    """
+    with helm.Chart.load(CHART_DIR) as chart:
+        rendered = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs: list[dict[str, Any]] = []
+    notes = ""
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt"):
+            notes = text
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return Render(tuple(docs), notes)
+
+
+def containers(pod_spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every container and init container of a pod spec."""
+    yield from pod_spec.get("initContainers", [])
+    yield from pod_spec["containers"]
+
+
+def port_of(address: str) -> int:
+    """The port of a ``host:port`` / ``[v6]:port`` listen address."""
+    return int(address.rpartition(":")[2])
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, recursively for mappings (like Helm's value coalescing)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
