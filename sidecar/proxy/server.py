@@ -209,10 +209,9 @@ class ProxyHandler:
         if len(prefix) > limit:
             call_safely("request_skipped", inspector.request_skipped, path)
             return self._stream_body(request, ex, prefix)
-        self._count_request_bytes(ex, len(prefix))
         content_type = request.headers.get("Content-Type")
         call_safely("inspect_request", inspector.inspect_request, path, content_type, prefix)
-        return prefix
+        return self._stream_body(request, ex, prefix)  # the same bytes, then EOF
 
     def _count_request_bytes(self, ex: Exchange, size: int) -> None:
         ex.request_bytes += size

@@ -69,6 +69,8 @@ async def download(request: web.Request) -> web.StreamResponse:
         response.content_length = size
     response.headers["X-Sha256"] = hashlib.sha256(data).hexdigest()
     await response.prepare(request)
+    if request.method == "HEAD":  # aiohttp's StreamResponse would write the body anyway
+        return response
     view = memoryview(data)
     for offset in range(0, size, 65536):
         await response.write(view[offset : offset + 65536])
@@ -238,3 +240,84 @@ async def make_proxy(aiohttp_server: Any) -> AsyncIterator[ProxyFactory]:
 def json_loads(data: bytes) -> Any:
     """json.loads for tests."""
     return json.loads(data)
+
+
+async def raw_exchange(url: str, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes to the proxy and read until it closes the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+
+
+def split_response(raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, [(name, value)...], body) of one raw HTTP/1.1 response."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    pairs = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    return status, [(k, v) for k, v in pairs], body
+
+
+@dataclass
+class RawUpstream:
+    """A hand-written HTTP/1.1 upstream for failure cases aiohttp's server cannot produce.
+
+    ``behaviour(n, head, reader, writer)`` is called for each request head read on a
+    connection (``n`` counts requests on that connection from 0); the server records every
+    head it received and every connection that reached EOF.
+    """
+
+    url: str = ""
+    heads: list[bytes] = field(default_factory=list)
+    closed: int = 0
+    server: asyncio.Server | None = None
+
+
+async def start_raw_upstream(
+    behaviour: Callable[[int, bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]],
+) -> RawUpstream:
+    """Start it; ``behaviour`` returns False to stop serving that connection."""
+    state = RawUpstream()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                state.heads.append(head)
+                if not await behaviour(n, head, reader, writer):
+                    break
+                n += 1
+        finally:
+            state.closed += 1
+            writer.close()
+
+    state.server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = state.server.sockets[0].getsockname()[1]
+    state.url = f"http://127.0.0.1:{port}"
+    return state
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[Callable[..., Awaitable[RawUpstream]]]:
+    """Factory of `RawUpstream` servers, closed after the test."""
+    servers: list[RawUpstream] = []
+
+    async def factory(behaviour: Any) -> RawUpstream:
+        state = await start_raw_upstream(behaviour)
+        servers.append(state)
+        return state
+
+    yield factory
+    for state in servers:
+        assert state.server is not None
+        state.server.close()

@@ -1,0 +1,184 @@
+"""Every failure mode answers explicitly, with its status and its reason label."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+import pytest
+
+from tests.proxy.conftest import (
+    HITS,
+    RELEASE,
+    ProxyFactory,
+    raw_exchange,
+    split_response,
+    wait_for,
+)
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_connection_refused_is_502(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(upstream=f"http://127.0.0.1:{_free_port()}")
+    async with p.session.get(p.url + "/x") as r:
+        assert r.status == 502
+        assert r.headers["Content-Type"].startswith("text/plain")
+        assert "upstream" in await r.text()
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_connect_error") == 1
+    assert p.sample("http_request_errors_total", path="/x", status="502") == 1
+
+
+async def test_no_response_headers_in_time_is_504(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(response_timeout=0.3)
+    try:
+        async with p.session.get(p.url + "/slow") as r:
+            assert r.status == 504
+    finally:
+        assert p.upstream_app is not None
+        p.upstream_app[RELEASE].set()
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_timeout") == 1
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n",
+    ],
+    ids=["length", "chunked"],
+)
+async def test_upstream_reset_mid_body_aborts_the_client(
+    make_proxy: ProxyFactory, raw_upstream, head: bytes
+) -> None:
+    async def reset(n, _head, reader, writer) -> bool:
+        writer.write(head)
+        await writer.drain()
+        writer.transport.abort()
+        return False
+
+    up = await raw_upstream(reset)
+    p = await make_proxy(upstream=up.url)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with p.session.get(p.url + "/r") as r:
+            assert r.status == 200
+            await r.read()
+    await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1)
+
+
+async def test_client_leaving_cancels_the_upstream_request(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    async def hang(n, _head, reader, writer) -> bool:
+        await reader.read(1)  # returns b"" when the proxy closes the connection
+        return False
+
+    up = await raw_upstream(hang)
+    p = await make_proxy(upstream=up.url)
+    host, port = p.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
+    await writer.drain()
+    await wait_for(lambda: len(up.heads) == 1)
+    writer.close()
+    await wait_for(lambda: up.closed == 1, timeout=3)
+    await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="client_disconnect") == 1)
+    assert p.sample("http_request_total", path="/hang", status="499") == 1
+
+
+async def test_above_max_in_flight_is_503_with_retry_after(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(max_in_flight=1)
+    assert p.upstream_app is not None
+    slow = asyncio.ensure_future(p.session.get(p.url + "/slow"))
+    await wait_for(lambda: p.component.in_flight == 1)
+    async with p.session.get(p.url + "/x") as r:
+        assert r.status == 503
+        assert r.headers["Retry-After"] == "1"
+    p.upstream_app[RELEASE].set()
+    async with await slow as r:
+        assert r.status == 200
+    assert p.sample("sidecar_proxy_errors_total", reason="overloaded") == 1
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_body_above_max_request_body_is_413(make_proxy: ProxyFactory, framing: str) -> None:
+    p = await make_proxy(max_request_body=1000)
+    if framing == "length":
+        head = b"POST /count HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n"
+        raw = await raw_exchange(p.url, head + b"x" * 1001)
+    else:
+        head = b"POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        raw = await raw_exchange(p.url, head + b"3e9\r\n" + b"x" * 1001 + b"\r\n0\r\n\r\n")
+    status, _, _ = split_response(raw)
+    assert status == 413
+    assert p.sample("sidecar_proxy_errors_total", reason="request_too_large") == 1
+    assert p.upstream_app is not None
+    assert p.upstream_app[HITS] == {}  # the upstream never saw it
+
+
+async def test_body_at_the_limit_passes(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(max_request_body=1000)
+    async with p.session.post(p.url + "/echo", data=b"y" * 1000) as r:
+        assert r.status == 200
+        assert await r.read() == b"y" * 1000
+
+
+async def _close_second_request(n, head, reader, writer) -> bool:
+    """Answer the first request on a connection keep-alive; drop the connection on the next."""
+    if n == 0:
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        writer.write(OK)
+        await writer.drain()
+        return True
+    writer.transport.abort()
+    return False
+
+
+async def test_get_is_retried_once_on_a_stale_pooled_connection(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    up = await raw_upstream(_close_second_request)
+    p = await make_proxy(upstream=up.url)
+    for _ in range(2):
+        async with p.session.get(p.url + "/g") as r:
+            assert r.status == 200
+            assert await r.read() == b"ok"
+    assert [h.split(b" ")[0] for h in up.heads] == [b"GET", b"GET", b"GET"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_post_and_patch_are_never_retried(
+    make_proxy: ProxyFactory, raw_upstream, method: str
+) -> None:
+    up = await raw_upstream(_close_second_request)
+    p = await make_proxy(upstream=up.url)
+    async with p.session.request(method, p.url + "/p", data=b"first") as r:
+        assert r.status == 200
+    async with p.session.request(method, p.url + "/p", data=b"second") as r:
+        assert r.status == 502
+    assert [h.split(b" ")[0] for h in up.heads] == [method.encode()] * 2
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1
+
+
+async def test_idle_pooled_connections_are_closed(make_proxy: ProxyFactory, raw_upstream) -> None:
+    async def keep(n, head, reader, writer) -> bool:
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    up = await raw_upstream(keep)
+    p = await make_proxy(upstream=up.url, upstream_keepalive=0.2)
+    async with p.session.get(p.url + "/k") as r:
+        assert r.status == 200
+    await wait_for(lambda: up.closed == 1, timeout=5)

@@ -1,0 +1,184 @@
+"""Byte-exact streaming both ways, header policy, and framing through real sockets."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.proxy.conftest import ProxyFactory, raw_exchange, split_response
+
+
+async def _chunks(data: bytes, size: int = 7919) -> AsyncIterator[bytes]:
+    for offset in range(0, len(data), size):
+        yield data[offset : offset + size]
+
+
+@pytest.mark.parametrize("size", [0, 1, 65537, 3 * 2**20 + 11], ids=["empty", "1B", "64K+1", "3M"])
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_upload_round_trip_is_byte_exact(
+    make_proxy: ProxyFactory, size: int, framing: str
+) -> None:
+    p = await make_proxy()
+    data = os.urandom(size)
+    body = io.BytesIO(data) if framing == "length" else _chunks(data)
+    async with p.session.post(p.url + "/echo", data=body) as r:
+        echoed = await r.read()
+        assert r.status == 200
+        if framing == "length":
+            assert r.headers["X-Request-Length"] == str(size)
+            assert r.headers["Content-Length"] == str(size)
+            assert "Transfer-Encoding" not in r.headers
+        else:
+            assert r.headers["X-Request-Chunked"] == "chunked"
+            assert r.headers["Transfer-Encoding"] == "chunked"
+    assert hashlib.sha256(echoed).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+async def test_download_is_byte_exact_and_keeps_framing(
+    make_proxy: ProxyFactory, chunked: bool
+) -> None:
+    p = await make_proxy()
+    size = 5 * 2**20 + 3
+    query = f"/download?size={size}" + ("&chunked=1" if chunked else "")
+    async with p.session.get(p.url + query) as r:
+        data = await r.read()
+        assert hashlib.sha256(data).hexdigest() == r.headers["X-Sha256"]
+        if chunked:
+            assert r.headers["Transfer-Encoding"] == "chunked"
+            assert "Content-Length" not in r.headers
+        else:
+            assert r.headers["Content-Length"] == str(size)
+    assert len(data) == size
+
+
+async def test_gzip_body_passes_untouched(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    raw = await raw_exchange(
+        p.url,
+        b"GET /gzip HTTP/1.1\r\nHost: app\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )
+    status, headers, body = split_response(raw)
+    assert status == 200
+    assert ("Content-Encoding", "gzip") in headers
+    assert body == gzip.compress(b"hello " * 1000, mtime=0)
+
+
+async def test_response_header_order_repeats_and_hop_by_hop(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    raw = await raw_exchange(
+        p.url, b"GET /cookies HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, body = split_response(raw)
+    names = [k for k, _ in headers]
+    assert status == 200
+    assert body == b"ok"
+    interesting = [(k, v) for k, v in headers if k in ("X-First", "Set-Cookie", "X-Middle")]
+    assert interesting == [
+        ("X-First", "1"),
+        ("Set-Cookie", "a=1; Path=/"),
+        ("X-Middle", "2"),
+        ("Set-Cookie", "b=2; Path=/"),
+    ]
+    for hop in ("X-Secret-Hop", "Keep-Alive", "Proxy-Authenticate"):
+        assert hop not in names
+
+
+async def _seen_by_upstream(make_proxy: ProxyFactory, head: bytes, **config: object) -> dict:
+    p = await make_proxy(**config)
+    raw = await raw_exchange(p.url, head)
+    status, _, body = split_response(raw)
+    assert status == 200, raw
+    return json.loads(body)
+
+
+async def test_request_headers_pass_in_order_without_additions(make_proxy: ProxyFactory) -> None:
+    seen = await _seen_by_upstream(
+        make_proxy,
+        b"GET /headers?q=1 HTTP/1.1\r\nHost: app.example:8080\r\nX-B: 2\r\nX-A: 1\r\n"
+        b"X-A: again\r\nConnection: close\r\n\r\n",
+        forwarded_headers=False,
+    )
+    names = [k.lower() for k, _ in seen["headers"]]
+    assert seen["headers"][0] == ["Host", "app.example:8080"]
+    assert [h for h in seen["headers"] if h[0].startswith("X-")] == [
+        ["X-B", "2"],
+        ["X-A", "1"],
+        ["X-A", "again"],
+    ]
+    for added in ("accept-encoding", "user-agent", "accept", "content-type", "x-forwarded-for"):
+        assert added not in names
+
+
+async def test_request_hop_by_hop_headers_are_removed(make_proxy: ProxyFactory) -> None:
+    seen = await _seen_by_upstream(
+        make_proxy,
+        b"GET /headers HTTP/1.1\r\nHost: a\r\nConnection: close, X-Private\r\nX-Private: no\r\n"
+        b"Keep-Alive: 5\r\nProxy-Connection: keep-alive\r\nTE: trailers, deflate\r\n"
+        b"Proxy-Authorization: Basic eA==\r\nUpgrade: h2c\r\nTrailer: X-T\r\nX-Kept: yes\r\n\r\n",
+    )
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    for hop in ("x-private", "keep-alive", "proxy-connection", "proxy-authorization", "upgrade"):
+        assert hop not in headers
+    assert "trailer" not in headers
+    assert headers["te"] == "trailers"
+    assert headers["x-kept"] == "yes"
+
+
+async def test_forwarded_headers_appended_and_set_when_absent(make_proxy: ProxyFactory) -> None:
+    seen = await _seen_by_upstream(
+        make_proxy,
+        b"GET /headers HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 10.0.0.1\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    assert headers["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == "shop.example"
+    assert headers["host"] == "shop.example"
+    kept = await _seen_by_upstream(
+        make_proxy,
+        b"GET /headers HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n"
+        b"X-Forwarded-Host: outer\r\nConnection: close\r\n\r\n",
+    )
+    kept_headers = {k.lower(): v for k, v in kept["headers"]}
+    assert kept_headers["x-forwarded-proto"] == "https"
+    assert kept_headers["x-forwarded-host"] == "outer"
+    assert kept_headers["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_head_keeps_length_and_sends_no_body(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    raw = await raw_exchange(
+        p.url, b"HEAD /download?size=1234 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, body = split_response(raw)
+    assert status == 200
+    assert ("Content-Length", "1234") in headers
+    assert body == b""
+
+
+@pytest.mark.parametrize("code", [204, 304])
+async def test_no_body_statuses(make_proxy: ProxyFactory, code: int) -> None:
+    p = await make_proxy()
+    raw = await raw_exchange(
+        p.url, f"GET /status/{code} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+    )
+    status, headers, body = split_response(raw)
+    assert status == code
+    assert body == b""
+    assert "Transfer-Encoding" not in [k for k, _ in headers]
+
+
+async def test_keep_alive_serves_many_requests_on_one_connection(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    for i in range(20):
+        async with p.session.post(p.url + "/echo", data=str(i).encode()) as r:
+            assert await r.read() == str(i).encode()
+    assert p.sample("http_request_total", method="POST", path="/echo", status="200") == 20
