@@ -4,10 +4,12 @@ to their rejected count.
 The gateway accepts the protobuf JSON mapping by default (lowerCamelCase and original
 field names alike) and binary protobuf for ``application/x-protobuf`` and
 ``application/octet-stream``. Binary bodies are parsed whole by the protobuf runtime.
-JSON bodies are parsed by the standard library and only the parts the metrics need are
-read and checked (the envelope objects, the ``events`` array, the ``payload`` oneof, the
-idempotency key), because a full ``json_format.Parse`` costs ~100 times more per event;
-a deeper field error that the gateway would reject shows up in its ``rejected_count``.
+JSON bodies are parsed by msgspec into the envelope objects' members, each value kept as
+raw, syntax-checked JSON: only the parts the metrics need are read and checked (the
+envelope objects, the ``events`` array, the ``payload`` oneof, the idempotency key),
+because ``json.loads`` costs ~4 times and ``json_format.Parse`` ~100 times more per
+event. A deeper field error that the gateway would reject shows up in its
+``rejected_count``.
 
 A body that cannot be read raises `DecodeError` with one of the `DecodeReason` values.
 """
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+import msgspec
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
@@ -55,6 +58,23 @@ _JSON_PAYLOAD_KEYS: Mapping[str, str] = {
 
 EventKey = tuple[str, str]  # (type label, idempotency key or "")
 _M = TypeVar("_M", bound=Message)
+_S = TypeVar("_S")
+_JsonEnvelope = dict[str, msgspec.Raw]  # members of one envelope object, values unparsed
+
+
+class _JsonBatch(msgspec.Struct):
+    events: list[_JsonEnvelope] | None = None
+
+
+class _JsonIngest(msgspec.Struct):
+    event: _JsonEnvelope | None = None
+
+
+_BATCH_DECODER = msgspec.json.Decoder(_JsonBatch)
+_INGEST_DECODER = msgspec.json.Decoder(_JsonIngest)
+_KEY_DECODER = msgspec.json.Decoder(str | None)
+_OBJECT_START = ord("{")
+_NULL = msgspec.Raw(b"null")
 
 
 class DecodeReason(StrEnum):
@@ -110,9 +130,9 @@ def decode_ingest_request(body: bytes, content_type: str | None) -> list[EventKe
         if not request.HasField("event"):
             raise DecodeError(DecodeReason.SCHEMA, "no event")
         return _binary_keys([request.event])
-    event = _json_member(_parse_json_object(body), "event", "event")
-    if not isinstance(event, dict):
-        raise DecodeError(DecodeReason.SCHEMA, "event is not an object")
+    event = _parse_json(_INGEST_DECODER, body).event
+    if event is None:
+        raise DecodeError(DecodeReason.SCHEMA, "no event")
     return [_json_key(event)]
 
 
@@ -126,11 +146,7 @@ def decode_batch_request(body: bytes, content_type: str | None) -> list[EventKey
         envelopes = _parse_binary(service_pb2.IngestEventBatchRequest, body).events
         _check_batch_size(len(envelopes))
         return _binary_keys(envelopes)
-    events = _json_member(_parse_json_object(body), "events", "events")
-    if events is None:
-        events = []
-    if not isinstance(events, list):
-        raise DecodeError(DecodeReason.SCHEMA, "events is not an array")
+    events = _parse_json(_BATCH_DECODER, body).events or []
     _check_batch_size(len(events))
     return [_json_key(event) for event in events]
 
@@ -146,21 +162,21 @@ def _binary_keys(events: Iterable[events_pb2.EventEnvelope]) -> list[EventKey]:
     return [(event.WhichOneof("payload") or NO_TYPE, event.idempotency_key) for event in events]
 
 
-def _json_key(event: object) -> EventKey:
-    """Read one envelope object's payload type and idempotency key, checking both."""
-    if not isinstance(event, dict):
-        raise DecodeError(DecodeReason.SCHEMA, "event is not an object")
-    key = _json_member(event, "idempotencyKey", "idempotency_key")
-    if key is None:
-        key = ""
-    elif not isinstance(key, str):
-        raise DecodeError(DecodeReason.SCHEMA, "idempotency key is not a string")
+def _json_key(event: _JsonEnvelope) -> EventKey:
+    """Read one envelope's payload type and idempotency key, checking both."""
+    raw_key = event.get("idempotencyKey") or event.get("idempotency_key")
+    try:
+        key = "" if raw_key is None else _KEY_DECODER.decode(raw_key) or ""
+    except msgspec.ValidationError as exc:
+        raise DecodeError(DecodeReason.SCHEMA, "idempotency key is not a string") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(DecodeReason.INVALID_JSON, "bad idempotency key") from exc
     kind = NO_TYPE
     for name, value in event.items():
         payload = _JSON_PAYLOAD_KEYS.get(name)
-        if payload is None or value is None:
+        if payload is None or value == _NULL:
             continue
-        if kind != NO_TYPE or not isinstance(value, dict):
+        if kind != NO_TYPE or memoryview(value)[0] != _OBJECT_START:
             raise DecodeError(DecodeReason.SCHEMA, f"bad payload member {name!r}")
         kind = payload
     return kind, key
@@ -169,6 +185,15 @@ def _json_key(event: object) -> EventKey:
 def _json_member(obj: dict[str, Any], json_name: str, name: str) -> Any:
     value = obj.get(json_name)
     return obj.get(name) if value is None and json_name != name else value
+
+
+def _parse_json(decoder: msgspec.json.Decoder[_S], body: bytes) -> _S:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(DecodeReason.SCHEMA, str(exc)) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DecodeError(DecodeReason.INVALID_JSON, str(exc)) from exc
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:

@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Histogram,
+    Meter,
+    ObservableCounter,
+    Observation,
+)
 
 from sidecar.config import EventsConfig
 from sidecar.events.codec import (
@@ -36,7 +42,9 @@ from sidecar.events.codec import (
 )
 from sidecar.events.dedup import IdempotencyMemory
 
-__all__ = ["BATCH_SIZE_BUCKETS", "EventInspector", "EventInstruments"]
+__all__ = ["BATCH_SIZE_BUCKETS", "EventInspector", "EventInstruments", "EventTally"]
+
+ObservableCallback = Callable[[CallbackOptions], Iterable[Observation]]
 
 log = logging.getLogger(__name__)
 
@@ -51,46 +59,86 @@ _REASON_ATTRIBUTES: Mapping[DecodeReason, Mapping[str, str]] = MappingProxyType(
 )
 
 
+class EventTally:
+    """Cumulative counts kept as plain ints, read by the observable instruments.
+
+    Counting per event through the SDK's synchronous ``add()`` (attribute hashing,
+    measurement objects) cost more than decoding the event; here the hot path is a
+    dict increment and the SDK reads the totals once per collection.
+    """
+
+    __slots__ = ("decode_errors", "duplicates", "events", "missing_key", "rejected")
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+        self.duplicates: dict[str, int] = {}
+        self.decode_errors: dict[DecodeReason, int] = {}
+        self.missing_key = 0
+        self.rejected = 0
+
+
+def _by_type(counts: Callable[[], dict[str, int]]) -> ObservableCallback:
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        # tuple() copies in one C call: safe against the loop thread adding a type meanwhile
+        return [Observation(n, _TYPE_ATTRIBUTES[kind]) for kind, n in tuple(counts().items())]
+
+    return observe
+
+
+def _total(count: Callable[[], int]) -> ObservableCallback:
+    return lambda _: [Observation(count())]
+
+
 @dataclass(frozen=True, slots=True)
 class EventInstruments:
-    """The six OpenTelemetry instruments of the event metrics."""
+    """The event metrics on one meter: five observable counters and a histogram."""
 
-    events: Counter
+    tally: EventTally
     batch_size: Histogram
-    duplicates: Counter
-    missing_key: Counter
-    rejected: Counter
-    decode_errors: Counter
+    counters: tuple[ObservableCounter, ...]
 
     @classmethod
     def create(cls, meter: Meter) -> EventInstruments:
         """Create the instruments on `meter` (the exporter adds the ``_total`` suffixes)."""
-        return cls(
-            events=meter.create_counter(
-                "causality_events", description="Causality events seen on the ingest routes."
+        tally = EventTally()
+
+        def decode_errors(_: CallbackOptions) -> Iterable[Observation]:
+            counts = tuple(tally.decode_errors.items())
+            return [Observation(n, _REASON_ATTRIBUTES[reason]) for reason, n in counts]
+
+        counters = (
+            meter.create_observable_counter(
+                "causality_events",
+                callbacks=[_by_type(lambda: tally.events)],
+                description="Causality events seen on the ingest routes, by payload type.",
             ),
-            batch_size=meter.create_histogram(
-                "causality_event_batch_size",
-                description="Events per batch ingest request.",
-                explicit_bucket_boundaries_advisory=list(BATCH_SIZE_BUCKETS),
-            ),
-            duplicates=meter.create_counter(
+            meter.create_observable_counter(
                 "causality_events_duplicate",
+                callbacks=[_by_type(lambda: tally.duplicates)],
                 description="Events whose idempotency key was seen within the dedup window.",
             ),
-            missing_key=meter.create_counter(
+            meter.create_observable_counter(
                 "causality_events_missing_idempotency_key",
+                callbacks=[_total(lambda: tally.missing_key)],
                 description="Events sent without an idempotency key.",
             ),
-            rejected=meter.create_counter(
+            meter.create_observable_counter(
                 "causality_events_rejected",
+                callbacks=[_total(lambda: tally.rejected)],
                 description="Events the gateway rejected, from its batch responses.",
             ),
-            decode_errors=meter.create_counter(
+            meter.create_observable_counter(
                 "causality_event_decode_errors",
+                callbacks=[decode_errors],
                 description="Ingest request or batch response bodies not decoded, by reason.",
             ),
         )
+        batch_size = meter.create_histogram(
+            "causality_event_batch_size",
+            description="Events per batch ingest request.",
+            explicit_bucket_boundaries_advisory=list(BATCH_SIZE_BUCKETS),
+        )
+        return cls(tally, batch_size, counters)
 
 
 class EventInspector:
@@ -115,6 +163,7 @@ class EventInspector:
         self._clock = clock
         self._memory = IdempotencyMemory(config.dedup_window, config.dedup_max_keys)
         self._instruments = EventInstruments.create(meter)
+        self._tally = self._instruments.tally
 
     def wants_request(self, method: str, path: str) -> bool:
         """True for a POST to the ingest or batch path (the request path, no query)."""
@@ -144,7 +193,7 @@ class EventInspector:
 
     def request_skipped(self, path: str) -> None:
         """Count a body over ``events.max_body_bytes`` that was streamed uninspected."""
-        self._instruments.decode_errors.add(1, _REASON_ATTRIBUTES[DecodeReason.BODY_TOO_LARGE])
+        self._count_decode_error(DecodeReason.BODY_TOO_LARGE, path, None)
 
     def inspect_response(
         self, path: str, status: int, content_type: str | None, body: bytes
@@ -161,15 +210,15 @@ class EventInspector:
             log.exception("event response inspection failed on %s", path)
             self._count_decode_error(DecodeReason.INTERNAL, path, exc)
             return
-        if rejected:
-            self._instruments.rejected.add(rejected)
+        self._tally.rejected += rejected
 
     def _record(self, events: list[EventKey], is_batch: bool) -> None:
         memory = self._memory
         now = self._clock()
         memory.expire(now)
-        per_type: dict[str, int] = {}
-        duplicates: dict[str, int] = {}
+        tally = self._tally
+        per_type = tally.events
+        duplicates = tally.duplicates
         missing = 0
         for kind, key in events:
             per_type[kind] = per_type.get(kind, 0) + 1
@@ -177,16 +226,11 @@ class EventInspector:
                 missing += 1
             elif memory.observe(key, now):
                 duplicates[kind] = duplicates.get(kind, 0) + 1
-        instruments = self._instruments
-        for kind, count in per_type.items():
-            instruments.events.add(count, _TYPE_ATTRIBUTES[kind])
-        for kind, count in duplicates.items():
-            instruments.duplicates.add(count, _TYPE_ATTRIBUTES[kind])
-        if missing:
-            instruments.missing_key.add(missing)
+        tally.missing_key += missing
         if is_batch:
-            instruments.batch_size.record(len(events))
+            self._instruments.batch_size.record(len(events))
 
-    def _count_decode_error(self, reason: DecodeReason, path: str, exc: Exception) -> None:
-        log.debug("event body on %s not decoded: %s", path, exc)
-        self._instruments.decode_errors.add(1, _REASON_ATTRIBUTES[reason])
+    def _count_decode_error(self, reason: DecodeReason, path: str, exc: Exception | None) -> None:
+        log.debug("event body on %s not decoded: %s (%s)", path, reason.value, exc)
+        errors = self._tally.decode_errors
+        errors[reason] = errors.get(reason, 0) + 1

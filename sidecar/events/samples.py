@@ -32,7 +32,8 @@ _INTEGERS = frozenset({_T.CPPTYPE_INT32, _T.CPPTYPE_INT64, _T.CPPTYPE_UINT32, _T
 
 def fill(message: Message, seed: int = 1) -> Message:
     """Set every field of `message` (outside oneofs other than the first) and return it."""
-    for field in message.DESCRIPTOR.fields:
+    field: FieldDescriptor
+    for field in message.DESCRIPTOR.fields:  # type: ignore[assignment]  # upb's own class
         oneof = field.containing_oneof
         if oneof is not None and field is not oneof.fields[0]:
             continue
@@ -64,7 +65,7 @@ def _scalar(field: FieldDescriptor, seed: int) -> object:
         return seed + 0.5
     if kind == _T.CPPTYPE_BOOL:
         return True
-    if kind == _T.CPPTYPE_ENUM:
+    if kind == _T.CPPTYPE_ENUM and field.enum_type is not None:
         return field.enum_type.values[-1].number
     raise TypeError(f"no sample value for {field.full_name}")
 

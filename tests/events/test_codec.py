@@ -120,7 +120,15 @@ def _binary_events(count: int) -> bytes:
 
 BATCH_ERRORS = [
     ("not-json", b"{nope", "application/json", R.INVALID_JSON),
-    ("not-utf8", b'{"events": ["\xff"]}', None, R.INVALID_JSON),
+    ("not-utf8", b'{"events": [{"idempotencyKey": "\xff"}]}', None, R.INVALID_JSON),
+    ("bad-nested-json", b'{"events": [{"screenView": {"a": }}]}', None, R.INVALID_JSON),
+    ("trailing-garbage", b'{"events": [{}]} x', None, R.INVALID_JSON),
+    (
+        "too-deep",
+        b'{"events": [{"customEvent": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+        None,
+        R.INVALID_JSON,
+    ),
     ("gzip-json", b"\x1f\x8b\x08\x00", None, R.INVALID_JSON),
     ("not-protobuf", b"\xff\xff\xff\xff", "application/x-protobuf", R.INVALID_PROTOBUF),
     (
