@@ -1,0 +1,57 @@
+"""Local OTLP/HTTP metrics ingest (design §2, §8): receiver → model → store → collector.
+
+`create_ingest` wires one configured instance: the listener component and the collector
+that exposes what it stored.
+"""
+
+from __future__ import annotations
+
+from sidecar.config import Address, Config
+from sidecar.ingest.collector import OtlpCollector
+from sidecar.ingest.instruments import IngestInstruments
+from sidecar.ingest.receiver import IngestState, create_ingest_app
+from sidecar.ingest.store import MetricStore, StoreLimits
+from sidecar.ingest.translate import TranslationRules, Translator
+from sidecar.lifecycle import AiohttpComponent, Component
+from sidecar.observability import Module
+
+__all__ = ["OtlpCollector", "create_ingest", "ingest_state"]
+
+IPV4_LOOPBACK = "127.0.0.1"
+IPV6_LOOPBACK = "::1"
+
+
+def ingest_state(config: Config, module: Module) -> IngestState:
+    """The store, translator and instruments of one ingest instance."""
+    ingest = config.ingest
+    limits = StoreLimits(
+        max_series=ingest.max_series,
+        max_series_per_metric=ingest.max_series_per_metric,
+        series_ttl=ingest.series_ttl,
+        exponential_max_buckets=ingest.exponential_max_buckets,
+    )
+    holder: list[IngestInstruments] = []
+    store = MetricStore(limits, on_expired=lambda n: holder[0].expired.add(n))
+    instruments = IngestInstruments.create(module.meter, lambda: len(store))
+    holder.append(instruments)
+    rules = TranslationRules(
+        promote_resource_attributes=ingest.promote_resource_attributes,
+        scope_labels=ingest.scope_labels,
+        target_info=ingest.target_info,
+    )
+    return IngestState(store, Translator(rules), instruments, ingest.max_body_bytes)
+
+
+def create_ingest(config: Config, module: Module) -> tuple[Component, OtlpCollector]:
+    """The ingest listener (``ingest.listen``; also ``[::1]`` when that is 127.0.0.1).
+
+    Returns:
+        The component to start and stop, and the collector of the ingested families.
+    """
+    state = ingest_state(config, module)
+    listen = config.ingest.listen
+    optional = [Address(IPV6_LOOPBACK, listen.port)] if listen.host == IPV4_LOOPBACK else []
+    component = AiohttpComponent(
+        "ingest", create_ingest_app(state), [listen], optional_listen=optional
+    )
+    return component, OtlpCollector(state.store)

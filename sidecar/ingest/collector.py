@@ -1,0 +1,87 @@
+"""The ingested families as a Prometheus collector (the scrape side of the store).
+
+Two ways out, the same content: `OtlpCollector.collect` yields prometheus_client
+`Metric` families (any registry or encoder takes them), and `OtlpCollector.families`
+hands `sidecar.unified` families that write their own exposition text fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric as PromMetric
+
+from sidecar.ingest import text
+from sidecar.ingest.model import Kind
+from sidecar.ingest.store import Family, MetricStore
+
+__all__ = ["IngestedFamily", "OtlpCollector", "TargetInfoFamily"]
+
+
+class IngestedFamily:
+    """One stored family, renderable directly or as a prometheus_client `Metric`."""
+
+    __slots__ = ("_family",)
+
+    def __init__(self, family: Family) -> None:
+        self._family = family
+
+    @property
+    def name(self) -> str:
+        """Family name as prometheus_client names it (no ``_total``)."""
+        return self._family.descriptor.name
+
+    @property
+    def type(self) -> str:
+        """Prometheus type."""
+        return self._family.descriptor.kind.value
+
+    def render(self, openmetrics: bool, out: list[str]) -> None:
+        """Append this family's exposition lines to ``out``."""
+        text.render_family(self._family, openmetrics, out)
+
+    def to_metric(self) -> PromMetric:
+        """The same family as a prometheus_client `Metric`."""
+        return text.to_metric(self._family)
+
+
+class TargetInfoFamily:
+    """The ``target_info`` family: one series per resource seen."""
+
+    __slots__ = ("_targets",)
+
+    def __init__(self, targets: list[str]) -> None:
+        self._targets = targets
+
+    name = text.TARGET_NAME
+    type = Kind.INFO.value
+
+    def render(self, openmetrics: bool, out: list[str]) -> None:
+        """Append the family's exposition lines to ``out``."""
+        text.render_targets(self._targets, openmetrics, out)
+
+    def to_metric(self) -> PromMetric:
+        """The same family as a prometheus_client `Metric`."""
+        return text.targets_metric(self._targets)
+
+
+class OtlpCollector:
+    """Exposes a `MetricStore`; reads it synchronously, so each call sees one state."""
+
+    def __init__(self, store: MetricStore) -> None:
+        self.store = store
+
+    def families(self) -> list[IngestedFamily | TargetInfoFamily]:
+        """Every non-empty family, ``target_info`` first."""
+        out: list[IngestedFamily | TargetInfoFamily] = []
+        if self.store.targets:
+            out.append(TargetInfoFamily(list(self.store.targets)))
+        out.extend(
+            IngestedFamily(f) for f in self.store.families.values() if f.series or f.overflow
+        )
+        return out
+
+    def collect(self) -> Iterator[PromMetric]:
+        """prometheus_client's collector protocol."""
+        for family in self.families():
+            yield family.to_metric()

@@ -1,0 +1,94 @@
+"""OTLP names, units and attributes to Prometheus names and labels.
+
+Follows the OpenTelemetry "Prometheus and OpenMetrics compatibility" specification
+(v1.33.0, "Metric metadata" and "Metric attributes") exactly as
+``opentelemetry-exporter-prometheus`` (``opentelemetry/exporter/prometheus/_mapping.py``,
+0.66b2) implements it; the unit tables are the ones that module copies from the
+Collector's ``pkg/translator/prometheus/normalize_name.go`` (v0.101.0). A table test
+compares every function here with the exporter's own on the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+__all__ = [
+    "family_name",
+    "label_value",
+    "map_unit",
+    "sanitize_label",
+    "sanitize_metric_name",
+]
+
+_SANITIZE_NAME_RE = re.compile(r"[^a-zA-Z0-9:]+")
+_SANITIZE_LABEL_RE = re.compile(r"[^a-zA-Z0-9]+")
+_UNIT_ANNOTATION_RE = re.compile(r"{.*}")
+
+UNIT_MAPPINGS: Mapping[str, str] = {
+    "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
+    "us": "microseconds", "ns": "nanoseconds",
+    "By": "bytes", "KiBy": "kibibytes", "MiBy": "mebibytes", "GiBy": "gibibytes",
+    "TiBy": "tibibytes", "KBy": "kilobytes", "MBy": "megabytes", "GBy": "gigabytes",
+    "TBy": "terabytes",
+    "m": "meters", "V": "volts", "A": "amperes", "J": "joules", "W": "watts", "g": "grams",
+    "Cel": "celsius", "Hz": "hertz", "1": "", "%": "percent",
+}  # fmt: skip
+PER_UNIT_MAPPINGS: Mapping[str, str] = {
+    "s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month",
+    "y": "year",
+}  # fmt: skip
+TOTAL_SUFFIX = "_total"
+
+
+def sanitize_metric_name(name: str) -> str:
+    """Replace runs of characters outside ``[a-zA-Z0-9:]`` by ``_``; a leading digit too."""
+    if name and name[0].isdigit():
+        name = "_" + name[1:]
+    return _SANITIZE_NAME_RE.sub("_", name)
+
+
+def sanitize_label(key: str) -> str:
+    """Replace runs of characters outside ``[a-zA-Z0-9]`` by ``_``; a leading digit too."""
+    if key and key[0].isdigit():
+        key = "_" + key[1:]
+    return _SANITIZE_LABEL_RE.sub("_", key)
+
+
+def map_unit(unit: str) -> str:
+    """The Prometheus suffix of a UCUM unit: ``ms`` → ``milliseconds``, ``{x}`` → ``""``."""
+    unit = _UNIT_ANNOTATION_RE.sub("", unit)
+    if unit in UNIT_MAPPINGS:
+        return UNIT_MAPPINGS[unit]
+    top, slash, bottom = unit.partition("/")
+    if slash:
+        bottom = _SANITIZE_NAME_RE.sub("_", bottom)
+        if bottom:
+            top = _SANITIZE_NAME_RE.sub("_", top)
+            top = UNIT_MAPPINGS.get(top, top)
+            bottom = PER_UNIT_MAPPINGS.get(bottom, bottom)
+            return f"{top}_per_{bottom}" if top else f"per_{bottom}"
+    return _SANITIZE_NAME_RE.sub("_", unit).strip("_")
+
+
+def family_name(name: str, unit: str, *, is_counter: bool) -> str:
+    """The family name prometheus_client derives (``_total`` stripped from counters, unit appended).
+
+    Args:
+        name: the sanitized metric name.
+        unit: the mapped unit suffix (may be empty).
+        is_counter: counters lose a trailing ``_total`` first (it is added back per sample).
+    """
+    if is_counter and name.endswith(TOTAL_SUFFIX):
+        name = name[: -len(TOTAL_SUFFIX)]
+    if unit and not name.endswith("_" + unit):
+        name += "_" + unit
+    return name
+
+
+def label_value(value: object) -> str:
+    """A label value as the exporter writes it: strings as is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)

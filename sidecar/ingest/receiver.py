@@ -1,0 +1,186 @@
+"""The OTLP/HTTP receiver: ``POST /v1/metrics`` as a straight line with fixed answers.
+
+405 other methods, 415 other content types, 413 over ``max_body_bytes`` after
+decompression (decompressed in a streaming way, so a gzip bomb allocates at most the
+limit), 400 an undecodable body (nothing stored), 429 with Retry-After when the store is
+full and nothing could be stored, else 200 with an ``ExportMetricsServiceResponse`` in
+the request's encoding whose ``partial_success`` counts the rejected points and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+
+from sidecar.ingest.codec import (
+    GRPC_INVALID_ARGUMENT,
+    GRPC_RESOURCE_EXHAUSTED,
+    BodyTooLarge,
+    BoundedDecompressor,
+    Encoding,
+    UndecodableBody,
+    decode_request,
+    encode_response,
+    encode_status,
+    encoding_of,
+)
+from sidecar.ingest.instruments import IngestInstruments
+from sidecar.ingest.model import Batch
+from sidecar.ingest.store import STORE_FULL, MetricStore, Outcome
+from sidecar.ingest.translate import Translator
+
+__all__ = ["INGEST_PATH", "IngestState", "create_ingest_app"]
+
+log = logging.getLogger(__name__)
+
+INGEST_PATH = "/v1/metrics"
+READ_CHUNK = 64 * 1024
+OFFLOAD_BYTES = 256 * 1024  # bodies above this are decoded in a worker thread
+RETRY_AFTER_SECONDS = 30
+EXPIRY_INTERVAL_MIN, EXPIRY_INTERVAL_MAX = 0.05, 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestState:
+    """Everything the handler needs, stored on the app under `STATE`."""
+
+    store: MetricStore
+    translator: Translator
+    instruments: IngestInstruments
+    max_body_bytes: int
+
+
+STATE = web.AppKey("ingest_state", IngestState)
+
+
+class _Refusal(Exception):
+    """An answer other than 200, with its status, body and content type."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+def create_ingest_app(state: IngestState) -> web.Application:
+    """The ingest application: one route, any method (405 answered by the handler)."""
+    app = web.Application()
+    app[STATE] = state
+    app.router.add_route("*", INGEST_PATH, handle_export)
+    app.cleanup_ctx.append(_expiry_timer)
+    return app
+
+
+async def _expiry_timer(app: web.Application) -> AsyncIterator[None]:
+    """Expire idle series on a timer, whether or not anyone scrapes."""
+    store = app[STATE].store
+    interval = min(max(store.limits.series_ttl / 4, EXPIRY_INTERVAL_MIN), EXPIRY_INTERVAL_MAX)
+
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            store.expire()
+
+    task = asyncio.create_task(run(), name="ingest-expiry")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def handle_export(request: web.Request) -> web.Response:
+    """``POST /v1/metrics``."""
+    state = request.app[STATE]
+    encoding = encoding_of(request.headers.get(hdrs.CONTENT_TYPE, ""))
+    try:
+        response = await _export(request, state, encoding)
+    except _Refusal as refusal:
+        response = web.Response(status=refusal.status, body=refusal.body)
+        response.content_type = refusal.content_type
+        if refusal.status == 405:
+            response.headers[hdrs.ALLOW] = "POST"
+        elif refusal.status == 429:
+            response.headers[hdrs.RETRY_AFTER] = str(RETRY_AFTER_SECONDS)
+    label = encoding.label if encoding is not None else "unknown"
+    state.instruments.requests.add(1, {"encoding": label, "code": response.status})
+    return response
+
+
+async def _export(
+    request: web.Request, state: IngestState, encoding: Encoding | None
+) -> web.Response:
+    if request.method != hdrs.METH_POST:
+        raise _Refusal(405, b"405: only POST is allowed on /v1/metrics\n", "text/plain")
+    if encoding is None:
+        body = b"415: Content-Type must be application/x-protobuf or application/json\n"
+        raise _Refusal(415, body, "text/plain")
+    try:
+        body = await _read_body(request, state.max_body_bytes)
+        batch = await _decode(body, encoding, state.translator)
+    except BodyTooLarge as exc:
+        raise _error(413, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
+    except UndecodableBody as exc:
+        raise _error(400, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
+    outcome = state.store.apply(batch)
+    rejected = _merge_rejections(batch, outcome)
+    _record(state.instruments, batch, outcome, rejected)
+    if not outcome.accepted and rejected and set(rejected) == {STORE_FULL}:
+        raise _error(429, GRPC_RESOURCE_EXHAUSTED, "metric store is full", encoding)
+    body = encode_response(sum(rejected.values()), _explain(rejected), encoding)
+    return web.Response(body=body, content_type=encoding.value)
+
+
+def _error(status: int, code: int, message: str, encoding: Encoding) -> _Refusal:
+    return _Refusal(status, encode_status(code, message, encoding), encoding.value)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """Read and decompress the body, never holding more than ``limit`` bytes of either."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"body is over {limit} bytes")
+    decompressor = BoundedDecompressor(request.headers.get(hdrs.CONTENT_ENCODING, ""), limit)
+    received = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLarge(f"body is over {limit} bytes")
+        decompressor.feed(chunk)
+    return decompressor.finish()
+
+
+async def _decode(body: bytes, encoding: Encoding, translator: Translator) -> Batch:
+    """Decode and translate; large bodies in a worker thread so the loop keeps answering."""
+    if len(body) <= OFFLOAD_BYTES:
+        return translator.translate(decode_request(body, encoding))
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        None, lambda: translator.translate(decode_request(body, encoding))
+    )
+
+
+def _merge_rejections(batch: Batch, outcome: Outcome) -> dict[str, int]:
+    rejected = dict(batch.rejected)
+    for reason, count in outcome.rejected.items():
+        rejected[reason] = rejected.get(reason, 0) + count
+    return rejected
+
+
+def _explain(rejected: dict[str, int]) -> str:
+    return "; ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
+
+
+def _record(
+    instruments: IngestInstruments, batch: Batch, outcome: Outcome, rejected: dict[str, int]
+) -> None:
+    instruments.received.add(batch.points)
+    for reason, count in rejected.items():
+        instruments.rejected.add(count, {"reason": reason})
+    for metric, count in outcome.overflowed.items():
+        instruments.overflow.add(count, {"metric": metric})

@@ -1,0 +1,419 @@
+"""The metric store: one cumulative state per series, like the Collector's accumulator.
+
+Delta points are accumulated, cumulative points replace (a start time that moved forward
+is a reset and passes through), gauges and summaries keep their last value. Every
+series is stamped with the store clock when written; `MetricStore.expire` drops the idle
+ones (the receiver runs it on a timer). Per metric, new series beyond
+``max_series_per_metric`` are folded into one overflow series labelled
+``otel_metric_overflow="true"`` whose totals stay right; ``max_series`` bounds the whole
+store. A rejected point never touches a series: every check happens before any write.
+
+The store is not thread-safe: it is mutated and rendered on the event loop only, and the
+renderer walks it synchronously, so a scrape always sees one consistent state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sidecar.ingest.model import (
+    Batch,
+    Descriptor,
+    ExponentialPoint,
+    HistogramPoint,
+    Kind,
+    Labels,
+    Metric,
+    NumberPoint,
+    Point,
+    Temporality,
+)
+
+__all__ = [
+    "OVERFLOW_LABELS",
+    "ExponentialState",
+    "Family",
+    "MetricStore",
+    "Outcome",
+    "Series",
+    "StoreLimits",
+]
+
+OVERFLOW_LABELS: Labels = 'otel_metric_overflow="true"'
+
+# Rejection reasons (the ``reason`` label of sidecar_otlp_data_points_rejected_total).
+OUT_OF_ORDER = "out_of_order"
+TYPE_CONFLICT = "type_conflict"
+STORE_FULL = "store_full"
+BOUNDS_MISMATCH = "bounds_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """The ``ingest.*`` limits the store enforces."""
+
+    max_series: int = 100_000
+    max_series_per_metric: int = 2000
+    series_ttl: float = 300.0
+    exponential_max_buckets: int = 40
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the store did with one batch."""
+
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    overflowed: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        """Count one rejected point."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+@dataclass(slots=True)
+class ExponentialState:
+    """A base-2 exponential histogram kept at scale ``scale`` (index → count maps)."""
+
+    scale: int
+    zero_count: int
+    zero_threshold: float
+    positive: dict[int, int]
+    negative: dict[int, int]
+    sum: float
+    count: int
+
+    @classmethod
+    def of(cls, p: ExponentialPoint) -> ExponentialState:
+        """A copy of the point's buckets."""
+        return cls(
+            p.scale, p.zero_count, p.zero_threshold, dict(p.positive), dict(p.negative),
+            p.sum, p.count,
+        )  # fmt: skip
+
+    def add(self, p: ExponentialPoint) -> None:
+        """Accumulate a delta point (both brought to the smaller scale first)."""
+        other = ExponentialState.of(p)
+        scale = min(self.scale, other.scale)
+        self.downscale(self.scale - scale)
+        other.downscale(other.scale - scale)
+        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
+            for index, count in theirs.items():
+                mine[index] = mine.get(index, 0) + count
+        self.zero_count += other.zero_count
+        self.zero_threshold = max(self.zero_threshold, other.zero_threshold)
+        self.sum += other.sum
+        self.count += other.count
+
+    def downscale(self, by: int) -> None:
+        """Merge buckets pairwise ``by`` times (scale decreases by ``by``)."""
+        if by <= 0:
+            return
+        self.scale -= by
+        self.positive = _downscaled(self.positive, by)
+        self.negative = _downscaled(self.negative, by)
+
+    def limit(self, max_buckets: int) -> None:
+        """Reduce the scale until both index spans together fit ``max_buckets``."""
+        while _span(self.positive) + _span(self.negative) > max_buckets:
+            self.downscale(1)
+
+
+def _downscaled(buckets: dict[int, int], by: int) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for index, count in buckets.items():
+        out[index >> by] = out.get(index >> by, 0) + count
+    return out
+
+
+def _span(buckets: dict[int, int]) -> int:
+    return max(buckets) - min(buckets) + 1 if buckets else 0
+
+
+class Series:
+    """One series' cumulative state; which fields are used depends on the family's kind.
+
+    ``value``: counter/gauge value, histogram/summary count. ``counts``: per-bucket
+    (not cumulative) counts of an explicit histogram, ``bounds`` its bounds. ``extra``:
+    an `ExponentialState` or a summary's quantiles.
+    """
+
+    __slots__ = ("bounds", "counts", "extra", "labels", "seen", "start", "sum", "time", "value")
+
+    def __init__(self, labels: Labels, start: int, time_ns: int, seen: float) -> None:
+        self.labels = labels
+        self.start = start
+        self.time = time_ns
+        self.seen = seen
+        self.value = 0.0
+        self.sum = 0.0
+        self.counts: list[int] | None = None
+        self.bounds: tuple[float, ...] = ()
+        self.extra: ExponentialState | tuple[tuple[float, float], ...] | None = None
+
+
+class Family:
+    """One metric family: its descriptor, its series by label text, its overflow series."""
+
+    __slots__ = ("descriptor", "overflow", "overflowed", "series")
+
+    def __init__(self, descriptor: Descriptor) -> None:
+        self.descriptor = descriptor
+        self.series: dict[Labels, Series] = {}
+        self.overflow: Series | None = None
+        # label text → last cumulative state of each label set folded into the overflow
+        self.overflowed: dict[Labels, Series] = {}
+
+    def all_series(self) -> Iterator[Series]:
+        """Every series, the overflow one last."""
+        yield from self.series.values()
+        if self.overflow is not None:
+            yield self.overflow
+
+
+class MetricStore:
+    """Cumulative state of every ingested series, bounded, expiring."""
+
+    def __init__(
+        self,
+        limits: StoreLimits,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_expired: Callable[[int], None] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.families: dict[str, Family] = {}
+        self.targets: dict[Labels, float] = {}  # target_info label text → last seen
+        self._clock = clock
+        self._on_expired = on_expired
+        self._size = 0
+
+    def __len__(self) -> int:
+        """Series held, overflow and target_info series included."""
+        return self._size + len(self.targets)
+
+    @property
+    def is_full(self) -> bool:
+        """True when no new series can be created."""
+        return len(self) >= self.limits.max_series
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, batch: Batch) -> Outcome:
+        """Apply every translated point; each is accepted or rejected as a whole."""
+        now = self._clock()
+        outcome = Outcome()
+        for labels in batch.resources:
+            if labels in self.targets or not self.is_full:
+                self.targets[labels] = now
+        for metric in batch.metrics:
+            self._apply_metric(metric, now, outcome)
+        return outcome
+
+    def _apply_metric(self, metric: Metric, now: float, outcome: Outcome) -> None:
+        descriptor = metric.descriptor
+        family = self.families.get(descriptor.name)
+        if family is None:
+            family = self.families[descriptor.name] = Family(descriptor)
+        elif family.descriptor.kind is not descriptor.kind:
+            for _ in metric.points:
+                outcome.reject(TYPE_CONFLICT)
+            return
+        else:
+            family.descriptor = descriptor  # HELP and unit of the latest push
+        for point in metric.points:
+            series = family.series.get(point.labels)
+            if series is None:
+                series = self._new_series(family, point, metric.temporality, now, outcome)
+                if series is None:
+                    continue
+            elif not self._update(series, point, metric.temporality, outcome):
+                continue
+            series.seen = now
+            outcome.accepted += 1
+
+    def _new_series(
+        self, family: Family, point: Point, temporality: Temporality, now: float, outcome: Outcome
+    ) -> Series | None:
+        if len(family.series) >= self.limits.max_series_per_metric:
+            self._fold_into_overflow(family, point, temporality, now, outcome)
+            return None
+        if self.is_full:
+            outcome.reject(STORE_FULL)
+            return None
+        series = Series(point.labels, point.start_ns, point.time_ns, now)
+        self._set(series, point)
+        family.series[point.labels] = series
+        self._size += 1
+        return series
+
+    def _update(
+        self, series: Series, point: Point, temporality: Temporality, outcome: Outcome
+    ) -> bool:
+        """Apply ``point`` to an existing series; False (and counted) when rejected."""
+        if temporality is Temporality.DELTA:
+            overlaps = point.start_ns < series.time if point.start_ns else False
+            if overlaps or point.time_ns <= series.time:
+                outcome.reject(OUT_OF_ORDER)
+                return False
+            if not self._accumulate(series, point, outcome):
+                return False
+            series.time = point.time_ns
+            return True
+        if temporality is Temporality.CUMULATIVE and point.start_ns > series.start:
+            series.start = point.start_ns  # a reset: passed through as Prometheus expects
+        elif point.time_ns < series.time or point.start_ns < series.start:
+            outcome.reject(OUT_OF_ORDER)
+            return False
+        series.time = point.time_ns
+        self._set(series, point)
+        return True
+
+    def _set(self, series: Series, point: Point) -> None:
+        """Replace the series' state with the point's."""
+        if isinstance(point, NumberPoint):
+            series.value = point.value
+        elif isinstance(point, HistogramPoint):
+            series.bounds = point.bounds
+            series.counts = list(point.counts)
+            series.sum = point.sum
+            series.value = float(sum(point.counts))
+        elif isinstance(point, ExponentialPoint):
+            state = ExponentialState.of(point)
+            state.limit(self.limits.exponential_max_buckets)
+            series.extra = state
+        else:
+            series.extra = point.quantiles
+            series.sum = point.sum
+            series.value = float(point.count)
+
+    def _accumulate(self, series: Series, point: Point, outcome: Outcome) -> bool:
+        """Add a delta point; False (counted) when it cannot be added."""
+        if isinstance(point, NumberPoint):
+            series.value += point.value
+        elif isinstance(point, HistogramPoint):
+            if series.counts is None or point.bounds != series.bounds:
+                outcome.reject(BOUNDS_MISMATCH)
+                return False
+            counts = series.counts
+            for i, count in enumerate(point.counts):
+                counts[i] += count
+            series.sum += point.sum
+            series.value += sum(point.counts)
+        elif isinstance(point, ExponentialPoint):
+            if not isinstance(series.extra, ExponentialState):
+                outcome.reject(BOUNDS_MISMATCH)
+                return False
+            series.extra.add(point)
+            series.extra.limit(self.limits.exponential_max_buckets)
+        else:
+            self._set(series, point)
+        return True
+
+    def _fold_into_overflow(
+        self, family: Family, point: Point, temporality: Temporality, now: float, outcome: Outcome
+    ) -> None:
+        """Add what ``point`` contributes to the family's overflow series (totals stay right)."""
+        overflow = family.overflow
+        if overflow is None:
+            if self.is_full:
+                outcome.reject(STORE_FULL)
+                return
+            overflow = family.overflow = Series(OVERFLOW_LABELS, point.start_ns, point.time_ns, now)
+            self._size += 1
+        contribution = self._contribution(family, point, temporality, now, outcome)
+        if contribution is None:
+            return
+        if overflow.counts is None and overflow.extra is None and not overflow.value:
+            self._set(overflow, _relabel(contribution, OVERFLOW_LABELS))
+        elif family.descriptor.kind is Kind.GAUGE and temporality is Temporality.GAUGE:
+            self._set(overflow, contribution)
+        elif not self._accumulate(overflow, contribution, outcome):
+            return
+        overflow.time = max(overflow.time, point.time_ns)
+        overflow.seen = now
+        outcome.accepted += 1
+
+    def _contribution(
+        self, family: Family, point: Point, temporality: Temporality, now: float, outcome: Outcome
+    ) -> Point | None:
+        """The increase a point brings: itself for deltas, the change since the last one else."""
+        last = family.overflowed.get(point.labels)
+        if last is None:
+            outcome.overflowed[family.descriptor.name] = (
+                outcome.overflowed.get(family.descriptor.name, 0) + 1
+            )
+            if len(family.overflowed) < self.limits.max_series:
+                last = Series(point.labels, point.start_ns, point.time_ns, now)
+                family.overflowed[point.labels] = last
+                if temporality is not Temporality.DELTA:
+                    self._set(last, point)
+            return point
+        if temporality is Temporality.DELTA or not isinstance(point, NumberPoint | HistogramPoint):
+            return point
+        if point.time_ns < last.time:
+            outcome.reject(OUT_OF_ORDER)
+            return None
+        increase = _increase(last, point, family.descriptor.kind is not Kind.GAUGE)
+        last.time = point.time_ns
+        last.start = max(last.start, point.start_ns)
+        self._set(last, point)
+        return increase
+
+    # ------------------------------------------------------------------ expiry
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop every series idle for longer than the TTL; returns how many went."""
+        now = self._clock() if now is None else now
+        deadline = now - self.limits.series_ttl
+        expired = 0
+        for name in list(self.families):
+            family = self.families[name]
+            idle = [key for key, s in family.series.items() if s.seen < deadline]
+            for key in idle:
+                del family.series[key]
+            expired += len(idle)
+            if family.overflow is not None and family.overflow.seen < deadline:
+                family.overflow = None
+                family.overflowed.clear()
+                expired += 1
+            if not family.series and family.overflow is None:
+                del self.families[name]
+        self._size -= expired
+        idle_targets = [key for key, seen in self.targets.items() if seen < deadline]
+        for key in idle_targets:
+            del self.targets[key]
+        expired += len(idle_targets)
+        if expired and self._on_expired is not None:
+            self._on_expired(expired)
+        return expired
+
+
+def _relabel(point: Point, labels: Labels) -> Point:
+    if isinstance(point, NumberPoint):
+        return NumberPoint(labels, point.start_ns, point.time_ns, point.value)
+    if isinstance(point, HistogramPoint):
+        return HistogramPoint(
+            labels, point.start_ns, point.time_ns, point.bounds, point.counts, point.sum
+        )
+    return point
+
+
+def _increase(last: Series, point: NumberPoint | HistogramPoint, monotonic: bool) -> Point:
+    """The change from ``last`` to ``point``; after a reset (or a counter going down), all of it."""
+    reset = point.start_ns > last.start
+    if isinstance(point, NumberPoint):
+        delta = point.value - last.value
+        if reset or (monotonic and delta < 0):
+            delta = point.value
+        return NumberPoint(point.labels, point.start_ns, point.time_ns, delta)
+    if last.counts is None or point.bounds != last.bounds or reset:
+        return point
+    counts = tuple(c - p for c, p in zip(point.counts, last.counts, strict=True))
+    if any(c < 0 for c in counts):
+        return point
+    return HistogramPoint(
+        point.labels, point.start_ns, point.time_ns, point.bounds, counts, point.sum - last.sum
+    )

@@ -1,0 +1,318 @@
+"""OTLP ``ExportMetricsServiceRequest`` → the internal model (design §8).
+
+Walks resource → scope → metric → point as the OpenTelemetry Prometheus exporter does
+(``_CustomCollector._translate_to_prometheus``): labels are the promoted resource
+attributes, then the scope labels, then the point's attributes (a later key wins), each
+key sanitized and each non-string value written as JSON. Empty label values are left
+out, as Prometheus treats them as absent. A point that cannot be translated is counted
+in the batch's rejections and never reaches the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+
+from sidecar.ingest import naming
+from sidecar.ingest.model import (
+    Batch,
+    Descriptor,
+    ExponentialPoint,
+    HistogramPoint,
+    Kind,
+    Labels,
+    Metric,
+    NumberPoint,
+    Point,
+    SummaryPoint,
+    Temporality,
+)
+
+__all__ = ["TranslationRules", "Translator", "escape_label_value", "label_text"]
+
+SCOPE_NAME_LABEL = "otel_scope_name"
+SCOPE_VERSION_LABEL = "otel_scope_version"
+SCOPE_SCHEMA_URL_LABEL = "otel_scope_schema_url"
+SCOPE_ATTRIBUTE_PREFIX = "otel_scope_"
+TARGET_INFO = Descriptor("target", Kind.INFO, "Target metadata", "")
+FLAG_NO_RECORDED_VALUE = 1
+TEMPORALITIES = {
+    pb.AGGREGATION_TEMPORALITY_DELTA: Temporality.DELTA,
+    pb.AGGREGATION_TEMPORALITY_CUMULATIVE: Temporality.CUMULATIVE,
+}
+LABEL_CACHE_MAX = 10_000
+
+LabelDict = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationRules:
+    """The ``ingest.*`` settings translation needs."""
+
+    promote_resource_attributes: tuple[str, ...]
+    scope_labels: bool = True
+    target_info: bool = True
+
+
+class Translator:
+    """Translates requests; keeps small caches of sanitized label names and descriptors."""
+
+    def __init__(self, rules: TranslationRules) -> None:
+        self._rules = rules
+        self._label_names: dict[str, str] = {}
+        self._descriptors: dict[tuple[str, str, str, Kind], Descriptor | None] = {}
+
+    def translate(self, request: ExportMetricsServiceRequest) -> Batch:
+        """Translate a whole request into one `Batch`."""
+        batch = Batch()
+        for rm in request.resource_metrics:
+            resource = _attributes(rm.resource.attributes)
+            base = self._promoted(resource)
+            if self._rules.target_info and resource:
+                batch.resources.append(self._labels_of(resource.items()))
+            for sm in rm.scope_metrics:
+                scope_base = {**base, **self._scope_labels(sm.scope)}
+                for metric in sm.metrics:
+                    self._translate_metric(metric, scope_base, batch)
+        return batch
+
+    # ------------------------------------------------------------------ labels
+
+    def _label_name(self, key: str) -> str:
+        name = self._label_names.get(key)
+        if name is None:
+            name = naming.sanitize_label(key)
+            if len(self._label_names) < LABEL_CACHE_MAX:
+                self._label_names[key] = name
+        return name
+
+    def _labels_of(self, items: Iterable[tuple[str, Any]]) -> Labels:
+        labels: LabelDict = {}
+        for key, value in items:
+            text = naming.label_value(value)
+            if text:
+                labels[self._label_name(key)] = text
+        return label_text(labels)
+
+    def _promoted(self, resource: dict[str, Any]) -> LabelDict:
+        out: LabelDict = {}
+        for key in self._rules.promote_resource_attributes:
+            if key in resource:
+                text = naming.label_value(resource[key])
+                if text:
+                    out[self._label_name(key)] = text
+        return out
+
+    def _scope_labels(self, scope: InstrumentationScope) -> LabelDict:
+        if not self._rules.scope_labels:
+            return {}
+        out: LabelDict = {}
+        for key, value in _attributes(scope.attributes).items():
+            text = naming.label_value(value)
+            if text:
+                out[self._label_name(SCOPE_ATTRIBUTE_PREFIX + key)] = text
+        if scope.name:
+            out[SCOPE_NAME_LABEL] = scope.name
+        if scope.version:
+            out[SCOPE_VERSION_LABEL] = scope.version
+        return out
+
+    def _point_labels(self, base: LabelDict, attributes: Iterable[KeyValue]) -> Labels:
+        labels = dict(base)
+        for kv in attributes:
+            value = kv.value
+            if value.WhichOneof("value") == "string_value":
+                text = value.string_value
+            else:
+                text = naming.label_value(_python_value(value))
+            name = self._label_name(kv.key)
+            if text:
+                labels[name] = text
+            else:
+                labels.pop(name, None)
+        return label_text(labels)
+
+    # ----------------------------------------------------------------- metrics
+
+    def _descriptor(self, metric: pb.Metric, kind: Kind) -> Descriptor | None:
+        cache_key = (metric.name, metric.unit, metric.description, kind)
+        if cache_key in self._descriptors:
+            return self._descriptors[cache_key]
+        name = naming.sanitize_metric_name(metric.name)
+        unit = naming.map_unit(metric.unit)
+        descriptor = None
+        if name:
+            family = naming.family_name(name, unit, is_counter=kind is Kind.COUNTER)
+            descriptor = Descriptor(family, kind, metric.description, unit)
+        if len(self._descriptors) < LABEL_CACHE_MAX:
+            self._descriptors[cache_key] = descriptor
+        return descriptor
+
+    def _translate_metric(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+        data = metric.WhichOneof("data")
+        if data == "sum":
+            kind = Kind.COUNTER if metric.sum.is_monotonic else Kind.GAUGE
+            self._numbers(metric, kind, metric.sum.aggregation_temporality, base, batch)
+        elif data == "gauge":
+            self._numbers(metric, Kind.GAUGE, None, base, batch)
+        elif data == "histogram":
+            self._histograms(metric, base, batch)
+        elif data == "exponential_histogram":
+            self._exponentials(metric, base, batch)
+        elif data == "summary":
+            self._summaries(metric, base, batch)
+        else:
+            batch.reject("no_data")
+
+    def _emit(
+        self,
+        metric: pb.Metric,
+        kind: Kind,
+        temporality: Temporality | None,
+        points: list[Point],
+        count: int,
+        batch: Batch,
+    ) -> None:
+        batch.points += count
+        rejected = count - len(points)
+        descriptor = self._descriptor(metric, kind)
+        if descriptor is None:
+            batch.reject("invalid_name", count)
+        elif temporality is None:
+            batch.reject("unspecified_temporality", count)
+        else:
+            if rejected:
+                batch.reject("invalid_point", rejected)
+            if points:
+                batch.metrics.append(Metric(descriptor, temporality, points))
+
+    def _temporality(self, value: int | None) -> Temporality | None:
+        return Temporality.GAUGE if value is None else TEMPORALITIES.get(value)  # type: ignore[call-overload]
+
+    def _numbers(
+        self, metric: pb.Metric, kind: Kind, temporality: int | None, base: LabelDict, batch: Batch
+    ) -> None:
+        data_points = (
+            metric.sum.data_points if temporality is not None else metric.gauge.data_points
+        )
+        points: list[Point] = []
+        for dp in data_points:
+            if dp.flags & FLAG_NO_RECORDED_VALUE:
+                continue
+            which = dp.WhichOneof("value")
+            if which is None:
+                continue
+            value = dp.as_double if which == "as_double" else float(dp.as_int)
+            labels = self._point_labels(base, dp.attributes)
+            points.append(NumberPoint(labels, dp.start_time_unix_nano, dp.time_unix_nano, value))
+        self._emit(metric, kind, self._temporality(temporality), points, len(data_points), batch)
+
+    def _histograms(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+        points: list[Point] = []
+        data_points = metric.histogram.data_points
+        for dp in data_points:
+            bounds = tuple(dp.explicit_bounds)
+            counts = tuple(dp.bucket_counts) or (dp.count,)
+            if len(counts) != len(bounds) + 1 or not _increasing(bounds):
+                continue
+            if dp.flags & FLAG_NO_RECORDED_VALUE:
+                continue
+            labels = self._point_labels(base, dp.attributes)
+            total = dp.sum if dp.HasField("sum") else 0.0
+            points.append(
+                HistogramPoint(
+                    labels, dp.start_time_unix_nano, dp.time_unix_nano, bounds, counts, total
+                )
+            )
+        temporality = self._temporality(metric.histogram.aggregation_temporality)
+        self._emit(metric, Kind.HISTOGRAM, temporality, points, len(data_points), batch)
+
+    def _exponentials(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+        points: list[Point] = []
+        data_points = metric.exponential_histogram.data_points
+        for dp in data_points:
+            if dp.flags & FLAG_NO_RECORDED_VALUE or not -10 <= dp.scale <= 20:
+                continue
+            labels = self._point_labels(base, dp.attributes)
+            points.append(
+                ExponentialPoint(
+                    labels,
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                    dp.scale,
+                    dp.zero_count,
+                    dp.zero_threshold,
+                    _bucket_map(dp.positive),
+                    _bucket_map(dp.negative),
+                    dp.sum if dp.HasField("sum") else 0.0,
+                    dp.count,
+                )
+            )
+        temporality = self._temporality(metric.exponential_histogram.aggregation_temporality)
+        self._emit(metric, Kind.HISTOGRAM, temporality, points, len(data_points), batch)
+
+    def _summaries(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+        points: list[Point] = []
+        data_points = metric.summary.data_points
+        for dp in data_points:
+            if dp.flags & FLAG_NO_RECORDED_VALUE:
+                continue
+            labels = self._point_labels(base, dp.attributes)
+            quantiles = tuple((q.quantile, q.value) for q in dp.quantile_values)
+            points.append(
+                SummaryPoint(
+                    labels, dp.start_time_unix_nano, dp.time_unix_nano, quantiles, dp.sum, dp.count
+                )
+            )
+        self._emit(metric, Kind.SUMMARY, Temporality.GAUGE, points, len(data_points), batch)
+
+
+def label_text(labels: LabelDict) -> Labels:
+    """The exposition text of a label set: sorted by name, values escaped."""
+    return ",".join([f'{k}="{escape_label_value(labels[k])}"' for k in sorted(labels)])
+
+
+def escape_label_value(value: str) -> str:
+    """Backslash, newline and double quote escaped, as both exposition formats want."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def _increasing(bounds: tuple[float, ...]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(bounds)) and not any(
+        math.isnan(b) for b in bounds
+    )
+
+
+def _bucket_map(buckets: pb.ExponentialHistogramDataPoint.Buckets) -> dict[int, int]:
+    offset = buckets.offset
+    return {offset + i: c for i, c in enumerate(buckets.bucket_counts) if c}
+
+
+def _attributes(attributes: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: _python_value(kv.value) for kv in attributes}
+
+
+def _python_value(value: AnyValue) -> Any:
+    """An AnyValue as the Python value the SDK recorded (arrays as lists)."""
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_python_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _python_value(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if which is None:
+        return ""
+    return getattr(value, which)
