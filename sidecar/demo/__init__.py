@@ -83,8 +83,8 @@ def _start_background(
     tasks: list[asyncio.Task[None]] = []
     names = {c.name: c for c in sidecar.components}
     if "ingest" in names:
-        from sidecar.demo.pipeline import run_pipeline
-
+        # the pipeline comes with the ingest work; imported by name until it lands
+        run_pipeline = importlib.import_module("sidecar.demo.pipeline").run_pipeline
         endpoint = local_url(names["ingest"].addresses[0]) + "/v1/metrics"
         tasks.append(asyncio.create_task(run_pipeline(endpoint, stop)))
     if traffic and "proxy" in names:
