@@ -26,9 +26,11 @@ from prometheus_client.registry import Collector
 from sidecar import __version__
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import Config, ConfigError, load_config
+from sidecar.events import EventInspector
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.logs import configure_logging
 from sidecar.observability import Metrics, Module
+from sidecar.proxy import create_proxy, proxy_views
 
 __all__ = ["Sidecar", "run_sidecar"]
 
@@ -71,7 +73,7 @@ class Sidecar:
         self.module.registry.register(BuildInfoCollector())
 
     def _views(self) -> tuple[View, ...]:
-        return ()
+        return proxy_views(self.config.proxy)
 
     def collector(self) -> Collector:
         """What ``/metrics`` serves."""
@@ -79,6 +81,13 @@ class Sidecar:
 
     def build(self) -> None:
         """Create every enabled component; the admin listener comes last and stops last."""
+        if self.config.proxy.enabled:
+            inspector = (
+                EventInspector(self.config.events, self.module.meter)
+                if self.config.events.enabled
+                else None
+            )
+            self.components.append(create_proxy(self.config, self.module, self.metrics, inspector))
         admin_app = create_admin_app(self.config.admin, self.collector(), self.readiness)
         self.components.append(AiohttpComponent("admin", admin_app, [self.config.admin.listen]))
 
