@@ -1,0 +1,200 @@
+"""The real image, built from the Dockerfile with podman (../shared/tools/podman) and run
+read-only as its non-root user beside the demo upstream, all on the host's loopback.
+
+The build reuses podman's layer cache: the dependency layer is rebuilt only when
+pyproject.toml changes, the package layer when sidecar/ changes. A cold build (a new
+machine: debootstrap of the stand-in base and every wheel) takes minutes, hence the
+longer timeout on this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.deploy.chart import ROOT
+from tests.support.process import free_port, http_get, wait_until
+
+PODMAN = ROOT.parent / "shared" / "tools" / "podman"
+IMAGE = "localhost/causality-sidecar:test"
+BUILD_TIMEOUT_S = 900
+USER = "10001:10001"
+
+pytestmark = [pytest.mark.xdist_group("podman-image"), pytest.mark.timeout(BUILD_TIMEOUT_S + 60)]
+
+
+def podman(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the project's podman wrapper."""
+    done = subprocess.run(
+        [str(PODMAN), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def image() -> dict[str, Any]:
+    """Build the image once per module (cached layers) and return `podman image inspect`."""
+    if not PODMAN.is_file():
+        message = f"{PODMAN} is missing (the shared/ folder beside the project)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(PODMAN), "build", "-t", IMAGE, "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    print(f"image build took {time.monotonic() - started:.1f}s")
+    [inspected] = json.loads(podman("image", "inspect", IMAGE).stdout)
+    return dict(inspected)
+
+
+def run_in_image(*args: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`podman run --rm --read-only` a one-off command in the image."""
+    extra = ["--entrypoint", entrypoint] if entrypoint else []
+    return podman("run", "--rm", "--read-only", "--network", "none", *extra, IMAGE, *args)
+
+
+def test_image_metadata(image: dict[str, Any]) -> None:
+    config = image["Config"]
+    assert config["User"] == USER
+    assert set(config["ExposedPorts"]) == {"8000/tcp", "9464/tcp"}
+    assert config["Entrypoint"] == ["causality-sidecar"]
+    assert config["Cmd"] == ["run"]
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "4194304"
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "67108864"
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.title"] == "causality-sidecar"
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+
+
+def test_version_runs_read_only(image: dict[str, Any]) -> None:
+    done = run_in_image("version")
+    assert re.match(r"causality-sidecar 0\.1\.0\b", done.stdout), done.stdout
+
+
+PROBE = """
+import os, shutil, sys, sysconfig
+print(os.getuid(), os.getgid())
+print([t for t in ("gcc", "cc", "make", "/opt/venv/bin/pip") if shutil.which(t)])
+print(sorted(p for p in ("/root/.cache", "/tmp/wheels", "/src") if os.path.exists(p)))
+print(sys.prefix)
+try:
+    open("/opt/venv/x", "w")
+except OSError as err:
+    print(type(err).__name__)
+"""
+
+
+def test_runs_as_non_root_without_compilers_or_caches(image: dict[str, Any]) -> None:
+    done = run_in_image("-c", PROBE, entrypoint="python")
+    uid_gid, tools, leftovers, prefix, write = done.stdout.splitlines()
+    assert uid_gid == "10001 10001"
+    assert tools == "[]"
+    assert leftovers == "[]"
+    assert prefix == "/opt/venv"
+    assert write in ("OSError", "PermissionError")  # read-only root filesystem
+
+
+@dataclass
+class Running:
+    """The container and the ports it listens on (host network, loopback)."""
+
+    name: str
+    proxy: int
+    admin: int
+
+    def logs(self) -> str:
+        """The container's output so far."""
+        return podman("logs", self.name, check=False).stdout
+
+
+@contextlib.contextmanager
+def demo_upstream() -> Iterator[int]:
+    """The project's demo app (sidecar.demo.app) on a free loopback port."""
+    port = free_port()
+    code = (
+        "from aiohttp import web; from sidecar.demo.app import create_demo_app; "
+        f"web.run_app(create_demo_app(), host='127.0.0.1', port={port}, print=None)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 20, "demo upstream")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http_get(url, timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def running(image: dict[str, Any]) -> Iterator[Running]:
+    """The image's default command (`run`) read-only, host network, beside the demo app."""
+    with demo_upstream() as upstream:
+        proxy, admin, otlp = free_port(), free_port(), free_port()
+        name = f"causality-sidecar-test-{os.getpid()}"
+        podman(
+            "run", "-d", "--rm", "--name", name, "--read-only", "--network", "host",
+            IMAGE, "run",
+            "--upstream", f"http://127.0.0.1:{upstream}",
+            "--listen", f"127.0.0.1:{proxy}",
+            "--admin-listen", f"127.0.0.1:{admin}",
+            "--otlp-listen", f"127.0.0.1:{otlp}",
+        )  # fmt: skip
+        container = Running(name, proxy, admin)
+        try:
+            wait_until(
+                lambda: _answers(f"http://127.0.0.1:{admin}/readyz"), 30, "the container ready"
+            )
+            yield container
+        finally:
+            podman("stop", "--time", "15", name, check=False, timeout=60)
+            podman("rm", "--force", name, check=False)
+
+
+def test_health_and_metrics_answer(running: Running) -> None:
+    assert http_get(f"http://127.0.0.1:{running.admin}/healthz")[0] == 200
+    status, _, body = http_get(f"http://127.0.0.1:{running.admin}/metrics")
+    assert status == 200, running.logs()
+    assert b"sidecar_build_info" in body
+
+
+def _request_count(admin: int, path: str) -> float:
+    text = http_get(f"http://127.0.0.1:{admin}/metrics")[2].decode()
+    pattern = re.compile(r"^http_request_total\{([^}]*)\} (\S+)$", re.MULTILINE)
+    return sum(
+        float(value)
+        for labels, value in pattern.findall(text)
+        if f'path="{path}"' in labels and 'status="200"' in labels
+    )
+
+
+def test_traffic_through_the_proxy_is_counted(running: Running) -> None:
+    before = _request_count(running.admin, "/users/{id}")
+    for user in range(1, 6):
+        status, _, body = http_get(f"http://127.0.0.1:{running.proxy}/users/{user}")
+        assert status == 200, running.logs()
+        assert json.loads(body)["id"] == user
+    assert _request_count(running.admin, "/users/{id}") == before + 5, running.logs()
