@@ -9,7 +9,7 @@ from __future__ import annotations
 from sidecar.config import Address, Config
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.instruments import IngestInstruments
-from sidecar.ingest.receiver import IngestState, create_ingest_app
+from sidecar.ingest.receiver import SERVER_KWARGS, IngestState, create_ingest_app
 from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
 from sidecar.lifecycle import AiohttpComponent, Component
@@ -52,6 +52,6 @@ def create_ingest(config: Config, module: Module) -> tuple[Component, OtlpCollec
     listen = config.ingest.listen
     optional = [Address(IPV6_LOOPBACK, listen.port)] if listen.host == IPV4_LOOPBACK else []
     component = AiohttpComponent(
-        "ingest", create_ingest_app(state), [listen], optional_listen=optional
+        "ingest", create_ingest_app(state), [listen], optional_listen=optional, **SERVER_KWARGS
     )
     return component, OtlpCollector(state.store)

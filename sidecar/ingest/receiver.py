@@ -34,7 +34,7 @@ from sidecar.ingest.model import Batch
 from sidecar.ingest.store import STORE_FULL, MetricStore, Outcome
 from sidecar.ingest.translate import Translator
 
-__all__ = ["INGEST_PATH", "IngestState", "create_ingest_app"]
+__all__ = ["INGEST_PATH", "SERVER_KWARGS", "IngestState", "create_ingest_app"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ INGEST_PATH = "/v1/metrics"
 READ_CHUNK = 64 * 1024
 OFFLOAD_BYTES = 256 * 1024  # bodies above this are decoded in a worker thread
 RETRY_AFTER_SECONDS = 30
+# The app must be served with these: aiohttp would otherwise inflate gzip/deflate bodies
+# itself, with no bound tied to ingest.max_body_bytes (and the handler would see them twice).
+SERVER_KWARGS = {"auto_decompress": False}
 EXPIRY_INTERVAL_MIN, EXPIRY_INTERVAL_MAX = 0.05, 30.0
 
 
@@ -69,7 +72,10 @@ class _Refusal(Exception):
 
 
 def create_ingest_app(state: IngestState) -> web.Application:
-    """The ingest application: one route, any method (405 answered by the handler)."""
+    """The ingest application: one route, any method (405 answered by the handler).
+
+    Serve it with `SERVER_KWARGS` (``auto_decompress=False``): the handler decompresses.
+    """
     app = web.Application()
     app[STATE] = state
     app.router.add_route("*", INGEST_PATH, handle_export)

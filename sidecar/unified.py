@@ -1,0 +1,231 @@
+"""The unified /metrics: several sources merged into one valid exposition (design §9).
+
+Sources in priority order — the sidecar's own registry, the ingested families, then
+merge targets (fetched per scrape and added with `UnifiedCollector.with_sources`):
+
+- families with the same name and type merge their series;
+- a series whose labels a higher source already has is dropped and counted
+  (``sidecar_merge_conflicts_total{kind="series"}``);
+- a family whose type conflicts with a higher source's (or whose sample names collide
+  with one, e.g. a gauge ``x_total`` beside a counter ``x``) is dropped and counted
+  (``kind="type"``);
+- HELP (and unit) come from the highest source.
+
+A source is anything with ``collect()`` (prometheus_client's collector protocol). A
+source that also has ``families()`` (`FamilySource`, e.g. the ingest collector) hands
+over families that write their own text; `UnifiedCollector.render` uses that fast
+path, and only a family that has to be merged with another is turned into
+prometheus_client objects.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from opentelemetry.metrics import Counter
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from sidecar.exposition import GZIP_LEVEL, Exposition
+
+__all__ = ["FamilySource", "RenderedFamily", "UnifiedCollector", "sample_names"]
+
+OPENMETRICS_TYPE = "application/openmetrics-text"
+OPENMETRICS_EOF = b"# EOF\n"
+CONFLICT_SERIES = "series"
+CONFLICT_TYPE = "type"
+
+SeriesKey = frozenset[tuple[str, str]]
+
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("", "_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("", "_bucket", "_count", "_sum", "_created"),
+    "gaugehistogram": ("", "_bucket", "_gcount", "_gsum"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("", "_info"),
+    "stateset": ("",),
+    "unknown": ("",),
+}
+_SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
+
+
+class RenderedFamily(Protocol):
+    """A family that writes its own exposition lines."""
+
+    @property
+    def name(self) -> str:
+        """Family name as prometheus_client names it (no ``_total``)."""
+
+    @property
+    def type(self) -> str:
+        """Prometheus type (``counter``, ``gauge``, ``histogram``, ``summary``, ``info``)."""
+
+    def render(self, openmetrics: bool, out: list[str]) -> None:
+        """Append HELP/TYPE and sample lines, exactly as prometheus_client would write them."""
+
+    def to_metric(self) -> Metric:
+        """The same family as a prometheus_client `Metric`."""
+
+
+@runtime_checkable
+class FamilySource(Protocol):
+    """A source with a fast path: families that render themselves."""
+
+    def families(self) -> Sequence[RenderedFamily]:
+        """The current families, read synchronously (one consistent state)."""
+
+
+def sample_names(name: str, kind: str) -> tuple[str, ...]:
+    """Every name a family of this type claims in either exposition format."""
+    return tuple(name + suffix for suffix in _SUFFIXES.get(kind, ("",)))
+
+
+def _series_key(labels: dict[str, str], kind: str) -> SeriesKey:
+    skip = _SERIES_LABEL.get(kind)
+    return frozenset(item for item in labels.items() if item[0] != skip)
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One output family: the first one seen, or a merge of several."""
+
+    first: Metric | RenderedFamily
+    merged: Metric | None = None
+    keys: set[SeriesKey] = field(default_factory=set)
+
+    def absorb(self, family: Metric | RenderedFamily) -> int:
+        """Merge a lower family's series in; returns how many series were dropped."""
+        if self.merged is None:
+            self.merged = _copy(_as_metric(self.first))
+            self.keys = {key for key, _ in _by_series(self.merged)}
+        dropped = 0
+        for key, samples in _by_series(_as_metric(family)):
+            if key in self.keys:
+                dropped += 1
+                continue
+            self.keys.add(key)
+            self.merged.samples.extend(samples)
+        return dropped
+
+    @property
+    def output(self) -> Metric | RenderedFamily:
+        """What to expose."""
+        return self.merged if self.merged is not None else self.first
+
+
+def _as_metric(family: Metric | RenderedFamily) -> Metric:
+    return family if isinstance(family, Metric) else family.to_metric()
+
+
+def _copy(metric: Metric) -> Metric:
+    out = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+    out.samples = list(metric.samples)
+    return out
+
+
+def _by_series(metric: Metric) -> Iterator[tuple[SeriesKey, list[Sample]]]:
+    groups: dict[SeriesKey, list[Sample]] = {}
+    for sample in metric.samples:
+        groups.setdefault(_series_key(sample.labels, metric.type), []).append(sample)
+    yield from groups.items()
+
+
+class _Fixed:
+    """A collector over a fixed list of families (for prometheus_client's encoders)."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+class UnifiedCollector:
+    """Merges ``sources`` (highest priority first) into one exposition."""
+
+    def __init__(self, sources: Sequence[Collector], conflicts: Counter | None = None) -> None:
+        self.sources = tuple(sources)
+        self._conflicts = conflicts
+
+    def with_sources(self, extra: Sequence[Collector]) -> UnifiedCollector:
+        """A collector for one scrape with ``extra`` sources below these (merge targets)."""
+        return UnifiedCollector((*self.sources, *extra), self._conflicts)
+
+    def merged(self) -> list[Metric | RenderedFamily]:
+        """The families to expose, after the merge rules; conflicts are counted."""
+        claimed: dict[str, tuple[str, str]] = {}
+        slots: dict[tuple[str, str], _Slot] = {}
+        dropped = {CONFLICT_SERIES: 0, CONFLICT_TYPE: 0}
+        for source in self.sources:
+            for family in _families_of(source):
+                key = (family.name, family.type)
+                slot = slots.get(key)
+                if slot is not None:
+                    dropped[CONFLICT_SERIES] += slot.absorb(family)
+                    continue
+                names = sample_names(*key)
+                if any(claimed.get(n, key) != key for n in names):
+                    dropped[CONFLICT_TYPE] += 1
+                    continue
+                claimed.update(dict.fromkeys(names, key))
+                slots[key] = _Slot(family)
+        self._count(dropped)
+        return [slot.output for slot in slots.values()]
+
+    def _count(self, dropped: dict[str, int]) -> None:
+        if self._conflicts is None:
+            return
+        for kind, count in dropped.items():
+            if count:
+                self._conflicts.add(count, {"kind": kind})
+
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client's collector protocol (every family as a `Metric`)."""
+        for family in self.merged():
+            yield _as_metric(family)
+
+    def render(self, accept: str, accept_encoding: str) -> Exposition:
+        """Render for one scraper (format by ``Accept``, gzip by ``Accept-Encoding``).
+
+        Same content as ``exposition.render(self, ...)``; self-rendering families are
+        written directly instead of through prometheus_client's per-sample objects.
+        """
+        encoder, content_type = choose_encoder(accept)
+        openmetrics = content_type.startswith(OPENMETRICS_TYPE)
+        chunks: list[bytes] = []
+        pending: list[Metric] = []
+        for family in self.merged():
+            if isinstance(family, Metric):
+                pending.append(family)
+                continue
+            chunks.append(_encode(encoder, pending, openmetrics))
+            pending = []
+            lines: list[str] = []
+            family.render(openmetrics, lines)
+            chunks.append("".join(lines).encode())
+        chunks.append(_encode(encoder, pending, openmetrics))
+        if openmetrics:
+            chunks.append(OPENMETRICS_EOF)
+        body = b"".join(chunks)
+        if gzip_accepted(accept_encoding):
+            return Exposition(gzip.compress(body, GZIP_LEVEL, mtime=0), content_type, "gzip")
+        return Exposition(body, content_type, None)
+
+
+def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:
+    if not metrics:
+        return b""
+    body: bytes = encoder(_Fixed(metrics))  # type: ignore[operator]
+    return body.removesuffix(OPENMETRICS_EOF) if openmetrics else body
+
+
+def _families_of(source: Collector) -> Iterable[Metric | RenderedFamily]:
+    if isinstance(source, FamilySource):
+        return source.families()
+    return source.collect()

@@ -1,0 +1,207 @@
+"""Builders of OTLP requests (opentelemetry-proto classes) and a store/translator harness."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+
+from sidecar.ingest.collector import OtlpCollector
+from sidecar.ingest.model import Batch
+from sidecar.ingest.store import MetricStore, Outcome, StoreLimits
+from sidecar.ingest.translate import TranslationRules, Translator
+
+CUMULATIVE = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+DELTA = pb.AGGREGATION_TEMPORALITY_DELTA
+PROMOTE = ("service.name", "service.namespace", "service.instance.id")
+RESOURCE = {"service.name": "shop"}
+
+
+def any_value(value: Any) -> AnyValue:
+    """A Python value as an OTLP AnyValue."""
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
+    return AnyValue(string_value=str(value))
+
+
+def attrs(values: Mapping[str, Any] | None) -> list[KeyValue]:
+    """Attributes as KeyValues (order kept)."""
+    return [KeyValue(key=k, value=any_value(v)) for k, v in (values or {}).items()]
+
+
+def number(
+    value: float, labels: Mapping[str, Any] | None = None, *, start: int = 1, time: int = 2
+) -> pb.NumberDataPoint:
+    """A number point (int values as as_int)."""
+    point = pb.NumberDataPoint(
+        attributes=attrs(labels), start_time_unix_nano=start, time_unix_nano=time
+    )
+    if isinstance(value, int):
+        point.as_int = value
+    else:
+        point.as_double = value
+    return point
+
+
+def counter(
+    name: str,
+    points: Sequence[pb.NumberDataPoint],
+    *,
+    temporality: int = CUMULATIVE,
+    monotonic: bool = True,
+    unit: str = "",
+    description: str = "",
+) -> pb.Metric:
+    """A sum metric."""
+    return pb.Metric(
+        name=name, unit=unit, description=description,
+        sum=pb.Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=monotonic),
+    )  # fmt: skip
+
+
+def gauge(
+    name: str, points: Sequence[pb.NumberDataPoint], *, unit: str = "", description: str = ""
+) -> pb.Metric:
+    """A gauge metric."""
+    return pb.Metric(
+        name=name, unit=unit, description=description, gauge=pb.Gauge(data_points=points)
+    )
+
+
+def hpoint(
+    bounds: Sequence[float],
+    counts: Sequence[int],
+    total: float,
+    labels: Mapping[str, Any] | None = None,
+    *,
+    start: int = 1,
+    time: int = 2,
+) -> pb.HistogramDataPoint:
+    """An explicit-bucket histogram point."""
+    return pb.HistogramDataPoint(
+        attributes=attrs(labels), start_time_unix_nano=start, time_unix_nano=time,
+        explicit_bounds=bounds, bucket_counts=counts, sum=total, count=sum(counts),
+    )  # fmt: skip
+
+
+def histogram(
+    name: str,
+    points: Sequence[pb.HistogramDataPoint],
+    *,
+    temporality: int = CUMULATIVE,
+    unit: str = "",
+    description: str = "",
+) -> pb.Metric:
+    """A histogram metric."""
+    return pb.Metric(
+        name=name, unit=unit, description=description,
+        histogram=pb.Histogram(data_points=points, aggregation_temporality=temporality),
+    )  # fmt: skip
+
+
+def epoint(
+    scale: int,
+    positive: tuple[int, Sequence[int]],
+    *,
+    negative: tuple[int, Sequence[int]] = (0, ()),
+    zero_count: int = 0,
+    total: float = 0.0,
+    labels: Mapping[str, Any] | None = None,
+    start: int = 1,
+    time: int = 2,
+) -> pb.ExponentialHistogramDataPoint:
+    """An exponential histogram point: buckets as (offset, counts)."""
+    Buckets = pb.ExponentialHistogramDataPoint.Buckets
+    count = sum(positive[1]) + sum(negative[1]) + zero_count
+    return pb.ExponentialHistogramDataPoint(
+        attributes=attrs(labels), start_time_unix_nano=start, time_unix_nano=time, scale=scale,
+        zero_count=zero_count, sum=total, count=count,
+        positive=Buckets(offset=positive[0], bucket_counts=positive[1]),
+        negative=Buckets(offset=negative[0], bucket_counts=negative[1]),
+    )  # fmt: skip
+
+
+def exponential(
+    name: str, points: Sequence[pb.ExponentialHistogramDataPoint], *, temporality: int = CUMULATIVE
+) -> pb.Metric:
+    """An exponential histogram metric."""
+    return pb.Metric(
+        name=name,
+        exponential_histogram=pb.ExponentialHistogram(
+            data_points=points, aggregation_temporality=temporality
+        ),
+    )
+
+
+def summary(
+    name: str,
+    quantiles: Sequence[tuple[float, float]],
+    total: float,
+    count: int,
+    labels: Mapping[str, Any] | None = None,
+    *,
+    time: int = 2,
+) -> pb.Metric:
+    """A summary metric with one point."""
+    Q = pb.SummaryDataPoint.ValueAtQuantile
+    point = pb.SummaryDataPoint(
+        attributes=attrs(labels), start_time_unix_nano=1, time_unix_nano=time, sum=total, count=count,
+        quantile_values=[Q(quantile=q, value=v) for q, v in quantiles],
+    )  # fmt: skip
+    return pb.Metric(name=name, summary=pb.Summary(data_points=[point]))
+
+
+def request(
+    *metrics: pb.Metric,
+    resource: Mapping[str, Any] | None = None,
+    scope: tuple[str, str] = ("app", "1.0"),
+) -> ExportMetricsServiceRequest:
+    """One resource, one scope, these metrics."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend(attrs(RESOURCE if resource is None else resource))
+    sm = rm.scope_metrics.add()
+    sm.scope.name, sm.scope.version = scope
+    sm.metrics.extend(metrics)
+    return req
+
+
+class Harness:
+    """A translator and a store with a controllable clock; renders text like /metrics."""
+
+    def __init__(
+        self,
+        limits: StoreLimits | None = None,
+        *,
+        scope_labels: bool = False,
+        target_info: bool = False,
+    ) -> None:
+        self.now = 0.0
+        self.store = MetricStore(limits or StoreLimits(), clock=lambda: self.now)
+        self.translator = Translator(
+            TranslationRules(PROMOTE, scope_labels=scope_labels, target_info=target_info)
+        )
+        self.collector = OtlpCollector(self.store)
+
+    def push(self, req: ExportMetricsServiceRequest) -> tuple[Batch, Outcome]:
+        """Translate and apply one request."""
+        batch = self.translator.translate(req)
+        return batch, self.store.apply(batch)
+
+    def text(self, openmetrics: bool = False) -> str:
+        """The ingested families as exposition text."""
+        out: list[str] = []
+        for family in self.collector.families():
+            family.render(openmetrics, out)
+        return "".join(out)
