@@ -153,7 +153,9 @@ class ProxyHandler:
 
     async def _handle(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
         if _header_section_size(request) > self._proxy.max_header_bytes:
-            return self._reject(ex, 431, "bad_request", "request header section too large")
+            response = self._reject(ex, 431, "bad_request", "request header section too large")
+            response.force_close()
+            return response
         limit = self._proxy.max_request_body
         length = request.content_length
         if limit and length is not None and length > limit:
@@ -421,7 +423,8 @@ class ProxyComponent:
             async with asyncio.timeout(drain_timeout):
                 await self.handler.idle.wait()
         cut = self.handler.in_flight
-        self._runner._shutdown_timeout = 0.0  # already waited; cut the rest now
+        # Already waited; cut the rest now. Not 0: aiohttp's ceil_timeout(0) means "no timeout".
+        self._runner._shutdown_timeout = 0.001
         await self._runner.cleanup()
         await self._upstream.close()
         return cut

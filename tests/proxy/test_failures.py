@@ -66,9 +66,9 @@ async def test_upstream_reset_mid_body_aborts_the_client(
 
     up = await raw_upstream(reset)
     p = await make_proxy(upstream=up.url)
-    with pytest.raises(aiohttp.ClientPayloadError):
-        async with p.session.get(p.url + "/r") as r:
-            assert r.status == 200
+    async with p.session.get(p.url + "/r") as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
             await r.read()
     await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1)
 
