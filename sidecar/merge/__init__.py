@@ -1,0 +1,32 @@
+"""Merge targets (design §9, ``merge.targets``): apps' own /metrics served in the sidecar's.
+
+`create_merge` builds the scraper from the config; `merged_metrics_handler` is the
+``/metrics`` handler that fetches every target before rendering the unified view.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Meter
+
+from sidecar.config import MergeConfig
+from sidecar.merge.fetch import ACCEPT, Result, Scrape, fetch_target, parse_exposition
+from sidecar.merge.handler import SCRAPE_TIMEOUT_HEADER, merged_metrics_handler
+from sidecar.merge.scraper import FetchedFamilies, MergeScraper, scrapes_counter
+
+__all__ = [
+    "ACCEPT",
+    "SCRAPE_TIMEOUT_HEADER",
+    "FetchedFamilies",
+    "MergeScraper",
+    "Result",
+    "Scrape",
+    "create_merge",
+    "fetch_target",
+    "merged_metrics_handler",
+    "parse_exposition",
+]
+
+
+def create_merge(config: MergeConfig, meter: Meter) -> MergeScraper:
+    """The scraper of ``merge.targets``, counting into ``sidecar_merge_scrapes_total``."""
+    return MergeScraper(config.targets, scrapes_counter(meter))

@@ -1,0 +1,192 @@
+"""Fetching one merge target's /metrics: the request, the reply's format, the parse.
+
+The request asks with Prometheus's own ``Accept`` preference (OpenMetrics 1.0, then
+OpenMetrics 0.0.1, then text 0.0.4) and accepts gzip, which aiohttp undoes. The reply is
+parsed by prometheus_client's parsers, chosen by its ``Content-Type``: OpenMetrics or
+text 0.0.4 (also when the header is missing, as Prometheus falls back). A protobuf reply,
+a non-2xx status, a malformed body, a timeout or a connection error each end as a
+`Scrape` whose `result` says which; nothing here raises for a bad target.
+
+Parsing is CPU work (tens of microseconds a sample): it runs in the default executor
+so the proxy sharing this event loop keeps answering while a large target is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import hdrs
+from prometheus_client.core import Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+from prometheus_client.samples import Sample
+
+from sidecar.config import MergeTarget
+
+__all__ = [
+    "ACCEPT",
+    "MAX_BODY_BYTES",
+    "Result",
+    "Scrape",
+    "fetch_target",
+    "parse_exposition",
+]
+
+log = logging.getLogger(__name__)
+
+# Prometheus 2.x/3.x scrape_protocols order, without the protobuf formats we cannot merge.
+ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,"
+    "*/*;q=0.1"
+)
+MAX_BODY_BYTES = 64 * 2**20  # after decompression; a bigger reply is an error, not OOM
+OPENMETRICS_TYPE = "application/openmetrics-text"
+TEXT_TYPES = frozenset({"text/plain", ""})
+CREATED_SUFFIX = "_created"
+CREATED_OWNERS = frozenset({"counter", "histogram", "summary"})
+CREATED_CARRIERS = frozenset({"gauge", "untyped"})
+EXPORTED_PREFIX = "exported_"  # a scraped label clashing with a configured one is kept so
+
+
+class Result(enum.StrEnum):
+    """The ``result`` label of ``sidecar_merge_scrapes_total``."""
+
+    SUCCESS = "success"
+    TIMEOUT = "timeout"
+    ERROR = "error"  # connection error, non-2xx status, too large a body
+    MALFORMED = "malformed"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """One target's outcome for one scrape; ``families`` is empty unless it succeeded."""
+
+    target: MergeTarget
+    result: Result
+    families: tuple[Metric, ...] = ()
+    detail: str = ""
+    seconds: float = 0.0
+
+
+class _Refused(Exception):
+    """A reply we will not merge; carries the result to count."""
+
+    def __init__(self, result: Result, detail: str) -> None:
+        super().__init__(detail)
+        self.result = result
+        self.detail = detail
+
+
+async def fetch_target(
+    session: aiohttp.ClientSession, target: MergeTarget, budget: float
+) -> Scrape:
+    """Fetch and parse ``target`` within ``budget`` seconds (its own timeout already applied).
+
+    Returns:
+        A `Scrape`; on any failure its ``families`` is empty and ``result`` says why.
+    """
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(budget):
+            body, openmetrics = await _get(session, target.url)
+            families = await asyncio.get_running_loop().run_in_executor(
+                None, parse_exposition, body, openmetrics, target.labels
+            )
+    except TimeoutError:
+        return _failed(target, Result.TIMEOUT, f"no complete reply within {budget:.3g}s", start)
+    except _Refused as exc:
+        return _failed(target, exc.result, exc.detail, start)
+    except (aiohttp.ClientError, OSError) as exc:
+        return _failed(target, Result.ERROR, f"{type(exc).__name__}: {exc}", start)
+    except ValueError as exc:  # both parsers raise ValueError (or subclasses) on bad input
+        return _failed(target, Result.MALFORMED, f"cannot parse: {exc}", start)
+    return Scrape(target, Result.SUCCESS, families, seconds=time.perf_counter() - start)
+
+
+def _failed(target: MergeTarget, result: Result, detail: str, start: float) -> Scrape:
+    log.warning(
+        "merge target %s skipped for this scrape: %s (%s)",
+        target.name,
+        result.value,
+        detail,
+        extra={"event": "merge_target_skipped", "target": target.name, "result": result.value},
+    )
+    return Scrape(target, result, detail=detail, seconds=time.perf_counter() - start)
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, bool]:
+    """The reply body as text and whether it is OpenMetrics; `_Refused` when unusable."""
+    headers = {hdrs.ACCEPT: ACCEPT, hdrs.ACCEPT_ENCODING: "gzip"}
+    async with session.get(url, headers=headers) as response:
+        if not 200 <= response.status < 300:
+            raise _Refused(Result.ERROR, f"HTTP {response.status}")
+        media_type = response.content_type if hdrs.CONTENT_TYPE in response.headers else ""
+        openmetrics = media_type == OPENMETRICS_TYPE
+        if not openmetrics and media_type not in TEXT_TYPES:
+            raise _Refused(Result.UNSUPPORTED_FORMAT, f"Content-Type {media_type!r}")
+        if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
+            raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = await response.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            return raw.decode(response.charset or "utf-8"), openmetrics
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise _Refused(Result.MALFORMED, f"cannot decode the body: {exc}") from exc
+
+
+def parse_exposition(
+    body: str, openmetrics: bool, labels: Mapping[str, str] | None = None
+) -> tuple[Metric, ...]:
+    """Parse a whole exposition, then add ``labels`` to every sample.
+
+    A scraped label that a configured one replaces is kept as ``exported_<name>``, as
+    Prometheus does without ``honor_labels``.
+
+    Raises:
+        ValueError: the body is not valid exposition of that format.
+    """
+    families = tuple(parse_openmetrics(body)) if openmetrics else _fold_created(parse_text(body))
+    if labels:
+        for family in families:
+            family.samples = _labelled(family.samples, labels)
+    return families
+
+
+def _fold_created(families: Iterable[Metric]) -> tuple[Metric, ...]:
+    """Text 0.0.4 has no ``_created`` samples: a gauge ``x_created`` after counter ``x``
+    (as prometheus_client writes them) goes back into ``x``, where OpenMetrics has it."""
+    out: list[Metric] = []
+    owners: dict[str, Metric] = {}
+    for family in families:
+        owner = owners.get(family.name) if family.type in CREATED_CARRIERS else None
+        if owner is not None:
+            owner.samples.extend(family.samples)
+            continue
+        if family.type in CREATED_OWNERS:
+            owners[family.name + CREATED_SUFFIX] = family
+        out.append(family)
+    return tuple(out)
+
+
+def _labelled(samples: Sequence[Sample], extra: Mapping[str, str]) -> list[Sample]:
+    out = []
+    for sample in samples:
+        merged = dict(sample.labels)
+        for name, value in extra.items():
+            if name in merged:
+                merged[EXPORTED_PREFIX + name] = merged[name]
+            merged[name] = value
+        out.append(sample._replace(labels=merged))
+    return out

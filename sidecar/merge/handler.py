@@ -1,0 +1,45 @@
+"""The ``/metrics`` handler for a sidecar with merge targets: fetch, then render the union."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+
+from sidecar.exposition import to_response
+from sidecar.merge.scraper import MergeScraper
+from sidecar.unified import UnifiedCollector
+
+__all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
+
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def scrape_timeout(request: web.Request) -> float | None:
+    """The scraper's timeout in seconds, when it sent a usable one."""
+    try:
+        value = float(request.headers.get(SCRAPE_TIMEOUT_HEADER, ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> Handler:
+    """A ``/metrics`` handler: every merge target fetched, then the unified view rendered.
+
+    Pass it as ``create_admin_app(..., metrics=merged_metrics_handler(unified, scraper))``.
+    A target that fails is skipped (and counted); the scrape itself never fails for it.
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sources = await scraper.fetch(scrape_timeout(request))
+        exposition = unified.with_sources(sources).render(
+            request.headers.get(hdrs.ACCEPT, ""),
+            request.headers.get(hdrs.ACCEPT_ENCODING, ""),
+        )
+        return to_response(exposition)
+
+    return handle

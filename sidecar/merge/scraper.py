@@ -1,0 +1,108 @@
+"""The merge targets as sources of the unified view, fetched afresh for every scrape.
+
+`MergeScraper` owns one pooled `ClientSession` for every target. `MergeScraper.fetch`
+scrapes all targets concurrently, each bounded by its own ``timeout`` and by the
+scraper's budget (``X-Prometheus-Scrape-Timeout-Seconds`` minus `margin`), counts each
+outcome in ``sidecar_merge_scrapes_total{target,result}`` and returns one source per
+target that answered, in configuration order: `sidecar.unified.UnifiedCollector`
+places them after the sidecar's own and the ingested families and applies design §9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+import aiohttp
+from opentelemetry.metrics import Counter, Meter
+from prometheus_client.core import Metric
+
+from sidecar.config import MergeTarget
+from sidecar.merge.fetch import Result, Scrape, fetch_target
+
+__all__ = ["FetchedFamilies", "MergeScraper", "margin", "scrapes_counter"]
+
+MIN_MARGIN = 0.1  # seconds kept for rendering and sending the reply, at least
+MAX_MARGIN = 1.0  # ... and at most
+MARGIN_FRACTION = 0.1
+MIN_BUDGET = 0.05  # a target always gets a chance, however tight the scraper is
+POOL_LIMIT_PER_HOST = 4  # concurrent scrapes of one target (two Prometheus replicas, export)
+KEEPALIVE = 3.0  # shorter than most servers' idle timeout, like proxy.upstream_keepalive
+
+
+def scrapes_counter(meter: Meter) -> Counter:
+    """``sidecar_merge_scrapes_total{target,result}``."""
+    return meter.create_counter(
+        "sidecar.merge.scrapes",
+        description="Scrapes of merge targets, by target and result",
+    )
+
+
+def margin(scrape_timeout: float) -> float:
+    """Time kept back from the scraper's timeout: 10 %, between 0.1 s and 1 s."""
+    return min(max(scrape_timeout * MARGIN_FRACTION, MIN_MARGIN), MAX_MARGIN)
+
+
+def budget(target: MergeTarget, scrape_timeout: float | None) -> float:
+    """How long ``target`` may take in a scrape whose scraper waits ``scrape_timeout``."""
+    if scrape_timeout is None:
+        return target.timeout
+    return max(min(target.timeout, scrape_timeout - margin(scrape_timeout)), MIN_BUDGET)
+
+
+class FetchedFamilies:
+    """One target's families for one scrape (prometheus_client's collector protocol)."""
+
+    def __init__(self, scrape: Scrape) -> None:
+        self.scrape = scrape
+
+    def collect(self) -> Iterable[Metric]:
+        """The parsed families, configured labels added."""
+        return self.scrape.families
+
+
+class MergeScraper:
+    """Scrapes every ``merge.targets`` entry once per call to `fetch`."""
+
+    def __init__(
+        self,
+        targets: Sequence[MergeTarget],
+        scrapes: Counter,
+        *,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.targets = tuple(targets)
+        self._scrapes = scrapes
+        self._session = session
+        self._owns_session = session is None
+
+    def _pooled_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit_per_host=POOL_LIMIT_PER_HOST, keepalive_timeout=KEEPALIVE
+            )
+            # auto_decompress: gzip replies are undone by aiohttp; the total timeout is ours.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._session
+
+    async def scrape(self, scrape_timeout: float | None = None) -> list[Scrape]:
+        """Every target's outcome, in configuration order; each outcome is counted."""
+        session = self._pooled_session()
+        scrapes = await asyncio.gather(
+            *(fetch_target(session, t, budget(t, scrape_timeout)) for t in self.targets)
+        )
+        for s in scrapes:
+            self._scrapes.add(1, {"target": s.target.name, "result": s.result.value})
+        return scrapes
+
+    async def fetch(self, scrape_timeout: float | None = None) -> list[FetchedFamilies]:
+        """One source per target that answered with usable metrics (failures are skipped)."""
+        scrapes = await self.scrape(scrape_timeout)
+        return [FetchedFamilies(s) for s in scrapes if s.result is Result.SUCCESS]
+
+    async def close(self) -> None:
+        """Close the pooled session (when this scraper created it)."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
