@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.chart import ROOT
 from tests.support.process import free_port, http_get, wait_until
@@ -183,11 +184,13 @@ def test_health_and_metrics_answer(running: Running) -> None:
 
 def _request_count(admin: int, path: str) -> float:
     text = http_get(f"http://127.0.0.1:{admin}/metrics")[2].decode()
-    pattern = re.compile(r"^http_request_total\{([^}]*)\} (\S+)$", re.MULTILINE)
     return sum(
-        float(value)
-        for labels, value in pattern.findall(text)
-        if f'path="{path}"' in labels and 'status="200"' in labels
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_request_total"
+        and sample.labels.get("path") == path
+        and sample.labels.get("status") == "200"
     )
 
 
