@@ -17,15 +17,14 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
 from aiohttp import hdrs
 from prometheus_client.core import Metric
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as parse_openmetrics,
-)
+from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
 
@@ -56,6 +55,12 @@ CREATED_SUFFIX = "_created"
 CREATED_OWNERS = frozenset({"counter", "histogram", "summary"})
 CREATED_CARRIERS = frozenset({"gauge", "untyped"})
 EXPORTED_PREFIX = "exported_"  # a scraped label clashing with a configured one is kept so
+
+
+# prometheus_client's OpenMetrics parser has no annotations; this is its signature.
+parse_openmetrics = cast(
+    Callable[[str], Iterable[Metric]], openmetrics_parser.text_string_to_metric_families
+)
 
 
 class Result(enum.StrEnum):
