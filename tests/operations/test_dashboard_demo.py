@@ -53,6 +53,7 @@ DEMO_PRODUCES = (
     "http_request_body_size_bytes_bucket",
     "http_response_body_size_bytes_bucket",
     "http_requests_in_flight",
+    "sidecar_proxy_errors_total",
     "nats_messages_processed_total",
     "nats_batch_size_bucket",
     "nats_flush_latency_milliseconds_bucket",
@@ -67,6 +68,8 @@ DEMO_PRODUCES = (
     "webhook_failure_total",
     "causality_events_total",
     "causality_event_batch_size_bucket",
+    "causality_events_duplicate_total",
+    "causality_event_decode_errors_total",
     "sidecar_build_info",
     "sidecar_otlp_requests_total",
     "sidecar_otlp_data_points_received_total",
@@ -137,18 +140,20 @@ def _hang_up(port: int) -> None:
             sock.recv(1)
 
 
-def send_traffic(proxy_port: int) -> dict[str, int | str]:
-    """Every demo route, a POST body and a gateway event batch; the answers by request."""
-    from sidecar.events.samples import batch_body, envelopes
-
+def send_traffic(proxy_port: int, events: bytes) -> dict[str, int | str]:
+    """Every demo route, a POST body, gateway event requests (the same batch each time:
+    duplicates from the second call on; one undecodable body) and a client that hangs up;
+    the answers by request."""
     base = f"http://127.0.0.1:{proxy_port}"
     answers: dict[str, int | str] = {}
     for path in TRAFFIC_PATHS:
         answers[f"GET {path}"] = _request(base + path)
     answers["POST /echo"] = _request(base + "/echo", b"x" * 2048, "application/octet-stream")
-    events = batch_body(list(envelopes(5)))
     answers["POST /v1/events/batch"] = _request(
         base + "/v1/events/batch", events, "application/json"
+    )
+    answers["POST /v1/events/ingest (bad)"] = _request(
+        base + "/v1/events/ingest", b"{not json", "application/json"
     )
     with contextlib.suppress(OSError):
         _hang_up(proxy_port)
@@ -162,14 +167,17 @@ def _present(prom: PrometheusServer, metric: str) -> bool:
 
 def _wait_for_demo_data(prom: PrometheusServer, proxy_port: int) -> dict[str, int | str]:
     """Send traffic until every DEMO_PRODUCES metric is there, or the deadline passes."""
+    from sidecar.events.samples import batch_body, envelopes
+
+    events = batch_body(list(envelopes(5)))
     deadline = time.monotonic() + PRODUCE_TIMEOUT_S
-    answers = send_traffic(proxy_port)
+    answers = send_traffic(proxy_port, events)
     while time.monotonic() < deadline:
         if all(_present(prom, m) for m in DEMO_PRODUCES):
             break
-        answers = send_traffic(proxy_port)
+        answers = send_traffic(proxy_port, events)
         prom.wait_for_scrapes(1)
-    send_traffic(proxy_port)
+    send_traffic(proxy_port, events)
     prom.wait_for_scrapes(3)  # rate() over 1m needs two samples after the last new series
     return answers
 
