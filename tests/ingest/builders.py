@@ -133,11 +133,16 @@ def epoint(
 
 
 def exponential(
-    name: str, points: Sequence[pb.ExponentialHistogramDataPoint], *, temporality: int = CUMULATIVE
+    name: str,
+    points: Sequence[pb.ExponentialHistogramDataPoint],
+    *,
+    temporality: int = CUMULATIVE,
+    description: str = "",
 ) -> pb.Metric:
     """An exponential histogram metric."""
     return pb.Metric(
         name=name,
+        description=description,
         exponential_histogram=pb.ExponentialHistogram(
             data_points=points, aggregation_temporality=temporality
         ),
@@ -152,6 +157,7 @@ def summary(
     labels: Mapping[str, Any] | None = None,
     *,
     time: int = 2,
+    description: str = "",
 ) -> pb.Metric:
     """A summary metric with one point."""
     Q = pb.SummaryDataPoint.ValueAtQuantile
@@ -159,7 +165,7 @@ def summary(
         attributes=attrs(labels), start_time_unix_nano=1, time_unix_nano=time, sum=total, count=count,
         quantile_values=[Q(quantile=q, value=v) for q, v in quantiles],
     )  # fmt: skip
-    return pb.Metric(name=name, summary=pb.Summary(data_points=[point]))
+    return pb.Metric(name=name, description=description, summary=pb.Summary(data_points=[point]))
 
 
 def request(
@@ -205,3 +211,6 @@ class Harness:
         for family in self.collector.families():
             family.render(openmetrics, out)
         return "".join(out)
+
+
+PROTOBUF_HEADERS = {"Content-Type": "application/x-protobuf"}

@@ -1,0 +1,204 @@
+"""The unified /metrics: design §9 merge rules, fast path = generic path, promtool-clean."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client.exposition import generate_latest
+
+from sidecar.exposition import render
+from sidecar.ingest.instruments import merge_conflicts
+from sidecar.ingest.store import StoreLimits
+from sidecar.observability import Metrics, Module
+from sidecar.unified import UnifiedCollector
+from tests.ingest.builders import (
+    DELTA,
+    Harness,
+    counter,
+    epoint,
+    exponential,
+    gauge,
+    histogram,
+    hpoint,
+    number,
+    request,
+    summary,
+)
+from tests.support.prometheus import check_metrics
+
+TEXT = "text/plain"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+@pytest.fixture
+def module():
+    module = Module.new("unified-test")
+    yield module
+    module.provider.shutdown()
+
+
+def _own_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Gauge("shared", "own help", ["a"], registry=registry).labels("1").set(1)
+    Counter("x", "own counter", registry=registry).inc(2)
+    Gauge("only_own", "own only", registry=registry).set(5)
+    return registry
+
+
+def _ingested() -> Harness:
+    harness = Harness()
+    harness.push(
+        request(
+            gauge(
+                "shared",
+                [number(10, {"a": "1"}), number(20, {"a": "2"})],
+                description="ingest help",
+            ),
+            gauge("x_total", [number(3)]),
+            histogram("x", [hpoint([1.0], [1, 1], 1.0)]),
+            gauge("only_ingested", [number(7)]),
+            resource={},
+        )
+    )
+    return harness
+
+
+def _conflicts(module: Module) -> dict[str, float]:
+    out = {}
+    for family in module.registry.collect():
+        for sample in family.samples:
+            if sample.name == "sidecar_merge_conflicts_total":
+                out[sample.labels["kind"]] = sample.value
+    return out
+
+
+def test_merge_rules(module):
+    unified = UnifiedCollector(
+        [_own_registry(), _ingested().collector], merge_conflicts(module.meter)
+    )
+    text = render(unified, TEXT, "").body.decode()
+    assert text == (
+        "# HELP shared own help\n# TYPE shared gauge\n"
+        'shared{a="1"} 1.0\n'
+        'shared{a="2"} 20.0\n'
+        "# HELP x_total own counter\n# TYPE x_total counter\nx_total 2.0\n"
+        "# HELP x_created own counter\n# TYPE x_created gauge\n"
+        + next(line for line in text.splitlines(keepends=True) if line.startswith("x_created "))
+        + "# HELP only_own own only\n# TYPE only_own gauge\nonly_own 5.0\n"
+        "# HELP only_ingested \n# TYPE only_ingested gauge\nonly_ingested 7.0\n"
+    )
+    # one series dropped (shared{a="1"} from the lower source), two families (x_total gauge, x histogram)
+    assert _conflicts(module) == {"series": 1.0, "type": 2.0}
+
+
+@pytest.mark.parametrize("accept", [TEXT, OPENMETRICS], ids=["text", "openmetrics"])
+@pytest.mark.parametrize("gzip", ["", "gzip"], ids=["plain", "gzip"])
+def test_fast_path_equals_generic_path(accept, gzip):
+    unified = UnifiedCollector([_own_registry(), _mixed_harness(200).collector])
+    fast = unified.render(accept, gzip)
+    generic = render(unified, accept, gzip)
+    assert (fast.content_type, fast.content_encoding) == (
+        generic.content_type,
+        generic.content_encoding,
+    )
+    if gzip:
+        import gzip as gz
+
+        assert gz.decompress(fast.body) == gz.decompress(generic.body)
+    else:
+        assert fast.body == generic.body
+    if accept == OPENMETRICS:
+        assert fast.body.endswith(b"# EOF\n") or gzip
+
+
+def test_with_sources_adds_lower_sources_per_scrape():
+    unified = UnifiedCollector([_own_registry()])
+    lower = CollectorRegistry()
+    Gauge("shared", "lower help", ["a"], registry=lower).labels("3").set(3)
+    text = unified.with_sources([lower]).render(TEXT, "").body.decode()
+    assert 'shared{a="3"} 3.0' in text
+    assert "lower help" not in text
+    assert 'shared{a="3"}' not in unified.render(TEXT, "").body.decode()
+
+
+def _mixed_harness(n: int) -> Harness:
+    """``n`` series of every kind, with awkward label values, NaN and infinities."""
+    harness = Harness(StoreLimits(max_series_per_metric=2 * n), scope_labels=True, target_info=True)
+    for service in ("a", "b"):
+        harness.push(
+            request(
+                counter(
+                    "orders",
+                    [number(i, {"i": i, "q": 'x"y\\z\n'}) for i in range(n)],
+                    unit="{orders}",
+                    description="Orders",
+                ),
+                counter(
+                    "bytes.sent",
+                    [number(i * 1.5, {"i": i}, start=1, time=2) for i in range(n)],
+                    unit="By",
+                    temporality=DELTA,
+                    description="Bytes sent",
+                ),
+                gauge(
+                    "temp",
+                    [number(math.nan if i % 7 == 0 else i, {"i": i}) for i in range(n)],
+                    unit="Cel",
+                    description="Temperature",
+                ),
+                histogram(
+                    "rt",
+                    [
+                        hpoint([0.5, 1, 2.5, 5, 10], [i, 1, 2, 3, 4, 5], 10.0 + i, {"i": i})
+                        for i in range(n)
+                    ],
+                    unit="ms",
+                    description="Response time",
+                ),
+                exponential(
+                    "size",
+                    [
+                        epoint(2, (i % 5 - 2, [1, 2, 3]), zero_count=1, total=9.0, labels={"i": i})
+                        for i in range(n // 10)
+                    ],
+                    description="Sizes",
+                ),
+                summary("lat", [(0.5, 1.0), (0.9, math.inf)], 3.0, 4, description="Latency"),
+                resource={"service.name": service, "host.name": "h-" + service},
+            )
+        )
+    return harness
+
+
+def test_promtool_accepts_thousands_of_mixed_series(module):
+    metrics = Metrics.create(module.meter)
+    for status in (200, 404, 500):
+        attrs = {"method": "GET", "path": "/users/{id}", "status": status}
+        metrics.http_request_duration.record(12.5, attrs)
+        metrics.http_request_total.add(1, attrs)
+    metrics.dlq_depth.add(3)
+    merge_conflicts(module.meter).add(1, {"kind": "series"})
+    ProcessCollector(registry=module.registry)
+    harness = _mixed_harness(600)
+    unified = UnifiedCollector([module.registry, harness.collector])
+    exposition = unified.render(TEXT, "")
+    lines = [line for line in exposition.body.decode().splitlines() if not line.startswith("#")]
+    assert len(lines) > 10_000
+    assert len(harness.store) > 2 * 4 * 600
+    check = check_metrics(exposition.body)
+    assert check.passes, check.findings
+
+
+def test_promtool_openmetrics_input_is_one_document():
+    unified = UnifiedCollector([_own_registry(), _mixed_harness(20).collector])
+    body = unified.render(OPENMETRICS, "").body.decode()
+    assert body.count("# EOF") == 1 and body.endswith("# EOF\n")
+    names = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
+    assert len(names) == len(set(names))
+
+
+def test_generate_latest_of_the_unified_collector_works():
+    unified = UnifiedCollector([_own_registry(), _ingested().collector])
+    assert b"only_ingested 7.0" in generate_latest(unified)
