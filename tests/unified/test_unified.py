@@ -194,7 +194,8 @@ def test_promtool_accepts_thousands_of_mixed_series(module):
 def test_promtool_openmetrics_input_is_one_document():
     unified = UnifiedCollector([_own_registry(), _mixed_harness(20).collector])
     body = unified.render(OPENMETRICS, "").body.decode()
-    assert body.count("# EOF") == 1 and body.endswith("# EOF\n")
+    assert body.count("# EOF") == 1
+    assert body.endswith("# EOF\n")
     names = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
     assert len(names) == len(set(names))
 
