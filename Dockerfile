@@ -13,15 +13,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone: this layer is reused until they change.
+# Build tools and dependencies first, from pyproject.toml alone: this layer is reused
+# until they change (the package step below then needs no network).
 COPY pyproject.toml ./
-RUN python -m venv /opt/venv \
+RUN python -m pip install --no-cache-dir "setuptools==80.9.0" "wheel==0.45.1" \
+ && python -m venv /opt/venv \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 # Then the package itself, as a wheel, without touching the dependencies again.
 COPY README.md ./
 COPY sidecar ./sidecar
-RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
+RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
  && /opt/venv/bin/pip uninstall --yes pip \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
