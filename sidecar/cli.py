@@ -74,12 +74,12 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return runner.run(factory())
 
 
-def cmd_run(config: Config, config_path: str | None) -> int:
+def cmd_run(config: Config, config_path: str | None, overrides: dict[str, Any]) -> int:
     """``run``: the sidecar until SIGTERM."""
     from sidecar.server import Sidecar, run_sidecar, setup_logging
 
     setup_logging(config)
-    return _run_async(lambda: run_sidecar(Sidecar(config, config_path)))
+    return _run_async(lambda: run_sidecar(Sidecar(config, config_path, overrides)))
 
 
 def cmd_demo(config: Config, config_path: str | None, args: argparse.Namespace) -> int:
@@ -112,5 +112,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail_config(exc)
     config_path = args.config or os.environ.get(CONFIG_FILE_ENV) or None
     if args.command == "run":
-        return cmd_run(config, config_path)
+        return cmd_run(config, config_path, overrides)
     return cmd_demo(config, config_path, args)

@@ -102,7 +102,8 @@ class AiohttpComponent:
         """AppRunner.cleanup closes listeners, waits for handlers, then cancels them."""
         # aiohttp reads the runner's shutdown timeout at cleanup; it is set per stop here
         # because a config reload may have changed it since construction.
-        self._runner._shutdown_timeout = drain_timeout
+        # not 0: aiohttp's ceil_timeout(0) means "no timeout at all"
+        self._runner._shutdown_timeout = max(drain_timeout, 0.001)
         try:
             await asyncio.wait_for(self._runner.cleanup(), drain_timeout + 5)
         except TimeoutError:

@@ -15,8 +15,9 @@ import os
 import platform
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.sdk.metrics.view import View
 from prometheus_client import ProcessCollector
@@ -57,6 +58,7 @@ class Sidecar:
 
     config: Config
     config_path: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # flags, re-applied on reload
     module: Module = field(init=False)
     metrics: Metrics = field(init=False)
     readiness: Readiness = field(default_factory=Readiness)
@@ -147,7 +149,7 @@ class Sidecar:
             log.info("SIGHUP: no config file to reload", extra={"event": "reload_skipped"})
             return
         try:
-            new = load_config(self.config_path)
+            new = load_config(self.config_path, overrides=self.overrides)
         except ConfigError as exc:
             log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc,
                       extra={"event": "reload_failed"})  # fmt: skip

@@ -80,3 +80,13 @@ def create_demo_app() -> web.Application:
     app.router.add_get("/stream", stream)
     app.router.add_post("/echo", echo)
     return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sidecar.demo [HOST:PORT]``: serve the demo app alone (for tests)."""
+    import sys
+
+    from sidecar.config import Address
+
+    address = Address.parse((argv if argv is not None else sys.argv[1:] or ["127.0.0.1:8080"])[0])
+    web.run_app(create_demo_app(), host=address.host, port=address.port, print=None)

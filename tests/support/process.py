@@ -61,8 +61,12 @@ class SidecarProcess:
         """A URL on the admin listener."""
         return f"http://{self.admin}{path}"
 
+    final_logs: str | None = None
+
     def logs(self) -> str:
-        """Everything the process wrote to stderr/stdout so far."""
+        """Everything the process wrote to stderr/stdout so far (kept after it ended)."""
+        if self.final_logs is not None:
+            return self.final_logs
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
@@ -110,6 +114,7 @@ def run_sidecar(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        sidecar.final_logs = sidecar.logs()
         log_path.unlink(missing_ok=True)
 
 
