@@ -50,7 +50,9 @@ def create_ingest(config: Config, module: Module) -> tuple[Component, OtlpCollec
     """
     state = ingest_state(config, module)
     listen = config.ingest.listen
-    optional = [Address(IPV6_LOOPBACK, listen.port)] if listen.host == IPV4_LOOPBACK else []
+    # port 0 (tests) would give the IPv6 listener a different random port: only the first
+    also_v6 = listen.host == IPV4_LOOPBACK and listen.port != 0
+    optional = [Address(IPV6_LOOPBACK, listen.port)] if also_v6 else []
     component = AiohttpComponent(
         "ingest", create_ingest_app(state), [listen], optional_listen=optional, **SERVER_KWARGS
     )
