@@ -37,7 +37,11 @@ def record_round(metrics: Metrics, rng: random.Random) -> None:
     """One round of plausible pipeline activity on every catalogue instrument."""
     for _ in range(rng.randint(3, 8)):
         status = rng.choice((200, 200, 200, 202, 400, 503))
-        attrs = {"method": "POST", "path": rng.choice(ROUTES), "status": status}
+        attrs: dict[str, str | int] = {
+            "method": "POST",
+            "path": rng.choice(ROUTES),
+            "status": status,
+        }
         metrics.http_request_duration.record(rng.lognormvariate(2.5, 0.8), attrs)
         metrics.http_request_total.add(1, attrs)
         if status >= 400:
