@@ -236,7 +236,7 @@ class ProxyHandler:
         if prefix:
             self._count_request_bytes(ex, len(prefix))
             yield prefix
-        else:
+        elif ex.status == 0:  # never after the response head went out
             self._send_continue(request)
         content = request.content
         while True:

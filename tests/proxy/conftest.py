@@ -23,6 +23,7 @@ from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
 
 HITS = web.AppKey("hits", dict[str, int])
 RELEASE = web.AppKey("release", asyncio.Event)
+WS_CLOSES = web.AppKey("ws_closes", list[int | None])
 
 
 def blob(size: int, seed: int = 0) -> bytes:
@@ -145,6 +146,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(message.data)
         elif message.type is aiohttp.WSMsgType.BINARY:
             await ws.send_bytes(message.data)
+    request.app[WS_CLOSES].append(ws.close_code)
     return ws
 
 
@@ -153,6 +155,7 @@ def upstream_app() -> web.Application:
     app = web.Application(client_max_size=2**31)
     app[HITS] = {}
     app[RELEASE] = asyncio.Event()
+    app[WS_CLOSES] = []
     app.router.add_route("*", "/echo", echo)
     app.router.add_route("*", "/headers", headers)
     app.router.add_get("/download", download)

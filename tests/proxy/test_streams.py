@@ -1,0 +1,86 @@
+"""WebSocket relay, server-sent events as they arrive, and Expect: 100-continue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+import json
+
+from tests.proxy.conftest import RELEASE, WS_CLOSES, ProxyFactory, split_response, wait_for
+
+
+async def test_websocket_echo_keeps_frames_and_close_code(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    async with p.session.ws_connect(p.url + "/ws", protocols=("chat",), autoping=False) as ws:
+        assert ws.protocol == "chat"
+        await ws.send_str("héllo")
+        assert (await ws.receive()).data == "héllo"
+        await ws.send_bytes(b"\x00\x01\xff")
+        assert (await ws.receive()).data == b"\x00\x01\xff"
+        await ws.ping(b"are you there")
+        pong = await ws.receive()
+        assert pong.type is aiohttp.WSMsgType.PONG
+        assert pong.data == b"are you there"
+        await ws.send_str("close:4001:bye now")
+        closing = await ws.receive()
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert closing.data == 4001
+        assert closing.extra == "bye now"
+    assert p.sample("http_request_total", method="GET", path="/ws", status="101") == 1
+    assert p.sample("http_request_duration_milliseconds_count", path="/ws") == 0
+
+
+async def test_websocket_client_close_code_reaches_upstream_and_back(
+    make_proxy: ProxyFactory,
+) -> None:
+    p = await make_proxy()
+    ws = await p.session.ws_connect(p.url + "/ws")
+    await ws.send_str("ping")
+    assert (await ws.receive()).data == "ping"
+    await ws.close(code=4321, message=b"client done")
+    assert p.upstream_app is not None
+    await wait_for(lambda: p.upstream_app[WS_CLOSES] == [4321])
+
+
+async def test_sse_first_event_arrives_while_upstream_still_sending(
+    make_proxy: ProxyFactory,
+) -> None:
+    p = await make_proxy()
+    assert p.upstream_app is not None
+    async with p.session.get(p.url + "/sse") as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        first = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
+        assert first == b"data: first\n\n"
+        assert not p.upstream_app[RELEASE].is_set()  # upstream has not finished
+        p.upstream_app[RELEASE].set()
+        assert await r.content.read() == b"data: second\n\n"
+    assert p.sample("http_request_time_to_first_byte_milliseconds_count", path="/sse") == 1
+
+
+async def test_expect_100_continue(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    host, port = p.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /headers HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    writer.write(b"hello")
+    await writer.drain()
+    rest = await asyncio.wait_for(reader.read(-1), 5)
+    writer.close()
+    status, _, body = split_response(rest)
+    assert status == 200
+    assert json.loads(body)["body"] == 5
+
+
+async def test_expect_100_continue_with_aiohttp_client(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    async with p.session.post(p.url + "/headers", data=b"x" * 1000, expect100=True) as r:
+        assert r.status == 200
+        assert (await r.json())["body"] == 1000
