@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
-
-import json
 
 from tests.proxy.conftest import RELEASE, WS_CLOSES, ProxyFactory, split_response, wait_for
 

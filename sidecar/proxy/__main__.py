@@ -1,0 +1,70 @@
+"""A proxy-only process: ``python -m sidecar.proxy --upstream URL --listen ADDR``.
+
+For benchmarks and memory tests, which need the proxy alone in its own process (its own
+core, its own RSS). It records every metric exactly as the sidecar does; ``--no-metrics``
+turns recording off to measure what it costs. It prints ``listening on HOST:PORT`` once
+bound and runs until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import sys
+
+from sidecar.config import Address, Config, ProxyConfig
+from sidecar.observability import Metrics, Module
+from sidecar.proxy import create_proxy, proxy_views
+from sidecar.proxy.allocator import pin_malloc_thresholds
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(prog="python -m sidecar.proxy")
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--no-uvloop", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Run the proxy until a signal arrives."""
+    proxy = dataclasses.replace(
+        ProxyConfig(), upstream=args.upstream, listen=Address.parse(args.listen)
+    )
+    config = Config(proxy=proxy)
+    module = Module.new("causality-sidecar", views=proxy_views(proxy))
+    component = create_proxy(
+        config, module, Metrics.create(module.meter), None, record_metrics=not args.no_metrics
+    )
+    await component.start()
+    print(f"listening on {component.addresses[0]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await component.stop(1.0)
+    await module.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    pin_malloc_thresholds()
+    if not args.no_uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            uvloop.run(serve(args))
+            return 0
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

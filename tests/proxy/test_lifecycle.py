@@ -1,0 +1,46 @@
+"""The proxy as a lifecycle Component: stop accepting, drain, cut what is left."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from sidecar.lifecycle import Component
+from tests.proxy.conftest import RELEASE, ProxyFactory, wait_for
+
+
+async def test_stop_drains_in_flight_requests(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    component: Component = p.component
+    assert p.upstream_app is not None
+    slow = asyncio.ensure_future(p.session.get(p.url + "/slow"))
+    await wait_for(lambda: component.in_flight == 1)
+    stopping = asyncio.ensure_future(component.stop(10.0))
+    await wait_for(lambda: not p.component._runner.sites)
+    async with aiohttp.ClientSession() as fresh:
+        try:
+            async with fresh.get(p.url + "/x") as r:
+                refused = False
+                await r.read()
+        except aiohttp.ClientConnectionError:
+            refused = True
+    assert refused
+    p.upstream_app[RELEASE].set()
+    async with await slow as r:
+        assert r.status == 200
+        assert await r.text() == "late"
+    assert await stopping == 0
+
+
+async def test_stop_cuts_requests_still_running_at_the_timeout(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    assert p.upstream_app is not None
+    slow = asyncio.ensure_future(p.session.get(p.url + "/slow"))
+    await wait_for(lambda: p.component.in_flight == 1)
+    assert await p.component.stop(0.2) == 1
+    p.upstream_app[RELEASE].set()
+    try:
+        (await slow).close()
+    except aiohttp.ClientError:
+        pass
