@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 
@@ -40,7 +41,5 @@ async def test_stop_cuts_requests_still_running_at_the_timeout(make_proxy: Proxy
     await wait_for(lambda: p.component.in_flight == 1)
     assert await p.component.stop(0.2) == 1
     p.upstream_app[RELEASE].set()
-    try:
+    with contextlib.suppress(aiohttp.ClientError):
         (await slow).close()
-    except aiohttp.ClientError:
-        pass
