@@ -1,0 +1,210 @@
+"""``GET /``, ``GET /debug/series`` and ``GET /debug/config`` on the admin application.
+
+`add_status_routes` registers the three pages on the admin app, puts them under the same
+bearer-token rule as ``/metrics`` and runs the traffic sampler while the app runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from prometheus_client.registry import Collector
+
+from sidecar import __version__
+from sidecar.admin import PROTECTED_KEY, Readiness
+from sidecar.config import Config, dump_yaml, to_dict
+from sidecar.status.inventory import SourceInfo, count_series, series_report
+from sidecar.status.page import StatusView, render_page
+from sidecar.status.sampler import TrafficSampler
+
+__all__ = ["STATUS_KEY", "StatusSources", "add_status_routes", "redact_urls"]
+
+STATUS_PATHS = ("/", "/debug/series", "/debug/config")
+UPSTREAM_CHECK_TIMEOUT_S = 0.5
+DEFAULT_SERIES_LIMIT = 20
+MAX_SERIES_LIMIT = 10_000
+TOP_METRICS = 10
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+@dataclass(frozen=True)
+class StatusSources:
+    """What the pages read; every field is read on request, never on the proxy's path.
+
+    Attributes:
+        config: the configuration in effect.
+        readiness: the sidecar's readiness (shared with the lifecycle).
+        started_at: wall-clock start time.
+        collectors: source name → collector, as ``/metrics`` merges them ("sidecar",
+            "ingest", "merge").
+        listeners: component name → bound addresses.
+        sampler: the traffic sampler (run by `add_status_routes`).
+        sources: the OTLP sources seen, when ingest is enabled.
+    """
+
+    config: Config
+    readiness: Readiness
+    started_at: float
+    collectors: Mapping[str, Collector]
+    listeners: Callable[[], Mapping[str, Sequence[str]]]
+    sampler: TrafficSampler
+    sources: Callable[[], Sequence[SourceInfo]] | None = None
+
+
+STATUS_KEY = web.AppKey("status_sources", StatusSources)
+
+
+def redact_urls(value: Any) -> Any:
+    """Replace ``user:password@`` in every URL string inside ``value`` by ``<redacted>@``."""
+    if isinstance(value, str):
+        return _URL_USERINFO.sub("<redacted>@", value)
+    if isinstance(value, dict):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_urls(v) for v in value]
+    return value
+
+
+def redacted_config(config: Config) -> dict[str, Any]:
+    """The config as data, credentials in export headers and in URLs redacted."""
+    data: dict[str, Any] = redact_urls(to_dict(config, redact=True))
+    return data
+
+
+async def upstream_state(url: str) -> tuple[bool, str]:
+    """Whether a TCP connection to the upstream opens in UPSTREAM_CHECK_TIMEOUT_S; why not."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    timeout = UPSTREAM_CHECK_TIMEOUT_S
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(parts.hostname, port)
+    except TimeoutError:
+        return False, f"no answer within {timeout:g}s"
+    except OSError as exc:
+        return False, f"does not answer ({exc.strerror or exc})"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True, "answers"
+
+
+def _values(collector: Collector | None, name: str, by: str = "") -> dict[str, float]:
+    """Sum the samples called ``name``, per value of label ``by`` ("" = one total)."""
+    out: dict[str, float] = {}
+    if collector is None:
+        return out
+    for family in collector.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                key = " ".join(sample.labels.get(label, "") for label in by.split()) if by else ""
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def _store_totals(collector: Collector | None) -> dict[str, float]:
+    series = _values(collector, "sidecar_series", "source")
+    totals = {f"series ({source})": n for source, n in sorted(series.items())}
+    for label, name in (
+        ("series expired", "sidecar_series_expired_total"),
+        ("cardinality overflow", "sidecar_cardinality_overflow_total"),
+        ("points received", "sidecar_otlp_data_points_received_total"),
+        ("points rejected", "sidecar_otlp_data_points_rejected_total"),
+    ):
+        totals[label] = sum(_values(collector, name).values())
+    return totals
+
+
+async def _view(sources: StatusSources, refresh: bool) -> StatusView:
+    own = sources.collectors.get("sidecar")
+    sampler = sources.sampler
+    routes = sampler.window()
+    ok, state = await upstream_state(sources.config.proxy.upstream)
+    reasons = sources.readiness.reasons
+    return StatusView(
+        version=__version__,
+        uptime_s=time.time() - sources.started_at,
+        ready=sources.readiness.ready,
+        readiness=reasons[-1] if reasons else "starting",
+        listeners=sources.listeners(),
+        upstream=redact_urls(sources.config.proxy.upstream),
+        upstream_state=state,
+        upstream_ok=ok,
+        config_yaml=dump_yaml_redacted(sources.config),
+        routes=routes,
+        rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
+        p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},
+        sources=sources.sources() if sources.sources else (),
+        store=_store_totals(own),
+        merge=_values(own, "sidecar_merge_scrapes_total", "target result"),
+        export=_values(own, "sidecar_export_total", "result"),
+        top_metrics=count_series(sources.collectors)[:TOP_METRICS],
+        refresh=refresh,
+        metrics_path=sources.config.admin.metrics_path,
+    )
+
+
+def dump_yaml_redacted(config: Config) -> str:
+    """The effective config as YAML, redacted like ``/debug/config``."""
+    return redact_urls(dump_yaml(config, redact=True))  # type: ignore[no-any-return]
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """``GET /``: the HTML status page (``?refresh=0`` turns the self-reload off)."""
+    view = await _view(request.app[STATUS_KEY], request.query.get("refresh") != "0")
+    return web.Response(
+        text=render_page(view),
+        content_type="text/html",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def debug_series(request: web.Request) -> web.Response:
+    """``GET /debug/series?limit=N``: series per metric and per source, largest first."""
+    raw = request.query.get("limit", str(DEFAULT_SERIES_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SERIES_LIMIT:
+        return web.json_response(
+            {"error": f"limit must be an integer from 1 to {MAX_SERIES_LIMIT}, got {raw!r}"},
+            status=400,
+        )
+    report = series_report(request.app[STATUS_KEY].collectors, int(raw))
+    return web.json_response(report, dumps=lambda d: json.dumps(d, indent=2))
+
+
+async def debug_config(request: web.Request) -> web.Response:
+    """``GET /debug/config``: the configuration in effect as JSON, secrets redacted."""
+    data = redacted_config(request.app[STATUS_KEY].config)
+    return web.json_response(data, dumps=lambda d: json.dumps(d, indent=2, default=str))
+
+
+async def _sample_forever(sampler: TrafficSampler) -> None:
+    while True:
+        sampler.sample()
+        await asyncio.sleep(sampler.interval)  # the sampling timer
+
+
+def add_status_routes(app: web.Application, sources: StatusSources) -> None:
+    """Register the pages on the admin ``app``, protected like ``/metrics``; sample traffic."""
+    app[STATUS_KEY] = sources
+    app[PROTECTED_KEY].update(STATUS_PATHS)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/debug/series", debug_series)
+    app.router.add_get("/debug/config", debug_config)
+
+    async def sampling(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sample_forever(sources.sampler))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(sampling)

@@ -1,0 +1,135 @@
+"""sidecar/status: quantiles, sampling, series counts, sparklines, redaction (pure parts)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from sidecar.observability import Metrics, Module
+from sidecar.status.inventory import count_series, ingest_sources, series_report
+from sidecar.status.page import sparkline
+from sidecar.status.routes import redact_urls
+from sidecar.status.sampler import TrafficSampler, histogram_quantile, route_totals
+
+# the same histogram as the recording-rule test in deploy/prometheus/rules.test.yaml
+BUCKETS = ((10.0, 300.0), (100.0, 540.0), (1000.0, 600.0), (math.inf, 600.0))
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        pytest.param(0.5, BUCKETS, 10.0, id="p50-top-of-first"),
+        pytest.param(0.9, BUCKETS, 100.0, id="p90"),
+        pytest.param(0.99, BUCKETS, 910.0, id="p99-interpolated"),
+        pytest.param(0.25, BUCKETS, 5.0, id="first-bucket-from-zero"),
+        pytest.param(0.99, ((1.0, 0.0), (math.inf, 10.0)), 1.0, id="inf-bucket-highest-bound"),
+        pytest.param(0.5, ((1.0, 0.0), (math.inf, 0.0)), math.nan, id="no-observations"),
+        pytest.param(0.5, (), math.nan, id="no-buckets"),
+    ],
+)
+def test_histogram_quantile_like_prometheus(
+    q: float, buckets: tuple[tuple[float, float], ...], expected: float
+) -> None:
+    got = histogram_quantile(q, buckets)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected)
+
+
+def _record(metrics: Metrics, path: str, status: str, ms: float, n: int = 1) -> None:
+    attrs = {"method": "GET", "path": path, "status": status}
+    for _ in range(n):
+        metrics.http_request_total.add(1, attrs)
+        metrics.http_request_duration.record(ms, attrs)
+
+
+def test_route_totals_read_the_real_exporter_output() -> None:
+    module = Module.new("status-test")
+    metrics = Metrics.create(module.meter)
+    _record(metrics, "/users/{id}", "200", 3.0, n=9)
+    _record(metrics, "/users/{id}", "503", 40.0)
+    _record(metrics, "/", "200", 1.0)
+    totals = route_totals(module.registry)
+    assert set(totals) == {"/users/{id}", "/"}
+    users = totals["/users/{id}"]
+    assert (users.requests, users.server_errors) == (10.0, 1.0)
+    assert users.buckets[-1] == (math.inf, 10.0)
+
+
+def test_sampler_window_and_history() -> None:
+    module = Module.new("status-test")
+    metrics = Metrics.create(module.meter)
+    now = [100.0]
+    sampler = TrafficSampler(module.registry, interval=5.0, history=60.0, clock=lambda: now[0])
+    assert sampler.window() == {}
+    for _ in range(20):  # more snapshots than the ring holds
+        _record(metrics, "/a", "200", 3.0, n=10)
+        _record(metrics, "/a", "500", 3.0, n=10)
+        sampler.sample()
+        now[0] += 5.0
+    assert len(sampler.ring) == 13  # 60 s / 5 s + 1
+    stats = sampler.window(60.0)["/a"]
+    assert stats.rate == pytest.approx(4.0)  # 20 requests per 5 s
+    assert stats.error_ratio == pytest.approx(0.5)
+    assert 0 < stats.p50 <= stats.p99 <= 5.0  # the OTel default bucket holding 3 ms is (0, 5]
+    history = sampler.series("/a")
+    assert len(history) == 12
+    assert all(s.rate == pytest.approx(4.0) for s in history)
+
+
+def test_series_counts_per_metric_and_source() -> None:
+    own = CollectorRegistry()
+    Counter("jobs", "Jobs.", ["queue"], registry=own).labels("a").inc()
+    Gauge("temp", "Temp.", registry=own).set(1)
+    ingested = CollectorRegistry()
+    jobs = Counter("jobs", "Jobs.", ["queue"], registry=ingested)
+    for queue in "bcd":
+        jobs.labels(queue).inc()
+    counts = count_series({"sidecar": own, "ingest": ingested})
+    assert [(c.metric, c.source) for c in counts][:1] == [("jobs_total", "ingest")]
+    report = series_report({"sidecar": own, "ingest": ingested}, limit=1)
+    # prometheus_client counters also expose a *_created sample per series: same label set
+    assert report["sources"] == {"ingest": 3, "sidecar": 2}
+    assert report["total"] == 5
+    assert report["metrics"] == [{"metric": "jobs_total", "series": 4}]
+
+
+def test_ingest_sources_from_store_shapes() -> None:
+    targets = {
+        'service_name="reactor",service_instance_id="r-1",host_name="h"': 90.0,
+        'service_name="ingest",service_instance_id="i-1"': 99.0,
+    }
+    series = [
+        'service_name="reactor",service_instance_id="r-1",queue="a"',
+        'service_name="reactor",service_instance_id="r-1",queue="b"',
+        'service_name="ingest",service_instance_id="i-1"',
+    ]
+    sources = ingest_sources(targets, series, clock=lambda: 100.0)
+    assert [(s.service_name, s.service_instance_id, s.series) for s in sources] == [
+        ("ingest", "i-1", 1),
+        ("reactor", "r-1", 2),
+    ]
+    assert [s.last_push_age_s for s in sources] == [1.0, 10.0]
+
+
+def test_sparkline_scales_and_leaves_gaps() -> None:
+    svg = sparkline([1.0, 2.0, math.nan, 4.0, 4.0], "p99", "p99 of /a <x>")
+    assert svg.startswith("<svg")
+    assert svg.count("<polyline") == 2
+    assert "&lt;x&gt;" in svg
+    assert sparkline([], "rate", "empty").count("<polyline") == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://user:pw@collector:4318/v1/metrics", "http://<redacted>@collector:4318/v1/metrics"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ({"a": ["https://t@h/x", 3]}, {"a": ["https://<redacted>@h/x", 3]}),
+    ],
+)
+def test_redact_urls(value: object, expected: object) -> None:
+    assert redact_urls(value) == expected
