@@ -1,0 +1,83 @@
+"""Push of the unified view to an OpenTelemetry collector over OTLP/HTTP (``export.otlp``).
+
+`create_export` wires one pusher from the config: the view is what ``/metrics`` serves
+(the sidecar's own, ingested and merged families, design §9), read without counting
+conflicts a second time; merge targets are fetched for each push as for a scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from prometheus_client.core import Metric as Family
+
+from sidecar import __version__
+from sidecar.config import Config
+from sidecar.export.convert import ResourceRules, to_metrics_data
+from sidecar.export.pusher import (
+    FAILURE,
+    SUCCESS,
+    OtlpPusher,
+    View,
+    create_exporter,
+    export_counter,
+    metrics_url,
+)
+from sidecar.merge.scraper import MergeScraper
+from sidecar.observability import METER_NAME, Module
+from sidecar.unified import UnifiedCollector
+
+__all__ = [
+    "FAILURE",
+    "SUCCESS",
+    "OtlpPusher",
+    "ResourceRules",
+    "create_export",
+    "metrics_url",
+    "to_metrics_data",
+    "unified_view",
+]
+
+
+def unified_view(unified: UnifiedCollector, scraper: MergeScraper | None = None) -> View:
+    """The families /metrics would serve, merge targets fetched afresh; conflicts not counted."""
+
+    async def view() -> Iterable[Family]:
+        extra = await scraper.fetch() if scraper is not None else []
+        return list(UnifiedCollector((*unified.sources, *extra)).collect())
+
+    return view
+
+
+def resource_rules(
+    config: Config, module: Module, resource: Resource | None = None
+) -> ResourceRules:
+    """The sidecar's resource and scope, and the promoted attributes of ``ingest``."""
+    return ResourceRules(
+        default_resource=resource or Resource.create({SERVICE_NAME: module.service_name}),
+        default_scope=InstrumentationScope(METER_NAME, __version__),
+        promoted=config.ingest.promote_resource_attributes,
+    )
+
+
+def create_export(
+    config: Config,
+    module: Module,
+    unified: UnifiedCollector,
+    scraper: MergeScraper | None = None,
+    *,
+    resource: Resource | None = None,
+) -> OtlpPusher | None:
+    """The pusher for ``export.otlp`` (None when no endpoint is set); call `start` on it."""
+    otlp = config.export.otlp
+    if otlp.endpoint is None:
+        return None
+    return OtlpPusher(
+        create_exporter(otlp),
+        unified_view(unified, scraper),
+        resource_rules(config, module, resource),
+        otlp.interval,
+        export_counter(module.meter),
+    )

@@ -1,0 +1,295 @@
+"""The unified view (Prometheus families) → OTLP metrics data, resources regrouped.
+
+What /metrics serves is what is pushed. Each series goes back under a resource and an
+instrumentation scope, undoing what the ingest translation (design §8) did:
+
+- a series carrying promoted resource labels (``service_name``, … from
+  ``ingest.promote_resource_attributes``) was ingested: its resource is rebuilt from
+  those labels (original attribute keys) plus the ``target_info`` series with the same
+  values (attribute keys there are the sanitized label names: the dots are lost);
+- any other series (the sidecar's own, merged targets) goes under the sidecar's resource;
+- ``otel_scope_name``/``otel_scope_version`` become the scope; the other labels are the
+  point's attributes. ``target_info`` itself is not pushed: resources carry it.
+
+Types: counters are cumulative monotonic sums (named as the family, without ``_total``),
+gauges and unknown/untyped are gauges, histograms are explicit-bucket histograms (no
+min/max: Prometheus does not have them). OTLP/HTTP through the SDK's encoder has no
+summary: a summary is pushed as gauges of its quantiles, ``_sum`` and ``_count``, which
+keeps every sample's name and value; info, stateset and gauge-histogram samples are
+gauges named as their samples. ``_created`` samples give the start time; without one,
+the exporter's own start time is used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from prometheus_client.core import Metric as Family
+from prometheus_client.samples import Sample
+
+from sidecar.ingest.naming import sanitize_label
+
+__all__ = ["ResourceRules", "to_metrics_data"]
+
+TARGET_INFO_FAMILIES = frozenset({"target", "target_info"})
+SCOPE_NAME = "otel_scope_name"
+SCOPE_VERSION = "otel_scope_version"
+SCOPE_SCHEMA_URL = "otel_scope_schema_url"
+SCOPE_LABELS = frozenset({SCOPE_NAME, SCOPE_VERSION, SCOPE_SCHEMA_URL})
+CUMULATIVE = AggregationTemporality.CUMULATIVE
+NS = 1_000_000_000
+
+LabelItems = tuple[tuple[str, str], ...]
+ResourceKey = tuple[str, ...]  # promoted label values; all "" = the sidecar's own
+ScopeKey = tuple[str, str, str]
+MetricKey = tuple[str, str]  # (OTLP name, "sum" | "gauge" | "histogram")
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRules:
+    """How series find their resource and scope again."""
+
+    default_resource: Resource
+    default_scope: InstrumentationScope
+    promoted: tuple[str, ...] = ("service.name", "service.namespace", "service.instance.id")
+    label_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_names", tuple(sanitize_label(k) for k in self.promoted))
+
+
+@dataclass(slots=True)
+class _Series:
+    """One histogram series being assembled from its samples."""
+
+    attributes: dict[str, str]
+    buckets: list[tuple[float, float]] = field(default_factory=list)
+    count: float = 0.0
+    total: float = 0.0
+    created: float | None = None
+
+
+class _Builder:
+    """Collects points per resource → scope → metric, then builds `MetricsData`."""
+
+    def __init__(self, rules: ResourceRules, now_ns: int, start_ns: int) -> None:
+        self.rules = rules
+        self.now_ns = now_ns
+        self.start_ns = start_ns
+        self.tree: dict[ResourceKey, dict[ScopeKey, dict[MetricKey, _Points]]] = {}
+        self.targets: dict[ResourceKey, dict[str, str]] = {}
+
+    def place(self, labels: Mapping[str, str]) -> tuple[ResourceKey, ScopeKey, dict[str, str]]:
+        """Split a label set into its resource, its scope and the point's attributes."""
+        names = self.rules.label_names
+        resource = tuple(labels.get(n, "") for n in names)
+        scope = (labels.get(SCOPE_NAME, ""), labels.get(SCOPE_VERSION, ""),
+                 labels.get(SCOPE_SCHEMA_URL, ""))  # fmt: skip
+        is_ingested = any(resource)
+        attributes = {
+            k: v
+            for k, v in labels.items()
+            if k not in SCOPE_LABELS and not (is_ingested and k in names)
+        }
+        return resource, scope, attributes
+
+    def points(
+        self, resource: ResourceKey, scope: ScopeKey, key: MetricKey, help_text: str
+    ) -> _Points:
+        """The point list of one metric under one resource and scope."""
+        metrics = self.tree.setdefault(resource, {}).setdefault(scope, {})
+        points = metrics.get(key)
+        if points is None:
+            points = metrics[key] = _Points(help_text)
+        return points
+
+    def start(self, created: float | None) -> int:
+        return int(created * NS) if created is not None else self.start_ns
+
+
+@dataclass(slots=True)
+class _Points:
+    help: str
+    numbers: list[NumberDataPoint] = field(default_factory=list)
+    histograms: list[HistogramDataPoint] = field(default_factory=list)
+
+
+def to_metrics_data(
+    families: Iterable[Family], rules: ResourceRules, now_ns: int, start_ns: int
+) -> MetricsData:
+    """Convert a unified view's families into OTLP metrics data.
+
+    Args:
+        families: what /metrics would serve (prometheus_client `Metric` families).
+        rules: default resource/scope and the promoted resource attributes.
+        now_ns: the points' time.
+        start_ns: start time of cumulative points that have no ``_created`` sample.
+    """
+    builder = _Builder(rules, now_ns, start_ns)
+    for family in families:
+        if family.name in TARGET_INFO_FAMILIES:
+            _remember_targets(builder, family.samples)
+        elif family.type == "counter":
+            _counter(builder, family)
+        elif family.type == "histogram":
+            _histogram(builder, family)
+        else:
+            _gauges(builder, family)
+    return _build(builder)
+
+
+def _remember_targets(builder: _Builder, samples: Sequence[Sample]) -> None:
+    for sample in samples:
+        resource, _, _ = builder.place(sample.labels)
+        if any(resource):
+            builder.targets[resource] = dict(sample.labels)
+
+
+def _counter(builder: _Builder, family: Family) -> None:
+    created: dict[LabelItems, float] = {}
+    totals: list[Sample] = []
+    for sample in family.samples:
+        if sample.name.endswith("_created"):
+            created[tuple(sorted(sample.labels.items()))] = sample.value
+        elif sample.name.endswith("_total"):
+            totals.append(sample)
+    for sample in totals:
+        resource, scope, attributes = builder.place(sample.labels)
+        points = builder.points(resource, scope, (family.name, "sum"), family.documentation)
+        start = (
+            builder.start(created.get(tuple(sorted(sample.labels.items()))))
+            if created
+            else builder.start_ns
+        )
+        points.numbers.append(
+            NumberDataPoint(attributes, start, builder.now_ns, float(sample.value))
+        )
+
+
+def _gauges(builder: _Builder, family: Family) -> None:
+    for sample in family.samples:
+        if sample.name.endswith("_created"):
+            continue
+        resource, scope, attributes = builder.place(sample.labels)
+        points = builder.points(resource, scope, (sample.name, "gauge"), family.documentation)
+        points.numbers.append(NumberDataPoint(attributes, 0, builder.now_ns, float(sample.value)))
+
+
+def _histogram(builder: _Builder, family: Family) -> None:
+    series: dict[LabelItems, tuple[ResourceKey, ScopeKey, _Series]] = {}
+    for sample in family.samples:
+        labels = {k: v for k, v in sample.labels.items() if k != "le"}
+        key = tuple(sorted(labels.items()))
+        entry = series.get(key)
+        if entry is None:
+            resource, scope, attributes = builder.place(labels)
+            entry = series[key] = (resource, scope, _Series(attributes))
+        one = entry[2]
+        suffix = sample.name[len(family.name) :]
+        if suffix == "_bucket":
+            one.buckets.append((float(sample.labels["le"]), sample.value))
+        elif suffix == "_count":
+            one.count = sample.value
+        elif suffix == "_sum":
+            one.total = float(sample.value)
+        elif suffix == "_created":
+            one.created = sample.value
+    for resource, scope, one in series.values():
+        points = builder.points(resource, scope, (family.name, "histogram"), family.documentation)
+        points.histograms.append(_histogram_point(builder, one))
+
+
+def _histogram_point(builder: _Builder, one: _Series) -> HistogramDataPoint:
+    one.buckets.sort()
+    bounds = [le for le, _ in one.buckets if not math.isinf(le)]
+    counts: list[int] = []
+    previous = 0.0
+    for _, cumulative in one.buckets:
+        counts.append(int(cumulative - previous))
+        previous = cumulative
+    if not one.buckets or not math.isinf(one.buckets[-1][0]):
+        counts.append(int(one.count - previous))  # no +Inf bucket: the rest is above
+    return HistogramDataPoint(
+        attributes=one.attributes,
+        start_time_unix_nano=builder.start(one.created),
+        time_unix_nano=builder.now_ns,
+        count=int(one.count or previous),
+        sum=one.total,
+        bucket_counts=counts,
+        explicit_bounds=bounds,
+        min=None,  # type: ignore[arg-type]  # unset in OTLP: Prometheus has no min/max
+        max=None,  # type: ignore[arg-type]
+    )
+
+
+def _build(builder: _Builder) -> MetricsData:
+    # The SDK encoder keys resources and scopes by value: keys that resolve to equal
+    # ones (the sidecar's own scope, named or by default) must become one entry.
+    tree: dict[Resource, dict[InstrumentationScope, dict[MetricKey, _Points]]] = {}
+    for resource_key, scopes in builder.tree.items():
+        by_scope = tree.setdefault(_resource(builder, resource_key), {})
+        for scope_key, metrics in scopes.items():
+            merged = by_scope.setdefault(_scope(builder.rules, scope_key), {})
+            for metric_key, points in metrics.items():
+                into = merged.setdefault(metric_key, _Points(points.help))
+                into.numbers.extend(points.numbers)
+                into.histograms.extend(points.histograms)
+    return MetricsData(
+        [
+            ResourceMetrics(
+                resource,
+                [ScopeMetrics(s, _metrics(m), s.schema_url or "") for s, m in scopes.items()],
+                resource.schema_url,
+            )
+            for resource, scopes in tree.items()
+        ]
+    )
+
+
+def _metrics(metrics: dict[MetricKey, _Points]) -> list[Metric]:
+    out = []
+    for (name, kind), points in metrics.items():
+        data: Sum | Gauge | Histogram
+        if kind == "sum":
+            data = Sum(points.numbers, CUMULATIVE, is_monotonic=True)
+        elif kind == "histogram":
+            data = Histogram(points.histograms, CUMULATIVE)
+        else:
+            data = Gauge(points.numbers)
+        out.append(Metric(name, points.help, "", data))
+    return out
+
+
+def _scope(rules: ResourceRules, key: ScopeKey) -> InstrumentationScope:
+    name, version, schema_url = key
+    if not name:
+        return rules.default_scope
+    return InstrumentationScope(name, version or None, schema_url or None)
+
+
+def _resource(builder: _Builder, key: ResourceKey) -> Resource:
+    rules = builder.rules
+    if not any(key):
+        return rules.default_resource
+    attributes: dict[str, str] = dict(builder.targets.get(key, {}))
+    for original, label, value in zip(rules.promoted, rules.label_names, key, strict=True):
+        attributes.pop(label, None)
+        if value:
+            attributes[original] = value
+    return Resource(attributes)
