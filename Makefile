@@ -28,5 +28,8 @@ $(STAMP): pyproject.toml
 system-deps:  ## Debian packages the tests use (installed when missing and running as root)
 	scripts/ensure-debian-packages prometheus:promtool
 
+bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs wrk, nginx)
+	$(BIN)/python bench/proxy.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

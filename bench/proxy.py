@@ -1,0 +1,316 @@
+"""Proxy benchmark: direct vs nginx vs the sidecar's proxy (metrics on and off), one run.
+
+    make bench-proxy            # or: .venv/bin/python bench/proxy.py [--duration 10 --runs 3]
+
+Installs wrk and nginx from Debian when missing, starts an upstream nginx (1 worker) with
+a 20-byte and a 1 MiB body, and measures each proxy with wrk: load generator and upstream
+on core 0, the proxy under test alone on core 1 (``taskset``). TCP congestion control is
+set to cubic for the run and restored after. Each case runs ``--runs`` times; the table
+shows medians: requests/s, p50/p99 latency, latency added over direct, proxy CPU µs and
+minor page faults per request, and ratios to nginx and to direct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    ROOT,
+    congestion_control,
+    counters,
+    cpu_layout,
+    ensure_tools,
+    free_port,
+    median,
+    render_table,
+    run_wrk,
+    wait_port,
+)
+
+SMALL_BODY = "01234567890123456789"  # 20 bytes
+BIG_SIZE = 2**20
+CASES = (
+    ("20 B, 32 conns", "/small", 32),
+    ("20 B, 1 conn", "/small", 1),
+    ("1 MiB, 32 conns", "/big", 32),
+)
+NGINX = "/usr/sbin/nginx"
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+
+UPSTREAM_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/upstream.pid;
+error_log {dir}/upstream.err warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  server {{
+    listen 127.0.0.1:{port} backlog=8192;
+    location = /small {{ default_type text/plain; return 200 "{small}"; }}
+    location = /big {{ default_type application/octet-stream; alias {dir}/big; }}
+  }}
+}}
+"""
+PROXY_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/proxy.pid;
+error_log {dir}/proxy.err warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  upstream app {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=8192;
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_max_temp_file_size 0;
+    }}
+  }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A way of reaching the upstream: directly or through one proxy."""
+
+    name: str
+    kind: str  # direct, nginx, sidecar, sidecar-nometrics
+
+
+TARGETS = (
+    Target("direct", "direct"),
+    Target("nginx", "nginx"),
+    Target("sidecar", "sidecar"),
+    Target("sidecar, metrics off", "sidecar-nometrics"),
+)
+
+
+@dataclass
+class Row:
+    """Medians of one (target, case)."""
+
+    rps: float
+    p50: float
+    p99: float
+    cpu_us: float | None
+    faults: float | None
+    errors: int
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a process, wait for its port, stop it (by its own pid) at the end."""
+    process = subprocess.Popen(command, **kwargs)  # type: ignore[call-overload]
+    try:
+        wait_port(port)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def nginx(conf: str, workdir: Path, name: str, cores: str) -> list[str]:
+    """The command running nginx with ``conf`` pinned to ``cores``."""
+    path = workdir / f"{name}.conf"
+    path.write_text(conf)
+    return [
+        "taskset",
+        "-c",
+        cores,
+        NGINX,
+        "-p",
+        str(workdir),
+        "-e",
+        str(workdir / f"{name}.err"),
+        "-c",
+        str(path),
+    ]
+
+
+@contextlib.contextmanager
+def target_process(
+    target: Target, upstream: int, workdir: Path, cores: str
+) -> Iterator[tuple[int, int | None]]:
+    """Start the proxy under test; yield (port to load, pid to measure or None)."""
+    if target.kind == "direct":
+        yield upstream, None
+        return
+    port = free_port()
+    if target.kind == "nginx":
+        conf = PROXY_CONF.format(dir=workdir, port=port, upstream=upstream)
+        with running(nginx(conf, workdir, "proxy", cores), port) as process:
+            yield port, process.pid
+        return
+    command = [
+        "taskset",
+        "-c",
+        cores,
+        sys.executable,
+        "-m",
+        "sidecar.proxy",
+        "--upstream",
+        f"http://127.0.0.1:{upstream}",
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
+    if target.kind == "sidecar-nometrics":
+        command.append("--no-metrics")
+    env = {**os.environ, **MALLOC_ENV}
+    with running(command, port, env=env, cwd=ROOT, stdout=subprocess.DEVNULL) as process:
+        yield port, process.pid
+
+
+def measure(
+    port: int, pid: int | None, path: str, conns: int, args: argparse.Namespace, load_cores: str
+) -> Row:
+    """Warm up, then ``args.runs`` wrk runs; medians."""
+    url = f"http://127.0.0.1:{port}{path}"
+    run_wrk(url, conns, 1, load_cores)  # warm-up: pools, caches, JIT-free but lazy imports
+    rps, p50, p99, cpu, faults, errors = [], [], [], [], [], 0
+    for _ in range(args.runs):
+        before = counters(pid) if pid else None
+        result = run_wrk(url, conns, args.duration, load_cores)
+        after = counters(pid) if pid else None
+        rps.append(result.rps)
+        p50.append(result.p50_us)
+        p99.append(result.p99_us)
+        errors += result.errors
+        if before and after and result.requests:
+            cpu.append((after.cpu - before.cpu) * 1e6 / result.requests)
+            faults.append((after.minor_faults - before.minor_faults) / result.requests)
+    return Row(
+        median(rps),
+        median(p50),
+        median(p99),
+        median(cpu) if cpu else None,
+        median(faults) if faults else None,
+        errors,
+    )
+
+
+def fmt_ratio(value: float, base: float) -> str:
+    """``value / base`` with two decimals."""
+    return f"{value / base:.2f}" if base else "-"
+
+
+def report(results: dict[tuple[str, str], Row]) -> str:
+    """The table of medians and the targets of the issue."""
+    rows = []
+    for case, _, _ in CASES:
+        direct = results[("direct", case)]
+        ngx = results[("nginx", case)]
+        for target in TARGETS:
+            r = results[(target.name, case)]
+            added = "-" if target.kind == "direct" else f"+{r.p50 - direct.p50:.0f}"
+            rows.append(
+                [
+                    case,
+                    target.name,
+                    f"{r.rps:,.0f}",
+                    fmt_ratio(r.rps, ngx.rps),
+                    fmt_ratio(r.rps, direct.rps),
+                    f"{r.p50:.0f} / {r.p99:.0f}",
+                    added,
+                    "-" if r.cpu_us is None else f"{r.cpu_us:.0f}",
+                    "-" if r.faults is None else f"{r.faults:.2f}",
+                    str(r.errors),
+                ]
+            )
+    headers = [
+        "case",
+        "target",
+        "req/s",
+        "÷ nginx",
+        "÷ direct",
+        "p50 / p99 µs",
+        "added p50 µs",
+        "CPU µs/req",
+        "faults/req",
+        "errors",
+    ]
+    return render_table(headers, rows) + "\n\n" + verdicts(results)
+
+
+def verdicts(results: dict[tuple[str, str], Row]) -> str:
+    """Each speed target of issue 3, measured."""
+    small, one, big = (c for c, _, _ in CASES)
+    side, ngx, direct = "sidecar", "nginx", "direct"
+    off = "sidecar, metrics off"
+    ratio_small = results[(side, small)].rps / results[(ngx, small)].rps
+    added_side = results[(side, one)].p50 - results[(direct, one)].p50
+    added_ngx = results[(ngx, one)].p50 - results[(direct, one)].p50
+    ratio_big = results[(side, big)].rps / results[(ngx, big)].rps
+    cost = 1 - results[(side, small)].rps / results[(off, small)].rps
+    checks = [
+        (f"small bodies, 32 conns: {ratio_small:.3f}x nginx (target >= 0.20)", ratio_small >= 0.20),
+        (
+            f"conc. 1 added p50: +{added_side:.0f} µs vs nginx +{added_ngx:.0f} µs "
+            f"(target <= 2x = +{2 * added_ngx:.0f})",
+            added_side <= 2 * added_ngx,
+        ),
+        (f"1 MiB: {ratio_big:.3f}x nginx (target >= 0.80)", ratio_big >= 0.80),
+        (f"metrics cost: {cost * 100:.1f}% of throughput (target <= 10%)", cost <= 0.10),
+    ]
+    return "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
+
+
+def main() -> int:
+    """Run every target and case; print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10))
+    )
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
+    args = parser.parse_args()
+    ensure_tools("wrk:wrk", "nginx:nginx")
+    load_cores, proxy_cores = cpu_layout()
+    results: dict[tuple[str, str], Row] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp, congestion_control() as cc:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)
+        (workdir / "big").write_bytes(os.urandom(BIG_SIZE))
+        (workdir / "big").chmod(0o644)
+        upstream = free_port()
+        conf = UPSTREAM_CONF.format(dir=workdir, port=upstream, small=SMALL_BODY)
+        print(
+            f"tcp_congestion_control={cc}; load+upstream on cpu {load_cores}, "
+            f"proxy on cpu {proxy_cores}; {args.runs} runs x {args.duration:g}s",
+            flush=True,
+        )
+        with running(nginx(conf, workdir, "upstream", load_cores), upstream):
+            for target in TARGETS:
+                with target_process(target, upstream, workdir, proxy_cores) as (port, pid):
+                    for case, path, conns in CASES:
+                        results[(target.name, case)] = measure(
+                            port, pid, path, conns, args, load_cores
+                        )
+                        r = results[(target.name, case)]
+                        print(f"  {target.name:22} {case:16} {r.rps:10,.0f} req/s", flush=True)
+    print()
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
