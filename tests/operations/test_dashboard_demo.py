@@ -7,7 +7,7 @@ that hangs up), and a real Prometheus scrapes the admin port every second with t
 labels a Kubernetes scrape adds (``namespace``, ``pod``). Then each expression runs with
 the dashboard variables set to those values (``route`` = ``.*``, ``$__rate_interval`` = 1m):
 
-- an expression Prometheus rejects fails the test;
+- an expression Prometheus rejects fails the test (the alert and recording rules' too);
 - an expression that returns nothing although a metric it reads has series fails the test
   ("returns nothing where the demo produces data": a wrong label or selector);
 - the metrics the demo must produce (``DEMO_PRODUCES``) must all be there.
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.operations import dashboard
 from tests.support.process import SidecarProcess, local_ports, run_sidecar
@@ -79,6 +80,7 @@ DEMO_PRODUCES = (
 )
 TRAFFIC_PATHS = ("/", "/users/7", "/users/42", "/users/4242", "/slow?ms=20", "/error", "/nope")
 PRODUCE_TIMEOUT_S = 40.0
+RULES = dashboard.ROOT / "deploy" / "prometheus" / "rules.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,15 @@ def _run(prom: PrometheusServer, expr: dashboard.Expression) -> Outcome:
     return Outcome(expr.where, text, len(result.result), "", present)
 
 
+def _rule_expressions() -> list[dashboard.Expression]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [
+        dashboard.Expression(f"rule {rule.get('alert') or rule['record']}", rule["expr"])
+        for group in groups
+        for rule in group["rules"]
+    ]
+
+
 def _report(outcomes: list[Outcome], missing: list[str], answers: dict[str, Any]) -> str:
     lines = [f"traffic answers: {answers}", f"demo metrics missing: {missing or 'none'}"]
     for o in outcomes:
@@ -214,12 +225,15 @@ def test_every_dashboard_expression_returns_data_after_demo_traffic(
     model = dashboard.load()
     outcomes = [_run(prom, e) for e in dashboard.panel_expressions(model)]
     outcomes += [_run(prom, e) for e in dashboard.variable_expressions(model)]
+    # the rules' expressions too: some errors (duplicate label sets, many-to-many
+    # matching) only show with real series; empty is fine there (nothing should alert)
+    rule_outcomes = [_run(prom, e) for e in _rule_expressions()]
     missing = [m for m in DEMO_PRODUCES if not _present(prom, m)]
     report = _report(outcomes, missing, answers)
     (tmp_path / "dashboard-report.txt").write_text(report)
     print(report)
 
-    invalid = [o for o in outcomes if o.series is None]
+    invalid = [o for o in outcomes + rule_outcomes if o.series is None]
     empty = [o for o in outcomes if o.series == 0 and o.present]
     assert not invalid, "Prometheus rejects:\n" + "\n".join(
         f"{o.where}: {o.error}" for o in invalid
