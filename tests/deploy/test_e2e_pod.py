@@ -46,7 +46,7 @@ from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar, wait_until
 from tests.support.prometheus import PrometheusServer, poll, start_prometheus
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("e2e-pod")]
 
 REQUESTS = 25
 PIPELINE_SERVICE = "causality-pipeline"
