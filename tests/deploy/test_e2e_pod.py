@@ -244,21 +244,22 @@ def test_prometheus_finds_the_sidecar_through_the_annotations(pod: Pod) -> None:
 
 def test_request_total_grows_by_exactly_the_requests_sent(pod: Pod) -> None:
     prom = pod.prometheus
-    expr = 'sum(http_request_total{path="/users/{id}", status="200"}) or vector(0)'
+    route = 'sum(http_request_total{path="/users/{id}", status="200"}) or vector(0)'
+    every = "sum(http_request_total) or vector(0)"
     prom.wait_for_scrapes(1)
-    before = _value(prom, expr)
-    assert before is not None
+    before = {expr: _value(prom, expr) or 0.0 for expr in (route, every)}
     for user in range(REQUESTS):
         status, body = pod.proxy(f"/users/{user + 1}")
         assert status == 200, pod.sidecar.logs()
         assert json.loads(body)["id"] == user + 1
     poll(
-        lambda: True if _value(prom, expr) == before + REQUESTS else None,
+        lambda: True if _value(prom, route) == before[route] + REQUESTS else None,
         30,
-        lambda: f"{expr} == {before + REQUESTS}; now {_value(prom, expr)}",
+        lambda: f"{route} == {before[route] + REQUESTS}; now {_value(prom, route)}",
     )
-    prom.wait_for_scrapes(2)  # and it stays exact: nothing counted twice
-    assert _value(prom, expr) == before + REQUESTS
+    prom.wait_for_scrapes(2)  # and it stays exact: nothing counted twice, nothing else counted
+    for expr, was in before.items():
+        assert _value(prom, expr) == was + REQUESTS, expr
 
 
 def test_otlp_pipeline_metrics_and_target_info(pod: Pod) -> None:
