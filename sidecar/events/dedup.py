@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TypeVar
+
+_L = TypeVar("_L")
 
 __all__ = ["IdempotencyMemory"]
 
@@ -50,3 +54,25 @@ class IdempotencyMemory:
             keys.popitem(last=False)
             self.forgotten += 1
         return False
+
+    def duplicates(self, events: Iterable[tuple[_L, str]], now: float) -> list[_L]:
+        """Expire, then observe every (label, key) in order; the labels of the duplicates.
+
+        Empty keys are skipped. One call per batch: the loop stays free of method calls.
+        """
+        self.expire(now)
+        keys = self._keys
+        found = []
+        for label, key in events:
+            if not key:
+                continue
+            if key in keys:
+                found.append(label)
+            else:
+                keys[key] = now
+        excess = len(keys) - self._max_keys
+        if excess > 0:
+            self.forgotten += excess
+            for _ in range(excess):
+                keys.popitem(last=False)
+        return found

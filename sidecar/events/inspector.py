@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -213,20 +214,14 @@ class EventInspector:
         self._tally.rejected += rejected
 
     def _record(self, events: list[EventKey], is_batch: bool) -> None:
-        memory = self._memory
-        now = self._clock()
-        memory.expire(now)
         tally = self._tally
         per_type = tally.events
+        for kind, count in Counter(kind for kind, _ in events).items():
+            per_type[kind] = per_type.get(kind, 0) + count
         duplicates = tally.duplicates
-        missing = 0
-        for kind, key in events:
-            per_type[kind] = per_type.get(kind, 0) + 1
-            if not key:
-                missing += 1
-            elif memory.observe(key, now):
-                duplicates[kind] = duplicates.get(kind, 0) + 1
-        tally.missing_key += missing
+        for kind in self._memory.duplicates(events, self._clock()):
+            duplicates[kind] = duplicates.get(kind, 0) + 1
+        tally.missing_key += sum(1 for _, key in events if not key)
         if is_batch:
             self._instruments.batch_size.record(len(events))
 

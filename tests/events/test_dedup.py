@@ -55,3 +55,21 @@ def test_bound_forgets_oldest_first() -> None:
 def test_zero_window_never_finds_duplicates() -> None:
     memory = IdempotencyMemory(window=0.0, max_keys=10)
     assert [_observe(memory, "k", 1.0) for _ in range(3)] == [False, False, False]
+
+
+def test_duplicates_of_a_batch_in_order_with_labels() -> None:
+    memory = IdempotencyMemory(window=10.0, max_keys=100)
+    assert memory.duplicates([("x", "a"), ("y", "b"), ("z", "a"), ("w", ""), ("v", "")], 0.0) == [
+        "z"
+    ]
+    assert memory.duplicates([("x", "b"), ("y", "c")], 5.0) == ["x"]
+    assert memory.duplicates([("x", "a"), ("y", "c")], 10.0) == ["y"]  # "a" expired, "c" not
+
+
+def test_duplicates_bound_applies_after_the_batch() -> None:
+    memory = IdempotencyMemory(window=3600.0, max_keys=3)
+    assert memory.duplicates([(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")], 0.0) == [5]
+    assert len(memory) == 3
+    assert memory.forgotten == 1
+    assert "a" not in memory  # oldest forgotten first
+    assert memory.duplicates([(6, "a"), (7, "d")], 1.0) == [7]

@@ -1,0 +1,300 @@
+"""Proxy throughput on the gateway's batch route with event inspection on versus off.
+
+Issue 5's "Speed": 100-event batches, JSON and binary protobuf, through the real proxy
+(`sidecar.proxy.create_proxy` with an `EventInspector`, on uvloop when installed) to a
+fast stand-in upstream that reads the body and answers a canned
+`IngestEventBatchResponse` in the request's encoding (the response is inspected too).
+Load comes from wrk (Debian package, installed when missing and root) with a Lua script
+cycling through 200 distinct bodies (20,000 idempotency keys, more than the bench's
+`events.dedup_max_keys` of 10,000, so every event takes the insert-and-evict path of
+the key memory: the dearest one).
+
+Layout as in /work/shared/perf-notes.md: wrk and the upstream on core 0, the proxy on
+core 1 (taskset), everything on 127.0.0.1. Prints req/s, the proxy's CPU µs per request
+(from /proc, steadier than req/s on a shared machine), medians of the rounds, and the
+on/off ratios; the target (inspection costs at most 30% of throughput for JSON, 15% for
+protobuf) is judged on the CPU-derived capacity ratio. One command:
+
+    .venv/bin/python bench/events.py [--duration 5] [--rounds 3] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH_PATH = "/v1/events/batch"
+BODIES = 200
+CONTENT_TYPES = {"json": "application/json", "protobuf": "application/x-protobuf"}
+TARGETS = {"json": 0.70, "protobuf": 0.85}  # throughput kept with inspection on
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+LUA = """
+local bodies = {}
+local n = %(count)d
+for i = 1, n do
+  local f = io.open(string.format("%(dir)s/body-%%d", i - 1), "rb")
+  bodies[i] = f:read("*all")
+  f:close()
+end
+local i = 0
+local headers = {["Content-Type"] = "%(content_type)s"}
+request = function()
+  i = i %% n + 1
+  return wrk.format("POST", "%(path)s", headers, bodies[i])
+end
+"""
+
+
+# ------------------------------------------------------------ the two server processes
+
+
+def serve_upstream(port: int) -> None:
+    """A fast gateway stand-in: read the body, answer a canned batch response."""
+    from aiohttp import web
+
+    from sidecar.gen.causality.v1 import service_pb2
+
+    answer = service_pb2.IngestEventBatchResponse(accepted_count=100, rejected_count=0)
+    binary = answer.SerializeToString()
+    text = b'{"acceptedCount":100,"rejectedCount":0}'
+
+    async def batch(request: web.Request) -> web.Response:
+        await request.read()
+        if request.headers.get("Content-Type") == CONTENT_TYPES["protobuf"]:
+            return web.Response(body=binary, content_type=CONTENT_TYPES["protobuf"])
+        return web.Response(body=text, content_type="application/json")
+
+    app = web.Application(client_max_size=64 * 2**20)
+    app.router.add_post(BATCH_PATH, batch)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def serve_proxy(port: int, upstream_port: int, inspect: bool) -> None:
+    """The real proxy with (or without) event inspection, until killed."""
+    from sidecar.config import Address, Config, EventsConfig, ProxyConfig
+    from sidecar.events import EventInspector
+    from sidecar.observability import Metrics, Module
+    from sidecar.proxy import create_proxy, proxy_views
+
+    events = EventsConfig(enabled=inspect, dedup_max_keys=10_000)
+    proxy = ProxyConfig(
+        listen=Address("127.0.0.1", port), upstream=f"http://127.0.0.1:{upstream_port}"
+    )
+    config = Config(proxy=proxy, events=events)
+
+    async def main() -> None:
+        module = Module.new("bench", views=proxy_views(proxy))
+        inspector = EventInspector(events, module.meter) if inspect else None
+        component = create_proxy(config, module, Metrics.create(module.meter), inspector)
+        await component.start()
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+# ----------------------------------------------------------------------- the driver
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int) -> list[str]:
+    """A taskset prefix when there are cores to spread over."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    """Poll until something accepts on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends."""
+    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, env=env, cwd=ROOT)
+    try:
+        wait_for_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def write_bodies(folder: Path, encoding: str, events: int) -> None:
+    """BODIES distinct 100-event batch bodies, each event with its own key."""
+    from sidecar.events import samples
+
+    for index in range(BODIES):
+        batch = list(samples.envelopes(events, start=index * events))
+        (folder / f"body-{index}").write_bytes(samples.batch_body(batch, encoding))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run against one proxy."""
+
+    requests_per_s: float
+    cpu_us_per_request: float
+    errors: int
+
+
+def run_wrk(url: str, script: Path, proxy_pid: int, args: argparse.Namespace) -> Run:
+    """wrk for `args.duration` seconds (after a 1 s warm-up), with the proxy's CPU time."""
+    base = [*pinned(0), "wrk", "-t1", f"-c{args.connections}", "-s", str(script), url]
+    subprocess.run([*base[:-1], "-d1s", url], check=True, capture_output=True)
+    before = cpu_seconds(proxy_pid)
+    out = subprocess.run(
+        [*base[:-1], f"-d{args.duration}s", url], check=True, capture_output=True, text=True
+    ).stdout
+    cpu = cpu_seconds(proxy_pid) - before
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Run(rate, cpu / max(total, 1) * 1e6, int(errors.group(1)) if errors else 0)
+
+
+def measure(
+    encoding: str, inspect: bool, folder: Path, upstream_port: int, args: argparse.Namespace
+) -> list[Run]:
+    """All rounds for one encoding, inspection on or off, on a fresh proxy process."""
+    script = folder / f"{encoding}.lua"
+    script.write_text(
+        LUA
+        % {
+            "count": BODIES,
+            "dir": folder / encoding,
+            "content_type": CONTENT_TYPES[encoding],
+            "path": BATCH_PATH,
+        }
+    )
+    port = free_port()
+    cmd = [*pinned(1), sys.executable, __file__, "--serve-proxy", str(port), str(upstream_port)]
+    if inspect:
+        cmd.append("--inspect")
+    with process(cmd, port) as proxy:
+        return [
+            run_wrk(f"http://127.0.0.1:{port}", script, proxy.pid, args) for _ in range(args.rounds)
+        ]
+
+
+def congestion_control() -> str:
+    """The TCP congestion control this run used (perf-notes: cubic vs bbr matters)."""
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    return "unknown"
+
+
+def main() -> None:
+    """Parse arguments; serve (internal modes) or drive the whole benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--events", type=int, default=100, help="events per batch")
+    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-proxy", type=int, nargs=2, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--inspect", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        return serve_upstream(args.serve_upstream)
+    if args.serve_proxy:
+        return serve_proxy(*args.serve_proxy, args.inspect)
+    subprocess.run([str(ROOT / "scripts" / "ensure-debian-packages"), "wrk:wrk"], check=True)
+    if not shutil.which("wrk"):
+        sys.exit("bench/events.py needs wrk (Debian package wrk)")
+    drive(args)
+
+
+def drive(args: argparse.Namespace) -> None:
+    """Measure every encoding with inspection off and on; print the table."""
+    print(
+        f"tcp_congestion_control={congestion_control()} cores={os.cpu_count()} "
+        f"connections={args.connections} duration={args.duration}s rounds={args.rounds}"
+    )
+    upstream_port = free_port()
+    rows = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        process(
+            [*pinned(0), sys.executable, __file__, "--serve-upstream", str(upstream_port)],
+            upstream_port,
+        ),
+    ):
+        folder = Path(tmp)
+        for encoding in CONTENT_TYPES:
+            (folder / encoding).mkdir()
+            write_bodies(folder / encoding, encoding, args.events)
+            size = (folder / encoding / "body-0").stat().st_size
+            off = measure(encoding, False, folder, upstream_port, args)
+            on = measure(encoding, True, folder, upstream_port, args)
+            rows.append((encoding, size, off, on))
+    print()
+    print(
+        "| body | bytes | off req/s | on req/s | on/off req/s | off CPU µs/req "
+        "| on CPU µs/req | on/off capacity | target | non-2xx |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for encoding, size, off, on in rows:
+        off_rate = statistics.median(r.requests_per_s for r in off)
+        on_rate = statistics.median(r.requests_per_s for r in on)
+        off_cpu = statistics.median(r.cpu_us_per_request for r in off)
+        on_cpu = statistics.median(r.cpu_us_per_request for r in on)
+        capacity = off_cpu / on_cpu  # throughput ratio when the proxy's core is the limit
+        verdict = "ok" if capacity >= TARGETS[encoding] else "MISSED"
+        errors = sum(r.errors for r in (*off, *on))
+        print(
+            f"| {encoding} | {size} | {off_rate:,.0f} | {on_rate:,.0f} | {on_rate / off_rate:.2f} "
+            f"| {off_cpu:,.0f} | {on_cpu:,.0f} | {capacity:.2f} "
+            f"| >= {TARGETS[encoding]:.2f} {verdict} | {errors} |"
+        )
+    print(
+        "\non/off capacity = off CPU / on CPU per request: the throughput ratio when the proxy's"
+        "\ncore is the bottleneck, steadier than req/s when other work shares the machine."
+    )
+
+
+if __name__ == "__main__":
+    main()
