@@ -157,7 +157,7 @@ def running(image: dict[str, Any]) -> Iterator[Running]:
         proxy, admin, otlp = free_port(), free_port(), free_port()
         name = f"causality-sidecar-test-{os.getpid()}"
         podman(
-            "run", "-d", "--rm", "--name", name, "--read-only", "--network", "host",
+            "run", "-d", "--name", name, "--read-only", "--network", "host",
             IMAGE, "run",
             "--upstream", f"http://127.0.0.1:{upstream}",
             "--listen", f"127.0.0.1:{proxy}",
@@ -166,9 +166,12 @@ def running(image: dict[str, Any]) -> Iterator[Running]:
         )  # fmt: skip
         container = Running(name, proxy, admin)
         try:
-            wait_until(
-                lambda: _answers(f"http://127.0.0.1:{admin}/readyz"), 30, "the container ready"
-            )
+            try:
+                wait_until(
+                    lambda: _answers(f"http://127.0.0.1:{admin}/readyz"), 30, "container ready"
+                )
+            except AssertionError as err:
+                raise AssertionError(f"{err}\n{container.logs()}") from None
             yield container
         finally:
             podman("stop", "--time", "15", name, check=False, timeout=60)
@@ -201,3 +204,13 @@ def test_traffic_through_the_proxy_is_counted(running: Running) -> None:
         assert status == 200, running.logs()
         assert json.loads(body)["id"] == user
     assert _request_count(running.admin, "/users/{id}") == before + 5, running.logs()
+
+
+def test_sigterm_as_pid_1_exits_cleanly(running: Running) -> None:
+    """`podman stop` sends SIGTERM to the entrypoint (PID 1): it drains and exits 0."""
+    started = time.monotonic()
+    podman("stop", "--time", "20", running.name, timeout=60)
+    took = time.monotonic() - started
+    state = podman("inspect", "--format", "{{.State.ExitCode}}", running.name).stdout.strip()
+    assert state == "0", running.logs()
+    assert took < 20, f"stop took {took:.1f}s: SIGTERM was not handled, podman had to SIGKILL"
