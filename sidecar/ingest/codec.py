@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import zlib
 from collections.abc import Mapping
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -20,6 +21,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+
+from sidecar.ingest.shadow import ShadowExportRequest
 
 __all__ = [
     "BodyTooLarge",
@@ -149,13 +152,18 @@ class BoundedDecompressor:
         return b"".join(self._parts)
 
 
-def decode_request(body: bytes, encoding: Encoding) -> ExportMetricsServiceRequest:
+def decode_request(body: bytes, encoding: Encoding) -> ExportMetricsServiceRequest | Any:
     """Parse a request body; unknown JSON fields are ignored, as OTLP requires.
+
+    Protobuf bodies are parsed with `ShadowExportRequest` (point attributes left as raw
+    bytes for the translator's cache), JSON bodies with the real class.
 
     Raises:
         UndecodableBody: with a short reason.
     """
-    request = ExportMetricsServiceRequest()
+    request = (
+        ShadowExportRequest() if encoding is Encoding.PROTOBUF else ExportMetricsServiceRequest()
+    )
     try:
         if encoding is Encoding.PROTOBUF:
             request.ParseFromString(body)

@@ -1,6 +1,8 @@
 """The internal data model between the OTLP decoder and the store.
 
-Plain frozen dataclasses named after what they hold once translated to Prometheus terms:
+Plain immutable records named after what they hold once translated to Prometheus terms
+(points are NamedTuples: a frozen dataclass costs ~1 µs more per point to build, a fifth
+of the per-point budget of 200,000 points/s):
 a `Metric` carries its family `Descriptor` (exposed name, kind, HELP, unit), how its
 points aggregate over time (`Temporality`) and its points, each with its final, sorted
 label set. The receiver side produces these; the store consumes them; neither knows the
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "Batch",
@@ -63,8 +66,7 @@ class Descriptor:
     unit: str
 
 
-@dataclass(frozen=True, slots=True)
-class NumberPoint:
+class NumberPoint(NamedTuple):
     """A sum or gauge value."""
 
     labels: Labels
@@ -73,8 +75,7 @@ class NumberPoint:
     value: float
 
 
-@dataclass(frozen=True, slots=True)
-class HistogramPoint:
+class HistogramPoint(NamedTuple):
     """An explicit-bucket histogram: ``counts`` has one more entry than ``bounds``."""
 
     labels: Labels
@@ -85,8 +86,7 @@ class HistogramPoint:
     sum: float
 
 
-@dataclass(frozen=True, slots=True)
-class ExponentialPoint:
+class ExponentialPoint(NamedTuple):
     """A base-2 exponential histogram (buckets as index → count maps)."""
 
     labels: Labels
@@ -98,11 +98,10 @@ class ExponentialPoint:
     positive: dict[int, int]
     negative: dict[int, int]
     sum: float
-    count: int
+    count_value: int
 
 
-@dataclass(frozen=True, slots=True)
-class SummaryPoint:
+class SummaryPoint(NamedTuple):
     """A summary: quantile → value pairs, sum and count."""
 
     labels: Labels
@@ -110,7 +109,7 @@ class SummaryPoint:
     time_ns: int
     quantiles: tuple[tuple[float, float], ...]
     sum: float
-    count: int
+    count_value: int
 
 
 Point = NumberPoint | HistogramPoint | ExponentialPoint | SummaryPoint

@@ -90,7 +90,7 @@ class ExponentialState:
         """A copy of the point's buckets."""
         return cls(
             p.scale, p.zero_count, p.zero_threshold, dict(p.positive), dict(p.negative),
-            p.sum, p.count,
+            p.sum, p.count_value,
         )  # fmt: skip
 
     def add(self, p: ExponentialPoint) -> None:
@@ -287,7 +287,7 @@ class MetricStore:
         else:
             series.extra = point.quantiles
             series.sum = point.sum
-            series.value = float(point.count)
+            series.value = float(point.count_value)
 
     def _accumulate(self, series: Series, point: Point, outcome: Outcome) -> bool:
         """Add a delta point; False (counted) when it cannot be added."""

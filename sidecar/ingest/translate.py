@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from sidecar.ingest.model import (
     SummaryPoint,
     Temporality,
 )
+from sidecar.ingest.shadow import ShadowExportRequest
 
 __all__ = ["TranslationRules", "Translator", "escape_label_value", "label_text"]
 
@@ -51,8 +52,10 @@ TEMPORALITIES = {
     pb.AGGREGATION_TEMPORALITY_CUMULATIVE: Temporality.CUMULATIVE,
 }
 LABEL_CACHE_MAX = 10_000
+LABEL_SET_CACHE_MAX = 200_000  # raw attribute encodings → label text, all scopes together
 
 LabelDict = dict[str, str]
+Labeler = Callable[[Any], Labels]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +74,13 @@ class Translator:
         self._rules = rules
         self._label_names: dict[str, str] = {}
         self._descriptors: dict[tuple[str, str, str, Kind], Descriptor | None] = {}
+        self._label_sets: dict[str, dict[tuple[bytes, ...], Labels]] = {}
+        self._label_set_count = 0
 
-    def translate(self, request: ExportMetricsServiceRequest) -> Batch:
-        """Translate a whole request into one `Batch`."""
+    def translate(self, request: ExportMetricsServiceRequest | Any) -> Batch:
+        """Translate a request (the real class, or `ShadowExportRequest`) into one `Batch`."""
         batch = Batch()
+        raw = isinstance(request, ShadowExportRequest)
         for rm in request.resource_metrics:
             resource = _attributes(rm.resource.attributes)
             base = self._promoted(resource)
@@ -82,9 +88,38 @@ class Translator:
                 batch.resources.append(self._labels_of(resource.items()))
             for sm in rm.scope_metrics:
                 scope_base = {**base, **self._scope_labels(sm.scope)}
+                labeler = self._raw_labeler(scope_base) if raw else self._labeler(scope_base)
                 for metric in sm.metrics:
-                    self._translate_metric(metric, scope_base, batch)
+                    self._translate_metric(metric, labeler, batch)
         return batch
+
+    def _labeler(self, base: LabelDict) -> Labeler:
+        """Label text of decoded ``KeyValue`` attributes on top of ``base``."""
+        return lambda attributes: self._point_labels(base, attributes)
+
+    def _raw_labeler(self, base: LabelDict) -> Labeler:
+        """Label text of raw attribute encodings, through the per-scope cache."""
+        cache = self._label_sets.setdefault(label_text(base), {})
+
+        def labels(attributes: Iterable[bytes]) -> Labels:
+            key = tuple(attributes)
+            text = cache.get(key)
+            if text is None:
+                text = self._point_labels(base, [KeyValue.FromString(b) for b in key])
+                self._remember(cache, key, text)
+            return text
+
+        return labels
+
+    def _remember(
+        self, cache: dict[tuple[bytes, ...], Labels], key: tuple[bytes, ...], text: Labels
+    ) -> None:
+        if self._label_set_count >= LABEL_SET_CACHE_MAX:
+            for scope_cache in self._label_sets.values():
+                scope_cache.clear()
+            self._label_set_count = 0
+        cache[key] = text
+        self._label_set_count += 1
 
     # ------------------------------------------------------------------ labels
 
@@ -158,7 +193,7 @@ class Translator:
             self._descriptors[cache_key] = descriptor
         return descriptor
 
-    def _translate_metric(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+    def _translate_metric(self, metric: pb.Metric, base: Labeler, batch: Batch) -> None:
         data = metric.WhichOneof("data")
         if data == "sum":
             kind = Kind.COUNTER if metric.sum.is_monotonic else Kind.GAUGE
@@ -200,7 +235,7 @@ class Translator:
         return Temporality.GAUGE if value is None else TEMPORALITIES.get(value)  # type: ignore[call-overload]
 
     def _numbers(
-        self, metric: pb.Metric, kind: Kind, temporality: int | None, base: LabelDict, batch: Batch
+        self, metric: pb.Metric, kind: Kind, temporality: int | None, base: Labeler, batch: Batch
     ) -> None:
         data_points = (
             metric.sum.data_points if temporality is not None else metric.gauge.data_points
@@ -213,11 +248,11 @@ class Translator:
             if which is None:
                 continue
             value = dp.as_double if which == "as_double" else float(dp.as_int)
-            labels = self._point_labels(base, dp.attributes)
+            labels = base(dp.attributes)
             points.append(NumberPoint(labels, dp.start_time_unix_nano, dp.time_unix_nano, value))
         self._emit(metric, kind, self._temporality(temporality), points, len(data_points), batch)
 
-    def _histograms(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+    def _histograms(self, metric: pb.Metric, base: Labeler, batch: Batch) -> None:
         points: list[Point] = []
         data_points = metric.histogram.data_points
         for dp in data_points:
@@ -227,7 +262,7 @@ class Translator:
                 continue
             if dp.flags & FLAG_NO_RECORDED_VALUE:
                 continue
-            labels = self._point_labels(base, dp.attributes)
+            labels = base(dp.attributes)
             total = dp.sum if dp.HasField("sum") else 0.0
             points.append(
                 HistogramPoint(
@@ -237,13 +272,13 @@ class Translator:
         temporality = self._temporality(metric.histogram.aggregation_temporality)
         self._emit(metric, Kind.HISTOGRAM, temporality, points, len(data_points), batch)
 
-    def _exponentials(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+    def _exponentials(self, metric: pb.Metric, base: Labeler, batch: Batch) -> None:
         points: list[Point] = []
         data_points = metric.exponential_histogram.data_points
         for dp in data_points:
             if dp.flags & FLAG_NO_RECORDED_VALUE or not -10 <= dp.scale <= 20:
                 continue
-            labels = self._point_labels(base, dp.attributes)
+            labels = base(dp.attributes)
             points.append(
                 ExponentialPoint(
                     labels,
@@ -261,13 +296,13 @@ class Translator:
         temporality = self._temporality(metric.exponential_histogram.aggregation_temporality)
         self._emit(metric, Kind.HISTOGRAM, temporality, points, len(data_points), batch)
 
-    def _summaries(self, metric: pb.Metric, base: LabelDict, batch: Batch) -> None:
+    def _summaries(self, metric: pb.Metric, base: Labeler, batch: Batch) -> None:
         points: list[Point] = []
         data_points = metric.summary.data_points
         for dp in data_points:
             if dp.flags & FLAG_NO_RECORDED_VALUE:
                 continue
-            labels = self._point_labels(base, dp.attributes)
+            labels = base(dp.attributes)
             quantiles = tuple((q.quantile, q.value) for q in dp.quantile_values)
             points.append(
                 SummaryPoint(

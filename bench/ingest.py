@@ -1,0 +1,253 @@
+"""Ingest speed and /metrics memory (issue 4, "Speed and memory"): one command, one table.
+
+1. Points per second decoded, translated and stored on one core, for requests of 1,000
+   points (800 counter and 200 histogram points, 5 attributes each, cumulative, every
+   request a new round of the same series), protobuf and OTLP/JSON. Target: protobuf
+   >= 200,000 points/s.
+2. /metrics with 100,000 ingested series (filled through the same decode path), text
+   format and OpenMetrics: render time (target < 1 s) and resident memory per series
+   (target < 1 KiB), for all-counter series and for a mix with 10 % 16-bucket histograms.
+3. The in-process OpenTelemetry Prometheus exporter (SDK + PrometheusMetricReader +
+   prometheus_client's encoder) rendering the same series, and the ratio.
+
+Each /metrics scenario runs in a fresh child process so RSS deltas are its own.
+Pinned to one core with ``os.sched_setaffinity`` when the machine has more than one.
+
+    .venv/bin/python bench/ingest.py [--rounds 3] [--series 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from google.protobuf import json_format  # noqa: E402
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # noqa: E402
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb  # noqa: E402
+
+from sidecar.ingest.codec import Encoding, decode_request  # noqa: E402
+from sidecar.ingest.collector import OtlpCollector  # noqa: E402
+from sidecar.ingest.store import MetricStore, StoreLimits  # noqa: E402
+from sidecar.ingest.translate import TranslationRules, Translator  # noqa: E402
+from sidecar.unified import UnifiedCollector  # noqa: E402
+
+POINTS_PER_REQUEST = 1000
+COUNTER_SHARE = 0.8
+BOUNDS = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]  # 16 buckets
+PROMOTE = ("service.name", "service.namespace", "service.instance.id")
+TEXT, OPENMETRICS = "text/plain", "application/openmetrics-text; version=1.0.0"
+ROUNDS_PER_PASS = 40
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def _attrs(i: int) -> list[KeyValue]:
+    return [
+        _kv("method", ("GET", "POST", "PUT")[i % 3]),
+        _kv("route", f"/api/v1/items/{i}"),
+        _kv("status", str(200 + i % 5)),
+        _kv("region", ("eu-west-1", "us-east-1")[i % 2]),
+        _kv("instance", f"pod-{i % 17}"),
+    ]
+
+
+def build_request(
+    first: int, points: int, histogram_share: float, t: int
+) -> ExportMetricsServiceRequest:
+    """``points`` points for series ``first``...: per 1,000, counters then histograms."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend([_kv("service.name", "bench"), _kv("service.instance.id", "i-1")])
+    sm = rm.scope_metrics.add()
+    sm.scope.name, sm.scope.version = "bench", "1.0"
+    for chunk in range(first, first + points, 1000):
+        end = min(chunk + 1000, first + points)
+        split = end - int((end - chunk) * histogram_share)
+        counters = sm.metrics.add(name=f"bench.counter.{chunk // 1000}")
+        counters.sum.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+        counters.sum.is_monotonic = True
+        for i in range(chunk, split):
+            counters.sum.data_points.add(
+                attributes=_attrs(i), start_time_unix_nano=1, time_unix_nano=t, as_int=t * 10 + i
+            )
+        if split == end:
+            continue
+        histograms = sm.metrics.add(name=f"bench.histogram.{chunk // 1000}", unit="ms")
+        histograms.histogram.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+        counts = [t % 7 + j for j in range(16)]
+        for i in range(split, end):
+            histograms.histogram.data_points.add(
+                attributes=_attrs(i), start_time_unix_nano=1, time_unix_nano=t,
+                explicit_bounds=BOUNDS, bucket_counts=counts, count=sum(counts), sum=123.0 * t,
+            )  # fmt: skip
+    return req
+
+
+def _translator() -> Translator:
+    return Translator(TranslationRules(PROMOTE))
+
+
+def ingest_rate(encoding: Encoding, rounds: int) -> float:
+    """Median points/s of decode + translate + store over ``rounds`` passes."""
+    bodies = []
+    for t in range(2, 2 + ROUNDS_PER_PASS):
+        req = build_request(0, POINTS_PER_REQUEST, 1 - COUNTER_SHARE, t)
+        if encoding is Encoding.PROTOBUF:
+            bodies.append(req.SerializeToString())
+        else:
+            bodies.append(json_format.MessageToJson(req, indent=None).encode())
+    rates = []
+    for _ in range(rounds):
+        store, translator = MetricStore(StoreLimits()), _translator()
+        gc.collect()
+        started = time.perf_counter()
+        for body in bodies:
+            outcome = store.apply(translator.translate(decode_request(body, encoding)))
+            assert outcome.accepted == POINTS_PER_REQUEST, outcome
+        rates.append(len(bodies) * POINTS_PER_REQUEST / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child_ours(series: int, histogram_share: float) -> dict[str, float]:
+    """Fill a store through the decode path, then render it (text and OpenMetrics)."""
+    requests = [
+        build_request(first, min(10_000, series - first), histogram_share, 2).SerializeToString()
+        for first in range(0, series, 10_000)
+    ]
+    gc.collect()
+    before = _rss()
+    store = MetricStore(StoreLimits(max_series=2 * series, max_series_per_metric=1000))
+    translator = _translator()
+    for body in requests:
+        store.apply(translator.translate(decode_request(body, Encoding.PROTOBUF)))
+    del requests
+    gc.collect()
+    rss = _rss() - before
+    unified = UnifiedCollector([OtlpCollector(store)])
+    out = {"rss_per_series": rss / len(store), "series": float(len(store))}
+    for name, accept in (("text", TEXT), ("openmetrics", OPENMETRICS)):
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            body = unified.render(accept, "").body
+            times.append(time.perf_counter() - started)
+        out[name] = min(times)
+        out[name + "_bytes"] = float(len(body))
+    return out
+
+
+def child_exporter(series: int, histogram_share: float) -> dict[str, float]:
+    """The same series recorded in-process and rendered by the OTel Prometheus exporter."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    gc.collect()
+    before = _rss()
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(
+        registry=registry, cardinality_limits={Counter: series + 1, Histogram: series + 1}
+    )
+    view = View(instrument_type=Histogram, aggregation=ExplicitBucketHistogramAggregation(BOUNDS))
+    provider = MeterProvider(metric_readers=[reader], views=[view])
+    meter = provider.get_meter("bench", "1.0")
+    histograms = int(series * histogram_share)
+    for start in range(0, series, 1000):
+        is_histogram = start >= series - histograms
+        name = f"bench.metric.{start // 1000}"
+        instrument = (
+            meter.create_histogram(name, unit="ms") if is_histogram else meter.create_counter(name)
+        )
+        for i in range(start, min(series, start + 1000)):
+            attrs = {kv.key: kv.value.string_value for kv in _attrs(i)}
+            if is_histogram:
+                instrument.record(7.0, attrs)
+            else:
+                instrument.add(i, attrs)
+    gc.collect()
+    rss = _rss() - before
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        body = generate_latest(registry)
+        times.append(time.perf_counter() - started)
+    provider.shutdown()
+    return {"text": min(times), "rss_per_series": rss / series, "text_bytes": float(len(body))}
+
+
+def _run_child(kind: str, series: int, share: float) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--series", str(series),
+         "--histograms", str(share)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--histograms", type=float, default=0.0)
+    parser.add_argument("--child", choices=["ours", "exporter"])
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    if args.child:
+        fn = child_ours if args.child == "ours" else child_exporter
+        print(json.dumps(fn(args.series, args.histograms)))
+        return
+    print(
+        f"# ingest bench: python {sys.version.split()[0]}, 1 core,"
+        f" load average {os.getloadavg()[0]:.2f} (a shared machine disturbs the numbers)"
+    )
+    print(
+        "\n| ingest (1,000-point requests, 80 % counters / 20 % histograms) | points/s | target |"
+    )
+    print("|---|---|---|")
+    for encoding in (Encoding.PROTOBUF, Encoding.JSON):
+        rate = ingest_rate(encoding, args.rounds)
+        target = ">= 200,000" if encoding is Encoding.PROTOBUF else "-"
+        verdict = "" if encoding is Encoding.JSON else (" ok" if rate >= 200_000 else " MISSED")
+        print(f"| {encoding.label} | {rate:,.0f} | {target}{verdict} |")
+    print(
+        f"\n| /metrics, {args.series:,} series | text render | OpenMetrics render | RSS/series"
+        " | OTel exporter text render | exporter RSS/series | exporter ÷ ours |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for label, share in (("all counters", 0.0), ("10 % histograms (16 buckets)", 0.1)):
+        ours = _run_child("ours", args.series, share)
+        theirs = _run_child("exporter", args.series, share)
+        ok = "ok" if ours["text"] < 1 and ours["rss_per_series"] < 1024 else "MISSED"
+        ratio = theirs["text"] / ours["text"]
+        print(
+            f"| {label} | {ours['text']:.3f} s | {ours['openmetrics']:.3f} s"
+            f" | {ours['rss_per_series']:.0f} B | {theirs['text']:.3f} s"
+            f" | {theirs['rss_per_series']:.0f} B | {ratio:.1f}x ({ok}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Codec and shadow schema: decompression edge cases, shadow parse == real parse."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+from google.protobuf import json_format
+
+from sidecar.ingest.codec import (
+    BodyTooLarge,
+    BoundedDecompressor,
+    Encoding,
+    UndecodableBody,
+    decode_request,
+)
+from sidecar.ingest.shadow import ShadowExportRequest
+from sidecar.ingest.translate import TranslationRules, Translator
+from tests.ingest.builders import (
+    PROMOTE,
+    counter,
+    epoint,
+    exponential,
+    gauge,
+    histogram,
+    hpoint,
+    number,
+    request,
+    summary,
+)
+
+
+def _rich_request():
+    return request(
+        counter(
+            "c",
+            [number(1, {"s": "x", "b": True, "arr": [1, "a"], "d": 1.5}), number(2, {"s": "y"})],
+            unit="By",
+        ),
+        gauge("g", [number(3.5, {"q": 'a"b'})]),
+        histogram("h", [hpoint([1.0, 2.0], [1, 2, 3], 4.0, {"k": "v"})]),
+        exponential("e", [epoint(1, (-2, [1, 2]), labels={"k": "v"})]),
+        summary("s", [(0.5, 1.0)], 2.0, 3, {"k": "v"}),
+        resource={"service.name": "a", "host.name": "h"},
+    )
+
+
+def test_shadow_parse_translates_like_the_real_class():
+    body = _rich_request().SerializeToString()
+    rules = TranslationRules(PROMOTE)
+    real = Translator(rules).translate(
+        decode_request(json_format.MessageToJson(_rich_request()).encode(), Encoding.JSON)
+    )
+    translator = Translator(rules)
+    shadow = decode_request(body, Encoding.PROTOBUF)
+    assert isinstance(shadow, ShadowExportRequest)
+    first = translator.translate(shadow)
+    second = translator.translate(
+        decode_request(body, Encoding.PROTOBUF)
+    )  # label sets from the cache
+    assert first == real
+    assert second == real
+
+
+def test_multi_member_gzip():
+    body = b"abc" * 100
+    d = BoundedDecompressor("gzip", 1000)
+    d.feed(gzip.compress(body[:100]) + gzip.compress(body[100:]))
+    assert d.finish() == body
+
+
+def test_decompression_fed_byte_by_byte():
+    body = bytes(range(256)) * 10
+    d = BoundedDecompressor("deflate", 10_000)
+    for b in zlib.compress(body):
+        d.feed(bytes([b]))
+    assert d.finish() == body
+
+
+def test_limit_is_exact():
+    BoundedDecompressor("gzip", 100).feed(gzip.compress(b"x" * 100))
+    with pytest.raises(BodyTooLarge):
+        BoundedDecompressor("gzip", 99).feed(gzip.compress(b"x" * 100))
+    with pytest.raises(BodyTooLarge):
+        BoundedDecompressor("", 99).feed(b"x" * 100)
+
+
+def test_trailing_garbage_after_gzip():
+    d = BoundedDecompressor("gzip", 1000)
+    with pytest.raises(UndecodableBody):
+        d.feed(gzip.compress(b"ok") + b"junk")
