@@ -31,5 +31,8 @@ system-deps:  ## Debian packages the tests use (installed when missing and runni
 bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs wrk, nginx)
 	$(BIN)/python bench/proxy.py
 
+bench-ingest: $(STAMP)  ## ingest benchmark: points/s decoded+stored, /metrics render and RSS with 100,000 series
+	$(BIN)/python bench/ingest.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
