@@ -48,6 +48,7 @@ ACCEPT = (
     "text/plain;version=0.0.4;q=0.3,"
     "*/*;q=0.1"
 )
+READ_CHUNK = 256 * 1024
 MAX_BODY_BYTES = 64 * 2**20  # after decompression; a bigger reply is an error, not OOM
 OPENMETRICS_TYPE = "application/openmetrics-text"
 TEXT_TYPES = frozenset({"text/plain", ""})
@@ -142,13 +143,23 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, bool]:
             raise _Refused(Result.UNSUPPORTED_FORMAT, f"Content-Type {media_type!r}")
         if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
             raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes")
-        raw = await response.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = await _read_body(response)
         try:
             return raw.decode(response.charset or "utf-8"), openmetrics
         except (UnicodeDecodeError, LookupError) as exc:
             raise _Refused(Result.MALFORMED, f"cannot decode the body: {exc}") from exc
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole (decompressed) body, refused beyond `MAX_BODY_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_exposition(

@@ -329,3 +329,19 @@ async def test_counts_accumulate_and_a_recovered_target_returns(
     assert value(third, "app_temperature") == 21.5
     assert scrapes(third, "app", "error") == 1
     assert scrapes(third, "app", "success") == 2
+
+
+@pytest.mark.parametrize("gzip_reply", [False, True], ids=["plain", "gzip"])
+async def test_large_reply_is_read_whole(
+    start_target: StartTarget, make_rig: MakeRig, gzip_reply: bool
+) -> None:
+    lines = [f'big{{i="{i}",pad="{"x" * 40}"}} {i}' for i in range(20_000)]
+    body = ("# HELP big Big\n# TYPE big gauge\n" + "\n".join(lines) + "\n").encode()
+    assert len(body) > 1_000_000  # arrives in many reads
+    url = await start_target(Target(body, gzip_when_asked=gzip_reply))
+    rig = await make_rig([target("app", url)])
+    text = await rig.scrape()
+    assert scrapes(text, "app", "success") == 1
+    merged = [v for (n, _), v in samples(text).items() if n == "big"]
+    assert len(merged) == 20_000
+    assert sum(merged) == sum(range(20_000))
