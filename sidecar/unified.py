@@ -21,19 +21,29 @@ prometheus_client objects.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from aiohttp import hdrs, web
 from opentelemetry.metrics import Counter
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from sidecar.exposition import GZIP_LEVEL, Exposition
+from sidecar.exposition import GZIP_LEVEL, Exposition, to_response
 
-__all__ = ["FamilySource", "RenderedFamily", "UnifiedCollector", "sample_names"]
+__all__ = [
+    "FamilySource",
+    "RenderedFamily",
+    "UnifiedCollector",
+    "metrics_handler",
+    "sample_names",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ExtraSources = Callable[[], Awaitable[Sequence[Collector]]]
 
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_EOF = b"# EOF\n"
@@ -229,3 +239,22 @@ def _families_of(source: Collector) -> Iterable[Metric | RenderedFamily]:
     if isinstance(source, FamilySource):
         return source.families()
     return source.collect()
+
+
+def metrics_handler(unified: UnifiedCollector, extra: ExtraSources | None = None) -> Handler:
+    """An aiohttp ``/metrics`` handler on the fast path.
+
+    Args:
+        unified: the sources known at start.
+        extra: awaited before each scrape for lower-priority sources of that scrape only
+            (merge targets fetched concurrently); never fails the scrape by itself.
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        collector = unified if extra is None else unified.with_sources(await extra())
+        exposition = collector.render(
+            request.headers.get(hdrs.ACCEPT, ""), request.headers.get(hdrs.ACCEPT_ENCODING, "")
+        )
+        return to_response(exposition)
+
+    return handle

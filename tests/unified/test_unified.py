@@ -203,3 +203,34 @@ def test_promtool_openmetrics_input_is_one_document():
 def test_generate_latest_of_the_unified_collector_works():
     unified = UnifiedCollector([_own_registry(), _ingested().collector])
     assert b"only_ingested 7.0" in generate_latest(unified)
+
+
+async def test_metrics_handler_serves_the_fast_path_with_extra_sources(aiohttp_client):
+    from aiohttp import web
+
+    from sidecar.unified import metrics_handler
+
+    lower = CollectorRegistry()
+    Gauge("from_target", "target", registry=lower).set(9)
+    calls = []
+
+    async def extra():
+        calls.append(1)
+        return [lower]
+
+    app = web.Application()
+    app.router.add_get(
+        "/metrics",
+        metrics_handler(UnifiedCollector([_own_registry(), _ingested().collector]), extra),
+    )
+    client = await aiohttp_client(app)
+    response = await client.get(
+        "/metrics", headers={"Accept": OPENMETRICS, "Accept-Encoding": "gzip"}
+    )
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    body = await response.text()  # aiohttp's client inflates gzip
+    assert "from_target 9.0" in body
+    assert "only_ingested 7.0" in body
+    assert body.endswith("# EOF\n")
+    assert calls == [1]
