@@ -18,12 +18,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.deploy.chart import ROOT
+from tests.deploy.chart import CONFIG_MOUNT, ROOT, render
 from tests.support.process import free_port, http_get, wait_until
 
 PODMAN = ROOT.parent / "shared" / "tools" / "podman"
@@ -101,6 +103,26 @@ try:
 except OSError as err:
     print(type(err).__name__)
 """
+
+
+def test_image_reads_the_chart_config_at_its_mount_path(
+    image: dict[str, Any], tmp_path: Path
+) -> None:
+    """The chart's ConfigMap, mounted where the chart mounts it, passes check-config in the image."""
+    rendered = render()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.yaml").write_text(yaml.safe_dump(rendered.sidecar_config))
+    config_dir.chmod(0o755)
+    (config_dir / "config.yaml").chmod(0o644)
+    mount = str(Path(CONFIG_MOUNT).parent)
+    done = podman(
+        "run", "--rm", "--read-only", "--network", "none",
+        "-v", f"{config_dir}:{mount}:ro", IMAGE,
+        "check-config", CONFIG_MOUNT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["proxy"]["upstream"] == "http://127.0.0.1:8080"
 
 
 def test_runs_as_non_root_without_compilers_or_caches(image: dict[str, Any]) -> None:
