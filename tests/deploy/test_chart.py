@@ -543,3 +543,15 @@ def test_full_config_round_trips_through_the_chart() -> None:
     rendered = render({"sidecar": {"config": full}, "app": {"port": 8081}})
     assert rendered.sidecar_config == deep_merge(rendered.sidecar_config, full)
     assert config_from_dict(rendered.sidecar_config).proxy.max_in_flight == 100
+
+
+def test_schema_is_valid_draft_7_and_accepts_the_defaults() -> None:
+    """A second, independent validator (jsonschema) agrees with Helm's on the defaults."""
+    import jsonschema
+
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    validator = jsonschema.Draft7Validator(schema)
+    validator.validate(yaml.safe_load((CHART_DIR / "values.yaml").read_text()))
+    for name in SCENARIOS:
+        validator.validate(scenario_values(name))
