@@ -23,7 +23,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import pytest
 import yaml
 
 from tests.operations import dashboard
-from tests.support.process import SidecarProcess, local_ports, run_sidecar
+from tests.support.process import SidecarProcess
 from tests.support.prometheus import (
     PrometheusFactory,
     PrometheusServer,
@@ -92,31 +91,6 @@ class Outcome:
     series: int | None  # None: Prometheus rejected it
     error: str = ""
     present: tuple[str, ...] = ()  # metrics it reads that have series
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[SidecarProcess]:
-    """``causality-sidecar demo`` on free ports, events inspection on."""
-    ports = local_ports("proxy", "admin", "otlp", "app")
-    config = tmp_path / "sidecar.yaml"
-    config.write_text("events:\n  enabled: true\n")
-    admin = f"127.0.0.1:{ports['admin']}"
-    args = [
-        "demo",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{ports['proxy']}",
-        "--admin-listen",
-        admin,
-        "--otlp-listen",
-        f"127.0.0.1:{ports['otlp']}",
-        "--app-listen",
-        f"127.0.0.1:{ports['app']}",
-    ]
-    with run_sidecar(args, admin=admin) as sidecar:
-        sidecar.ports.update(ports)
-        yield sidecar
 
 
 def _request(url: str, data: bytes | None = None, content_type: str = "") -> int | str:
