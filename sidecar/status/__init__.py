@@ -1,6 +1,6 @@
 """What operators look at on the admin port: the status page and the debug endpoints."""
 
-from sidecar.status.inventory import SourceInfo, ingest_sources, series_report
+from sidecar.status.inventory import SourceInfo, ingest_sources, series_report, store_sources
 from sidecar.status.routes import STATUS_KEY, StatusSources, add_status_routes
 from sidecar.status.sampler import TrafficSampler
 
@@ -12,4 +12,5 @@ __all__ = [
     "add_status_routes",
     "ingest_sources",
     "series_report",
+    "store_sources",
 ]

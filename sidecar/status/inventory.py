@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
 
+from sidecar.ingest.store import MetricStore
+
 __all__ = [
     "MetricCount",
     "SourceInfo",
     "count_series",
     "ingest_sources",
     "series_report",
+    "store_sources",
 ]
 
 # a histogram's or summary's samples of one label set count as one series
@@ -115,3 +118,9 @@ def ingest_sources(
         SourceInfo(key[0], key[1], now - seen[key] if key in seen else None, per_source[key])
         for key in sorted(set(seen) | set(per_source))
     ]
+
+
+def store_sources(store: MetricStore) -> list[SourceInfo]:
+    """`ingest_sources` of the ingest store (its resources and every series it holds)."""
+    labels = (s.labels for family in store.families.values() for s in family.all_series())
+    return ingest_sources(store.targets, labels)

@@ -133,3 +133,31 @@ def test_sparkline_scales_and_leaves_gaps() -> None:
 )
 def test_redact_urls(value: object, expected: object) -> None:
     assert redact_urls(value) == expected
+
+
+def test_store_sources_reads_a_real_store() -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from sidecar.ingest.store import MetricStore, StoreLimits
+    from sidecar.ingest.translate import TranslationRules, Translator
+    from sidecar.status.inventory import store_sources
+
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    for key, value in (("service.name", "reactor"), ("service.instance.id", "r-1")):
+        attr = rm.resource.attributes.add()
+        attr.key, attr.value.string_value = key, value
+    metric = rm.scope_metrics.add().metrics.add()
+    metric.name = "jobs"
+    metric.gauge.data_points.add(as_int=3, time_unix_nano=1)
+    translator = Translator(
+        TranslationRules(promote_resource_attributes=("service.name", "service.instance.id"))
+    )
+    store = MetricStore(StoreLimits())
+    store.apply(translator.translate(request))
+    [source] = store_sources(store)
+    assert (source.service_name, source.service_instance_id, source.series) == ("reactor", "r-1", 1)
+    assert source.last_push_age_s is not None
+    assert 0 <= source.last_push_age_s < 60
