@@ -10,7 +10,7 @@ from __future__ import annotations
 from sidecar.config import Config
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.inspection import EventInspector
-from sidecar.proxy.metrics import ProxyMetrics, proxy_views
+from sidecar.proxy.metrics import ProxyMetrics, mergeable_aggregations, proxy_views
 from sidecar.proxy.routes import RouteLabeler
 from sidecar.proxy.server import ProxyComponent, ProxyHandler
 from sidecar.proxy.upstream import Upstream
@@ -40,6 +40,7 @@ def create_proxy(
         module.meter,
         metrics,
         lambda: holder[0].in_flight if holder else 0,
+        aggregations=mergeable_aggregations(module),
         enabled=record_metrics,
     )
     p = config.proxy

@@ -2,26 +2,29 @@
 
 The seed's three HTTP instruments (`Metrics.http_request_duration`, ``_total``,
 ``_errors``) keep their names and labels; the others are created here on the same
-meter. Attribute dicts are built once per (method, path, status) and reused: the
-SDK hashes them on every call, and building a fresh dict per request is measurable.
+meter. Attribute dicts are built once per (method, path, status) and reused.
 ``http.requests.in_flight`` is an observable up-down counter read from the proxy's own
-integer at collection time, so the hot path pays nothing for it.
+integer at collection time. Its callback, which the SDK runs at the start of every
+collection, first flushes the batched counters and histograms (see `batching`): the
+hot path costs a few dict updates, and every collection still sees exact values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import View
 
 from sidecar.config import ProxyConfig
-from sidecar.observability import Metrics
+from sidecar.observability import Metrics, Module
+from sidecar.proxy.batching import NO_CONTEXT, Batcher, MergeableHistogramAggregation
 
 __all__ = [
     "BODY_SIZE_BUCKETS_BYTES",
     "ERROR_REASONS",
     "ProxyMetrics",
+    "mergeable_aggregations",
     "proxy_views",
 ]
 
@@ -39,50 +42,88 @@ ERROR_REASONS = (
 )
 STATUS_CLIENT_CLOSED = 499
 STATUS_SWITCHING_PROTOCOLS = 101
-CACHE_MAX = 16384  # attribute dicts; keys are already bounded, this is belt and braces
 
 Attrs = dict[str, str | int]
+HISTOGRAMS = (
+    "http.request.duration",
+    "http.request.time_to_first_byte",
+    "http.request.body.size",
+    "http.response.body.size",
+)
 
 
 def proxy_views(config: ProxyConfig) -> tuple[View, ...]:
-    """Views giving the proxy's histograms their bucket bounds (latency from the config)."""
-    latency = ExplicitBucketHistogramAggregation(list(config.latency_buckets_ms))
-    sizes = ExplicitBucketHistogramAggregation(list(BODY_SIZE_BUCKETS_BYTES))
-    return (
-        View(instrument_name="http.request.duration", aggregation=latency),
-        View(instrument_name="http.request.time_to_first_byte", aggregation=latency),
-        View(instrument_name="http.request.body.size", aggregation=sizes),
-        View(instrument_name="http.response.body.size", aggregation=sizes),
+    """Views giving the proxy's histograms their bucket bounds (latency from the config).
+
+    Pass them to ``Module.new(..., views=...)``: they also let the proxy batch its
+    histogram recording (without them it records every value directly, more slowly).
+    """
+    latency = tuple(config.latency_buckets_ms)
+    bounds = (latency, latency, BODY_SIZE_BUCKETS_BYTES, BODY_SIZE_BUCKETS_BYTES)
+    return tuple(
+        View(instrument_name=name, aggregation=MergeableHistogramAggregation(b))
+        for name, b in zip(HISTOGRAMS, bounds, strict=True)
     )
+
+
+def mergeable_aggregations(module: Module) -> Mapping[str, MergeableHistogramAggregation]:
+    """The `proxy_views` aggregations installed on ``module``'s provider, by instrument name.
+
+    The SDK keeps its views on a private attribute; when it cannot be read the mapping is
+    empty and the proxy records its histograms directly.
+    """
+    config = getattr(module.provider, "_sdk_config", None)
+    found: dict[str, MergeableHistogramAggregation] = {}
+    for view in getattr(config, "views", ()):
+        aggregation = getattr(view, "_aggregation", None)
+        name = getattr(view, "_instrument_name", None)
+        if isinstance(aggregation, MergeableHistogramAggregation) and isinstance(name, str):
+            found[name] = aggregation
+    return found
 
 
 class ProxyMetrics:
     """Records one proxied exchange into every design §6 proxy instrument."""
 
     def __init__(
-        self, meter: Meter, metrics: Metrics, in_flight: Callable[[], int], *, enabled: bool = True
+        self,
+        meter: Meter,
+        metrics: Metrics,
+        in_flight: Callable[[], int],
+        *,
+        aggregations: Mapping[str, MergeableHistogramAggregation] | None = None,
+        enabled: bool = True,
     ) -> None:
         self.enabled = enabled
-        self._duration = metrics.http_request_duration
-        self._total = metrics.http_request_total
-        self._errors = metrics.http_request_errors
-        self._ttfb = meter.create_histogram(
+        merge = aggregations or {}
+        self._batcher = batcher = Batcher()
+        self._duration = batcher.histogram(
+            metrics.http_request_duration, merge.get("http.request.duration")
+        )
+        self._total = batcher.counter(metrics.http_request_total)
+        self._errors = batcher.counter(metrics.http_request_errors)
+        ttfb = meter.create_histogram(
             "http.request.time_to_first_byte",
             unit="ms",
             description="Time until the response headers were sent to the client",
         )
-        self._request_size = meter.create_histogram(
+        self._ttfb = batcher.histogram(ttfb, merge.get("http.request.time_to_first_byte"))
+        request_size = meter.create_histogram(
             "http.request.body.size", unit="By", description="Request body size"
         )
-        self._response_size = meter.create_histogram(
+        self._request_size = batcher.histogram(request_size, merge.get("http.request.body.size"))
+        response_size = meter.create_histogram(
             "http.response.body.size", unit="By", description="Response body size"
         )
+        self._response_size = batcher.histogram(response_size, merge.get("http.response.body.size"))
         self._proxy_errors = meter.create_counter(
             "sidecar.proxy.errors", description="Proxy failures by reason"
         )
-        self._overflow = meter.create_counter(
-            "sidecar.cardinality.overflow",
-            description="Label values folded into __other__ by a cardinality limit",
+        self._overflow = batcher.counter(
+            meter.create_counter(
+                "sidecar.cardinality.overflow",
+                description="Label values folded into __other__ by a cardinality limit",
+            )
         )
         self._in_flight = in_flight
         meter.create_observable_up_down_counter(
@@ -95,16 +136,31 @@ class ProxyMetrics:
         self._reason_attrs = {r: {"reason": r} for r in ERROR_REASONS}
         self._overflow_attrs: Attrs = {"metric": "http_request_path"}
 
+    @property
+    def batched_histograms(self) -> bool:
+        """True when every histogram is batched (the proxy's views are installed)."""
+        return all(
+            h.batched for h in (self._duration, self._ttfb, self._request_size, self._response_size)
+        )
+
     def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Runs first in every collection: flush the batched counters, report in-flight."""
+        self.flush()
         return (Observation(self._in_flight()),)
 
+    def flush(self) -> None:
+        """Hand everything batched since the last flush to the OpenTelemetry instruments."""
+        self._batcher.flush()
+
+    # The attribute caches need no size limit: their keys are already bounded (10 method
+    # labels x at most max_route_labels + 1 paths x 3-digit statuses), and the batched
+    # counters key on the identity of these cached dicts.
     def _status_key(self, method: str, path: str, status: int) -> Attrs:
         key = (method, path, status)
         attrs = self._status_attrs.get(key)
         if attrs is None:
             attrs = {"method": method, "path": path, "status": status}
-            if len(self._status_attrs) < CACHE_MAX:
-                self._status_attrs[key] = attrs
+            self._status_attrs[key] = attrs
         return attrs
 
     def _route_key(self, method: str, path: str) -> Attrs:
@@ -112,8 +168,7 @@ class ProxyMetrics:
         attrs = self._route_attrs.get(key)
         if attrs is None:
             attrs = {"method": method, "path": path}
-            if len(self._route_attrs) < CACHE_MAX:
-                self._route_attrs[key] = attrs
+            self._route_attrs[key] = attrs
         return attrs
 
     def exchange(
@@ -130,25 +185,29 @@ class ProxyMetrics:
         if not self.enabled:
             return
         attrs = self._status_key(method, path, status)
-        self._duration.record(duration_ms, attrs)
-        self._total.add(1, attrs)
-        if status >= 400:
-            self._errors.add(1, attrs)
         route = self._route_key(method, path)
-        if ttfb_ms is not None:
-            self._ttfb.record(ttfb_ms, route)
-        self._request_size.record(request_bytes, route)
-        self._response_size.record(response_bytes, route)
+        with self._batcher.lock:
+            self._duration.record(duration_ms, attrs)
+            self._total.add(attrs)
+            if status >= 400:
+                self._errors.add(attrs)
+            if ttfb_ms is not None:
+                self._ttfb.record(ttfb_ms, route)
+            self._request_size.record(request_bytes, route)
+            self._response_size.record(response_bytes, route)
 
     def websocket(self, method: str, path: str) -> None:
         """Count a WebSocket session (status 101); it stays out of the histograms."""
         if self.enabled:
-            self._total.add(1, self._status_key(method, path, STATUS_SWITCHING_PROTOCOLS))
+            attrs = self._status_key(method, path, STATUS_SWITCHING_PROTOCOLS)
+            with self._batcher.lock:
+                self._total.add(attrs)
 
     def error(self, reason: str) -> None:
         """Count one proxy failure by reason (always recorded: failures are rare)."""
-        self._proxy_errors.add(1, self._reason_attrs[reason])
+        self._proxy_errors.add(1, self._reason_attrs[reason], NO_CONTEXT)
 
     def overflow(self) -> None:
         """Count one label value folded into ``__other__``."""
-        self._overflow.add(1, self._overflow_attrs)
+        with self._batcher.lock:
+            self._overflow.add(self._overflow_attrs)

@@ -1,0 +1,89 @@
+"""Batched recording exposes exactly what recording every value directly would.
+
+The same exchanges go into two modules: one with the proxy's views (batched: histograms
+merged at collection) and one recording every value through the SDK. Their Prometheus
+exposition must hold the same lines, across several collections, and a second reader with
+delta temporality must see the same totals as the cumulative one.
+"""
+
+from __future__ import annotations
+
+import random
+
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from prometheus_client import generate_latest
+
+from sidecar.config import ProxyConfig
+from sidecar.observability import Metrics, Module
+from sidecar.proxy.metrics import (
+    BODY_SIZE_BUCKETS_BYTES,
+    ProxyMetrics,
+    mergeable_aggregations,
+    proxy_views,
+)
+
+
+def _plain_views(config: ProxyConfig) -> tuple[View, ...]:
+    latency = ExplicitBucketHistogramAggregation(list(config.latency_buckets_ms))
+    sizes = ExplicitBucketHistogramAggregation(list(BODY_SIZE_BUCKETS_BYTES))
+    return (
+        View(instrument_name="http.request.duration", aggregation=latency),
+        View(instrument_name="http.request.time_to_first_byte", aggregation=latency),
+        View(instrument_name="http.request.body.size", aggregation=sizes),
+        View(instrument_name="http.response.body.size", aggregation=sizes),
+    )
+
+
+def _exchanges(rng: random.Random, n: int) -> list[tuple]:
+    out = []
+    for _ in range(n):
+        # dyadic values: float sums are exact whatever the order of addition
+        duration = rng.randrange(1, 4000) / 8
+        out.append((
+            rng.choice(["GET", "POST"]),
+            rng.choice(["/a", "/b/{id}", "__other__"]),
+            rng.choice([200, 200, 404, 503]),
+            duration,
+            duration / 2 if rng.random() < 0.9 else None,
+            rng.randrange(0, 10**6),
+            rng.randrange(0, 10**7),
+        ))  # fmt: skip
+    return out
+
+
+def _lines(module: Module) -> list[str]:
+    """Exposition lines, sorted: series order follows first-recording order, values must not."""
+    return sorted(generate_latest(module.registry).decode().splitlines())
+
+
+def test_batched_exposition_equals_direct_recording() -> None:
+    config = ProxyConfig()
+    delta = InMemoryMetricReader(preferred_temporality={SdkHistogram: AggregationTemporality.DELTA})
+    batched_module = Module.new("t", views=proxy_views(config), extra_readers=(delta,))
+    direct_module = Module.new("t", views=_plain_views(config))
+    batched = ProxyMetrics(
+        batched_module.meter,
+        Metrics.create(batched_module.meter),
+        lambda: 0,
+        aggregations=mergeable_aggregations(batched_module),
+    )
+    direct = ProxyMetrics(direct_module.meter, Metrics.create(direct_module.meter), lambda: 0)
+    assert batched.batched_histograms
+    assert not direct.batched_histograms
+    rng = random.Random(3)
+    delta_count = 0
+    for round_ in range(4):
+        for exchange in _exchanges(rng, 500 * (round_ + 1)):
+            batched.exchange(*exchange)
+            direct.exchange(*exchange)
+        batched.overflow()
+        direct.overflow()
+        assert _lines(batched_module) == _lines(direct_module)
+        data = delta.get_metrics_data()
+        assert data is not None
+        for metric in data.resource_metrics[0].scope_metrics[0].metrics:
+            if metric.name == "http.request.duration":
+                delta_count += sum(p.count for p in metric.data.data_points)
+    assert delta_count == 500 + 1000 + 1500 + 2000
