@@ -181,14 +181,20 @@ class Run:
     errors: int
 
 
+def wrk(command: list[str]) -> str:
+    """Run wrk; its report, or an error with everything it said."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
 def run_wrk(url: str, script: Path, proxy_pid: int, args: argparse.Namespace) -> Run:
     """wrk for `args.duration` seconds (after a 1 s warm-up), with the proxy's CPU time."""
-    base = [*pinned(0), "wrk", "-t1", f"-c{args.connections}", "-s", str(script), url]
-    subprocess.run([*base[:-1], "-d1s", url], check=True, capture_output=True)
+    base = [*pinned(0), "wrk", "-t1", f"-c{args.connections}", "-s", str(script)]
+    wrk([*base, "-d1s", url])
     before = cpu_seconds(proxy_pid)
-    out = subprocess.run(
-        [*base[:-1], f"-d{args.duration}s", url], check=True, capture_output=True, text=True
-    ).stdout
+    out = wrk([*base, f"-d{args.duration}s", url])
     cpu = cpu_seconds(proxy_pid) - before
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
