@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from sidecar.ingest.jsonview import parse_json_request
 from sidecar.ingest.shadow import ShadowExportRequest
 
 __all__ = [
@@ -156,20 +157,18 @@ def decode_request(body: bytes, encoding: Encoding) -> ExportMetricsServiceReque
     """Parse a request body; unknown JSON fields are ignored, as OTLP requires.
 
     Protobuf bodies are parsed with `ShadowExportRequest` (point attributes left as raw
-    bytes for the translator's cache), JSON bodies with the real class.
+    bytes for the translator's cache), JSON bodies into a lazy `JsonMessage` view (whose
+    field types are checked as the translator reads them: see `JsonShapeError`).
 
     Raises:
         UndecodableBody: with a short reason.
     """
-    request = (
-        ShadowExportRequest() if encoding is Encoding.PROTOBUF else ExportMetricsServiceRequest()
-    )
     try:
-        if encoding is Encoding.PROTOBUF:
-            request.ParseFromString(body)
-        else:
-            json_format.Parse(body, request, ignore_unknown_fields=True)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+        if encoding is Encoding.JSON:
+            return parse_json_request(body)
+        request = ShadowExportRequest()
+        request.ParseFromString(body)
+    except (DecodeError, ValueError, RecursionError) as exc:
         reason = str(exc)[:ERROR_MESSAGE_MAX] or type(exc).__name__
         raise UndecodableBody(f"cannot decode {encoding.label} body: {reason}") from exc
     return request

@@ -30,6 +30,7 @@ from sidecar.ingest.codec import (
     encoding_of,
 )
 from sidecar.ingest.instruments import IngestInstruments
+from sidecar.ingest.jsonview import JsonShapeError
 from sidecar.ingest.model import Batch
 from sidecar.ingest.store import STORE_FULL, MetricStore, Outcome
 from sidecar.ingest.translate import Translator
@@ -164,11 +165,17 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 async def _decode(body: bytes, encoding: Encoding, translator: Translator) -> Batch:
     """Decode and translate; large bodies in a worker thread so the loop keeps answering."""
     if len(body) <= OFFLOAD_BYTES:
-        return translator.translate(decode_request(body, encoding))
+        return _translate(body, encoding, translator)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        None, lambda: translator.translate(decode_request(body, encoding))
-    )
+    return await loop.run_in_executor(None, _translate, body, encoding, translator)
+
+
+def _translate(body: bytes, encoding: Encoding, translator: Translator) -> Batch:
+    request = decode_request(body, encoding)
+    try:
+        return translator.translate(request)
+    except JsonShapeError as exc:  # JSON is type-checked lazily, as the translator reads it
+        raise UndecodableBody(f"cannot decode json body: {exc}") from exc
 
 
 def _merge_rejections(batch: Batch, outcome: Outcome) -> dict[str, int]:

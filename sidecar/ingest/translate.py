@@ -24,6 +24,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
 from sidecar.ingest import naming
+from sidecar.ingest.jsonview import JsonList, JsonMessage, attribute_key
 from sidecar.ingest.model import (
     Batch,
     Descriptor,
@@ -55,6 +56,7 @@ LABEL_CACHE_MAX = 10_000
 LABEL_SET_CACHE_MAX = 200_000  # raw attribute encodings → label text, all scopes together
 
 LabelDict = dict[str, str]
+_UNKNOWN = object()
 Labeler = Callable[[Any], Labels]
 
 
@@ -74,13 +76,19 @@ class Translator:
         self._rules = rules
         self._label_names: dict[str, str] = {}
         self._descriptors: dict[tuple[str, str, str, Kind], Descriptor | None] = {}
-        self._label_sets: dict[str, dict[tuple[bytes, ...], Labels]] = {}
+        # per resource+scope (its base label text): raw attribute identity → label text
+        self._label_sets: dict[str, dict[Any, Labels]] = {}
         self._label_set_count = 0
+        self._bounds: dict[tuple[float, ...], object] = {}
 
     def translate(self, request: ExportMetricsServiceRequest | Any) -> Batch:
         """Translate a request (the real class, or `ShadowExportRequest`) into one `Batch`."""
         batch = Batch()
-        raw = isinstance(request, ShadowExportRequest)
+        make_labeler = self._labeler
+        if isinstance(request, ShadowExportRequest):
+            make_labeler = self._raw_labeler
+        elif isinstance(request, JsonMessage):
+            make_labeler = self._json_labeler
         for rm in request.resource_metrics:
             resource = _attributes(rm.resource.attributes)
             base = self._promoted(resource)
@@ -88,7 +96,7 @@ class Translator:
                 batch.resources.append(self._labels_of(resource.items()))
             for sm in rm.scope_metrics:
                 scope_base = {**base, **self._scope_labels(sm.scope)}
-                labeler = self._raw_labeler(scope_base) if raw else self._labeler(scope_base)
+                labeler = make_labeler(scope_base)
                 for metric in sm.metrics:
                     self._translate_metric(metric, labeler, batch)
         return batch
@@ -111,9 +119,22 @@ class Translator:
 
         return labels
 
-    def _remember(
-        self, cache: dict[tuple[bytes, ...], Labels], key: tuple[bytes, ...], text: Labels
-    ) -> None:
+    def _json_labeler(self, base: LabelDict) -> Labeler:
+        """Label text of JSON attributes, through a cache keyed by their raw values."""
+        cache: dict[Any, Labels] = self._label_sets.setdefault("json|" + label_text(base), {})
+
+        def labels(attributes: JsonList | list[Any]) -> Labels:
+            raw = attributes.raw if isinstance(attributes, JsonList) else attributes
+            key = tuple([attribute_key(item) for item in raw])
+            text = cache.get(key)
+            if text is None:
+                text = self._point_labels(base, attributes)  # type: ignore[arg-type]
+                self._remember(cache, key, text)
+            return text
+
+        return labels
+
+    def _remember(self, cache: dict[Any, Labels], key: tuple[Any, ...], text: Labels) -> None:
         if self._label_set_count >= LABEL_SET_CACHE_MAX:
             for scope_cache in self._label_sets.values():
                 scope_cache.clear()
@@ -256,9 +277,9 @@ class Translator:
         points: list[Point] = []
         data_points = metric.histogram.data_points
         for dp in data_points:
-            bounds = tuple(dp.explicit_bounds)
+            bounds = self._checked_bounds(tuple(dp.explicit_bounds))
             counts = tuple(dp.bucket_counts) or (dp.count,)
-            if len(counts) != len(bounds) + 1 or not _increasing(bounds):
+            if bounds is None or len(counts) != len(bounds) + 1:
                 continue
             if dp.flags & FLAG_NO_RECORDED_VALUE:
                 continue
@@ -271,6 +292,15 @@ class Translator:
             )
         temporality = self._temporality(metric.histogram.aggregation_temporality)
         self._emit(metric, Kind.HISTOGRAM, temporality, points, len(data_points), batch)
+
+    def _checked_bounds(self, bounds: tuple[float, ...]) -> tuple[float, ...] | None:
+        """``bounds`` if strictly increasing (one shared tuple per distinct bounds), else None."""
+        known = self._bounds.get(bounds, _UNKNOWN)
+        if known is _UNKNOWN:
+            known = bounds if _increasing(bounds) else None
+            if len(self._bounds) < LABEL_CACHE_MAX:
+                self._bounds[bounds] = known
+        return known  # type: ignore[return-value]
 
     def _exponentials(self, metric: pb.Metric, base: Labeler, batch: Batch) -> None:
         points: list[Point] = []

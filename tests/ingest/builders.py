@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
+from sidecar.ingest.codec import Encoding, decode_request
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.model import Batch
 from sidecar.ingest.store import MetricStore, Outcome, StoreLimits
@@ -200,9 +202,16 @@ class Harness:
         )
         self.collector = OtlpCollector(self.store)
 
-    def push(self, req: ExportMetricsServiceRequest) -> tuple[Batch, Outcome]:
-        """Translate and apply one request."""
-        batch = self.translator.translate(req)
+    def push(
+        self, req: ExportMetricsServiceRequest, encoding: Encoding | None = None
+    ) -> tuple[Batch, Outcome]:
+        """Translate and apply one request (decoded from its encoding when one is given)."""
+        message: Any = req
+        if encoding is Encoding.PROTOBUF:
+            message = decode_request(req.SerializeToString(), encoding)
+        elif encoding is Encoding.JSON:
+            message = decode_request(json_format.MessageToJson(req).encode(), encoding)
+        batch = self.translator.translate(message)
         return batch, self.store.apply(batch)
 
     def text(self, openmetrics: bool = False) -> str:

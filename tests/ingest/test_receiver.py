@@ -176,6 +176,44 @@ async def test_400_undecodable(ingest, data, headers, reason):
     assert len(ingest.state.store) == 0
 
 
+@pytest.mark.parametrize(
+    ("point", "reason"),
+    [
+        pytest.param({"asInt": "twelve"}, "expected an integer for as_int", id="int-not-a-number"),
+        pytest.param({"asDouble": [1]}, "expected a number for as_double", id="double-a-list"),
+        pytest.param(
+            {"asInt": 1, "attributes": [{"key": 3, "value": {}}]},
+            "expected a KeyValue object",
+            id="key-not-a-string",
+        ),
+        pytest.param(
+            {"asInt": 1, "attributes": [{"key": "k", "value": {"bytesValue": "%%%"}}]},
+            "expected base64",
+            id="bytes-not-base64",
+        ),
+        pytest.param(
+            {"asInt": 1, "attributes": "k=v"},
+            "expected a list for attributes",
+            id="attributes-not-a-list",
+        ),
+        pytest.param(
+            {"asInt": 1, "timeUnixNano": True},
+            "expected an integer for time_unix_nano",
+            id="bool-for-int",
+        ),
+    ],
+)
+async def test_400_json_wrong_types_store_nothing(ingest, point, reason):
+    good = {"name": "ok", "gauge": {"dataPoints": [{"asInt": 1}]}}
+    bad = {"name": "bad", "gauge": {"dataPoints": [point]}}
+    body = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [good, bad]}]}]}
+    response = await ingest.client.post("/v1/metrics", data=json.dumps(body), headers=JSON)
+    assert response.status == 400
+    status = json.loads(await response.read())
+    assert reason in status["message"]
+    assert len(ingest.state.store) == 0
+
+
 async def test_400_json_body_is_json_status(ingest):
     response = await ingest.client.post("/v1/metrics", data=b"{", headers=JSON)
     assert response.status == 400

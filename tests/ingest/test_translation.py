@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from sidecar.ingest.codec import Encoding
 from sidecar.ingest.store import StoreLimits
 from tests.ingest.builders import (
     DELTA,
@@ -166,10 +167,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+    "encoding", [None, Encoding.PROTOBUF, Encoding.JSON], ids=["message", "protobuf", "json"]
+)
 @pytest.mark.parametrize(("req", "expected"), CASES)
-def test_rule(req, expected):
+def test_rule(req, expected, encoding):
     harness = Harness()
-    _, outcome = harness.push(req)
+    _, outcome = harness.push(req, encoding)
     assert outcome.rejected == {}
     assert harness.text() == expected
 
