@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 
-# Attribute sets are built once: the SDK hashes the dict it is given on every add().
+# Attribute sets are built once, not per observation.
 _TYPE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {name: MappingProxyType({"type": name}) for name in (*PAYLOAD_TYPES, NO_TYPE)}
 )
@@ -182,15 +182,12 @@ class EventInspector:
         is_batch = path == self._batch_path
         try:
             decode = decode_batch_request if is_batch else decode_ingest_request
-            events = decode(body, content_type)
+            self._record(decode(body, content_type), is_batch)
         except DecodeError as exc:
             self._count_decode_error(exc.reason, path, exc)
-            return
         except Exception as exc:  # a bug here must never reach the proxy
             log.exception("event inspection failed on %s", path)
             self._count_decode_error(DecodeReason.INTERNAL, path, exc)
-            return
-        self._record(events, is_batch)
 
     def request_skipped(self, path: str) -> None:
         """Count a body over ``events.max_body_bytes`` that was streamed uninspected."""
