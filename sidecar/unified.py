@@ -97,8 +97,10 @@ def sample_names(name: str, kind: str) -> tuple[str, ...]:
 
 
 def _series_key(labels: dict[str, str], kind: str) -> SeriesKey:
+    """A series' identity: its labels without ``le``/``quantile`` and without empty values
+    (Prometheus treats ``x=""`` as no label; the OTel exporter pads label sets with them)."""
     skip = _SERIES_LABEL.get(kind)
-    return frozenset(item for item in labels.items() if item[0] != skip)
+    return frozenset(item for item in labels.items() if item[0] != skip and item[1])
 
 
 @dataclass(slots=True)

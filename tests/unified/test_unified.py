@@ -234,3 +234,15 @@ async def test_metrics_handler_serves_the_fast_path_with_extra_sources(aiohttp_c
     assert "only_ingested 7.0" in body
     assert body.endswith("# EOF\n")
     assert calls == [1]
+
+
+def test_empty_label_values_do_not_make_a_series_distinct(module):
+    own = CollectorRegistry()
+    Gauge("g", "own", ["a", "pad"], registry=own).labels("1", "").set(1)
+    lower = CollectorRegistry()
+    Gauge("g", "lower", ["a"], registry=lower).labels("1").set(2)
+    unified = UnifiedCollector([own, lower], merge_conflicts(module.meter))
+    text = unified.render(TEXT, "").body.decode()
+    assert 'g{a="1",pad=""} 1.0' in text
+    assert "2.0" not in text
+    assert _conflicts(module) == {"series": 1.0}
