@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from opentelemetry.sdk.metrics.view import View
@@ -28,10 +29,18 @@ from sidecar import __version__
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.events import EventInspector
+from sidecar.export import OtlpPusher, create_export
+from sidecar.ingest import create_ingest
+from sidecar.ingest.instruments import merge_conflicts
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.logs import configure_logging
+from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
+from sidecar.status import StatusSources, TrafficSampler, add_status_routes
+from sidecar.status.inventory import store_sources
+from sidecar.unified import UnifiedCollector
+from sidecar.unified import metrics_handler as unified_metrics_handler
 
 __all__ = ["Sidecar", "run_sidecar"]
 
@@ -64,6 +73,9 @@ class Sidecar:
     readiness: Readiness = field(default_factory=Readiness)
     components: list[Component] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    unified: UnifiedCollector | None = field(default=None, init=False)
+    scraper: MergeScraper | None = field(default=None, init=False)
+    exporter: OtlpPusher | None = field(default=None, init=False)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _signals: int = 0
@@ -78,20 +90,49 @@ class Sidecar:
         return proxy_views(self.config.proxy)
 
     def collector(self) -> Collector:
-        """What ``/metrics`` serves."""
-        return self.module.registry
+        """What ``/metrics`` serves: the unified view once built, else the own registry."""
+        return self.unified if self.unified is not None else self.module.registry
 
     def build(self) -> None:
-        """Create every enabled component; the admin listener comes last and stops last."""
-        if self.config.proxy.enabled:
+        """Create every enabled component; the admin listener comes last and stops last.
+
+        Sources of ``/metrics``, highest priority first (design §9): the sidecar's own
+        registry, the ingested families, then the merge targets fetched per scrape.
+        """
+        config = self.config
+        collectors: dict[str, Collector] = {"sidecar": self.module.registry}
+        if config.proxy.enabled:
             inspector = (
-                EventInspector(self.config.events, self.module.meter)
-                if self.config.events.enabled
-                else None
+                EventInspector(config.events, self.module.meter) if config.events.enabled else None
             )
-            self.components.append(create_proxy(self.config, self.module, self.metrics, inspector))
-        admin_app = create_admin_app(self.config.admin, self.collector(), self.readiness)
-        self.components.append(AiohttpComponent("admin", admin_app, [self.config.admin.listen]))
+            self.components.append(create_proxy(config, self.module, self.metrics, inspector))
+        store_view = None
+        if config.ingest.enabled:
+            ingest, ingest_collector = create_ingest(config, self.module)
+            self.components.append(ingest)
+            collectors["ingest"] = ingest_collector
+            store_view = partial(store_sources, ingest_collector.store)
+        self.unified = UnifiedCollector(
+            list(collectors.values()), merge_conflicts(self.module.meter)
+        )
+        if config.merge.targets:
+            self.scraper = create_merge(config.merge, self.module.meter)
+            handler = merged_metrics_handler(self.unified, self.scraper)
+        else:
+            handler = unified_metrics_handler(self.unified)
+        self.exporter = create_export(config, self.module, self.unified, self.scraper)
+        admin_app = create_admin_app(config.admin, self.unified, self.readiness, metrics=handler)
+        status = StatusSources(
+            config=config,
+            readiness=self.readiness,
+            started_at=self.started_at,
+            collectors=collectors,
+            listeners=lambda: all_addresses(self.components),
+            sampler=TrafficSampler(self.module.registry),
+            sources=store_view,
+        )
+        add_status_routes(admin_app, status)
+        self.components.append(AiohttpComponent("admin", admin_app, [config.admin.listen]))
 
     async def start(self) -> None:
         """Bind every listener, then turn ready; on a bind error, release what was bound."""
@@ -111,6 +152,8 @@ class Sidecar:
             for component in reversed(started):
                 await component.stop(0)
             raise
+        if self.exporter is not None:
+            self.exporter.start()
         self.readiness.set_ready()
         self.started.set()
         log.info("ready", extra={"event": "ready", "version": __version__})
@@ -184,6 +227,10 @@ class Sidecar:
         cut = 0
         for component in self.components:  # admin is last: scrapes work until the end
             cut += await component.stop(timeout)
+        if self.exporter is not None:
+            await self.exporter.stop()  # the final flush of design §10
+        if self.scraper is not None:
+            await self.scraper.close()
         await self.module.shutdown()
         log.info("stopped", extra={"event": "stopped", "cut": cut})
 
