@@ -30,7 +30,7 @@ from sidecar.proxy.headers import request_headers, response_headers
 from sidecar.proxy.inspection import EventInspector, ResponseTee, call_safely
 from sidecar.proxy.metrics import STATUS_CLIENT_CLOSED, ProxyMetrics
 from sidecar.proxy.routes import RouteLabeler, method_label
-from sidecar.proxy.upstream import Body, Upstream, UpstreamError
+from sidecar.proxy.upstream import Body, Upstream, UpstreamError, UpstreamResponse
 from sidecar.proxy.websocket import is_websocket_upgrade, relay_websocket
 
 __all__ = ["ProxyComponent", "ProxyHandler"]
@@ -249,7 +249,7 @@ class ProxyHandler:
     # ---------------------------------------------------------------- response body
 
     async def _relay(
-        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, ex: Exchange
+        self, request: web.BaseRequest, upstream: UpstreamResponse, ex: Exchange
     ) -> web.StreamResponse:
         """Stream the upstream response to the client; abort the client on upstream failure."""
         complete = False
@@ -299,16 +299,14 @@ class ProxyHandler:
         if transport is not None:
             transport.abort()
 
-    def _tee(
-        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse
-    ) -> ResponseTee | None:
+    def _tee(self, request: web.BaseRequest, upstream: UpstreamResponse) -> ResponseTee | None:
         inspector = self._inspector
         if inspector is None or not inspector.wants_response(request.raw_path.partition("?")[0]):
             return None
         return ResponseTee(self._events.max_body_bytes)
 
     def _inspect_response(
-        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, tee: ResponseTee
+        self, request: web.BaseRequest, upstream: UpstreamResponse, tee: ResponseTee
     ) -> None:
         if tee.overflowed or self._inspector is None:
             return
