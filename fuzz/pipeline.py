@@ -42,10 +42,14 @@ KNOWN_FINDINGS = {
     "duplicate-le-or-quantile": re.compile(r"Invalid labels: .*\b(le|quantile)=.*\b\1="),
     "duplicate-label-openmetrics": re.compile(r"Duplicate label|duplicate label"),
     "empty-label-name": re.compile(r'Invalid labels: (.*,)?="'),
-    # OpenMetrics forbids negative counters, sums and quantile values, quantiles outside [0, 1]
+    # OpenMetrics forbids negative or NaN counters and sums, negative quantile values, and
+    # quantiles outside [0, 1]
     "negative-counter-or-sum-openmetrics": re.compile(
-        r"Quantile values cannot be negative|Counter-like samples cannot be negative"
+        r"Quantile values cannot be negative|Counter-like samples cannot be (negative|NaN)"
     ),
+    # sidecar/ingest/jsonview.py _to_int: int() of a malformed string integer raises a plain
+    # ValueError, not JsonShapeError, so the receiver answers 500 instead of 400
+    "jsonview-int-valueerror": re.compile(r"invalid literal for int\(\)"),
     "quantile-out-of-range-openmetrics": re.compile(r"Invalid quantile label"),
     # translate.py re-parses attribute bytes it cached; unknown fields upb kept unchecked
     # in the first parse then fail there (an uncaught DecodeError: HTTP 500, not 400)
@@ -101,7 +105,7 @@ def run_body(data: bytes, encoding: Encoding) -> None:
             batch = receiver._translate(data, encoding, pipeline.translator)
         except UndecodableBody:
             return  # the receiver's 400
-        except DecodeError as exc:
+        except (DecodeError, ValueError) as exc:
             if known_finding(exc) is None:
                 raise
             return
