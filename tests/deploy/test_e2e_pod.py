@@ -169,7 +169,8 @@ def _answers(url: str) -> bool:
 @contextlib.contextmanager
 def _pipeline(ingest_port: int) -> Iterator[tuple[Metrics, MeterProvider]]:
     """A pipeline service pushing the catalogue's instruments over OTLP/HTTP protobuf."""
-    exporter = OTLPMetricExporter(endpoint=f"http://127.0.0.1:{ingest_port}/v1/metrics")
+    # a short export timeout bounds the retries once the SIGTERM test has stopped the sidecar
+    exporter = OTLPMetricExporter(endpoint=f"http://127.0.0.1:{ingest_port}/v1/metrics", timeout=2)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=500)
     resource = Resource.create(
         {"service.name": PIPELINE_SERVICE, "service.instance.id": "pipeline-0"}
@@ -178,7 +179,7 @@ def _pipeline(ingest_port: int) -> Iterator[tuple[Metrics, MeterProvider]]:
     try:
         yield Metrics.create(provider.get_meter("causality.pipeline")), provider
     finally:
-        provider.shutdown()
+        provider.shutdown(timeout_millis=3000)
 
 
 @pytest.fixture(scope="module")
