@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from prometheus_client.samples import Sample
 
 from sidecar.config import MergeTarget
+from sidecar.merge.rawtext import RawFamily, Unsupported, fold_created, parse_fast
 
 __all__ = [
     "ACCEPT",
@@ -52,9 +53,6 @@ READ_CHUNK = 256 * 1024
 MAX_BODY_BYTES = 64 * 2**20  # after decompression; a bigger reply is an error, not OOM
 OPENMETRICS_TYPE = "application/openmetrics-text"
 TEXT_TYPES = frozenset({"text/plain", ""})
-CREATED_SUFFIX = "_created"
-CREATED_OWNERS = frozenset({"counter", "histogram", "summary"})
-CREATED_CARRIERS = frozenset({"gauge", "untyped"})
 EXPORTED_PREFIX = "exported_"  # a scraped label clashing with a configured one is kept so
 
 
@@ -80,7 +78,7 @@ class Scrape:
 
     target: MergeTarget
     result: Result
-    families: tuple[Metric, ...] = ()
+    families: tuple[RawFamily | Metric, ...] = ()
     detail: str = ""
     seconds: float = 0.0
 
@@ -164,36 +162,27 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes:
 
 def parse_exposition(
     body: str, openmetrics: bool, labels: Mapping[str, str] | None = None
-) -> tuple[Metric, ...]:
+) -> tuple[RawFamily | Metric, ...]:
     """Parse a whole exposition, then add ``labels`` to every sample.
 
-    A scraped label that a configured one replaces is kept as ``exported_<name>``, as
-    Prometheus does without ``honor_labels``.
+    Plain counter, gauge and untyped families take the fast path (`sidecar.merge.rawtext`);
+    the rest, and any body the fast path does not recognise exactly, go through
+    prometheus_client's parsers. A scraped label that a configured one replaces is kept
+    as ``exported_<name>``, as Prometheus does without ``honor_labels``.
 
     Raises:
         ValueError: the body is not valid exposition of that format.
     """
-    families = tuple(parse_openmetrics(body)) if openmetrics else _fold_created(parse_text(body))
+    labels = labels or {}
+    try:
+        return tuple(parse_fast(body, openmetrics, labels))
+    except Unsupported:
+        pass
+    metrics = list(parse_openmetrics(body) if openmetrics else parse_text(body))
     if labels:
-        for family in families:
+        for family in metrics:
             family.samples = _labelled(family.samples, labels)
-    return families
-
-
-def _fold_created(families: Iterable[Metric]) -> tuple[Metric, ...]:
-    """Text 0.0.4 has no ``_created`` samples: a gauge ``x_created`` after counter ``x``
-    (as prometheus_client writes them) goes back into ``x``, where OpenMetrics has it."""
-    out: list[Metric] = []
-    owners: dict[str, Metric] = {}
-    for family in families:
-        owner = owners.get(family.name) if family.type in CREATED_CARRIERS else None
-        if owner is not None:
-            owner.samples.extend(family.samples)
-            continue
-        if family.type in CREATED_OWNERS:
-            owners[family.name + CREATED_SUFFIX] = family
-        out.append(family)
-    return tuple(out)
+    return tuple(metrics) if openmetrics else tuple(fold_created(metrics))
 
 
 def _labelled(samples: Sequence[Sample], extra: Mapping[str, str]) -> list[Sample]:

@@ -19,6 +19,7 @@ from prometheus_client.core import Metric
 
 from sidecar.config import MergeTarget
 from sidecar.merge.fetch import Result, Scrape, fetch_target
+from sidecar.merge.rawtext import RawFamily
 
 __all__ = ["FetchedFamilies", "MergeScraper", "margin", "scrapes_counter"]
 
@@ -51,14 +52,19 @@ def budget(target: MergeTarget, scrape_timeout: float | None) -> float:
 
 
 class FetchedFamilies:
-    """One target's families for one scrape (prometheus_client's collector protocol)."""
+    """One target's families for one scrape: a `sidecar.unified.FamilySource`."""
 
     def __init__(self, scrape: Scrape) -> None:
         self.scrape = scrape
 
-    def collect(self) -> Iterable[Metric]:
-        """The parsed families, configured labels added."""
+    def families(self) -> Sequence[RawFamily | Metric]:
+        """The parsed families (configured labels added); raw ones render themselves."""
         return self.scrape.families
+
+    def collect(self) -> Iterable[Metric]:
+        """prometheus_client's collector protocol."""
+        for family in self.scrape.families:
+            yield family.to_metric() if isinstance(family, RawFamily) else family
 
 
 class MergeScraper:

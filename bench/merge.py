@@ -1,0 +1,325 @@
+"""Merge and export benchmark: what merging an app's /metrics adds, and what a push costs.
+
+1. Merge: an app serving 20,000 series (10,000 counter + 10,000 gauge series, two labels)
+   runs in its own process; we time a scrape of it directly and a scrape of a sidecar
+   admin app (its own registry + the app as a merge target) in this process, both with
+   Prometheus's headers (OpenMetrics preferred, gzip). Two kinds of app: ``render``
+   renders every scrape with prometheus_client (a Python app), ``static`` serves
+   pre-rendered bytes (an app whose exposition costs nothing, the worst case for the
+   ratio). Target of issue 8: the merged scrape at most 2x the direct one.
+2. Export: an ingest store holding 100,000 series (the real translator and store), read
+   as the unified view and pushed by `OtlpPusher` to a sink process on loopback that
+   answers 200; wall time and this process's CPU per push, by phase.
+
+Median of ``--rounds`` each. Everything on 127.0.0.1. On the shared 2-core VM the
+numbers move with other people's load: the script prints the load average it ran under.
+
+    .venv/bin/python bench/merge.py [--rounds 5] [--series 20000] [--export-series 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiohttp import ClientSession, web  # noqa: E402
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # noqa: E402
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb  # noqa: E402
+from prometheus_client import CollectorRegistry, Counter, Gauge  # noqa: E402
+from prometheus_client.exposition import choose_encoder  # noqa: E402
+
+from sidecar.admin import Readiness, create_admin_app  # noqa: E402
+from sidecar.config import (  # noqa: E402
+    AdminConfig,
+    Config,
+    ExportConfig,
+    IngestConfig,
+    MergeConfig,
+    MergeTarget,
+    OtlpExportConfig,
+)
+from sidecar.export import create_export, resource_rules, to_metrics_data, unified_view  # noqa: E402
+from sidecar.ingest import ingest_state  # noqa: E402
+from sidecar.ingest.collector import OtlpCollector  # noqa: E402
+from sidecar.merge import create_merge, merged_metrics_handler  # noqa: E402
+from sidecar.observability import Module  # noqa: E402
+from sidecar.unified import UnifiedCollector  # noqa: E402
+
+PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+TEXT_ACCEPT = "text/plain;version=0.0.4"
+HEADERS = {"Accept-Encoding": "gzip", "X-Prometheus-Scrape-Timeout-Seconds": "30"}
+GZIP_LEVEL = 6
+
+
+# ------------------------------------------------------------------ child processes
+
+
+def app_registry(series: int) -> CollectorRegistry:
+    """``series`` series: half counter, half gauge, two labels each."""
+    registry = CollectorRegistry()
+    requests = Counter("app_requests", "Requests", ["route", "code"], registry=registry)
+    inflight = Gauge("app_inflight", "In flight", ["route", "code"], registry=registry)
+    for i in range(series // 2):
+        route, code = f"/api/items/{i}", ("200", "404", "500")[i % 3]
+        requests.labels(route, code).inc(i)
+        inflight.labels(route, code).set(i % 17)
+    return registry
+
+
+def serve_app(port: int, series: int, mode: str) -> None:
+    """The app: renders per scrape (``render``) or serves pre-rendered bytes (``static``)."""
+    registry = app_registry(series)
+    rendered = {}
+    for accept in (PROMETHEUS_ACCEPT, TEXT_ACCEPT):
+        encoder, content_type = choose_encoder(accept)
+        rendered[content_type] = gzip.compress(encoder(registry), GZIP_LEVEL)
+
+    async def handle(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        if mode == "static":
+            body = rendered[content_type]
+        else:
+            body = gzip.compress(encoder(registry), GZIP_LEVEL)
+        return web.Response(
+            body=body, headers={"Content-Type": content_type, "Content-Encoding": "gzip"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
+
+
+def serve_sink(port: int) -> None:
+    """An OTLP/HTTP endpoint that reads the body and answers 200."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_post("/v1/metrics", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
+
+
+def spawn(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """This script as a child serving something; returns it and its port once it listens."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import free_port, wait_port  # type: ignore[import-not-found]
+
+    port = free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve", *args, "--port", str(port)])
+    wait_port(port, timeout=120)
+    return child, port
+
+
+# ------------------------------------------------------------------------ measuring
+
+
+async def timed(rounds: int, once: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (this process) of ``once``."""
+    await once()  # warm-up: pooled connections, caches
+    walls, cpus = [], []
+    for _ in range(rounds):
+        cpu, wall = time.process_time(), time.perf_counter()
+        await once()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+async def bench_merge(series: int, mode: str, rounds: int) -> list[tuple[str, ...]]:
+    child, port = spawn("app", "--series", str(series), "--mode", mode)
+    module = Module.new("bench")
+    target = MergeTarget(name="app", url=f"http://127.0.0.1:{port}/metrics", timeout=60.0)
+    scraper = create_merge(MergeConfig((target,)), module.meter)
+    unified = UnifiedCollector([module.registry])
+    app = create_admin_app(
+        AdminConfig(), unified, Readiness(), metrics=merged_metrics_handler(unified, scraper)
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sidecar_port = runner.addresses[0][1]
+    rows = []
+    try:
+        async with ClientSession() as session:
+            for label, accept in (("OpenMetrics", PROMETHEUS_ACCEPT), ("text 0.0.4", TEXT_ACCEPT)):
+
+                async def get(url: str, accept: str = accept) -> int:
+                    headers = {**HEADERS, "Accept": accept}
+                    async with session.get(url, headers=headers) as response:
+                        assert response.status == 200
+                        return len(await response.read())
+
+                direct_url = f"http://127.0.0.1:{port}/metrics"
+                merged_url = f"http://127.0.0.1:{sidecar_port}/metrics"
+                direct, _ = await timed(rounds, lambda u=direct_url: get(u))
+                merged, cpu = await timed(rounds, lambda u=merged_url: get(u))
+                rows.append((
+                    f"merge {series:,} series, {mode} app, {label}",
+                    f"{direct * 1000:.0f} ms",
+                    f"{merged * 1000:.0f} ms",
+                    f"+{(merged - direct) * 1000:.0f} ms",
+                    f"{merged / direct:.2f}x",
+                    f"{cpu * 1000:.0f} ms",
+                ))  # fmt: skip
+    finally:
+        await runner.cleanup()
+        await scraper.close()
+        await module.shutdown()
+        child.terminate()
+        child.wait(10)
+    return rows
+
+
+def ingest_request(series: int) -> ExportMetricsServiceRequest:
+    """``series`` cumulative counter points: 50 metrics x series/50, three attributes."""
+
+    def kv(key: str, value: str) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.extend([kv("service.name", "bench-app")])
+    sm = rm.scope_metrics.add()
+    sm.scope.name = "bench"
+    per_metric = series // 50
+    now = time.time_ns()
+    for m in range(50):
+        metric = sm.metrics.add(name=f"bench.metric.{m}")
+        metric.sum.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+        metric.sum.is_monotonic = True
+        for i in range(per_metric):
+            metric.sum.data_points.add(
+                attributes=[kv("route", f"/r/{i}"), kv("code", "200"), kv("pod", f"p{i % 9}")],
+                start_time_unix_nano=now - 10**9,
+                time_unix_nano=now,
+                as_double=float(i),
+            )
+    return request
+
+
+async def bench_export(series: int, rounds: int) -> list[tuple[str, ...]]:
+    child, port = spawn("sink")
+    config = Config(
+        ingest=IngestConfig(max_series=series * 2, max_series_per_metric=series),
+        export=ExportConfig(OtlpExportConfig(endpoint=f"http://127.0.0.1:{port}", interval=30.0)),
+    )
+    module = Module.new("bench")
+    state = ingest_state(config, module)
+    outcome = state.store.apply(state.translator.translate(ingest_request(series)))
+    assert outcome.accepted == series, outcome
+    unified = UnifiedCollector([module.registry, OtlpCollector(state.store)])
+    pusher = create_export(config, module, unified)
+    assert pusher is not None
+    view = unified_view(unified)
+    rules = resource_rules(config, module)
+    holder: list[object] = []
+
+    async def read_view() -> None:
+        holder[:] = [list(await view())]
+
+    async def convert() -> None:
+        holder.append(to_metrics_data(holder[0], rules, time.time_ns(), 0))  # type: ignore[arg-type]
+
+    async def send() -> None:
+        assert pusher.exporter.export(holder[-1]).name == "SUCCESS"  # type: ignore[arg-type]
+
+    async def push() -> None:
+        assert await pusher.push()
+
+    rows = []
+    try:
+        wall, cpu = await timed(rounds, read_view)
+        rows.append(
+            (
+                f"export {series:,} series: read the unified view (loop)",
+                f"{wall * 1000:.0f} ms",
+                f"{cpu * 1000:.0f} ms",
+            )
+        )
+        wall, cpu = await timed(rounds, convert)
+        rows.append(
+            (
+                "  convert to OTLP data (worker thread)",
+                f"{wall * 1000:.0f} ms",
+                f"{cpu * 1000:.0f} ms",
+            )
+        )
+        wall, cpu = await timed(rounds, send)
+        rows.append(
+            (
+                "  encode, gzip, POST (worker thread)",
+                f"{wall * 1000:.0f} ms",
+                f"{cpu * 1000:.0f} ms",
+            )
+        )
+        wall, cpu = await timed(rounds, push)
+        rows.append(
+            ("  whole push (OtlpPusher.push)", f"{wall * 1000:.0f} ms", f"{cpu * 1000:.0f} ms")
+        )
+    finally:
+        await asyncio.to_thread(pusher.exporter.shutdown)
+        await module.shutdown()
+        child.terminate()
+        child.wait(10)
+    return rows  # fmt: skip
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    print(f"# bench/merge.py  python {sys.version.split()[0]}  cpus {os.cpu_count()}  "
+          f"load average {load:.2f} (shared machine: numbers move with it)")  # fmt: skip
+    rows = []
+    for mode in ("render", "static"):
+        rows += await bench_merge(args.series, mode, args.rounds)
+    print(table(("scrape", "direct", "via sidecar", "added", "ratio", "sidecar CPU"), rows))
+    print()
+    print(table(("push", "wall", "CPU"), await bench_export(args.export_series, args.rounds)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--series", type=int, default=20_000)
+    parser.add_argument("--export-series", type=int, default=100_000)
+    parser.add_argument("--serve", choices=("app", "sink"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="render", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve == "app":
+        serve_app(args.port, args.series, args.mode)
+    elif args.serve == "sink":
+        serve_sink(args.port)
+    else:
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
