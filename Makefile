@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup system-deps bench bench-proxy bench-ingest fuzz soak clean
+.PHONY: run test check setup system-deps bench bench-proxy bench-ingest bench-merge fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo
@@ -33,6 +33,9 @@ bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs 
 
 bench-ingest: $(STAMP)  ## ingest benchmark: points/s decoded+stored, /metrics render and RSS with 100,000 series
 	$(BIN)/python bench/ingest.py
+
+bench-merge: $(STAMP)  ## merge/export benchmark: a scrape merging 20,000 series vs direct; a push of 100,000 series
+	$(BIN)/python bench/merge.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
