@@ -329,9 +329,41 @@ def _target(request: web.BaseRequest) -> str:
 
 
 class ProxyRequestHandler(RequestHandler):
-    """aiohttp's connection handler, with 431 for oversized heads and parse errors counted."""
+    """aiohttp's connection handler, plus: 431 for oversized heads, parse errors counted,
+    and ``proxy.header_timeout`` for a new connection's first request head (slowloris).
+    Idle keep-alive connections are closed by aiohttp's own keep-alive timeout."""
 
     metrics: ProxyMetrics | None = None
+    header_timeout: float = 0.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the clock for the first request head."""
+        super().connection_made(transport)
+        if self.header_timeout > 0:
+            loop = asyncio.get_running_loop()
+            self._head_timer = loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse; stop the head clock once a request head is complete."""
+        super().data_received(data)
+        if self._head_timer is not None and self._request_count:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Stop the head clock."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self._request_count and self.transport is not None:
+            if self.metrics is not None:
+                self.metrics.error("bad_request")
+            self.transport.close()
 
     def handle_error(
         self,
@@ -359,11 +391,13 @@ class ProxyServer(web.Server):
     def __init__(self, handler: ProxyHandler, metrics: ProxyMetrics, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._proxy_metrics = metrics
+        self.header_timeout = 0.0
 
     def __call__(self) -> RequestHandler:
         """A connection handler (aiohttp calls this per accepted connection)."""
         protocol = ProxyRequestHandler(self, loop=self._loop, **self._kwargs)
         protocol.metrics = self._proxy_metrics
+        protocol.header_timeout = self.header_timeout
         return protocol
 
 
@@ -393,6 +427,7 @@ class ProxyComponent:
             max_field_size=proxy.max_header_bytes,
             read_bufsize=2**18,
         )
+        self.server.header_timeout = proxy.header_timeout
         self._runner = web.ServerRunner(self.server, handle_signals=False)
 
     async def start(self) -> None:

@@ -182,3 +182,16 @@ async def test_idle_pooled_connections_are_closed(make_proxy: ProxyFactory, raw_
     async with p.session.get(p.url + "/k") as r:
         assert r.status == 200
     await wait_for(lambda: up.closed == 1, timeout=5)
+
+
+async def test_slow_request_head_is_cut_after_header_timeout(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(header_timeout=0.3)
+    host, port = p.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /x HTTP/1.1\r\nHost: a\r\n")  # never finished
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    assert p.sample("sidecar_proxy_errors_total", reason="bad_request") == 1
+    async with p.session.get(p.url + "/count") as r:  # complete heads are unaffected
+        assert r.status == 200
