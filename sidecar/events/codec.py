@@ -18,12 +18,17 @@ because ``json.loads`` costs ~4 times and ``json_format.Parse`` ~100 times more 
 event. A deeper field error that the gateway would reject shows up in its
 ``rejected_count``.
 
+A gzip body (recognised by its magic bytes, which neither JSON nor these messages can
+start with) is decompressed first, up to the same size limit as plain bodies, so SDKs
+and gateways that compress keep their metrics.
+
 A body that cannot be read raises `DecodeError` with one of the `DecodeReason` values.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
@@ -48,9 +53,12 @@ __all__ = [
     "decode_batch_response",
     "decode_ingest_request",
     "encoding_of",
+    "gunzip",
 ]
 
 MAX_BATCH_EVENTS = 1000  # the gateway takes 1 to 1000 events per batch
+DEFAULT_MAX_BYTES = 5 * 2**20  # events.max_body_bytes' default
+GZIP_MAGIC = b"\x1f\x8b"
 NO_TYPE = "none"  # the type label of an envelope whose payload is empty
 BINARY_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/octet-stream"})
 JSON_CONTENT_TYPES = frozenset({"application/json", "text/json"})
@@ -95,6 +103,7 @@ class DecodeReason(StrEnum):
     EMPTY_BATCH = "empty_batch"
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
     BODY_TOO_LARGE = "body_too_large"
+    INVALID_GZIP = "invalid_gzip"
     INVALID_RESPONSE = "invalid_response"
     INTERNAL = "internal"
 
@@ -114,6 +123,26 @@ class Encoding(Enum):
     PROTOBUF = "protobuf"
 
 
+def gunzip(body: bytes, max_bytes: int) -> bytes:
+    """Decompress a gzip body (by its magic bytes; others are returned as they are).
+
+    Raises:
+        DecodeError: ``body_too_large`` past `max_bytes`, ``invalid_gzip`` when corrupt.
+    """
+    if not body.startswith(GZIP_MAGIC):
+        return body
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise DecodeError(DecodeReason.INVALID_GZIP, str(exc)) from exc
+    if len(plain) > max_bytes:
+        raise DecodeError(DecodeReason.BODY_TOO_LARGE, "after decompression")
+    if not inflater.eof:
+        raise DecodeError(DecodeReason.INVALID_GZIP, "truncated")
+    return plain
+
+
 def encoding_of(content_type: str | None) -> Encoding:
     """Pick the body encoding from a Content-Type header (absent means JSON).
 
@@ -131,8 +160,11 @@ def encoding_of(content_type: str | None) -> Encoding:
 # ------------------------------------------------------------------------- requests
 
 
-def decode_ingest_request(body: bytes, content_type: str | None) -> list[EventKey]:
+def decode_ingest_request(
+    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[EventKey]:
     """Decode an ``IngestEventRequest`` into its one event's (type, idempotency key)."""
+    body = gunzip(body, max_bytes)
     if encoding_of(content_type) is Encoding.PROTOBUF:
         request = _parse_binary(service_pb2.IngestEventRequest, body)
         if not request.HasField("event"):
@@ -144,12 +176,15 @@ def decode_ingest_request(body: bytes, content_type: str | None) -> list[EventKe
     return [_json_key(event)]
 
 
-def decode_batch_request(body: bytes, content_type: str | None) -> list[EventKey]:
+def decode_batch_request(
+    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[EventKey]:
     """Decode an ``IngestEventBatchRequest`` into (type, idempotency key) per event.
 
     Raises:
         DecodeError: also for an empty batch or one over `MAX_BATCH_EVENTS`.
     """
+    body = gunzip(body, max_bytes)
     if encoding_of(content_type) is Encoding.PROTOBUF:
         envelopes = _parse_binary(_BATCH_VIEW, body).events  # type: ignore[attr-defined]
         _check_batch_size(len(envelopes))
@@ -262,13 +297,16 @@ def _parse_binary(message_type: type[_M], body: bytes) -> _M:
 # ------------------------------------------------------------------------ responses
 
 
-def decode_batch_response(body: bytes, content_type: str | None) -> int:
+def decode_batch_response(
+    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> int:
     """Read ``rejected_count`` from an ``IngestEventBatchResponse`` (either encoding).
 
     Raises:
         DecodeError: ``invalid_response`` for any body that is not such a response.
     """
     try:
+        body = gunzip(body, max_bytes)
         if encoding_of(content_type) is Encoding.PROTOBUF:
             return _parse_binary(service_pb2.IngestEventBatchResponse, body).rejected_count
         count = _json_member(_parse_json_object(body), "rejectedCount", "rejected_count")

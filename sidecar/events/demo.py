@@ -128,8 +128,13 @@ async def _parse(request: web.Request, message: Message) -> bytes:
 
 def _answer(request: web.Request, message: Message, status: int = 200) -> web.Response:
     if _is_binary(request):  # the request's own encoding (already checked by _parse)
-        return web.Response(status=status, body=message.SerializeToString(), content_type=PROTOBUF)
-    return web.json_response(json_format.MessageToDict(message), status=status)
+        body = message.SerializeToString()
+        response = web.Response(status=status, body=body, content_type=PROTOBUF)
+    else:
+        response = web.json_response(json_format.MessageToDict(message), status=status)
+    if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, ""):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
 
 
 def _error(message: str, status: int = 400) -> web.Response:

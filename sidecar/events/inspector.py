@@ -182,7 +182,7 @@ class EventInspector:
         is_batch = path == self._batch_path
         try:
             decode = decode_batch_request if is_batch else decode_ingest_request
-            self._record(decode(body, content_type), is_batch)
+            self._record(decode(body, content_type, self._max_body_bytes), is_batch)
         except DecodeError as exc:
             self._count_decode_error(exc.reason, path, exc)
         except Exception as exc:  # a bug here must never reach the proxy
@@ -200,7 +200,7 @@ class EventInspector:
         if path != self._batch_path or not 200 <= status < 300:
             return
         try:
-            rejected = decode_batch_response(body, content_type)
+            rejected = decode_batch_response(body, content_type, self._max_body_bytes)
         except DecodeError as exc:
             self._count_decode_error(exc.reason, path, exc)
             return

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
 
 from sidecar.events import samples
 from sidecar.events.codec import (
+    DEFAULT_MAX_BYTES,
     MAX_BATCH_EVENTS,
     DecodeError,
     DecodeReason,
@@ -129,7 +131,9 @@ BATCH_ERRORS = [
         None,
         R.INVALID_JSON,
     ),
-    ("gzip-json", b"\x1f\x8b\x08\x00", None, R.INVALID_JSON),
+    ("truncated-gzip", gzip.compress(b'{"events": [{}]}')[:-9], None, R.INVALID_GZIP),
+    ("corrupt-gzip", b"\x1f\x8b\x08\x00garbage", None, R.INVALID_GZIP),
+    ("gzip-bomb", gzip.compress(b" " * (DEFAULT_MAX_BYTES + 1)), None, R.BODY_TOO_LARGE),
     ("not-protobuf", b"\xff\xff\xff\xff", "application/x-protobuf", R.INVALID_PROTOBUF),
     (
         "truncated-protobuf",
@@ -232,4 +236,28 @@ def test_batch_response_rejected_count(
 def test_invalid_batch_responses(body: bytes, content_type: str | None) -> None:
     with pytest.raises(DecodeError) as caught:
         decode_batch_response(body, content_type)
+    assert caught.value.reason is R.INVALID_RESPONSE
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_gzip_bodies_are_decompressed(encoding: str) -> None:
+    events = [samples.envelope("scroll_event", idempotency_key="g1")]
+    body = gzip.compress(samples.batch_body(events, encoding))
+    assert decode_batch_request(body, ENCODINGS[encoding]) == [("scroll_event", "g1")]
+    single = gzip.compress(samples.ingest_body(events[0], encoding))
+    assert decode_ingest_request(single, ENCODINGS[encoding]) == [("scroll_event", "g1")]
+
+
+def test_gzip_limit_is_the_given_one() -> None:
+    body = gzip.compress(samples.batch_body([samples.envelope("app_start")]))
+    with pytest.raises(DecodeError) as caught:
+        decode_batch_request(body, None, max_bytes=100)
+    assert caught.value.reason is R.BODY_TOO_LARGE
+
+
+def test_gzip_batch_response() -> None:
+    body = gzip.compress(b'{"rejectedCount": 3}')
+    assert decode_batch_response(body, "application/json") == 3
+    with pytest.raises(DecodeError) as caught:
+        decode_batch_response(body[:-4], "application/json")
     assert caught.value.reason is R.INVALID_RESPONSE
