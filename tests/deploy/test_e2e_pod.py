@@ -1,12 +1,13 @@
 """The pod, on loopback: what `helm install` of the chart gives, scraped by a real Prometheus.
 
 Started as the pod would be, every part real:
-- the demo app (sidecar.demo.app) on the app port of the render;
+- the demo app (`python -m sidecar.demo`) on the app port of the render;
 - the sidecar (`causality-sidecar run --config FILE`, the container's own args) with the
   ConfigMap config the chart rendered and the container's env; the listen ports are the
   render's, the hosts are moved from 0.0.0.0 to 127.0.0.1 (this sandbox is loopback-only);
 - a pipeline pushing OTLP/HTTP to the ingest port with the real OpenTelemetry SDK exporter
-  and the catalogue's instruments (sidecar.observability.Metrics);
+  and the catalogue's instruments (sidecar.observability.Metrics), recording the demo
+  pipeline's round (sidecar.demo.pipeline.record_round) plus one exactly known count;
 - Prometheus (Debian package) with deploy/prometheus/scrape-kubernetes.yaml, every second.
   Debian's build has no Kubernetes service discovery, so the same job reads
   ``file_sd_configs`` holding what Kubernetes SD would report for the rendered pod: one
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import re
 import signal
 import subprocess
@@ -40,6 +42,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.demo.pipeline import record_round
 from sidecar.observability import Metrics
 from tests.deploy.chart import NAMESPACE, ROOT, Render, containers, port_of, render
 from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
@@ -146,11 +149,7 @@ def _kubernetes_sd_targets(rendered: Render) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def _demo_app(port: int) -> Iterator[None]:
-    code = (
-        "from aiohttp import web; from sidecar.demo.app import create_demo_app; "
-        f"web.run_app(create_demo_app(), host='127.0.0.1', port={port}, print=None)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "sidecar.demo", f"127.0.0.1:{port}"], cwd=ROOT)
     try:
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 20, "the demo app")
         yield
@@ -264,16 +263,21 @@ def test_request_total_grows_by_exactly_the_requests_sent(pod: Pod) -> None:
 
 
 def test_otlp_pipeline_metrics_and_target_info(pod: Pod) -> None:
+    record_round(pod.pipeline, random.Random(7))  # the demo pipeline's round: every instrument
     pod.pipeline.nats_messages_processed.add(42, {"stream": "events"})
-    pod.pipeline.dlq_depth.add(3)
     assert pod.provider.force_flush(10_000)
     prom = pod.prometheus
-    selector = f'{{service_name="{PIPELINE_SERVICE}"}}'
-    processed = prom.wait_for_result(f"nats_messages_processed_total{selector}", timeout=30)
+    selector = f'service_name="{PIPELINE_SERVICE}"'
+    processed = prom.wait_for_result(
+        f'nats_messages_processed_total{{{selector}, stream="events"}}', timeout=30
+    )
     assert processed.values() == [42.0]
     assert processed.series[0]["pod"] == POD_NAME
-    target_info = prom.wait_for_result(f"target_info{selector}", timeout=30)
+    target_info = prom.wait_for_result(f"target_info{{{selector}}}", timeout=30)
     assert target_info.series[0]["service_instance_id"] == "pipeline-0"
+    names = {s["__name__"] for s in prom.query(f"count by (__name__) ({{{selector}}})").series}
+    expected = {"dlq_depth", "webhook_success_total", "rules_evaluated_total", "target_info"}
+    assert expected <= names, sorted(names)
 
 
 def test_no_scrape_errors(pod: Pod) -> None:

@@ -150,13 +150,9 @@ class Running:
 
 @contextlib.contextmanager
 def demo_upstream() -> Iterator[int]:
-    """The project's demo app (sidecar.demo.app) on a free loopback port."""
+    """The project's demo app (`python -m sidecar.demo`) on a free loopback port."""
     port = free_port()
-    code = (
-        "from aiohttp import web; from sidecar.demo.app import create_demo_app; "
-        f"web.run_app(create_demo_app(), host='127.0.0.1', port={port}, print=None)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "sidecar.demo", f"127.0.0.1:{port}"], cwd=ROOT)
     try:
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 20, "demo upstream")
         yield port
