@@ -1,5 +1,6 @@
 """The real image, built from the Dockerfile with podman (../shared/tools/podman) and run
-read-only as its non-root user beside the demo upstream, all on the host's loopback.
+read-only as its non-root user beside the demo upstream, all on the host's loopback:
+traffic through its proxy port, an OTLP push into its ingest port, /metrics read back.
 
 The build reuses podman's layer cache: the dependency layer is rebuilt only when
 pyproject.toml changes, the package layer when sidecar/ changes. A cold build (a new
@@ -23,8 +24,13 @@ from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.observability import Metrics
 from tests.deploy.chart import CONFIG_MOUNT, ROOT, render
 from tests.support.process import free_port, http_get, wait_until
 
@@ -142,6 +148,7 @@ class Running:
     name: str
     proxy: int
     admin: int
+    otlp: int
 
     def logs(self) -> str:
         """The container's output so far."""
@@ -182,7 +189,7 @@ def running(image: dict[str, Any]) -> Iterator[Running]:
             "--admin-listen", f"127.0.0.1:{admin}",
             "--otlp-listen", f"127.0.0.1:{otlp}",
         )  # fmt: skip
-        container = Running(name, proxy, admin)
+        container = Running(name, proxy, admin, otlp)
         try:
             try:
                 wait_until(
@@ -222,6 +229,27 @@ def test_traffic_through_the_proxy_is_counted(running: Running) -> None:
         assert status == 200, running.logs()
         assert json.loads(body)["id"] == user
     assert _request_count(running.admin, "/users/{id}") == before + 5, running.logs()
+
+
+def test_otlp_push_into_the_container_shows_in_metrics(running: Running) -> None:
+    exporter = OTLPMetricExporter(endpoint=f"http://127.0.0.1:{running.otlp}/v1/metrics", timeout=5)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=60_000)
+    resource = Resource.create({"service.name": "image-test-pipeline"})
+    provider = MeterProvider(metric_readers=[reader], resource=resource)
+    try:
+        Metrics.create(provider.get_meter("image-test")).s3_files_written.add(7)
+        assert provider.force_flush(10_000)
+    finally:
+        provider.shutdown(timeout_millis=5000)
+    text = http_get(f"http://127.0.0.1:{running.admin}/metrics")[2].decode()
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "s3_files_written_total"
+        and sample.labels.get("service_name") == "image-test-pipeline"
+    ]
+    assert values == [7.0], running.logs()
 
 
 def test_sigterm_as_pid_1_exits_cleanly(running: Running) -> None:
