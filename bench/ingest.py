@@ -10,7 +10,9 @@
 3. The in-process OpenTelemetry Prometheus exporter (SDK + PrometheusMetricReader +
    prometheus_client's encoder) rendering the same series, and the ratio.
 
-Each /metrics scenario runs in a fresh child process so RSS deltas are its own.
+Each /metrics scenario runs in a fresh child process so RSS deltas are its own. Times are
+printed as wall clock and as CPU seconds of the (single-threaded) process: on a busy
+shared machine the CPU figure is the one that says what one core does.
 Pinned to one core with ``os.sched_setaffinity`` when the machine has more than one.
 
     .venv/bin/python bench/ingest.py [--rounds 3] [--series 100000]
@@ -102,8 +104,10 @@ def _translator() -> Translator:
     return Translator(TranslationRules(PROMOTE))
 
 
-def ingest_rate(encoding: Encoding, rounds: int) -> float:
-    """Median points/s of decode + translate + store over ``rounds`` passes."""
+def ingest_rate(encoding: Encoding, rounds: int) -> tuple[float, float]:
+    """Median points/s of decode + translate + store over ``rounds`` passes: per wall-clock
+    second and per CPU second of this (single-threaded) process, which a busy shared
+    machine disturbs much less."""
     bodies = []
     for t in range(2, 2 + ROUNDS_PER_PASS):
         req = build_request(0, POINTS_PER_REQUEST, 1 - COUNTER_SHARE, t)
@@ -111,16 +115,18 @@ def ingest_rate(encoding: Encoding, rounds: int) -> float:
             bodies.append(req.SerializeToString())
         else:
             bodies.append(json_format.MessageToJson(req, indent=None).encode())
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(rounds):
         store, translator = MetricStore(StoreLimits()), _translator()
         gc.collect()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for body in bodies:
             outcome = store.apply(translator.translate(decode_request(body, encoding)))
             assert outcome.accepted == POINTS_PER_REQUEST, outcome
-        rates.append(len(bodies) * POINTS_PER_REQUEST / (time.perf_counter() - started))
-    return statistics.median(rates)
+        points = len(bodies) * POINTS_PER_REQUEST
+        rates.append(points / (time.perf_counter() - started))
+        cpu_rates.append(points / (time.process_time() - cpu_started))
+    return statistics.median(rates), statistics.median(cpu_rates)
 
 
 def _rss() -> int:
@@ -147,11 +153,14 @@ def child_ours(series: int, histogram_share: float) -> dict[str, float]:
     out = {"rss_per_series": rss / len(store), "series": float(len(store))}
     for name, accept in (("text", TEXT), ("openmetrics", OPENMETRICS)):
         times = []
+        cpu_times = []
         for _ in range(3):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             body = unified.render(accept, "").body
             times.append(time.perf_counter() - started)
+            cpu_times.append(time.process_time() - cpu_started)
         out[name] = min(times)
+        out[name + "_cpu"] = min(cpu_times)
         out[name + "_bytes"] = float(len(body))
     return out
 
@@ -188,13 +197,19 @@ def child_exporter(series: int, histogram_share: float) -> dict[str, float]:
                 instrument.add(i, attrs)
     gc.collect()
     rss = _rss() - before
-    times = []
+    times, cpu_times = [], []
     for _ in range(2):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         body = generate_latest(registry)
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     provider.shutdown()
-    return {"text": min(times), "rss_per_series": rss / series, "text_bytes": float(len(body))}
+    return {
+        "text": min(times),
+        "text_cpu": min(cpu_times),
+        "rss_per_series": rss / series,
+        "text_bytes": float(len(body)),
+    }
 
 
 def _run_child(kind: str, series: int, share: float) -> dict[str, float]:
@@ -224,14 +239,15 @@ def main() -> None:
         f" load average {os.getloadavg()[0]:.2f} (a shared machine disturbs the numbers)"
     )
     print(
-        "\n| ingest (1,000-point requests, 80 % counters / 20 % histograms) | points/s | target |"
+        "\n| ingest (1,000-point requests, 80 % counters / 20 % histograms)"
+        " | points/s (wall) | points per CPU-s | target |"
     )
-    print("|---|---|---|")
+    print("|---|---|---|---|")
     for encoding in (Encoding.PROTOBUF, Encoding.JSON):
-        rate = ingest_rate(encoding, args.rounds)
+        rate, cpu_rate = ingest_rate(encoding, args.rounds)
         target = ">= 200,000" if encoding is Encoding.PROTOBUF else "-"
-        verdict = "" if encoding is Encoding.JSON else (" ok" if rate >= 200_000 else " MISSED")
-        print(f"| {encoding.label} | {rate:,.0f} | {target}{verdict} |")
+        verdict = "" if encoding is Encoding.JSON else (" ok" if cpu_rate >= 200_000 else " MISSED")
+        print(f"| {encoding.label} | {rate:,.0f} | {cpu_rate:,.0f} | {target}{verdict} |")
     print(
         f"\n| /metrics, {args.series:,} series | text render | OpenMetrics render | RSS/series"
         " | OTel exporter text render | exporter RSS/series | exporter ÷ ours |"
@@ -240,11 +256,13 @@ def main() -> None:
     for label, share in (("all counters", 0.0), ("10 % histograms (16 buckets)", 0.1)):
         ours = _run_child("ours", args.series, share)
         theirs = _run_child("exporter", args.series, share)
-        ok = "ok" if ours["text"] < 1 and ours["rss_per_series"] < 1024 else "MISSED"
-        ratio = theirs["text"] / ours["text"]
+        ok = "ok" if ours["text_cpu"] < 1 and ours["rss_per_series"] < 1024 else "MISSED"
+        ratio = theirs["text_cpu"] / ours["text_cpu"]
         print(
-            f"| {label} | {ours['text']:.3f} s | {ours['openmetrics']:.3f} s"
-            f" | {ours['rss_per_series']:.0f} B | {theirs['text']:.3f} s"
+            f"| {label} | {ours['text']:.3f} s ({ours['text_cpu']:.3f} CPU)"
+            f" | {ours['openmetrics']:.3f} s ({ours['openmetrics_cpu']:.3f} CPU)"
+            f" | {ours['rss_per_series']:.0f} B"
+            f" | {theirs['text']:.3f} s ({theirs['text_cpu']:.3f} CPU)"
             f" | {theirs['rss_per_series']:.0f} B | {ratio:.1f}x ({ok}) |"
         )
 
