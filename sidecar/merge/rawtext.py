@@ -3,8 +3,8 @@
 prometheus_client's parsers cost ~20 µs a sample and its encoders ~7 µs more to write
 each sample back out: for an app with 20,000 series that is most of a scrape. Most of
 an app's lines are plain counter, gauge and untyped samples (``name{labels} value``),
-so those families are kept as text: their label sets are checked with one regular
-expression, their values with another, and they are written back as they came
+so those families are kept as text: each sample line is checked whole by one regular
+expression (name, an exact label list, a plain value) and written back as it came
 (`RawFamily` renders itself for `sidecar.unified`, in either format). Everything else
 goes to prometheus_client's parsers, block by block (histograms, summaries, info,
 stateset, ...) or — for anything the fast path does not recognise exactly (timestamps,
@@ -31,9 +31,15 @@ parse_openmetrics = cast(
     Callable[[str], Iterable[Metric]], openmetrics_parser.text_string_to_metric_families
 )
 
-_SAMPLE_RE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([^ ]+)")
+_ONE_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\n"])*"'
+_VALUE = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]Inf|NaN"
+# One sample line, checked whole: name, exactly a label list (or nothing), one plain value
+# (no timestamp, no exemplar). Anything else is left to prometheus_client.
+_SAMPLE_RE = re.compile(
+    rf"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{{((?:{_ONE_LABEL}(?:,{_ONE_LABEL})*)?)\}})? ({_VALUE})"
+)
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\n"])*)"(?:,|$)')
-_VALUE_RE = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]Inf|NaN")
+_LABEL_NAME_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\\n]|\\[\\n"])*"')
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _UNESCAPE_RE = re.compile(r"\\[\\n\"]")
 _UNESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
@@ -139,18 +145,12 @@ class _Labeller:
 
 
 def _label_names(labels: str) -> list[str]:
-    """The label names of a label text; `Unsupported` unless the text is exactly labels."""
+    """The label names of a (checked) label text; `Unsupported` when one repeats."""
     if not labels:
         return []
-    names = []
-    end = 0
-    for match in _LABEL_RE.finditer(labels):
-        if match.start() != end:
-            raise Unsupported("label text")
-        names.append(match.group(1))
-        end = match.end()
-    if end != len(labels) or labels.endswith(",") or len(set(names)) != len(names):
-        raise Unsupported("label text")
+    names: list[str] = _LABEL_NAME_RE.findall(labels)
+    if len(set(names)) != len(names):
+        raise Unsupported("label repeated")
     return names
 
 
@@ -162,8 +162,10 @@ class _Block:
         self.kind = kind
         self.help: str | None = None
         self.unit = ""
-        self.text: list[str] = []  # every line, for delegation
+        self.text: list[str] = []  # every line of a delegated block
         self.samples: list[tuple[str, str, str]] = []
+        self.allowed: tuple[str, ...] | None = None  # sample names, known at the first sample
+        self.delegated = False
 
     def is_simple(self, openmetrics: bool) -> bool:
         """Whether the fast path keeps this family as text."""
@@ -205,18 +207,21 @@ def _split(body: str, openmetrics: bool) -> list[_Block]:
         match = _SAMPLE_RE.fullmatch(line)
         if match is None:
             raise Unsupported("sample line")
-        name = match.group(1)
+        name, labels, value = match.groups()
         if current is None or not _belongs(current, name, openmetrics):
             current = _new_block(name, None, blocks, seen)
-        current.text.append(line)
-        current.samples.append((name, match.group(2) or "", match.group(3)))
+        if current.delegated:
+            current.text.append(line)
+        current.samples.append((name, labels or "", value))
     return blocks
 
 
 def _belongs(block: _Block, name: str, openmetrics: bool) -> bool:
-    names = _sample_names(block, openmetrics)
-    if names:
-        return name in names
+    if block.allowed is None:
+        block.allowed = _sample_names(block, openmetrics)
+        block.delegated = not block.allowed
+    if block.allowed:
+        return name in block.allowed
     return name.startswith(block.name)
 
 
@@ -286,8 +291,6 @@ def _raw_family(block: _Block, openmetrics: bool, labeller: _Labeller) -> RawFam
         name = name[: -len("_total")]
     family = RawFamily(name, kind, block.help or "", block.unit if openmetrics else "")
     for sample_name, label_text, value in block.samples:
-        if not _VALUE_RE.fullmatch(value):
-            raise Unsupported("value")
         family.lines.append((sample_name, labeller(label_text, _label_names(label_text)), value))
     return family
 
