@@ -28,6 +28,7 @@ from sidecar.ingest.model import (
     Metric,
     NumberPoint,
     Point,
+    SummaryPoint,
     Temporality,
 )
 
@@ -326,10 +327,9 @@ class MetricStore:
         contribution = self._contribution(family, point, temporality, now, outcome)
         if contribution is None:
             return
-        if overflow.counts is None and overflow.extra is None and not overflow.value:
-            self._set(overflow, _relabel(contribution, OVERFLOW_LABELS))
-        elif family.descriptor.kind is Kind.GAUGE and temporality is Temporality.GAUGE:
-            self._set(overflow, contribution)
+        fresh = overflow.counts is None and overflow.extra is None and not overflow.value
+        if fresh or temporality is Temporality.GAUGE:
+            self._set(overflow, contribution)  # gauges and summaries show the last value
         elif not self._accumulate(overflow, contribution, outcome):
             return
         overflow.time = max(overflow.time, point.time_ns)
@@ -351,12 +351,16 @@ class MetricStore:
                 if temporality is not Temporality.DELTA:
                     self._set(last, point)
             return point
-        if temporality is Temporality.DELTA or not isinstance(point, NumberPoint | HistogramPoint):
+        if temporality is not Temporality.CUMULATIVE or isinstance(point, SummaryPoint):
             return point
         if point.time_ns < last.time:
             outcome.reject(OUT_OF_ORDER)
             return None
-        increase = _increase(last, point, family.descriptor.kind is not Kind.GAUGE)
+        increase: Point
+        if isinstance(point, ExponentialPoint):
+            increase = _exponential_increase(last, point)
+        else:
+            increase = _increase(last, point, family.descriptor.kind is not Kind.GAUGE)
         last.time = point.time_ns
         last.start = max(last.start, point.start_ns)
         self._set(last, point)
@@ -391,16 +395,6 @@ class MetricStore:
         return expired
 
 
-def _relabel(point: Point, labels: Labels) -> Point:
-    if isinstance(point, NumberPoint):
-        return NumberPoint(labels, point.start_ns, point.time_ns, point.value)
-    if isinstance(point, HistogramPoint):
-        return HistogramPoint(
-            labels, point.start_ns, point.time_ns, point.bounds, point.counts, point.sum
-        )
-    return point
-
-
 def _increase(last: Series, point: NumberPoint | HistogramPoint, monotonic: bool) -> Point:
     """The change from ``last`` to ``point``; after a reset (or a counter going down), all of it."""
     reset = point.start_ns > last.start
@@ -417,3 +411,40 @@ def _increase(last: Series, point: NumberPoint | HistogramPoint, monotonic: bool
     return HistogramPoint(
         point.labels, point.start_ns, point.time_ns, point.bounds, counts, point.sum - last.sum
     )
+
+
+def _exponential_increase(last: Series, point: ExponentialPoint) -> ExponentialPoint:
+    """The change from ``last`` to ``point`` at their common scale; after a reset, all of it."""
+    before = last.extra
+    if not isinstance(before, ExponentialState) or point.start_ns > last.start:
+        return point
+    now = ExponentialState.of(point)
+    before = ExponentialState.of(_as_point(before, point))
+    scale = min(before.scale, now.scale)
+    before.downscale(before.scale - scale)
+    now.downscale(now.scale - scale)
+    positive = _subtract(now.positive, before.positive)
+    negative = _subtract(now.negative, before.negative)
+    zero = now.zero_count - before.zero_count
+    if positive is None or negative is None or zero < 0:
+        return point  # went down: a reset after all
+    return point._replace(
+        scale=scale, zero_count=zero, positive=positive, negative=negative,
+        sum=now.sum - before.sum, count_value=now.count - before.count,
+    )  # fmt: skip
+
+
+def _as_point(state: ExponentialState, like: ExponentialPoint) -> ExponentialPoint:
+    return like._replace(
+        scale=state.scale, zero_count=state.zero_count, zero_threshold=state.zero_threshold,
+        positive=state.positive, negative=state.negative, sum=state.sum, count_value=state.count,
+    )  # fmt: skip
+
+
+def _subtract(now: dict[int, int], before: dict[int, int]) -> dict[int, int] | None:
+    out = dict(now)
+    for index, count in before.items():
+        out[index] = out.get(index, 0) - count
+        if out[index] < 0:
+            return None
+    return {i: c for i, c in out.items() if c}

@@ -15,6 +15,8 @@ from tests.ingest.builders import (
     PROTOBUF_HEADERS,
     Harness,
     counter,
+    epoint,
+    exponential,
     gauge,
     histogram,
     hpoint,
@@ -216,3 +218,30 @@ def test_no_exposed_counter_ever_decreases(pushes, per_metric):
             for name, value in _values(harness.text(), prefix).items():
                 assert value >= seen.get(name, float("-inf")), name
                 seen[name] = value
+
+
+def test_overflow_of_cumulative_exponential_histograms_adds_increases():
+    harness = Harness(StoreLimits(max_series_per_metric=1))
+    for t, counts in ((2, [1, 1]), (3, [2, 3])):
+        harness.push(
+            request(
+                exponential(
+                    "e",
+                    [
+                        epoint(0, (0, counts), total=float(sum(counts)), labels={"k": i}, time=t)
+                        for i in range(3)
+                    ],
+                )
+            )
+        )
+    text = harness.text()
+    # two series folded into the overflow, each at (2, 3) now: 4 and 6 per bucket, not 2*(1+1+2+3)
+    assert 'e_bucket{le="2.0",otel_metric_overflow="true"} 4.0' in text
+    assert 'e_count{otel_metric_overflow="true"} 10.0' in text
+
+
+def test_overflow_of_gauges_shows_the_last_value():
+    harness = Harness(StoreLimits(max_series_per_metric=1))
+    harness.push(request(gauge("g", [number(5, {"k": i}) for i in range(3)])))
+    harness.push(request(gauge("g", [number(7, {"k": 2}, time=3)])))
+    assert 'g{otel_metric_overflow="true"} 7.0' in harness.text()
