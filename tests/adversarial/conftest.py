@@ -16,6 +16,12 @@ from aiohttp import web
 
 from tests.proxy.conftest import make_proxy, raw_upstream  # noqa: F401  (fixtures)
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``xdist_group`` is registered by pytest-xdist; runs with ``-p no:xdist`` need it too."""
+    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker group")
+
+
 COUNTS = web.AppKey("counts", Counter[str])
 BODIES = web.AppKey("bodies", Counter[bytes])
 SEEN_HEADERS = web.AppKey("seen_headers", list[list[tuple[str, str]]])
