@@ -104,9 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         overrides = _overrides(args)
         if args.command == "demo":
-            overrides.setdefault("proxy.upstream", None)
             if overrides["proxy.upstream"] is None:
                 overrides["proxy.upstream"] = f"http://{args.app_listen}"
+            if not (args.config or os.environ.get(CONFIG_FILE_ENV)):
+                overrides["events.enabled"] = True  # the demo shows the event metrics too
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
         return _fail_config(exc)

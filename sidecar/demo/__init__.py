@@ -16,6 +16,7 @@ from aiohttp import web
 
 from sidecar.config import Address, Config
 from sidecar.demo.app import create_demo_app
+from sidecar.events.demo import send_event_trickle
 from sidecar.server import Sidecar, run_sidecar
 
 __all__ = ["demo_app_running", "run_demo", "send_demo_traffic"]
@@ -60,7 +61,7 @@ async def run_demo(config: Config, config_path: str | None, app_listen: str, tra
     """Run the demo until SIGTERM/SIGINT; the exit code."""
     sidecar = Sidecar(config, config_path)
     stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[object]] = []
     async with demo_app_running(Address.parse(app_listen)):
         log.info("demo app listening on %s", app_listen, extra={"event": "demo_app"})
         main = asyncio.create_task(run_sidecar(sidecar))
@@ -79,8 +80,8 @@ async def run_demo(config: Config, config_path: str | None, app_listen: str, tra
 
 def _start_background(
     sidecar: Sidecar, stop: asyncio.Event, traffic: bool
-) -> list[asyncio.Task[None]]:
-    tasks: list[asyncio.Task[None]] = []
+) -> list[asyncio.Task[object]]:
+    tasks: list[asyncio.Task[object]] = []
     names = {c.name: c for c in sidecar.components}
     if "ingest" in names:
         # the pipeline comes with the ingest work; imported by name until it lands
@@ -90,4 +91,6 @@ def _start_background(
     if traffic and "proxy" in names:
         proxy_url = local_url(names["proxy"].addresses[0])
         tasks.append(asyncio.create_task(send_demo_traffic(proxy_url, stop)))
+        trickle = send_event_trickle(proxy_url, stop, config=sidecar.config.events)
+        tasks.append(asyncio.create_task(trickle))
     return tasks

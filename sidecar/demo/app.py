@@ -3,7 +3,7 @@
 Routes: ``/`` (hello), ``/users/{id}`` (JSON; ids above 1000 are 404), ``/slow``
 (answers after ``?ms=`` milliseconds, default 200), ``/error`` (500), ``/stream`` (a
 few server-sent events), ``/echo`` (POST: the body back) and the Causality gateway's two
-ingest routes, answered as the gateway does.
+ingest routes, answered as the gateway does (`sidecar.events.demo`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import json
 
 from aiohttp import web
 
+from sidecar.events.demo import add_gateway_routes
+
 __all__ = ["create_demo_app"]
 
 MAX_SLOW_MS = 10_000
+MAX_BODY_BYTES = 8 * 2**20  # room for 1000-event batches
 
 
 async def index(request: web.Request) -> web.Response:
@@ -72,13 +75,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 def create_demo_app() -> web.Application:
     """The demo application (the gateway's event routes are added when available)."""
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/", index)
     app.router.add_get("/users/{id}", user)
     app.router.add_get("/slow", slow)
     app.router.add_get("/error", error)
     app.router.add_get("/stream", stream)
     app.router.add_post("/echo", echo)
+    add_gateway_routes(app)  # POST /v1/events/ingest and /v1/events/batch, as the gateway
     return app
 
 
