@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from sidecar.config import Address, Config
 from sidecar.ingest.collector import OtlpCollector
-from sidecar.ingest.instruments import IngestInstruments
+from sidecar.ingest.instruments import IngestInstruments, SeriesGauge
 from sidecar.ingest.receiver import SERVER_KWARGS, IngestState, create_ingest_app
 from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.observability import Module
 
-__all__ = ["OtlpCollector", "create_ingest", "ingest_state"]
+__all__ = ["OtlpCollector", "SeriesGauge", "create_ingest", "ingest_state"]
 
 IPV4_LOOPBACK = "127.0.0.1"
 IPV6_LOOPBACK = "::1"
 
 
-def ingest_state(config: Config, module: Module) -> IngestState:
+def ingest_state(config: Config, module: Module, series: SeriesGauge | None = None) -> IngestState:
     """The store, translator and instruments of one ingest instance."""
     ingest = config.ingest
     limits = StoreLimits(
@@ -32,7 +32,7 @@ def ingest_state(config: Config, module: Module) -> IngestState:
     )
     holder: list[IngestInstruments] = []
     store = MetricStore(limits, on_expired=lambda n: holder[0].expired.add(n))
-    instruments = IngestInstruments.create(module.meter, lambda: len(store))
+    instruments = IngestInstruments.create(module.meter, lambda: len(store), series)
     holder.append(instruments)
     rules = TranslationRules(
         promote_resource_attributes=ingest.promote_resource_attributes,
@@ -42,13 +42,20 @@ def ingest_state(config: Config, module: Module) -> IngestState:
     return IngestState(store, Translator(rules), instruments, ingest.max_body_bytes)
 
 
-def create_ingest(config: Config, module: Module) -> tuple[Component, OtlpCollector]:
+def create_ingest(
+    config: Config, module: Module, *, series: SeriesGauge | None = None
+) -> tuple[Component, OtlpCollector]:
     """The ingest listener (``ingest.listen``; also ``[::1]`` when that is 127.0.0.1).
+
+    Args:
+        config: the whole configuration (``ingest.*`` is used).
+        module: the sidecar's module: its meter gets the ingest self metrics.
+        series: the shared ``sidecar_series{source}`` gauge, when other sources report too.
 
     Returns:
         The component to start and stop, and the collector of the ingested families.
     """
-    state = ingest_state(config, module)
+    state = ingest_state(config, module, series)
     listen = config.ingest.listen
     # port 0 (tests) would give the IPv6 listener a different random port: only the first
     also_v6 = listen.host == IPV4_LOOPBACK and listen.port != 0

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
 
-__all__ = ["IngestInstruments", "cardinality_overflow", "merge_conflicts"]
+__all__ = ["IngestInstruments", "SeriesGauge", "cardinality_overflow", "merge_conflicts"]
 
-SOURCE_INGEST = {"source": "ingest"}
+SOURCE_INGEST = "ingest"
 OVERFLOW_DESCRIPTION = "New series folded into an overflow series by a cardinality limit"
 
 
@@ -36,6 +36,28 @@ def merge_conflicts(meter: Meter) -> Counter:
     )
 
 
+class SeriesGauge:
+    """``sidecar_series{source}``: one observable gauge fed by any number of sources.
+
+    The SDK keeps only the first callback of an instrument name, so every source (ingest,
+    merge targets) registers here, on the one object the server creates per meter.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._sources: dict[str, Callable[[], int]] = {}
+        meter.create_observable_gauge(
+            "sidecar.series", callbacks=[self._observe], description="Series held, by source"
+        )
+
+    def add_source(self, source: str, count: Callable[[], int]) -> None:
+        """Report ``count()`` as ``sidecar_series{source=...}`` from now on."""
+        self._sources[source] = count
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        for source, count in self._sources.items():
+            yield Observation(count(), {"source": source})
+
+
 @dataclass(frozen=True, slots=True)
 class IngestInstruments:
     """Counters the receiver and the store record into."""
@@ -47,15 +69,17 @@ class IngestInstruments:
     overflow: Counter
 
     @classmethod
-    def create(cls, meter: Meter, series_count: Callable[[], int]) -> IngestInstruments:
-        """Create the instruments; ``series_count`` feeds ``sidecar_series{source="ingest"}``."""
+    def create(
+        cls, meter: Meter, series_count: Callable[[], int], series: SeriesGauge | None = None
+    ) -> IngestInstruments:
+        """Create the instruments; ``series_count`` feeds ``sidecar_series{source="ingest"}``.
 
-        def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            yield Observation(series_count(), SOURCE_INGEST)
-
-        meter.create_observable_gauge(
-            "sidecar.series", callbacks=[observe], description="Series held, by source"
-        )
+        Args:
+            meter: the sidecar module's meter.
+            series_count: how many series the store holds.
+            series: the shared `SeriesGauge`; a new one (on ``meter``) when None.
+        """
+        (series or SeriesGauge(meter)).add_source(SOURCE_INGEST, series_count)
         return cls(
             requests=meter.create_counter(
                 "sidecar.otlp.requests", description="OTLP/HTTP export requests, by status code"

@@ -58,11 +58,14 @@ async def test_gzip_request_through_the_real_listener_is_not_inflated_by_aiohttp
     try:
         (port,) = {a.port for a in component.addresses}
         body = gzip.compress(request(gauge("g", [number(1)])).SerializeToString())
-        async with aiohttp.ClientSession() as session, session.post(
-            f"http://127.0.0.1:{port}/v1/metrics",
-            data=body,
-            headers={**PROTOBUF_HEADERS, "Content-Encoding": "gzip"},
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"http://127.0.0.1:{port}/v1/metrics",
+                data=body,
+                headers={**PROTOBUF_HEADERS, "Content-Encoding": "gzip"},
+            ) as response,
+        ):
             assert response.status == 200
         assert len(collector.store) == 2
     finally:

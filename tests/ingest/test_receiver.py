@@ -336,3 +336,18 @@ async def test_self_metrics_names(ingest_factory):
         'sidecar_cardinality_overflow_total{metric="g"',
     ]:
         assert line in text, line
+
+
+def test_series_gauge_takes_several_sources():
+    from sidecar.config import Config
+    from sidecar.ingest import SeriesGauge, ingest_state
+    from sidecar.observability import Module
+
+    module = Module.new("series-gauge")
+    series = SeriesGauge(module.meter)
+    ingest_state(Config(), module, series)
+    series.add_source("merge", lambda: 42)
+    text = generate_latest(module.registry).decode()
+    module.provider.shutdown()
+    assert 'source="ingest"} 0.0' in text
+    assert 'source="merge"} 42.0' in text
