@@ -1,0 +1,10 @@
+"""Deployment tests: the chart, the image, the plain manifests and the pod end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``xdist_group`` is registered by pytest-xdist; runs with ``-p no:xdist`` need it too."""
+    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker group")
