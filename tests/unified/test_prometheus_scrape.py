@@ -1,0 +1,49 @@
+"""A real Prometheus scrapes the unified /metrics (it negotiates OpenMetrics) and reads it back."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidecar.observability import Metrics, Module
+from sidecar.unified import UnifiedCollector, metrics_handler
+from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
+from tests.unified.test_unified import _mixed_harness
+
+
+async def test_prometheus_ingests_the_unified_exposition(aiohttp_server, prometheus_factory):  # noqa: F811
+    module = Module.new("scrape-test")
+    Metrics.create(module.meter).http_request_total.add(
+        3, {"method": "GET", "path": "/", "status": 200}
+    )
+    harness = _mixed_harness(50)
+    handler = metrics_handler(UnifiedCollector([module.registry, harness.collector]))
+    content_types: list[str] = []
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        content_types.append(response.headers["Content-Type"])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", recording)
+    server = await aiohttp_server(app)
+    prom = prometheus_factory([static_scrape_config("sidecar", f"127.0.0.1:{server.port}")])
+    try:
+        targets = await prom.await_targets_up()
+        assert targets[0]["lastError"] == ""
+        orders = await prom.await_result('orders_total{service_name="a",i="7"}')
+        assert orders.values() == [7.0]
+        p50 = await prom.await_result(
+            'histogram_quantile(0.5, sum by (le) (rate(rt_milliseconds_bucket{service_name="b"}[1m])) or sum by (le) (rt_milliseconds_bucket{service_name="b"}))'
+        )
+        assert not p50.is_empty
+        info = await prom.await_result('target_info{service_name="b"}')
+        assert info.series[0]["host_name"] == "h-b"
+        own = await prom.await_result('http_request_total{path="/"}')
+        assert own.values() == [3.0]
+        scraped = await prom.await_result('scrape_samples_scraped{job="sidecar"}')
+        assert scraped.values()[0] > 1000
+        # Prometheus asks for OpenMetrics first: that is the format it parsed
+        assert content_types[0].startswith("application/openmetrics-text")
+    finally:
+        await module.shutdown()
