@@ -22,7 +22,11 @@ OUTPUT = Path(__file__).with_name("causality-sidecar.json")
 UID = "causality-sidecar"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 POD = 'namespace=~"$namespace", pod=~"$pod"'
-ROUTE = POD + ', path=~"$route"'
+# The proxy's own series. Apps that push their http.request.* instruments over OTLP share
+# the names (design §6) but carry service_name and their own scope: shown in the pipeline row.
+PROXY = 'otel_scope_name="causality-sidecar", service_name=""'
+ROUTE = POD + ", " + PROXY + ', path=~"$route"'
+PUSHED = POD + ', service_name!=""'
 RATE = "[$__rate_interval]"
 PANEL_HEIGHT = 8
 
@@ -166,6 +170,42 @@ TRAFFIC = (
 )
 
 PIPELINE = (
+    Panel(
+        "Service HTTP requests (pushed over OTLP)",
+        (
+            Query(
+                summed_rate("http_request_total", "service_name, path", PUSHED),
+                "{{service_name}} {{path}}",
+            ),
+        ),
+        unit="reqps",
+        description="The services' own http.request.total, pushed to the sidecar over OTLP "
+        "(not the proxy's measurement: see the Traffic row).",
+    ),
+    Panel(
+        "Service HTTP 5xx ratio (pushed over OTLP)",
+        (
+            Query(
+                ratio_or_zero(
+                    rate("http_request_total", PUSHED + ', status=~"5.."'),
+                    rate("http_request_total", PUSHED),
+                    "service_name",
+                ),
+                "{{service_name}}",
+            ),
+        ),
+        unit="percentunit",
+    ),
+    Panel(
+        "Service HTTP latency p99 (pushed over OTLP)",
+        (
+            Query(
+                quantile(0.99, "http_request_duration_milliseconds", "service_name", PUSHED),
+                "{{service_name}}",
+            ),
+        ),
+        unit="ms",
+    ),
     Panel(
         "NATS messages processed",
         (Query(summed_rate("nats_messages_processed_total", "service_name"), "{{service_name}}"),),
@@ -385,7 +425,9 @@ def templating() -> dict[str, Any]:
             _query_variable(
                 "pod", "Pod", 'label_values(sidecar_build_info{namespace=~"$namespace"}, pod)'
             ),
-            _query_variable("route", "Route", f"label_values(http_request_total{{{POD}}}, path)"),
+            _query_variable(
+                "route", "Route", f"label_values(http_request_total{{{POD}, {PROXY}}}, path)"
+            ),
         ]
     }
 
