@@ -351,3 +351,15 @@ def test_series_gauge_takes_several_sources():
     module.provider.shutdown()
     assert 'source="ingest"} 0.0' in text
     assert 'source="merge"} 42.0' in text
+
+
+async def test_large_body_decoded_off_the_loop_is_stored(ingest_factory):
+    from sidecar.ingest.receiver import OFFLOAD_BYTES
+
+    ingest = await ingest_factory(max_series_per_metric=10_000)
+    points = [number(i, {"k": f"key-{i}", "pad": "x" * 40}) for i in range(4000)]
+    body = request(counter("big", points)).SerializeToString()
+    assert len(body) > OFFLOAD_BYTES
+    response = await ingest.client.post("/v1/metrics", data=body, headers=PROTOBUF)
+    assert response.status == 200
+    assert len(ingest.state.store) == 4001  # and target_info
