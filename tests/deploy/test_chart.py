@@ -316,7 +316,7 @@ def test_operator_objects(tmp_path: Path) -> None:
         [endpoint] = monitor["spec"][endpoints]
         assert endpoint["port"] == "metrics"
         assert endpoint["path"] == path
-        assert set(endpoint) == {"port", "path", "interval", "scrapeTimeout"}
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "authorization"}
         parse_duration(endpoint["interval"])
     assert rendered.one("PodMonitor")["spec"]["podMetricsEndpoints"][0]["interval"] == "15s"
     service_monitor = rendered.one("ServiceMonitor")
@@ -555,3 +555,26 @@ def test_schema_is_valid_draft_7_and_accepts_the_defaults() -> None:
     validator.validate(yaml.safe_load((CHART_DIR / "values.yaml").read_text()))
     for name in SCENARIOS:
         validator.validate(scenario_values(name))
+
+
+def test_metrics_auth_wires_the_token_everywhere(tmp_path: Path) -> None:
+    """metricsAuth: the Secret is mounted, the config points at it, the scrapers send it."""
+    rendered = render(scenario_values("podmonitor"))
+    secret = "causality-sidecar-metrics-token"
+    token_file = rendered.sidecar_config["admin"]["bearer_token_file"]
+    mount = next(m for m in rendered.sidecar["volumeMounts"] if m["name"] == "metrics-auth")
+    assert token_file == f"{mount['mountPath']}/token"
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "metrics-auth")
+    assert volume["secret"]["secretName"] == secret
+    for kind, endpoints in (("PodMonitor", "podMetricsEndpoints"), ("ServiceMonitor", "endpoints")):
+        [endpoint] = rendered.one(kind)["spec"][endpoints]
+        assert endpoint["authorization"] == {
+            "type": "Bearer",
+            "credentials": {"name": secret, "key": "token"},
+        }
+    [pod] = rendered.of_kind("Pod")
+    [container] = pod["spec"]["containers"]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "token"}
+    assert "Authorization: Bearer $TOKEN" in container["args"][0]
+    assert "Authorization: Bearer $TOKEN" in rendered.notes
+    assert "bearer_token_file" not in render().sidecar_config["admin"]

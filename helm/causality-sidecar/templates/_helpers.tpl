@@ -152,6 +152,11 @@ Usage: include "causality-sidecar.port" (list . "proxy")
       readOnly: true
     - name: sidecar-tmp
       mountPath: /tmp
+    {{- if $.Values.sidecar.metricsAuth.secretName }}
+    - name: metrics-auth
+      mountPath: {{ include "causality-sidecar.authDir" $ }}
+      readOnly: true
+    {{- end }}
     {{- with $.Values.sidecar.volumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -165,4 +170,20 @@ Usage: include "causality-sidecar.port" (list . "proxy")
 {{/* "true" unless sidecar.config.ingest.enabled is false. */}}
 {{- define "causality-sidecar.ingestEnabled" -}}
 {{- if ne (toString .Values.sidecar.config.ingest.enabled) "false" }}true{{ end }}
+{{- end }}
+
+{{/* Where the metrics bearer token Secret is mounted in the sidecar. */}}
+{{- define "causality-sidecar.authDir" -}}
+/var/run/causality-sidecar/metrics-auth
+{{- end }}
+
+{{/* The sidecar config: sidecar.config, plus admin.bearer_token_file when metricsAuth is on. */}}
+{{- define "causality-sidecar.config" -}}
+{{- $config := deepCopy .Values.sidecar.config }}
+{{- with .Values.sidecar.metricsAuth.secretName }}
+{{- $admin := $config.admin | default dict }}
+{{- $_ := set $admin "bearer_token_file" (printf "%s/%s" (include "causality-sidecar.authDir" $) $.Values.sidecar.metricsAuth.secretKey) }}
+{{- $_ := set $config "admin" $admin }}
+{{- end }}
+{{- toYaml $config }}
 {{- end }}
