@@ -41,6 +41,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f6f7f9;padding:8px;overflow:auto;max-height:320px}
 svg.spark polyline{fill:none;stroke-width:1.5}
 svg.rate polyline{stroke:#2f6fde}svg.p99 polyline{stroke:#d9822b}
+svg.rate circle{fill:#2f6fde}svg.p99 circle{fill:#d9822b}
 """
 
 
@@ -81,12 +82,20 @@ def sparkline(values: Sequence[float], css_class: str, title: str) -> str:
             continue
         y = SPARK_HEIGHT - 2 - (SPARK_HEIGHT - 4) * value / top
         runs[-1].append(f"{i * step:.1f},{y:.1f}")
-    lines = "".join(f'<polyline points="{" ".join(r)}"/>' for r in runs if len(r) > 1)
+    lines = "".join(_mark(run) for run in runs if run)
     return (
         f'<svg class="spark {css_class}" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" '
         f'viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" role="img" aria-label="{escape(title)}">'
         f"<title>{escape(title)}</title>{lines}</svg>"
     )
+
+
+def _mark(run: list[str]) -> str:
+    """A polyline through the points of a run; a dot for a lone point."""
+    if len(run) > 1:
+        return f'<polyline points="{" ".join(run)}"/>'
+    x, y = run[0].split(",")
+    return f'<circle cx="{x}" cy="{y}" r="1.5"/>'
 
 
 def _duration(seconds: float) -> str:

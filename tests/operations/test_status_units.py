@@ -120,6 +120,8 @@ def test_sparkline_scales_and_leaves_gaps() -> None:
     assert svg.startswith("<svg")
     assert svg.count("<polyline") == 2
     assert "&lt;x&gt;" in svg
+    assert sparkline([3.0], "rate", "one").count("<circle") == 1
+    assert sparkline([1.0, math.nan, 2.0, 3.0], "rate", "dot+line").count("<circle") == 1
     assert sparkline([], "rate", "empty").count("<polyline") == 0
 
 
