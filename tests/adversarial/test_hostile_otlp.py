@@ -288,3 +288,19 @@ def test_the_hand_encoded_nesting_is_what_the_classes_decode() -> None:
         .value
     )
     assert value == _nested_kvlist(3)
+
+
+async def test_an_extreme_exponential_histogram_never_breaks_the_scrape(ingest_factory) -> None:
+    """Found by the fuzzer: scale -10 with bucket offset 10^6 stored fine, then every
+    render raised OverflowError (math.ldexp in text._power) until the series expired."""
+    from tests.ingest.builders import epoint, exponential
+
+    ingest, before = await _seeded(ingest_factory)
+    body = request(exponential("e", [epoint(-10, (1_000_000, [1]))], description="d"))
+    response = await ingest.client.post(
+        "/v1/metrics", data=body.SerializeToString(), headers=PROTOBUF
+    )
+    assert response.status in (200, 400)
+    text = _text(ingest)  # must not raise
+    assert before.strip() in text
+    await _still_ingests(ingest)
