@@ -136,8 +136,10 @@ class Translator:
 
     def _remember(self, cache: dict[Any, Labels], key: tuple[Any, ...], text: Labels) -> None:
         if self._label_set_count >= LABEL_SET_CACHE_MAX:
+            # start over: the scope dicts go too (resources churn, e.g. instance ids)
             for scope_cache in self._label_sets.values():
                 scope_cache.clear()
+            self._label_sets.clear()
             self._label_set_count = 0
         cache[key] = text
         self._label_set_count += 1

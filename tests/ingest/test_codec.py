@@ -90,3 +90,18 @@ def test_trailing_garbage_after_gzip():
     d = BoundedDecompressor("gzip", 1000)
     with pytest.raises(UndecodableBody):
         d.feed(gzip.compress(b"ok") + b"junk")
+
+
+def test_label_set_cache_is_bounded(monkeypatch):
+    from sidecar.ingest import translate
+
+    monkeypatch.setattr(translate, "LABEL_SET_CACHE_MAX", 10)
+    translator = Translator(TranslationRules(PROMOTE, scope_labels=False))
+    for i in range(25):
+        req = request(
+            gauge("g", [number(1, {"k": i})]), resource={"service.instance.id": f"pod-{i}"}
+        )
+        batch = translator.translate(decode_request(req.SerializeToString(), Encoding.PROTOBUF))
+        assert batch.metrics[0].points[0].labels == f'k="{i}",service_instance_id="pod-{i}"'
+    assert translator._label_set_count <= 10
+    assert len(translator._label_sets) <= 10
