@@ -37,5 +37,12 @@ bench-ingest: $(STAMP)  ## ingest benchmark: points/s decoded+stored, /metrics r
 bench-merge: $(STAMP)  ## merge/export benchmark: a scrape merging 20,000 series vs direct; a push of 100,000 series
 	$(BIN)/python bench/merge.py
 
+fuzz: $(STAMP)  ## atheris fuzzing of the OTLP protobuf/JSON decoders and the exposition, FUZZ_SECONDS per target (default 600)
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	$(BIN)/python fuzz/run.py $${FUZZ_SECONDS:-600}
+
+soak: $(STAMP)  ## soak through the real sidecar, 10 minutes (SOAK_SECONDS to shorten): memory plateau, no fd leak, zero errors
+	$(BIN)/python bench/soak.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
