@@ -7,15 +7,12 @@ conflicts a second time; merge targets are fetched for each push as for a scrape
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from prometheus_client.core import Metric as Family
 
 from sidecar import __version__
 from sidecar.config import Config
-from sidecar.export.convert import ResourceRules, to_metrics_data
+from sidecar.export.convert import ResourceRules, exposition_to_metrics_data, to_metrics_data
 from sidecar.export.pusher import (
     FAILURE,
     SUCCESS,
@@ -29,24 +26,32 @@ from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import METER_NAME, Module
 from sidecar.unified import UnifiedCollector
 
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0"
+
 __all__ = [
     "FAILURE",
     "SUCCESS",
     "OtlpPusher",
     "ResourceRules",
     "create_export",
+    "exposition_to_metrics_data",
     "metrics_url",
+    "resource_rules",
     "to_metrics_data",
     "unified_view",
 ]
 
 
 def unified_view(unified: UnifiedCollector, scraper: MergeScraper | None = None) -> View:
-    """The families /metrics would serve, merge targets fetched afresh; conflicts not counted."""
+    """What /metrics would serve, as OpenMetrics, merge targets fetched afresh.
 
-    async def view() -> Iterable[Family]:
+    Conflicts are not counted again: the scrapes count them.
+    """
+
+    async def view() -> str:
         extra = await scraper.fetch() if scraper is not None else []
-        return list(UnifiedCollector((*unified.sources, *extra)).collect())
+        exposition = UnifiedCollector((*unified.sources, *extra)).render(OPENMETRICS_ACCEPT, "")
+        return exposition.body.decode()
 
     return view
 

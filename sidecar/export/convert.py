@@ -23,7 +23,7 @@ the exporter's own start time is used.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics.export import (
@@ -41,11 +41,12 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client.core import Metric as Family
-from prometheus_client.samples import Sample
 
 from sidecar.ingest.naming import sanitize_label
+from sidecar.merge.fetch import parse_exposition
+from sidecar.merge.rawtext import RawFamily, label_dict
 
-__all__ = ["ResourceRules", "to_metrics_data"]
+__all__ = ["ResourceRules", "exposition_to_metrics_data", "to_metrics_data"]
 
 TARGET_INFO_FAMILIES = frozenset({"target", "target_info"})
 SCOPE_NAME = "otel_scope_name"
@@ -130,13 +131,25 @@ class _Points:
     histograms: list[HistogramDataPoint] = field(default_factory=list)
 
 
+def exposition_to_metrics_data(
+    text: str, rules: ResourceRules, now_ns: int, start_ns: int
+) -> MetricsData:
+    """`to_metrics_data` of an OpenMetrics exposition (the unified view as rendered).
+
+    Raises:
+        ValueError: ``text`` is not OpenMetrics.
+    """
+    return to_metrics_data(parse_exposition(text, True), rules, now_ns, start_ns)
+
+
 def to_metrics_data(
-    families: Iterable[Family], rules: ResourceRules, now_ns: int, start_ns: int
+    families: Iterable[Family | RawFamily], rules: ResourceRules, now_ns: int, start_ns: int
 ) -> MetricsData:
     """Convert a unified view's families into OTLP metrics data.
 
     Args:
-        families: what /metrics would serve (prometheus_client `Metric` families).
+        families: what /metrics would serve (prometheus_client `Metric` families, or the
+            raw families of `sidecar.merge.rawtext`).
         rules: default resource/scope and the promoted resource attributes.
         now_ns: the points' time.
         start_ns: start time of cumulative points that have no ``_created`` sample.
@@ -144,7 +157,7 @@ def to_metrics_data(
     builder = _Builder(rules, now_ns, start_ns)
     for family in families:
         if family.name in TARGET_INFO_FAMILIES:
-            _remember_targets(builder, family.samples)
+            _remember_targets(builder, family)
         elif family.type == "counter":
             _counter(builder, family)
         elif family.type == "histogram":
@@ -154,62 +167,70 @@ def to_metrics_data(
     return _build(builder)
 
 
-def _remember_targets(builder: _Builder, samples: Sequence[Sample]) -> None:
-    for sample in samples:
-        resource, _, _ = builder.place(sample.labels)
+def _samples(family: Family | RawFamily) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample; raw families are read from their text."""
+    if isinstance(family, RawFamily):
+        for name, labels, value in family.lines:
+            yield name, label_dict(labels), float(value)
+    else:
+        for sample in family.samples:
+            yield sample.name, sample.labels, float(sample.value)
+
+
+def _remember_targets(builder: _Builder, family: Family | RawFamily) -> None:
+    for _, labels, _ in _samples(family):
+        resource, _, _ = builder.place(labels)
         if any(resource):
-            builder.targets[resource] = dict(sample.labels)
+            builder.targets[resource] = dict(labels)
 
 
-def _counter(builder: _Builder, family: Family) -> None:
+def _counter(builder: _Builder, family: Family | RawFamily) -> None:
     created: dict[LabelItems, float] = {}
-    totals: list[Sample] = []
-    for sample in family.samples:
-        if sample.name.endswith("_created"):
-            created[tuple(sorted(sample.labels.items()))] = sample.value
-        elif sample.name.endswith("_total"):
-            totals.append(sample)
-    for sample in totals:
-        resource, scope, attributes = builder.place(sample.labels)
+    totals: list[tuple[str, dict[str, str], float]] = []
+    for name, labels, value in _samples(family):
+        if name.endswith("_created"):
+            created[tuple(sorted(labels.items()))] = value
+        elif name.endswith("_total"):
+            totals.append((name, labels, value))
+    for _, labels, value in totals:
+        resource, scope, attributes = builder.place(labels)
         points = builder.points(resource, scope, (family.name, "sum"), family.documentation)
         start = (
-            builder.start(created.get(tuple(sorted(sample.labels.items()))))
+            builder.start(created.get(tuple(sorted(labels.items()))))
             if created
             else builder.start_ns
         )
-        points.numbers.append(
-            NumberDataPoint(attributes, start, builder.now_ns, float(sample.value))
-        )
+        points.numbers.append(NumberDataPoint(attributes, start, builder.now_ns, value))
 
 
-def _gauges(builder: _Builder, family: Family) -> None:
-    for sample in family.samples:
-        if sample.name.endswith("_created"):
+def _gauges(builder: _Builder, family: Family | RawFamily) -> None:
+    for name, labels, value in _samples(family):
+        if name.endswith("_created"):
             continue
-        resource, scope, attributes = builder.place(sample.labels)
-        points = builder.points(resource, scope, (sample.name, "gauge"), family.documentation)
-        points.numbers.append(NumberDataPoint(attributes, 0, builder.now_ns, float(sample.value)))
+        resource, scope, attributes = builder.place(labels)
+        points = builder.points(resource, scope, (name, "gauge"), family.documentation)
+        points.numbers.append(NumberDataPoint(attributes, 0, builder.now_ns, value))
 
 
-def _histogram(builder: _Builder, family: Family) -> None:
+def _histogram(builder: _Builder, family: Family | RawFamily) -> None:
     series: dict[LabelItems, tuple[ResourceKey, ScopeKey, _Series]] = {}
-    for sample in family.samples:
-        labels = {k: v for k, v in sample.labels.items() if k != "le"}
+    for name, sample_labels, value in _samples(family):
+        labels = {k: v for k, v in sample_labels.items() if k != "le"}
         key = tuple(sorted(labels.items()))
         entry = series.get(key)
         if entry is None:
             resource, scope, attributes = builder.place(labels)
             entry = series[key] = (resource, scope, _Series(attributes))
         one = entry[2]
-        suffix = sample.name[len(family.name) :]
+        suffix = name[len(family.name) :]
         if suffix == "_bucket":
-            one.buckets.append((float(sample.labels["le"]), sample.value))
+            one.buckets.append((float(sample_labels["le"]), value))
         elif suffix == "_count":
-            one.count = sample.value
+            one.count = value
         elif suffix == "_sum":
-            one.total = float(sample.value)
+            one.total = value
         elif suffix == "_created":
-            one.created = sample.value
+            one.created = value
     for resource, scope, one in series.values():
         points = builder.points(resource, scope, (family.name, "histogram"), family.documentation)
         points.histograms.append(_histogram_point(builder, one))

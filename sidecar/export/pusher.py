@@ -1,14 +1,17 @@
 """The periodic OTLP/HTTP push of the unified view (``export.otlp.*``).
 
-Every ``interval`` the view is read on the event loop (the ingest store is only
-consistent there; merge targets are fetched as for a scrape), converted to OTLP
-(`sidecar.export.convert`) and sent by the SDK's `OTLPMetricExporter` in a worker
-thread, as it is synchronous. The exporter already does what a push needs: gzip,
-headers, and up to six attempts with exponential backoff and jitter on 429, 502, 503
-and 504 (and connection errors), waiting what ``Retry-After`` says instead when the
-reply has it, all within its timeout. What this module adds: the schedule, running it
-off the loop, one push at a time, the final flush on `OtlpPusher.stop`, and the
-``sidecar_export_total{result}`` count of every push (``success`` or ``failure``).
+Every ``interval`` the view is rendered on the event loop as OpenMetrics text (the
+ingest store is only consistent there, and rendering is its fast way out: ~0.1 s for
+100,000 series, against ~1 s to build prometheus_client objects; merge targets are
+fetched as for a scrape), then parsed, converted to OTLP (`sidecar.export.convert`) and
+sent by the SDK's `OTLPMetricExporter` in a worker thread, as it is synchronous.
+
+The exporter already does what a push needs: gzip, headers, and up to six attempts
+with exponential backoff and jitter on 429, 502, 503 and 504 (and connection errors),
+waiting what ``Retry-After`` says instead when the reply has it, all within its
+timeout. What this module adds: the schedule, running it off the loop, one push at a
+time, the final flush on `OtlpPusher.stop`, and the ``sidecar_export_total{result}``
+count of every push (``success`` or ``failure``).
 """
 
 from __future__ import annotations
@@ -17,17 +20,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import Counter, Meter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
-from prometheus_client.core import Metric as Family
 
 from sidecar.config import OtlpExportConfig
-from sidecar.export.convert import ResourceRules, to_metrics_data
+from sidecar.export.convert import ResourceRules, exposition_to_metrics_data
 
 __all__ = [
     "FAILURE",
@@ -46,7 +48,8 @@ FAILURE = "failure"
 METRICS_PATH = "/v1/metrics"
 MAX_EXPORT_TIMEOUT = 10.0  # the SDK's default; retries included
 
-View = Callable[[], Awaitable[Iterable[Family]]]
+View = Callable[[], Awaitable[str]]
+"""Reads the view on the event loop: an OpenMetrics exposition."""
 
 
 def export_counter(meter: Meter) -> Counter:
@@ -136,9 +139,9 @@ class OtlpPusher:
 
     async def _push(self) -> bool:
         try:
-            families = list(await self._view())
+            text = await self._view()
             data = await asyncio.to_thread(
-                to_metrics_data, families, self._rules, self._clock(), self._start_ns
+                exposition_to_metrics_data, text, self._rules, self._clock(), self._start_ns
             )
             timeout_ms = export_timeout(self.interval) * 1000
             result = await asyncio.to_thread(self.exporter.export, data, timeout_ms)

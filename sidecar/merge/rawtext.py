@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-__all__ = ["RawFamily", "Unsupported", "fold_created", "parse_fast"]
+__all__ = ["RawFamily", "Unsupported", "fold_created", "label_dict", "parse_fast"]
 
 parse_openmetrics = cast(
     Callable[[str], Iterable[Metric]], openmetrics_parser.text_string_to_metric_families
@@ -62,6 +62,11 @@ def _unescape(text: str) -> str:
     if "\\" not in text:
         return text
     return _UNESCAPE_RE.sub(lambda m: _UNESCAPES[m.group(0)], text)
+
+
+def label_dict(labels: str) -> dict[str, str]:
+    """A (checked) label text as a dict of unescaped values."""
+    return {name: _unescape(value) for name, value in _LABEL_RE.findall(labels)}
 
 
 def _escape_value(value: str) -> str:
@@ -115,8 +120,7 @@ class RawFamily:
         """The same family as a prometheus_client `Metric` (for merging and conversion)."""
         metric = Metric(self.name, self.documentation, self.type, self.unit)
         for name, labels, value in self.lines:
-            pairs = {m.group(1): _unescape(m.group(2)) for m in _LABEL_RE.finditer(labels)}
-            metric.add_sample(name, pairs, float(value))
+            metric.add_sample(name, label_dict(labels), float(value))
         return metric
 
 

@@ -47,6 +47,8 @@ from sidecar.ingest import create_ingest
 from sidecar.ingest.instruments import merge_conflicts
 from sidecar.lifecycle import Component
 from sidecar.merge import create_merge
+from sidecar.merge.fetch import parse_exposition
+from sidecar.merge.rawtext import RawFamily
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector
 from tests.merge.conftest import samples, value
@@ -62,6 +64,7 @@ app_latency_seconds_bucket{le="+Inf"} 2
 app_latency_seconds_count 2
 app_latency_seconds_sum 0.7
 """
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 RESOURCE_LABELS = {"service_name", "service_namespace", "service_instance_id"}
 SCOPE_LABELS = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
 
@@ -168,13 +171,13 @@ async def test_one_sidecars_push_shows_in_anothers_metrics(
     scraper = create_merge(config.merge, a.module.meter)
     pusher = create_export(config, a.module, a.unified, scraper)
     assert pusher is not None
-    pushed: list[Metric] = []
+    pushed: list[str] = []
     view = pusher._view
 
-    async def recording_view() -> Iterable[Metric]:
-        families = list(await view())
-        pushed.extend(families)
-        return families
+    async def recording_view() -> str:
+        text = await view()
+        pushed.append(text)
+        return text
 
     pusher._view = recording_view  # record exactly what was pushed, to compare with B
     try:
@@ -188,7 +191,10 @@ async def test_one_sidecars_push_shows_in_anothers_metrics(
     client = await aiohttp_client(create_admin_app(AdminConfig(), b.unified, readiness))
     b_text = await (await client.get("/metrics")).text()
 
-    sent = exported_samples(pushed)
+    (text,) = pushed
+    sent = exported_samples(
+        f.to_metric() if isinstance(f, RawFamily) else f for f in parse_exposition(text, True)
+    )
     assert len(sent) > 40
     # the three parts are all there: own instruments, the ingested app, the merged app
     assert (
@@ -243,14 +249,23 @@ async def start_collector(aiohttp_server: AiohttpServer, collector: Collector) -
 
 
 class Families:
-    """A fixed view: one gauge."""
+    """A fixed view: one gauge, its value the number of reads."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    async def __call__(self) -> Iterable[Metric]:
+    async def __call__(self) -> str:
         self.calls += 1
-        return [GaugeMetricFamily("depth", "Depth", value=self.calls)]
+        family = GaugeMetricFamily("depth", "Depth", value=self.calls)
+        return UnifiedCollector([_Fixed(family)]).render(OPENMETRICS, "").body.decode()
+
+
+class _Fixed:
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> Iterable[Metric]:
+        return [self.family]
 
 
 def make_pusher(
