@@ -19,13 +19,15 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
     ROOT,
+    Counters,
+    WrkResult,
     congestion_control,
     counters,
     cpu_layout,
@@ -181,32 +183,60 @@ def target_process(
         yield port, process.pid
 
 
-def measure(
-    port: int, pid: int | None, path: str, conns: int, args: argparse.Namespace, load_cores: str
-) -> Row:
-    """Warm up, then ``args.runs`` wrk runs; medians."""
-    url = f"http://127.0.0.1:{port}{path}"
-    run_wrk(url, conns, 1, load_cores)  # warm-up: pools, caches, JIT-free but lazy imports
-    rps, p50, p99, cpu, faults, errors = [], [], [], [], [], 0
-    for _ in range(args.runs):
-        before = counters(pid) if pid else None
-        result = run_wrk(url, conns, args.duration, load_cores)
-        after = counters(pid) if pid else None
-        rps.append(result.rps)
-        p50.append(result.p50_us)
-        p99.append(result.p99_us)
-        errors += result.errors
+@dataclass
+class Samples:
+    """Every run of one (target, case)."""
+
+    rps: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    faults: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    def add(self, result: WrkResult, before: Counters | None, after: Counters | None) -> None:
+        """Record one wrk run and the proxy's counters around it."""
+        self.rps.append(result.rps)
+        self.p50.append(result.p50_us)
+        self.p99.append(result.p99_us)
+        self.errors += result.errors
         if before and after and result.requests:
-            cpu.append((after.cpu - before.cpu) * 1e6 / result.requests)
-            faults.append((after.minor_faults - before.minor_faults) / result.requests)
-    return Row(
-        median(rps),
-        median(p50),
-        median(p99),
-        median(cpu) if cpu else None,
-        median(faults) if faults else None,
-        errors,
-    )
+            self.cpu.append((after.cpu - before.cpu) * 1e6 / result.requests)
+            self.faults.append((after.minor_faults - before.minor_faults) / result.requests)
+
+    def row(self) -> Row:
+        """Medians."""
+        return Row(
+            median(self.rps),
+            median(self.p50),
+            median(self.p99),
+            median(self.cpu) if self.cpu else None,
+            median(self.faults) if self.faults else None,
+            self.errors,
+        )
+
+
+def measure_all(
+    running_targets: dict[str, tuple[int, int | None]], args: argparse.Namespace, load_cores: str
+) -> dict[tuple[str, str], Row]:
+    """Round-robin: run r of every case on every target before run r + 1 of any.
+
+    The machine's background load drifts; interleaving spreads that drift over all
+    targets instead of charging it to whichever target happened to run last.
+    """
+    samples: dict[tuple[str, str], Samples] = {}
+    for port, _ in running_targets.values():
+        for _, path, conns in CASES:
+            run_wrk(f"http://127.0.0.1:{port}{path}", conns, 1, load_cores)  # warm-up
+    for run in range(args.runs):
+        for case, path, conns in CASES:
+            for name, (port, pid) in running_targets.items():
+                before = counters(pid) if pid else None
+                result = run_wrk(f"http://127.0.0.1:{port}{path}", conns, args.duration, load_cores)
+                after = counters(pid) if pid else None
+                samples.setdefault((name, case), Samples()).add(result, before, after)
+                print(f"  run {run + 1}: {name:22} {case:16} {result.rps:10,.0f} req/s", flush=True)
+    return {key: s.row() for key, s in samples.items()}
 
 
 def fmt_ratio(value: float, base: float) -> str:
@@ -262,6 +292,8 @@ def verdicts(results: dict[tuple[str, str], Row]) -> str:
     added_ngx = results[(ngx, one)].p50 - results[(direct, one)].p50
     ratio_big = results[(side, big)].rps / results[(ngx, big)].rps
     cost = 1 - results[(side, small)].rps / results[(off, small)].rps
+    cpu_on, cpu_off = results[(side, small)].cpu_us, results[(off, small)].cpu_us
+    cpu_cost = (cpu_on / cpu_off - 1) if cpu_on and cpu_off else float("nan")
     checks = [
         (f"small bodies, 32 conns: {ratio_small:.3f}x nginx (target >= 0.20)", ratio_small >= 0.20),
         (
@@ -270,7 +302,11 @@ def verdicts(results: dict[tuple[str, str], Row]) -> str:
             added_side <= 2 * added_ngx,
         ),
         (f"1 MiB: {ratio_big:.3f}x nginx (target >= 0.80)", ratio_big >= 0.80),
-        (f"metrics cost: {cost * 100:.1f}% of throughput (target <= 10%)", cost <= 0.10),
+        (
+            f"metrics cost: {cost * 100:.1f}% of throughput (target <= 10%); "
+            f"by CPU µs per request: {cpu_cost * 100:+.1f}%",
+            cost <= 0.10,
+        ),
     ]
     return "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
 
@@ -285,7 +321,6 @@ def main() -> int:
     args = parser.parse_args()
     ensure_tools("wrk:wrk", "nginx:nginx")
     load_cores, proxy_cores = cpu_layout()
-    results: dict[tuple[str, str], Row] = {}
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp, congestion_control() as cc:
         workdir = Path(tmp)
         workdir.chmod(0o755)
@@ -298,15 +333,13 @@ def main() -> int:
             f"proxy on cpu {proxy_cores}; {args.runs} runs x {args.duration:g}s",
             flush=True,
         )
-        with running(nginx(conf, workdir, "upstream", load_cores), upstream):
-            for target in TARGETS:
-                with target_process(target, upstream, workdir, proxy_cores) as (port, pid):
-                    for case, path, conns in CASES:
-                        results[(target.name, case)] = measure(
-                            port, pid, path, conns, args, load_cores
-                        )
-                        r = results[(target.name, case)]
-                        print(f"  {target.name:22} {case:16} {r.rps:10,.0f} req/s", flush=True)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(running(nginx(conf, workdir, "upstream", load_cores), upstream))
+            running_targets = {
+                t.name: stack.enter_context(target_process(t, upstream, workdir, proxy_cores))
+                for t in TARGETS
+            }
+            results = measure_all(running_targets, args, load_cores)
     print()
     print(report(results))
     return 0
