@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from sidecar import __version__
 from sidecar.exposition import metrics_handler
 
-__all__ = ["Metrics", "Module", "http_metrics"]
+__all__ = ["Metrics", "Module", "cardinality_overflow", "http_metrics"]
 
 METER_NAME = "causality-sidecar"
 ATTRIBUTE_CACHE_MAX = 4096  # raw paths can be unbounded; the cache must not be
@@ -149,6 +149,19 @@ class Metrics:
                 "webhook.failure", description="Webhook deliveries that failed"
             ),
         )
+
+
+def cardinality_overflow(meter: Meter) -> Counter:
+    """``sidecar_cardinality_overflow_total{metric}``: one instrument for every limit.
+
+    The proxy's route labels and the ingest store both count into it; creating it
+    through this one function keeps name and description identical, so the SDK hands
+    both the same instrument instead of a conflicting duplicate.
+    """
+    return meter.create_counter(
+        "sidecar.cardinality.overflow",
+        description="New series or label values folded into an overflow by a cardinality limit",
+    )
 
 
 def route_label(request: web.Request) -> str:

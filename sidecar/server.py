@@ -30,7 +30,7 @@ from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.events import EventInspector
 from sidecar.export import OtlpPusher, create_export
-from sidecar.ingest import create_ingest
+from sidecar.ingest import SeriesGauge, create_ingest
 from sidecar.ingest.instruments import merge_conflicts
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.logs import configure_logging
@@ -74,6 +74,7 @@ class Sidecar:
     components: list[Component] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     unified: UnifiedCollector | None = field(default=None, init=False)
+    series: SeriesGauge | None = field(default=None, init=False)
     scraper: MergeScraper | None = field(default=None, init=False)
     exporter: OtlpPusher | None = field(default=None, init=False)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,6 +102,7 @@ class Sidecar:
         """
         config = self.config
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
+        self.series = SeriesGauge(self.module.meter)  # sidecar_series{source}, shared
         if config.proxy.enabled:
             inspector = (
                 EventInspector(config.events, self.module.meter) if config.events.enabled else None
@@ -108,7 +110,7 @@ class Sidecar:
             self.components.append(create_proxy(config, self.module, self.metrics, inspector))
         store_view = None
         if config.ingest.enabled:
-            ingest, ingest_collector = create_ingest(config, self.module)
+            ingest, ingest_collector = create_ingest(config, self.module, series=self.series)
             self.components.append(ingest)
             collectors["ingest"] = ingest_collector
             store_view = partial(store_sources, ingest_collector.store)

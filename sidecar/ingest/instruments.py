@@ -14,18 +14,11 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
 
+from sidecar.observability import cardinality_overflow
+
 __all__ = ["IngestInstruments", "SeriesGauge", "cardinality_overflow", "merge_conflicts"]
 
 SOURCE_INGEST = "ingest"
-OVERFLOW_DESCRIPTION = "New series folded into an overflow series by a cardinality limit"
-
-
-def cardinality_overflow(meter: Meter) -> Counter:
-    """``sidecar_cardinality_overflow_total{metric}``, shared with the proxy's route labels."""
-    return meter.create_counter(
-        "sidecar.cardinality.overflow",
-        description=OVERFLOW_DESCRIPTION,
-    )
 
 
 def merge_conflicts(meter: Meter) -> Counter:

@@ -17,7 +17,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import View
 
 from sidecar.config import ProxyConfig
-from sidecar.observability import Metrics, Module
+from sidecar.observability import Metrics, Module, cardinality_overflow
 from sidecar.proxy.batching import NO_CONTEXT, Batcher, MergeableHistogramAggregation
 
 __all__ = [
@@ -119,12 +119,7 @@ class ProxyMetrics:
         self._proxy_errors = meter.create_counter(
             "sidecar.proxy.errors", description="Proxy failures by reason"
         )
-        self._overflow = batcher.counter(
-            meter.create_counter(
-                "sidecar.cardinality.overflow",
-                description="Label values folded into __other__ by a cardinality limit",
-            )
-        )
+        self._overflow = batcher.counter(cardinality_overflow(meter))
         self._in_flight = in_flight
         meter.create_observable_up_down_counter(
             "http.requests.in_flight",
