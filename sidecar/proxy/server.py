@@ -433,10 +433,15 @@ class ProxyComponent:
     async def start(self) -> None:
         """Open the upstream pool and bind the listener."""
         await self._upstream.start()
-        await self._runner.setup()
-        for address in self._listen:
-            site = web.TCPSite(self._runner, address.host, address.port, reuse_address=True)
-            await site.start()
+        try:
+            await self._runner.setup()
+            for address in self._listen:
+                site = web.TCPSite(self._runner, address.host, address.port, reuse_address=True)
+                await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            await self._upstream.close()
+            raise
 
     @property
     def addresses(self) -> list[Address]:

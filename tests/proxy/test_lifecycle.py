@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
 import aiohttp
+import pytest
 
+from sidecar.config import Address, Config, ProxyConfig
 from sidecar.lifecycle import Component
+from sidecar.observability import Metrics, Module
+from sidecar.proxy import create_proxy
 from tests.proxy.conftest import RELEASE, ProxyFactory, wait_for
 
 
@@ -43,3 +48,20 @@ async def test_stop_cuts_requests_still_running_at_the_timeout(make_proxy: Proxy
     p.upstream_app[RELEASE].set()
     with contextlib.suppress(aiohttp.ClientError):
         (await slow).close()
+
+
+async def test_start_on_a_taken_port_raises_and_leaves_nothing_open(
+    make_proxy: ProxyFactory,
+) -> None:
+    p = await make_proxy()
+    taken = p.component.addresses[0]
+    config = Config(
+        proxy=dataclasses.replace(ProxyConfig(), listen=Address("127.0.0.1", taken.port))
+    )
+    module = Module.new("t")
+    component = create_proxy(config, module, Metrics.create(module.meter))
+    try:
+        with pytest.raises(OSError, match="in use"):
+            await component.start()
+    finally:
+        await module.shutdown()
