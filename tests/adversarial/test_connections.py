@@ -151,7 +151,7 @@ def _p99(values: list[float]) -> float:
 @LONG
 @pytest.mark.parametrize("after_request", [False, True], ids=["first-head", "keep-alive-head"])
 async def test_slowloris_connections_are_closed_after_the_header_timeout(
-    make_proxy: ProxyFactory, counting_app, after_request: bool
+    make_proxy: ProxyFactory, counting_app, after_request: bool, capsys
 ) -> None:
     """Input: 500 connections sending one header byte per second, with
     ``proxy.header_timeout: 2s``. Expected: each is closed within the header timeout
@@ -184,6 +184,9 @@ async def test_slowloris_connections_are_closed_after_the_header_timeout(
     assert max(closed) < HEADER_TIMEOUT_S + 8, f"slowest close after {max(closed):.1f}s"
     first = SLOW_CONNECTIONS if after_request else 0
     assert app.total == 400 + first  # the quiet, loaded (and first quick) requests only
+    with capsys.disabled():
+        print(f"\nslowloris: p99 {_p99(quiet) * 1000:.1f} ms quiet, {_p99(loaded) * 1000:.1f} ms "
+              f"with {SLOW_CONNECTIONS} slow heads; all closed within {max(closed):.1f}s")  # fmt: skip
     baseline = max(_p99(quiet), 0.002)  # a 2 ms floor: loopback p99s below that are noise
     assert _p99(loaded) < 2 * baseline, (f"p99 {_p99(loaded) * 1000:.1f} ms loaded vs "
                                          f"{_p99(quiet) * 1000:.1f} ms quiet")  # fmt: skip

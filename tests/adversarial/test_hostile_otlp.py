@@ -206,6 +206,7 @@ async def test_100mb_declared_with_a_short_body_is_413_at_once(ingest_factory) -
     await _still_ingests(ingest)
 
 
+@pytest.mark.xdist_group("adversarial-long")
 async def test_a_million_attributes_is_refused_with_bounded_memory(ingest_factory) -> None:
     ingest, before = await _seeded(ingest_factory)
     body = _many_attributes(1_000_000)

@@ -26,7 +26,7 @@ from sidecar.ingest.translate import TranslationRules, Translator
 from tests.ingest.builders import Harness
 from tests.properties.strategies import point_count, requests
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROMOTE = ("service.name", "service.namespace", "service.instance.id")
 
 
