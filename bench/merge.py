@@ -57,7 +57,12 @@ from sidecar.config import (  # noqa: E402
     MergeTarget,
     OtlpExportConfig,
 )
-from sidecar.export import create_export, resource_rules, to_metrics_data, unified_view  # noqa: E402
+from sidecar.export import (  # noqa: E402
+    create_export,
+    exposition_to_metrics_data,
+    resource_rules,
+    unified_view,
+)
 from sidecar.ingest import ingest_state  # noqa: E402
 from sidecar.ingest.collector import OtlpCollector  # noqa: E402
 from sidecar.merge import create_merge, merged_metrics_handler  # noqa: E402
@@ -240,10 +245,10 @@ async def bench_export(series: int, rounds: int) -> list[tuple[str, ...]]:
     holder: list[object] = []
 
     async def read_view() -> None:
-        holder[:] = [list(await view())]
+        holder[:] = [await view()]
 
     async def convert() -> None:
-        holder.append(to_metrics_data(holder[0], rules, time.time_ns(), 0))  # type: ignore[arg-type]
+        holder.append(exposition_to_metrics_data(holder[0], rules, time.time_ns(), 0))  # type: ignore[arg-type]
 
     async def send() -> None:
         assert pusher.exporter.export(holder[-1]).name == "SUCCESS"  # type: ignore[arg-type]
@@ -256,7 +261,7 @@ async def bench_export(series: int, rounds: int) -> list[tuple[str, ...]]:
         wall, cpu = await timed(rounds, read_view)
         rows.append(
             (
-                f"export {series:,} series: read the unified view (loop)",
+                f"export {series:,} series: render the unified view (loop)",
                 f"{wall * 1000:.0f} ms",
                 f"{cpu * 1000:.0f} ms",
             )
@@ -264,7 +269,7 @@ async def bench_export(series: int, rounds: int) -> list[tuple[str, ...]]:
         wall, cpu = await timed(rounds, convert)
         rows.append(
             (
-                "  convert to OTLP data (worker thread)",
+                "  parse, convert to OTLP data (worker thread)",
                 f"{wall * 1000:.0f} ms",
                 f"{cpu * 1000:.0f} ms",
             )
