@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
+from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from sidecar.ingest.codec import (
     GRPC_INVALID_ARGUMENT,
@@ -33,7 +34,7 @@ from sidecar.ingest.instruments import IngestInstruments
 from sidecar.ingest.jsonview import JsonShapeError
 from sidecar.ingest.model import Batch
 from sidecar.ingest.store import STORE_FULL, MetricStore, Outcome
-from sidecar.ingest.translate import Translator
+from sidecar.ingest.translate import AttributeTooDeep, Translator
 
 __all__ = ["INGEST_PATH", "SERVER_KWARGS", "IngestState", "create_ingest_app"]
 
@@ -176,6 +177,8 @@ def _translate(body: bytes, encoding: Encoding, translator: Translator) -> Batch
         return translator.translate(request)
     except JsonShapeError as exc:  # JSON is type-checked lazily, as the translator reads it
         raise UndecodableBody(f"cannot decode json body: {exc}") from exc
+    except (AttributeTooDeep, RecursionError, ProtobufDecodeError) as exc:  # lazily parsed
+        raise UndecodableBody(f"cannot decode body: {exc}") from exc
 
 
 def _merge_rejections(batch: Batch, outcome: Outcome) -> dict[str, int]:

@@ -84,31 +84,44 @@ def classic_buckets(state: ExponentialState) -> tuple[list[float], list[int]]:
     """
     bounds: list[float] = []
     counts: list[int] = []
+    carried = 0  # buckets whose bound is beyond float range join the next representable one
     if state.negative:
         for index in range(max(state.negative), min(state.negative) - 1, -1):
-            bounds.append(-_power(state.scale, index))
-            counts.append(state.negative.get(index, 0))
+            bound = -_power(state.scale, index)
+            if bound == -INF:
+                carried += state.negative.get(index, 0)
+                continue
+            bounds.append(bound)
+            counts.append(state.negative.get(index, 0) + carried)
+            carried = 0
     bounds.append(state.zero_threshold)
-    counts.append(state.zero_count)
+    counts.append(state.zero_count + carried)
+    carried = 0
     if state.positive:
         for index in range(min(state.positive), max(state.positive) + 1):
             bound = _power(state.scale, index + 1)
+            if bound == INF:
+                carried += state.positive.get(index, 0)
+                continue
             if bound <= bounds[-1]:
                 counts[-1] += state.positive.get(index, 0)
                 continue
             bounds.append(bound)
             counts.append(state.positive.get(index, 0))
     bounds.append(INF)
-    counts.append(0)
+    counts.append(carried)
     return bounds, counts
 
 
 def _power(scale: int, index: int) -> float:
-    """``base**index`` with ``base = 2**(2**-scale)``, exact for scale <= 0."""
-    if scale <= 0:
-        return math.ldexp(1.0, index << -scale)
-    whole, part = divmod(index, 1 << scale)
-    return math.ldexp(2.0 ** (part / (1 << scale)), whole)
+    """``base**index`` with ``base = 2**(2**-scale)``, exact for scale <= 0; inf past range."""
+    try:
+        if scale <= 0:
+            return math.ldexp(1.0, index << -scale)
+        whole, part = divmod(index, 1 << scale)
+        return math.ldexp(2.0 ** (part / (1 << scale)), whole)
+    except OverflowError:  # beyond float range: the bucket joins the +Inf one
+        return INF
 
 
 def _histogram_buckets(series: Series) -> tuple[list[str], list[int], float]:

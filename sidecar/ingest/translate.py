@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,17 @@ TEMPORALITIES = {
     pb.AGGREGATION_TEMPORALITY_CUMULATIVE: Temporality.CUMULATIVE,
 }
 LABEL_CACHE_MAX = 10_000
+# Limits against hostile payloads. A point with more attributes than the OpenTelemetry
+# SDK's default attribute count limit is rejected (partial_success "invalid_point");
+# an AnyValue nested deeper than protobuf's own parsers allow makes the body undecodable.
+MAX_POINT_ATTRIBUTES = 128
+MAX_ANY_VALUE_DEPTH = 64
+
+
+class AttributeTooDeep(ValueError):
+    """An attribute value nested beyond `MAX_ANY_VALUE_DEPTH`."""
+
+
 LABEL_SET_CACHE_MAX = 200_000  # raw attribute encodings → label text, all scopes together
 
 LabelDict = dict[str, str]
@@ -271,7 +282,9 @@ class Translator:
             if which is None:
                 continue
             value = dp.as_double if which == "as_double" else float(dp.as_int)
-            labels = base(dp.attributes)
+            labels = _point_labels_within_limits(base, dp.attributes)
+            if labels is None:
+                continue
             points.append(NumberPoint(labels, dp.start_time_unix_nano, dp.time_unix_nano, value))
         self._emit(metric, kind, self._temporality(temporality), points, len(data_points), batch)
 
@@ -285,7 +298,9 @@ class Translator:
                 continue
             if dp.flags & FLAG_NO_RECORDED_VALUE:
                 continue
-            labels = base(dp.attributes)
+            labels = _point_labels_within_limits(base, dp.attributes)
+            if labels is None:
+                continue
             total = dp.sum if dp.HasField("sum") else 0.0
             points.append(
                 HistogramPoint(
@@ -310,7 +325,9 @@ class Translator:
         for dp in data_points:
             if dp.flags & FLAG_NO_RECORDED_VALUE or not -10 <= dp.scale <= 20:
                 continue
-            labels = base(dp.attributes)
+            labels = _point_labels_within_limits(base, dp.attributes)
+            if labels is None:
+                continue
             points.append(
                 ExponentialPoint(
                     labels,
@@ -334,7 +351,9 @@ class Translator:
         for dp in data_points:
             if dp.flags & FLAG_NO_RECORDED_VALUE:
                 continue
-            labels = base(dp.attributes)
+            labels = _point_labels_within_limits(base, dp.attributes)
+            if labels is None:
+                continue
             quantiles = tuple((q.quantile, q.value) for q in dp.quantile_values)
             points.append(
                 SummaryPoint(
@@ -371,13 +390,26 @@ def _attributes(attributes: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: _python_value(kv.value) for kv in attributes}
 
 
-def _python_value(value: AnyValue) -> Any:
-    """An AnyValue as the Python value the SDK recorded (arrays as lists)."""
+def _point_labels_within_limits(base: Labeler, attributes: Sized) -> Labels | None:
+    """The point's label text, or None (the point is rejected) when it has too many."""
+    if len(attributes) > MAX_POINT_ATTRIBUTES:
+        return None
+    return base(attributes)
+
+
+def _python_value(value: AnyValue, depth: int = 0) -> Any:
+    """An AnyValue as the Python value the SDK recorded (arrays as lists).
+
+    Raises:
+        AttributeTooDeep: nested arrays/kvlists deeper than `MAX_ANY_VALUE_DEPTH`.
+    """
+    if depth > MAX_ANY_VALUE_DEPTH:
+        raise AttributeTooDeep(f"attribute value nested deeper than {MAX_ANY_VALUE_DEPTH} levels")
     which = value.WhichOneof("value")
     if which == "array_value":
-        return [_python_value(v) for v in value.array_value.values]
+        return [_python_value(v, depth + 1) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: _python_value(kv.value) for kv in value.kvlist_value.values}
+        return {kv.key: _python_value(kv.value, depth + 1) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     if which is None:
