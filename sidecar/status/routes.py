@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -30,6 +30,8 @@ __all__ = ["STATUS_KEY", "StatusSources", "add_status_routes", "redact_urls"]
 
 STATUS_PATHS = ("/", "/debug/series", "/debug/config")
 UPSTREAM_CHECK_TIMEOUT_S = 0.5
+INVENTORY_TTL_S = 15.0  # sources and top metrics on the page are at most this old
+T = TypeVar("T")
 DEFAULT_SERIES_LIMIT = 20
 MAX_SERIES_LIMIT = 10_000
 TOP_METRICS = 10
@@ -61,6 +63,32 @@ class StatusSources:
 
 
 STATUS_KEY = web.AppKey("status_sources", StatusSources)
+
+
+class Memo:
+    """The last value of a costly computation, recomputed at most every ``ttl`` seconds.
+
+    The page reloads every few seconds in every open browser tab; walking 100,000
+    ingested series that often would hold the event loop (and the proxy) too long.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, or its value from less than ``ttl`` seconds ago."""
+        now = self._clock()
+        hit = self._values.get(name)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._values[name] = (now, value)
+        return value
+
+
+MEMO_KEY = web.AppKey("status_memo", Memo)
 
 
 def redact_urls(value: Any) -> Any:
@@ -124,7 +152,7 @@ def _store_totals(collector: Collector | None) -> dict[str, float]:
     return totals
 
 
-async def _view(sources: StatusSources, refresh: bool) -> StatusView:
+async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView:
     own = sources.collectors.get("sidecar")
     sampler = sources.sampler
     routes = sampler.window()
@@ -143,11 +171,11 @@ async def _view(sources: StatusSources, refresh: bool) -> StatusView:
         routes=routes,
         rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
         p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},
-        sources=sources.sources() if sources.sources else (),
+        sources=memo.get("sources", sources.sources) if sources.sources else (),
         store=_store_totals(own),
         merge=_values(own, "sidecar_merge_scrapes_total", "target result"),
         export=_values(own, "sidecar_export_total", "result"),
-        top_metrics=count_series(sources.collectors)[:TOP_METRICS],
+        top_metrics=memo.get("top", lambda: count_series(sources.collectors)[:TOP_METRICS]),
         refresh=refresh,
         metrics_path=sources.config.admin.metrics_path,
     )
@@ -160,7 +188,8 @@ def dump_yaml_redacted(config: Config) -> str:
 
 async def status_page(request: web.Request) -> web.Response:
     """``GET /``: the HTML status page (``?refresh=0`` turns the self-reload off)."""
-    view = await _view(request.app[STATUS_KEY], request.query.get("refresh") != "0")
+    app = request.app
+    view = await _view(app[STATUS_KEY], app[MEMO_KEY], request.query.get("refresh") != "0")
     return web.Response(
         text=render_page(view),
         content_type="text/html",
@@ -195,6 +224,7 @@ async def _sample_forever(sampler: TrafficSampler) -> None:
 def add_status_routes(app: web.Application, sources: StatusSources) -> None:
     """Register the pages on the admin ``app``, protected like ``/metrics``; sample traffic."""
     app[STATUS_KEY] = sources
+    app[MEMO_KEY] = Memo(INVENTORY_TTL_S)
     app[PROTECTED_KEY].update(STATUS_PATHS)
     app.router.add_get("/", status_page)
     app.router.add_get("/debug/series", debug_series)

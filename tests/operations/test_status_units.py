@@ -163,3 +163,109 @@ def test_store_sources_reads_a_real_store() -> None:
     assert (source.service_name, source.service_instance_id, source.series) == ("reactor", "r-1", 1)
     assert source.last_push_age_s is not None
     assert 0 <= source.last_push_age_s < 60
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "expected"),
+    [
+        pytest.param('a="1",service_name="x"', "service_name", "x", id="last"),
+        pytest.param('service_name="x",a="1"', "service_name", "x", id="first"),
+        pytest.param('my_service_name="y",service_name="x"', "service_name", "x", id="suffix-name"),
+        pytest.param('a="1"', "service_name", "", id="absent"),
+        pytest.param('service_name="say \\"hi\\"",b="2"', "service_name", 'say \\"hi\\"', id="esc"),
+        pytest.param('service_name="ends\\\\",b="2"', "service_name", "ends\\\\", id="backslash"),
+    ],
+)
+def test_label_value(text: str, name: str, expected: str) -> None:
+    from sidecar.status.inventory import label_value
+
+    assert label_value(text, name) == expected
+
+
+def test_ingest_sources_without_target_info_and_with_many_sources() -> None:
+    from sidecar.status.inventory import MAX_COUNTED_SOURCES
+
+    series = [
+        'service_name="a",service_instance_id="1"',
+        'service_name="a",service_instance_id="1"',
+    ]
+    [only] = ingest_sources({}, series, clock=lambda: 0.0)
+    assert (only.service_name, only.series, only.last_push_age_s) == ("a", 2, None)
+    many = {
+        f'service_name="s",service_instance_id="{i}"': 0.0 for i in range(MAX_COUNTED_SOURCES + 1)
+    }
+    sources = ingest_sources(many, series, clock=lambda: 1.0)
+    assert len(sources) == MAX_COUNTED_SOURCES + 1
+    assert {s.series for s in sources} == {None}
+
+
+def test_memo_recomputes_after_its_ttl() -> None:
+    from sidecar.status.routes import Memo
+
+    now = [0.0]
+    calls: list[int] = []
+    memo = Memo(15.0, clock=lambda: now[0])
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert memo.get("x", compute) == 1
+    now[0] = 14.9
+    assert memo.get("x", compute) == 1
+    now[0] = 15.0
+    assert memo.get("x", compute) == 2
+
+
+def test_store_counts_match_rendered_counts() -> None:
+    """The ingest fast path counts what the collector would render, family by family."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+    from sidecar.ingest.collector import OtlpCollector
+    from sidecar.ingest.store import MetricStore, StoreLimits
+    from sidecar.ingest.translate import TranslationRules, Translator
+
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    attr = rm.resource.attributes.add()
+    attr.key, attr.value.string_value = "service.name", "svc"
+    scope = rm.scope_metrics.add()
+    gauge = scope.metrics.add()
+    gauge.name = "queue_depth"
+    counter = scope.metrics.add()
+    counter.name = "jobs"
+    counter.sum.is_monotonic = True
+    counter.sum.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    histogram = scope.metrics.add()
+    histogram.name = "latency"
+    histogram.histogram.aggregation_temporality = (
+        AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    )
+    for i in range(3):
+        point = gauge.gauge.data_points.add(as_int=i, time_unix_nano=1)
+        a = point.attributes.add()
+        a.key, a.value.string_value = "queue", str(i)
+        c = counter.sum.data_points.add(as_int=i, time_unix_nano=1, start_time_unix_nano=1)
+        a = c.attributes.add()
+        a.key, a.value.string_value = "queue", str(i)
+    h = histogram.histogram.data_points.add(
+        count=2, sum=3.0, time_unix_nano=1, start_time_unix_nano=1
+    )
+    h.explicit_bounds.extend([1.0, 5.0])
+    h.bucket_counts.extend([1, 1, 0])
+    store = MetricStore(StoreLimits())
+    store.apply(Translator(TranslationRules(("service.name",))).translate(request))
+    collector = OtlpCollector(store)
+
+    class Plain:  # the same collector without its store: counted by rendering it
+        def collect(self):  # type: ignore[no-untyped-def]
+            return collector.collect()
+
+    fast = {(c.metric, c.series) for c in count_series({"ingest": collector})}
+    rendered = {(c.metric, c.series) for c in count_series({"ingest": Plain()})}
+    assert fast == rendered
+    assert ("jobs_total", 3) in fast
+    assert ("latency", 1) in fast
