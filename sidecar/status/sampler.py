@@ -29,6 +29,7 @@ __all__ = [
 
 REQUESTS = "http_request_total"
 BUCKETS = "http_request_duration_milliseconds_bucket"
+FAMILIES = frozenset({"http_request", "http_request_total", "http_request_duration_milliseconds"})
 SAMPLE_INTERVAL_S = 5.0
 HISTORY_S = 15 * 60.0
 WINDOW_S = 60.0
@@ -76,6 +77,8 @@ def route_totals(collector: Collector) -> dict[str, RouteTotals]:
     """Sum the proxy's series per ``path`` (over methods and statuses)."""
     routes: dict[str, _Accumulator] = {}
     for family in collector.collect():
+        if family.name not in FAMILIES:
+            continue
         for sample in family.samples:
             if sample.name not in (REQUESTS, BUCKETS) or "path" not in sample.labels:
                 continue
