@@ -60,6 +60,7 @@ LabelItems = tuple[tuple[str, str], ...]
 ResourceKey = tuple[str, ...]  # promoted label values; all "" = the sidecar's own
 ScopeKey = tuple[str, str, str]
 MetricKey = tuple[str, str]  # (OTLP name, "sum" | "gauge" | "histogram")
+NO_SCOPE: ScopeKey = ("", "", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class ResourceRules:
 class _Series:
     """One histogram series being assembled from its samples."""
 
-    attributes: dict[str, str]
+    attributes: Mapping[str, str]
     buckets: list[tuple[float, float]] = field(default_factory=list)
     count: float = 0.0
     total: float = 0.0
@@ -95,20 +96,19 @@ class _Builder:
         self.start_ns = start_ns
         self.tree: dict[ResourceKey, dict[ScopeKey, dict[MetricKey, _Points]]] = {}
         self.targets: dict[ResourceKey, dict[str, str]] = {}
+        self.special = frozenset(rules.label_names) | SCOPE_LABELS
+        self.no_resource: ResourceKey = ("",) * len(rules.label_names)
 
-    def place(self, labels: Mapping[str, str]) -> tuple[ResourceKey, ScopeKey, dict[str, str]]:
+    def place(self, labels: Mapping[str, str]) -> tuple[ResourceKey, ScopeKey, Mapping[str, str]]:
         """Split a label set into its resource, its scope and the point's attributes."""
         names = self.rules.label_names
-        resource = tuple(labels.get(n, "") for n in names)
+        if self.special.isdisjoint(labels):  # the common case: the sidecar's own, merged
+            return self.no_resource, NO_SCOPE, labels
+        resource = tuple([labels.get(n, "") for n in names])
         scope = (labels.get(SCOPE_NAME, ""), labels.get(SCOPE_VERSION, ""),
                  labels.get(SCOPE_SCHEMA_URL, ""))  # fmt: skip
-        is_ingested = any(resource)
-        attributes = {
-            k: v
-            for k, v in labels.items()
-            if k not in SCOPE_LABELS and not (is_ingested and k in names)
-        }
-        return resource, scope, attributes
+        drop = self.special if any(resource) else SCOPE_LABELS
+        return resource, scope, {k: v for k, v in labels.items() if k not in drop}
 
     def points(
         self, resource: ResourceKey, scope: ScopeKey, key: MetricKey, help_text: str
