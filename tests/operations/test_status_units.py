@@ -269,3 +269,35 @@ def test_store_counts_match_rendered_counts() -> None:
     assert fast == rendered
     assert ("jobs_total", 3) in fast
     assert ("latency", 1) in fast
+
+
+def test_page_sections_for_merge_export_and_trouble() -> None:
+    from sidecar.status.inventory import SourceInfo
+    from sidecar.status.page import StatusView, render_page
+    from sidecar.status.sampler import RouteStats
+
+    view = StatusView(
+        version="9.9.9",
+        uptime_s=3725,
+        ready=False,
+        readiness="draining",
+        listeners={"proxy": ["0.0.0.0:8000"], "admin": ["0.0.0.0:9464"]},
+        upstream="http://127.0.0.1:8080",
+        upstream_state="does not answer (Connection refused)",
+        upstream_ok=False,
+        config_yaml="proxy:\n  upstream: <b>\n",
+        routes={"/a": RouteStats(rate=2.5, error_ratio=0.25, p50=1.0, p99=math.nan)},
+        sources=(SourceInfo("svc", "i-1", 4.0, 12, accepted=100, rejected=3),),
+        merge={"app ok": 10.0, "app timeout": 2.0},
+        export={"success": 4.0},
+    )
+    page = render_page(view)
+    assert '<span class="bad">not ready</span> (draining)' in page
+    assert '<span class="bad">does not answer (Connection refused)</span>' in page
+    assert "up 1h 2m" in page
+    assert "&lt;b&gt;" in page  # config is escaped
+    assert '<span class="bad">25.0%</span>' in page
+    assert "Merge targets (scrapes)" in page
+    assert "<td>app timeout</td>" in page
+    assert "OTLP export" in page
+    assert '<td class="num">100</td><td class="num">3</td>' in page
