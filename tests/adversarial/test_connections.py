@@ -168,28 +168,32 @@ async def test_slowloris_connections_are_closed_after_the_header_timeout(
         asyncio.ensure_future(_slow_client(host, int(port), closed, started, after_request))
         for _ in range(SLOW_CONNECTIONS)
     ]
+    loaded: list[float] = []
     try:
-        loaded = await _latencies(f"{proxy.url}/loaded", 200)
-        try:
-            async with asyncio.timeout(HEADER_TIMEOUT_S + 20):
-                await asyncio.gather(*slow)
-        except TimeoutError:
-            open_ = SLOW_CONNECTIONS - len(closed)
-            pytest.fail(f"{open_} slow heads still open {HEADER_TIMEOUT_S + 20:.0f}s in")
+        async with asyncio.timeout(HEADER_TIMEOUT_S + 20):
+            while len(closed) < SLOW_CONNECTIONS:  # normal traffic for the whole attack
+                loaded += await _latencies(f"{proxy.url}/loaded", 20)
+    except TimeoutError:
+        open_ = SLOW_CONNECTIONS - len(closed)
+        pytest.fail(f"{open_} slow heads still open {HEADER_TIMEOUT_S + 20:.0f}s in")
     finally:
         for task in slow:
             task.cancel()
+    # the machine is shared: quiet is measured before and after, and the worse one counts
+    quiet_after = await _latencies(f"{proxy.url}/quiet", 200)
     assert len(closed) == SLOW_CONNECTIONS
     assert -1.0 not in closed, "some slow connections were refused outright"
     assert max(closed) < HEADER_TIMEOUT_S + 8, f"slowest close after {max(closed):.1f}s"
     first = SLOW_CONNECTIONS if after_request else 0
-    assert app.total == 400 + first  # the quiet, loaded (and first quick) requests only
+    assert app.total == 400 + len(loaded) + first  # quiet, loaded (and first quick) only
+    quiet_p99 = max(_p99(quiet), _p99(quiet_after))
     with capsys.disabled():
-        print(f"\nslowloris: p99 {_p99(quiet) * 1000:.1f} ms quiet, {_p99(loaded) * 1000:.1f} ms "
-              f"with {SLOW_CONNECTIONS} slow heads; all closed within {max(closed):.1f}s")  # fmt: skip
-    baseline = max(_p99(quiet), 0.002)  # a 2 ms floor: loopback p99s below that are noise
+        print(f"\nslowloris: p99 {quiet_p99 * 1000:.1f} ms quiet, {_p99(loaded) * 1000:.1f} ms "
+              f"during {SLOW_CONNECTIONS} slow heads ({len(loaded)} requests); "
+              f"all closed within {max(closed):.1f}s")  # fmt: skip
+    baseline = max(quiet_p99, 0.002)  # a 2 ms floor: loopback p99s below that are noise
     assert _p99(loaded) < 2 * baseline, (f"p99 {_p99(loaded) * 1000:.1f} ms loaded vs "
-                                         f"{_p99(quiet) * 1000:.1f} ms quiet")  # fmt: skip
+                                         f"{quiet_p99 * 1000:.1f} ms quiet")  # fmt: skip
 
 
 # ---------------------------------------------------- 8. 10,000 idle connections
