@@ -222,15 +222,19 @@ def measure_all(
     """Round-robin: run r of every case on every target before run r + 1 of any.
 
     The machine's background load drifts; interleaving spreads that drift over all
-    targets instead of charging it to whichever target happened to run last.
+    targets instead of charging it to whichever target happened to run last, and the
+    order rotates each run (a fixed order showed a steady bias for its second slot).
     """
     samples: dict[tuple[str, str], Samples] = {}
     for port, _ in running_targets.values():
         for _, path, conns in CASES:
             run_wrk(f"http://127.0.0.1:{port}{path}", conns, 1, load_cores)  # warm-up
+    names = list(running_targets)
     for run in range(args.runs):
+        order = names[run % len(names) :] + names[: run % len(names)]  # rotate: no fixed slot
         for case, path, conns in CASES:
-            for name, (port, pid) in running_targets.items():
+            for name in order:
+                port, pid = running_targets[name]
                 before = counters(pid) if pid else None
                 result = run_wrk(f"http://127.0.0.1:{port}{path}", conns, args.duration, load_cores)
                 after = counters(pid) if pid else None
