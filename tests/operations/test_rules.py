@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from tests.support.prometheus import check_rules, run_rule_tests
+from tests.support.prometheus import PrometheusFactory, check_rules, poll, run_rule_tests
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = RULES_DIR / "rules.yaml"
@@ -63,3 +64,26 @@ def test_every_alert_is_tested_firing_and_silent() -> None:
         mine = [case for case in cases if case["alertname"] == name]
         assert any(case["exp_alerts"] for case in mine), f"{name}: no case where it fires"
         assert any(not case["exp_alerts"] for case in mine), f"{name}: no case where it is silent"
+
+
+def test_a_real_prometheus_loads_and_evaluates_the_rules(
+    prometheus_factory: PrometheusFactory,
+) -> None:
+    prom = prometheus_factory([], rule_files=[RULES])
+    names = {str(group["name"]) for group in yaml.safe_load(RULES.read_text())["groups"]}
+
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = prom.rules()
+        alerting = [r for g in groups for r in g["rules"] if r["type"] == "alerting"]
+        done = alerting and all(r["health"] != "unknown" for r in alerting)
+        return groups if done else None
+
+    groups = poll(evaluated, 30, lambda: "every alerting rule evaluated once")
+    assert {g["name"] for g in groups} == names
+    unhealthy = [
+        (r["name"], r.get("lastError"))
+        for g in groups
+        for r in g["rules"]
+        if r["type"] == "alerting" and r["health"] != "ok"
+    ]
+    assert unhealthy == []

@@ -55,6 +55,7 @@ __all__ = [
     "check_metrics",
     "check_rules",
     "free_port",
+    "poll",
     "prometheus_factory",
     "promtool",
     "require_tool",
