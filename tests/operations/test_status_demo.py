@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,9 @@ def _page_with_routes(demo: SidecarProcess) -> str | None:
     return page if len(ROUTE_ROW.findall(page)) >= 3 else None
 
 
-async def test_demo_status_page_in_chromium(demo: SidecarProcess, tmp_path: Path) -> None:
+async def test_demo_status_page_in_chromium(
+    demo: SidecarProcess, tmp_path: Path, record_property: Any
+) -> None:
     page = poll(lambda: _page_with_routes(demo), 40, lambda: "three routes on the page")
     assert "/users/{id}" in ROUTE_ROW.findall(page)
     dom = await browser.dump_dom(demo.url("/"))
@@ -36,4 +39,5 @@ async def test_demo_status_page_in_chromium(demo: SidecarProcess, tmp_path: Path
     assert dom.count('<svg class="spark rate"') >= 3
     shot = await browser.screenshot(demo.url("/?refresh=0"), tmp_path / "status-page.png")
     print(f"status page screenshot of causality-sidecar demo: {shot}")
+    record_property("screenshot", str(shot))
     assert shot.stat().st_size > 10_000

@@ -230,7 +230,9 @@ async def test_upstream_state_says_why_it_does_not_answer() -> None:
         assert await upstream_state(f"http://127.0.0.1:{port}") == (True, "answers")
 
 
-async def test_chromium_renders_the_page(running: Running, tmp_path: Path) -> None:
+async def test_chromium_renders_the_page(
+    running: Running, tmp_path: Path, record_property: Any
+) -> None:
     await running.traffic_until_sampled()
     dom = await browser.dump_dom(running.admin_url + "/")
     assert 'id="traffic"' in dom
@@ -239,5 +241,6 @@ async def test_chromium_renders_the_page(running: Running, tmp_path: Path) -> No
     assert "Top metrics by series" in dom
     shot = await browser.screenshot(running.admin_url + "/?refresh=0", tmp_path / "status.png")
     print(f"status page screenshot: {shot}")
+    record_property("screenshot", str(shot))
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank image
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
