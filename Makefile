@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:  ## Debian packages the tests use (installed when missing and running as root)
-	scripts/ensure-debian-packages prometheus:promtool prometheus:prometheus chromium:chromium
+	scripts/ensure-debian-packages prometheus:promtool prometheus:prometheus chromium:chromium \
+	  podman:podman runc:runc debootstrap:debootstrap
 
 bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs wrk, nginx)
 	$(BIN)/python bench/proxy.py
