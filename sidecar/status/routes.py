@@ -30,7 +30,8 @@ __all__ = ["STATUS_KEY", "StatusSources", "add_status_routes", "redact_urls"]
 
 STATUS_PATHS = ("/", "/debug/series", "/debug/config")
 UPSTREAM_CHECK_TIMEOUT_S = 0.5
-INVENTORY_TTL_S = 15.0  # sources and top metrics on the page are at most this old
+MEMO_COST_FACTOR = 50.0  # the page's inventory may take at most ~2% of the event loop
+MEMO_MAX_AGE_S = 30.0
 T = TypeVar("T")
 DEFAULT_SERIES_LIMIT = 20
 MAX_SERIES_LIMIT = 10_000
@@ -66,25 +67,36 @@ STATUS_KEY = web.AppKey("status_sources", StatusSources)
 
 
 class Memo:
-    """The last value of a costly computation, recomputed at most every ``ttl`` seconds.
+    """The last value of a costly computation, reused for a time proportional to its cost.
 
     The page reloads every few seconds in every open browser tab; walking 100,000
-    ingested series that often would hold the event loop (and the proxy) too long.
+    ingested series that often would hold the event loop (and the proxy) too long. A
+    value that took ``d`` seconds to compute is reused for ``cost_factor * d`` seconds
+    (at most ``max_age``), so the page spends at most ~1/cost_factor of the loop on it,
+    and a small store is always shown fresh.
     """
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
+    def __init__(
+        self,
+        cost_factor: float = MEMO_COST_FACTOR,
+        max_age: float = MEMO_MAX_AGE_S,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.cost_factor = cost_factor
+        self.max_age = max_age
         self._clock = clock
-        self._values: dict[str, tuple[float, Any]] = {}
+        self._values: dict[str, tuple[float, float, Any]] = {}  # name -> (until, age limit, value)
 
     def get(self, name: str, compute: Callable[[], T]) -> T:
-        """``compute()``, or its value from less than ``ttl`` seconds ago."""
-        now = self._clock()
+        """``compute()``, or its earlier value while that is still fresh enough."""
+        start = self._clock()
         hit = self._values.get(name)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]  # type: ignore[no-any-return]
+        if hit is not None and start < hit[0]:
+            return hit[2]  # type: ignore[no-any-return]
         value = compute()
-        self._values[name] = (now, value)
+        end = self._clock()
+        reuse = min((end - start) * self.cost_factor, self.max_age)
+        self._values[name] = (end + reuse, reuse, value)
         return value
 
 
@@ -224,7 +236,7 @@ async def _sample_forever(sampler: TrafficSampler) -> None:
 def add_status_routes(app: web.Application, sources: StatusSources) -> None:
     """Register the pages on the admin ``app``, protected like ``/metrics``; sample traffic."""
     app[STATUS_KEY] = sources
-    app[MEMO_KEY] = Memo(INVENTORY_TTL_S)
+    app[MEMO_KEY] = Memo()
     app[PROTECTED_KEY].update(STATUS_PATHS)
     app.router.add_get("/", status_page)
     app.router.add_get("/debug/series", debug_series)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.demo.pipeline import PIPELINE_SERVICE
 from tests.operations import browser
 from tests.support.process import SidecarProcess, http_get
 from tests.support.prometheus import poll
@@ -25,17 +26,20 @@ def _page_with_routes(demo: SidecarProcess) -> str | None:
     status, _, body = http_get(demo.url("/"))
     assert status == 200, f"GET / answered {status}: is the status page wired in?"
     page = body.decode()
-    return page if len(ROUTE_ROW.findall(page)) >= 3 else None
+    return page if len(ROUTE_ROW.findall(page)) >= 3 and PIPELINE_SERVICE in page else None
 
 
 async def test_demo_status_page_in_chromium(
     demo: SidecarProcess, tmp_path: Path, record_property: Any
 ) -> None:
-    page = poll(lambda: _page_with_routes(demo), 40, lambda: "three routes on the page")
+    page = poll(
+        lambda: _page_with_routes(demo), 40, lambda: "three routes and the pipeline on the page"
+    )
     assert "/users/{id}" in ROUTE_ROW.findall(page)
     dom = await browser.dump_dom(demo.url("/"))
     assert 'id="traffic"' in dom
     assert 'id="ingest"' in dom
+    assert f"<td>{PIPELINE_SERVICE}</td>" in dom  # the demo pipeline as an OTLP source
     assert dom.count('<svg class="spark rate"') >= 3
     shot = await browser.screenshot(demo.url("/?refresh=0"), tmp_path / "status-page.png")
     print(f"status page screenshot of causality-sidecar demo: {shot}")

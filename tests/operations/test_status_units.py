@@ -199,22 +199,28 @@ def test_ingest_sources_without_target_info_and_with_many_sources() -> None:
     assert {s.series for s in sources} == {None}
 
 
-def test_memo_recomputes_after_its_ttl() -> None:
+def test_memo_reuses_a_value_for_a_time_proportional_to_its_cost() -> None:
     from sidecar.status.routes import Memo
 
     now = [0.0]
     calls: list[int] = []
-    memo = Memo(15.0, clock=lambda: now[0])
+    memo = Memo(cost_factor=50, max_age=30, clock=lambda: now[0])
 
-    def compute() -> int:
+    def costly(seconds: float) -> int:
+        now[0] += seconds  # the computation "takes" this long on the fake clock
         calls.append(1)
         return len(calls)
 
-    assert memo.get("x", compute) == 1
-    now[0] = 14.9
-    assert memo.get("x", compute) == 1
-    now[0] = 15.0
-    assert memo.get("x", compute) == 2
+    assert memo.get("x", lambda: costly(0.1)) == 1  # took 0.1 s: reused for 5 s
+    now[0] += 4.9
+    assert memo.get("x", lambda: costly(0.1)) == 1
+    now[0] += 0.2
+    assert memo.get("x", lambda: costly(1.0)) == 2  # took 1 s: 50 s, capped at 30 s
+    now[0] += 29.9
+    assert memo.get("x", lambda: costly(0.0)) == 2
+    now[0] += 0.2
+    assert memo.get("x", lambda: costly(0.0)) == 3  # took no time: never reused
+    assert memo.get("x", lambda: costly(0.0)) == 4
 
 
 def test_store_counts_match_rendered_counts() -> None:
