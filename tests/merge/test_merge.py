@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from sidecar.merge import ACCEPT
+from sidecar.merge.scraper import budget
 from tests.merge.conftest import (
     OPENMETRICS_CT,
     PROTOBUF_CT,
@@ -280,7 +281,7 @@ async def test_slow_target_cut_by_the_scrapers_timeout(
         gate.set()
     elapsed = time.monotonic() - start
     assert slow.requests, "the target was asked"
-    assert 0.8 <= elapsed < 1.0  # the budget: 1 s minus the 0.1 s margin, then the reply
+    assert 0.85 <= elapsed < 3.0  # budget 0.9 s (1 s minus the margin), not the target's 30 s
     assert scrapes(text, "slow", "timeout") == 1
     assert value(text, "app_temperature") is None
 
@@ -296,7 +297,7 @@ async def test_slow_target_cut_by_its_own_timeout(
         text = await rig.scrape({"X-Prometheus-Scrape-Timeout-Seconds": "10"})
     finally:
         gate.set()
-    assert time.monotonic() - start < 1.0
+    assert 0.25 <= time.monotonic() - start < 3.0  # 0.3 s, not the scraper's 9 s
     assert scrapes(text, "slow", "timeout") == 1
 
 
@@ -345,3 +346,22 @@ async def test_large_reply_is_read_whole(
     merged = [v for (n, _), v in samples(text).items() if n == "big"]
     assert len(merged) == 20_000
     assert sum(merged) == sum(range(20_000))
+
+
+@pytest.mark.parametrize(
+    ("target_timeout", "header", "expected"),
+    [
+        pytest.param(5.0, None, 5.0, id="no-header-own-timeout"),
+        pytest.param(5.0, 10.0, 5.0, id="own-timeout-shorter"),
+        pytest.param(30.0, 10.0, 9.0, id="header-minus-10-percent"),
+        pytest.param(30.0, 1.0, 0.9, id="margin-at-least-0.1s"),
+        pytest.param(30.0, 0.5, 0.4, id="short-header"),
+        pytest.param(30.0, 60.0, 30.0, id="own-timeout-below-header"),
+        pytest.param(90.0, 60.0, 59.0, id="margin-at-most-1s"),
+        pytest.param(30.0, 0.1, 0.05, id="floor"),
+    ],
+)  # fmt: skip
+def test_budget(target_timeout: float, header: float | None, expected: float) -> None:
+    assert budget(
+        target("t", "http://127.0.0.1:1/", timeout=target_timeout), header
+    ) == pytest.approx(expected)
