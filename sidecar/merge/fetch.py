@@ -7,8 +7,9 @@ text 0.0.4 (also when the header is missing, as Prometheus falls back). A protob
 a non-2xx status, a malformed body, a timeout or a connection error each end as a
 `Scrape` whose `result` says which; nothing here raises for a bad target.
 
-Parsing is CPU work (tens of microseconds a sample): it runs in the default executor
-so the proxy sharing this event loop keeps answering while a large target is parsed.
+Parsing is CPU work (a few microseconds a sample on the fast path of
+`sidecar.merge.rawtext`, tens through prometheus_client's parsers): it runs in the
+default executor so the proxy sharing this event loop keeps answering meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -26,10 +27,9 @@ from aiohttp import hdrs
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
-from prometheus_client.samples import Sample
 
 from sidecar.config import MergeTarget
-from sidecar.merge.rawtext import RawFamily, Unsupported, fold_created, parse_fast
+from sidecar.merge.rawtext import RawFamily, Unsupported, fold_created, parse_fast, with_labels
 
 __all__ = [
     "ACCEPT",
@@ -53,7 +53,6 @@ READ_CHUNK = 256 * 1024
 MAX_BODY_BYTES = 64 * 2**20  # after decompression; a bigger reply is an error, not OOM
 OPENMETRICS_TYPE = "application/openmetrics-text"
 TEXT_TYPES = frozenset({"text/plain", ""})
-EXPORTED_PREFIX = "exported_"  # a scraped label clashing with a configured one is kept so
 
 
 # prometheus_client's OpenMetrics parser has no annotations; this is its signature.
@@ -181,17 +180,7 @@ def parse_exposition(
     metrics = list(parse_openmetrics(body) if openmetrics else parse_text(body))
     if labels:
         for family in metrics:
-            family.samples = _labelled(family.samples, labels)
+            family.samples = [
+                s._replace(labels=with_labels(s.labels, labels)) for s in family.samples
+            ]
     return tuple(metrics) if openmetrics else tuple(fold_created(metrics))
-
-
-def _labelled(samples: Sequence[Sample], extra: Mapping[str, str]) -> list[Sample]:
-    out = []
-    for sample in samples:
-        merged = dict(sample.labels)
-        for name, value in extra.items():
-            if name in merged:
-                merged[EXPORTED_PREFIX + name] = merged[name]
-            merged[name] = value
-        out.append(sample._replace(labels=merged))
-    return out

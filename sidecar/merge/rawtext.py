@@ -25,7 +25,14 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-__all__ = ["RawFamily", "Unsupported", "fold_created", "label_dict", "parse_fast"]
+__all__ = [
+    "RawFamily",
+    "Unsupported",
+    "fold_created",
+    "label_dict",
+    "parse_fast",
+    "with_labels",
+]
 
 parse_openmetrics = cast(
     Callable[[str], Iterable[Metric]], openmetrics_parser.text_string_to_metric_families
@@ -305,12 +312,13 @@ def _delegate(block: _Block, openmetrics: bool, labeller: _Labeller) -> list[Fam
     if labeller.extra:
         for family in families:
             family.samples = [
-                s._replace(labels=_with_extra(s.labels, labeller.extra)) for s in family.samples
+                s._replace(labels=with_labels(s.labels, labeller.extra)) for s in family.samples
             ]
     return families
 
 
-def _with_extra(labels: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+def with_labels(labels: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` plus ``extra``; a replaced label is kept as ``exported_<name>``."""
     merged = dict(labels)
     for name, value in extra.items():
         if name in merged:
