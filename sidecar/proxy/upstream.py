@@ -191,6 +191,7 @@ class Upstream:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._prefix = parts.path.rstrip("/")
+        self._authority = parts.netloc.rpartition("@")[2]
         self._pool: _Pool | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -298,6 +299,8 @@ class Upstream:
             writer.enable_chunking()
         line = f"{method} {self._prefix}{target} HTTP/{HttpVersion11.major}.{HttpVersion11.minor}"
         out = framing_headers(headers, framing)
+        if "Host" not in out:  # an HTTP/1.0 client may send none; HTTP/1.1 requires one
+            out["Host"] = self._authority
         if framing == "bytes":
             assert isinstance(body, bytes)
             out = _with_length(out, body)

@@ -182,3 +182,34 @@ async def test_keep_alive_serves_many_requests_on_one_connection(make_proxy: Pro
         async with p.session.post(p.url + "/echo", data=str(i).encode()) as r:
             assert await r.read() == str(i).encode()
     assert p.sample("http_request_total", method="POST", path="/echo", status="200") == 20
+
+
+async def test_http10_client_without_host_gets_the_upstream_authority(
+    make_proxy: ProxyFactory,
+) -> None:
+    p = await make_proxy(forwarded_headers=False)
+    raw = await raw_exchange(p.url, b"GET /headers HTTP/1.0\r\n\r\n")
+    status, _, body = split_response(raw)
+    assert status == 200
+    headers = json.loads(body)["headers"]
+    assert [h for h in headers if h[0].lower() == "host"] == [
+        ["Host", p.component._upstream.base.removeprefix("http://")]
+    ]
+
+
+async def test_upstream_connection_close_is_honoured(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    async def close_each(n, head, reader, writer) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        return False
+
+    up = await raw_upstream(close_each)
+    p = await make_proxy(upstream=up.url)
+    for _ in range(3):
+        async with p.session.post(p.url + "/c", data=b"x") as r:  # POST: never retried
+            assert r.status == 200
+            assert await r.read() == b"ok"
+            assert "Connection" not in r.headers or r.headers["Connection"] != "close"
+    assert len(up.heads) == 3
