@@ -114,6 +114,8 @@ class SummaryPoint(NamedTuple):
 
 Point = NumberPoint | HistogramPoint | ExponentialPoint | SummaryPoint
 
+SourceKey = tuple[str, str]  # (service.name, service.instance.id) of a resource
+
 
 @dataclass(frozen=True, slots=True)
 class Metric:
@@ -122,6 +124,7 @@ class Metric:
     descriptor: Descriptor
     temporality: Temporality
     points: list[Point]
+    source: SourceKey = ("", "")  # the pushing resource's (service.name, service.instance.id)
 
 
 @dataclass(slots=True)
@@ -132,7 +135,10 @@ class Batch:
     resources: list[Labels] = field(default_factory=list)
     points: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    source: SourceKey = ("", "")  # the resource being translated (set per resource)
+    source_rejected: dict[SourceKey, int] = field(default_factory=dict)
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count ``count`` points rejected for ``reason`` before reaching the store."""
         self.rejected[reason] = self.rejected.get(reason, 0) + count
+        self.source_rejected[self.source] = self.source_rejected.get(self.source, 0) + count

@@ -28,6 +28,7 @@ from sidecar.ingest.model import (
     Metric,
     NumberPoint,
     Point,
+    SourceKey,
     SummaryPoint,
     Temporality,
 )
@@ -59,6 +60,18 @@ class StoreLimits:
     max_series_per_metric: int = 2000
     series_ttl: float = 300.0
     exponential_max_buckets: int = 40
+
+
+@dataclass(slots=True)
+class SourcePoints:
+    """Data points one resource pushed, since it was first seen (or last expired)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    seen: float = 0.0
+
+
+MAX_SOURCES = 10_000
 
 
 @dataclass(slots=True)
@@ -187,6 +200,7 @@ class MetricStore:
         self.limits = limits
         self.families: dict[str, Family] = {}
         self.targets: dict[Labels, float] = {}  # target_info label text → last seen
+        self.sources: dict[SourceKey, SourcePoints] = {}  # per pushing resource
         self._clock = clock
         self._on_expired = on_expired
         self._size = 0
@@ -209,9 +223,24 @@ class MetricStore:
         for labels in batch.resources:
             if labels in self.targets or not self.is_full:
                 self.targets[labels] = now
+        for source, count in batch.source_rejected.items():
+            self._source(source, now).rejected += count
         for metric in batch.metrics:
+            accepted, rejected = outcome.accepted, sum(outcome.rejected.values())
             self._apply_metric(metric, now, outcome)
+            points = self._source(metric.source, now)
+            points.accepted += outcome.accepted - accepted
+            points.rejected += sum(outcome.rejected.values()) - rejected
         return outcome
+
+    def _source(self, key: SourceKey, now: float) -> SourcePoints:
+        points = self.sources.get(key)
+        if points is None:
+            if len(self.sources) >= MAX_SOURCES:  # a bound even against churning instance ids
+                del self.sources[next(iter(self.sources))]
+            points = self.sources[key] = SourcePoints()
+        points.seen = now
+        return points
 
     def _apply_metric(self, metric: Metric, now: float, outcome: Outcome) -> None:
         descriptor = metric.descriptor
@@ -389,6 +418,8 @@ class MetricStore:
         idle_targets = [key for key, seen in self.targets.items() if seen < deadline]
         for key in idle_targets:
             del self.targets[key]
+        for source in [k for k, p in self.sources.items() if p.seen < deadline]:
+            del self.sources[source]  # bookkeeping, not a series: not counted as expired
         expired += len(idle_targets)
         if expired and self._on_expired is not None:
             self._on_expired(expired)

@@ -102,6 +102,10 @@ class Translator:
             make_labeler = self._json_labeler
         for rm in request.resource_metrics:
             resource = _attributes(rm.resource.attributes)
+            batch.source = (
+                str(resource.get("service.name", "")),
+                str(resource.get("service.instance.id", "")),
+            )
             base = self._promoted(resource)
             if self._rules.target_info and resource:
                 batch.resources.append(self._labels_of(resource.items()))
@@ -263,7 +267,7 @@ class Translator:
             if rejected:
                 batch.reject("invalid_point", rejected)
             if points:
-                batch.metrics.append(Metric(descriptor, temporality, points))
+                batch.metrics.append(Metric(descriptor, temporality, points, batch.source))
 
     def _temporality(self, value: int | None) -> Temporality | None:
         return Temporality.GAUGE if value is None else TEMPORALITIES.get(value)  # type: ignore[call-overload]

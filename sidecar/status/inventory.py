@@ -6,6 +6,7 @@ Computed on request (``GET /debug/series``, the status page) by walking the coll
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
 
-from sidecar.ingest.store import MetricStore
+from sidecar.ingest.store import MetricStore, SourcePoints
 
 __all__ = [
     "MetricCount",
@@ -121,8 +122,13 @@ class SourceInfo:
     service_instance_id: str
     last_push_age_s: float | None  # seconds since its last push; None when unknown
     series: int | None  # None when not counted (too many sources)
-    accepted: int | None = None  # data points; None until the ingest counts per resource
+    accepted: int | None = None  # data points since the source was first seen
     rejected: int | None = None
+
+    @property
+    def key(self) -> SourceKey:
+        """(service_name, service_instance_id)."""
+        return (self.service_name, self.service_instance_id)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -208,6 +214,13 @@ def ingest_sources(
 
 
 def store_sources(store: MetricStore) -> list[SourceInfo]:
-    """`ingest_sources` of the ingest store (its resources and every series it holds)."""
+    """`ingest_sources` of the ingest store, with the points each source pushed."""
     labels = (s.labels for family in store.families.values() for s in family.all_series())
-    return ingest_sources(store.targets, labels)
+    infos = ingest_sources(store.targets, labels)
+    return [_with_points(info, store.sources.get(info.key)) for info in infos]
+
+
+def _with_points(info: SourceInfo, points: SourcePoints | None) -> SourceInfo:
+    if points is None:
+        return info
+    return dataclasses.replace(info, accepted=points.accepted, rejected=points.rejected)
