@@ -25,6 +25,8 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from sidecar.unified import sample_names
+
 __all__ = [
     "RawFamily",
     "Unsupported",
@@ -187,7 +189,7 @@ class _Block:
 
 def _sample_names(block: _Block, openmetrics: bool) -> tuple[str, ...]:
     if not block.is_simple(openmetrics):
-        return ()  # delegated: any name with the block's prefix
+        return sample_names(block.name, block.kind or "unknown")
     if block.kind == "counter" and openmetrics:
         return (block.name + "_total", block.name + "_created")
     return (block.name,)  # text counters: the TYPE line names the _total sample itself
@@ -230,10 +232,8 @@ def _split(body: str, openmetrics: bool) -> list[_Block]:
 def _belongs(block: _Block, name: str, openmetrics: bool) -> bool:
     if block.allowed is None:
         block.allowed = _sample_names(block, openmetrics)
-        block.delegated = not block.allowed
-    if block.allowed:
-        return name in block.allowed
-    return name.startswith(block.name)
+        block.delegated = not block.is_simple(openmetrics)
+    return name in block.allowed
 
 
 def _new_block(name: str, kind: str | None, blocks: list[_Block], seen: set[str]) -> _Block:

@@ -136,11 +136,14 @@ TEXT_CASES = {
     "brace-in-value": '# TYPE a gauge\na{x="} 5"} 1\n',
     "repeated-family": '# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na{x="1"} 2\n',
     "trailing-spaces": "# TYPE a gauge\na 1  \n",
+    "untyped-after-histogram": '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\nh_sum 1\nhx 5\n',
     "created-gauge": "# TYPE a_total counter\na_total 1\n# TYPE a_created gauge\na_created 5\n",
 }
 OPENMETRICS_CASES = {
     "exemplar": '# TYPE a counter\na_total 1 # {t="1"} 1\n# EOF\n',
     "unknown": "# TYPE a unknown\na 1\n# EOF\n",
+    "unknown-after-histogram": '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\nh_sum 1\n# TYPE hx unknown\nhx 5\n# EOF\n',
+    "summary": '# TYPE s summary\ns{quantile="0.5"} 1\ns_count 2\ns_sum 3\n# EOF\n',
     "unit": "# TYPE a_seconds gauge\n# UNIT a_seconds seconds\na_seconds 1\n# EOF\n",
     "escaped-help": '# HELP a say \\"hi\\"\n# TYPE a gauge\na 1\n# EOF\n',
 }
