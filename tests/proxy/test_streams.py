@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
 from tests.proxy.conftest import RELEASE, WS_CLOSES, ProxyFactory, split_response, wait_for
 
@@ -83,3 +84,23 @@ async def test_expect_100_continue_with_aiohttp_client(make_proxy: ProxyFactory)
     async with p.session.post(p.url + "/headers", data=b"x" * 1000, expect100=True) as r:
         assert r.status == 200
         assert (await r.json())["body"] == 1000
+
+
+async def test_websocket_refused_by_upstream_keeps_its_status(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await p.session.ws_connect(p.url + "/no-such-socket")
+    assert caught.value.status == 404
+
+
+async def test_websocket_to_a_dead_upstream_is_502(make_proxy: ProxyFactory) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = await make_proxy(upstream=f"http://127.0.0.1:{port}")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await p.session.ws_connect(p.url + "/ws")
+    assert caught.value.status == 502
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_connect_error") == 1
