@@ -97,6 +97,8 @@ class OtlpPusher:
         *,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        if not interval > 0:
+            raise ValueError(f"export interval must be > 0, got {interval!r}")
         self.exporter = exporter
         self.interval = interval
         self._view = view

@@ -411,3 +411,8 @@ def test_no_endpoint_no_pusher() -> None:
     module = Module.new("x")
     assert create_export(Config(), module, UnifiedCollector([module.registry])) is None
     assert unified_view(UnifiedCollector([])) is not None
+
+
+def test_a_zero_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        make_pusher("http://127.0.0.1:1", interval=0.0)
