@@ -12,6 +12,7 @@ from typing import Any
 
 from sidecar import __version__
 from sidecar.config import CONFIG_FILE_ENV, Config, ConfigError, dump_yaml, load_config
+from sidecar.proxy.allocator import pin_malloc_thresholds
 
 __all__ = ["main"]
 
@@ -64,6 +65,7 @@ def _fail_config(exc: ConfigError) -> int:
 
 def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run on uvloop when it is installed, else asyncio's default loop."""
+    pin_malloc_thresholds()  # before large body buffers exist (see sidecar.proxy.allocator)
     try:
         import uvloop
 

@@ -11,7 +11,6 @@ Calling `mallopt` at start-up does the same without relying on the environment.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 __all__ = ["pin_malloc_thresholds"]
@@ -26,12 +25,10 @@ TRIM_THRESHOLD_BYTES = 64 * 2**20
 
 def pin_malloc_thresholds() -> bool:
     """Set glibc's mmap and trim thresholds; False when not on glibc (nothing changed)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # the process's own symbols include libc's: no find_library (which runs ldconfig
+        # or a compiler in a subprocess, absent from the slim image)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
