@@ -83,6 +83,14 @@ def parse_duration(value: object) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+def parse_positive_duration(value: object) -> float:
+    """A duration that must be above zero (intervals, timeouts that cannot be "none")."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration above 0, like 2s, got {value!r}")
+    return seconds
+
+
 def format_duration(seconds: float) -> str:
     """Render seconds as the shortest exact duration string (inverse of parse_duration)."""
     millis = round(seconds * 1000)
@@ -275,6 +283,7 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _DURATION = _opt(parse_duration, format_duration)
+_POSITIVE_DURATION = _opt(parse_positive_duration, format_duration)
 _SIZE = _opt(parse_size)
 _ADDRESS = _opt(Address.parse, str)
 _BOOL = _opt(_expect(bool, "true or false"))
@@ -363,7 +372,7 @@ class MergeTarget:
 
     name: str = field(default="", metadata=_opt(_non_empty_str))
     url: str = field(default="", metadata=_opt(parse_http_url))
-    timeout: float = field(default=5.0, metadata=_DURATION)
+    timeout: float = field(default=5.0, metadata=_POSITIVE_DURATION)
     labels: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_str_map, dict)
     )
@@ -381,7 +390,7 @@ class OtlpExportConfig:
     """Push of the unified view to an OpenTelemetry collector."""
 
     endpoint: str | None = field(default=None, metadata=_opt(_optional(parse_http_url)))
-    interval: float = field(default=30.0, metadata=_DURATION)
+    interval: float = field(default=30.0, metadata=_POSITIVE_DURATION)
     headers: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_str_map, dict)
     )

@@ -40,6 +40,7 @@ class Module:
     service_name: str
     provider: MeterProvider
     registry: CollectorRegistry
+    resource: Resource
 
     @classmethod
     def new(
@@ -64,7 +65,9 @@ class Module:
         provider = MeterProvider(
             resource=resource, metric_readers=[reader, *extra_readers], views=list(views)
         )
-        return cls(service_name=service_name, provider=provider, registry=registry)
+        return cls(
+            service_name=service_name, provider=provider, registry=registry, resource=resource
+        )
 
     @property
     def meter(self) -> Meter:

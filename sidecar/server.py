@@ -122,7 +122,9 @@ class Sidecar:
             handler = merged_metrics_handler(self.unified, self.scraper)
         else:
             handler = unified_metrics_handler(self.unified)
-        self.exporter = create_export(config, self.module, self.unified, self.scraper)
+        self.exporter = create_export(
+            config, self.module, self.unified, self.scraper, resource=self.module.resource
+        )
         admin_app = create_admin_app(config.admin, self.unified, self.readiness, metrics=handler)
         status = StatusSources(
             config=config,
@@ -201,7 +203,9 @@ class Sidecar:
             return
         logging.getLogger().setLevel(new.logging.level.upper())
         restart = [
-            s for s in ("proxy", "admin", "ingest") if getattr(new, s) != getattr(self.config, s)
+            s
+            for s in ("proxy", "admin", "ingest", "events", "merge", "export")
+            if getattr(new, s) != getattr(self.config, s)
         ]
         self.config = new
         log.info(

@@ -110,6 +110,8 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("target-dup", "merge: {targets: [{name: a, url: 'http://x:1'}, {name: a, url: 'http://y:1'}]}", r"^merge\.targets\[1\]\.name: duplicate"),
     ("target-unknown", "merge: {targets: [{name: a, url: 'http://x:1', tls: true}]}", r"^merge\.targets\[0\]\.tls: unknown key"),
     ("metrics-path", "admin: {metrics_path: metrics}", r"^admin\.metrics_path: expected a path"),
+    ("zero-interval", "export: {otlp: {interval: 0}}", r"^export\.otlp\.interval: expected a duration above 0"),
+    ("zero-timeout", "merge: {targets: [{name: a, url: 'http://x:1', timeout: 0ms}]}", r"^merge\.targets\[0\]\.timeout: expected a duration above 0"),
     ("not-a-mapping", "- just\n- a list\n", r"must hold a mapping at the top level"),
     ("invalid-yaml", "proxy: {listen: [", r"is not valid YAML"),
 ]  # fmt: skip
