@@ -122,13 +122,21 @@ def _many_attributes(count: int) -> bytes:
 
 def _invalid_utf8_protobuf() -> bytes:
     body = request(counter("bad_name_x", [number(1, {"key_x": "v"})])).SerializeToString()
-    return body.replace(b"bad_name_x", b"bad_name\xff").replace(b"key_x", b"key\xc3\x28")
+    return body.replace(b"bad_name_x", b"bad_name\xff\xfe").replace(
+        b"key_x", b"key\xc3\x28"
+    )  # same lengths
+
+
+def _invalid_utf8_attribute_only() -> bytes:
+    body = request(counter("fine", [number(1, {"key_x": "value_x"})])).SerializeToString()
+    return body.replace(b"key_x", b"key\xc3\x28").replace(b"value_x", b"value\xed\xa0")
 
 
 CASES: dict[str, tuple[Callable[[], bytes], dict[str, str], set[int]]] = {
     "kvlist-nested-10000-protobuf": (lambda: _with_attribute(_deep_any(10_000)), PROTOBUF, {400}),
     "kvlist-nested-10000-json": (lambda: _nested_json(10_000), JSON, {400}),
     "invalid-utf8-names-protobuf": (_invalid_utf8_protobuf, PROTOBUF, {400}),
+    "invalid-utf8-attribute-protobuf": (_invalid_utf8_attribute_only, PROTOBUF, {400}),
     "invalid-utf8-json": (
         lambda: (
             b'{"resourceMetrics":[{"resource":{"attributes":[{"key":"\xff\xfe","value":{"stringValue":"x"}}]}}]}'
