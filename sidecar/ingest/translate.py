@@ -57,6 +57,7 @@ LABEL_CACHE_MAX = 10_000
 # SDK's default attribute count limit is rejected (partial_success "invalid_point");
 # an AnyValue nested deeper than protobuf's own parsers allow makes the body undecodable.
 MAX_POINT_ATTRIBUTES = 128
+RESERVED_LABELS = {"le": "exported_le", "quantile": "exported_quantile"}
 MAX_ANY_VALUE_DEPTH = 64
 
 
@@ -165,6 +166,10 @@ class Translator:
         name = self._label_names.get(key)
         if name is None:
             name = naming.sanitize_label(key)
+            # Histograms and summaries write `le` and `quantile` themselves, and promtool
+            # refuses them on any other type: a point's own attribute of that name is
+            # renamed the way Prometheus renames a clashing target label.
+            name = RESERVED_LABELS.get(name, name)
             if len(self._label_names) < LABEL_CACHE_MAX:
                 self._label_names[key] = name
         return name
@@ -226,7 +231,7 @@ class Translator:
         descriptor = None
         if name:
             family = naming.family_name(name, unit, is_counter=kind is Kind.COUNTER)
-            descriptor = Descriptor(family, kind, metric.description, unit)
+            descriptor = Descriptor(family, kind, valid_utf8(metric.description), unit)
         if len(self._descriptors) < LABEL_CACHE_MAX:
             self._descriptors[cache_key] = descriptor
         return descriptor
@@ -368,8 +373,25 @@ class Translator:
 
 
 def label_text(labels: LabelDict) -> Labels:
-    """The exposition text of a label set: sorted by name, values escaped."""
-    return ",".join([f'{k}="{escape_label_value(labels[k])}"' for k in sorted(labels)])
+    """The exposition text of a label set: sorted by name, values escaped.
+
+    A label whose name sanitized to nothing is left out (``{="v"}`` is no valid label),
+    and text that is not valid UTF-8 (lone surrogates from a JSON ``\\ud800`` escape)
+    has those code points replaced by U+FFFD, so no scrape ever fails to encode.
+    """
+    text = ",".join([f'{k}="{escape_label_value(labels[k])}"' for k in sorted(labels) if k])
+    return valid_utf8(text)
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD (it is returned as is when valid)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def escape_label_value(value: str) -> str:
