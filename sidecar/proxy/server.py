@@ -423,6 +423,7 @@ class ProxyComponent:
             metrics,
             handler_cancellation=True,
             access_log=None,
+            auto_decompress=False,  # request bodies are forwarded as sent, never inflated
             max_line_size=proxy.max_header_bytes,
             max_field_size=proxy.max_header_bytes,
             read_bufsize=2**18,

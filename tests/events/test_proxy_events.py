@@ -247,12 +247,6 @@ async def test_gzip_response_is_counted(events_proxy: EventsProxy) -> None:
     assert events_proxy.value("causality_event_decode_errors_total", reason="invalid_response") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known proxy bug: aiohttp's server inflates gzip request bodies (auto_decompress) "
-    "and the proxy forwards the plain bytes under Content-Encoding: gzip; the fix is "
-    "auto_decompress=False in sidecar/proxy/server.py",
-)
 async def test_gzip_request_is_forwarded_as_sent_and_counted(events_proxy: EventsProxy) -> None:
     plain = samples.batch_body([samples.envelope("checkout_step", idempotency_key="z")])
     status, _, _ = await events_proxy.post(
