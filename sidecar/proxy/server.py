@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
-UPSTREAM_BODY_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+UPSTREAM_BODY_ERRORS = (aiohttp.ClientError, HttpProcessingError, TimeoutError, OSError)
 
 
 class RequestTooLarge(Exception):
@@ -260,7 +260,10 @@ class ProxyHandler:
                 headers=response_headers(upstream.headers.items()),
             )
             ex.status = upstream.status
-            await response.prepare(request)
+            try:
+                await response.prepare(request)
+            except ValueError:  # aiohttp refuses a header with control bytes: nothing sent
+                return self._reject(ex, 502, "upstream_reset", "upstream sent an invalid response")
             ex.ttfb = time.perf_counter()
             tee = self._tee(request, upstream)
             content = upstream.content
@@ -372,8 +375,10 @@ class ProxyRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """Parse errors: 400 (431 when a line or header is over the limit), counted."""
-        if isinstance(exc, HttpProcessingError):
+        """Parse errors of the client's request: 400 (431 when a line or header is over the
+        limit), counted. aiohttp passes those with status 400; anything else (status 500)
+        is an unexpected exception of the handler, answered by aiohttp's default."""
+        if status == 400 and isinstance(exc, HttpProcessingError):
             if self.metrics is not None:
                 self.metrics.error("bad_request")
             if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):

@@ -15,6 +15,9 @@ Exception tree raised to the handler::
       reason upstream_timeout       -> 504  no response headers within response_timeout,
                                             or silence longer than idle_timeout
       reason upstream_reset         -> 502  connection closed or reset, invalid response
+                                            (bad status line, control bytes in a header,
+                                            a malformed Content-Length: aiohttp's parser
+                                            raises `HttpProcessingError`, no `ClientError`)
 
 Retries (RFC 9112 §9.3.1): a request goes upstream at most once, except that an
 idempotent request without a body, sent on a pooled keep-alive connection that turns out
@@ -33,6 +36,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_writer import HttpVersion11, StreamWriter
 from aiohttp.streams import EofStream, StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -68,6 +72,8 @@ def translate(exc: BaseException) -> UpstreamError:
         return UpstreamError(502, "upstream_connect_error", "upstream connection failed")
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamError(504, "upstream_timeout", "upstream did not respond in time")
+    if isinstance(exc, HttpProcessingError):
+        return UpstreamError(502, "upstream_reset", "upstream sent an invalid response")
     return UpstreamError(502, "upstream_reset", "upstream closed the connection")
 
 
@@ -246,7 +252,14 @@ class Upstream:
         except UpstreamError:
             pool.slots.release()
             raise
-        except (aiohttp.ClientError, EofStream, TimeoutError, OSError, ValueError) as exc:
+        except (
+            aiohttp.ClientError,
+            HttpProcessingError,
+            EofStream,
+            TimeoutError,
+            OSError,
+            ValueError,
+        ) as exc:
             pool.slots.release()
             raise translate(exc) from exc
         except BaseException:
