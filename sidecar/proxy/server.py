@@ -377,14 +377,17 @@ class ProxyRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         """Parse errors of the client's request: 400 (431 when a line or header is over the
         limit), counted. aiohttp passes those with status 400; anything else (status 500)
-        is an unexpected exception of the handler, answered by aiohttp's default."""
+        is an unexpected exception of the handler, answered by aiohttp's default.
+
+        The answer is a fixed reason, never the parser's message: that quotes the offending
+        bytes (an ``Authorization`` or ``Cookie`` value with a control byte, say)."""
         if status == 400 and isinstance(exc, HttpProcessingError):
             if self.metrics is not None:
                 self.metrics.error("bad_request")
             if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
-                status = 431
-                message = "request header section too large"
-            response = _plain(status, message or "bad request")
+                response = _plain(431, "request header section too large")
+            else:
+                response = _plain(400, "bad request")
             response.force_close()
             return response
         return super().handle_error(request, status, exc, message)
