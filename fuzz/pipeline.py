@@ -53,6 +53,9 @@ KNOWN_FINDINGS = {
     # sidecar/ingest/text.py _power: math.ldexp overflows for a bucket index far from 0 at
     # a negative scale; the stored series then makes every scrape raise OverflowError
     "exponential-bound-overflow": re.compile(r"math range error"),
+    # sidecar/ingest/text.py classic_buckets: exponential bounds that underflow to 0.0 are
+    # written several times as le="-0.0" / "0.0" (duplicate series, buckets out of order)
+    "exponential-bounds-underflow": re.compile(r"Buckets out of order"),
     "quantile-out-of-range-openmetrics": re.compile(r"Invalid quantile label"),
     # translate.py re-parses attribute bytes it cached; unknown fields upb kept unchecked
     # in the first parse then fail there (an uncaught DecodeError: HTTP 500, not 400)

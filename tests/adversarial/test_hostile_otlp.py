@@ -313,3 +313,34 @@ async def test_an_extreme_exponential_histogram_never_breaks_the_scrape(ingest_f
     text = _text(ingest)  # must not raise
     assert before.strip() in text
     await _still_ingests(ingest)
+
+
+async def test_exponential_buckets_near_zero_keep_distinct_increasing_bounds(
+    ingest_factory,
+) -> None:
+    """Found by the fuzzer: at scale -6, bucket indexes around -50 have bounds that
+    underflow to 0.0, so several classic buckets were all written as ``le="-0.0"`` —
+    duplicate series that OpenMetrics parsers (and Prometheus) refuse."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from tests.ingest.builders import epoint, exponential
+
+    ingest, before = await _seeded(ingest_factory)
+    point = epoint(-6, (-19, [1, 0, 4]), negative=(-53, [1, 0, 4, 2, 2]), zero_count=1)
+    body = request(exponential("e", [point], description="d"))
+    response = await ingest.client.post(
+        "/v1/metrics", data=body.SerializeToString(), headers=PROTOBUF
+    )
+    assert response.status in (200, 400)
+    out: list[str] = []
+    for family in OtlpCollector(ingest.state.store).families():
+        family.render(True, out)
+    text = "".join(out) + "# EOF\n"
+    bounds = [
+        line.split('le="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("e_bucket")
+    ]
+    assert len(bounds) == len(set(bounds)), bounds
+    list(text_string_to_metric_families(text))  # raises on out-of-order or duplicate buckets
+    assert before.strip() in _text(ingest)
