@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler
 
 from sidecar.config import Address, Config
@@ -29,6 +30,7 @@ from sidecar.lifecycle import bound_addresses
 from sidecar.proxy.headers import request_headers, response_headers
 from sidecar.proxy.inspection import EventInspector, ResponseTee, call_safely
 from sidecar.proxy.metrics import STATUS_CLIENT_CLOSED, ProxyMetrics
+from sidecar.proxy.parser import strict_request_parser
 from sidecar.proxy.routes import RouteLabeler, method_label
 from sidecar.proxy.upstream import Body, Upstream, UpstreamError, UpstreamResponse
 from sidecar.proxy.websocket import is_websocket_upgrade, relay_websocket
@@ -339,6 +341,12 @@ class ProxyRequestHandler(RequestHandler):
     metrics: ProxyMetrics | None = None
     header_timeout: float = 0.0
     _head_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        parser = self._parser
+        if type(parser) is HttpRequestParserPy:  # AIOHTTP_NO_EXTENSIONS=1: add llhttp's checks
+            self._parser = strict_request_parser(parser)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the clock for the first request head."""
