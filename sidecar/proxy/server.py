@@ -40,6 +40,10 @@ __all__ = ["ProxyComponent", "ProxyHandler"]
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
+# Lingering close after an error answered while the client may still be sending (nginx's
+# lingering_close): input is read and dropped for at most this long or this many bytes.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * 2**20
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 UPSTREAM_BODY_ERRORS = (aiohttp.ClientError, HttpProcessingError, TimeoutError, OSError)
 
@@ -333,14 +337,58 @@ def _target(request: web.BaseRequest) -> str:
     return raw if raw.startswith("/") else request.rel_url.raw_path_qs
 
 
+class _Linger:
+    """A lingering close in progress: bytes still allowed, and the end of it."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, done: asyncio.Future[None], budget: int) -> None:
+        self.done = done
+        self.left = budget
+
+    def discard(self, size: int) -> None:
+        """Drop ``size`` bytes read; past the budget, stop lingering."""
+        self.left -= size
+        if self.left <= 0:
+            self.finish()
+
+    def finish(self) -> None:
+        """The client finished sending, went away, or used up the budget."""
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class _ClosingAnswer(web.Response):
+    """An error answer to a head the parser refused, while more of the request may still
+    be arriving: once it is written, the connection closes lingering (see `linger`)."""
+
+    def __init__(self, protocol: ProxyRequestHandler, status: int, text: str) -> None:
+        super().__init__(status=status, text=text + "\n")
+        self._protocol = protocol
+        self.force_close()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Write the answer, then linger before the connection is closed."""
+        await super().write_eof(data)
+        await self._protocol.linger()
+
+
 class ProxyRequestHandler(RequestHandler):
     """aiohttp's connection handler, plus: 431 for oversized heads, parse errors counted,
     and ``proxy.header_timeout`` for a new connection's first request head (slowloris).
-    Idle keep-alive connections are closed by aiohttp's own keep-alive timeout."""
+    Idle keep-alive connections are closed by aiohttp's own keep-alive timeout.
+
+    A refused head is answered while the client may still be sending (a 1 MiB header
+    section is refused at its first 64 KiB). Closing then, with unread bytes in the socket,
+    makes the kernel send RST, which can destroy the answer before the client reads it.
+    So the close lingers as nginx's does: after the answer, half-close (FIN), read and drop
+    what still arrives until the client's FIN, `LINGER_BYTES` or `LINGER_SECONDS`, then close.
+    """
 
     metrics: ProxyMetrics | None = None
     header_timeout: float = 0.0
     _head_timer: asyncio.TimerHandle | None = None
+    _linger: _Linger | None = None
 
     def __init__(self, manager: web.Server, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -356,18 +404,40 @@ class ProxyRequestHandler(RequestHandler):
             self._head_timer = loop.call_later(self.header_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
-        """Parse; stop the head clock once a request head is complete."""
+        """Parse; stop the head clock once a request head is complete. Lingering: drop."""
+        if self._linger is not None:
+            self._linger.discard(len(data))
+            return
         super().data_received(data)
         if self._head_timer is not None and self._request_count:
             self._head_timer.cancel()
             self._head_timer = None
 
+    def eof_received(self) -> None:
+        """The client finished sending: a lingering close can end (the transport closes)."""
+        if self._linger is not None:
+            self._linger.finish()
+
     def connection_lost(self, exc: BaseException | None) -> None:
-        """Stop the head clock."""
+        """Stop the head clock and any lingering."""
+        if self._linger is not None:
+            self._linger.finish()
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         super().connection_lost(exc)
+
+    async def linger(self) -> None:
+        """Half-close after the answer, then drop input until the client's FIN or a bound."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            return
+        linger = self._linger = _Linger(self._loop.create_future(), LINGER_BYTES)
+        transport.write_eof()  # FIN once the answer is flushed
+        transport.resume_reading()  # the parser may have paused it; nothing is kept now
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_SECONDS):
+                await linger.done
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
@@ -392,12 +462,10 @@ class ProxyRequestHandler(RequestHandler):
         if status == 400 and isinstance(exc, HttpProcessingError):
             if self.metrics is not None:
                 self.metrics.error("bad_request")
+            self.close()  # parse nothing more on this connection
             if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
-                response = _plain(431, "request header section too large")
-            else:
-                response = _plain(400, "bad request")
-            response.force_close()
-            return response
+                return _ClosingAnswer(self, 431, "request header section too large")
+            return _ClosingAnswer(self, 400, "bad request")
         return super().handle_error(request, status, exc, message)
 
 
