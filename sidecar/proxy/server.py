@@ -97,6 +97,7 @@ class ProxyHandler:
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self.going_away = asyncio.Event()  # set on drain: WebSockets close with 1001
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Proxy one request (the low-level server's handler)."""
@@ -168,7 +169,9 @@ class ProxyHandler:
             return self._too_large(ex)
         if is_websocket_upgrade(request):
             ex.websocket = True
-            return await relay_websocket(request, self._upstream, self._metrics, ex.method, ex.path)
+            return await relay_websocket(
+                request, self._upstream, self._metrics, ex.method, ex.path, self.going_away
+            )
         headers = request_headers(
             request.headers.items(),
             peer=request.remote,
@@ -539,9 +542,11 @@ class ProxyComponent:
         return self.handler.in_flight
 
     async def stop(self, drain_timeout: float) -> int:
-        """Stop accepting, let in-flight requests finish up to the timeout, close the rest."""
+        """Stop accepting, tell WebSockets 1001 (Going Away), let in-flight requests finish
+        up to the timeout, close the rest (the number returned)."""
         for site in list(self._runner.sites):
             await site.stop()
+        self.handler.going_away.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await self.handler.idle.wait()

@@ -3,6 +3,10 @@
 Text, binary, ping and pong frames keep their type and payload; a close frame's code
 and reason are passed on to the other side. The session counts in
 ``http_request_total`` with status 101 and stays out of the latency histograms.
+
+On drain (design §10) the proxy sets its ``going_away`` event: each open session stops
+relaying and closes both sides with 1001 (Going Away), waiting for their close frames, so
+a WebSocket ends cleanly at the start of the drain instead of being cut at its end.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from sidecar.proxy.upstream import Upstream, translate
 __all__ = ["is_websocket_upgrade", "relay_websocket"]
 
 log = logging.getLogger(__name__)
+
+GOING_AWAY = aiohttp.WSCloseCode.GOING_AWAY  # 1001
+GOING_AWAY_REASON = b"proxy shutting down"
 
 # Negotiated per hop by aiohttp on each side; forwarding them would mix two handshakes.
 WEBSOCKET_HANDSHAKE_HEADERS = frozenset(
@@ -66,8 +73,10 @@ async def relay_websocket(
     metrics: ProxyMetrics,
     method: str,
     path: str,
+    going_away: asyncio.Event,
 ) -> web.StreamResponse:
-    """Open the upstream WebSocket first, then accept the client's and pump both ways."""
+    """Open the upstream WebSocket first, then accept the client's and pump both ways
+    until either side closes, or ``going_away`` is set (both sides then get 1001)."""
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     protocols = [p for p in protocols if p]
     url = upstream.base.replace("http", "ws", 1) + request.raw_path
@@ -95,25 +104,45 @@ async def relay_websocket(
     metrics.websocket(method, path)
     try:
         await local.prepare(request)
-        await _pump_both(local, remote)
+        await _pump_both(local, remote, going_away)
     finally:
         await remote.close()
     return local
 
 
-async def _pump_both(local: web.WebSocketResponse, remote: aiohttp.ClientWebSocketResponse) -> None:
-    tasks = [
+async def _pump_both(
+    local: web.WebSocketResponse,
+    remote: aiohttp.ClientWebSocketResponse,
+    going_away: asyncio.Event,
+) -> None:
+    pumps = [
         asyncio.ensure_future(_pump(local, remote)),
         asyncio.ensure_future(_pump(remote, local)),
     ]
+    drain = asyncio.ensure_future(going_away.wait())
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([*pumps, drain], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
+        for task in (*pumps, drain):
             task.cancel()
-        for task in tasks:
+        for task in (*pumps, drain):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+    if drain in done and not any(pump in done for pump in pumps):
+        await _go_away(local, remote)
+
+
+async def _go_away(local: web.WebSocketResponse, remote: aiohttp.ClientWebSocketResponse) -> None:
+    """Close both sides with 1001 and wait for their close frames (each socket's own
+    close timeout bounds the wait; the drain timeout bounds the whole)."""
+    results = await asyncio.gather(
+        local.close(code=GOING_AWAY, message=GOING_AWAY_REASON),
+        remote.close(code=GOING_AWAY, message=GOING_AWAY_REASON),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            log.info("closing a WebSocket on drain failed: %r", result)
 
 
 async def _pump(source: Socket, sink: Socket) -> None:
