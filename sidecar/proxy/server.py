@@ -378,8 +378,10 @@ class _ClosingAnswer(web.Response):
 
 class ProxyRequestHandler(RequestHandler):
     """aiohttp's connection handler, plus: 431 for oversized heads, parse errors counted,
-    and ``proxy.header_timeout`` for a new connection's first request head (slowloris).
-    Idle keep-alive connections are closed by aiohttp's own keep-alive timeout.
+    and ``proxy.header_timeout`` for every request head (slowloris): a new connection's
+    first head within that time of the accept, a keep-alive connection's next head within
+    that time of its first byte (as nginx's ``client_header_timeout``). Idle keep-alive
+    connections are closed by aiohttp's own keep-alive timeout.
 
     A refused head is answered while the client may still be sending (a 1 MiB header
     section is refused at its first 64 KiB). Closing then, with unread bytes in the socket,
@@ -391,6 +393,7 @@ class ProxyRequestHandler(RequestHandler):
     metrics: ProxyMetrics | None = None
     header_timeout: float = 0.0
     _head_timer: asyncio.TimerHandle | None = None
+    _heads_before: int = 0  # heads parsed when the head clock started
     _linger: _Linger | None = None
 
     def __init__(self, manager: web.Server, **kwargs: Any) -> None:
@@ -403,18 +406,30 @@ class ProxyRequestHandler(RequestHandler):
         """Start the clock for the first request head."""
         super().connection_made(transport)
         if self.header_timeout > 0:
-            loop = asyncio.get_running_loop()
-            self._head_timer = loop.call_later(self.header_timeout, self._head_too_slow)
+            self._start_head_clock()
+
+    def _start_head_clock(self) -> None:
+        self._heads_before = self._request_count
+        self._head_timer = self._loop.call_later(self.header_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
-        """Parse; stop the head clock once a request head is complete. Lingering: drop."""
+        """Parse; stop the head clock once a request head is complete, start it when part
+        of a new head arrives on an idle keep-alive connection. Lingering: drop."""
         if self._linger is not None:
             self._linger.discard(len(data))
             return
         super().data_received(data)
-        if self._head_timer is not None and self._request_count:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._head_timer is not None:
+            if self._request_count != self._heads_before:
+                self._head_timer.cancel()
+                self._head_timer = None
+        elif (waiter := self._waiter) is not None and data and not waiter.done():
+            self._next_head_started()
+
+    def _next_head_started(self) -> None:
+        """Idle, waiting for a request, and still no complete head: bytes of one arrived."""
+        if self.header_timeout > 0:
+            self._start_head_clock()
 
     def eof_received(self) -> None:
         """The client finished sending: a lingering close can end (the transport closes)."""
@@ -444,7 +459,7 @@ class ProxyRequestHandler(RequestHandler):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if not self._request_count and self.transport is not None:
+        if self._request_count == self._heads_before and self.transport is not None:
             if self.metrics is not None:
                 self.metrics.error("bad_request")
             self.transport.close()
