@@ -423,7 +423,7 @@ class ProxyRequestHandler(RequestHandler):
             if self._request_count != self._heads_before:
                 self._head_timer.cancel()
                 self._head_timer = None
-        elif (waiter := self._waiter) is not None and data and not waiter.done():
+        elif self._waiter is not None and not self._messages and data:
             self._next_head_started()
 
     def _next_head_started(self) -> None:
