@@ -91,11 +91,19 @@ def classic_buckets(state: ExponentialState) -> tuple[list[float], list[int]]:
             if bound == -INF:
                 carried += state.negative.get(index, 0)
                 continue
+            if bounds and bound <= bounds[-1]:  # underflowed to -0.0 like the one before
+                counts[-1] += state.negative.get(index, 0) + carried
+                carried = 0
+                continue
             bounds.append(bound)
             counts.append(state.negative.get(index, 0) + carried)
             carried = 0
-    bounds.append(state.zero_threshold)
-    counts.append(state.zero_count + carried)
+    if bounds and state.zero_threshold <= bounds[-1]:  # the last negative bound is -0.0
+        bounds[-1] = state.zero_threshold  # 0.0, not "-0.0": one le for both
+        counts[-1] += state.zero_count + carried
+    else:
+        bounds.append(state.zero_threshold)
+        counts.append(state.zero_count + carried)
     carried = 0
     if state.positive:
         for index in range(min(state.positive), max(state.positive) + 1):
