@@ -12,7 +12,8 @@ run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo 
 
 test: $(STAMP) system-deps  ## set up and run every static check and the whole test suite
 	scripts/check
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not serial"
+	$(BIN)/pytest -m serial
 
 check: $(STAMP)  ## static checks only
 	scripts/check

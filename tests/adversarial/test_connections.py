@@ -148,7 +148,7 @@ def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
-@LONG
+@pytest.mark.serial  # compares p99 with a quiet baseline: nothing else may run beside it
 @pytest.mark.parametrize("after_request", [False, True], ids=["first-head", "keep-alive-head"])
 async def test_slowloris_connections_are_closed_after_the_header_timeout(
     make_proxy: ProxyFactory, counting_app, after_request: bool, capsys

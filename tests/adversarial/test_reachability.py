@@ -93,6 +93,7 @@ CLASSES = {
 }
 
 
+@pytest.mark.serial  # a timing comparison: nothing else may run beside it
 async def test_bearer_token_refusals_take_the_same_time(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
