@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 import time
 import tracemalloc
@@ -132,6 +133,13 @@ def _invalid_utf8_attribute_only() -> bytes:
     return body.replace(b"key_x", b"key\xc3\x28").replace(b"value_x", b"value\xed\xa0")
 
 
+def _json_malformed_integer() -> bytes:
+    """Found by the fuzzer: a string integer that is not one (``"-----4"``)."""
+    point = {"timeUnixNano": "2", "count": "-----4", "sum": 1.0}
+    metric = {"name": "s", "summary": {"dataPoints": [point]}}
+    return json.dumps({"resourceMetrics": [{"scopeMetrics": [{"metrics": [metric]}]}]}).encode()
+
+
 CASES: dict[str, tuple[Callable[[], bytes], dict[str, str], set[int]]] = {
     "kvlist-nested-10000-protobuf": (lambda: _with_attribute(_deep_any(10_000)), PROTOBUF, {400}),
     "kvlist-nested-10000-json": (lambda: _nested_json(10_000), JSON, {400}),
@@ -145,6 +153,7 @@ CASES: dict[str, tuple[Callable[[], bytes], dict[str, str], set[int]]] = {
         {400},
     ),
     "truncated-protobuf": (lambda: GOOD.SerializeToString()[:-3], PROTOBUF, {400}),
+    "json-malformed-string-integer": (_json_malformed_integer, JSON, {400}),
 }
 
 
