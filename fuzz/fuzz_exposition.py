@@ -28,7 +28,8 @@ with atheris.instrument_imports(include=["sidecar", "pipeline"]):
 KINDS = ("sum", "gauge", "histogram", "summary")
 # labels the sidecar writes itself; an attribute sanitized to one of them may be replaced
 RESERVED = {"service_name", "service_namespace", "service_instance_id", "otel_scope_name",
-            "otel_scope_version", "le", "quantile", "otel_metric_overflow"}  # fmt: skip
+            "otel_scope_version", "le", "quantile", "exported_le", "exported_quantile",
+            "otel_metric_overflow"}  # fmt: skip
 
 
 def _text(fdp: atheris.FuzzedDataProvider, limit: int = 24) -> str:
@@ -126,7 +127,8 @@ def _shadowed(request: ExportMetricsServiceRequest) -> bool:
     for m in _metrics(request):
         for p in _points(m):
             names = [sanitize_label(kv.key) for kv in p.attributes]
-            if len(names) != len(set(names)) or RESERVED & set(names):
+            dropped = "" in names  # a key that sanitizes to nothing is left out
+            if len(names) != len(set(names)) or RESERVED & set(names) or dropped:
                 return True
     return False
 

@@ -71,8 +71,19 @@ def test_protobuf_and_json_give_the_same_exposition(request) -> None:
     assert _exposition(request, Encoding.PROTOBUF) == _exposition(request, Encoding.JSON)
 
 
-RESERVED = {"service_name", "service_namespace", "service_instance_id", "otel_scope_name",
-            "otel_scope_version", "le", "quantile", "otel_metric_overflow"}  # fmt: skip
+RESERVED = {
+    "service_name",
+    "service_namespace",
+    "service_instance_id",
+    "otel_scope_name",
+    "otel_scope_version",
+    "le",
+    "quantile",
+    "exported_le",
+    "exported_quantile",
+    "otel_metric_overflow",
+    "",
+}  # fmt: skip  ("": a key that sanitizes to nothing)
 
 
 def _plain_string_values(request) -> set[str]:
