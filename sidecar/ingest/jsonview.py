@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 __all__ = ["JsonList", "JsonMessage", "JsonShapeError", "attribute_key", "parse_json_request"]
 
 _MISSING = object()
+_INT_RE = re.compile(r"-?[0-9]+\Z")  # a 64-bit integer as the JSON mapping writes it
 _FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _INTS = {
     FieldDescriptor.CPPTYPE_INT32,
@@ -209,7 +211,7 @@ def _checked(raw: Any, kind: type, name: str) -> Any:
 def _to_int(raw: Any, name: str) -> int:
     if type(raw) is int:
         return raw
-    if type(raw) is str and raw.lstrip("-").isdigit():
+    if type(raw) is str and _INT_RE.match(raw):  # not str.isdigit: "--4" and "²" pass that
         return int(raw)
     if type(raw) is float and raw.is_integer():
         return int(raw)
