@@ -78,9 +78,10 @@ OVERSIZED = {
 async def _refused(url: str, raw: bytes) -> int | None:
     """The status the proxy answered, or None when its close reset the connection first.
 
-    The proxy answers 431 as soon as the head passes the limit and closes while the client
-    is still sending; with unread bytes in its receive buffer the kernel then sends RST,
-    which can destroy the 431 before the client reads it (no lingering close; reported).
+    The proxy answers 431 as soon as the head passes the limit, while the client is still
+    sending; closing with unread bytes would make the kernel send RST and destroy the 431
+    before the client reads it, so the proxy drains them first (a lingering close, added
+    after this test found every 1 MiB head answered by a reset).
     """
     try:
         return split_response(await raw_exchange(url, raw))[0]
@@ -108,8 +109,7 @@ async def test_oversized_head_is_431_or_414_and_memory_stays_flat(
     growth = _rss() - before
     assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over 30 oversized heads"
     assert app.total == 0
-    assert answers <= {431, 414, None}
-    assert answers & {431, 414}, "never saw the 431/414 answer"
+    assert answers in ({431}, {414}), answers  # every round answered, none reset
     ok = await raw_exchange(proxy.url, HEAD + CLOSE)
     assert split_response(ok)[0] == 200
     assert app.total == 1
