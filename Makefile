@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 system-deps:  ## Debian packages the tests use (installed when missing and running as root)
 	scripts/ensure-debian-packages prometheus:promtool prometheus:prometheus chromium:chromium \
-	  podman:podman runc:runc debootstrap:debootstrap
+	  podman:podman runc:runc debootstrap:debootstrap iproute2:ip util-linux:unshare
 
 bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs wrk, nginx)
 	$(BIN)/python bench/proxy.py
