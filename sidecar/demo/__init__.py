@@ -70,11 +70,17 @@ async def run_demo(config: Config, config_path: str | None, app_listen: str, tra
         started.cancel()
         if sidecar.started.is_set():
             tasks = _start_background(sidecar, stop, traffic)
-        code = await main
+        # The demo's clients stop when the drain begins, while the proxy and ingest still
+        # serve (drain delay): the pipeline's last push lands instead of failing on a
+        # closed port.
+        draining = asyncio.create_task(sidecar.wait_for_stop())
+        await asyncio.wait([main, draining], return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
+        code = await main
+        draining.cancel()
     return code
 
 
