@@ -30,7 +30,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,6 +43,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+
+from tests.support.process import free_port
 
 __all__ = [
     "ALLOWED_METRICS_FINDINGS",
@@ -209,14 +210,6 @@ class QueryResult:
         if self.result_type == "matrix":
             return [float(item["values"][-1][1]) for item in self.result]
         return [float(self.result[1])] if self.result_type == "scalar" else []
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def static_scrape_config(
