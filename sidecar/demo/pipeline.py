@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from sidecar import __version__
+from sidecar.ingest.receiver import INGEST_PATH
 from sidecar.observability import Metrics
 
 __all__ = ["PIPELINE_SERVICE", "record_round", "run_pipeline"]
@@ -27,7 +28,6 @@ __all__ = ["PIPELINE_SERVICE", "record_round", "run_pipeline"]
 log = logging.getLogger(__name__)
 
 PIPELINE_SERVICE = "causality-demo-pipeline"
-METRICS_PATH = "/v1/metrics"
 EXPORT_TIMEOUT_S = 5.0
 ROUTES = ("/v1/events/ingest", "/v1/events/batch", "/v1/apps/{id}")
 SUBJECTS = ("events.raw", "events.enriched")
@@ -64,7 +64,7 @@ def record_round(metrics: Metrics, rng: random.Random) -> None:
 
 def _metrics_url(endpoint: str) -> str:
     endpoint = endpoint.rstrip("/")
-    return endpoint if endpoint.endswith(METRICS_PATH) else endpoint + METRICS_PATH
+    return endpoint if endpoint.endswith(INGEST_PATH) else endpoint + INGEST_PATH
 
 
 async def run_pipeline(endpoint: str, stop: asyncio.Event, interval: float = 2.0) -> None:
@@ -75,14 +75,15 @@ async def run_pipeline(endpoint: str, stop: asyncio.Event, interval: float = 2.0
         stop: set it to flush once more and return.
         interval: seconds between rounds (and between exports).
     """
-    exporter = OTLPMetricExporter(endpoint=_metrics_url(endpoint), timeout=EXPORT_TIMEOUT_S)
+    url = _metrics_url(endpoint)
+    exporter = OTLPMetricExporter(endpoint=url, timeout=EXPORT_TIMEOUT_S)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval * 1000)
     provider = MeterProvider(
         resource=Resource.create({SERVICE_NAME: PIPELINE_SERVICE}), metric_readers=[reader]
     )
     metrics = Metrics.create(provider.get_meter("causality.pipeline", __version__))
     rng = random.Random()  # noqa: S311 - demo data, not crypto
-    log.info("demo pipeline pushing to %s", _metrics_url(endpoint))
+    log.info("demo pipeline pushing to %s", url)
     try:
         while not stop.is_set():
             record_round(metrics, rng)
