@@ -21,7 +21,6 @@ from sidecar.config import AdminConfig, ConfigError
 from sidecar.exposition import metrics_handler
 
 __all__ = [
-    "COLLECTOR_KEY",
     "READINESS_KEY",
     "Readiness",
     "create_admin_app",
@@ -52,7 +51,6 @@ class Readiness:
 
 
 READINESS_KEY = web.AppKey("readiness", Readiness)
-COLLECTOR_KEY = web.AppKey("collector", Collector)
 TOKEN_KEY = web.AppKey("bearer_token", bytes)
 PROTECTED_KEY = web.AppKey("protected_paths", set[str])
 
@@ -121,7 +119,6 @@ def create_admin_app(
     """
     app = web.Application(middlewares=[bearer_auth])
     app[READINESS_KEY] = readiness
-    app[COLLECTOR_KEY] = collector
     app[PROTECTED_KEY] = {config.metrics_path}
     if config.bearer_token_file:
         app[TOKEN_KEY] = read_bearer_token(config.bearer_token_file)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from opentelemetry.sdk.metrics.view import View
 from prometheus_client import ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -74,7 +73,6 @@ class Sidecar:
     components: list[Component] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     unified: UnifiedCollector | None = field(default=None, init=False)
-    series: SeriesGauge | None = field(default=None, init=False)
     scraper: MergeScraper | None = field(default=None, init=False)
     exporter: OtlpPusher | None = field(default=None, init=False)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,13 +80,10 @@ class Sidecar:
     _signals: int = 0
 
     def __post_init__(self) -> None:
-        self.module = Module.new(self.config.service.name, views=self._views())
+        self.module = Module.new(self.config.service.name, views=proxy_views(self.config.proxy))
         self.metrics = Metrics.create(self.module.meter)
         ProcessCollector(registry=self.module.registry)
         self.module.registry.register(BuildInfoCollector())
-
-    def _views(self) -> tuple[View, ...]:
-        return proxy_views(self.config.proxy)
 
     def collector(self) -> Collector:
         """What ``/metrics`` serves: the unified view once built, else the own registry."""
@@ -102,7 +97,7 @@ class Sidecar:
         """
         config = self.config
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
-        self.series = SeriesGauge(self.module.meter)  # sidecar_series{source}, shared
+        series = SeriesGauge(self.module.meter)  # sidecar_series{source}, one for all sources
         if config.proxy.enabled:
             inspector = (
                 EventInspector(config.events, self.module.meter) if config.events.enabled else None
@@ -110,7 +105,7 @@ class Sidecar:
             self.components.append(create_proxy(config, self.module, self.metrics, inspector))
         store_view = None
         if config.ingest.enabled:
-            ingest, ingest_collector = create_ingest(config, self.module, series=self.series)
+            ingest, ingest_collector = create_ingest(config, self.module, series=series)
             self.components.append(ingest)
             collectors["ingest"] = ingest_collector
             store_view = partial(store_sources, ingest_collector.store)
@@ -162,10 +157,6 @@ class Sidecar:
         self.started.set()
         log.info("ready", extra={"event": "ready", "version": __version__})
 
-    def component(self, name: str) -> Component:
-        """A started component by name."""
-        return next(c for c in self.components if c.name == name)
-
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reloads the config."""
         loop = asyncio.get_running_loop()
@@ -177,8 +168,7 @@ class Sidecar:
         self._signals += 1
         if self._signals == 1:
             log.info("%s received: draining", sig.name, extra={"event": "drain_start"})
-            self.readiness.set_not_ready("draining")
-            self._stop.set()
+            self.request_stop()
             return
         in_flight = sum(c.in_flight for c in self.components)
         log.warning(
