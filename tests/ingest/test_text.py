@@ -24,14 +24,6 @@ from tests.ingest.builders import (
 )
 
 
-class _Collector:
-    def __init__(self, harness: Harness) -> None:
-        self.harness = harness
-
-    def collect(self):
-        return self.harness.collector.collect()
-
-
 def _mixed() -> Harness:
     harness = Harness(StoreLimits(max_series_per_metric=3), scope_labels=True, target_info=True)
     harness.push(
@@ -76,8 +68,8 @@ def _mixed() -> Harness:
 def test_same_bytes_as_prometheus_client(openmetrics):
     harness = _mixed()
     if openmetrics:
-        expected = generate_openmetrics(_Collector(harness)).decode().removesuffix("# EOF\n")
+        expected = generate_openmetrics(harness.collector).decode().removesuffix("# EOF\n")
     else:
-        expected = generate_latest(_Collector(harness)).decode()
+        expected = generate_latest(harness.collector).decode()
     assert harness.text(openmetrics) == expected
     assert "otel_metric_overflow" in expected  # the overflow series is part of the comparison
