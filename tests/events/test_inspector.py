@@ -15,6 +15,7 @@ from sidecar.config import EventsConfig
 from sidecar.events import EventInspector, samples
 from sidecar.events.codec import PAYLOAD_TYPES
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
+from tests.events.conftest import FakeClock
 from tests.events.metrics import event_family_names, value
 from tests.events.metrics import samples as samples_of
 from tests.support.prometheus import check_metrics
@@ -23,16 +24,6 @@ BATCH = "/v1/events/batch"
 INGEST = "/v1/events/ingest"
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
