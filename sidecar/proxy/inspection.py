@@ -42,10 +42,12 @@ class EventInspector(Protocol):
 
 
 class ResponseTee:
-    """Collects a copy of a streamed response body up to a limit."""
+    """Collects a copy of a streamed response body up to a limit (``path``: its request's
+    path, query excluded, as the inspector is told)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, path: str) -> None:
         self._limit = limit
+        self.path = path
         self._parts: list[bytes] = []
         self._size = 0
         self.overflowed = False

@@ -274,7 +274,7 @@ class ProxyHandler:
             except ValueError:  # aiohttp refuses a header with control bytes: nothing sent
                 return self._reject(ex, 502, "upstream_reset", "upstream sent an invalid response")
             ex.ttfb = time.perf_counter()
-            tee = self._tee(request, upstream)
+            tee = self._tee(request)
             content = upstream.content
             while True:
                 try:
@@ -291,7 +291,7 @@ class ProxyHandler:
             await response.write_eof()
             complete = True
             if tee is not None:
-                self._inspect_response(request, upstream, tee)
+                self._inspect_response(upstream, tee)
             return response
         except ConnectionError:
             self._client_left(ex)
@@ -311,23 +311,23 @@ class ProxyHandler:
         if transport is not None:
             transport.abort()
 
-    def _tee(self, request: web.BaseRequest, upstream: UpstreamResponse) -> ResponseTee | None:
+    def _tee(self, request: web.BaseRequest) -> ResponseTee | None:
         inspector = self._inspector
-        if inspector is None or not inspector.wants_response(request.raw_path.partition("?")[0]):
+        if inspector is None:
             return None
-        return ResponseTee(self._events.max_body_bytes)
+        path = request.raw_path.partition("?")[0]
+        if not inspector.wants_response(path):
+            return None
+        return ResponseTee(self._events.max_body_bytes, path)
 
-    def _inspect_response(
-        self, request: web.BaseRequest, upstream: UpstreamResponse, tee: ResponseTee
-    ) -> None:
+    def _inspect_response(self, upstream: UpstreamResponse, tee: ResponseTee) -> None:
         if tee.overflowed or self._inspector is None:
             return
-        path = request.raw_path.partition("?")[0]
         content_type = upstream.headers.get("Content-Type")
         call_safely(
             "inspect_response",
             self._inspector.inspect_response,
-            path,
+            tee.path,
             upstream.status,
             content_type,
             tee.body(),
