@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sidecar.ingest.model import (
     Batch,
@@ -450,7 +450,7 @@ def _exponential_increase(last: Series, point: ExponentialPoint) -> ExponentialP
     if not isinstance(before, ExponentialState) or point.start_ns > last.start:
         return point
     now = ExponentialState.of(point)
-    before = ExponentialState.of(_as_point(before, point))
+    before = replace(before, positive=dict(before.positive), negative=dict(before.negative))
     scale = min(before.scale, now.scale)
     before.downscale(before.scale - scale)
     now.downscale(now.scale - scale)
@@ -462,13 +462,6 @@ def _exponential_increase(last: Series, point: ExponentialPoint) -> ExponentialP
     return point._replace(
         scale=scale, zero_count=zero, positive=positive, negative=negative,
         sum=now.sum - before.sum, count_value=now.count - before.count,
-    )  # fmt: skip
-
-
-def _as_point(state: ExponentialState, like: ExponentialPoint) -> ExponentialPoint:
-    return like._replace(
-        scale=state.scale, zero_count=state.zero_count, zero_threshold=state.zero_threshold,
-        positive=state.positive, negative=state.negative, sum=state.sum, count_value=state.count,
     )  # fmt: skip
 
 
