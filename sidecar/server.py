@@ -157,6 +157,10 @@ class Sidecar:
         self.started.set()
         log.info("ready", extra={"event": "ready", "version": __version__})
 
+    def component(self, name: str) -> Component:
+        """A started component by name."""
+        return next(c for c in self.components if c.name == name)
+
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reloads the config."""
         loop = asyncio.get_running_loop()
