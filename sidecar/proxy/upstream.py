@@ -280,7 +280,7 @@ class Upstream:
         protocol, reused = await pool.acquire(fresh)
         ok = False
         try:
-            response = await self._exchange(protocol, method, target, headers, body, reused)
+            response = await self._exchange(pool, protocol, method, target, headers, body, reused)
             ok = True
             return response
         finally:
@@ -289,6 +289,7 @@ class Upstream:
 
     async def _exchange(
         self,
+        pool: _Pool,
         protocol: ResponseHandler,
         method: str,
         target: str,
@@ -345,12 +346,8 @@ class Upstream:
         elif expect:
             protocol.force_close()  # final answer without 100: the body was never sent
         return UpstreamResponse(
-            message.code, message.reason, message.headers, payload, self._pool_of(), protocol
+            message.code, message.reason, message.headers, payload, pool, protocol
         )
-
-    def _pool_of(self) -> _Pool:
-        assert self._pool is not None
-        return self._pool
 
     @staticmethod
     def _framing(headers: Mapping[str, str], body: Body) -> str:
