@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
@@ -33,7 +33,6 @@ class CountingApp:
 
     url: str
     app: web.Application
-    counts: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
