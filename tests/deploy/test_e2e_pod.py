@@ -26,8 +26,6 @@ import json
 import random
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +42,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.demo.pipeline import record_round
 from sidecar.observability import Metrics
-from tests.deploy.chart import NAMESPACE, ROOT, Render, containers, port_of, render
+from tests.deploy.chart import NAMESPACE, Render, containers, port_of, render
+from tests.deploy.demo_app import demo_app
 from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar, wait_until
 from tests.support.prometheus import PrometheusServer, poll, start_prometheus
@@ -148,24 +147,6 @@ def _kubernetes_sd_targets(rendered: Render) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _demo_app(port: int) -> Iterator[None]:
-    proc = subprocess.Popen([sys.executable, "-m", "sidecar.demo", f"127.0.0.1:{port}"], cwd=ROOT)
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 20, "the demo app")
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http_get(url, timeout=1)[0] == 200
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
 def _pipeline(ingest_port: int) -> Iterator[tuple[Metrics, MeterProvider]]:
     """A pipeline service pushing the catalogue's instruments over OTLP/HTTP protobuf."""
     # a short export timeout bounds the retries once the SIGTERM test has stopped the sidecar
@@ -199,7 +180,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     sd_file.write_text(json.dumps(_kubernetes_sd_targets(rendered)))
     scrape = kubernetes_config_with_file_sd(sd_file)["scrape_configs"]
     with (
-        _demo_app(ports["app"]),
+        demo_app(ports["app"]),
         run_sidecar(
             ["run", "--config", str(config_file)], admin=f"127.0.0.1:{admin}", env=env
         ) as sidecar,

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.observability import Metrics
 from tests.deploy.chart import CONFIG_MOUNT, ROOT, render
+from tests.deploy.demo_app import answers, demo_app
 from tests.support.process import free_port, http_get, wait_until
 
 PODMAN = ROOT.parent / "shared" / "tools" / "podman"
@@ -159,20 +159,8 @@ class Running:
 def demo_upstream() -> Iterator[int]:
     """The project's demo app (`python -m sidecar.demo`) on a free loopback port."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sidecar.demo", f"127.0.0.1:{port}"], cwd=ROOT)
-    try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 20, "demo upstream")
+    with demo_app(port):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http_get(url, timeout=1)[0] == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +181,7 @@ def running(image: dict[str, Any]) -> Iterator[Running]:
         try:
             try:
                 wait_until(
-                    lambda: _answers(f"http://127.0.0.1:{admin}/readyz"), 30, "container ready"
+                    lambda: answers(f"http://127.0.0.1:{admin}/readyz"), 30, "container ready"
                 )
             except AssertionError as err:
                 raise AssertionError(f"{err}\n{container.logs()}") from None
