@@ -290,6 +290,7 @@ _BOOL = _opt(_expect(bool, "true or false"))
 _POSITIVE = _opt(_positive_int)
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 _SECRET_HEADER_RE = re.compile(r"(?i)authorization|token|key|secret|password|cookie")
+_URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,7 +558,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
     """The config as plain YAML-able data that `load_config` reads back to an equal object.
 
-    With ``redact``, values of export headers that look like credentials become ``<redacted>``.
+    With ``redact``, values of export headers that look like credentials, and the
+    ``user:password@`` part of every URL, become ``<redacted>``.
     """
     out: dict[str, Any] = {}
     for spec in dataclasses.fields(obj):
@@ -568,6 +570,8 @@ def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
             out[spec.name] = [to_dict(item, redact=redact) for item in value]
         elif "render" in spec.metadata and value is not None:
             out[spec.name] = spec.metadata["render"](value)
+        elif redact and isinstance(value, str) and "://" in value:
+            out[spec.name] = _URL_USERINFO_RE.sub("<redacted>@", value)
         else:
             out[spec.name] = value
     if redact and isinstance(obj, OtlpExportConfig):

@@ -255,3 +255,13 @@ def test_redacted_dump_hides_credentials() -> None:
     dumped = dump_yaml(config, redact=True)
     assert "s3cret" not in dumped
     assert "x-tenant: a" in dumped
+
+
+def test_redacted_dump_hides_url_credentials() -> None:
+    text = "proxy: {upstream: 'http://app:pa55w0rd@127.0.0.1:8080'}"
+    from sidecar.config import config_from_dict
+
+    dumped = dump_yaml(config_from_dict(yaml.safe_load(text)), redact=True)
+    assert "pa55w0rd" not in dumped
+    assert "http://<redacted>@127.0.0.1:8080" in dumped
+    assert "pa55w0rd" in dump_yaml(config_from_dict(yaml.safe_load(text)))  # only when asked
