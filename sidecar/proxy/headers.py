@@ -14,7 +14,6 @@ from multidict import CIMultiDict
 __all__ = [
     "HOP_BY_HOP_HEADERS",
     "connection_tokens",
-    "is_hop_by_hop",
     "request_headers",
     "response_headers",
 ]
@@ -46,12 +45,6 @@ def connection_tokens(headers: Pairs) -> frozenset[str]:
         if name.lower() == "connection":
             names.update(t.strip().lower() for t in value.split(",") if t.strip())
     return frozenset(names)
-
-
-def is_hop_by_hop(name: str, named: frozenset[str] = frozenset()) -> bool:
-    """True for a hop-by-hop header or one that ``Connection`` names."""
-    lower = name.lower()
-    return lower in HOP_BY_HOP_HEADERS or lower in named
 
 
 def _end_to_end(items: list[tuple[str, str]]) -> CIMultiDict[str]:
