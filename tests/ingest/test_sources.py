@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from sidecar.ingest.store import MetricStore, StoreLimits
-from sidecar.ingest.translate import TranslationRules, Translator
+from sidecar.ingest.store import StoreLimits
 from sidecar.status.inventory import store_sources
-from tests.ingest.builders import DELTA, counter, gauge, number, request
-
-RULES = TranslationRules(promote_resource_attributes=("service.name", "service.instance.id"))
+from tests.ingest.builders import DELTA, Harness, counter, gauge, number, request
 
 
 def resource(name: str, instance: str) -> dict[str, str]:
@@ -15,9 +12,8 @@ def resource(name: str, instance: str) -> dict[str, str]:
 
 
 def test_points_are_counted_per_resource_even_in_one_request() -> None:
-    now = [0.0]
-    store = MetricStore(StoreLimits(series_ttl=60), clock=lambda: now[0])
-    translator = Translator(RULES)
+    harness = Harness(StoreLimits(series_ttl=60), scope_labels=True, target_info=True)
+    store = harness.store
     first = request(
         counter("jobs", [number(3), number(4, {"q": "b"})]), resource=resource("a", "1")
     )
@@ -28,24 +24,25 @@ def test_points_are_counted_per_resource_even_in_one_request() -> None:
         resource=resource("b", "2"),
     )
     first.resource_metrics.extend(second.resource_metrics)  # two resources, one request
-    store.apply(translator.translate(first))
+    harness.push(first)
     late = request(
         counter("ticks", [number(1, start=1, time=5)], temporality=DELTA),
         resource=resource("b", "2"),
     )
-    store.apply(translator.translate(late))
+    harness.push(late)
 
     sources = {(s.service_name, s.service_instance_id): s for s in store_sources(store)}
     assert (sources["a", "1"].accepted, sources["a", "1"].rejected) == (2, 0)
     assert (sources["b", "2"].accepted, sources["b", "2"].rejected) == (2, 1)
 
-    now[0] = 61.0  # idle past the TTL: the totals go with the source's series
+    harness.now = 61.0  # idle past the TTL: the totals go with the source's series
     store.expire()
     assert store.sources == {}
 
 
 def test_translation_rejects_count_for_their_resource() -> None:
-    store = MetricStore(StoreLimits())
+    harness = Harness(scope_labels=True, target_info=True)
+    store = harness.store
     bad = counter("", [number(1), number(2)])  # no name: both points rejected at translation
-    store.apply(Translator(RULES).translate(request(bad, resource=resource("c", "3"))))
+    harness.push(request(bad, resource=resource("c", "3")))
     assert (store.sources["c", "3"].accepted, store.sources["c", "3"].rejected) == (0, 2)
