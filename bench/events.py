@@ -26,15 +26,15 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from common import free_port, wait_port  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_PATH = "/v1/events/batch"
@@ -116,28 +116,11 @@ def serve_proxy(port: int, upstream_port: int, inspect: bool) -> None:
 # ----------------------------------------------------------------------- the driver
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pinned(core: int) -> list[str]:
     """A taskset prefix when there are cores to spread over."""
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(core)]
     return []
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    """Poll until something accepts on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 @contextlib.contextmanager
@@ -146,7 +129,7 @@ def process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, env=env, cwd=ROOT)
     try:
-        wait_for_port(port)
+        wait_port(port, timeout=20.0)
         yield proc
     finally:
         proc.terminate()
