@@ -317,7 +317,7 @@ class Upstream:
             out["Host"] = self._authority
         if framing == "bytes":
             assert isinstance(body, bytes)
-            out = _with_length(out, body)
+            out["Content-Length"] = str(len(body))
         await writer.write_headers(line, out)
         expect = headers.get("Expect", "").lower() == "100-continue" and body is not None
         sending: asyncio.Task[None] | None = None
@@ -401,11 +401,6 @@ def framing_headers(headers: Mapping[str, str], framing: str) -> CIMultiDict[str
     if framing == "chunked":
         out["Transfer-Encoding"] = "chunked"
     return out
-
-
-def _with_length(headers: CIMultiDict[str], body: bytes) -> CIMultiDict[str]:
-    headers["Content-Length"] = str(len(body))
-    return headers
 
 
 async def _send_body(writer: StreamWriter, body: AsyncIterable[bytes]) -> None:
