@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -220,6 +221,55 @@ class Harness:
         for family in self.collector.families():
             family.render(openmetrics, out)
         return "".join(out)
+
+
+def mixed_harness(n: int) -> Harness:
+    """``n`` series of every kind, with awkward label values, NaN and infinities."""
+    harness = Harness(StoreLimits(max_series_per_metric=2 * n), scope_labels=True, target_info=True)
+    for service in ("a", "b"):
+        harness.push(
+            request(
+                counter(
+                    "orders",
+                    [number(i, {"i": i, "q": 'x"y\\z\n'}) for i in range(n)],
+                    unit="{orders}",
+                    description="Orders",
+                ),
+                counter(
+                    "bytes.sent",
+                    [number(i * 1.5, {"i": i}, start=1, time=2) for i in range(n)],
+                    unit="By",
+                    temporality=DELTA,
+                    description="Bytes sent",
+                ),
+                gauge(
+                    "temp",
+                    [number(math.nan if i % 7 == 0 else i, {"i": i}) for i in range(n)],
+                    unit="Cel",
+                    description="Temperature",
+                ),
+                histogram(
+                    "rt",
+                    [
+                        hpoint([0.5, 1, 2.5, 5, 10], [i, 1, 2, 3, 4, 5], 10.0 + i, {"i": i})
+                        for i in range(n)
+                    ],
+                    unit="ms",
+                    description="Response time",
+                ),
+                exponential(
+                    "size",
+                    [
+                        epoint(2, (i % 5 - 2, [1, 2, 3]), zero_count=1, total=9.0, labels={"i": i})
+                        for i in range(n // 10)
+                    ],
+                    description="Sizes",
+                ),
+                summary("lat", [(0.5, 1.0), (0.9, math.inf)], 3.0, 4, description="Latency"),
+                resource={"service.name": service, "host.name": "h-" + service},
+            )
+        )
+    return harness
 
 
 PROTOBUF_HEADERS = {"Content-Type": "application/x-protobuf"}

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
+from tests.ingest.builders import mixed_harness
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
-from tests.unified.test_unified import _mixed_harness
 
 
 async def test_prometheus_ingests_the_unified_exposition(aiohttp_server, prometheus_factory):  # noqa: F811
@@ -15,7 +15,7 @@ async def test_prometheus_ingests_the_unified_exposition(aiohttp_server, prometh
     Metrics.create(module.meter).http_request_total.add(
         3, {"method": "GET", "path": "/", "status": 200}
     )
-    harness = _mixed_harness(50)
+    harness = mixed_harness(50)
     handler = metrics_handler(UnifiedCollector([module.registry, harness.collector]))
     content_types: list[str] = []
 

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
 from sidecar.exposition import render
 from sidecar.ingest.instruments import merge_conflicts
-from sidecar.ingest.store import StoreLimits
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector
-from tests.ingest.builders import (
-    DELTA,
-    Harness,
-    counter,
-    epoint,
-    exponential,
-    gauge,
-    histogram,
-    hpoint,
-    number,
-    request,
-    summary,
-)
+from tests.ingest.builders import Harness, gauge, histogram, hpoint, mixed_harness, number, request
 from tests.support.prometheus import check_metrics
 
 TEXT = "text/plain"
@@ -96,7 +81,7 @@ def test_merge_rules(module):
 @pytest.mark.parametrize("accept", [TEXT, OPENMETRICS], ids=["text", "openmetrics"])
 @pytest.mark.parametrize("gzip", ["", "gzip"], ids=["plain", "gzip"])
 def test_fast_path_equals_generic_path(accept, gzip):
-    unified = UnifiedCollector([_own_registry(), _mixed_harness(200).collector])
+    unified = UnifiedCollector([_own_registry(), mixed_harness(200).collector])
     fast = unified.render(accept, gzip)
     generic = render(unified, accept, gzip)
     assert (fast.content_type, fast.content_encoding) == (
@@ -123,55 +108,6 @@ def test_with_sources_adds_lower_sources_per_scrape():
     assert 'shared{a="3"}' not in unified.render(TEXT, "").body.decode()
 
 
-def _mixed_harness(n: int) -> Harness:
-    """``n`` series of every kind, with awkward label values, NaN and infinities."""
-    harness = Harness(StoreLimits(max_series_per_metric=2 * n), scope_labels=True, target_info=True)
-    for service in ("a", "b"):
-        harness.push(
-            request(
-                counter(
-                    "orders",
-                    [number(i, {"i": i, "q": 'x"y\\z\n'}) for i in range(n)],
-                    unit="{orders}",
-                    description="Orders",
-                ),
-                counter(
-                    "bytes.sent",
-                    [number(i * 1.5, {"i": i}, start=1, time=2) for i in range(n)],
-                    unit="By",
-                    temporality=DELTA,
-                    description="Bytes sent",
-                ),
-                gauge(
-                    "temp",
-                    [number(math.nan if i % 7 == 0 else i, {"i": i}) for i in range(n)],
-                    unit="Cel",
-                    description="Temperature",
-                ),
-                histogram(
-                    "rt",
-                    [
-                        hpoint([0.5, 1, 2.5, 5, 10], [i, 1, 2, 3, 4, 5], 10.0 + i, {"i": i})
-                        for i in range(n)
-                    ],
-                    unit="ms",
-                    description="Response time",
-                ),
-                exponential(
-                    "size",
-                    [
-                        epoint(2, (i % 5 - 2, [1, 2, 3]), zero_count=1, total=9.0, labels={"i": i})
-                        for i in range(n // 10)
-                    ],
-                    description="Sizes",
-                ),
-                summary("lat", [(0.5, 1.0), (0.9, math.inf)], 3.0, 4, description="Latency"),
-                resource={"service.name": service, "host.name": "h-" + service},
-            )
-        )
-    return harness
-
-
 def test_promtool_accepts_thousands_of_mixed_series(module):
     metrics = Metrics.create(module.meter)
     for status in (200, 404, 500):
@@ -181,7 +117,7 @@ def test_promtool_accepts_thousands_of_mixed_series(module):
     metrics.dlq_depth.add(3)
     merge_conflicts(module.meter).add(1, {"kind": "series"})
     ProcessCollector(registry=module.registry)
-    harness = _mixed_harness(600)
+    harness = mixed_harness(600)
     unified = UnifiedCollector([module.registry, harness.collector])
     exposition = unified.render(TEXT, "")
     lines = [line for line in exposition.body.decode().splitlines() if not line.startswith("#")]
@@ -192,7 +128,7 @@ def test_promtool_accepts_thousands_of_mixed_series(module):
 
 
 def test_promtool_openmetrics_input_is_one_document():
-    unified = UnifiedCollector([_own_registry(), _mixed_harness(20).collector])
+    unified = UnifiedCollector([_own_registry(), mixed_harness(20).collector])
     body = unified.render(OPENMETRICS, "").body.decode()
     assert body.count("# EOF") == 1
     assert body.endswith("# EOF\n")
