@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from tests.proxy.conftest import ProxyFactory, wait_for
+from tests.support.process import free_port
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 FAULTS: dict[str, tuple[bytes | None, int | None, str]] = {
@@ -100,10 +101,7 @@ async def test_upstream_fault_is_answered_and_leaves_nothing_stuck(
 
 
 async def test_refused_upstream_is_502_and_recovers(make_proxy: ProxyFactory, raw_upstream) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proxy = await make_proxy(upstream=f"http://127.0.0.1:{port}")
+    proxy = await make_proxy(upstream=f"http://127.0.0.1:{free_port()}")
     async with aiohttp.ClientSession() as client:
         for _ in range(3):
             async with client.get(f"{proxy.url}/x") as r:
