@@ -12,6 +12,7 @@ from typing import Any
 
 from sidecar import __version__
 from sidecar.config import CONFIG_FILE_ENV, Config, ConfigError, dump_yaml, load_config
+from sidecar.logs import configure_logging
 from sidecar.proxy.allocator import pin_malloc_thresholds
 
 __all__ = ["main"]
@@ -78,19 +79,24 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def cmd_run(config: Config, config_path: str | None, overrides: dict[str, Any]) -> int:
     """``run``: the sidecar until SIGTERM."""
-    from sidecar.server import Sidecar, run_sidecar, setup_logging
+    from sidecar.server import (  # imported here: version/check-config stay light
+        Sidecar,
+        run_sidecar,
+    )
 
-    setup_logging(config)
-    return _run_async(lambda: run_sidecar(Sidecar(config, config_path, overrides)))
+    sidecar = Sidecar(config, config_path, overrides)
+    return _run_async(lambda: run_sidecar(sidecar))
 
 
-def cmd_demo(config: Config, config_path: str | None, args: argparse.Namespace) -> int:
+def cmd_demo(
+    config: Config, config_path: str | None, overrides: dict[str, Any], args: argparse.Namespace
+) -> int:
     """``demo``: the sidecar plus a demo app, a demo pipeline and demo traffic."""
     from sidecar.demo import run_demo
-    from sidecar.server import setup_logging
+    from sidecar.server import Sidecar
 
-    setup_logging(config)
-    return _run_async(lambda: run_demo(config, config_path, args.app_listen, not args.no_traffic))
+    sidecar = Sidecar(config, config_path, overrides)
+    return _run_async(lambda: run_demo(sidecar, args.app_listen, not args.no_traffic))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail_config(exc)
     config_path = args.config or os.environ.get(CONFIG_FILE_ENV) or None
+    configure_logging(config.logging.level, config.logging.format)
     if args.command == "run":
         return cmd_run(config, config_path, overrides)
-    return cmd_demo(config, config_path, args)
+    return cmd_demo(config, config_path, overrides, args)

@@ -32,7 +32,6 @@ from sidecar.export import OtlpPusher, create_export
 from sidecar.ingest import SeriesGauge, create_ingest
 from sidecar.ingest.instruments import merge_conflicts
 from sidecar.lifecycle import AiohttpComponent, Component
-from sidecar.logs import configure_logging
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
@@ -246,11 +245,6 @@ async def run_sidecar(sidecar: Sidecar) -> int:
     await sidecar.wait_for_stop()
     await sidecar.drain_and_stop()
     return 0
-
-
-def setup_logging(config: Config) -> None:
-    """Logging as the config says."""
-    configure_logging(config.logging.level, config.logging.format)
 
 
 def all_addresses(components: Sequence[Component]) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from sidecar.config import Address, Config
+from sidecar.config import Address
 from sidecar.demo.app import create_demo_app
 from sidecar.events.demo import send_event_trickle
 from sidecar.server import Sidecar, run_sidecar
@@ -57,9 +57,8 @@ async def send_demo_traffic(proxy_url: str, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), TRAFFIC_INTERVAL_S)
 
 
-async def run_demo(config: Config, config_path: str | None, app_listen: str, traffic: bool) -> int:
-    """Run the demo until SIGTERM/SIGINT; the exit code."""
-    sidecar = Sidecar(config, config_path)
+async def run_demo(sidecar: Sidecar, app_listen: str, traffic: bool) -> int:
+    """Run ``sidecar`` with the demo around it until SIGTERM/SIGINT; the exit code."""
     stop = asyncio.Event()
     tasks: list[asyncio.Task[object]] = []
     async with demo_app_running(Address.parse(app_listen)):

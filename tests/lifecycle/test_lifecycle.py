@@ -163,3 +163,24 @@ def test_second_signal_during_drain_reports_the_cut(demo_app: str, tmp_path: Pat
         assert done.wait(10)
         with pytest.raises(OSError, match=r"Remote end closed|reset|IncompleteRead|closed"):
             slow.result()
+
+
+def test_sighup_in_the_demo_keeps_its_flags(tmp_path: Path) -> None:
+    """The demo's own flags (listeners, the upstream from --app-listen) survive a reload."""
+    ports = local_ports("proxy", "admin", "otlp", "app")
+    config = tmp_path / "config.yaml"
+    config.write_text("logging: {level: info}\n")
+    args = [
+        "demo", "--config", str(config), "--no-traffic",
+        "--app-listen", f"127.0.0.1:{ports['app']}",
+        "--listen", f"127.0.0.1:{ports['proxy']}",
+        "--admin-listen", f"127.0.0.1:{ports['admin']}",
+        "--otlp-listen", f"127.0.0.1:{ports['otlp']}",
+    ]  # fmt: skip
+    with run_sidecar(args, admin=f"127.0.0.1:{ports['admin']}") as car:
+        config.write_text("logging: {level: debug}\n")
+        car.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "config reloaded" in car.logs(), 5, "reload logged")
+        assert "take effect after a restart" not in car.logs()
+        assert _get(f"http://127.0.0.1:{ports['proxy']}/users/1")[0] == 200
+        assert car.stop() == 0
