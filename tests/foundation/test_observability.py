@@ -127,3 +127,16 @@ async def test_middleware_records_method_path_status(
     assert ("http_request_errors_total", "GET", "/users/{id}", "200") not in samples
     assert samples[("http_request_errors_total", "GET", "/missing", "404")] == 1
     assert samples[("http_request_errors_total", "POST", "/broken", "503")] == 1
+
+
+async def test_module_metrics_handler_serves_its_registry(
+    module: Module, aiohttp_client: AiohttpClient
+) -> None:
+    Metrics.create(module.meter).alerts_fired.add(3)
+    app = web.Application()
+    app.router.add_get("/metrics", module.metrics_handler())
+    client = await aiohttp_client(app)
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "\nalerts_fired_total{" in await response.text()
