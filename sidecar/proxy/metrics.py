@@ -126,7 +126,8 @@ class ProxyMetrics:
             callbacks=[self._observe_in_flight],
             description="Requests being proxied",
         )
-        self._status_attrs: dict[tuple[str, str, int], Attrs] = {}
+        # (method, path, status) -> (its attrs, the (method, path) attrs): one lookup a request
+        self._status_attrs: dict[tuple[str, str, int], tuple[Attrs, Attrs]] = {}
         self._route_attrs: dict[tuple[str, str], Attrs] = {}
         self._reason_attrs = {r: {"reason": r} for r in ERROR_REASONS}
         self._overflow_attrs: Attrs = {"metric": "http_request_path"}
@@ -150,13 +151,14 @@ class ProxyMetrics:
     # The attribute caches need no size limit: their keys are already bounded (10 method
     # labels x at most max_route_labels + 1 paths x 3-digit statuses), and the batched
     # counters key on the identity of these cached dicts.
-    def _status_key(self, method: str, path: str, status: int) -> Attrs:
+    def _status_key(self, method: str, path: str, status: int) -> tuple[Attrs, Attrs]:
         key = (method, path, status)
-        attrs = self._status_attrs.get(key)
-        if attrs is None:
-            attrs = {"method": method, "path": path, "status": status}
-            self._status_attrs[key] = attrs
-        return attrs
+        pair = self._status_attrs.get(key)
+        if pair is None:
+            attrs: Attrs = {"method": method, "path": path, "status": status}
+            pair = (attrs, self._route_key(method, path))
+            self._status_attrs[key] = pair
+        return pair
 
     def _route_key(self, method: str, path: str) -> Attrs:
         key = (method, path)
@@ -179,8 +181,7 @@ class ProxyMetrics:
         """Record a finished (or failed) HTTP exchange."""
         if not self.enabled:
             return
-        attrs = self._status_key(method, path, status)
-        route = self._route_key(method, path)
+        attrs, route = self._status_key(method, path, status)
         with self._batcher.lock:
             self._duration.record(duration_ms, attrs)
             self._total.add(attrs)
@@ -194,7 +195,7 @@ class ProxyMetrics:
     def websocket(self, method: str, path: str) -> None:
         """Count a WebSocket session (status 101); it stays out of the histograms."""
         if self.enabled:
-            attrs = self._status_key(method, path, STATUS_SWITCHING_PROTOCOLS)
+            attrs, _ = self._status_key(method, path, STATUS_SWITCHING_PROTOCOLS)
             with self._batcher.lock:
                 self._total.add(attrs)
 
