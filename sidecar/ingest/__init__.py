@@ -30,10 +30,9 @@ def ingest_state(config: Config, module: Module, series: SeriesGauge | None = No
         series_ttl=ingest.series_ttl,
         exponential_max_buckets=ingest.exponential_max_buckets,
     )
-    holder: list[IngestInstruments] = []
-    store = MetricStore(limits, on_expired=lambda n: holder[0].expired.add(n))
+    # the series callback reads ``store`` when observed, by then it is bound
     instruments = IngestInstruments.create(module.meter, lambda: len(store), series)
-    holder.append(instruments)
+    store = MetricStore(limits, on_expired=instruments.expired.add)
     rules = TranslationRules(
         promote_resource_attributes=ingest.promote_resource_attributes,
         scope_labels=ingest.scope_labels,
