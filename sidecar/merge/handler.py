@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
+from sidecar.admin import Handler
 from sidecar.exposition import to_response
 from sidecar.merge.scraper import MergeScraper
 from sidecar.unified import UnifiedCollector
@@ -14,8 +14,6 @@ from sidecar.unified import UnifiedCollector
 __all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def scrape_timeout(request: web.Request) -> float | None:
