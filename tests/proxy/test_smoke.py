@@ -6,4 +6,3 @@ async def test_get(make_proxy: ProxyFactory) -> None:
     async with p.session.get(p.url + "/download?size=100") as r:
         assert r.status == 200
         assert len(await r.read()) == 100
-    print(p.metrics_text())
