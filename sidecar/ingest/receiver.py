@@ -138,7 +138,7 @@ async def _export(
     outcome = state.store.apply(batch)
     rejected = _merge_rejections(batch, outcome)
     _record(state.instruments, batch, outcome, rejected)
-    if not outcome.accepted and rejected and set(rejected) == {STORE_FULL}:
+    if not outcome.accepted and set(rejected) == {STORE_FULL}:
         raise _error(429, GRPC_RESOURCE_EXHAUSTED, "metric store is full", encoding)
     body = encode_response(sum(rejected.values()), _explain(rejected), encoding)
     return web.Response(body=body, content_type=encoding.value)
