@@ -490,10 +490,12 @@ class ProxyRequestHandler(RequestHandler):
 class ProxyServer(web.Server):
     """`web.Server` building `ProxyRequestHandler` connections."""
 
-    def __init__(self, handler: ProxyHandler, metrics: ProxyMetrics, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: ProxyHandler, metrics: ProxyMetrics, header_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._proxy_metrics = metrics
-        self.header_timeout = 0.0
+        self.header_timeout = header_timeout
 
     def __call__(self) -> RequestHandler:
         """A connection handler (aiohttp calls this per accepted connection)."""
@@ -523,6 +525,7 @@ class ProxyComponent:
         self.server = ProxyServer(
             handler,
             metrics,
+            proxy.header_timeout,
             handler_cancellation=True,
             access_log=None,
             auto_decompress=False,  # request bodies are forwarded as sent, never inflated
@@ -530,7 +533,6 @@ class ProxyComponent:
             max_field_size=proxy.max_header_bytes,
             read_bufsize=2**18,
         )
-        self.server.header_timeout = proxy.header_timeout
         self._runner = web.ServerRunner(self.server, handle_signals=False)
 
     async def start(self) -> None:
