@@ -571,7 +571,7 @@ def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
         elif "render" in spec.metadata and value is not None:
             out[spec.name] = spec.metadata["render"](value)
         elif redact and isinstance(value, str) and "://" in value:
-            out[spec.name] = _URL_USERINFO_RE.sub("<redacted>@", value)
+            out[spec.name] = redact_url(value)
         else:
             out[spec.name] = value
     if redact and isinstance(obj, OtlpExportConfig):
@@ -579,6 +579,11 @@ def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
             k: "<redacted>" if _SECRET_HEADER_RE.search(k) else v for k, v in obj.headers.items()
         }
     return out
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its ``user:password@`` part replaced by ``<redacted>@``."""
+    return _URL_USERINFO_RE.sub("<redacted>@", url)
 
 
 def dump_yaml(config: Config, *, redact: bool = False) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +20,12 @@ from prometheus_client.registry import Collector
 
 from sidecar import __version__
 from sidecar.admin import PROTECTED_KEY, Readiness
-from sidecar.config import Config, dump_yaml, to_dict
+from sidecar.config import Config, dump_yaml, redact_url, to_dict
 from sidecar.status.inventory import SourceInfo, count_series, series_report
 from sidecar.status.page import StatusView, render_page
 from sidecar.status.sampler import TrafficSampler
 
-__all__ = ["STATUS_KEY", "StatusSources", "add_status_routes", "redact_urls"]
+__all__ = ["STATUS_KEY", "StatusSources", "add_status_routes"]
 
 STATUS_PATHS = ("/", "/debug/series", "/debug/config")
 UPSTREAM_CHECK_TIMEOUT_S = 0.5
@@ -36,7 +35,6 @@ T = TypeVar("T")
 DEFAULT_SERIES_LIMIT = 20
 MAX_SERIES_LIMIT = 10_000
 TOP_METRICS = 10
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 @dataclass(frozen=True)
@@ -103,23 +101,6 @@ class Memo:
 MEMO_KEY = web.AppKey("status_memo", Memo)
 
 
-def redact_urls(value: Any) -> Any:
-    """Replace ``user:password@`` in every URL string inside ``value`` by ``<redacted>@``."""
-    if isinstance(value, str):
-        return _URL_USERINFO.sub("<redacted>@", value)
-    if isinstance(value, dict):
-        return {k: redact_urls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_urls(v) for v in value]
-    return value
-
-
-def redacted_config(config: Config) -> dict[str, Any]:
-    """The config as data, credentials in export headers and in URLs redacted."""
-    data: dict[str, Any] = redact_urls(to_dict(config, redact=True))
-    return data
-
-
 async def upstream_state(url: str) -> tuple[bool, str]:
     """Whether a TCP connection to the upstream opens in UPSTREAM_CHECK_TIMEOUT_S; why not."""
     parts = urlsplit(url)
@@ -176,10 +157,10 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         ready=sources.readiness.ready,
         readiness=reasons[-1] if reasons else "starting",
         listeners=sources.listeners(),
-        upstream=redact_urls(sources.config.proxy.upstream),
+        upstream=redact_url(sources.config.proxy.upstream),
         upstream_state=state,
         upstream_ok=ok,
-        config_yaml=dump_yaml_redacted(sources.config),
+        config_yaml=dump_yaml(sources.config, redact=True),
         routes=routes,
         rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
         p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},
@@ -191,11 +172,6 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         refresh=refresh,
         metrics_path=sources.config.admin.metrics_path,
     )
-
-
-def dump_yaml_redacted(config: Config) -> str:
-    """The effective config as YAML, redacted like ``/debug/config``."""
-    return redact_urls(dump_yaml(config, redact=True))  # type: ignore[no-any-return]
 
 
 async def status_page(request: web.Request) -> web.Response:
@@ -223,7 +199,7 @@ async def debug_series(request: web.Request) -> web.Response:
 
 async def debug_config(request: web.Request) -> web.Response:
     """``GET /debug/config``: the configuration in effect as JSON, secrets redacted."""
-    data = redacted_config(request.app[STATUS_KEY].config)
+    data = to_dict(request.app[STATUS_KEY].config, redact=True)
     return web.json_response(data, dumps=lambda d: json.dumps(d, indent=2, default=str))
 
 

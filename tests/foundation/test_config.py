@@ -265,3 +265,18 @@ def test_redacted_dump_hides_url_credentials() -> None:
     assert "pa55w0rd" not in dumped
     assert "http://<redacted>@127.0.0.1:8080" in dumped
     assert "pa55w0rd" in dump_yaml(config_from_dict(yaml.safe_load(text)))  # only when asked
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://user:pw@collector:4318/v1/metrics", "http://<redacted>@collector:4318/v1/metrics"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://t@h/x", "https://<redacted>@h/x"),
+    ],
+    ids=["user-password", "none", "user-only"],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    from sidecar.config import redact_url
+
+    assert redact_url(url) == expected

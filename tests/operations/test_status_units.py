@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sidecar.observability import Metrics, Module
 from sidecar.status.inventory import count_series, ingest_sources, series_report
 from sidecar.status.page import sparkline
-from sidecar.status.routes import redact_urls
 from sidecar.status.sampler import TrafficSampler, histogram_quantile, route_totals
 
 # the same histogram as the recording-rule test in deploy/prometheus/rules.test.yaml
@@ -123,18 +122,6 @@ def test_sparkline_scales_and_leaves_gaps() -> None:
     assert sparkline([3.0], "rate", "one").count("<circle") == 1
     assert sparkline([1.0, math.nan, 2.0, 3.0], "rate", "dot+line").count("<circle") == 1
     assert sparkline([], "rate", "empty").count("<polyline") == 0
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("http://user:pw@collector:4318/v1/metrics", "http://<redacted>@collector:4318/v1/metrics"),
-        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
-        ({"a": ["https://t@h/x", 3]}, {"a": ["https://<redacted>@h/x", 3]}),
-    ],
-)
-def test_redact_urls(value: object, expected: object) -> None:
-    assert redact_urls(value) == expected
 
 
 def test_store_sources_reads_a_real_store() -> None:
