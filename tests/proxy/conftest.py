@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -238,11 +237,6 @@ async def make_proxy(aiohttp_server: Any) -> AsyncIterator[ProxyFactory]:
         await p.session.close()
         await p.component.stop(1.0)
         await p.module.shutdown()
-
-
-def json_loads(data: bytes) -> Any:
-    """json.loads for tests."""
-    return json.loads(data)
 
 
 async def raw_exchange(url: str, data: bytes, timeout: float = 10.0) -> bytes:
