@@ -8,6 +8,7 @@ import zlib
 import pytest
 from google.protobuf import json_format
 
+from sidecar.ingest import translate
 from sidecar.ingest.codec import (
     BodyTooLarge,
     BoundedDecompressor,
@@ -93,8 +94,6 @@ def test_trailing_garbage_after_gzip():
 
 
 def test_label_set_cache_is_bounded(monkeypatch):
-    from sidecar.ingest import translate
-
     monkeypatch.setattr(translate, "LABEL_SET_CACHE_MAX", 10)
     translator = Translator(TranslationRules(PROMOTE, scope_labels=False))
     for i in range(25):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import aiohttp
 
 from sidecar.config import Address
@@ -51,8 +53,6 @@ async def test_ipv4_and_ipv6_loopback_on_one_port():
 
 
 async def test_gzip_request_through_the_real_listener_is_not_inflated_by_aiohttp():
-    import gzip
-
     module = Module.new("listeners-gzip")
     component, collector = await _started(module)
     try:

@@ -16,6 +16,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from prometheus_client.exposition import generate_latest
 
+from sidecar.config import Config
+from sidecar.ingest import SeriesGauge, ingest_state
+from sidecar.ingest.collector import OtlpCollector
+from sidecar.ingest.receiver import OFFLOAD_BYTES
+from sidecar.observability import Module
 from tests.ingest.builders import DELTA, counter, gauge, number, request
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -33,8 +38,6 @@ def _json_body() -> bytes:
 
 async def _text(ingest) -> str:
     out: list[str] = []
-    from sidecar.ingest.collector import OtlpCollector
-
     for family in OtlpCollector(ingest.state.store).families():
         family.render(False, out)
     return "".join(out)
@@ -339,10 +342,6 @@ async def test_self_metrics_names(ingest_factory):
 
 
 def test_series_gauge_takes_several_sources():
-    from sidecar.config import Config
-    from sidecar.ingest import SeriesGauge, ingest_state
-    from sidecar.observability import Module
-
     module = Module.new("series-gauge")
     series = SeriesGauge(module.meter)
     ingest_state(Config(), module, series)
@@ -354,8 +353,6 @@ def test_series_gauge_takes_several_sources():
 
 
 async def test_large_body_decoded_off_the_loop_is_stored(ingest_factory):
-    from sidecar.ingest.receiver import OFFLOAD_BYTES
-
     ingest = await ingest_factory(max_series_per_metric=10_000)
     points = [number(i, {"k": f"key-{i}", "pad": "x" * 40}) for i in range(4000)]
     body = request(counter("big", points)).SerializeToString()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
 from sidecar.exposition import render
 from sidecar.ingest.instruments import merge_conflicts
 from sidecar.observability import Metrics, Module
-from sidecar.unified import UnifiedCollector
+from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.ingest.builders import Harness, gauge, histogram, hpoint, mixed_harness, number, request
 from tests.support.prometheus import check_metrics
 
@@ -140,10 +141,6 @@ def test_generate_latest_of_the_unified_collector_works():
 
 
 async def test_metrics_handler_serves_the_fast_path_with_extra_sources(aiohttp_client):
-    from aiohttp import web
-
-    from sidecar.unified import metrics_handler
-
     lower = CollectorRegistry()
     Gauge("from_target", "target", registry=lower).set(9)
     calls = []
