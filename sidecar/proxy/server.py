@@ -195,9 +195,10 @@ class ProxyHandler:
         if not request.body_exists:
             return None
         inspector = self._inspector
-        raw_path = request.raw_path.partition("?")[0]
-        if inspector is not None and inspector.wants_request(request.method, raw_path):
-            return await self._inspected_body(request, ex, inspector, raw_path)
+        if inspector is not None:
+            path = request.raw_path.partition("?")[0]
+            if inspector.wants_request(request.method, path):
+                return await self._inspected_body(request, ex, inspector, path)
         return self._stream_body(request, ex, b"")
 
     async def _inspected_body(
