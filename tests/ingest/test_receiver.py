@@ -22,8 +22,8 @@ from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.receiver import OFFLOAD_BYTES
 from sidecar.observability import Module
 from tests.ingest.builders import DELTA, counter, gauge, number, request
+from tests.ingest.builders import PROTOBUF_HEADERS as PROTOBUF
 
-PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 ONE_GIB = 1 << 30
 
