@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.http_writer import HttpVersion11, StreamWriter
+from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import EofStream, StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -311,7 +311,7 @@ class Upstream:
         framing = self._framing(headers, body)
         if framing == "chunked":
             writer.enable_chunking()
-        line = f"{method} {self._prefix}{target} HTTP/{HttpVersion11.major}.{HttpVersion11.minor}"
+        line = f"{method} {self._prefix}{target} HTTP/1.1"
         out = framing_headers(headers, framing)
         if "Host" not in out:  # an HTTP/1.0 client may send none; HTTP/1.1 requires one
             out["Host"] = self._authority
