@@ -10,12 +10,13 @@ from __future__ import annotations
 import gzip
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
-__all__ = ["Exposition", "metrics_handler", "render"]
+__all__ = ["Exposition", "encoded", "metrics_handler", "render", "respond", "to_response"]
 
 GZIP_LEVEL = 6  # prometheus_client uses the default (9); 6 is ~3x faster for ~2% size
 
@@ -32,10 +33,20 @@ class Exposition:
 def render(collector: Collector, accept: str, accept_encoding: str) -> Exposition:
     """Render ``collector`` (a registry or anything with ``collect()``) for one scraper."""
     encoder, content_type = choose_encoder(accept)
-    body = encoder(collector)
+    return encoded(encoder(collector), content_type, accept_encoding)
+
+
+def encoded(body: bytes, content_type: str, accept_encoding: str) -> Exposition:
+    """``body`` gzipped when the scraper's ``Accept-Encoding`` allows it."""
     if gzip_accepted(accept_encoding):
         return Exposition(gzip.compress(body, GZIP_LEVEL, mtime=0), content_type, "gzip")
     return Exposition(body, content_type, None)
+
+
+def respond(request: web.Request, render: Callable[[str, str], Exposition]) -> web.Response:
+    """Answer ``request`` with ``render(Accept, Accept-Encoding)``."""
+    headers = request.headers
+    return to_response(render(headers.get(hdrs.ACCEPT, ""), headers.get(hdrs.ACCEPT_ENCODING, "")))
 
 
 def to_response(exposition: Exposition) -> web.Response:
@@ -54,11 +65,6 @@ def metrics_handler(
     """An aiohttp handler that serves ``collector`` as Prometheus exposition."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        exposition = render(
-            collector,
-            request.headers.get(hdrs.ACCEPT, ""),
-            request.headers.get(hdrs.ACCEPT_ENCODING, ""),
-        )
-        return to_response(exposition)
+        return respond(request, partial(render, collector))
 
     return handle

@@ -20,19 +20,18 @@ prometheus_client objects.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from opentelemetry.metrics import Counter
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from sidecar.exposition import GZIP_LEVEL, Exposition, to_response
+from sidecar.exposition import Exposition, encoded, respond
 
 __all__ = [
     "FamilySource",
@@ -224,10 +223,7 @@ class UnifiedCollector:
         chunks.append(_encode(encoder, pending, openmetrics))
         if openmetrics:
             chunks.append(OPENMETRICS_EOF)
-        body = b"".join(chunks)
-        if gzip_accepted(accept_encoding):
-            return Exposition(gzip.compress(body, GZIP_LEVEL, mtime=0), content_type, "gzip")
-        return Exposition(body, content_type, None)
+        return encoded(b"".join(chunks), content_type, accept_encoding)
 
 
 def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:
@@ -254,9 +250,6 @@ def metrics_handler(unified: UnifiedCollector, extra: ExtraSources | None = None
 
     async def handle(request: web.Request) -> web.StreamResponse:
         collector = unified if extra is None else unified.with_sources(await extra())
-        exposition = collector.render(
-            request.headers.get(hdrs.ACCEPT, ""), request.headers.get(hdrs.ACCEPT_ENCODING, "")
-        )
-        return to_response(exposition)
+        return respond(request, collector.render)
 
     return handle

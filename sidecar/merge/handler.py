@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from sidecar.admin import Handler
-from sidecar.exposition import to_response
+from sidecar.exposition import respond
 from sidecar.merge.scraper import MergeScraper
 from sidecar.unified import UnifiedCollector
 
@@ -34,10 +34,6 @@ def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> 
 
     async def handle(request: web.Request) -> web.StreamResponse:
         sources = await scraper.fetch(scrape_timeout(request))
-        exposition = unified.with_sources(sources).render(
-            request.headers.get(hdrs.ACCEPT, ""),
-            request.headers.get(hdrs.ACCEPT_ENCODING, ""),
-        )
-        return to_response(exposition)
+        return respond(request, unified.with_sources(sources).render)
 
     return handle
