@@ -19,6 +19,7 @@ from typing import cast
 from prometheus_client.core import Metric as PromMetric
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
+from sidecar.exposition import unescape_label_value
 from sidecar.ingest.model import Kind, Labels
 from sidecar.ingest.store import ExponentialState, Family, Series
 
@@ -32,8 +33,6 @@ __all__ = [
 
 INF = math.inf
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-_UNESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
-_UNESCAPE_RE = re.compile(r"\\[\\n\"]")
 # prometheus_client's own value formatter (Go float syntax), typed for mypy.
 floatToGoString = cast(Callable[[float], str], _float_to_go_string)
 TARGET_NAME = "target"
@@ -201,10 +200,7 @@ def render_targets(targets: list[Labels], openmetrics: bool, out: list[str]) -> 
 
 def parse_labels(labels: Labels) -> dict[str, str]:
     """Label text back to a dict (unescaped)."""
-    return {
-        m.group(1): _UNESCAPE_RE.sub(lambda e: _UNESCAPES[e.group(0)], m.group(2))
-        for m in _LABEL_RE.finditer(labels)
-    }
+    return {m.group(1): unescape_label_value(m.group(2)) for m in _LABEL_RE.finditer(labels)}
 
 
 def to_metric(family: Family) -> PromMetric:

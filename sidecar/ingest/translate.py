@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
+from sidecar.exposition import escape_label_value
 from sidecar.ingest import naming
 from sidecar.ingest.jsonview import JsonList, JsonMessage, attribute_key
 from sidecar.ingest.model import (
@@ -40,7 +41,7 @@ from sidecar.ingest.model import (
 )
 from sidecar.ingest.shadow import ShadowExportRequest
 
-__all__ = ["TranslationRules", "Translator", "escape_label_value", "label_text"]
+__all__ = ["TranslationRules", "Translator", "label_text"]
 
 SCOPE_NAME_LABEL = "otel_scope_name"
 SCOPE_VERSION_LABEL = "otel_scope_version"
@@ -392,13 +393,6 @@ def valid_utf8(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return text
-
-
-def escape_label_value(value: str) -> str:
-    """Backslash, newline and double quote escaped, as both exposition formats want."""
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return value
 
 
 def _increasing(bounds: tuple[float, ...]) -> bool:

@@ -25,6 +25,7 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from sidecar.exposition import escape_label_value, unescape_label_value
 from sidecar.unified import sample_names
 
 __all__ = [
@@ -50,8 +51,6 @@ _SAMPLE_RE = re.compile(
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\n"])*)"(?:,|$)')
 _LABEL_NAME_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\\n]|\\[\\n"])*"')
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_UNESCAPE_RE = re.compile(r"\\[\\n\"]")
-_UNESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
 SIMPLE_TEXT_TYPES = frozenset({"counter", "gauge", "untyped"})
 SIMPLE_OPENMETRICS_TYPES = frozenset({"counter", "gauge", "unknown"})
 CREATED_OWNERS = frozenset({"counter", "histogram", "summary"})
@@ -67,19 +66,9 @@ class Unsupported(Exception):
     """The fast path does not handle this body; prometheus_client's parser must."""
 
 
-def _unescape(text: str) -> str:
-    if "\\" not in text:
-        return text
-    return _UNESCAPE_RE.sub(lambda m: _UNESCAPES[m.group(0)], text)
-
-
 def label_dict(labels: str) -> dict[str, str]:
     """A (checked) label text as a dict of unescaped values."""
-    return {name: _unescape(value) for name, value in _LABEL_RE.findall(labels)}
-
-
-def _escape_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return {name: unescape_label_value(value) for name, value in _LABEL_RE.findall(labels)}
 
 
 class RawFamily:
@@ -142,7 +131,7 @@ class _Labeller:
 
     def __init__(self, extra: Mapping[str, str]) -> None:
         self.extra = dict(extra)
-        self.suffix = ",".join(f'{k}="{_escape_value(v)}"' for k, v in self.extra.items())
+        self.suffix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in self.extra.items())
 
     def __call__(self, labels: str, names: list[str]) -> str:
         if not self.extra:
