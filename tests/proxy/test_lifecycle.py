@@ -63,5 +63,7 @@ async def test_start_on_a_taken_port_raises_and_leaves_nothing_open(
     try:
         with pytest.raises(OSError, match="in use"):
             await component.start()
+        assert component.addresses == []  # no listener left bound
+        assert p.component.addresses == [taken]  # and the one holding the port is untouched
     finally:
         await module.shutdown()
