@@ -3,13 +3,23 @@
 prometheus_client's parsers cost ~20 µs a sample and its encoders ~7 µs more to write
 each sample back out: for an app with 20,000 series that is most of a scrape. Most of
 an app's lines are plain counter, gauge and untyped samples (``name{labels} value``),
-so those families are kept as text: each sample line is checked whole by one regular
-expression (name, an exact label list, a plain value) and written back as it came
-(`RawFamily` renders itself for `sidecar.unified`, in either format). Everything else
-goes to prometheus_client's parsers, block by block (histograms, summaries, info,
-stateset, ...) or — for anything the fast path does not recognise exactly (timestamps,
-exemplars, escapes in HELP, a counter without ``_total``, repeated families, comments
-OpenMetrics does not allow) — the whole body, so prometheus_client decides about it.
+so those families are kept as text (`RawFamily` renders itself for `sidecar.unified`,
+in either format) and everything else goes to prometheus_client's parsers.
+
+The body is cut at its comment lines (``# HELP``/``# TYPE``/``# UNIT``, found with
+``str.find``) into runs of sample lines. A run of a plain family is proven whole, not
+line by line: every line starts with one of the family's sample names (counted with
+``str.count``), and one regular expression built from the first line's label names
+(``name{a="…",b="…"} value``, the same grammar as `_SAMPLE_RE`, exactly those labels in
+that order) matches the whole run; the configured labels are then added with one
+``str.replace`` over the run. That costs ~0.3 µs a line instead of ~3 µs. A run that
+is not proven so (labels that vary from line to line, escapes when labels must be
+added, a label the configuration replaces, ...) is checked line by line with
+`_SAMPLE_RE`, as before. Histograms, summaries, info, stateset, ... go to
+prometheus_client block by block; anything the fast path does not recognise exactly
+(timestamps, exemplars, escapes in HELP, a counter without ``_total``, repeated
+families, comments OpenMetrics does not allow) makes the whole body go there, so
+prometheus_client decides about it.
 
 A differential test parses many generated expositions both ways and requires the same
 families, HELP, types, samples and values (``tests/merge/test_rawtext.py``).
@@ -17,6 +27,7 @@ families, HELP, types, samples and values (``tests/merge/test_rawtext.py``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
@@ -41,16 +52,18 @@ parse_openmetrics = cast(
     Callable[[str], Iterable[Metric]], openmetrics_parser.text_string_to_metric_families
 )
 
-_ONE_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\n"])*"'
+_LABEL_VALUE = r'(?:[^"\\\n]|\\[\\n"])*'
+_ONE_LABEL = rf'[a-zA-Z_][a-zA-Z0-9_]*="{_LABEL_VALUE}"'
+_METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _VALUE = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]Inf|NaN"
 # One sample line, checked whole: name, exactly a label list (or nothing), one plain value
 # (no timestamp, no exemplar). Anything else is left to prometheus_client.
 _SAMPLE_RE = re.compile(
-    rf"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{{((?:{_ONE_LABEL}(?:,{_ONE_LABEL})*)?)\}})? ({_VALUE})"
+    rf"({_METRIC_NAME})(?:\{{((?:{_ONE_LABEL}(?:,{_ONE_LABEL})*)?)\}})? ({_VALUE})"
 )
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\n"])*)"(?:,|$)')
-_LABEL_NAME_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\\n]|\\[\\n"])*"')
-_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_RE = re.compile(rf'([a-zA-Z_][a-zA-Z0-9_]*)="({_LABEL_VALUE})"(?:,|$)')
+_LABEL_NAME_RE = re.compile(rf'([a-zA-Z_][a-zA-Z0-9_]*)="{_LABEL_VALUE}"')
+_NAME_RE = re.compile(_METRIC_NAME)
 SIMPLE_TEXT_TYPES = frozenset({"counter", "gauge", "untyped"})
 SIMPLE_OPENMETRICS_TYPES = frozenset({"counter", "gauge", "unknown"})
 CREATED_OWNERS = frozenset({"counter", "histogram", "summary"})
@@ -58,6 +71,8 @@ EOF_LINE = "# EOF"
 TEXT_KEYWORDS = ("HELP", "TYPE")
 OPENMETRICS_KEYWORDS = ("HELP", "TYPE", "UNIT")
 EXPORTED_PREFIX = "exported_"
+NAME_LABEL = "__name__"
+RUN_PATTERNS = 1024  # distinct label-name lists whose compiled run pattern is kept
 
 Family = Metric  # what prometheus_client hands back for delegated blocks
 
@@ -74,18 +89,30 @@ def label_dict(labels: str) -> dict[str, str]:
 class RawFamily:
     """A counter, gauge or untyped family whose samples stay exposition text.
 
-    ``lines`` holds ``(sample name, label text, value text)``; label text is what sat
-    between the braces (configured labels already added), value text is checked.
+    ``chunks`` holds checked sample lines (``name{labels} value\\n``, configured labels
+    already added), several lines to a chunk; both formats write these lines alike.
     """
 
-    __slots__ = ("documentation", "lines", "name", "type", "unit")
+    __slots__ = ("chunks", "documentation", "name", "type", "unit")
 
     def __init__(self, name: str, kind: str, documentation: str, unit: str) -> None:
         self.name = name
         self.type = kind
         self.documentation = documentation
         self.unit = unit
-        self.lines: list[tuple[str, str, str]] = []
+        self.chunks: list[str] = []
+
+    @property
+    def lines(self) -> list[tuple[str, str, str]]:
+        """Every sample as ``(sample name, label text, value text)``, read from the text."""
+        out = []
+        for chunk in self.chunks:
+            for line in chunk.split("\n")[:-1]:
+                match = _SAMPLE_RE.fullmatch(line)
+                assert match is not None, line  # chunks hold checked lines only
+                name, labels, value = match.groups()
+                out.append((name, labels or "", value))
+        return out
 
     def _header(self, shown: str, kind: str, openmetrics: bool) -> str:
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
@@ -99,17 +126,17 @@ class RawFamily:
         """Append the family in either format, as prometheus_client lays it out."""
         if openmetrics:
             out.append(self._header(self.name, self.type, True))
-            out.extend(_line(n, labels, v) for n, labels, v in self.lines)
+            out.extend(self.chunks)
             return
         if self.type != "counter":
             kind = "untyped" if self.type == "unknown" else self.type
             out.append(self._header(self.name, kind, False))
-            out.extend(_line(n, labels, v) for n, labels, v in self.lines)
+            out.extend(self.chunks)
             return
         created = self.name + "_created"
+        totals, later = _split_created(self.chunks, created)
         out.append(self._header(self.name + "_total", "counter", False))
-        out.extend(_line(n, labels, v) for n, labels, v in self.lines if n != created)
-        later = [_line(n, labels, v) for n, labels, v in self.lines if n == created]
+        out.extend(totals)
         if later:
             out.append(self._header(created, "gauge", False))
             out.extend(later)
@@ -120,6 +147,22 @@ class RawFamily:
         for name, labels, value in self.lines:
             metric.add_sample(name, label_dict(labels), float(value))
         return metric
+
+
+def _split_created(chunks: list[str], created: str) -> tuple[list[str], list[str]]:
+    """A counter's sample lines without and with the ``<created>`` name (text has two families)."""
+    starts = (created + "{", created + " ")
+    inner = ("\n" + created + "{", "\n" + created + " ")
+    totals: list[str] = []
+    later: list[str] = []
+    for chunk in chunks:
+        if not chunk.startswith(starts) and inner[0] not in chunk and inner[1] not in chunk:
+            totals.append(chunk)
+            continue
+        lines = chunk.split("\n")[:-1]
+        totals.extend(line + "\n" for line in lines if not line.startswith(starts))
+        later.extend(line + "\n" for line in lines if line.startswith(starts))
+    return totals, later
 
 
 def _line(name: str, labels: str, value: str) -> str:
@@ -145,15 +188,42 @@ class _Labeller:
             pairs.append(f'{prefix}{name}="{match.group(2)}"')
         return ",".join([*pairs, self.suffix])
 
+    def run(self, text: str, names: Sequence[str]) -> str | None:
+        """Configured labels added to a proven run whose lines all carry label ``names``;
+        None when that needs the line-by-line way (escapes, a label the config replaces)."""
+        if not self.extra:
+            return text
+        if "\\" in text or any(n in self.extra for n in names):
+            return None
+        if names:  # without escapes, '"} ' only ends a label list: once a line
+            return text.replace('"} ', f'",{self.suffix}}} ')
+        return text.replace(" ", f"{{{self.suffix}}} ")  # "name value": one space a line
+
 
 def _label_names(labels: str) -> list[str]:
     """The label names of a (checked) label text; `Unsupported` when one repeats."""
     if not labels:
         return []
     names: list[str] = _LABEL_NAME_RE.findall(labels)
-    if len(set(names)) != len(names):
+    if len(set(names)) != len(names) or NAME_LABEL in names:
         raise Unsupported("label repeated")
     return names
+
+
+# The same grammar as _SAMPLE_RE for a run of whole lines, written for speed in `re`: the
+# label value loop unrolled and every repetition possessive (each one is followed by a
+# character it cannot match, so giving anything back could never lead to a match).
+_RUN_LABEL_VALUE = r'[^"\\\n]*+(?:\\[\\n"][^"\\\n]*+)*+'
+_RUN_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
+_RUN_VALUE = r"[-+]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][-+]?+[0-9]++)?+|[-+]Inf|NaN"
+
+
+@functools.lru_cache(maxsize=RUN_PATTERNS)
+def _run_re(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Whole sample lines whose labels are exactly ``names`` in that order, any number."""
+    labels = ",".join(f'{re.escape(n)}="{_RUN_LABEL_VALUE}"' for n in names)
+    braces = rf"\{{{labels}\}}" if names else ""
+    return re.compile(rf"(?:{_RUN_NAME}{braces} (?:{_RUN_VALUE})\n)*+")
 
 
 class _Block:
@@ -165,7 +235,8 @@ class _Block:
         self.help: str | None = None
         self.unit = ""
         self.text: list[str] = []  # every line of a delegated block
-        self.samples: list[tuple[str, str, str]] = []
+        self.chunks: list[str] = []  # checked sample lines of a raw block, labels added
+        self.sampled = False
         self.allowed: tuple[str, ...] | None = None  # sample names, known at the first sample
         self.delegated = False
 
@@ -184,38 +255,95 @@ def _sample_names(block: _Block, openmetrics: bool) -> tuple[str, ...]:
     return (block.name,)  # text counters: the TYPE line names the _total sample itself
 
 
-def _split(body: str, openmetrics: bool) -> list[_Block]:
-    """The body's family blocks, in order; `Unsupported` for anything unusual."""
-    blocks: list[_Block] = []
-    seen: set[str] = set()
-    current: _Block | None = None
-    lines = body.split("\n")
-    if openmetrics:
-        while lines and lines[-1] == "":
+class _Splitter:
+    """Cuts a body into family blocks, in order; `Unsupported` for anything unusual."""
+
+    def __init__(self, body: str, openmetrics: bool, labeller: _Labeller) -> None:
+        self.body = body
+        self.openmetrics = openmetrics
+        self.labeller = labeller
+        self.blocks: list[_Block] = []
+        self.seen: set[str] = set()
+        self.current: _Block | None = None
+
+    def split(self) -> list[_Block]:
+        body = self.body
+        end = len(body)
+        if self.openmetrics:  # the last line that is not blank must be "# EOF"
+            while end and body[end - 1] == "\n":
+                end -= 1
+            end -= len(EOF_LINE)
+            if not body.startswith(EOF_LINE, end) or (end and body[end - 1] != "\n"):
+                raise Unsupported("no # EOF")
+        pos = 0
+        while pos < end:
+            if body[pos] == "#":
+                stop = body.find("\n", pos, end)
+                stop = end if stop < 0 else stop
+                self.current = _comment(
+                    body[pos:stop], self.current, self.blocks, self.seen, self.openmetrics
+                )
+                pos = stop + 1
+                continue
+            stop = body.find("\n#", pos, end)
+            stop = end if stop < 0 else stop + 1
+            if not self._run(pos, stop):
+                self._lines(body[pos:stop])
+            pos = stop
+        return self.blocks
+
+    def _run(self, start: int, end: int) -> bool:
+        """Take ``body[start:end]`` (sample lines up to a comment) whole if it is proven:
+        every line names the current family, has the first line's label names, and is
+        well-formed. False: it goes line by line."""
+        block, body = self.current, self.body
+        if block is None or block.delegated or start == 0:
+            return False
+        first = body.find("\n", start, end)
+        match = _SAMPLE_RE.fullmatch(body, start, first) if first > 0 else None
+        if match is None or not _belongs(block, match.group(1), self.openmetrics):
+            return False
+        if block.delegated or match.group(2) == "":  # "{}" is left to the line-by-line way
+            return False
+        names = _label_names(match.group(2) or "")
+        assert block.allowed is not None  # set by _belongs
+        after = "{" if names else " "
+        owned = sum(body.count(f"\n{n}{after}", start - 1, end) for n in block.allowed)
+        if owned != body.count("\n", start, end):
+            return False
+        if _run_re(tuple(names)).fullmatch(body, start, end) is None:
+            return False
+        text = self.labeller.run(body[start:end], names)
+        if text is None:
+            return False
+        block.chunks.append(text)
+        block.sampled = True
+        return True
+
+    def _lines(self, text: str) -> None:
+        lines = text.split("\n")
+        if text.endswith("\n"):
             lines.pop()
-        if not lines or lines[-1] != EOF_LINE:
-            raise Unsupported("no # EOF")
-        lines.pop()
-    for line in lines:
-        if not line:
-            if openmetrics:
-                raise Unsupported("blank line")
-            continue
-        if not openmetrics and line != line.strip():
-            raise Unsupported("whitespace")  # the text parser strips every line
-        if line[0] == "#":
-            current = _comment(line, current, blocks, seen, openmetrics)
-            continue
-        match = _SAMPLE_RE.fullmatch(line)
-        if match is None:
-            raise Unsupported("sample line")
-        name, labels, value = match.groups()
-        if current is None or not _belongs(current, name, openmetrics):
-            current = _new_block(name, None, blocks, seen)
-        if current.delegated:
-            current.text.append(line)
-        current.samples.append((name, labels or "", value))
-    return blocks
+        for line in lines:
+            if not line:
+                if self.openmetrics:
+                    raise Unsupported("blank line")
+                continue
+            if not self.openmetrics and line != line.strip():
+                raise Unsupported("whitespace")  # the text parser strips every line
+            match = _SAMPLE_RE.fullmatch(line)
+            if match is None:
+                raise Unsupported("sample line")
+            name, labels, value = match.groups()
+            current = self.current
+            if current is None or not _belongs(current, name, self.openmetrics):
+                current = self.current = _new_block(name, None, self.blocks, self.seen)
+            current.sampled = True
+            if current.delegated:
+                current.text.append(line)
+                continue
+            labels = labels or ""
+            current.chunks.append(_line(name, self.labeller(labels, _label_names(labels)), value))
 
 
 def _belongs(block: _Block, name: str, openmetrics: bool) -> bool:
@@ -248,7 +376,7 @@ def _comment(
     name, rest = parts[2], parts[3] if len(parts) > 3 else ""
     if keyword == "TYPE" and not openmetrics and rest == "counter" and name[-6:] != "_total":
         raise Unsupported("text counter without _total")
-    if current is None or current.name != name or current.samples:
+    if current is None or current.name != name or current.sampled:
         current = _new_block(name, None, blocks, seen)
     current.text.append(line)
     if keyword == "HELP":
@@ -275,23 +403,22 @@ def parse_fast(body: str, openmetrics: bool, labels: Mapping[str, str]) -> list[
     """
     labeller = _Labeller(labels)
     out: list[RawFamily | Family] = []
-    for block in _split(body, openmetrics):
+    for block in _Splitter(body, openmetrics, labeller).split():
         if block.is_simple(openmetrics):
-            out.append(_raw_family(block, openmetrics, labeller))
+            out.append(_raw_family(block, openmetrics))
         else:
             out.extend(_delegate(block, openmetrics, labeller))
     return out if openmetrics else fold_created(out)
 
 
-def _raw_family(block: _Block, openmetrics: bool, labeller: _Labeller) -> RawFamily:
+def _raw_family(block: _Block, openmetrics: bool) -> RawFamily:
     kind = block.kind or "untyped"
     kind = "unknown" if kind == "untyped" else kind
     name = block.name
     if kind == "counter" and not openmetrics:
         name = name[: -len("_total")]
     family = RawFamily(name, kind, block.help or "", block.unit if openmetrics else "")
-    for sample_name, label_text, value in block.samples:
-        family.lines.append((sample_name, labeller(label_text, _label_names(label_text)), value))
+    family.chunks = block.chunks
     return family
 
 
@@ -333,7 +460,7 @@ def fold_created(families: Sequence[RawFamily | Family]) -> list[RawFamily | Fam
 
 def _absorb(owner: RawFamily | Family, created: RawFamily | Family) -> None:
     if isinstance(owner, RawFamily) and isinstance(created, RawFamily):
-        owner.lines.extend(created.lines)
+        owner.chunks.extend(created.chunks)
         return
     samples = created.to_metric().samples if isinstance(created, RawFamily) else created.samples
     if isinstance(owner, RawFamily):
