@@ -264,7 +264,7 @@ class ProxyHandler:
         """Stream the upstream response to the client; abort the client on upstream failure."""
         complete = False
         try:
-            response = web.StreamResponse(
+            response = _RelayedResponse(
                 status=upstream.status,
                 reason=upstream.reason,
                 headers=response_headers(upstream.headers.items()),
@@ -274,9 +274,11 @@ class ProxyHandler:
                 await response.prepare(request)
             except ValueError:  # aiohttp refuses a header with control bytes: nothing sent
                 return self._reject(ex, 502, "upstream_reset", "upstream sent an invalid response")
+            content = upstream.content
+            if not content.total_bytes and not content.is_eof():
+                await response.write(b"")  # no body bytes yet (a stream): the head goes now
             ex.ttfb = time.perf_counter()
             tee = self._tee(request)
-            content = upstream.content
             while True:
                 try:
                     chunk = await content.readany()
@@ -333,6 +335,19 @@ class ProxyHandler:
             content_type,
             tee.body(),
         )
+
+
+class _RelayedResponse(web.StreamResponse):
+    """A relayed response whose head is written together with the first body bytes.
+
+    `web.StreamResponse` writes the head at ``prepare()``, and the body in a second
+    write: two ``send`` calls for a small response. When the upstream's body (or its
+    first chunk) is already buffered, the head now goes out with it in one write;
+    `ProxyHandler._relay` sends the head at once when no body byte has arrived yet
+    (a stream such as SSE), so a client never waits on a head the proxy already has.
+    """
+
+    _send_headers_immediately = False  # aiohttp's switch (``web.Response`` sets it too)
 
 
 def _target(request: web.BaseRequest) -> str:

@@ -132,6 +132,17 @@ async def sse(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def held(request: web.Request) -> web.StreamResponse:
+    """The head at once, the (fixed-length) body only once the test releases it."""
+    response = web.StreamResponse(headers={"X-Held": "yes"})
+    response.content_length = 4
+    await response.prepare(request)
+    await asyncio.wait_for(request.app[RELEASE].wait(), 30)
+    await response.write(b"body")
+    await response.write_eof()
+    return response
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """Echo frames; ``close:CODE:REASON`` makes the server close with that code."""
     ws = web.WebSocketResponse(protocols=("chat",))
@@ -164,6 +175,7 @@ def upstream_app() -> web.Application:
     app.router.add_get("/slow", slow)
     app.router.add_route("*", "/count", count)
     app.router.add_get("/sse", sse)
+    app.router.add_get("/held", held)
     app.router.add_get("/ws", websocket)
     return app
 

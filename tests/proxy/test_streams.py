@@ -59,6 +59,21 @@ async def test_sse_first_event_arrives_while_upstream_still_sending(
     assert p.sample("http_request_time_to_first_byte_milliseconds_count", path="/sse") == 1
 
 
+async def test_head_reaches_the_client_before_any_body_byte_exists(
+    make_proxy: ProxyFactory,
+) -> None:
+    # The proxy writes a response's head together with its first body bytes when they are
+    # already there; when none are, the head must still go out at once.
+    p = await make_proxy()
+    assert p.upstream_app is not None
+    async with p.session.get(p.url + "/held") as r:
+        assert r.status == 200
+        assert r.headers["X-Held"] == "yes"
+        assert not p.upstream_app[RELEASE].is_set()  # no body byte was written yet
+        p.upstream_app[RELEASE].set()
+        assert await r.read() == b"body"
+
+
 async def test_expect_100_continue(make_proxy: ProxyFactory) -> None:
     p = await make_proxy()
     host, port = p.url.removeprefix("http://").split(":")
