@@ -305,6 +305,10 @@ class _Splitter:
             return False
         if block.delegated or match.group(2) == "":  # "{}" is left to the line-by-line way
             return False
+        if self._counter(block) and (
+            body.find(" -", start, end) >= 0 or body.find(" NaN\n", start, end) >= 0
+        ):
+            return False  # maybe a negative or NaN counter: line by line decides
         names = _label_names(match.group(2) or "")
         assert block.allowed is not None  # set by _belongs
         after = "{" if names else " "
@@ -319,6 +323,10 @@ class _Splitter:
         block.chunks.append(text)
         block.sampled = True
         return True
+
+    def _counter(self, block: _Block) -> bool:
+        """OpenMetrics counters: their ``_total`` samples must not be negative or NaN."""
+        return self.openmetrics and block.kind == "counter"
 
     def _lines(self, text: str) -> None:
         lines = text.split("\n")
@@ -342,6 +350,8 @@ class _Splitter:
             if current.delegated:
                 current.text.append(line)
                 continue
+            if self._counter(current) and name[-6:] == "_total" and not float(value) >= 0:
+                raise Unsupported("negative or NaN counter")  # prometheus_client refuses it
             labels = labels or ""
             current.chunks.append(_line(name, self.labeller(labels, _label_names(labels)), value))
 

@@ -1,0 +1,304 @@
+"""The whole-run path of `sidecar.merge.rawtext` against its own line-by-line path.
+
+A run (the sample lines between two comment lines) is taken whole when one regular
+expression proves it; otherwise it is checked line by line, as before. Both ways must
+give exactly the same families and the same rendered text, in both formats, with and
+without configured labels; the table says which runs take the whole-run path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.core import Metric
+
+from sidecar.merge import rawtext
+from sidecar.merge.fetch import parse_exposition
+from sidecar.merge.rawtext import RawFamily, Unsupported, parse_fast
+from tests.merge.test_rawtext import check_same, reference
+from tests.support.prometheus import check_metrics
+
+Outcome = list[tuple[str, str, str, str, str]] | str
+
+
+def rendered(families: list[RawFamily | Metric]) -> Outcome:
+    """Each family's name, type, kind and its exact text in both formats."""
+    out = []
+    for family in families:
+        if not isinstance(family, RawFamily):
+            out.append((family.name, family.type, "Metric", repr(family.samples), ""))
+            continue
+        text: list[str] = []
+        om: list[str] = []
+        family.render(False, text)
+        family.render(True, om)
+        out.append((family.name, family.type, "RawFamily", "".join(text), "".join(om)))
+    return out
+
+
+def parse_both(
+    body: str, openmetrics: bool, labels: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Outcome, Outcome]:
+    """(whole runs allowed, line by line only); "Unsupported" when the fast path refuses."""
+    outcomes: list[Outcome] = []
+    for runs in (True, False):
+        with monkeypatch.context() as patch:
+            if not runs:
+                patch.setattr(rawtext._Splitter, "_run", lambda *_: False)
+            try:
+                outcomes.append(rendered(parse_fast(body, openmetrics, labels)))
+            except Unsupported:
+                outcomes.append("Unsupported")
+    return outcomes[0], outcomes[1]
+
+
+def assert_as_prometheus_client(body: str, openmetrics: bool, labels: Mapping[str, str]) -> None:
+    """The same families as prometheus_client's parser, or refused as it refuses them."""
+    try:
+        reference(body, openmetrics, labels)
+    except ValueError:
+        with pytest.raises(ValueError):  # noqa: PT011  # both parsers raise plain ValueError
+            parse_exposition(body, openmetrics, labels)
+    else:
+        check_same(body, openmetrics, labels)
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each `_Splitter._run` call answered (True: the run was taken whole)."""
+    answers: list[bool] = []
+    real = rawtext._Splitter._run
+
+    def spy(self: rawtext._Splitter, start: int, end: int) -> bool:
+        answers.append(real(self, start, end))
+        return answers[-1]
+
+    monkeypatch.setattr(rawtext._Splitter, "_run", spy)
+    return answers
+
+
+# body, openmetrics, configured labels, what each run's _run answered
+RUNS = {
+    "uniform-labels": (
+        '# TYPE a gauge\na{x="1",y="2"} 1\na{x="3",y="4"} 2\n',
+        False, {}, [True],
+    ),
+    "uniform-labels-configured": (
+        '# TYPE a gauge\na{x="1"} 1\na{x="3"} 2\n',
+        False, {"source": "app"}, [True],
+    ),
+    "no-labels-configured": (
+        "# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n",
+        False, {"source": "app"}, [True, True],
+    ),
+    "openmetrics-counter-with-created": (
+        '# TYPE c counter\nc_total{x="1"} 1\nc_created{x="1"} 1.7e+09\n# EOF\n',
+        True, {}, [True],
+    ),
+    "openmetrics-negative-counter": (  # prometheus_client refuses it: so must we
+        '# TYPE c counter\nc_total{x="1"} 1\nc_total{x="2"} -1\n# EOF\n',
+        True, {}, [False],
+    ),
+    "openmetrics-nan-counter": (
+        "# TYPE c counter\nc_total NaN\n# EOF\n",
+        True, {}, [False],
+    ),
+    "openmetrics-dash-in-a-label-value": (
+        '# TYPE c counter\nc_total{x="a -b"} 1\n# EOF\n',
+        True, {}, [False],
+    ),
+    "text-negative-counter": (  # the text parser has no such rule
+        "# TYPE c_total counter\nc_total -1\n",
+        False, {}, [True],
+    ),
+    "label-sets-vary": (
+        '# TYPE a gauge\na{x="1"} 1\na{y="1"} 2\n',
+        False, {}, [False],
+    ),
+    "fewer-labels-later": (
+        '# TYPE a gauge\na{x="1",y="1"} 1\na{x="2"} 2\n',
+        False, {}, [False],
+    ),
+    "labelled-then-plain": (
+        '# TYPE a gauge\na{x="1"} 1\na 2\n',
+        False, {}, [False],
+    ),
+    "empty-braces": (
+        "# TYPE a gauge\na{} 1\n",
+        False, {}, [False],
+    ),
+    "escape-with-configured-labels": (
+        '# TYPE a gauge\na{x="q\\"} 5"} 1\n',
+        False, {"source": "app"}, [False],
+    ),
+    "escape-without-configured-labels": (
+        '# TYPE a gauge\na{x="q\\"} 5"} 1\na{x="\\\\"} 2\n',
+        False, {}, [True],
+    ),
+    "configured-label-replaces-scraped": (
+        '# TYPE a gauge\na{source="mine"} 1\n',
+        False, {"source": "app"}, [False],
+    ),
+    "another-family-in-the-run": (
+        "# TYPE a gauge\na 1\nb 2\n",
+        False, {}, [False],
+    ),
+    "first-line-of-another-family": (
+        "# TYPE a gauge\nb 2\n",
+        False, {}, [False],
+    ),
+    "bad-value-later": (
+        '# TYPE a gauge\na{x="1"} 1\na{x="2"} 1e\n',
+        False, {}, [False],
+    ),
+    "timestamp-later": (
+        "# TYPE a gauge\na 1\na 2 1700000000000\n",
+        False, {}, [False],
+    ),
+    "no-newline-at-the-end": (
+        "# TYPE a gauge\na 1",
+        False, {}, [False],
+    ),
+    "histogram-runs-go-line-by-line": (
+        '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\nh_sum 1\n',
+        False, {}, [False],
+    ),
+    "comment-inside-a-family": (
+        "# TYPE a gauge\na 1\n# just a comment\na{x=\"1\"} 2\n",
+        False, {}, [True, True],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "openmetrics", "labels", "expected"), RUNS.values(), ids=RUNS)
+def test_which_runs_are_taken_whole(
+    body: str,
+    openmetrics: bool,
+    labels: dict[str, str],
+    expected: list[bool],
+    taken: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with contextlib.suppress(Unsupported):
+        parse_fast(body, openmetrics, labels)
+    assert taken == expected
+    assert_as_prometheus_client(body, openmetrics, labels)
+    whole, by_line = parse_both(body, openmetrics, labels, monkeypatch)
+    assert whole == by_line
+
+
+def test_duplicate_label_names_are_refused_on_the_whole_run_path() -> None:
+    with pytest.raises(Unsupported):
+        parse_fast('# TYPE a gauge\na{x="1",x="2"} 1\na{x="3",x="4"} 2\n', False, {})
+    with pytest.raises(Unsupported):  # prometheus_client refuses a __name__ label as well
+        parse_fast('# TYPE a gauge\na{__name__="b"} 1\n', False, {})
+
+
+GOLDEN_BODY = """\
+# HELP app_requests Requests.
+# TYPE app_requests counter
+app_requests_total{code="200",route="/a"} 3.0
+app_requests_created{code="200",route="/a"} 1.7e+09
+app_requests_total{code="500",route="/b"} 1.0
+app_requests_created{code="500",route="/b"} 1.7e+09
+# HELP app_up Up.
+# TYPE app_up gauge
+app_up 1.0
+# EOF
+"""
+GOLDEN_TEXT = """\
+# HELP app_requests_total Requests.
+# TYPE app_requests_total counter
+app_requests_total{code="200",route="/a",source="app"} 3.0
+app_requests_total{code="500",route="/b",source="app"} 1.0
+# HELP app_requests_created Requests.
+# TYPE app_requests_created gauge
+app_requests_created{code="200",route="/a",source="app"} 1.7e+09
+app_requests_created{code="500",route="/b",source="app"} 1.7e+09
+# HELP app_up Up.
+# TYPE app_up gauge
+app_up{source="app"} 1.0
+"""
+GOLDEN_OPENMETRICS = """\
+# HELP app_requests Requests.
+# TYPE app_requests counter
+app_requests_total{code="200",route="/a",source="app"} 3.0
+app_requests_created{code="200",route="/a",source="app"} 1.7e+09
+app_requests_total{code="500",route="/b",source="app"} 1.0
+app_requests_created{code="500",route="/b",source="app"} 1.7e+09
+# HELP app_up Up.
+# TYPE app_up gauge
+app_up{source="app"} 1.0
+"""
+
+
+def test_golden_text_of_whole_runs_in_both_formats(taken: list[bool]) -> None:
+    families = parse_fast(GOLDEN_BODY, True, {"source": "app"})
+    assert taken == [True, True]
+    text: list[str] = []
+    om: list[str] = []
+    for family in families:
+        assert isinstance(family, RawFamily)
+        family.render(False, text)
+        family.render(True, om)
+    assert "".join(text) == GOLDEN_TEXT
+    assert "".join(om) == GOLDEN_OPENMETRICS
+    check = check_metrics("".join(text))
+    assert check.passes, check.findings
+
+
+# Generated bodies: families whose lines mostly share label names (the whole-run path)
+# and sometimes do not, with values that need escapes, in both formats.
+label_value = st.text(alphabet=st.sampled_from('ab "\\\n}{,=é'), max_size=6)
+label_set = st.sampled_from([(), ("x",), ("x", "y"), ("y", "x"), ("source",)])
+
+
+def _value_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> tuple[str, bool]:
+    openmetrics = draw(st.booleans())
+    lines = []
+    for index in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["counter", "gauge", "untyped"]))
+        kind = "unknown" if kind == "untyped" and openmetrics else kind
+        family = f"f{index}"
+        names = {"counter": [family + "_total"], "gauge": [family], "untyped": [family]}
+        names["unknown"] = [family]
+        if kind == "counter" and openmetrics:
+            names["counter"].append(family + "_created")
+        header = family + "_total" if kind == "counter" and not openmetrics else family
+        lines.append(f"# HELP {header} Help {index}.")
+        lines.append(f"# TYPE {header} {kind}")
+        uniform = draw(label_set)
+        seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+        for _ in range(draw(st.integers(0, 5))):
+            keys = uniform if draw(st.integers(0, 4)) else draw(label_set)
+            values = tuple(draw(label_value) for _ in keys)
+            if (keys, values) in seen:
+                continue
+            seen.add((keys, values))
+            pairs = ",".join(f'{k}="{_value_text(v)}"' for k, v in zip(keys, values, strict=True))
+            value = draw(st.sampled_from(["1", "2.5", "-3e+09", "+Inf", "NaN", ".5"]))
+            for name in names[kind]:
+                lines.append(f"{name}{{{pairs}}} {value}" if keys else f"{name} {value}")
+    body = "\n".join(lines) + "\n"
+    return (body + "# EOF\n" if openmetrics else body), openmetrics
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=bodies(), configured=st.sampled_from([{}, {"source": "app"}, {"z": 'a"\\b'}]))
+def test_generated_bodies_whole_runs_equal_line_by_line(
+    case: tuple[str, bool], configured: dict[str, str]
+) -> None:
+    body, openmetrics = case
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
+    assert whole == by_line
+    assert_as_prometheus_client(body, openmetrics, configured)
