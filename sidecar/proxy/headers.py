@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 __all__ = [
     "HOP_BY_HOP_HEADERS",
@@ -40,21 +40,40 @@ Pairs = Iterable[tuple[str, str]]
 
 def connection_tokens(headers: Pairs) -> frozenset[str]:
     """Lower-cased header names listed in every ``Connection`` header."""
-    names: set[str] = set()
-    for name, value in headers:
-        if name.lower() == "connection":
-            names.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return frozenset(names)
+    return frozenset(_tokens(value for name, value in headers if name.lower() == "connection"))
 
 
-def _end_to_end(items: list[tuple[str, str]]) -> CIMultiDict[str]:
-    """Copy every end-to-end header in order; ``TE`` survives only as ``trailers``."""
-    named = connection_tokens(items) if any(n.lower() == "connection" for n, _ in items) else None
+def _end_to_end(headers: Pairs | MultiMapping[str]) -> CIMultiDict[str]:
+    """Copy every end-to-end header in order; ``TE`` survives only as ``trailers``.
+
+    The common case is one C-level copy and a few lookups: hop-by-hop headers (and those
+    ``Connection`` names) are popped from the copy, which keeps the others' order. Only a
+    ``TE`` header, which may have to stay in its place as ``trailers``, takes the loop.
+    """
+    out: CIMultiDict[str] = CIMultiDict(headers)
+    if "TE" in out:
+        return _filtered(list(out.items()))
+    if "Connection" in out:
+        for token in _tokens(out.getall("Connection")):
+            out.popall(token, None)
+    for name in HOP_BY_HOP_HEADERS:
+        if name in out:
+            out.popall(name)
+    return out
+
+
+def _tokens(values: Iterable[str]) -> set[str]:
+    return {t.strip().lower() for value in values for t in value.split(",") if t.strip()}
+
+
+def _filtered(items: list[tuple[str, str]]) -> CIMultiDict[str]:
+    """`_end_to_end` one header at a time (a ``TE`` header is among them)."""
+    named = connection_tokens(items)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in items:
         lower = name.lower()
-        if lower in HOP_BY_HOP_HEADERS or (named is not None and lower in named):
-            if lower == "te" and "trailers" in value.lower() and (not named or "te" not in named):
+        if lower in HOP_BY_HOP_HEADERS or lower in named:
+            if lower == "te" and "trailers" in value.lower() and "te" not in named:
                 out.add(name, "trailers")
             continue
         out.add(name, value)
@@ -62,7 +81,7 @@ def _end_to_end(items: list[tuple[str, str]]) -> CIMultiDict[str]:
 
 
 def request_headers(
-    headers: Pairs,
+    headers: Pairs | MultiMapping[str],
     *,
     peer: str | None,
     scheme: str,
@@ -76,8 +95,7 @@ def request_headers(
         scheme: the scheme the client used (``http``).
         forwarded: append ``X-Forwarded-For``; set ``-Proto`` and ``-Host`` when absent.
     """
-    items = list(headers)
-    out = _end_to_end(items)
+    out = _end_to_end(headers)
     if forwarded:
         add_forwarded(out, peer=peer, scheme=scheme)
     return out
@@ -99,7 +117,6 @@ def add_forwarded(out: CIMultiDict[str], *, peer: str | None, scheme: str) -> No
         out.add(X_FORWARDED_HOST, host)
 
 
-def response_headers(headers: Pairs) -> CIMultiDict[str]:
+def response_headers(headers: Pairs | MultiMapping[str]) -> CIMultiDict[str]:
     """Headers to send the client for an upstream response (framing is re-done by us)."""
-    items = list(headers)
-    return _end_to_end(items)
+    return _end_to_end(headers)

@@ -173,7 +173,7 @@ class ProxyHandler:
                 request, self._upstream, self._metrics, ex.method, ex.path, self.going_away
             )
         headers = request_headers(
-            request.headers.items(),
+            request.headers,
             peer=request.remote,
             scheme=request.scheme,
             forwarded=self._proxy.forwarded_headers,
@@ -267,7 +267,7 @@ class ProxyHandler:
             response = _RelayedResponse(
                 status=upstream.status,
                 reason=upstream.reason,
-                headers=response_headers(upstream.headers.items()),
+                headers=response_headers(upstream.headers),
             )
             ex.status = upstream.status
             try:
