@@ -86,7 +86,7 @@ class UpstreamResponse:
     headers: CIMultiDictProxy[str]
     content: StreamReader
     _pool: _Pool
-    _protocol: ResponseHandler
+    _protocol: _Connection
     _done: bool = False
 
     def release(self) -> None:
@@ -102,6 +102,17 @@ class UpstreamResponse:
             self._pool.discard(self._protocol)
 
 
+class _Connection(ResponseHandler):
+    """aiohttp's response protocol, remembering which kind of response parser it holds.
+
+    ``set_response_params`` builds a new (C) parser, ~5 µs; the parser of a completed
+    response reads the next one as well (as on a pipelined connection), so a pooled
+    connection keeps it unless the next request needs the other kind (``HEAD``: no body).
+    """
+
+    parses_heads_only: bool | None = None  # None: no parser set yet
+
+
 class _Pool:
     """Keep-alive connections to one host:port, newest first, at most ``limit`` open."""
 
@@ -109,12 +120,12 @@ class _Pool:
         self._host = host
         self._port = port
         self._config = config
-        self._idle: list[tuple[ResponseHandler, float]] = []
+        self._idle: list[tuple[_Connection, float]] = []
         self._slots = asyncio.Semaphore(config.max_connections)
         self._sweeper: asyncio.TimerHandle | None = None
         self.closed = False
 
-    async def acquire(self, fresh: bool) -> tuple[ResponseHandler, bool]:
+    async def acquire(self, fresh: bool) -> tuple[_Connection, bool]:
         """A connection (and whether it was pooled); the caller holds one slot."""
         if not fresh:
             keepalive = self._config.upstream_keepalive
@@ -126,12 +137,12 @@ class _Pool:
                 protocol.close()
         return await self._connect(), False
 
-    async def _connect(self) -> ResponseHandler:
+    async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._config.connect_timeout or None):
                 _, protocol = await loop.create_connection(
-                    lambda: ResponseHandler(loop), self._host, self._port
+                    lambda: _Connection(loop), self._host, self._port
                 )
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(
@@ -139,7 +150,7 @@ class _Pool:
             ) from exc
         return protocol
 
-    def release(self, protocol: ResponseHandler) -> None:
+    def release(self, protocol: _Connection) -> None:
         """Pool a connection whose response ended cleanly; close any other."""
         self._slots.release()
         if self.closed or protocol.should_close or not protocol.is_connected():
@@ -149,7 +160,7 @@ class _Pool:
         if self._sweeper is None:
             self._schedule_sweep()
 
-    def discard(self, protocol: ResponseHandler) -> None:
+    def discard(self, protocol: _Connection) -> None:
         """Close a connection that must not be reused."""
         self._slots.release()
         protocol.close()
@@ -290,7 +301,7 @@ class Upstream:
     async def _exchange(
         self,
         pool: _Pool,
-        protocol: ResponseHandler,
+        protocol: _Connection,
         method: str,
         target: str,
         headers: Mapping[str, str],
@@ -298,14 +309,17 @@ class Upstream:
         reused: bool,
     ) -> UpstreamResponse:
         c = self._config
-        protocol.set_response_params(
-            skip_payload=method == "HEAD",
-            auto_decompress=False,
-            read_timeout=c.idle_timeout or None,
-            read_bufsize=READ_BUFSIZE,
-            max_line_size=c.max_header_bytes,
-            max_field_size=c.max_header_bytes,
-        )
+        head = method == "HEAD"
+        if protocol.parses_heads_only is not head:
+            protocol.set_response_params(
+                skip_payload=head,
+                auto_decompress=False,
+                read_timeout=c.idle_timeout or None,
+                read_bufsize=READ_BUFSIZE,
+                max_line_size=c.max_header_bytes,
+                max_field_size=c.max_header_bytes,
+            )
+            protocol.parses_heads_only = head
         loop = asyncio.get_running_loop()
         writer = StreamWriter(protocol, loop)
         framing = self._framing(headers, body)
@@ -360,7 +374,7 @@ class Upstream:
         return "chunked"
 
     async def _first_head(
-        self, protocol: ResponseHandler, reused: bool, sending: asyncio.Task[None] | None
+        self, protocol: _Connection, reused: bool, sending: asyncio.Task[None] | None
     ) -> tuple[Any, StreamReader]:
         """The first head; if the body upload fails first (e.g. too large), its error."""
         if sending is None:
@@ -377,7 +391,7 @@ class Upstream:
         return await head
 
     @staticmethod
-    async def _read_head(protocol: ResponseHandler, reused: bool) -> tuple[Any, StreamReader]:
+    async def _read_head(protocol: _Connection, reused: bool) -> tuple[Any, StreamReader]:
         """The first response head; a pooled connection that died first is stale."""
         try:
             message, payload = await protocol.read()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, raw_exchange, split_response
+from tests.proxy.conftest import ProxyFactory, blob, raw_exchange, split_response
 
 
 async def _chunks(data: bytes, size: int = 7919) -> AsyncIterator[bytes]:
@@ -162,6 +162,20 @@ async def test_head_keeps_length_and_sends_no_body(make_proxy: ProxyFactory) -> 
     assert status == 200
     assert ("Content-Length", "1234") in headers
     assert body == b""
+
+
+async def test_head_and_get_alternate_on_one_pooled_connection(make_proxy: ProxyFactory) -> None:
+    # A pooled connection keeps its response parser between requests, except when the
+    # next one needs the other kind (HEAD: no body): a mix-up would hang or corrupt a GET.
+    p = await make_proxy(max_connections=1)
+    expected = blob(1234, seed=1234)
+    for method in ("GET", "HEAD", "HEAD", "GET", "GET", "HEAD", "GET"):
+        async with p.session.request(method, p.url + "/download?size=1234") as r:
+            assert r.status == 200
+            assert r.headers["Content-Length"] == "1234"
+            assert await r.read() == (expected if method == "GET" else b"")
+    assert p.sample("http_request_total", method="GET", status="200") == 4
+    assert p.sample("http_request_total", method="HEAD", status="200") == 3
 
 
 @pytest.mark.parametrize("code", [204, 304])
