@@ -159,9 +159,12 @@ def _split_created(chunks: list[str], created: str) -> tuple[list[str], list[str
         if not chunk.startswith(starts) and inner[0] not in chunk and inner[1] not in chunk:
             totals.append(chunk)
             continue
-        lines = chunk.split("\n")[:-1]
-        totals.extend(line + "\n" for line in lines if not line.startswith(starts))
-        later.extend(line + "\n" for line in lines if line.startswith(starts))
+        lines = chunk.split("\n")
+        lines.pop()  # the chunk ends with "\n"
+        kept = [line for line in lines if not line.startswith(starts)]
+        moved = [line for line in lines if line.startswith(starts)]
+        totals.extend(("\n".join(kept), "\n") if kept else ())
+        later.extend(("\n".join(moved), "\n") if moved else ())
     return totals, later
 
 
