@@ -48,6 +48,7 @@ __all__ = ["RETRYABLE_METHODS", "Upstream", "UpstreamError", "UpstreamResponse"]
 RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 READ_BUFSIZE = 2**18
 SWEEP_EVERY_MIN = 0.05  # seconds; idle connections are checked at least this often
+TIMER_SLACK = 0.001  # a connection's timer may fire this early (the loop's timers are in ms)
 
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -103,14 +104,79 @@ class UpstreamResponse:
 
 
 class _Connection(ResponseHandler):
-    """aiohttp's response protocol, remembering which kind of response parser it holds.
+    """aiohttp's response protocol with cheaper timers and a reusable parser.
 
-    ``set_response_params`` builds a new (C) parser, ~5 µs; the parser of a completed
-    response reads the next one as well (as on a pipelined connection), so a pooled
-    connection keeps it unless the next request needs the other kind (``HEAD``: no body).
+    Timers: aiohttp re-arms a timer for ``idle_timeout`` on every read (a cancel and a
+    ``call_later``, ~2 µs each, several times a request), and ``asyncio.timeout`` for the
+    response head costs ~5 µs more. Here each connection keeps deadlines as numbers and
+    one timer at most, armed for the earliest of them: a request sets its head deadline,
+    a read moves the read deadline, and the timer, when it fires, acts on what has passed
+    or re-arms for what is left (so a busy connection re-arms about once a timeout
+    period, not several times a request). A passed head deadline fails the pending read
+    with `TimeoutError` (504); a passed read deadline is aiohttp's own read timeout.
+
+    Parser: ``set_response_params`` builds a new (C) parser, ~5 µs; the parser of a
+    completed response reads the next one as well (as on a pipelined connection), so a
+    pooled connection keeps it unless the next request needs the other kind (``HEAD``).
     """
 
     parses_heads_only: bool | None = None  # None: no parser set yet
+    _head_deadline = 0.0  # loop time by which the response head must arrive (0: none)
+    _read_deadline = 0.0  # loop time by which the next bytes must arrive (0: none)
+    _timer_at = 0.0  # when ``_read_timeout_handle`` (the one timer) fires
+
+    def expect_head_by(self, deadline: float) -> None:
+        """Fail the pending read with `TimeoutError` if no head has arrived by ``deadline``."""
+        self._head_deadline = deadline
+        if deadline:
+            self._arm(deadline)
+
+    def head_arrived(self) -> None:
+        """The final response head arrived: its deadline no longer applies."""
+        self._head_deadline = 0.0
+
+    def _arm(self, due: float) -> None:
+        handle = self._read_timeout_handle
+        if handle is None or due < self._timer_at:
+            if handle is not None:
+                handle.cancel()
+            self._timer_at = due
+            self._read_timeout_handle = self._loop.call_at(due, self._on_timer)
+
+    def _reschedule_timeout(self) -> None:
+        """aiohttp's hook on each read (and when reading starts): move the read deadline."""
+        timeout = self._read_timeout
+        if timeout:
+            self._read_deadline = self._loop.time() + timeout
+            self._arm(self._read_deadline)
+        else:
+            self._read_deadline = 0.0
+
+    def _drop_timeout(self) -> None:
+        """aiohttp's hook when reading stops: no read deadline (the timer may stay)."""
+        self._read_deadline = 0.0
+
+    def _on_timer(self) -> None:
+        self._read_timeout_handle = None
+        now = self._loop.time() + TIMER_SLACK
+        head, read = self._head_deadline, self._read_deadline
+        if head and head <= now:
+            self._head_deadline = 0.0
+            self.set_exception(TimeoutError("no response head in time"))
+        elif read and read <= now:
+            self._read_deadline = 0.0
+            self._on_read_timeout()
+        elif head or read:
+            self._arm(min(d for d in (head, read) if d))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Cancel the timer with the connection."""
+        handle = self._read_timeout_handle
+        if handle is not None:
+            handle.cancel()
+            self._read_timeout_handle = None
+        self._head_deadline = 0.0
+        super().connection_lost(exc)
 
 
 class _Pool:
@@ -125,8 +191,11 @@ class _Pool:
         self._sweeper: asyncio.TimerHandle | None = None
         self.closed = False
 
-    async def acquire(self, fresh: bool) -> tuple[_Connection, bool]:
-        """A connection (and whether it was pooled); the caller holds one slot."""
+    async def acquire(self, fresh: bool, head_deadline: float) -> tuple[_Connection, bool]:
+        """A connection (and whether it was pooled); the caller holds one slot.
+
+        A new connection must be made within ``connect_timeout`` (502) and before
+        ``head_deadline``, the response timeout's end in loop time (504; 0: none)."""
         if not fresh:
             keepalive = self._config.upstream_keepalive
             now = time.monotonic()
@@ -135,16 +204,27 @@ class _Pool:
                 if protocol.is_connected() and now - since < keepalive:
                     return protocol, True
                 protocol.close()
-        return await self._connect(), False
+        return await self._connect(head_deadline), False
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, head_deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
+        limit = self._config.connect_timeout
+        connect_by = loop.time() + limit if limit else 0.0
+        by = min((d for d in (connect_by, head_deadline) if d), default=None)
         try:
-            async with asyncio.timeout(self._config.connect_timeout or None):
+            async with asyncio.timeout_at(by):
                 _, protocol = await loop.create_connection(
                     lambda: _Connection(loop), self._host, self._port
                 )
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            if by == head_deadline and by != connect_by:
+                raise UpstreamError(
+                    504, "upstream_timeout", "upstream did not respond in time"
+                ) from exc
+            raise UpstreamError(
+                502, "upstream_connect_error", "upstream connection failed"
+            ) from exc
+        except OSError as exc:
             raise UpstreamError(
                 502, "upstream_connect_error", "upstream connection failed"
             ) from exc
@@ -246,17 +326,18 @@ class Upstream:
         pool = self._pool
         assert pool is not None, "Upstream.start() first"
         retry = body is None and method in RETRYABLE_METHODS
+        limit = self._config.response_timeout
+        head_by = asyncio.get_running_loop().time() + limit if limit else 0.0
         await pool.slots.acquire()
         try:
-            async with asyncio.timeout(self._config.response_timeout or None):
-                try:
-                    return await self._attempt(pool, method, target, headers, body, fresh=False)
-                except _StaleConnection as exc:
-                    if not retry:
-                        raise UpstreamError(
-                            502, "upstream_reset", "upstream closed the connection"
-                        ) from exc
-                return await self._attempt(pool, method, target, headers, body, fresh=True)
+            try:
+                return await self._attempt(pool, method, target, headers, body, head_by, False)
+            except _StaleConnection as exc:
+                if not retry:
+                    raise UpstreamError(
+                        502, "upstream_reset", "upstream closed the connection"
+                    ) from exc
+            return await self._attempt(pool, method, target, headers, body, head_by, True)
         except _StaleConnection as exc:
             pool.slots.release()
             raise UpstreamError(502, "upstream_reset", "upstream closed the connection") from exc
@@ -284,13 +365,17 @@ class Upstream:
         target: str,
         headers: Mapping[str, str],
         body: Body,
-        *,
+        head_by: float,
         fresh: bool,
     ) -> UpstreamResponse:
-        """One try on one connection; the connection is closed unless a response is returned."""
-        protocol, reused = await pool.acquire(fresh)
+        """One try on one connection; the connection is closed unless a response is returned.
+
+        ``head_by``: the loop time by which the response head must have arrived (0: no limit).
+        """
+        protocol, reused = await pool.acquire(fresh, head_by)
         ok = False
         try:
+            protocol.expect_head_by(head_by)
             response = await self._exchange(pool, protocol, method, target, headers, body, reused)
             ok = True
             return response
@@ -353,6 +438,7 @@ class Upstream:
             if sending is not None:
                 sending.cancel()
             raise
+        protocol.head_arrived()
         if sending is not None:
             sending.add_done_callback(_body_sent)
             if not sending.done() or sending.exception() is not None:

@@ -55,7 +55,10 @@ async def headers(request: web.Request) -> web.Response:
     """The raw request head as JSON: [[name, value], ...] in order."""
     raw = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers]
     body = await request.read()
-    return web.json_response({"headers": raw, "method": request.method, "body": len(body)})
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return web.json_response(
+        {"headers": raw, "method": request.method, "body": len(body), "peer_port": peer and peer[1]}
+    )
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -134,7 +137,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 async def held(request: web.Request) -> web.StreamResponse:
     """The head at once, the (fixed-length) body only once the test releases it."""
-    response = web.StreamResponse(headers={"X-Held": "yes"})
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    response = web.StreamResponse(headers={"X-Held": "yes", "X-Peer-Port": str(peer and peer[1])})
     response.content_length = 4
     await response.prepare(request)
     await asyncio.wait_for(request.app[RELEASE].wait(), 30)

@@ -47,6 +47,55 @@ async def test_no_response_headers_in_time_is_504(make_proxy: ProxyFactory) -> N
     assert p.sample("sidecar_proxy_errors_total", reason="upstream_timeout") == 1
 
 
+async def test_response_timeout_holds_on_a_pooled_connection(make_proxy: ProxyFactory) -> None:
+    # One upstream connection: the 504 comes from a connection that served requests before
+    # (its timer was armed by an earlier request), and the next request still works.
+    p = await make_proxy(response_timeout=0.3, max_connections=1)
+    assert p.upstream_app is not None
+    for _ in range(3):
+        async with p.session.get(p.url + "/headers") as r:
+            assert r.status == 200
+    async with p.session.get(p.url + "/slow") as r:
+        assert r.status == 504
+    p.upstream_app[RELEASE].set()
+    async with p.session.get(p.url + "/headers") as r:
+        assert r.status == 200
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_timeout") == 1
+
+
+async def test_response_timeout_does_not_cut_a_slow_body(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(response_timeout=0.3, max_connections=1)
+    assert p.upstream_app is not None
+    async with p.session.get(p.url + "/held") as r:
+        assert r.status == 200
+        await asyncio.sleep(0.6)  # the behaviour under test: the body outlasts the timeout
+        p.upstream_app[RELEASE].set()
+        assert await r.read() == b"body"
+        held_port = r.headers["X-Peer-Port"]
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_timeout") == 0
+    async with p.session.get(p.url + "/headers") as r:  # the connection was pooled, not spoilt
+        assert str((await r.json())["peer_port"]) == held_port
+
+
+async def test_upstream_silent_mid_body_past_idle_timeout_aborts_the_client(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    async def stall(n, _head, reader, writer) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+        await writer.drain()
+        await reader.read(1)  # returns b"" when the proxy gives up and closes
+        return False
+
+    up = await raw_upstream(stall)
+    p = await make_proxy(upstream=up.url, idle_timeout=0.3)
+    async with p.session.get(p.url + "/stall") as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
+    await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="upstream_timeout") == 1)
+    await wait_for(lambda: up.closed == 1, timeout=3)
+
+
 @pytest.mark.parametrize(
     "head",
     [
