@@ -30,8 +30,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import cast
+from typing import Any, ClassVar, cast
 
+import re2  # type: ignore[import-untyped]  # google-re2: no annotations
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -219,14 +220,42 @@ def _label_names(labels: str) -> list[str]:
 _RUN_LABEL_VALUE = r'[^"\\\n]*+(?:\\[\\n"][^"\\\n]*+)*+'
 _RUN_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
 _RUN_VALUE = r"[-+]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][-+]?+[0-9]++)?+|[-+]Inf|NaN"
+# OpenMetrics counters: a _total value that is neither negative nor NaN (prometheus_client
+# refuses those); "-0" is not proven so and goes line by line, where float() decides.
+_NONNEGATIVE = r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|\+Inf"
+_RUN_NONNEGATIVE = r"\+?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][-+]?+[0-9]++)?+|\+Inf"
+
+
+def _run_pattern(names: tuple[str, ...], counter: bool, fast: bool) -> str:
+    """Any number of whole sample lines whose labels are exactly ``names`` in that order;
+    ``counter``: a ``*_total`` line's value is not negative or NaN. ``fast``: the `re`
+    spelling (possessive), else the plain one for RE2 (which never backtracks)."""
+    value_text = _RUN_LABEL_VALUE if fast else _LABEL_VALUE
+    labels = ",".join(f'{re.escape(n)}="{value_text}"' for n in names)
+    braces = rf"\{{{labels}\}}" if names else ""
+    value = _RUN_VALUE if fast else _VALUE
+    if not counter:
+        line = rf"{_RUN_NAME if fast else _METRIC_NAME}{braces} (?:{value})"
+    else:  # the counts in _Splitter._run already tie every name to _total or _created
+        positive = _RUN_NONNEGATIVE if fast else _NONNEGATIVE
+        line = (
+            rf"(?:{_METRIC_NAME}_total{braces} (?:{positive})"
+            rf"|{_METRIC_NAME}_created{braces} (?:{value}))"
+        )
+    return rf"(?:{line}\n)*+" if fast else rf"(?:{line}\n)*"
 
 
 @functools.lru_cache(maxsize=RUN_PATTERNS)
-def _run_re(names: tuple[str, ...]) -> re.Pattern[str]:
-    """Whole sample lines whose labels are exactly ``names`` in that order, any number."""
-    labels = ",".join(f'{re.escape(n)}="{_RUN_LABEL_VALUE}"' for n in names)
-    braces = rf"\{{{labels}\}}" if names else ""
-    return re.compile(rf"(?:{_RUN_NAME}{braces} (?:{_RUN_VALUE})\n)*+")
+def _run_re(names: tuple[str, ...], counter: bool) -> re.Pattern[str]:
+    return re.compile(_run_pattern(names, counter, True))
+
+
+@functools.lru_cache(maxsize=RUN_PATTERNS)
+def _run_re2(names: tuple[str, ...], counter: bool) -> Any:
+    """`_run_re` for RE2 over ASCII bytes: the same language, ~2.5x faster than `re`."""
+    options = re2.Options()
+    options.never_capture = True
+    return re2.compile(_run_pattern(names, counter, False).encode(), options)
 
 
 class _Block:
@@ -261,8 +290,11 @@ def _sample_names(block: _Block, openmetrics: bool) -> tuple[str, ...]:
 class _Splitter:
     """Cuts a body into family blocks, in order; `Unsupported` for anything unusual."""
 
+    use_re2: ClassVar[bool] = True  # runs of an ASCII body are proven by RE2 (tests: both)
+
     def __init__(self, body: str, openmetrics: bool, labeller: _Labeller) -> None:
         self.body = body
+        self.ascii: bytes | None = None  # the body as bytes, once a run needs it (ASCII only)
         self.openmetrics = openmetrics
         self.labeller = labeller
         self.blocks: list[_Block] = []
@@ -288,44 +320,51 @@ class _Splitter:
                 )
                 pos = stop + 1
                 continue
-            stop = body.find("\n#", pos, end)
-            stop = end if stop < 0 else stop + 1
-            if not self._run(pos, stop):
+            stop = self._run(pos, end)
+            if stop < 0:
+                stop = body.find("\n#", pos, end)
+                stop = end if stop < 0 else stop + 1
                 self._lines(body[pos:stop])
             pos = stop
         return self.blocks
 
-    def _run(self, start: int, end: int) -> bool:
-        """Take ``body[start:end]`` (sample lines up to a comment) whole if it is proven:
-        every line names the current family, has the first line's label names, and is
-        well-formed. False: it goes line by line."""
+    def _run(self, start: int, limit: int) -> int:
+        """Take the sample lines from ``start`` up to the next comment line (or ``limit``)
+        whole if they are proven: every line names the current family, has the first
+        line's label names and is well-formed. Returns where they end; -1: line by line."""
         block, body = self.current, self.body
         if block is None or block.delegated or start == 0:
-            return False
-        first = body.find("\n", start, end)
+            return -1
+        first = body.find("\n", start, limit)
         match = _SAMPLE_RE.fullmatch(body, start, first) if first > 0 else None
         if match is None or not _belongs(block, match.group(1), self.openmetrics):
-            return False
+            return -1
         if block.delegated or match.group(2) == "":  # "{}" is left to the line-by-line way
-            return False
-        if self._counter(block) and (
-            body.find(" -", start, end) >= 0 or body.find(" NaN\n", start, end) >= 0
-        ):
-            return False  # maybe a negative or NaN counter: line by line decides
+            return -1
         names = _label_names(match.group(2) or "")
+        end = self._proven_end(tuple(names), self._counter(block), start, limit)
+        if end < limit and body[end] != "#":
+            return -1  # a line the pattern does not take: the line-by-line way says why
         assert block.allowed is not None  # set by _belongs
         after = "{" if names else " "
         owned = sum(body.count(f"\n{n}{after}", start - 1, end) for n in block.allowed)
         if owned != body.count("\n", start, end):
-            return False
-        if _run_re(tuple(names)).fullmatch(body, start, end) is None:
-            return False
+            return -1
         text = self.labeller.run(body[start:end], names)
         if text is None:
-            return False
+            return -1
         block.chunks.append(text)
         block.sampled = True
-        return True
+        return end
+
+    def _proven_end(self, names: tuple[str, ...], counter: bool, start: int, limit: int) -> int:
+        """Where the longest run of lines of `_run_pattern` from ``start`` ends."""
+        if self.use_re2 and self.body.isascii():  # str offsets = byte offsets
+            if self.ascii is None:
+                self.ascii = self.body.encode("ascii")
+            end: int = _run_re2(names, counter).match(self.ascii, start, limit).end()
+            return end
+        return _run_re(names, counter).match(self.body, start, limit).end()  # type: ignore[union-attr]  # matches ""
 
     def _counter(self, block: _Block) -> bool:
         """OpenMetrics counters: their ``_total`` samples must not be negative or NaN."""

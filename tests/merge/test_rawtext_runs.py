@@ -48,7 +48,7 @@ def parse_both(
     for runs in (True, False):
         with monkeypatch.context() as patch:
             if not runs:
-                patch.setattr(rawtext._Splitter, "_run", lambda *_: False)
+                patch.setattr(rawtext._Splitter, "_run", lambda *_: -1)
             try:
                 outcomes.append(rendered(parse_fast(body, openmetrics, labels)))
             except Unsupported:
@@ -67,15 +67,24 @@ def assert_as_prometheus_client(body: str, openmetrics: bool, labels: Mapping[st
         check_same(body, openmetrics, labels)
 
 
+@pytest.fixture(params=[True, False], ids=["re2", "re"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Runs of ASCII bodies proven by RE2 (the default) or by `re` (as non-ASCII ones are)."""
+    use_re2: bool = request.param
+    monkeypatch.setattr(rawtext._Splitter, "use_re2", use_re2)
+    return use_re2
+
+
 @pytest.fixture
 def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What each `_Splitter._run` call answered (True: the run was taken whole)."""
     answers: list[bool] = []
     real = rawtext._Splitter._run
 
-    def spy(self: rawtext._Splitter, start: int, end: int) -> bool:
-        answers.append(real(self, start, end))
-        return answers[-1]
+    def spy(self: rawtext._Splitter, start: int, limit: int) -> int:
+        end = real(self, start, limit)
+        answers.append(end >= 0)
+        return end
 
     monkeypatch.setattr(rawtext._Splitter, "_run", spy)
     return answers
@@ -108,7 +117,11 @@ RUNS = {
         True, {}, [False],
     ),
     "openmetrics-dash-in-a-label-value": (
-        '# TYPE c counter\nc_total{x="a -b"} 1\n# EOF\n',
+        '# TYPE c counter\nc_total{x="a -b"} 1\nc_created{x="a -b"} -5\n# EOF\n',
+        True, {}, [True],
+    ),
+    "openmetrics-negative-zero-counter": (  # -0.0 >= 0: prometheus_client takes it
+        "# TYPE c counter\nc_total -0.0\n# EOF\n",
         True, {}, [False],
     ),
     "text-negative-counter": (  # the text parser has no such rule
@@ -181,6 +194,7 @@ def test_which_runs_are_taken_whole(
     labels: dict[str, str],
     expected: list[bool],
     taken: list[bool],
+    engine: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with contextlib.suppress(Unsupported):
@@ -236,7 +250,7 @@ app_up{source="app"} 1.0
 """
 
 
-def test_golden_text_of_whole_runs_in_both_formats(taken: list[bool]) -> None:
+def test_golden_text_of_whole_runs_in_both_formats(taken: list[bool], engine: bool) -> None:
     families = parse_fast(GOLDEN_BODY, True, {"source": "app"})
     assert taken == [True, True]
     text: list[str] = []
@@ -285,20 +299,22 @@ def bodies(draw: st.DrawFn) -> tuple[str, bool]:
                 continue
             seen.add((keys, values))
             pairs = ",".join(f'{k}="{_value_text(v)}"' for k, v in zip(keys, values, strict=True))
-            value = draw(st.sampled_from(["1", "2.5", "-3e+09", "+Inf", "NaN", ".5"]))
+            value = draw(st.sampled_from(["1", "2.5", "-3e+09", "+Inf", "NaN", ".5", "-0.0", "+2"]))
             for name in names[kind]:
                 lines.append(f"{name}{{{pairs}}} {value}" if keys else f"{name} {value}")
     body = "\n".join(lines) + "\n"
     return (body + "# EOF\n" if openmetrics else body), openmetrics
 
 
+@pytest.mark.parametrize("use_re2", [True, False], ids=["re2", "re"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=bodies(), configured=st.sampled_from([{}, {"source": "app"}, {"z": 'a"\\b'}]))
 def test_generated_bodies_whole_runs_equal_line_by_line(
-    case: tuple[str, bool], configured: dict[str, str]
+    use_re2: bool, case: tuple[str, bool], configured: dict[str, str]
 ) -> None:
     body, openmetrics = case
     with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(rawtext._Splitter, "use_re2", use_re2)
         whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)
