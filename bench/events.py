@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common import free_port, wait_port  # type: ignore[import-not-found]
 
@@ -85,13 +86,36 @@ def serve_upstream(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def serve_proxy(port: int, upstream_port: int, inspect: bool) -> None:
-    """The real proxy with (or without) event inspection, until killed."""
+class PlumbingOnly:
+    """An inspector that wants the batch route's bodies and does nothing with them: what
+    the proxy's side of inspection costs (buffering the request, teeing the response)."""
+
+    def wants_request(self, method: str, path: str) -> bool:
+        return method == "POST" and path == BATCH_PATH
+
+    def wants_response(self, path: str) -> bool:
+        return path == BATCH_PATH
+
+    def inspect_request(self, path: str, content_type: str | None, body: bytes) -> None:
+        pass
+
+    def request_skipped(self, path: str) -> None:
+        pass
+
+    def inspect_response(
+        self, path: str, status: int, content_type: str | None, body: bytes
+    ) -> None:
+        pass
+
+
+def serve_proxy(port: int, upstream_port: int, mode: str) -> None:
+    """The real proxy with inspection off, on, or plumbing only, until killed."""
     from sidecar.config import Address, Config, EventsConfig, ProxyConfig
     from sidecar.events import EventInspector
     from sidecar.observability import Metrics, Module
     from sidecar.proxy import create_proxy, proxy_views
 
+    inspect = mode != "off"
     events = EventsConfig(enabled=inspect, dedup_max_keys=10_000)
     proxy = ProxyConfig(
         listen=Address("127.0.0.1", port), upstream=f"http://127.0.0.1:{upstream_port}"
@@ -100,7 +124,11 @@ def serve_proxy(port: int, upstream_port: int, inspect: bool) -> None:
 
     async def main() -> None:
         module = Module.new("bench", views=proxy_views(proxy))
-        inspector = EventInspector(events, module.meter) if inspect else None
+        inspector: Any = None
+        if mode == "on":
+            inspector = EventInspector(events, module.meter)
+        elif mode == "plumbing":
+            inspector = PlumbingOnly()
         component = create_proxy(config, module, Metrics.create(module.meter), inspector)
         await component.start()
         await asyncio.Event().wait()
@@ -186,9 +214,9 @@ def run_wrk(url: str, script: Path, proxy_pid: int, args: argparse.Namespace) ->
 
 
 def measure(
-    encoding: str, inspect: bool, folder: Path, upstream_port: int, args: argparse.Namespace
+    encoding: str, mode: str, folder: Path, upstream_port: int, args: argparse.Namespace
 ) -> list[Run]:
-    """All rounds for one encoding, inspection on or off, on a fresh proxy process."""
+    """All rounds for one encoding and inspection mode, on a fresh proxy process."""
     script = folder / f"{encoding}.lua"
     script.write_text(
         LUA
@@ -201,8 +229,7 @@ def measure(
     )
     port = free_port()
     cmd = [*pinned(1), sys.executable, __file__, "--serve-proxy", str(port), str(upstream_port)]
-    if inspect:
-        cmd.append("--inspect")
+    cmd += ["--mode", mode]
     with process(cmd, port) as proxy:
         return [
             run_wrk(f"http://127.0.0.1:{port}", script, proxy.pid, args) for _ in range(args.rounds)
@@ -225,12 +252,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100, help="events per batch")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-proxy", type=int, nargs=2, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--inspect", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--plumbing",
+        action="store_true",
+        help="also measure an inspector that does nothing (the proxy's buffering and tee cost)",
+    )
+    parser.add_argument("--mode", default="off", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         return serve_upstream(args.serve_upstream)
     if args.serve_proxy:
-        return serve_proxy(*args.serve_proxy, args.inspect)
+        return serve_proxy(*args.serve_proxy, args.mode)
     subprocess.run([str(ROOT / "scripts" / "ensure-debian-packages"), "wrk:wrk"], check=True)
     if not shutil.which("wrk"):
         sys.exit("bench/events.py needs wrk (Debian package wrk)")
@@ -257,16 +289,19 @@ def drive(args: argparse.Namespace) -> None:
             (folder / encoding).mkdir()
             write_bodies(folder / encoding, encoding, args.events)
             size = (folder / encoding / "body-0").stat().st_size
-            off = measure(encoding, False, folder, upstream_port, args)
-            on = measure(encoding, True, folder, upstream_port, args)
-            rows.append((encoding, size, off, on))
+            off = measure(encoding, "off", folder, upstream_port, args)
+            on = measure(encoding, "on", folder, upstream_port, args)
+            plumbing = (
+                measure(encoding, "plumbing", folder, upstream_port, args) if args.plumbing else []
+            )
+            rows.append((encoding, size, off, on, plumbing))
     print()
     print(
         "| body | bytes | off req/s | on req/s | on/off req/s | off CPU µs/req "
         "| on CPU µs/req | on/off capacity | target | non-2xx |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-    for encoding, size, off, on in rows:
+    for encoding, size, off, on, plumbing in rows:
         off_rate = statistics.median(r.requests_per_s for r in off)
         on_rate = statistics.median(r.requests_per_s for r in on)
         off_cpu = statistics.median(r.cpu_us_per_request for r in off)
@@ -279,6 +314,13 @@ def drive(args: argparse.Namespace) -> None:
             f"| {off_cpu:,.0f} | {on_cpu:,.0f} | {capacity:.2f} "
             f"| >= {TARGETS[encoding]:.2f} {verdict} | {errors} |"
         )
+        if plumbing:
+            cpu = statistics.median(r.cpu_us_per_request for r in plumbing)
+            rate = statistics.median(r.requests_per_s for r in plumbing)
+            print(
+                f"| {encoding}, plumbing only | {size} | | {rate:,.0f} | {rate / off_rate:.2f} "
+                f"| | {cpu:,.0f} | {off_cpu / cpu:.2f} | | |"
+            )
     print(
         "\non/off capacity = off CPU / on CPU per request: the throughput ratio when the proxy's"
         "\ncore is the bottleneck, steadier than req/s when other work shares the machine."

@@ -5,18 +5,36 @@ The gateway accepts the protobuf JSON mapping by default (lowerCamelCase and ori
 field names alike) and binary protobuf for ``application/x-protobuf`` and
 ``application/octet-stream``.
 
-Binary batch bodies are parsed by the protobuf runtime into a view of the envelope
-built from its own descriptor (`_binary_batch_view`): the idempotency key and the
-``payload`` oneof with every member as ``bytes`` (wire-compatible with the messages),
-the other fields kept as unknown bytes, which parses ~3 times faster than the full
-message; a single ingest body is parsed whole.
+Two ways to read a batch body, with the same results:
 
-JSON bodies are parsed by msgspec into the envelope objects' members, each value kept as
-raw, syntax-checked JSON: only the parts the metrics need are read and checked (the
-envelope objects, the ``events`` array, the ``payload`` oneof, the idempotency key),
-because ``json.loads`` costs ~4 times and ``json_format.Parse`` ~100 times more per
-event. A deeper field error that the gateway would reject shows up in its
-``rejected_count``.
+- `decode_batch_request`, the exact reference: (type, key) per event. Binary bodies are
+  parsed by the protobuf runtime into a view of the envelope built from its own
+  descriptor (`_binary_batch_view`): the idempotency key and the ``payload`` oneof with
+  every member as ``bytes`` (wire-compatible with the messages), the other fields kept
+  as unknown bytes, ~3 times faster than the full message. JSON bodies are parsed by
+  msgspec into the envelope objects' members, each value kept as raw, syntax-checked
+  JSON: only the parts the metrics need are read and checked (the envelope objects,
+  the ``events`` array, the ``payload`` oneof, the idempotency key), because
+  ``json.loads`` costs ~4 times and ``json_format.Parse`` ~100 times more per event. A
+  deeper field error that the gateway would reject shows up in its ``rejected_count``.
+- `summarize_batch_request`, what the inspector uses: the same facts as an
+  `EventSummary` (events per type, the keys in order), computed in bulk with C-level
+  operations instead of Python per event. Binary: one parse counts the envelopes
+  (`repeated` empty messages) and a second parses the body with ``events`` declared
+  *singular*, so protobuf's merge rule concatenates every envelope's key and payload
+  members into one message whose repeated fields are the batch's keys and per-type
+  members (`_binary_merged_view`). JSON: msgspec builds one small dict per envelope
+  (payload members as an empty `_Skip`, contents skipped in C) and set operations over
+  the batch find the members. Any body off the plain path (a null or non-object
+  payload member, a second member, a key that is not a string, more keys or members
+  than envelopes, any decode error) is handed to the exact path, so the answers and
+  the error reasons are the exact path's. The type of each key is computed only when
+  a duplicate needs it.
+
+One difference is left, on binary bodies that no conforming serializer writes: an
+envelope carrying two payload members (or two idempotency keys) on the wire counts
+both in the summary while the exact path keeps the last (protobuf's rule), unless that
+makes more members (keys) than envelopes, which takes the exact path.
 
 A gzip body (recognised by its magic bytes, which neither JSON nor these messages can
 start with) is decompressed first, up to the same size limit as plain bodies, so SDKs
@@ -28,9 +46,13 @@ A body that cannot be read raises `DecodeError` with one of the `DecodeReason` v
 from __future__ import annotations
 
 import json
+import operator
 import zlib
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum, StrEnum
+from itertools import chain, compress, repeat
 from typing import Any, TypeVar
 
 import msgspec
@@ -49,11 +71,14 @@ __all__ = [
     "DecodeReason",
     "Encoding",
     "EventKey",
+    "EventSummary",
     "decode_batch_request",
     "decode_batch_response",
     "decode_ingest_request",
     "encoding_of",
     "gunzip",
+    "summarize_batch_request",
+    "summarize_ingest_request",
 ]
 
 MAX_BATCH_EVENTS = 1000  # the gateway takes 1 to 1000 events per batch
@@ -201,6 +226,27 @@ def _check_batch_size(count: int) -> None:
         raise DecodeError(DecodeReason.TOO_MANY_EVENTS, str(count))
 
 
+def _view_file(name: str) -> descriptor_pb2.FileDescriptorProto:
+    return descriptor_pb2.FileDescriptorProto(
+        name=f"sidecar/events/{name}.proto", package=f"sidecar.events.{name}", syntax="proto3"
+    )
+
+
+def _view_class(proto: descriptor_pb2.FileDescriptorProto, message: str) -> type[Message]:
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{proto.package}.{message}"))
+
+
+def _add_batch(proto: descriptor_pb2.FileDescriptorProto, envelope: str, label: int) -> None:
+    """The top-level message: the batch request's ``events`` field typed `envelope`."""
+    events = service_pb2.IngestEventBatchRequest.DESCRIPTOR.fields_by_name["events"]
+    proto.message_type.add(name="BatchView").field.add(
+        name=events.name, number=events.number, type=_FDP.TYPE_MESSAGE, label=label,
+        type_name=f".{proto.package}.{envelope}",
+    )  # fmt: skip
+
+
 def _binary_batch_view() -> type[Message]:
     """A message type reading only what the metrics need from an IngestEventBatchRequest.
 
@@ -208,35 +254,49 @@ def _binary_batch_view() -> type[Message]:
     ``idempotency_key`` and the ``payload`` oneof members keep their names and numbers,
     the members typed ``bytes`` (a length-delimited message is a valid bytes field).
     """
-    envelope = events_pb2.EventEnvelope.DESCRIPTOR
-    batch_field = service_pb2.IngestEventBatchRequest.DESCRIPTOR.fields_by_name["events"]
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="sidecar/events/batch_view.proto", package="sidecar.events.view", syntax="proto3"
-    )
+    proto = _view_file("batch_view")
     view = proto.message_type.add(name="EnvelopeView")
     view.oneof_decl.add(name="payload")
-    key = envelope.fields_by_name["idempotency_key"]
-    view.field.add(name=key.name, number=key.number, type=_FDP.TYPE_STRING, label=_OPTIONAL)
+    view.field.add(name=_KEY.name, number=_KEY.number, type=_FDP.TYPE_STRING, label=_OPTIONAL)
     for field in _PAYLOAD.fields:
         view.field.add(
             name=field.name, number=field.number, type=_FDP.TYPE_BYTES, label=_OPTIONAL,
             oneof_index=0,
         )  # fmt: skip
-    batch = proto.message_type.add(name="BatchView")
-    batch.field.add(
-        name=batch_field.name, number=batch_field.number, type=_FDP.TYPE_MESSAGE,
-        label=_FDP.LABEL_REPEATED, type_name=".sidecar.events.view.EnvelopeView",
-    )  # fmt: skip
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("sidecar.events.view.BatchView")
-    )
+    _add_batch(proto, "EnvelopeView", _FDP.LABEL_REPEATED)
+    return _view_class(proto, "BatchView")
+
+
+def _binary_count_view() -> type[Message]:
+    """IngestEventBatchRequest with empty envelopes: parsing it counts them."""
+    proto = _view_file("batch_count")
+    proto.message_type.add(name="Envelope")
+    _add_batch(proto, "Envelope", _FDP.LABEL_REPEATED)
+    return _view_class(proto, "BatchView")
+
+
+def _binary_merged_view() -> type[Message]:
+    """IngestEventBatchRequest with ``events`` singular: protobuf merges every occurrence
+    of a singular message field into one, concatenating repeated fields, so the one
+    envelope holds the batch's idempotency keys in order and, per payload member, every
+    envelope's member (typed ``bytes``: kept, not parsed)."""
+    proto = _view_file("batch_merged")
+    merged = proto.message_type.add(name="Envelopes")
+    repeated = _FDP.LABEL_REPEATED
+    merged.field.add(name=_KEY.name, number=_KEY.number, type=_FDP.TYPE_STRING, label=repeated)
+    for field in _PAYLOAD.fields:
+        merged.field.add(name=field.name, number=field.number, type=_FDP.TYPE_BYTES, label=repeated)
+    _add_batch(proto, "Envelopes", _OPTIONAL)
+    return _view_class(proto, "BatchView")
 
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL = _FDP.LABEL_OPTIONAL
+_KEY = events_pb2.EventEnvelope.DESCRIPTOR.fields_by_name["idempotency_key"]
 _BATCH_VIEW = _binary_batch_view()
+_COUNT_VIEW = _binary_count_view()
+_MERGED_VIEW = _binary_merged_view()
+_MEMBERS_OF = operator.attrgetter(*PAYLOAD_TYPES)  # merged envelope -> per-type members
 
 
 def _binary_keys(events: Iterable[Any]) -> list[EventKey]:
@@ -292,6 +352,155 @@ def _parse_binary(message_type: type[_M], body: bytes) -> _M:
         return message_type.FromString(body)
     except (ProtobufDecodeError, RecursionError, ValueError) as exc:
         raise DecodeError(DecodeReason.INVALID_PROTOBUF, type(exc).__name__) from exc
+
+
+# ------------------------------------------------------------------ batch summaries
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    """What the metrics need from one request body's events.
+
+    Attributes:
+        count: envelopes in the body.
+        types: envelopes per type label (`NO_TYPE` for those without a payload).
+        keys: the non-empty idempotency keys, in event order.
+        types_of: the type labels of the keys at the given indices of `keys`,
+            computed when called (only duplicates need them).
+    """
+
+    count: int
+    types: Mapping[str, int]
+    keys: list[str]
+    types_of: Callable[[Sequence[int]], list[str]]
+
+    @classmethod
+    def of(cls, events: Sequence[EventKey]) -> EventSummary:
+        """The summary of (type, key) pairs (the exact path's answer)."""
+        keyed = [kind for kind, key in events if key]
+        return cls(
+            len(events),
+            Counter(kind for kind, _ in events),
+            [key for _, key in events if key],
+            lambda indices: [keyed[index] for index in indices],
+        )
+
+    @property
+    def missing_keys(self) -> int:
+        """Envelopes without an idempotency key."""
+        return self.count - len(self.keys)
+
+
+def summarize_ingest_request(
+    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> EventSummary:
+    """`decode_ingest_request` as an `EventSummary`."""
+    return EventSummary.of(decode_ingest_request(body, content_type, max_bytes))
+
+
+def summarize_batch_request(
+    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> EventSummary:
+    """`decode_batch_request` as an `EventSummary`, computed in bulk (module docstring).
+
+    Raises:
+        DecodeError: as `decode_batch_request` (whose answer is used off the plain path).
+    """
+    plain = gunzip(body, max_bytes)
+    binary = encoding_of(content_type) is Encoding.PROTOBUF
+    try:
+        summary = _binary_summary(plain) if binary else _json_summary(plain)
+    except DecodeError:
+        summary = None  # the exact path says why
+    if summary is None:
+        return EventSummary.of(decode_batch_request(body, content_type, max_bytes))
+    return summary
+
+
+def _types(count: int, members: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Envelopes per type from (type, members) pairs; the rest have no payload."""
+    types: dict[str, int] = {}
+    for kind, n in members:
+        if n:
+            types[kind] = types.get(kind, 0) + n
+    total = sum(types.values())
+    if total < count:
+        types[NO_TYPE] = count - total
+    return types
+
+
+def _binary_summary(body: bytes) -> EventSummary | None:
+    count = len(_parse_binary(_COUNT_VIEW, body).events)  # type: ignore[attr-defined]
+    _check_batch_size(count)
+    merged = _parse_binary(_MERGED_VIEW, body).events  # type: ignore[attr-defined]
+    members = list(map(len, _MEMBERS_OF(merged)))
+    keys = merged.idempotency_key[:]
+    if sum(members) > count or len(keys) > count:
+        return None  # an envelope with two members or keys on the wire: the exact path
+    present = list(filter(None, keys))
+
+    def types_of(indices: Sequence[int]) -> list[str]:
+        events = _parse_binary(_BATCH_VIEW, body).events  # type: ignore[attr-defined]
+        if len(present) == count:  # every envelope has a key: key index = envelope index
+            return [events[index].WhichOneof("payload") or NO_TYPE for index in indices]
+        kinds = [kind for kind, key in _binary_keys(events) if key]
+        return [kinds[index] if index < len(kinds) else NO_TYPE for index in indices]
+
+    types = _types(count, zip(PAYLOAD_TYPES, members, strict=True))
+    return EventSummary(count, types, present, types_of)
+
+
+class _Skip(msgspec.Struct, gc=False):
+    """Any JSON object, its members skipped (syntax-checked) in C."""
+
+
+# An envelope member on the plain path: objects skipped, scalars as they are (an array
+# fails validation and takes the exact path).
+_JsonMember = _Skip | str | int | float | bool | None
+
+
+class _JsonFastBatch(msgspec.Struct, gc=False):
+    events: list[dict[str, _JsonMember]] | None = None
+
+
+_FAST_BATCH_DECODER = msgspec.json.Decoder(_JsonFastBatch)
+_PAYLOAD_MEMBERS = frozenset(_JSON_PAYLOAD_KEYS)
+_ONLY_OBJECTS = frozenset({_Skip})
+_KEY_VALUE_TYPES = frozenset({str, type(None)})
+_CAMEL_KEY = "idempotencyKey"
+_ORIGINAL_KEY = "idempotency_key"
+_ABSENT = _Skip()  # a dict.get default no envelope member can be (identity)
+
+
+def _json_summary(body: bytes) -> EventSummary | None:
+    try:
+        events = _FAST_BATCH_DECODER.decode(body).events
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # ValidationError included
+    if not events or len(events) > MAX_BATCH_EVENTS:
+        return None
+    # the payload member names of each envelope, then the checks the exact path makes
+    members = list(map(_PAYLOAD_MEMBERS.intersection, events))
+    if max(map(len, members)) > 1:
+        return None
+    names = list(chain.from_iterable(members))
+    values = map(dict.__getitem__, compress(events, members), names)
+    if not _ONLY_OBJECTS.issuperset(map(type, values)):
+        return None  # a null or non-object member
+    keys: list[Any] = list(map(dict.get, events, repeat(_CAMEL_KEY), repeat(_ABSENT)))
+    if _ABSENT in keys:  # the exact path reads the original spelling only then
+        originals = map(dict.get, events, repeat(_ORIGINAL_KEY))
+        keys = [o if k is _ABSENT else k for k, o in zip(keys, originals, strict=True)]
+    if not _KEY_VALUE_TYPES.issuperset(map(type, keys)):
+        return None
+    counts = Counter(names)
+    types = _types(len(events), ((_JSON_PAYLOAD_KEYS[n], c) for n, c in counts.items()))
+
+    def types_of(indices: Sequence[int]) -> list[str]:
+        keyed = list(compress(members, keys))
+        return [_JSON_PAYLOAD_KEYS[min(keyed[i])] if keyed[i] else NO_TYPE for i in indices]
+
+    return EventSummary(len(events), types, list(filter(None, keys)), types_of)
 
 
 # ------------------------------------------------------------------------ responses

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 _L = TypeVar("_L")
@@ -17,62 +17,105 @@ class IdempotencyMemory:
     A key is remembered from its first sighting: seeing it again within the window is a
     duplicate and does not extend it (like a server-side dedup record with a TTL). Keys
     are kept in first-seen order, so both expiry and the memory bound forget the oldest
-    first, at O(1) per key. Times come from the caller's clock (seconds, monotonic).
+    first. Times come from the caller's clock (seconds, monotonic).
+
+    Built for whole batches: a set answers membership and a queue of generations (the
+    keys first seen at one time, in order) gives the age order, so a batch of new keys
+    costs a few set operations in C (`isdisjoint`, `update`, `difference_update`), not
+    Python per key; only a batch holding a duplicate is walked key by key.
     """
 
-    __slots__ = ("_keys", "_max_keys", "_window", "forgotten")
+    __slots__ = ("_generations", "_max_keys", "_seen", "_window", "forgotten")
 
     def __init__(self, window: float, max_keys: int) -> None:
         self._window = window
         self._max_keys = max_keys
-        self._keys: OrderedDict[str, float] = OrderedDict()
+        self._seen: set[str] = set()
+        # (first-seen time, keys first seen then, oldest first); every key in `_seen`
+        # is in exactly one generation
+        self._generations: deque[tuple[float, list[str]]] = deque()
         self.forgotten = 0  # keys dropped by the memory bound before their window ended
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._seen)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._keys
+        return key in self._seen
 
     def expire(self, now: float) -> None:
         """Forget every key first seen `window` or more seconds before `now`."""
-        keys = self._keys
+        generations = self._generations
         horizon = now - self._window
-        while keys:
-            first_seen = next(iter(keys.values()))
-            if first_seen > horizon:
-                return
-            keys.popitem(last=False)
+        while generations and generations[0][0] <= horizon:
+            self._seen.difference_update(generations.popleft()[1])
 
     def observe(self, key: str, now: float) -> bool:
         """Remember `key`; True when it is a duplicate. Call `expire(now)` first."""
-        keys = self._keys
-        if key in keys:
+        if key in self._seen:
             return True
-        keys[key] = now
-        if len(keys) > self._max_keys:
-            keys.popitem(last=False)
-            self.forgotten += 1
+        self._remember(now, [key])
         return False
 
-    def duplicates(self, events: Iterable[tuple[_L, str]], now: float) -> list[_L]:
-        """Expire, then observe every (label, key) in order; the labels of the duplicates.
+    def find_duplicates(self, keys: Sequence[str], now: float) -> list[int]:
+        """Expire, then observe every key in order; the indices of the duplicates.
 
-        Empty keys are skipped. One call per batch: the loop stays free of method calls.
+        `keys` are non-empty. The memory bound applies after the whole batch.
         """
         self.expire(now)
-        keys = self._keys
+        seen = self._seen
+        if seen.isdisjoint(keys):
+            size = len(seen)
+            seen.update(keys)
+            if len(seen) - size == len(keys):  # all new, no repeat inside the batch
+                self._add_generation(now, list(keys))
+                return []
+            seen.difference_update(keys)  # undo: walk the batch key by key
         found = []
-        for label, key in events:
-            if not key:
-                continue
-            if key in keys:
-                found.append(label)
+        fresh = []
+        for index, key in enumerate(keys):
+            if key in seen:
+                found.append(index)
             else:
-                keys[key] = now
-        excess = len(keys) - self._max_keys
+                seen.add(key)
+                fresh.append(key)
+        self._add_generation(now, fresh)
+        return found
+
+    def duplicates(self, events: Iterable[tuple[_L, str]], now: float) -> list[_L]:
+        """`find_duplicates` for (label, key) pairs: the labels of the duplicates.
+
+        Empty keys are skipped.
+        """
+        labelled = [(label, key) for label, key in events if key]
+        found = self.find_duplicates([key for _, key in labelled], now)
+        return [labelled[index][0] for index in found]
+
+    def _remember(self, now: float, keys: list[str]) -> None:
+        self._seen.update(keys)
+        self._add_generation(now, keys)
+
+    def _add_generation(self, now: float, keys: list[str]) -> None:
+        """Append keys already added to `_seen`, then apply the memory bound."""
+        generations = self._generations
+        if generations and generations[-1][0] == now:
+            generations[-1][1].extend(keys)
+        elif keys:
+            generations.append((now, keys))
+        excess = len(self._seen) - self._max_keys
         if excess > 0:
             self.forgotten += excess
-            for _ in range(excess):
-                keys.popitem(last=False)
-        return found
+            self._forget_oldest(excess)
+
+    def _forget_oldest(self, count: int) -> None:
+        generations = self._generations
+        seen = self._seen
+        while count > 0:
+            keys = generations[0][1]
+            if len(keys) <= count:
+                generations.popleft()
+                seen.difference_update(keys)
+                count -= len(keys)
+            else:
+                seen.difference_update(keys[:count])
+                del keys[:count]
+                count = 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,10 +35,10 @@ from sidecar.events.codec import (
     PAYLOAD_TYPES,
     DecodeError,
     DecodeReason,
-    EventKey,
-    decode_batch_request,
+    EventSummary,
     decode_batch_response,
-    decode_ingest_request,
+    summarize_batch_request,
+    summarize_ingest_request,
 )
 from sidecar.events.dedup import IdempotencyMemory
 
@@ -181,8 +180,8 @@ class EventInspector:
             return
         is_batch = path == self._batch_path
         try:
-            decode = decode_batch_request if is_batch else decode_ingest_request
-            self._record(decode(body, content_type, self._max_body_bytes), is_batch)
+            summarize = summarize_batch_request if is_batch else summarize_ingest_request
+            self._record(summarize(body, content_type, self._max_body_bytes), is_batch)
         except DecodeError as exc:
             self._count_decode_error(exc.reason, path, exc)
         except Exception as exc:  # a bug here must never reach the proxy
@@ -210,17 +209,20 @@ class EventInspector:
             return
         self._tally.rejected += rejected
 
-    def _record(self, events: list[EventKey], is_batch: bool) -> None:
+    def _record(self, summary: EventSummary, is_batch: bool) -> None:
+        """Add one body's events to the tally: per distinct type, never per event."""
         tally = self._tally
         per_type = tally.events
-        for kind, count in Counter(kind for kind, _ in events).items():
+        for kind, count in summary.types.items():
             per_type[kind] = per_type.get(kind, 0) + count
-        duplicates = tally.duplicates
-        for kind in self._memory.duplicates(events, self._clock()):
-            duplicates[kind] = duplicates.get(kind, 0) + 1
-        tally.missing_key += sum(1 for _, key in events if not key)
+        found = self._memory.find_duplicates(summary.keys, self._clock())
+        if found:
+            duplicates = tally.duplicates
+            for kind in summary.types_of(found):
+                duplicates[kind] = duplicates.get(kind, 0) + 1
+        tally.missing_key += summary.missing_keys
         if is_batch:
-            self._instruments.batch_size.record(len(events))
+            self._instruments.batch_size.record(summary.count)
 
     def _count_decode_error(self, reason: DecodeReason, path: str, exc: Exception | None) -> None:
         log.debug("event body on %s not decoded: %s (%s)", path, reason.value, exc)

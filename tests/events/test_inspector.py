@@ -296,7 +296,7 @@ def test_inspection_never_raises_on_internal_errors(
     def broken(*_: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("sidecar.events.inspector.decode_batch_request", broken)
+    monkeypatch.setattr("sidecar.events.inspector.summarize_batch_request", broken)
     monkeypatch.setattr("sidecar.events.inspector.decode_batch_response", broken)
     harness.inspector.inspect_request(BATCH, None, b"{}")
     harness.inspector.inspect_response(BATCH, 200, None, b"{}")
