@@ -182,7 +182,10 @@ class _Connection(ResponseHandler):
 class _Pool:
     """Keep-alive connections to one host:port, newest first, at most ``limit`` open."""
 
-    def __init__(self, host: str, port: int, config: ProxyConfig) -> None:
+    def __init__(
+        self, host: str, port: int, config: ProxyConfig, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.loop = loop
         self._host = host
         self._port = port
         self._config = config
@@ -207,7 +210,7 @@ class _Pool:
         return await self._connect(head_deadline), False
 
     async def _connect(self, head_deadline: float) -> _Connection:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         limit = self._config.connect_timeout
         connect_by = loop.time() + limit if limit else 0.0
         by = min((d for d in (connect_by, head_deadline) if d), default=None)
@@ -247,7 +250,7 @@ class _Pool:
 
     def _schedule_sweep(self) -> None:
         delay = max(self._config.upstream_keepalive / 2, SWEEP_EVERY_MIN)
-        self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
+        self._sweeper = self.loop.call_later(delay, self._sweep)
 
     def _sweep(self) -> None:
         """Close connections idle longer than ``upstream_keepalive``."""
@@ -294,7 +297,7 @@ class Upstream:
 
     async def start(self) -> None:
         """Create the connection pool (and a session for WebSocket upgrades)."""
-        self._pool = _Pool(self._host, self._port, self._config)
+        self._pool = _Pool(self._host, self._port, self._config, asyncio.get_running_loop())
         c = self._config
         self._session = aiohttp.ClientSession(
             auto_decompress=False,
@@ -327,7 +330,7 @@ class Upstream:
         assert pool is not None, "Upstream.start() first"
         retry = body is None and method in RETRYABLE_METHODS
         limit = self._config.response_timeout
-        head_by = asyncio.get_running_loop().time() + limit if limit else 0.0
+        head_by = pool.loop.time() + limit if limit else 0.0
         await pool.slots.acquire()
         try:
             try:
@@ -405,7 +408,7 @@ class Upstream:
                 max_field_size=c.max_header_bytes,
             )
             protocol.parses_heads_only = head
-        loop = asyncio.get_running_loop()
+        loop = pool.loop
         writer = StreamWriter(protocol, loop)
         framing = self._framing(headers, body)
         if framing == "chunked":
@@ -423,7 +426,7 @@ class Upstream:
         if body is None or isinstance(body, bytes):
             await writer.write_eof(body or b"")
         elif not expect:
-            sending = asyncio.ensure_future(_send_body(writer, body))
+            sending = loop.create_task(_send_body(writer, body))
         else:
             writer.send_headers()
         protocol.start_timeout()
@@ -432,7 +435,7 @@ class Upstream:
             while 100 <= message.code < 200 and message.code != 101:
                 if message.code == 100 and expect and sending is None:
                     assert not isinstance(body, bytes | None)
-                    sending = asyncio.ensure_future(_send_body(writer, body))
+                    sending = loop.create_task(_send_body(writer, body))
                 message, payload = await protocol.read()
         except BaseException:
             if sending is not None:
@@ -465,12 +468,26 @@ class Upstream:
         """The first head; if the body upload fails first (e.g. too large), its error."""
         if sending is None:
             return await self._read_head(protocol, reused)
-        head = asyncio.ensure_future(self._read_head(protocol, reused))
+        # asyncio.wait(FIRST_COMPLETED) by hand: asyncio.wait and ensure_future look the loop
+        # up, and CPython's lookup makes a getpid() system call each time (~5 µs here).
+        loop = sending.get_loop()
+        head = loop.create_task(self._read_head(protocol, reused))
+        first: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object) -> None:
+            if not first.done():
+                first.set_result(None)
+
+        head.add_done_callback(wake)
+        sending.add_done_callback(wake)
         try:
-            await asyncio.wait((head, sending), return_when=asyncio.FIRST_COMPLETED)
+            await first
         except BaseException:
             head.cancel()
             raise
+        finally:
+            head.remove_done_callback(wake)
+            sending.remove_done_callback(wake)
         if not head.done() and sending.exception() is not None:
             head.cancel()
             raise sending.exception()  # type: ignore[misc]
