@@ -157,13 +157,17 @@ def _split_created(chunks: list[str], created: str) -> tuple[list[str], list[str
     totals: list[str] = []
     later: list[str] = []
     for chunk in chunks:
-        if not chunk.startswith(starts) and inner[0] not in chunk and inner[1] not in chunk:
+        count = sum(chunk.count(n) for n in inner) + chunk.startswith(starts)
+        if not count:
             totals.append(chunk)
             continue
         lines = chunk.split("\n")
         lines.pop()  # the chunk ends with "\n"
-        kept = [line for line in lines if not line.startswith(starts)]
-        moved = [line for line in lines if line.startswith(starts)]
+        kept, moved = lines[0::2], lines[1::2]  # as OpenMetrics writers lay them out
+        joined = "\n" + "\n".join(moved)
+        if count != len(moved) or sum(joined.count(n) for n in inner) != count:
+            kept = [line for line in lines if not line.startswith(starts)]
+            moved = [line for line in lines if line.startswith(starts)]
         totals.extend(("\n".join(kept), "\n") if kept else ())
         later.extend(("\n".join(moved), "\n") if moved else ())
     return totals, later

@@ -318,3 +318,40 @@ def test_generated_bodies_whole_runs_equal_line_by_line(
         whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)
+
+
+# chunks of a counter "c" -> (lines without c_created, lines with it), as text answers split them
+SPLITS = {
+    "no-created": (["c_total 1\n"], ["c_total 1\n"], []),
+    "alternating": (
+        ['c_total{a="1"} 1\nc_created{a="1"} 5\nc_total{a="2"} 2\nc_created{a="2"} 6\n'],
+        ['c_total{a="1"} 1\nc_total{a="2"} 2', "\n"],
+        ['c_created{a="1"} 5\nc_created{a="2"} 6', "\n"],
+    ),
+    "grouped": (
+        ['c_total{a="1"} 1\nc_total{a="2"} 2\nc_created{a="1"} 5\nc_created{a="2"} 6\n'],
+        ['c_total{a="1"} 1\nc_total{a="2"} 2', "\n"],
+        ['c_created{a="1"} 5\nc_created{a="2"} 6', "\n"],
+    ),
+    "odd-count": (
+        ["c_total 1\nc_created 5\nc_total_x 2\n"],
+        ["c_total 1\nc_total_x 2", "\n"],
+        ["c_created 5", "\n"],
+    ),
+    "created-first": (
+        ["c_created 5\nc_total 1\n"],
+        ["c_total 1", "\n"],
+        ["c_created 5", "\n"],
+    ),
+    "only-created-chunk": (
+        ["c_total 1\n", "c_created 5\nc_created_x 6\n"],
+        ["c_total 1\n", "c_created_x 6", "\n"],
+        ["c_created 5", "\n"],
+    ),
+    "prefix-is-not-the-name": (["c_createdx 1\n"], ["c_createdx 1\n"], []),
+}
+
+
+@pytest.mark.parametrize(("chunks", "totals", "later"), SPLITS.values(), ids=SPLITS)
+def test_split_created(chunks: list[str], totals: list[str], later: list[str]) -> None:
+    assert rawtext._split_created(chunks, "c_created") == (totals, later)
