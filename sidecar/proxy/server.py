@@ -21,6 +21,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.hdrs import CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING
+from aiohttp.helpers import should_remove_content_length
+from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler
@@ -338,16 +341,50 @@ class ProxyHandler:
 
 
 class _RelayedResponse(web.StreamResponse):
-    """A relayed response whose head is written together with the first body bytes.
+    """A relayed response: the upstream's head as it came, written with the first body bytes.
 
-    `web.StreamResponse` writes the head at ``prepare()``, and the body in a second
-    write: two ``send`` calls for a small response. When the upstream's body (or its
-    first chunk) is already buffered, the head now goes out with it in one write;
-    `ProxyHandler._relay` sends the head at once when no body byte has arrived yet
-    (a stream such as SSE), so a client never waits on a head the proxy already has.
+    One write: `web.StreamResponse` writes the head at ``prepare()`` and the body in a
+    second write, two ``send`` calls for a small response. When the upstream's body (or
+    its first chunk) is already buffered, the head now goes out with it in one write;
+    `ProxyHandler._relay` sends the head at once when no body byte has arrived yet (a
+    stream such as SSE), so a client never waits on a head the proxy already has.
+
+    Transparent: aiohttp's ``_prepare_headers`` adds ``Date``, ``Server`` and a default
+    ``Content-Type`` the upstream did not send; this one only frames the body for this
+    client (as aiohttp does: ``Content-Length`` kept, else chunked for HTTP/1.1 or the
+    connection's close for HTTP/1.0; none for HEAD, 1xx, 204, 304) and says whether the
+    connection stays open. It overrides an aiohttp internal (the tests pin its effect).
     """
 
     _send_headers_immediately = False  # aiohttp's switch (``web.Response`` sets it too)
+
+    async def _prepare_headers(self) -> None:
+        request = self._req
+        writer = self._payload_writer
+        assert request is not None
+        assert writer is not None
+        keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
+        version = request.version
+        headers = self._headers
+        if self._must_be_empty_body:
+            if CONTENT_LENGTH in headers and should_remove_content_length(
+                request.method, self.status
+            ):
+                del headers[CONTENT_LENGTH]
+        else:
+            writer.length = self.content_length
+            if writer.length is None:
+                if version >= HttpVersion11:
+                    writer.enable_chunking()
+                    headers[TRANSFER_ENCODING] = "chunked"
+                else:
+                    keep_alive = False  # the body ends with the connection
+        self._keep_alive = keep_alive
+        if keep_alive:
+            if version == HttpVersion10:
+                headers[CONNECTION] = "keep-alive"
+        elif version == HttpVersion11:
+            headers[CONNECTION] = "close"
 
 
 def _target(request: web.BaseRequest) -> str:

@@ -404,6 +404,7 @@ class Upstream:
                 auto_decompress=False,
                 read_timeout=c.idle_timeout or None,
                 read_bufsize=READ_BUFSIZE,
+                read_until_eof=True,  # a body with neither length nor chunks ends at close
                 max_line_size=c.max_header_bytes,
                 max_field_size=c.max_header_bytes,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -227,3 +228,61 @@ async def test_upstream_connection_close_is_honoured(
             assert await r.read() == b"ok"
             assert "Connection" not in r.headers or r.headers["Connection"] != "close"
     assert len(up.heads) == 3
+
+
+@pytest.mark.parametrize(
+    ("request_line", "upstream_head", "expected"),
+    [
+        (  # no Date, Server or Content-Type added; only the framing for this client
+            b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\nx-b: 2\r\n\r\nok",
+            [("X-A", "1"), ("Content-Length", "2"), ("x-b", "2"), ("Connection", "close")],
+        ),
+        (  # an HTTP/1.0 client keeping the connection is told so
+            b"GET /a HTTP/1.0\r\nConnection: keep-alive",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            [("Content-Length", "2"), ("Connection", "keep-alive")],
+        ),
+        (  # a close-delimited body reaches an HTTP/1.1 client chunked
+            b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\n\r\nok",
+            [("X-A", "1"), ("Transfer-Encoding", "chunked"), ("Connection", "close")],
+        ),
+        (  # ... and an HTTP/1.0 client as it came, ended by the close
+            b"GET /a HTTP/1.0\r\nConnection: keep-alive",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\n\r\nok",
+            [("X-A", "1")],
+        ),
+    ],
+    ids=["exact-head", "http10-keepalive", "close-delimited-http11", "close-delimited-http10"],
+)
+async def test_response_head_is_the_upstreams_framed_for_the_client(
+    make_proxy: ProxyFactory,
+    raw_upstream,
+    request_line: bytes,
+    upstream_head: bytes,
+    expected: list[tuple[str, str]],
+) -> None:
+    async def answer(n, head, reader, writer) -> bool:
+        writer.write(upstream_head)
+        await writer.drain()
+        return False
+
+    up = await raw_upstream(answer)
+    p = await make_proxy(upstream=up.url)
+    host, port = p.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request_line + b"\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status, headers, _ = split_response(head)
+        assert status == 200
+        assert headers == expected
+        if ("Content-Length", "2") in headers:  # the connection may stay open: read 2 bytes
+            body = await asyncio.wait_for(reader.readexactly(2), 10)
+        else:
+            body = await asyncio.wait_for(reader.read(-1), 10)
+    finally:
+        writer.close()
+    chunked = ("Transfer-Encoding", "chunked") in expected
+    assert body == (b"2\r\nok\r\n0\r\n\r\n" if chunked else b"ok")
