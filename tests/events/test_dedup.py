@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from collections import OrderedDict
+
 import pytest
 
 from sidecar.events.dedup import IdempotencyMemory
@@ -73,3 +76,99 @@ def test_duplicates_bound_applies_after_the_batch() -> None:
     assert memory.forgotten == 1
     assert "a" not in memory  # oldest forgotten first
     assert memory.duplicates([(6, "a"), (7, "d")], 1.0) == [7]
+
+
+# (time, keys) batches -> duplicate indices per batch, then what is remembered
+FIND_CASES = [
+    ("all-new", 10.0, 100, [(0, ["a", "b"]), (1, ["c"])], [[], []], "abc", 0),
+    ("repeat-inside-batch", 10.0, 100, [(0, ["a", "b", "a", "a"])], [[2, 3]], "ab", 0),
+    (
+        "known-and-repeat",
+        10.0,
+        100,
+        [(0, ["a"]), (1, ["b", "a", "b", "c"])],
+        [[], [1, 2]],
+        "abc",
+        0,
+    ),
+    ("same-time-batches", 10.0, 100, [(5, ["a"]), (5, ["b"]), (5, ["a"])], [[], [], [0]], "ab", 0),
+    (
+        "expired-is-new",
+        10.0,
+        100,
+        [(0, ["a", "b"]), (10, ["a"]), (12, ["a"])],
+        [[], [], [0]],
+        "a",
+        0,
+    ),
+    ("bound-after-batch", 3600.0, 2, [(0, ["a", "b", "c", "a"])], [[3]], "bc", 1),
+    ("bound-partial-generation", 3600.0, 3, [(0, ["a", "b"]), (1, ["c", "d"])], [[], []], "bcd", 1),
+    (
+        "bound-whole-generations",
+        3600.0,
+        2,
+        [(0, ["a"]), (1, ["b"]), (2, ["c", "d"])],
+        [[], [], []],
+        "cd",
+        2,
+    ),
+    ("forgotten-is-new", 3600.0, 2, [(0, ["a", "b", "c"]), (1, ["a", "c"])], [[], [1]], "ac", 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("window", "max_keys", "batches", "expected", "remembered", "forgotten"),
+    [case[1:] for case in FIND_CASES],
+    ids=[case[0] for case in FIND_CASES],
+)
+def test_find_duplicates(
+    window: float,
+    max_keys: int,
+    batches: list[tuple[float, list[str]]],
+    expected: list[list[int]],
+    remembered: str,
+    forgotten: int,
+) -> None:
+    memory = IdempotencyMemory(window=window, max_keys=max_keys)
+    assert [memory.find_duplicates(keys, now) for now, keys in batches] == expected
+    assert sorted(key for key in "abcd" if key in memory) == list(remembered)
+    assert len(memory) == len(remembered)
+    assert memory.forgotten == forgotten
+
+
+class _Reference:
+    """The memory's contract written plainly: an ordered dict in first-seen order."""
+
+    def __init__(self, window: float, max_keys: int) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self.keys: OrderedDict[str, float] = OrderedDict()
+        self.forgotten = 0
+
+    def find_duplicates(self, batch: list[str], now: float) -> list[int]:
+        while self.keys and next(iter(self.keys.values())) <= now - self.window:
+            self.keys.popitem(last=False)
+        found = []
+        for index, key in enumerate(batch):
+            if key in self.keys:
+                found.append(index)
+            else:
+                self.keys[key] = now
+        while len(self.keys) > self.max_keys:
+            self.keys.popitem(last=False)
+            self.forgotten += 1
+        return found
+
+
+def test_find_duplicates_agrees_with_a_plain_reference() -> None:
+    rng = random.Random("dedup")
+    bulk = IdempotencyMemory(window=5.0, max_keys=20)
+    reference = _Reference(window=5.0, max_keys=20)
+    now = 0.0
+    for _ in range(500):
+        now += rng.choice([0.0, 0.5, 2.0, 6.0])
+        keys = [f"k{rng.randint(0, 40)}" for _ in range(rng.randint(1, 25))]
+        assert bulk.find_duplicates(keys, now) == reference.find_duplicates(keys, now)
+        assert len(bulk) == len(reference.keys)
+        assert all(key in bulk for key in reference.keys)
+        assert bulk.forgotten == reference.forgotten
