@@ -284,17 +284,21 @@ class ProxyHandler:
             tee = self._tee(request)
             while True:
                 try:
-                    chunk = await content.readany()
+                    if content.is_eof():  # the rest is buffered: it goes with the end
+                        chunk, last = content.read_nowait(-1), True
+                    else:
+                        chunk = await content.readany()
+                        last = not chunk
                 except UPSTREAM_BODY_ERRORS as exc:
                     self._upstream_broke(request, exc)
                     return response
-                if not chunk:
-                    break
                 ex.response_bytes += len(chunk)
-                if tee is not None:
+                if tee is not None and chunk:
                     tee.add(chunk)
+                if last:
+                    break
                 await response.write(chunk)
-            await response.write_eof()
+            await response.write_eof(chunk)
             complete = True
             if tee is not None:
                 self._inspect_response(upstream, tee)
