@@ -226,7 +226,10 @@ class ProxyHandler:
             return self._stream_body(request, ex, prefix)
         content_type = request.headers.get("Content-Type")
         call_safely("inspect_request", inspector.inspect_request, path, content_type, prefix)
-        return self._stream_body(request, ex, prefix)  # the same bytes, then EOF
+        if length is not None:  # the whole body, as long as it said: sent in one write
+            self._count_request_bytes(ex, len(prefix))
+            return prefix
+        return self._stream_body(request, ex, prefix)  # chunked stays chunked
 
     def _count_request_bytes(self, ex: Exchange, size: int) -> None:
         ex.request_bytes += size

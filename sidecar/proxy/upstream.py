@@ -422,7 +422,12 @@ class Upstream:
             assert isinstance(body, bytes)
             out["Content-Length"] = str(len(body))
         await writer.write_headers(line, out)
-        expect = headers.get("Expect", "").lower() == "100-continue" and body is not None
+        # Wait for the upstream's 100 before streaming a body; a body in hand goes at once.
+        expect = (
+            body is not None
+            and not isinstance(body, bytes)
+            and headers.get("Expect", "").lower() == "100-continue"
+        )
         sending: asyncio.Task[None] | None = None
         if body is None or isinstance(body, bytes):
             await writer.write_eof(body or b"")

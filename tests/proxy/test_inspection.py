@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.config import EventsConfig
-from tests.proxy.conftest import ProxyFactory
+from tests.proxy.conftest import ProxyFactory, split_response
 
 LIMIT = 4096
 EVENTS = EventsConfig(enabled=True, max_body_bytes=LIMIT)
@@ -63,9 +64,34 @@ async def test_small_bodies_are_inspected_and_forwarded_unchanged(
     headers = {"Content-Type": "application/json"}
     async with p.session.post(p.url + "/echo?x=1", data=body, headers=headers) as r:
         assert await r.read() == data
+        # the framing the client chose reaches the app: chunked stays chunked
+        assert r.headers["X-Request-Chunked"] == ("chunked" if chunked else "")
+        assert r.headers["X-Request-Length"] == ("" if chunked else str(LIMIT))
     assert inspector.requests == [("/echo", "application/json", data)]
     assert inspector.responses == [("/echo", 200, "application/octet-stream", data)]
     assert inspector.skipped == []
+
+
+async def test_inspected_body_with_expect_100_continue(make_proxy: ProxyFactory) -> None:
+    inspector = RecordingInspector()
+    p = await make_proxy(inspector=inspector, events=EVENTS)
+    host, port = p.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"hello")
+        rest = await asyncio.wait_for(reader.read(-1), 5)
+    finally:
+        writer.close()
+    status, _, body = split_response(rest)
+    assert status == 200
+    assert body == b"hello"
+    assert inspector.requests == [("/echo", None, b"hello")]
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
