@@ -173,7 +173,13 @@ class ProxyHandler:
         if is_websocket_upgrade(request):
             ex.websocket = True
             return await relay_websocket(
-                request, self._upstream, self._metrics, ex.method, ex.path, self.going_away
+                request,
+                self._upstream,
+                self._metrics,
+                ex.method,
+                ex.path,
+                self.going_away,
+                forwarded=self._proxy.forwarded_headers,
             )
         headers = request_headers(
             request.headers,

@@ -19,11 +19,11 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
-from sidecar.proxy.headers import HOP_BY_HOP_HEADERS, add_forwarded
+from sidecar.proxy.headers import request_headers
 from sidecar.proxy.metrics import ProxyMetrics
 from sidecar.proxy.upstream import Upstream, translate
 
-__all__ = ["is_websocket_upgrade", "relay_websocket"]
+__all__ = ["is_websocket_upgrade", "relay_websocket", "upstream_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,14 @@ def is_websocket_upgrade(request: web.BaseRequest) -> bool:
     )
 
 
-def _upstream_headers(request: web.BaseRequest) -> CIMultiDict[str]:
-    """End-to-end client headers plus X-Forwarded-*; the handshake is aiohttp's own."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower not in HOP_BY_HOP_HEADERS and lower not in WEBSOCKET_HANDSHAKE_HEADERS:
-            out.add(name, value)
-    add_forwarded(out, peer=request.remote, scheme=request.scheme)
+def upstream_headers(request: web.BaseRequest, *, forwarded: bool) -> CIMultiDict[str]:
+    """The client's end-to-end headers (the proxy's header policy, ``X-Forwarded-*`` when
+    ``forwarded``) without the handshake's own, which aiohttp's client writes afresh."""
+    out = request_headers(
+        request.headers, peer=request.remote, scheme=request.scheme, forwarded=forwarded
+    )
+    for name in WEBSOCKET_HANDSHAKE_HEADERS:
+        out.popall(name, None)
     out["Host"] = request.host
     return out
 
@@ -74,6 +74,8 @@ async def relay_websocket(
     method: str,
     path: str,
     going_away: asyncio.Event,
+    *,
+    forwarded: bool = True,
 ) -> web.StreamResponse:
     """Open the upstream WebSocket first, then accept the client's and pump both ways
     until either side closes, or ``going_away`` is set (both sides then get 1001)."""
@@ -83,7 +85,7 @@ async def relay_websocket(
     try:
         remote = await upstream.session.ws_connect(
             url,
-            headers=_upstream_headers(request),
+            headers=upstream_headers(request, forwarded=forwarded),
             protocols=protocols,
             autoping=False,
             autoclose=False,
