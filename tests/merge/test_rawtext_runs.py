@@ -69,10 +69,17 @@ def assert_as_prometheus_client(body: str, openmetrics: bool, labels: Mapping[st
 
 @pytest.fixture(params=[True, False], ids=["re2", "re"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Runs of ASCII bodies proven by RE2 (the default) or by `re` (as non-ASCII ones are)."""
+    """Every run tried whole, however short, and proven by RE2 (as long runs of ASCII
+    bodies are) or by `re` (as shorter ones and those of non-ASCII bodies are)."""
     use_re2: bool = request.param
-    monkeypatch.setattr(rawtext._Splitter, "use_re2", use_re2)
+    use_engine(monkeypatch, use_re2)
     return use_re2
+
+
+def use_engine(monkeypatch: pytest.MonkeyPatch, use_re2: bool) -> None:
+    monkeypatch.setattr(rawtext, "SHORT_RUN", 0)
+    monkeypatch.setattr(rawtext, "LONG_RUN", 0 if use_re2 else 2**62)
+    monkeypatch.setattr(rawtext._Splitter, "use_re2", use_re2)
 
 
 @pytest.fixture
@@ -306,15 +313,16 @@ def bodies(draw: st.DrawFn) -> tuple[str, bool]:
     return (body + "# EOF\n" if openmetrics else body), openmetrics
 
 
-@pytest.mark.parametrize("use_re2", [True, False], ids=["re2", "re"])
+@pytest.mark.parametrize("engine_used", ["re2", "re", "by-size"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=bodies(), configured=st.sampled_from([{}, {"source": "app"}, {"z": 'a"\\b'}]))
 def test_generated_bodies_whole_runs_equal_line_by_line(
-    use_re2: bool, case: tuple[str, bool], configured: dict[str, str]
+    engine_used: str, case: tuple[str, bool], configured: dict[str, str]
 ) -> None:
     body, openmetrics = case
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(rawtext._Splitter, "use_re2", use_re2)
+        if engine_used != "by-size":  # else the defaults: these runs are short, line by line
+            use_engine(monkeypatch, engine_used == "re2")
         whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)
@@ -355,3 +363,50 @@ SPLITS = {
 @pytest.mark.parametrize(("chunks", "totals", "later"), SPLITS.values(), ids=SPLITS)
 def test_split_created(chunks: list[str], totals: list[str], later: list[str]) -> None:
     assert rawtext._split_created(chunks, "c_created") == (totals, later)
+
+
+def big_body(series: int, openmetrics: bool) -> str:
+    """A counter and a gauge family of ``series`` series each, one with a label value to escape."""
+    lines = ["# HELP c Requests.", "# TYPE c counter" if openmetrics else "# TYPE c_total counter"]
+    for i in range(series):
+        route = f"/r/{i}" if i != series // 2 else 'say \\"hi\\"'
+        lines.append(f'c_total{{code="200",route="{route}"}} {i}')
+        if openmetrics:
+            lines.append(f'c_created{{code="200",route="{route}"}} 1.7e+09')
+    lines += ["# HELP g In flight.", "# TYPE g gauge"]
+    lines += [f'g{{code="200",route="/r/{i}"}} {i % 7}' for i in range(series)]
+    return "\n".join(lines) + ("\n# EOF\n" if openmetrics else "\n")
+
+
+# series per family -> (runs tried whole, RE2 used) with the default sizes
+SIZES = {"short": (2, False, False), "medium": (20, True, False), "long": (400, True, True)}
+
+
+@pytest.mark.parametrize("configured", [{}, {"source": "app"}], ids=["as-is", "labelled"])
+@pytest.mark.parametrize("openmetrics", [True, False], ids=["openmetrics", "text"])
+@pytest.mark.parametrize(("series", "whole", "by_re2"), SIZES.values(), ids=SIZES)
+def test_run_sizes_pick_the_way_and_agree(
+    series: int,
+    whole: bool,
+    by_re2: bool,
+    openmetrics: bool,
+    configured: dict[str, str],
+    taken: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = big_body(series, openmetrics)
+    calls: list[tuple[str, ...]] = []
+    real = rawtext._run_re2
+
+    def spy(names: tuple[str, ...], counter: bool) -> object:
+        calls.append(names)
+        return real(names, counter)
+
+    monkeypatch.setattr(rawtext, "_run_re2", spy)
+    parse_fast(body, openmetrics, configured)
+    # the counter's run has an escaped label value: with configured labels, line by line
+    assert taken == ([not configured, True] if whole else [])
+    assert bool(calls) == by_re2
+    as_whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
+    assert as_whole == by_line
+    assert_as_prometheus_client(body, openmetrics, configured)
