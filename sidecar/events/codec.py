@@ -446,7 +446,9 @@ def _binary_summary(body: bytes) -> EventSummary | None:
         kinds = [kind for kind, key in _binary_keys(events) if key]
         return [kinds[index] if index < len(kinds) else NO_TYPE for index in indices]
 
-    types = _types(count, zip(PAYLOAD_TYPES, members, strict=True))
+    types = dict(compress(zip(PAYLOAD_TYPES, members, strict=True), members))
+    if (typed := sum(members)) < count:
+        types[NO_TYPE] = count - typed
     return EventSummary(count, types, present, types_of)
 
 
