@@ -7,8 +7,8 @@ text 0.0.4 (also when the header is missing, as Prometheus falls back). A protob
 a non-2xx status, a malformed body, a timeout or a connection error each end as a
 `Scrape` whose `result` says which; nothing here raises for a bad target.
 
-Parsing is CPU work (a few microseconds a sample on the fast path of
-`sidecar.merge.rawtext`, tens through prometheus_client's parsers): it runs in the
+Parsing is CPU work (~0.15 µs a sample in the fast path's whole runs, ~3 µs line by
+line, tens through prometheus_client's parsers; `sidecar.merge.rawtext`): it runs in the
 default executor so the proxy sharing this event loop keeps answering meanwhile.
 """
 
