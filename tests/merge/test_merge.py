@@ -12,12 +12,13 @@ import socket
 import time
 
 import pytest
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 
-from sidecar.merge import ACCEPT
+from sidecar.merge import ACCEPT, rawtext
 from sidecar.merge.scraper import budget
 from tests.merge.conftest import (
     OPENMETRICS_CT,
@@ -365,3 +366,50 @@ def test_budget(target_timeout: float, header: float | None, expected: float) ->
     assert budget(
         target("t", "http://127.0.0.1:1/", timeout=target_timeout), header
     ) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("answer", ["text", "openmetrics"])
+async def test_large_openmetrics_app_takes_whole_runs_and_stays_valid(
+    start_target: StartTarget, make_rig: MakeRig, answer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a prometheus_client app of 3,000 series: its runs are long enough for the RE2 path
+    proven: list[tuple[str, ...]] = []
+    real = rawtext._run_re2
+
+    def spy(names: tuple[str, ...], counter: bool) -> object:
+        proven.append(names)
+        return real(names, counter)
+
+    monkeypatch.setattr(rawtext, "_run_re2", spy)
+    app = CollectorRegistry()
+    requests = Counter("app_requests", "Requests", ["route"], registry=app)
+    inflight = Gauge("app_inflight", "In flight", ["route"], registry=app)
+    shared = Gauge("shared", "The app's", ["route"], registry=app)
+    for i in range(1_000):
+        requests.labels(f"/r/{i}").inc(i)
+        inflight.labels(f"/r/{i}").set(i % 7)
+        shared.labels(f"/r/{i}").set(i)
+    url = await start_target(Target(render_openmetrics(app), OPENMETRICS_CT))
+    rig = await make_rig([target("app", url, source="app")])
+    own = Gauge("shared", "Owned by the sidecar", ["route", "source"], registry=rig.module.registry)
+    own.labels("/r/3", "app").set(-1)  # a higher source's series: the app's one is dropped
+    accept = OPENMETRICS_ACCEPT if answer == "openmetrics" else "text/plain;version=0.0.4"
+    response = await rig.client.get("/metrics", headers={"Accept": accept})
+    body = await response.text()
+    text = body if answer == "text" else await rig.scrape()
+    assert value(text, "app_requests_total", route="/r/999", source="app") == 999
+    assert value(text, "app_inflight", route="/r/10", source="app") == 3
+    assert value(text, "shared", route="/r/3", source="app") == -1
+    assert value(text, "shared", route="/r/4", source="app") == 4
+    assert len([n for n, _ in samples(text) if n == "app_requests_created"]) == 1_000
+    assert "# HELP shared Owned by the sidecar" in text
+    scraped = 1 if answer == "text" else 2  # conflicts show those of the scrapes before
+    assert conflicts(await rig.scrape(), "series") == scraped
+    assert proven  # the app's runs went through the whole-run path
+    assert_promtool_passes(text)
+    if answer == "openmetrics":
+        families = {f.name: f for f in parse_openmetrics(body)}  # raises when invalid
+        assert families["app_requests"].type == "counter"
+        assert len(families["app_requests"].samples) == 2_000  # _total and _created
+        assert body.endswith("# EOF\n")
+        assert body.count("# EOF") == 1
