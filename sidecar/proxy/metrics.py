@@ -5,12 +5,17 @@ The seed's three HTTP instruments (`Metrics.http_request_duration`, ``_total``,
 meter. Attribute dicts are built once per (method, path, status) and reused.
 ``http.requests.in_flight`` is an observable up-down counter read from the proxy's own
 integer at collection time. Its callback, which the SDK runs at the start of every
-collection, first flushes the batched counters and histograms (see `batching`): the
-hot path costs a few dict updates, and every collection still sees exact values.
+collection, first flushes the batched counters and histograms (see `batching`), and
+every collection sees exact values. The hot path only appends the exchange to a log,
+folded into the batched instruments every `FOLD_EVERY` exchanges (or at collection) in
+one tight loop: measured in the proxy, recording each exchange as it ends cost ~5 µs
+(scattered dict and list updates missing the CPU caches between requests), the fold
+a fraction of that.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -44,6 +49,11 @@ STATUS_CLIENT_CLOSED = 499
 STATUS_SWITCHING_PROTOCOLS = 101
 
 Attrs = dict[str, str | int]
+# (method, path, status, duration ms, time to first byte ms, request bytes, response bytes)
+Exchange = tuple[str, str, int, float, float | None, int, int]
+# Exchanges logged before the loop's thread folds them into the instruments itself (a
+# collection folds first anyway): bounds the log when nothing collects (~1 MB).
+FOLD_EVERY = 4096
 HISTOGRAMS = (
     "http.request.duration",
     "http.request.time_to_first_byte",
@@ -93,8 +103,11 @@ class ProxyMetrics:
         *,
         aggregations: Mapping[str, MergeableHistogramAggregation] | None = None,
         enabled: bool = True,
+        fold_every: int = FOLD_EVERY,
     ) -> None:
         self.enabled = enabled
+        self._log: deque[Exchange] = deque()
+        self._fold_every = fold_every
         merge = aggregations or {}
         self._batcher = batcher = Batcher()
         self._duration = batcher.histogram(
@@ -145,7 +158,8 @@ class ProxyMetrics:
         return (Observation(self._in_flight()),)
 
     def flush(self) -> None:
-        """Hand everything batched since the last flush to the OpenTelemetry instruments."""
+        """Hand everything recorded since the last flush to the OpenTelemetry instruments."""
+        self._fold()
         self._batcher.flush()
 
     # The attribute caches need no size limit: their keys are already bounded (10 method
@@ -178,19 +192,39 @@ class ProxyMetrics:
         request_bytes: int,
         response_bytes: int,
     ) -> None:
-        """Record a finished (or failed) HTTP exchange."""
-        if not self.enabled:
-            return
-        attrs, route = self._status_key(method, path, status)
+        """Record a finished (or failed) HTTP exchange: one append; `_fold` does the rest."""
+        if self.enabled:
+            log = self._log
+            log.append((method, path, status, duration_ms, ttfb_ms, request_bytes, response_bytes))
+            if len(log) >= self._fold_every:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Move the logged exchanges into the batched instruments (the loop's thread, every
+        `FOLD_EVERY` exchanges, or a collection's thread at its start).
+
+        The log is a deque: ``append`` and ``popleft`` are each atomic, so an exchange logged
+        while another thread folds is either taken now or left for the next fold, never lost
+        or counted twice. Only what was there when the fold began is taken.
+        """
+        log = self._log
+        status_key = self._status_key
+        duration, total, errors = self._duration, self._total, self._errors
+        ttfb, request_size, response_size = self._ttfb, self._request_size, self._response_size
         with self._batcher.lock:
-            self._duration.record(duration_ms, attrs)
-            self._total.add(attrs)
-            if status >= 400:
-                self._errors.add(attrs)
-            if ttfb_ms is not None:
-                self._ttfb.record(ttfb_ms, route)
-            self._request_size.record(request_bytes, route)
-            self._response_size.record(response_bytes, route)
+            for _ in range(len(log)):
+                method, path, status, duration_ms, ttfb_ms, request_bytes, response_bytes = (
+                    log.popleft()
+                )
+                attrs, route = status_key(method, path, status)
+                duration.record(duration_ms, attrs)
+                total.add(attrs)
+                if status >= 400:
+                    errors.add(attrs)
+                if ttfb_ms is not None:
+                    ttfb.record(ttfb_ms, route)
+                request_size.record(request_bytes, route)
+                response_size.record(response_bytes, route)
 
     def websocket(self, method: str, path: str) -> None:
         """Count a WebSocket session (status 101); it stays out of the histograms."""

@@ -9,7 +9,9 @@ delta temporality must see the same totals as the cumulative one.
 from __future__ import annotations
 
 import random
+import threading
 
+import pytest
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -19,6 +21,7 @@ from sidecar.config import ProxyConfig
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.metrics import (
     BODY_SIZE_BUCKETS_BYTES,
+    FOLD_EVERY,
     ProxyMetrics,
     mergeable_aggregations,
     proxy_views,
@@ -58,7 +61,8 @@ def _lines(module: Module) -> list[str]:
     return sorted(generate_latest(module.registry).decode().splitlines())
 
 
-def test_batched_exposition_equals_direct_recording() -> None:
+@pytest.mark.parametrize("fold_every", [FOLD_EVERY, 64], ids=["default", "folds-on-hot-path"])
+def test_batched_exposition_equals_direct_recording(fold_every: int) -> None:
     config = ProxyConfig()
     delta = InMemoryMetricReader(preferred_temporality={SdkHistogram: AggregationTemporality.DELTA})
     batched_module = Module.new("t", views=proxy_views(config), extra_readers=(delta,))
@@ -68,8 +72,11 @@ def test_batched_exposition_equals_direct_recording() -> None:
         Metrics.create(batched_module.meter),
         lambda: 0,
         aggregations=mergeable_aggregations(batched_module),
+        fold_every=fold_every,
     )
-    direct = ProxyMetrics(direct_module.meter, Metrics.create(direct_module.meter), lambda: 0)
+    direct = ProxyMetrics(
+        direct_module.meter, Metrics.create(direct_module.meter), lambda: 0, fold_every=1
+    )
     assert batched.batched_histograms
     assert not direct.batched_histograms
     rng = random.Random(3)
@@ -87,3 +94,40 @@ def test_batched_exposition_equals_direct_recording() -> None:
             if metric.name == "http.request.duration":
                 delta_count += sum(p.count for p in metric.data.data_points)
     assert delta_count == 500 + 1000 + 1500 + 2000
+
+
+def test_folds_racing_a_collection_thread_lose_and_double_nothing() -> None:
+    # A collection (an OTLP export) may run on another thread while the loop logs and folds.
+    config = ProxyConfig()
+    module = Module.new("t", views=proxy_views(config))
+    metrics = ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: 0,
+        aggregations=mergeable_aggregations(module),
+        fold_every=64,
+    )
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            metrics.flush()
+
+    collector = threading.Thread(target=collect)
+    collector.start()
+    try:
+        for i in range(20_000):
+            metrics.exchange("GET", "/a", 200, 1.0, 0.5, i % 7, 3)
+    finally:
+        stop.set()
+        collector.join()
+    text = generate_latest(module.registry).decode()
+    totals = [line for line in text.splitlines() if line.startswith("http_request_total{")]
+    assert len(totals) == 1
+    assert float(totals[0].rsplit(" ", 1)[1]) == 20_000
+    counts = [
+        line
+        for line in text.splitlines()
+        if line.startswith("http_request_duration_milliseconds_count")
+    ]
+    assert float(counts[0].rsplit(" ", 1)[1]) == 20_000
