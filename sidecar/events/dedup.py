@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import TypeVar
-
-_L = TypeVar("_L")
+from collections.abc import Sequence
 
 __all__ = ["IdempotencyMemory"]
 
@@ -80,15 +77,6 @@ class IdempotencyMemory:
                 fresh.append(key)
         self._add_generation(now, fresh)
         return found
-
-    def duplicates(self, events: Iterable[tuple[_L, str]], now: float) -> list[_L]:
-        """`find_duplicates` for (label, key) pairs: the labels of the duplicates.
-
-        Empty keys are skipped.
-        """
-        labelled = [(label, key) for label, key in events if key]
-        found = self.find_duplicates([key for _, key in labelled], now)
-        return [labelled[index][0] for index in found]
 
     def _remember(self, now: float, keys: list[str]) -> None:
         self._seen.update(keys)
