@@ -60,22 +60,20 @@ def test_zero_window_never_finds_duplicates() -> None:
     assert [_observe(memory, "k", 1.0) for _ in range(3)] == [False, False, False]
 
 
-def test_duplicates_of_a_batch_in_order_with_labels() -> None:
+def test_duplicates_of_a_batch_in_order() -> None:
     memory = IdempotencyMemory(window=10.0, max_keys=100)
-    assert memory.duplicates([("x", "a"), ("y", "b"), ("z", "a"), ("w", ""), ("v", "")], 0.0) == [
-        "z"
-    ]
-    assert memory.duplicates([("x", "b"), ("y", "c")], 5.0) == ["x"]
-    assert memory.duplicates([("x", "a"), ("y", "c")], 10.0) == ["y"]  # "a" expired, "c" not
+    assert memory.find_duplicates(["a", "b", "a"], 0.0) == [2]
+    assert memory.find_duplicates(["b", "c"], 5.0) == [0]
+    assert memory.find_duplicates(["a", "c"], 10.0) == [1]  # "a" expired, "c" not
 
 
 def test_duplicates_bound_applies_after_the_batch() -> None:
     memory = IdempotencyMemory(window=3600.0, max_keys=3)
-    assert memory.duplicates([(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")], 0.0) == [5]
+    assert memory.find_duplicates(["a", "b", "c", "d", "a"], 0.0) == [4]
     assert len(memory) == 3
     assert memory.forgotten == 1
     assert "a" not in memory  # oldest forgotten first
-    assert memory.duplicates([(6, "a"), (7, "d")], 1.0) == [7]
+    assert memory.find_duplicates(["a", "d"], 1.0) == [1]
 
 
 # (time, keys) batches -> duplicate indices per batch, then what is remembered
