@@ -208,7 +208,10 @@ class _Labeller:
             return text
         if "\\" in text or any(n in self.extra for n in names):
             return None
-        if names:  # without escapes, '"} ' only ends a label list: once a line
+        lines = text.count("\n") + (not text.endswith("\n"))
+        if names:  # '"} ' ends each label list, and a value such as "} " holds it too
+            if text.count('"} ') != lines:
+                return None
             return text.replace('"} ', f'",{self.suffix}}} ')
         return text.replace(" ", f"{{{self.suffix}}} ")  # "name value": one space a line
 

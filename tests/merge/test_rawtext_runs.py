@@ -107,6 +107,10 @@ RUNS = {
         '# TYPE a gauge\na{x="1"} 1\na{x="3"} 2\n',
         False, {"source": "app"}, [True],
     ),
+    "brace-space-in-a-value-configured": (  # '"} ' inside a value: no blind replace
+        '# TYPE a gauge\na{x="} "} 1\na{x="b"} 2\n',
+        False, {"source": "app"}, [False],
+    ),
     "no-labels-configured": (
         "# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n",
         False, {"source": "app"}, [True, True],
