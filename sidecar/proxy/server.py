@@ -208,6 +208,11 @@ class ProxyHandler:
             path = request.raw_path.partition("?")[0]
             if inspector.wants_request(request.method, path):
                 return await self._inspected_body(request, ex, inspector, path)
+        content = request.content
+        if content.is_eof() and request.content_length is not None:
+            body = content.read_nowait(-1)  # all of it came with the head: one write upstream
+            self._count_request_bytes(ex, len(body))
+            return body
         return self._stream_body(request, ex, b"")
 
     async def _inspected_body(

@@ -286,3 +286,22 @@ async def test_response_head_is_the_upstreams_framed_for_the_client(
         writer.close()
     chunked = ("Transfer-Encoding", "chunked") in expected
     assert body == (b"2\r\nok\r\n0\r\n\r\n" if chunked else b"ok")
+
+
+async def test_a_body_that_came_with_the_head_is_forwarded_exactly(
+    make_proxy: ProxyFactory,
+) -> None:
+    # Head and body in one packet: the proxy has the whole body at once and sends it
+    # upstream with the head, its Content-Length unchanged.
+    p = await make_proxy()
+    raw = await raw_exchange(
+        p.url,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\n"
+        b"hello\x00world",
+    )
+    status, headers, body = split_response(raw)
+    assert status == 200
+    assert ("X-Request-Length", "11") in headers
+    assert ("X-Request-Chunked", "") in headers
+    assert body == b"hello\x00world"
+    assert p.sample("http_request_body_size_bytes_sum", path="/echo") == 11
