@@ -446,7 +446,9 @@ def _comment(
     parts = line.split(" ", 3)
     keyword = parts[1] if len(parts) > 1 and parts[0] == "#" else ""
     if keyword not in (OPENMETRICS_KEYWORDS if openmetrics else TEXT_KEYWORDS):
-        if openmetrics:
+        if openmetrics or any(k in line for k in TEXT_KEYWORDS):
+            # prometheus_client's text parser splits at any whitespace after any "#..."
+            # word: "#  HELP", "#\tTYPE", "#x TYPE" are metadata to it
             raise Unsupported("comment")
         return current  # text format: other comments are ignored
     if len(parts) < 3 or not _NAME_RE.fullmatch(parts[2]):

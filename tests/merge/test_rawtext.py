@@ -138,6 +138,11 @@ TEXT_CASES = {
     "trailing-spaces": "# TYPE a gauge\na 1  \n",
     "untyped-after-histogram": '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\nh_sum 1\nhx 5\n',
     "created-gauge": "# TYPE a_total counter\na_total 1\n# TYPE a_created gauge\na_created 5\n",
+    # prometheus_client splits comment lines at any run of whitespace, after any "#..." word
+    "help-after-two-spaces": "#  HELP a Doc.\n# TYPE a gauge\na 1\n",
+    "type-after-a-tab": "#\tTYPE a_total counter\na_total 1\n",
+    "help-name-after-a-tab": "# HELP\ta Doc.\n# TYPE a gauge\na 1\n",
+    "type-after-a-longer-hash-word": "#x TYPE a gauge\na 1\n",
 }
 OPENMETRICS_CASES = {
     "exemplar": '# TYPE a counter\na_total 1 # {t="1"} 1\n# EOF\n',
