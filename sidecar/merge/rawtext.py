@@ -316,8 +316,8 @@ class _Splitter:
     def split(self) -> list[_Block]:
         body = self.body
         end = len(body)
-        if self.openmetrics:  # the last line that is not blank must be "# EOF"
-            while end and body[end - 1] == "\n":
+        if self.openmetrics:  # the last line must be "# EOF" (prometheus_client: no blank after)
+            if end and body[end - 1] == "\n":
                 end -= 1
             end -= len(EOF_LINE)
             if not body.startswith(EOF_LINE, end) or (end and body[end - 1] != "\n"):

@@ -175,6 +175,7 @@ INVALID = {
     "om-unit-not-suffix": ("# TYPE a gauge\n# UNIT a seconds\na 1\n# EOF\n", True),
     "om-bad-labels": ("# TYPE a gauge\na{x=1} 1\n# EOF\n", True),
     "om-duplicate-family": ("# TYPE a gauge\na 1\n# TYPE a gauge\na 2\n# EOF\n", True),
+    "om-blank-line-after-eof": ("# TYPE a gauge\na 1\n# EOF\n\n", True),
 }
 
 
