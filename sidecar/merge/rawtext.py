@@ -451,8 +451,8 @@ def _comment(
             # word: "#  HELP", "#\tTYPE", "#x TYPE" are metadata to it
             raise Unsupported("comment")
         return current  # text format: other comments are ignored
-    if len(parts) < 3 or not _NAME_RE.fullmatch(parts[2]):
-        raise Unsupported("metadata line")
+    if len(parts) < (4 if openmetrics else 3) or not _NAME_RE.fullmatch(parts[2]):
+        raise Unsupported("metadata line")  # OpenMetrics: "# HELP a" is invalid, "# HELP a " not
     name, rest = parts[2], parts[3] if len(parts) > 3 else ""
     if keyword == "TYPE" and not openmetrics and rest == "counter" and name[-6:] != "_total":
         raise Unsupported("text counter without _total")

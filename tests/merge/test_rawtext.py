@@ -176,6 +176,7 @@ INVALID = {
     "om-bad-labels": ("# TYPE a gauge\na{x=1} 1\n# EOF\n", True),
     "om-duplicate-family": ("# TYPE a gauge\na 1\n# TYPE a gauge\na 2\n# EOF\n", True),
     "om-blank-line-after-eof": ("# TYPE a gauge\na 1\n# EOF\n\n", True),
+    "om-help-without-text": ("# HELP a\n# TYPE a gauge\na 1\n# EOF\n", True),
 }
 
 
