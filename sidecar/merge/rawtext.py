@@ -340,6 +340,8 @@ class _Splitter:
                 stop = near or body.find("\n#", pos, end) + 1 or end
                 self._lines(body[pos:stop])
             pos = stop
+        if self.openmetrics:
+            _check_clashes(self.blocks)
         return self.blocks
 
     def _run(self, start: int, limit: int) -> int:
@@ -422,6 +424,27 @@ class _Splitter:
                 raise Unsupported("negative or NaN counter")  # prometheus_client refuses it
             labels = labels or ""
             current.chunks.append(_line(name, labeller(labels, _label_names(labels)), value))
+
+
+# prometheus_client's OpenMetrics parser: the names each family type claims; a family
+# whose name or any of these clashes with an earlier family's is refused.
+_OPENMETRICS_SUFFIXES: Mapping[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "histogram": ("_count", "_sum", "_bucket", "_created"),
+    "gaugehistogram": ("_gcount", "_gsum", "_bucket"),
+    "info": ("_info",),
+}
+
+
+def _check_clashes(blocks: Iterable[_Block]) -> None:
+    """`Unsupported` when prometheus_client would refuse a clashing OpenMetrics name."""
+    claimed: set[str] = set()
+    for block in blocks:
+        for suffix in {"", *_OPENMETRICS_SUFFIXES.get(block.kind or "unknown", ())}:
+            if block.name + suffix in claimed:
+                raise Unsupported("clashing name")
+            claimed.add(block.name + suffix)
 
 
 def _belongs(block: _Block, name: str, openmetrics: bool) -> bool:

@@ -177,6 +177,19 @@ INVALID = {
     "om-duplicate-family": ("# TYPE a gauge\na 1\n# TYPE a gauge\na 2\n# EOF\n", True),
     "om-blank-line-after-eof": ("# TYPE a gauge\na 1\n# EOF\n\n", True),
     "om-help-without-text": ("# HELP a\n# TYPE a gauge\na 1\n# EOF\n", True),
+    "om-gauge-clashes-with-a-counters-created": (
+        "# TYPE a counter\na_total 1\n# TYPE a_created gauge\na_created 5\n# EOF\n",
+        True,
+    ),
+    "om-counter-clashes-with-a-gauge-before": (
+        "# TYPE a_total gauge\na_total 1\n# TYPE a counter\na_total 5\n# EOF\n",
+        True,
+    ),
+    "om-gauge-clashes-with-a-histograms-count": (
+        '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\nh_sum 1\n'
+        "# TYPE h_count gauge\nh_count 5\n# EOF\n",
+        True,
+    ),
 }
 
 
