@@ -199,6 +199,9 @@ class _Labeller:
             name = match.group(1)
             prefix = EXPORTED_PREFIX if name in self.extra else ""
             pairs.append(f'{prefix}{name}="{match.group(2)}"')
+        renamed = [EXPORTED_PREFIX + n if n in self.extra else n for n in names]
+        if len({*renamed, *self.extra}) != len(renamed) + len(self.extra):
+            raise Unsupported("exported_ label clash")  # e.g. x and exported_x both scraped
         return ",".join([*pairs, self.suffix])
 
     def run(self, text: str, names: Sequence[str]) -> str | None:

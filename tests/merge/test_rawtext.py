@@ -143,6 +143,8 @@ TEXT_CASES = {
     "type-after-a-tab": "#\tTYPE a_total counter\na_total 1\n",
     "help-name-after-a-tab": "# HELP\ta Doc.\n# TYPE a gauge\na 1\n",
     "type-after-a-longer-hash-word": "#x TYPE a gauge\na 1\n",
+    # with x configured: x becomes exported_x, which the target also has
+    "exported-label-already-there": '# TYPE a gauge\na{x="1",exported_x="2"} 1\n',
 }
 OPENMETRICS_CASES = {
     "exemplar": '# TYPE a counter\na_total 1 # {t="1"} 1\n# EOF\n',
@@ -151,6 +153,7 @@ OPENMETRICS_CASES = {
     "summary": '# TYPE s summary\ns{quantile="0.5"} 1\ns_count 2\ns_sum 3\n# EOF\n',
     "unit": "# TYPE a_seconds gauge\n# UNIT a_seconds seconds\na_seconds 1\n# EOF\n",
     "escaped-help": '# HELP a say \\"hi\\"\n# TYPE a gauge\na 1\n# EOF\n',
+    "exported-label-already-there": '# TYPE a gauge\na{exported_x="2",x="1"} 1\n# EOF\n',
 }
 
 
