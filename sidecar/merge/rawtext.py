@@ -310,6 +310,7 @@ class _Splitter:
     def __init__(self, body: str, openmetrics: bool, labeller: _Labeller) -> None:
         self.body = body
         self.ascii: bytes | None = None  # the body as bytes, once a run needs it (ASCII only)
+        self._checked_ascii = False
         self.openmetrics = openmetrics
         self.labeller = labeller
         self.blocks: list[_Block] = []
@@ -385,12 +386,19 @@ class _Splitter:
         if near:  # a short run: one call of RE2 costs more (~9 µs) than `re`
             match = _run_re(names, counter).fullmatch(self.body, start, near)
             return near if match is not None else -1
-        if self.use_re2 and self.body.isascii():  # str offsets = byte offsets
-            if self.ascii is None:
-                self.ascii = self.body.encode("ascii")
-            end: int = _run_re2(names, counter).match(self.ascii, start, limit).end()
+        encoded = self._ascii() if self.use_re2 else None
+        if encoded is not None:  # ASCII: str offsets = byte offsets
+            end: int = _run_re2(names, counter).match(encoded, start, limit).end()
             return end
         return _run_re(names, counter).match(self.body, start, limit).end()  # type: ignore[union-attr]  # matches ""
+
+    def _ascii(self) -> bytes | None:
+        """The body as bytes when it is ASCII (checked once per body, not once per run)."""
+        if not self._checked_ascii:
+            self._checked_ascii = True
+            if self.body.isascii():
+                self.ascii = self.body.encode("ascii")
+        return self.ascii
 
     def _counter(self, block: _Block) -> bool:
         """OpenMetrics counters: their ``_total`` samples must not be negative or NaN."""
