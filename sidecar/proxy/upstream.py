@@ -170,12 +170,21 @@ class _Connection(ResponseHandler):
             self._arm(min(d for d in (head, read) if d))
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        """Cancel the timer with the connection."""
+        """Cancel the timer with the connection; a reset fails an unfinished body.
+
+        aiohttp ends a body delimited by the close (neither length nor chunks) at any
+        close, so a reset would pass for its end: the body fails first instead.
+        """
         handle = self._read_timeout_handle
         if handle is not None:
             handle.cancel()
             self._read_timeout_handle = None
         self._head_deadline = 0.0
+        payload = self._payload
+        if exc is not None and payload is not None and not payload.is_eof():
+            payload.set_exception(
+                aiohttp.ClientPayloadError(f"Response payload is not completed: {exc!r}")
+            )
         super().connection_lost(exc)
 
 

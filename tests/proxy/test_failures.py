@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 
 import aiohttp
 import pytest
@@ -117,6 +118,33 @@ async def test_upstream_reset_mid_body_aborts_the_client(
     p = await make_proxy(upstream=up.url)
     async with p.session.get(p.url + "/r") as r:
         assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
+    await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1)
+
+
+async def test_upstream_reset_in_a_close_delimited_body_aborts_the_client(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    # A body with neither Content-Length nor chunks ends at the upstream's close: a clean
+    # close (FIN) ends it, a reset (RST) must not look like that end.
+    first_bytes_relayed = asyncio.Event()
+
+    async def reset(n, _head, reader, writer) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+        await writer.drain()
+        await asyncio.wait_for(first_bytes_relayed.wait(), 10)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # linger 0: the close is a reset
+        return False
+
+    up = await raw_upstream(reset)
+    p = await make_proxy(upstream=up.url)
+    async with p.session.get(p.url + "/r") as r:
+        assert r.status == 200
+        assert await r.content.readexactly(7) == b"partial"
+        first_bytes_relayed.set()
         with pytest.raises(aiohttp.ClientPayloadError):
             await r.read()
     await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1)
