@@ -452,6 +452,8 @@ class Upstream:
                     assert not isinstance(body, bytes | None)
                     sending = loop.create_task(_send_body(writer, body))
                 message, payload = await protocol.read()
+            if message.code == 101:  # the client's Upgrade never went upstream (hop-by-hop)
+                raise HttpProcessingError(message="a protocol switch nobody asked for")
         except BaseException:
             if sending is not None:
                 sending.cancel()

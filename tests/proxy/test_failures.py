@@ -150,6 +150,28 @@ async def test_upstream_reset_in_a_close_delimited_body_aborts_the_client(
     await wait_for(lambda: p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1)
 
 
+async def test_a_protocol_switch_nobody_asked_for_is_502(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    # The client's Upgrade is hop-by-hop (WebSockets take their own path), so a 101 on the
+    # plain path switches a protocol the client never asked for: never relayed as such.
+    async def switch(n, _head, reader, writer) -> bool:
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n?"
+        )
+        await writer.drain()
+        await reader.read(1)  # returns b"" when the proxy closes the connection
+        return False
+
+    up = await raw_upstream(switch)
+    p = await make_proxy(upstream=up.url)
+    raw = await raw_exchange(p.url, b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    status, _, body = split_response(raw)
+    assert (status, body) == (502, b"upstream sent an invalid response\n")
+    await wait_for(lambda: up.closed == 1, timeout=3)
+    assert p.sample("sidecar_proxy_errors_total", reason="upstream_reset") == 1
+
+
 async def test_client_leaving_cancels_the_upstream_request(
     make_proxy: ProxyFactory, raw_upstream
 ) -> None:
