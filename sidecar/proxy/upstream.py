@@ -431,26 +431,26 @@ class Upstream:
             assert isinstance(body, bytes)
             out["Content-Length"] = str(len(body))
         await writer.write_headers(line, out)
+        expect = body is not None and headers.get("Expect", "").lower() == "100-continue"
         # Wait for the upstream's 100 before streaming a body; a body in hand goes at once.
-        expect = (
-            body is not None
-            and not isinstance(body, bytes)
-            and headers.get("Expect", "").lower() == "100-continue"
-        )
+        waits = expect and not isinstance(body, bytes)
         sending: asyncio.Task[None] | None = None
         if body is None or isinstance(body, bytes):
             await writer.write_eof(body or b"")
-        elif not expect:
+        elif not waits:
             sending = loop.create_task(_send_body(writer, body))
         else:
             writer.send_headers()
         protocol.start_timeout()
         try:
             message, payload = await self._first_head(protocol, reused, sending)
+            continued = False
             while 100 <= message.code < 200 and message.code != 101:
-                if message.code == 100 and expect and sending is None:
-                    assert not isinstance(body, bytes | None)
-                    sending = loop.create_task(_send_body(writer, body))
+                if message.code == 100:
+                    continued = True
+                    if waits and sending is None:
+                        assert not isinstance(body, bytes | None)
+                        sending = loop.create_task(_send_body(writer, body))
                 message, payload = await protocol.read()
             if message.code == 101:  # the client's Upgrade never went upstream (hop-by-hop)
                 raise HttpProcessingError(message="a protocol switch nobody asked for")
@@ -463,8 +463,10 @@ class Upstream:
             sending.add_done_callback(_body_sent)
             if not sending.done() or sending.exception() is not None:
                 protocol.force_close()  # the body may still be flowing: never reuse
-        elif expect:
-            protocol.force_close()  # final answer without 100: the body was never sent
+        elif expect and not continued:
+            # A final answer without 100: the body was never sent, or it was sent with the
+            # head and the upstream may leave it unread (RFC 9110 §10.1.1): never reuse.
+            protocol.force_close()
         return UpstreamResponse(
             message.code, message.reason, message.headers, payload, pool, protocol
         )

@@ -8,7 +8,14 @@ import json
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import RELEASE, WS_CLOSES, ProxyFactory, split_response, wait_for
+from tests.proxy.conftest import (
+    RELEASE,
+    WS_CLOSES,
+    ProxyFactory,
+    raw_exchange,
+    split_response,
+    wait_for,
+)
 
 
 async def test_websocket_echo_keeps_frames_and_close_code(make_proxy: ProxyFactory) -> None:
@@ -99,6 +106,39 @@ async def test_expect_100_continue_with_aiohttp_client(make_proxy: ProxyFactory)
     async with p.session.post(p.url + "/headers", data=b"x" * 1000, expect100=True) as r:
         assert r.status == 200
         assert (await r.json())["body"] == 1000
+
+
+async def test_expect_answered_without_continue_is_never_reused(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    # The client sent its body with the head, so the proxy sends it at once; an upstream
+    # answering finally without a 100 may leave those bytes unread (RFC 9110 §10.1.1 lets
+    # it close or discard them): the connection must carry no other request after them.
+    refused = asyncio.Event()
+
+    async def refuse(n, head, reader, writer) -> bool:
+        if b"Expect" in head:  # the body is left unread (and read as the next head here)
+            writer.write(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+        else:  # the answer names the request it answers
+            if n == 1:  # the body read as a request: answered once the 417 was relayed
+                await asyncio.wait_for(refused.wait(), 10)
+            path = head.split(b" ", 2)[1]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+        await writer.drain()
+        return True
+
+    up = await raw_upstream(refuse)
+    p = await make_proxy(upstream=up.url)
+    body = b"GET /smuggled HTTP/1.1\r\n\r\n"
+    raw = await raw_exchange(
+        p.url,
+        b"PUT /a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    assert split_response(raw)[0] == 417
+    refused.set()
+    async with p.session.get(p.url + "/b") as r:
+        assert (r.status, await r.read()) == (200, b"/b")  # not the answer to /smuggled
 
 
 async def test_websocket_refused_by_upstream_keeps_its_status(make_proxy: ProxyFactory) -> None:
