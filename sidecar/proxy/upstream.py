@@ -213,7 +213,12 @@ class _Pool:
             now = time.monotonic()
             while self._idle:
                 protocol, since = self._idle.pop()
-                if protocol.is_connected() and now - since < keepalive:
+                # should_close: also bytes that came while idle, which answer no request
+                if (
+                    protocol.is_connected()
+                    and now - since < keepalive
+                    and not protocol.should_close
+                ):
                     return protocol, True
                 protocol.close()
         return await self._connect(head_deadline), False

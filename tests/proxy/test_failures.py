@@ -244,6 +244,33 @@ async def _close_second_request(n, head, reader, writer) -> bool:
     return False
 
 
+async def test_a_pooled_connection_that_received_unasked_bytes_is_not_reused(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    # Bytes an upstream sends on an idle connection answer no request: a request sent
+    # there would get them as its response (a desync), so the connection is dropped.
+    answered = asyncio.Event()
+
+    async def babble(n, head, reader, writer) -> bool:
+        path = head.split(b" ", 2)[1]
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+        if n == 0:
+            await asyncio.wait_for(answered.wait(), 10)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra")
+        await writer.drain()
+        return True
+
+    up = await raw_upstream(babble)
+    p = await make_proxy(upstream=up.url)
+    async with p.session.get(p.url + "/first") as r:
+        assert await r.read() == b"/first"
+    answered.set()
+    pool = p.component._upstream._pool
+    await wait_for(lambda: bool(pool._idle and pool._idle[0][0]._buffer))  # the proxy has them
+    async with p.session.get(p.url + "/second") as r:
+        assert (r.status, await r.read()) == (200, b"/second")
+
+
 async def test_get_is_retried_once_on_a_stale_pooled_connection(
     make_proxy: ProxyFactory, raw_upstream
 ) -> None:
