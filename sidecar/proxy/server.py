@@ -48,6 +48,7 @@ RETRY_AFTER_SECONDS = "1"
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 * 2**20
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
+NOT_MODIFIED = 304
 UPSTREAM_BODY_ERRORS = (aiohttp.ClientError, HttpProcessingError, TimeoutError, OSError)
 
 
@@ -370,8 +371,9 @@ class _RelayedResponse(web.StreamResponse):
     Transparent: aiohttp's ``_prepare_headers`` adds ``Date``, ``Server`` and a default
     ``Content-Type`` the upstream did not send; this one only frames the body for this
     client (as aiohttp does: ``Content-Length`` kept, else chunked for HTTP/1.1 or the
-    connection's close for HTTP/1.0; none for HEAD, 1xx, 204, 304) and says whether the
-    connection stays open. It overrides an aiohttp internal (the tests pin its effect).
+    connection's close for HTTP/1.0; no body for HEAD, 1xx, 204, 304, and a 304 keeps the
+    ``Content-Length`` aiohttp would drop) and says whether the connection stays open.
+    It overrides an aiohttp internal (the tests pin its effect).
     """
 
     _send_headers_immediately = False  # aiohttp's switch (``web.Response`` sets it too)
@@ -385,8 +387,11 @@ class _RelayedResponse(web.StreamResponse):
         version = request.version
         headers = self._headers
         if self._must_be_empty_body:
-            if CONTENT_LENGTH in headers and should_remove_content_length(
-                request.method, self.status
+            # RFC 9110 §8.6: none on 1xx and 204; a 304's (the 200's length) is kept
+            if (
+                self.status != NOT_MODIFIED
+                and CONTENT_LENGTH in headers
+                and should_remove_content_length(request.method, self.status)
             ):
                 del headers[CONTENT_LENGTH]
         else:

@@ -305,3 +305,22 @@ async def test_a_body_that_came_with_the_head_is_forwarded_exactly(
     assert ("X-Request-Chunked", "") in headers
     assert body == b"hello\x00world"
     assert p.sample("http_request_body_size_bytes_sum", path="/echo") == 11
+
+
+async def test_not_modified_keeps_its_content_length_and_no_body(
+    make_proxy: ProxyFactory, raw_upstream
+) -> None:
+    # RFC 9110 §8.6: a 304 may carry the 200's Content-Length; it has no body either way.
+    async def answer(n, head, reader, writer) -> bool:
+        writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n')
+        await writer.drain()
+        return True
+
+    up = await raw_upstream(answer)
+    p = await make_proxy(upstream=up.url)
+    for _ in range(2):  # the client connection stays usable: no body was expected or sent
+        async with p.session.get(p.url + "/cached") as r:
+            assert r.status == 304
+            assert r.headers["Content-Length"] == "1234"
+            assert r.headers["ETag"] == '"v1"'
+            assert await r.read() == b""
