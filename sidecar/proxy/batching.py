@@ -19,8 +19,9 @@ instruments stay the only source of truth.
   When those views are not installed on the provider, `BatchedHistogram` records every
   value through ``record()`` instead (correct, just slower).
 
-The hot path and the flush share one lock per `Batcher`: the flush may run on an
-exporter's thread. The hot path takes it once per request.
+Updates and the flush share one lock per `Batcher`: the flush may run on an exporter's
+thread. `ProxyMetrics` takes it once per fold of its exchange log (every few thousand
+requests or at collection), not per request.
 """
 
 from __future__ import annotations
