@@ -277,6 +277,23 @@ def split_response(raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, [(k, v) for k, v in pairs], body
 
 
+Behaviour = Callable[[int, bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+
+
+def replying(response: bytes, *, keep_open: bool) -> Behaviour:
+    """A `RawUpstream` behaviour answering every request with ``response`` as written;
+    the connection then stays open for the next request or is closed."""
+
+    async def reply(
+        n: int, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        writer.write(response)
+        await writer.drain()
+        return keep_open
+
+    return reply
+
+
 @dataclass
 class RawUpstream:
     """A hand-written HTTP/1.1 upstream for failure cases aiohttp's server cannot produce.
@@ -292,9 +309,7 @@ class RawUpstream:
     server: asyncio.Server | None = None
 
 
-async def start_raw_upstream(
-    behaviour: Callable[[int, bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]],
-) -> RawUpstream:
+async def start_raw_upstream(behaviour: Behaviour) -> RawUpstream:
     """Start it; ``behaviour`` returns False to stop serving that connection."""
     state = RawUpstream()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import http_parser
 
-from tests.proxy.conftest import ProxyFactory, raw_exchange, split_response
+from tests.proxy.conftest import ProxyFactory, raw_exchange, replying, split_response
 
 PURE_PYTHON_RUN = os.environ.get("AIOHTTP_NO_EXTENSIONS") == "1"
 POST = b"POST /x HTTP/1.1\r\nHost: a\r\n"
@@ -43,12 +43,9 @@ CASES = {
 
 @pytest.fixture
 async def guarded(make_proxy: ProxyFactory, raw_upstream):
-    async def answer(n, head, reader, writer) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        return False
-
-    up = await raw_upstream(answer)
+    up = await raw_upstream(
+        replying(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", keep_open=False)
+    )
     return await make_proxy(upstream=up.url, max_header_bytes=4096), up
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, blob, raw_exchange, split_response
+from tests.proxy.conftest import ProxyFactory, blob, raw_exchange, replying, split_response
 
 
 async def _chunks(data: bytes, size: int = 7919) -> AsyncIterator[bytes]:
@@ -215,12 +215,11 @@ async def test_http10_client_without_host_gets_the_upstream_authority(
 async def test_upstream_connection_close_is_honoured(
     make_proxy: ProxyFactory, raw_upstream
 ) -> None:
-    async def close_each(n, head, reader, writer) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        await writer.drain()
-        return False
-
-    up = await raw_upstream(close_each)
+    up = await raw_upstream(
+        replying(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", keep_open=False
+        )
+    )
     p = await make_proxy(upstream=up.url)
     for _ in range(3):
         async with p.session.post(p.url + "/c", data=b"x") as r:  # POST: never retried
@@ -263,12 +262,7 @@ async def test_response_head_is_the_upstreams_framed_for_the_client(
     upstream_head: bytes,
     expected: list[tuple[str, str]],
 ) -> None:
-    async def answer(n, head, reader, writer) -> bool:
-        writer.write(upstream_head)
-        await writer.drain()
-        return False
-
-    up = await raw_upstream(answer)
+    up = await raw_upstream(replying(upstream_head, keep_open=False))
     p = await make_proxy(upstream=up.url)
     host, port = p.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -311,12 +305,8 @@ async def test_not_modified_keeps_its_content_length_and_no_body(
     make_proxy: ProxyFactory, raw_upstream
 ) -> None:
     # RFC 9110 §8.6: a 304 may carry the 200's Content-Length; it has no body either way.
-    async def answer(n, head, reader, writer) -> bool:
-        writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n')
-        await writer.drain()
-        return True
-
-    up = await raw_upstream(answer)
+    not_modified = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n'
+    up = await raw_upstream(replying(not_modified, keep_open=True))
     p = await make_proxy(upstream=up.url)
     for _ in range(2):  # the client connection stays usable: no body was expected or sent
         async with p.session.get(p.url + "/cached") as r:
