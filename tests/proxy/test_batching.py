@@ -56,6 +56,17 @@ def _exchanges(rng: random.Random, n: int) -> list[tuple]:
     return out
 
 
+def _batched(module: Module, fold_every: int) -> ProxyMetrics:
+    """The proxy's metrics on ``module``, histograms batched through its views."""
+    return ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: 0,
+        aggregations=mergeable_aggregations(module),
+        fold_every=fold_every,
+    )
+
+
 def _lines(module: Module) -> list[str]:
     """Exposition lines, sorted: series order follows first-recording order, values must not."""
     return sorted(generate_latest(module.registry).decode().splitlines())
@@ -67,13 +78,7 @@ def test_batched_exposition_equals_direct_recording(fold_every: int) -> None:
     delta = InMemoryMetricReader(preferred_temporality={SdkHistogram: AggregationTemporality.DELTA})
     batched_module = Module.new("t", views=proxy_views(config), extra_readers=(delta,))
     direct_module = Module.new("t", views=_plain_views(config))
-    batched = ProxyMetrics(
-        batched_module.meter,
-        Metrics.create(batched_module.meter),
-        lambda: 0,
-        aggregations=mergeable_aggregations(batched_module),
-        fold_every=fold_every,
-    )
+    batched = _batched(batched_module, fold_every)
     direct = ProxyMetrics(
         direct_module.meter, Metrics.create(direct_module.meter), lambda: 0, fold_every=1
     )
@@ -100,13 +105,7 @@ def test_folds_racing_a_collection_thread_lose_and_double_nothing() -> None:
     # A collection (an OTLP export) may run on another thread while the loop logs and folds.
     config = ProxyConfig()
     module = Module.new("t", views=proxy_views(config))
-    metrics = ProxyMetrics(
-        module.meter,
-        Metrics.create(module.meter),
-        lambda: 0,
-        aggregations=mergeable_aggregations(module),
-        fold_every=64,
-    )
+    metrics = _batched(module, fold_every=64)
     stop = threading.Event()
 
     def collect() -> None:
