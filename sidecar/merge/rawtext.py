@@ -439,23 +439,14 @@ class _Splitter:
 
 # prometheus_client's OpenMetrics parser: the names each family type claims; a family
 # whose name or any of these clashes with an earlier family's is refused.
-_OPENMETRICS_SUFFIXES: Mapping[str, tuple[str, ...]] = {
-    "counter": ("_total", "_created"),
-    "summary": ("", "_count", "_sum", "_created"),
-    "histogram": ("_count", "_sum", "_bucket", "_created"),
-    "gaugehistogram": ("_gcount", "_gsum", "_bucket"),
-    "info": ("_info",),
-}
-
-
 def _check_clashes(blocks: Iterable[_Block]) -> None:
     """`Unsupported` when prometheus_client would refuse a clashing OpenMetrics name."""
     claimed: set[str] = set()
     for block in blocks:
-        for suffix in {"", *_OPENMETRICS_SUFFIXES.get(block.kind or "unknown", ())}:
-            if block.name + suffix in claimed:
+        for name in sample_names(block.name, block.kind or "unknown"):
+            if name in claimed:
                 raise Unsupported("clashing name")
-            claimed.add(block.name + suffix)
+            claimed.add(name)
 
 
 def _belongs(block: _Block, name: str, openmetrics: bool) -> bool:
