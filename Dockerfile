@@ -13,6 +13,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# A C compiler for the event scanner (sidecar/events/_scan.c); this stage is discarded, the
+# runtime image has no compiler. The official python images carry the Python headers; a
+# plain Debian python3 gets them from python3-dev. Debian stable's packages, not pinned:
+# they only build, and take the security updates of the release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && { [ -f "$(python -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" ] \
+      || apt-get install -y --no-install-recommends python3-dev; } \
+ && rm -rf /var/lib/apt/lists/*
 # Build tools and dependencies first, from pyproject.toml alone: this layer is reused
 # until they change (the package step below then needs no network).
 COPY pyproject.toml ./

@@ -110,8 +110,10 @@ class PlumbingOnly:
 
 def serve_proxy(port: int, upstream_port: int, mode: str) -> None:
     """The real proxy with inspection off, on, or plumbing only, until killed."""
+    from sidecar.batching import mergeable_aggregations
     from sidecar.config import Address, Config, EventsConfig, ProxyConfig
     from sidecar.events import EventInspector
+    from sidecar.events.inspector import BATCH_SIZE, event_views
     from sidecar.observability import Metrics, Module
     from sidecar.proxy import create_proxy, proxy_views
 
@@ -123,10 +125,11 @@ def serve_proxy(port: int, upstream_port: int, mode: str) -> None:
     config = Config(proxy=proxy, events=events)
 
     async def main() -> None:
-        module = Module.new("bench", views=proxy_views(proxy))
+        module = Module.new("bench", views=(*proxy_views(proxy), *event_views()))
         inspector: Any = None
         if mode == "on":
-            inspector = EventInspector(events, module.meter)
+            aggregation = mergeable_aggregations(module).get(BATCH_SIZE)
+            inspector = EventInspector(events, module.meter, batch_size_aggregation=aggregation)
         elif mode == "plumbing":
             inspector = PlumbingOnly()
         component = create_proxy(config, module, Metrics.create(module.meter), inspector)

@@ -3,12 +3,12 @@
 Feeds 100-event batch bodies (JSON with camelCase names, JSON with original names,
 binary protobuf) to `EventInspector.inspect_request`, with the real OpenTelemetry SDK
 instruments behind it, and prints µs per batch, median of several rounds, next to the
-two decoders alone: the bulk one the inspector uses (`summarize_batch_request`) and the
-exact per-event reference (`decode_batch_request`). As in bench/events.py, 200 distinct
-bodies with fresh keys cycle through a key memory bounded at 10,000 keys, so every key
-is new and evicts an old one; ``--duplicates 0.1`` makes a tenth of each batch's keys
-repeats (the path that also computes the duplicates' types). One command, a few
-seconds, single core:
+C scanner alone (`BatchScanner.scan` with its key memory, what the inspector runs) and
+the exact per-event decoder it falls back on (`decode_batch_request`). As in
+bench/events.py, 200 distinct bodies with fresh keys cycle through a key memory bounded
+at 10,000 keys, so every key is new and evicts an old one; ``--duplicates 0.1`` makes a
+tenth of each batch's keys repeats (the path that also counts duplicates by type). One
+command, a few seconds, single core:
 
     .venv/bin/python bench/events_inspect.py [--seconds 0.5] [--rounds 5] [--duplicates 0]
 
@@ -30,7 +30,8 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.config import EventsConfig
 from sidecar.events import EventInspector, samples
-from sidecar.events.codec import decode_batch_request, summarize_batch_request
+from sidecar.events.codec import decode_batch_request
+from sidecar.events.scan import KeyMemory, new_batch_scanner
 
 CONTENT_TYPES = {
     "json": "application/json",
@@ -71,9 +72,12 @@ def _per_batch(call: Callable[[bytes], object], bodies: list[bytes], seconds: fl
 
 def _calls(inspector: EventInspector, content_type: str) -> list[Callable[[bytes], object]]:
     """The three things measured, for one content type."""
+    scanner = new_batch_scanner()
+    memory = KeyMemory(3600.0, MAX_KEYS)
+    binary = content_type == CONTENT_TYPES["protobuf"]
     return [
         lambda body: inspector.inspect_request("/v1/events/batch", content_type, body),
-        lambda body: summarize_batch_request(body, content_type),
+        lambda body: scanner.scan(body, binary, memory, time.monotonic()),
         lambda body: decode_batch_request(body, content_type),
     ]
 
@@ -89,7 +93,7 @@ def main() -> None:
     provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
     print(
         f"| body ({args.events} events, {args.duplicates:.0%} repeated keys) | bytes "
-        "| inspect_request µs | summarize µs | exact decode µs |"
+        "| inspect_request µs | C scan µs | exact decode µs |"
     )
     print("|---|---:|---:|---:|---:|")
     for encoding, content_type in CONTENT_TYPES.items():

@@ -26,8 +26,10 @@ from prometheus_client.registry import Collector
 
 from sidecar import __version__
 from sidecar.admin import Readiness, create_admin_app
+from sidecar.batching import mergeable_aggregations
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.events import EventInspector
+from sidecar.events.inspector import BATCH_SIZE, event_views
 from sidecar.export import OtlpPusher, create_export
 from sidecar.ingest import SeriesGauge, create_ingest
 from sidecar.ingest.instruments import merge_conflicts
@@ -79,7 +81,8 @@ class Sidecar:
     _signals: int = 0
 
     def __post_init__(self) -> None:
-        self.module = Module.new(self.config.service.name, views=proxy_views(self.config.proxy))
+        views = (*proxy_views(self.config.proxy), *event_views())
+        self.module = Module.new(self.config.service.name, views=views)
         self.metrics = Metrics.create(self.module.meter)
         ProcessCollector(registry=self.module.registry)
         self.module.registry.register(BuildInfoCollector())
@@ -98,9 +101,12 @@ class Sidecar:
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
         series = SeriesGauge(self.module.meter)  # sidecar_series{source}, one for all sources
         if config.proxy.enabled:
-            inspector = (
-                EventInspector(config.events, self.module.meter) if config.events.enabled else None
-            )
+            inspector = None
+            if config.events.enabled:
+                aggregation = mergeable_aggregations(self.module).get(BATCH_SIZE)
+                inspector = EventInspector(
+                    config.events, self.module.meter, batch_size_aggregation=aggregation
+                )
             self.components.append(create_proxy(config, self.module, self.metrics, inspector))
         store_view = None
         if config.ingest.enabled:

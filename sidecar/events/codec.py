@@ -5,7 +5,7 @@ The gateway accepts the protobuf JSON mapping by default (lowerCamelCase and ori
 field names alike) and binary protobuf for ``application/x-protobuf`` and
 ``application/octet-stream``.
 
-Two ways to read a batch body, with the same results:
+How a batch body is read:
 
 - `decode_batch_request`, the exact reference: (type, key) per event. Binary bodies are
   parsed by the protobuf runtime into a view of the envelope built from its own
@@ -17,24 +17,9 @@ Two ways to read a batch body, with the same results:
   the ``events`` array, the ``payload`` oneof, the idempotency key), because
   ``json.loads`` costs ~4 times and ``json_format.Parse`` ~100 times more per event. A
   deeper field error that the gateway would reject shows up in its ``rejected_count``.
-- `summarize_batch_request`, what the inspector uses: the same facts as an
-  `EventSummary` (events per type, the keys in order), computed in bulk with C-level
-  operations instead of Python per event. Binary: one parse counts the envelopes
-  (`repeated` empty messages) and a second parses the body with ``events`` declared
-  *singular*, so protobuf's merge rule concatenates every envelope's key and payload
-  members into one message whose repeated fields are the batch's keys and per-type
-  members (`_binary_merged_view`). JSON: msgspec builds one small dict per envelope
-  (payload members as an empty `_Skip`, contents skipped in C) and set operations over
-  the batch find the members. Any body off the plain path (a null or non-object
-  payload member, a second member, a key that is not a string, more keys or members
-  than envelopes, any decode error) is handed to the exact path, so the answers and
-  the error reasons are the exact path's. The type of each key is computed only when
-  a duplicate needs it.
-
-One difference is left, on binary bodies that no conforming serializer writes: an
-envelope carrying two payload members (or two idempotency keys) on the wire counts
-both in the summary while the exact path keeps the last (protobuf's rule), unless that
-makes more members (keys) than envelopes, which takes the exact path.
+- The inspector's hot path is not here: `sidecar.events.scan` reads a batch in C (no
+  Python object per event) and hands anything off the plain path back to
+  `decode_batch_request`, so the answers and the error reasons are this module's.
 
 A gzip body (recognised by its magic bytes, which neither JSON nor these messages can
 start with) is decompressed first, up to the same size limit as plain bodies, so SDKs
@@ -46,13 +31,11 @@ A body that cannot be read raises `DecodeError` with one of the `DecodeReason` v
 from __future__ import annotations
 
 import json
-import operator
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from itertools import chain, compress, repeat
 from typing import Any, TypeVar
 
 import msgspec
@@ -64,8 +47,10 @@ from sidecar.gen.causality.v1 import events_pb2, service_pb2
 
 __all__ = [
     "BINARY_CONTENT_TYPES",
+    "KEY_FIELD",
     "MAX_BATCH_EVENTS",
     "NO_TYPE",
+    "PAYLOAD",
     "PAYLOAD_TYPES",
     "DecodeError",
     "DecodeReason",
@@ -77,7 +62,6 @@ __all__ = [
     "decode_ingest_request",
     "encoding_of",
     "gunzip",
-    "summarize_batch_request",
     "summarize_ingest_request",
 ]
 
@@ -88,13 +72,13 @@ NO_TYPE = "none"  # the type label of an envelope whose payload is empty
 BINARY_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/octet-stream"})
 JSON_CONTENT_TYPES = frozenset({"application/json", "text/json"})
 
-_PAYLOAD = events_pb2.EventEnvelope.DESCRIPTOR.oneofs_by_name["payload"]
+PAYLOAD = events_pb2.EventEnvelope.DESCRIPTOR.oneofs_by_name["payload"]
 # Payload oneof field names, in field-number order: the `type` label values.
-PAYLOAD_TYPES: tuple[str, ...] = tuple(field.name for field in _PAYLOAD.fields)
+PAYLOAD_TYPES: tuple[str, ...] = tuple(field.name for field in PAYLOAD.fields)
 # JSON member name (lowerCamelCase or original) -> payload field name.
 _JSON_PAYLOAD_KEYS: Mapping[str, str] = {
-    **{field.json_name: field.name for field in _PAYLOAD.fields},
-    **{field.name: field.name for field in _PAYLOAD.fields},
+    **{field.json_name: field.name for field in PAYLOAD.fields},
+    **{field.name: field.name for field in PAYLOAD.fields},
 }
 
 EventKey = tuple[str, str]  # (type label, idempotency key or "")
@@ -257,8 +241,9 @@ def _binary_batch_view() -> type[Message]:
     proto = _view_file("batch_view")
     view = proto.message_type.add(name="EnvelopeView")
     view.oneof_decl.add(name="payload")
-    view.field.add(name=_KEY.name, number=_KEY.number, type=_FDP.TYPE_STRING, label=_OPTIONAL)
-    for field in _PAYLOAD.fields:
+    key = KEY_FIELD
+    view.field.add(name=key.name, number=key.number, type=_FDP.TYPE_STRING, label=_OPTIONAL)
+    for field in PAYLOAD.fields:
         view.field.add(
             name=field.name, number=field.number, type=_FDP.TYPE_BYTES, label=_OPTIONAL,
             oneof_index=0,
@@ -267,36 +252,10 @@ def _binary_batch_view() -> type[Message]:
     return _view_class(proto, "BatchView")
 
 
-def _binary_count_view() -> type[Message]:
-    """IngestEventBatchRequest with empty envelopes: parsing it counts them."""
-    proto = _view_file("batch_count")
-    proto.message_type.add(name="Envelope")
-    _add_batch(proto, "Envelope", _FDP.LABEL_REPEATED)
-    return _view_class(proto, "BatchView")
-
-
-def _binary_merged_view() -> type[Message]:
-    """IngestEventBatchRequest with ``events`` singular: protobuf merges every occurrence
-    of a singular message field into one, concatenating repeated fields, so the one
-    envelope holds the batch's idempotency keys in order and, per payload member, every
-    envelope's member (typed ``bytes``: kept, not parsed)."""
-    proto = _view_file("batch_merged")
-    merged = proto.message_type.add(name="Envelopes")
-    repeated = _FDP.LABEL_REPEATED
-    merged.field.add(name=_KEY.name, number=_KEY.number, type=_FDP.TYPE_STRING, label=repeated)
-    for field in _PAYLOAD.fields:
-        merged.field.add(name=field.name, number=field.number, type=_FDP.TYPE_BYTES, label=repeated)
-    _add_batch(proto, "Envelopes", _OPTIONAL)
-    return _view_class(proto, "BatchView")
-
-
 _FDP = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL = _FDP.LABEL_OPTIONAL
-_KEY = events_pb2.EventEnvelope.DESCRIPTOR.fields_by_name["idempotency_key"]
+KEY_FIELD = events_pb2.EventEnvelope.DESCRIPTOR.fields_by_name["idempotency_key"]
 _BATCH_VIEW = _binary_batch_view()
-_COUNT_VIEW = _binary_count_view()
-_MERGED_VIEW = _binary_merged_view()
-_MEMBERS_OF = operator.attrgetter(*PAYLOAD_TYPES)  # merged envelope -> per-type members
 
 
 def _binary_keys(events: Iterable[Any]) -> list[EventKey]:
@@ -396,113 +355,6 @@ def summarize_ingest_request(
 ) -> EventSummary:
     """`decode_ingest_request` as an `EventSummary`."""
     return EventSummary.of(decode_ingest_request(body, content_type, max_bytes))
-
-
-def summarize_batch_request(
-    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BYTES
-) -> EventSummary:
-    """`decode_batch_request` as an `EventSummary`, computed in bulk (module docstring).
-
-    Raises:
-        DecodeError: as `decode_batch_request` (whose answer is used off the plain path).
-    """
-    plain = gunzip(body, max_bytes)
-    binary = encoding_of(content_type) is Encoding.PROTOBUF
-    try:
-        summary = _binary_summary(plain) if binary else _json_summary(plain)
-    except DecodeError:
-        summary = None  # the exact path says why
-    if summary is None:
-        return EventSummary.of(decode_batch_request(body, content_type, max_bytes))
-    return summary
-
-
-def _types(count: int, members: Iterable[tuple[str, int]]) -> dict[str, int]:
-    """Envelopes per type from (type, members) pairs; the rest have no payload."""
-    types: dict[str, int] = {}
-    for kind, n in members:
-        if n:
-            types[kind] = types.get(kind, 0) + n
-    total = sum(types.values())
-    if total < count:
-        types[NO_TYPE] = count - total
-    return types
-
-
-def _binary_summary(body: bytes) -> EventSummary | None:
-    count = len(_parse_binary(_COUNT_VIEW, body).events)  # type: ignore[attr-defined]
-    _check_batch_size(count)
-    merged = _parse_binary(_MERGED_VIEW, body).events  # type: ignore[attr-defined]
-    members = list(map(len, _MEMBERS_OF(merged)))
-    keys = merged.idempotency_key[:]
-    if sum(members) > count or len(keys) > count:
-        return None  # an envelope with two members or keys on the wire: the exact path
-    present = list(filter(None, keys))
-
-    def types_of(indices: Sequence[int]) -> list[str]:
-        events = _parse_binary(_BATCH_VIEW, body).events  # type: ignore[attr-defined]
-        if len(present) == count:  # every envelope has a key: key index = envelope index
-            return [events[index].WhichOneof("payload") or NO_TYPE for index in indices]
-        kinds = [kind for kind, key in _binary_keys(events) if key]
-        return [kinds[index] if index < len(kinds) else NO_TYPE for index in indices]
-
-    types = dict(compress(zip(PAYLOAD_TYPES, members, strict=True), members))
-    if (typed := sum(members)) < count:
-        types[NO_TYPE] = count - typed
-    return EventSummary(count, types, present, types_of)
-
-
-class _Skip(msgspec.Struct, gc=False):
-    """Any JSON object, its members skipped (syntax-checked) in C."""
-
-
-# An envelope member on the plain path: objects skipped, scalars as they are (an array
-# fails validation and takes the exact path).
-_JsonMember = _Skip | str | int | float | bool | None
-
-
-class _JsonFastBatch(msgspec.Struct, gc=False):
-    events: list[dict[str, _JsonMember]] | None = None
-
-
-_FAST_BATCH_DECODER = msgspec.json.Decoder(_JsonFastBatch)
-_PAYLOAD_MEMBERS = frozenset(_JSON_PAYLOAD_KEYS)
-_ONLY_OBJECTS = frozenset({_Skip})
-_KEY_VALUE_TYPES = frozenset({str, type(None)})
-_CAMEL_KEY = "idempotencyKey"
-_ORIGINAL_KEY = "idempotency_key"
-_ABSENT = _Skip()  # a dict.get default no envelope member can be (identity)
-
-
-def _json_summary(body: bytes) -> EventSummary | None:
-    try:
-        events = _FAST_BATCH_DECODER.decode(body).events
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None  # ValidationError included
-    if not events or len(events) > MAX_BATCH_EVENTS:
-        return None
-    # the payload member names of each envelope, then the checks the exact path makes
-    members = list(map(_PAYLOAD_MEMBERS.intersection, events))
-    if max(map(len, members)) > 1:
-        return None
-    names = list(chain.from_iterable(members))
-    values = map(dict.__getitem__, compress(events, members), names)
-    if not _ONLY_OBJECTS.issuperset(map(type, values)):
-        return None  # a null or non-object member
-    keys: list[Any] = list(map(dict.get, events, repeat(_CAMEL_KEY), repeat(_ABSENT)))
-    if _ABSENT in keys:  # the exact path reads the original spelling only then
-        originals = map(dict.get, events, repeat(_ORIGINAL_KEY))
-        keys = [o if k is _ABSENT else k for k, o in zip(keys, originals, strict=True)]
-    if not _KEY_VALUE_TYPES.issuperset(map(type, keys)):
-        return None
-    counts = Counter(names)
-    types = _types(len(events), ((_JSON_PAYLOAD_KEYS[n], c) for n, c in counts.items()))
-
-    def types_of(indices: Sequence[int]) -> list[str]:
-        keyed = list(compress(members, keys))
-        return [_JSON_PAYLOAD_KEYS[min(keyed[i])] if keyed[i] else NO_TYPE for i in indices]
-
-    return EventSummary(len(events), types, list(filter(None, keys)), types_of)
 
 
 # ------------------------------------------------------------------------ responses

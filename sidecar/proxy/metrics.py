@@ -21,9 +21,14 @@ from collections.abc import Callable, Iterable, Mapping
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import View
 
+from sidecar.batching import (
+    NO_CONTEXT,
+    Batcher,
+    MergeableHistogramAggregation,
+    mergeable_aggregations,
+)
 from sidecar.config import ProxyConfig
-from sidecar.observability import Metrics, Module, cardinality_overflow
-from sidecar.proxy.batching import NO_CONTEXT, Batcher, MergeableHistogramAggregation
+from sidecar.observability import Metrics, cardinality_overflow
 
 __all__ = [
     "BODY_SIZE_BUCKETS_BYTES",
@@ -74,22 +79,6 @@ def proxy_views(config: ProxyConfig) -> tuple[View, ...]:
         View(instrument_name=name, aggregation=MergeableHistogramAggregation(b))
         for name, b in zip(HISTOGRAMS, bounds, strict=True)
     )
-
-
-def mergeable_aggregations(module: Module) -> Mapping[str, MergeableHistogramAggregation]:
-    """The `proxy_views` aggregations installed on ``module``'s provider, by instrument name.
-
-    The SDK keeps its views on a private attribute; when it cannot be read the mapping is
-    empty and the proxy records its histograms directly.
-    """
-    config = getattr(module.provider, "_sdk_config", None)
-    found: dict[str, MergeableHistogramAggregation] = {}
-    for view in getattr(config, "views", ()):
-        aggregation = getattr(view, "_aggregation", None)
-        name = getattr(view, "_instrument_name", None)
-        if isinstance(aggregation, MergeableHistogramAggregation) and isinstance(name, str):
-            found[name] = aggregation
-    return found
 
 
 class ProxyMetrics:

@@ -1,4 +1,5 @@
-"""The idempotency-key memory: window from first sighting, oldest forgotten first."""
+"""The idempotency-key memory (C, `_scan.KeyMemory`): window from first sighting, oldest
+forgotten first, against a plain reference."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import random
 from collections import OrderedDict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sidecar.events.dedup import IdempotencyMemory
+from sidecar.events.scan import KeyMemory
 
 
-def _observe(memory: IdempotencyMemory, key: str, now: float) -> bool:
-    memory.expire(now)
-    return memory.observe(key, now)
+def _observe(memory: KeyMemory, key: str, now: float) -> bool:
+    return memory.find_duplicates([key], now) == [0]
 
 
 @pytest.mark.parametrize(
@@ -21,20 +23,20 @@ def _observe(memory: IdempotencyMemory, key: str, now: float) -> bool:
     ids=["same-time", "inside", "just-inside", "at-window", "long-after"],
 )
 def test_window(second_at: float, duplicate: bool) -> None:
-    memory = IdempotencyMemory(window=10.0, max_keys=100)
+    memory = KeyMemory(window=10.0, max_keys=100)
     assert _observe(memory, "k", 100.0) is False
     assert _observe(memory, "k", 100.0 + second_at) is duplicate
 
 
 def test_a_duplicate_does_not_extend_the_window() -> None:
-    memory = IdempotencyMemory(window=10.0, max_keys=100)
+    memory = KeyMemory(window=10.0, max_keys=100)
     assert [_observe(memory, "k", t) for t in (0, 6, 9, 10, 15, 19.5, 20)] == [
         False, True, True, False, True, True, False,
     ]  # fmt: skip
 
 
 def test_expiry_forgets_only_old_keys() -> None:
-    memory = IdempotencyMemory(window=10.0, max_keys=100)
+    memory = KeyMemory(window=10.0, max_keys=100)
     for t, key in enumerate("abcde"):
         _observe(memory, key, float(t))
     memory.expire(12.0)
@@ -43,7 +45,7 @@ def test_expiry_forgets_only_old_keys() -> None:
 
 
 def test_bound_forgets_oldest_first() -> None:
-    memory = IdempotencyMemory(window=3600.0, max_keys=3)
+    memory = KeyMemory(window=3600.0, max_keys=3)
     for t, key in enumerate("abcd"):
         assert _observe(memory, key, float(t)) is False
     assert len(memory) == 3
@@ -56,19 +58,19 @@ def test_bound_forgets_oldest_first() -> None:
 
 
 def test_zero_window_never_finds_duplicates() -> None:
-    memory = IdempotencyMemory(window=0.0, max_keys=10)
+    memory = KeyMemory(window=0.0, max_keys=10)
     assert [_observe(memory, "k", 1.0) for _ in range(3)] == [False, False, False]
 
 
 def test_duplicates_of_a_batch_in_order() -> None:
-    memory = IdempotencyMemory(window=10.0, max_keys=100)
+    memory = KeyMemory(window=10.0, max_keys=100)
     assert memory.find_duplicates(["a", "b", "a"], 0.0) == [2]
     assert memory.find_duplicates(["b", "c"], 5.0) == [0]
     assert memory.find_duplicates(["a", "c"], 10.0) == [1]  # "a" expired, "c" not
 
 
 def test_duplicates_bound_applies_after_the_batch() -> None:
-    memory = IdempotencyMemory(window=3600.0, max_keys=3)
+    memory = KeyMemory(window=3600.0, max_keys=3)
     assert memory.find_duplicates(["a", "b", "c", "d", "a"], 0.0) == [4]
     assert len(memory) == 3
     assert memory.forgotten == 1
@@ -127,7 +129,7 @@ def test_find_duplicates(
     remembered: str,
     forgotten: int,
 ) -> None:
-    memory = IdempotencyMemory(window=window, max_keys=max_keys)
+    memory = KeyMemory(window=window, max_keys=max_keys)
     assert [memory.find_duplicates(keys, now) for now, keys in batches] == expected
     assert sorted(key for key in "abcd" if key in memory) == list(remembered)
     assert len(memory) == len(remembered)
@@ -160,7 +162,7 @@ class _Reference:
 
 def test_find_duplicates_agrees_with_a_plain_reference() -> None:
     rng = random.Random("dedup")
-    bulk = IdempotencyMemory(window=5.0, max_keys=20)
+    bulk = KeyMemory(window=5.0, max_keys=20)
     reference = _Reference(window=5.0, max_keys=20)
     now = 0.0
     for _ in range(500):
@@ -170,3 +172,90 @@ def test_find_duplicates_agrees_with_a_plain_reference() -> None:
         assert len(bulk) == len(reference.keys)
         assert all(key in bulk for key in reference.keys)
         assert bulk.forgotten == reference.forgotten
+
+
+# Keys that take every path of the C memory: inline (up to 40 bytes) and heap-held keys,
+# non-ASCII and lone surrogates (kept apart from their UTF-8 look-alikes), the empty key.
+_KEYS = st.sampled_from(
+    ["a", "b", "k" * 40, "k" * 41, "ключ", "\ud800", "\u00e9", "e\u0301", "", "x" * 300]
+) | st.text(max_size=50)
+
+
+@given(
+    window=st.sampled_from([0.0, 1.0, 5.0, 1e9]),
+    max_keys=st.integers(0, 60),
+    batches=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.5, 1.0, 6.0]), st.lists(_KEYS, max_size=40)),
+        max_size=40,
+    ),
+)
+@settings(max_examples=200, deadline=None)
+def test_agrees_with_the_reference_on_any_sequence(
+    window: float, max_keys: int, batches: list[tuple[float, list[str]]]
+) -> None:
+    memory = KeyMemory(window=window, max_keys=max_keys)
+    reference = _Reference(window=window, max_keys=max_keys)
+    now = 0.0
+    for step, keys in batches:
+        now += step
+        assert memory.find_duplicates(keys, now) == reference.find_duplicates(keys, now)
+        assert len(memory) == len(reference.keys)
+        assert all(key in memory for key in reference.keys)
+        assert memory.forgotten == reference.forgotten
+
+
+def test_growth_rebuilds_and_tombstones_keep_every_key() -> None:
+    """Far more keys than the first ring (1,024) and many evictions: the table is
+    rebuilt and refilled with tombstones many times over."""
+    memory = KeyMemory(window=1e9, max_keys=5_000)
+    reference = _Reference(window=1e9, max_keys=5_000)
+    rng = random.Random("growth")
+    for step in range(300):
+        keys = [f"key-{rng.randint(0, 12_000)}" for _ in range(rng.choice([1, 50, 1000]))]
+        assert memory.find_duplicates(keys, float(step)) == reference.find_duplicates(
+            keys, float(step)
+        )
+    assert len(memory) == len(reference.keys) == 5_000
+    assert all(key in memory for key in reference.keys)
+    assert memory.forgotten == reference.forgotten
+
+
+def test_expire_alone_and_contains() -> None:
+    memory = KeyMemory(window=10.0, max_keys=10)
+    memory.find_duplicates(["a", "b"], 0.0)
+    memory.find_duplicates(["c"], 5.0)
+    memory.expire(10.0)
+    assert ("a" in memory, "b" in memory, "c" in memory) == (False, False, True)
+    assert 5 not in memory  # not a str: simply absent
+    assert len(memory) == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: KeyMemory(window=1.0, max_keys=-1), ValueError),
+        (lambda: KeyMemory(window=1.0, max_keys=2**40), ValueError),
+        (lambda: KeyMemory(1.0, 1).find_duplicates(["a", 5], 0.0), TypeError),  # type: ignore[list-item]
+        (lambda: KeyMemory(1.0, 1).find_duplicates(5, 0.0), TypeError),  # type: ignore[arg-type]
+        (lambda: KeyMemory.__new__(KeyMemory).find_duplicates(["a"], 0.0), RuntimeError),
+        (lambda: "a" in KeyMemory.__new__(KeyMemory), RuntimeError),
+    ],
+    ids=[
+        "negative-bound",
+        "huge-bound",
+        "non-str-key",
+        "not-a-sequence",
+        "uninitialised",
+        "uninitialised-contains",
+    ],
+)
+def test_misuse_raises(call: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        call()  # type: ignore[operator]
+
+
+def test_a_failed_batch_records_nothing() -> None:
+    memory = KeyMemory(window=10.0, max_keys=10)
+    with pytest.raises(TypeError):
+        memory.find_duplicates(["a", None], 0.0)  # type: ignore[list-item]
+    assert len(memory) == 0

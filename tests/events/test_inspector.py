@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sidecar.config import EventsConfig
 from sidecar.events import EventInspector, samples
 from sidecar.events.codec import PAYLOAD_TYPES
+from sidecar.events.inspector import event_views
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
 from tests.events.conftest import FakeClock
 from tests.events.metrics import event_family_names, value
@@ -43,12 +44,21 @@ class Harness:
         self.inspector.inspect_request(BATCH, content_type, samples.batch_body(events, encoding))
 
 
-def make_harness(config: EventsConfig | None = None) -> Iterator[Harness]:
+def make_harness(config: EventsConfig | None = None, *, batched: bool = True) -> Iterator[Harness]:
+    """An inspector on a real SDK provider; `batched`: with `event_views` installed, as the
+    sidecar runs it (batch sizes added to the histogram in bulk at collection)."""
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    views = event_views() if batched else ()
+    provider = MeterProvider(
+        metric_readers=[PrometheusMetricReader(registry=registry)], views=views
+    )
+    aggregation = views[0]._aggregation if views else None  # what mergeable_aggregations reads
     clock = FakeClock()
     inspector = EventInspector(
-        config or EventsConfig(enabled=True), provider.get_meter("t"), clock=clock
+        config or EventsConfig(enabled=True),
+        provider.get_meter("t"),
+        clock=clock,
+        batch_size_aggregation=aggregation,
     )
     yield Harness(inspector, registry, clock)
     provider.shutdown()
@@ -158,6 +168,26 @@ def test_duplicates_inside_one_batch_and_across_routes(harness: Harness) -> None
     event = samples.envelope("long_press", idempotency_key="k")
     harness.inspector.inspect_request(INGEST, None, samples.ingest_body(event))
     assert harness.value("causality_events_duplicate_total", type="long_press") == 3
+
+
+def test_batched_batch_sizes_equal_direct_recording() -> None:
+    """The batch-size histogram fed in bulk at collection shows exactly what recording
+    every batch through the SDK shows, across several collections."""
+    texts: dict[bool, list[str]] = {}
+    for batched in (True, False):
+        for h in make_harness(batched=batched):
+            assert (h.inspector._instruments.batch_size.batched) is batched
+            texts[batched] = []
+            for size in (1, 3, 100, 7, 1000, 2):
+                h.batch([samples.envelope("app_start", idempotency_key="") for _ in range(size)])
+                if size in (100, 2):
+                    texts[batched].append(
+                        "\n".join(line for line in h.text().splitlines() if "batch_size" in line)
+                    )
+    assert texts[True] == texts[False]
+    assert value(texts[True][-1], "causality_event_batch_size_count", {}) == 6
+    assert value(texts[True][-1], "causality_event_batch_size_sum", {}) == 1113
+    assert value(texts[True][0], "causality_event_batch_size_count", {}) == 3
 
 
 def test_key_memory_bound_forgets_oldest_first() -> None:
@@ -296,7 +326,7 @@ def test_inspection_never_raises_on_internal_errors(
     def broken(*_: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("sidecar.events.inspector.summarize_batch_request", broken)
+    monkeypatch.setattr("sidecar.events.inspector.decode_batch_request", broken)
     monkeypatch.setattr("sidecar.events.inspector.decode_batch_response", broken)
     harness.inspector.inspect_request(BATCH, None, b"{}")
     harness.inspector.inspect_response(BATCH, 200, None, b"{}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -41,7 +41,15 @@ from opentelemetry.sdk.metrics._internal.aggregation import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
 
-__all__ = ["BatchedCounter", "BatchedHistogram", "Batcher", "MergeableHistogramAggregation"]
+from sidecar.observability import Module
+
+__all__ = [
+    "BatchedCounter",
+    "BatchedHistogram",
+    "Batcher",
+    "MergeableHistogramAggregation",
+    "mergeable_aggregations",
+]
 
 Attrs = dict[str, str | int]
 AttrKey = frozenset[tuple[str, str | int]]
@@ -210,3 +218,20 @@ class Batcher:
         for instrument, pending in batches:
             if pending:
                 instrument.flush(pending)
+
+
+def mergeable_aggregations(module: Module) -> Mapping[str, MergeableHistogramAggregation]:
+    """The `MergeableHistogramAggregation` views installed on ``module``'s provider, by
+    instrument name (the proxy's and the event inspector's).
+
+    The SDK keeps its views on a private attribute; when it cannot be read the mapping is
+    empty and the histograms are recorded directly.
+    """
+    config = getattr(module.provider, "_sdk_config", None)
+    found: dict[str, MergeableHistogramAggregation] = {}
+    for view in getattr(config, "views", ()):
+        aggregation = getattr(view, "_aggregation", None)
+        name = getattr(view, "_instrument_name", None)
+        if isinstance(aggregation, MergeableHistogramAggregation) and isinstance(name, str):
+            found[name] = aggregation
+    return found

@@ -1,0 +1,30 @@
+"""The inspector's hot path in C (`_scan.c`), bound to the event contract.
+
+`new_batch_scanner` builds a `BatchScanner` from the generated descriptors (field
+numbers and JSON names come from ``proto/``, nothing is restated in C); `KeyMemory` is
+the idempotency-key memory (window from first sighting, oldest forgotten first, bound
+applied after each batch). `KINDS` maps the scanner's type indices to ``type`` labels.
+"""
+
+from __future__ import annotations
+
+from sidecar.events._scan import BatchScanner, KeyMemory
+from sidecar.events.codec import KEY_FIELD, MAX_BATCH_EVENTS, NO_TYPE, PAYLOAD, PAYLOAD_TYPES
+from sidecar.gen.causality.v1 import service_pb2
+
+__all__ = ["KINDS", "BatchScanner", "KeyMemory", "new_batch_scanner"]
+
+# Type index -> ``type`` label: the payload members in field-number order, then no payload.
+KINDS: tuple[str, ...] = (*PAYLOAD_TYPES, NO_TYPE)
+
+
+def new_batch_scanner() -> BatchScanner:
+    """A scanner for ``IngestEventBatchRequest`` bodies, with its counters at zero."""
+    events = service_pb2.IngestEventBatchRequest.DESCRIPTOR.fields_by_name["events"]
+    return BatchScanner(
+        (events.number, events.json_name),
+        KEY_FIELD.number,
+        (KEY_FIELD.json_name, KEY_FIELD.name),
+        tuple((field.number, field.json_name, field.name) for field in PAYLOAD.fields),
+        MAX_BATCH_EVENTS,
+    )
