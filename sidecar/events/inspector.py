@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = "causality_event_batch_size"
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 _NO_ATTRIBUTES: Attrs = {}
+_CONTENT_TYPES_KEPT = 16  # Content-Type values whose encoding the inspector remembers
 
 # Attribute sets are built once, not per observation.
 _TYPE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = MappingProxyType(
@@ -211,6 +212,7 @@ class EventInspector:
         self._max_body_bytes = config.max_body_bytes
         self._clock = clock
         self._memory = KeyMemory(config.dedup_window, config.dedup_max_keys)
+        self._binary: dict[str | None, bool] = {}  # Content-Type -> binary protobuf
         self._instruments = EventInstruments.create(meter, batch_size_aggregation)
         self._tally = self._instruments.tally
 
@@ -262,7 +264,12 @@ class EventInspector:
     def _inspect_batch(self, content_type: str | None, body: bytes) -> None:
         """The C scanner first; the exact decoder for a body off its plain path."""
         plain = gunzip(body, self._max_body_bytes)  # first, as decode_batch_request
-        binary = encoding_of(content_type) is Encoding.PROTOBUF
+        binary = self._binary.get(content_type)
+        if binary is None:
+            binary = encoding_of(content_type) is Encoding.PROTOBUF  # raises when unsupported
+            if len(self._binary) >= _CONTENT_TYPES_KEPT:  # the client chooses: keep a few
+                self._binary.clear()
+            self._binary[content_type] = binary
         count = self._tally.scanner.scan(plain, binary, self._memory, self._clock())
         if count is None:
             summary = EventSummary.of(

@@ -226,13 +226,16 @@ class ProxyHandler:
             call_safely("request_skipped", inspector.request_skipped, path)
             return self._stream_body(request, ex, b"")
         self._send_continue(request)
-        head = bytearray()
-        while len(head) <= limit:
-            chunk = await request.content.readany()
+        chunks: list[bytes] = []
+        size = 0
+        content = request.content
+        while size <= limit:
+            chunk = await content.readany()
             if not chunk:
                 break
-            head += chunk
-        prefix = bytes(head)
+            chunks.append(chunk)
+            size += len(chunk)
+        prefix = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy at most
         if len(prefix) > limit:
             call_safely("request_skipped", inspector.request_skipped, path)
             return self._stream_body(request, ex, prefix)

@@ -331,3 +331,24 @@ def test_inspection_never_raises_on_internal_errors(
     harness.inspector.inspect_request(BATCH, None, b"{}")
     harness.inspector.inspect_response(BATCH, 200, None, b"{}")
     assert harness.value("causality_event_decode_errors_total", reason="internal") == 2
+
+
+def test_many_content_type_spellings_are_each_read_right(harness: Harness) -> None:
+    """The inspector remembers a few Content-Type values' encodings; past that bound the
+    memory starts over, and every spelling is still read by what it says."""
+    json_body = samples.batch_body([samples.envelope("app_start", idempotency_key="")], "json")
+    binary_body = samples.batch_body(
+        [samples.envelope("app_start", idempotency_key="")], "protobuf"
+    )
+    for index in range(40):
+        harness.inspector.inspect_request(
+            BATCH, f"application/json; charset=utf-8; v={index}", json_body
+        )
+        harness.inspector.inspect_request(BATCH, f"application/x-protobuf; v={index}", binary_body)
+        harness.inspector.inspect_request(BATCH, f"text/plain; v={index}", json_body)
+    assert harness.value("causality_events_total", type="app_start") == 80
+    assert (
+        harness.value("causality_event_decode_errors_total", reason="unsupported_content_type")
+        == 40
+    )
+    assert len(harness.inspector._binary) <= 16
