@@ -173,6 +173,32 @@ class BatchedHistogram:
             entry[4] = value
         entry[5] = value
 
+    def add(
+        self,
+        counts: Sequence[int],
+        total: float,
+        low: float,
+        high: float,
+        last: float,
+        attrs: Attrs,
+    ) -> None:
+        """Record values already bucketed by this histogram's bounds (caller holds the
+        batcher's lock; only when `batched`)."""
+        entry = self.pending.get(id(attrs))
+        if entry is None:
+            entry = [attrs, [0] * (len(self._bounds) + 1), 0.0, math.inf, -math.inf, 0.0]
+            self.pending[id(attrs)] = entry
+        entry[1] = [a + b for a, b in zip(entry[1], counts, strict=True)]
+        entry[2] += total
+        entry[3] = min(entry[3], low)
+        entry[4] = max(entry[4], high)
+        entry[5] = last
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """The bucket bounds of the installed aggregation (empty when not `batched`)."""
+        return tuple(self._bounds)
+
     def flush(self, pending: dict[int, list[Any]]) -> None:
         """Hand a swapped-out batch to the OpenTelemetry histogram."""
         aggregation = self._aggregation

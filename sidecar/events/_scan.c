@@ -4,10 +4,11 @@
  *
  * KeyMemory     the idempotency keys seen within a window, at most max_keys of them,
  *               oldest forgotten first: a FIFO ring of entries (key bytes, first-seen
- *               time) indexed by an open-addressing hash table (linear probing,
- *               tombstones, rebuilt when they pile up). Keys are hashed with CPython's
- *               own keyed string hash (SipHash-1-3 with the process's random secret),
- *               so crafted keys cannot force collisions.
+ *               time) indexed by an open-addressing hash table (linear probing, at most
+ *               half full, deletion by backward shift: no tombstones, no rehashing
+ *               except to grow). Keys are hashed with CPython's own keyed string hash
+ *               (SipHash-1-3 with the process's random secret), so crafted keys cannot
+ *               force collisions.
  * BatchScanner  reads an IngestEventBatchRequest body (binary protobuf or the protobuf
  *               JSON mapping) in one pass with no Python object per event: the count,
  *               each envelope's payload member and idempotency key. On success it
@@ -48,7 +49,6 @@ hash_bytes(const u8 *data, Py_ssize_t len)
 
 #define INLINE_KEY 40
 #define SLOT_EMPTY 0xFFFFFFFFu
-#define SLOT_TOMB 0xFFFFFFFEu
 
 typedef struct {
     uint64_t hash;
@@ -60,8 +60,8 @@ typedef struct {
 } Entry;
 
 typedef struct {
-    uint32_t tag;   /* high half of the hash */
-    uint32_t ref;   /* ring position, SLOT_EMPTY or SLOT_TOMB */
+    uint32_t tag;   /* low half of the hash: tag & mask is the slot it wants */
+    uint32_t ref;   /* ring position, or SLOT_EMPTY */
 } Slot;
 
 typedef struct {
@@ -73,8 +73,7 @@ typedef struct {
     Py_ssize_t head;       /* oldest entry */
     Py_ssize_t size;
     Slot *table;
-    Py_ssize_t table_cap;  /* power of two, >= 2 * ring_cap */
-    Py_ssize_t tombs;
+    Py_ssize_t table_cap;  /* power of two, 2 * ring_cap */
     unsigned long long forgotten;
 } KeyMemory;
 
@@ -98,12 +97,12 @@ table_insert_live(KeyMemory *m, Py_ssize_t pos)
     size_t i = (size_t)e->hash & mask;
     while (m->table[i].ref != SLOT_EMPTY)
         i = (i + 1) & mask;
-    m->table[i].tag = (uint32_t)(e->hash >> 32);
+    m->table[i].tag = (uint32_t)e->hash;
     m->table[i].ref = (uint32_t)pos;
     e->slot = (uint32_t)i;
 }
 
-/* Rebuild the table at `table_cap` from the live entries (drops the tombstones). */
+/* Rebuild the table at `table_cap` from the live entries. */
 static int
 table_rebuild(KeyMemory *m, Py_ssize_t table_cap)
 {
@@ -116,7 +115,6 @@ table_rebuild(KeyMemory *m, Py_ssize_t table_cap)
     PyMem_Free(m->table);
     m->table = table;
     m->table_cap = table_cap;
-    m->tombs = 0;
     for (Py_ssize_t k = 0; k < m->size; k++)
         table_insert_live(m, (m->head + k) & (m->ring_cap - 1));
     return 0;
@@ -145,18 +143,36 @@ memory_reserve(KeyMemory *m, Py_ssize_t extra)
         m->head = 0;
         return table_rebuild(m, cap * 2);
     }
-    /* keep the load (live + tombstones) at most 3/4 */
-    if ((m->size + m->tombs + extra) * 4 > m->table_cap * 3)
-        return table_rebuild(m, m->table_cap);
     return 0;
+}
+
+/* Empty slot i, shifting back the entries after it that probed past it (linear
+   probing's deletion: every entry stays reachable from the slot it wants). */
+static void
+table_delete(KeyMemory *m, size_t i)
+{
+    size_t mask = (size_t)m->table_cap - 1;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        Slot s = m->table[j];
+        if (s.ref == SLOT_EMPTY)
+            break;
+        size_t want = (size_t)s.tag & mask;
+        if (((j - want) & mask) < ((j - i) & mask))
+            continue;  /* it wants a slot after the hole: it stays */
+        m->table[i] = s;
+        m->ring[s.ref].slot = (uint32_t)i;
+        i = j;
+    }
+    m->table[i].ref = SLOT_EMPTY;
 }
 
 static void
 memory_pop_oldest(KeyMemory *m)
 {
     Entry *e = &m->ring[m->head];
-    m->table[e->slot].ref = SLOT_TOMB;
-    m->tombs++;
+    table_delete(m, e->slot);
     if (e->heap) {
         PyMem_Free(e->heap);
         e->heap = NULL;
@@ -190,17 +206,12 @@ memory_observe(KeyMemory *m, uint64_t hash, const u8 *key, uint32_t len, double 
 {
     size_t mask = (size_t)m->table_cap - 1;
     size_t i = (size_t)hash & mask;
-    size_t free_slot = (size_t)-1;
-    uint32_t tag = (uint32_t)(hash >> 32);
+    uint32_t tag = (uint32_t)hash;
     for (;;) {
         Slot s = m->table[i];
         if (s.ref == SLOT_EMPTY)
             break;
-        if (s.ref == SLOT_TOMB) {
-            if (free_slot == (size_t)-1)
-                free_slot = i;
-        }
-        else if (s.tag == tag) {
+        if (s.tag == tag) {
             const Entry *e = &m->ring[s.ref];
             if (e->hash == hash && e->len == len && memcmp(entry_key(e), key, len) == 0)
                 return 1;
@@ -209,10 +220,7 @@ memory_observe(KeyMemory *m, uint64_t hash, const u8 *key, uint32_t len, double 
     }
     if (!insert)
         return 0;
-    if (free_slot == (size_t)-1)
-        free_slot = i;
-    else
-        m->tombs--;
+    size_t free_slot = i;
     Py_ssize_t pos = (m->head + m->size) & (m->ring_cap - 1);
     Entry *e = &m->ring[pos];
     e->hash = hash;
@@ -826,6 +834,12 @@ typedef struct {
     uint16_t *kinds_of_events;
     u8 *dup;
     unsigned long long *scan_counts;
+    /* batch sizes since the last take_sizes(), bucketed by size_bounds (when given) */
+    double *size_bounds;
+    Py_ssize_t n_bounds;      /* -1: sizes not kept */
+    unsigned long long *size_counts;
+    unsigned long long sizes;
+    double size_sum, size_min, size_max, size_last;
     /* cumulative */
     unsigned long long *events;
     unsigned long long *duplicates;
@@ -1065,6 +1079,13 @@ field_value(const u8 *p, const u8 *end, int wire, const u8 **data, uint64_t *len
 static int
 utf8_valid(const u8 *p, const u8 *end)
 {
+    while (end - p >= 8) {  /* ASCII eight bytes at a time */
+        uint64_t word;
+        memcpy(&word, p, 8);
+        if (word & 0x8080808080808080ull)
+            break;
+        p += 8;
+    }
     while (p < end) {
         if (*p < 0x80) {
             p++;
@@ -1157,18 +1178,45 @@ binary_batch(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
 static int
 BatchScanner_init(BatchScanner *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"batch_field", "key_field", "key_names", "members", "max_events", NULL};
+    static char *kwlist[] = {"batch_field", "key_field", "key_names", "members", "max_events",
+                             "size_bounds", NULL};
     int batch_field, key_field;
-    PyObject *batch_name, *key_names, *members;
+    PyObject *batch_name, *key_names, *members, *size_bounds = Py_None;
     Py_ssize_t max_events;
     if (self->events != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "BatchScanner is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "(iO!)iO!O!n", kwlist, &batch_field,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "(iO!)iO!O!n|$O", kwlist, &batch_field,
                                      &PyUnicode_Type, &batch_name, &key_field, &PyTuple_Type,
-                                     &key_names, &PyTuple_Type, &members, &max_events))
+                                     &key_names, &PyTuple_Type, &members, &max_events,
+                                     &size_bounds))
         return -1;
+    self->n_bounds = -1;
+    if (size_bounds != Py_None) {
+        if (!PyTuple_Check(size_bounds)) {
+            PyErr_SetString(PyExc_TypeError, "size_bounds must be a tuple of floats or None");
+            return -1;
+        }
+        Py_ssize_t n = PyTuple_GET_SIZE(size_bounds);
+        self->size_bounds = PyMem_Calloc((size_t)(n ? n : 1), sizeof(double));
+        self->size_counts = PyMem_Calloc((size_t)n + 1, sizeof(unsigned long long));
+        if (self->size_bounds == NULL || self->size_counts == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t k = 0; k < n; k++) {
+            double bound = PyFloat_AsDouble(PyTuple_GET_ITEM(size_bounds, k));
+            if (bound == -1.0 && PyErr_Occurred())
+                return -1;
+            if (k > 0 && !(bound > self->size_bounds[k - 1])) {
+                PyErr_SetString(PyExc_ValueError, "size_bounds must increase");
+                return -1;
+            }
+            self->size_bounds[k] = bound;
+        }
+        self->n_bounds = n;
+    }
     Py_ssize_t n_members = PyTuple_GET_SIZE(members);
     if (max_events < 1 || max_events > 65535 || n_members < 1 || n_members > 65000) {
         PyErr_SetString(PyExc_ValueError, "max_events or members out of range");
@@ -1276,6 +1324,8 @@ BatchScanner_dealloc(BatchScanner *self)
     PyMem_Free(self->names);
     PyMem_Free(self->kind_of_field);
     PyMem_Free(self->scratch);
+    PyMem_Free(self->size_bounds);
+    PyMem_Free(self->size_counts);
     PyMem_Free(self->keys);
     PyMem_Free(self->kinds_of_events);
     PyMem_Free(self->dup);
@@ -1333,6 +1383,20 @@ BatchScanner_scan(BatchScanner *self, PyObject *args)
                 self->duplicates[self->keys[k].kind]++;
     }
     self->missing += (unsigned long long)(r.count - r.n_keys);
+    if (self->n_bounds >= 0) {
+        double size = (double)r.count;
+        Py_ssize_t bucket = 0;  /* bisect_left: the first bound >= size (Prometheus "le") */
+        while (bucket < self->n_bounds && self->size_bounds[bucket] < size)
+            bucket++;
+        self->size_counts[bucket]++;
+        if (self->sizes == 0 || size < self->size_min)
+            self->size_min = size;
+        if (self->sizes == 0 || size > self->size_max)
+            self->size_max = size;
+        self->sizes++;
+        self->size_sum += size;
+        self->size_last = size;
+    }
     PyBuffer_Release(&body);
     return PyLong_FromSsize_t(r.count);
 }
@@ -1371,11 +1435,32 @@ BatchScanner_totals(BatchScanner *self, PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("(NNK)", events, duplicates, self->missing);
 }
 
+static PyObject *
+BatchScanner_take_sizes(BatchScanner *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->n_bounds < 0 || self->sizes == 0)
+        Py_RETURN_NONE;
+    PyObject *counts = counts_list(self->size_counts, self->n_bounds + 1);
+    if (counts == NULL)
+        return NULL;
+    PyObject *taken = Py_BuildValue("(Ndddd)", counts, self->size_sum, self->size_min,
+                                    self->size_max, self->size_last);
+    if (taken == NULL)
+        return NULL;
+    memset(self->size_counts, 0, sizeof(unsigned long long) * (size_t)(self->n_bounds + 1));
+    self->sizes = 0;
+    self->size_sum = 0.0;
+    return taken;
+}
+
 static PyMethodDef BatchScanner_methods[] = {
     {"scan", (PyCFunction)BatchScanner_scan, METH_VARARGS,
      "scan(body, binary, memory, now) -> int | None\n\nRead a batch body; on the plain path "
      "observe its keys in `memory`, add to the totals and return the envelope count; "
      "otherwise None, with nothing recorded."},
+    {"take_sizes", (PyCFunction)BatchScanner_take_sizes, METH_NOARGS,
+     "take_sizes() -> (counts, sum, min, max, last) | None\n\nThe batch sizes scanned since "
+     "the last call, bucketed by size_bounds (None when there were none, or no bounds)."},
     {"totals", (PyCFunction)BatchScanner_totals, METH_NOARGS,
      "totals() -> (events, duplicates, missing)\n\nCumulative counts of the scanned batches: "
      "per type index (members in the constructor's order, then no payload), and the events "

@@ -28,12 +28,18 @@ class BatchScanner:
         key_names: tuple[str, ...],
         members: tuple[tuple[int, str, str], ...],
         max_events: int,
+        *,
+        size_bounds: tuple[float, ...] | None = None,
     ) -> None: ...
     def scan(
         self, body: bytes | bytearray | memoryview, binary: bool, memory: KeyMemory, now: float, /
     ) -> int | None:
         """The envelope count, with the batch recorded; None (nothing recorded) off the
         plain path."""
+
+    def take_sizes(self) -> tuple[list[int], float, float, float, float] | None:
+        """(bucket counts, sum, min, max, last) of the batch sizes scanned since the last
+        call, or None (none scanned, or no `size_bounds`)."""
 
     def totals(self) -> tuple[list[int], list[int], int]:
         """(events per type index, duplicates per type index, events without a key)."""

@@ -371,11 +371,46 @@ def decode_batch_response(
     try:
         body = gunzip(body, max_bytes)
         if encoding_of(content_type) is Encoding.PROTOBUF:
-            return _parse_binary(service_pb2.IngestEventBatchResponse, body).rejected_count
-        count = _json_member(_parse_json_object(body), "rejectedCount", "rejected_count")
+            return _parse_binary(_RESPONSE_VIEW, body).rejected_count  # type: ignore[attr-defined, no-any-return]
+        count = _json_rejected(body)
     except DecodeError as exc:
         raise DecodeError(DecodeReason.INVALID_RESPONSE, str(exc)) from exc
     return _json_int32(0 if count is None else count)
+
+
+class _JsonBatchResponse(msgspec.Struct):
+    """The one member of a JSON batch response the metrics read, in both spellings."""
+
+    rejectedCount: Any = None
+    rejected_count: Any = None
+
+
+_RESPONSE_DECODER = msgspec.json.Decoder(_JsonBatchResponse)
+
+
+def _json_rejected(body: bytes) -> object:
+    """The rejected count member's value (None when absent): msgspec skips the
+    ``results`` in C; a body it refuses is read by ``json.loads``, the reference (which
+    also takes what msgspec does not, such as ``NaN`` elsewhere in the body)."""
+    try:
+        answer = _RESPONSE_DECODER.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError too
+        return _json_member(_parse_json_object(body), "rejectedCount", "rejected_count")
+    return answer.rejected_count if answer.rejectedCount is None else answer.rejectedCount
+
+
+def _binary_response_view() -> type[Message]:
+    """IngestEventBatchResponse with only ``rejected_count``: the ``results`` stay unparsed
+    bytes (unknown fields)."""
+    proto = _view_file("response_view")
+    field = service_pb2.IngestEventBatchResponse.DESCRIPTOR.fields_by_name["rejected_count"]
+    proto.message_type.add(name="ResponseView").field.add(
+        name=field.name, number=field.number, type=field.type, label=_OPTIONAL
+    )
+    return _view_class(proto, "ResponseView")
+
+
+_RESPONSE_VIEW = _binary_response_view()
 
 
 def _json_int32(value: object) -> int:

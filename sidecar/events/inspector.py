@@ -84,8 +84,8 @@ class EventTally:
 
     __slots__ = ("decode_errors", "duplicates", "events", "missing_key", "rejected", "scanner")
 
-    def __init__(self) -> None:
-        self.scanner: BatchScanner = new_batch_scanner()
+    def __init__(self, size_bounds: tuple[float, ...] | None = None) -> None:
+        self.scanner: BatchScanner = new_batch_scanner(size_bounds)
         self.events: dict[str, int] = {}
         self.duplicates: dict[str, int] = {}
         self.decode_errors: dict[DecodeReason, int] = {}
@@ -142,7 +142,6 @@ class EventInstruments:
     ) -> EventInstruments:
         """Create the instruments on `meter` (the exporter adds the ``_total`` suffixes);
         `aggregation` is the one `event_views` installed, if it was."""
-        tally = EventTally()
         histogram = meter.create_histogram(
             BATCH_SIZE,
             description="Events per batch ingest request.",
@@ -150,9 +149,16 @@ class EventInstruments:
         )
         batcher = Batcher()
         batch_size = batcher.histogram(histogram, aggregation)
+        # with the view installed, the C scanner buckets the sizes of the batches it reads
+        tally = EventTally(batch_size.bounds if batch_size.batched else None)
 
         def events(options: CallbackOptions) -> Iterable[Observation]:
-            batcher.flush()  # callbacks all run before the SDK reads any storage
+            # callbacks all run before the SDK reads any storage: hand over the sizes first
+            taken = tally.scanner.take_sizes()
+            if taken is not None:
+                with batcher.lock:
+                    batch_size.add(*taken, _NO_ATTRIBUTES)
+            batcher.flush()
             return _by_type(lambda: tally.totals()[0])(options)
 
         def decode_errors(_: CallbackOptions) -> Iterable[Observation]:
@@ -270,14 +276,16 @@ class EventInspector:
             if len(self._binary) >= _CONTENT_TYPES_KEPT:  # the client chooses: keep a few
                 self._binary.clear()
             self._binary[content_type] = binary
+        instruments = self._instruments
         count = self._tally.scanner.scan(plain, binary, self._memory, self._clock())
+        if count is not None and instruments.batch_size.batched:
+            return  # the scanner bucketed its size too
         if count is None:
             summary = EventSummary.of(
                 decode_batch_request(body, content_type, self._max_body_bytes)
             )
             self._record(summary)
             count = summary.count
-        instruments = self._instruments
         with instruments.batcher.lock:
             instruments.batch_size.record(count, _NO_ATTRIBUTES)
 

@@ -18,8 +18,9 @@ __all__ = ["KINDS", "BatchScanner", "KeyMemory", "new_batch_scanner"]
 KINDS: tuple[str, ...] = (*PAYLOAD_TYPES, NO_TYPE)
 
 
-def new_batch_scanner() -> BatchScanner:
-    """A scanner for ``IngestEventBatchRequest`` bodies, with its counters at zero."""
+def new_batch_scanner(size_bounds: tuple[float, ...] | None = None) -> BatchScanner:
+    """A scanner for ``IngestEventBatchRequest`` bodies, with its counters at zero; with
+    `size_bounds`, it also buckets the batch sizes it reads (`BatchScanner.take_sizes`)."""
     events = service_pb2.IngestEventBatchRequest.DESCRIPTOR.fields_by_name["events"]
     return BatchScanner(
         (events.number, events.json_name),
@@ -27,4 +28,5 @@ def new_batch_scanner() -> BatchScanner:
         (KEY_FIELD.json_name, KEY_FIELD.name),
         tuple((field.number, field.json_name, field.name) for field in PAYLOAD.fields),
         MAX_BATCH_EVENTS,
+        size_bounds=size_bounds,
     )

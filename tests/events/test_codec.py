@@ -206,7 +206,30 @@ RESPONSES = [
     ("json-original", b'{"rejected_count": 4}', None, 4),
     ("json-string-int", b'{"rejectedCount": "5"}', None, 5),
     ("json-omitted", b'{"acceptedCount": 3}', None, 0),
+    (
+        "json-with-results",
+        b'{"results": [{"index": 0, "error": "x"}], "rejectedCount": 1}',
+        None,
+        1,
+    ),
+    ("json-last-of-two", b'{"rejectedCount": 1, "rejectedCount": 6}', None, 6),
+    ("json-camel-null", b'{"rejectedCount": null, "rejected_count": 2}', None, 2),
+    ("json-float-integral", b'{"rejectedCount": 3.0}', None, 3),
+    (
+        "json-nan-elsewhere",
+        b'{"acceptedCount": NaN, "rejectedCount": 2}',
+        None,
+        2,
+    ),  # json.loads reads it
     ("protobuf", _response(7).SerializeToString(), "application/x-protobuf", 7),
+    (
+        "protobuf-with-results",
+        service_pb2.IngestEventBatchResponse(
+            rejected_count=2, results=[service_pb2.EventResult(index=1, error="bad")]
+        ).SerializeToString(),
+        "application/x-protobuf",
+        2,
+    ),
     ("protobuf-zero", _response(0).SerializeToString(), "application/octet-stream", 0),
 ]
 
@@ -229,9 +252,11 @@ def test_batch_response_rejected_count(
         (b'{"rejectedCount": -1}', None),
         (b'{"rejectedCount": "many"}', None),
         (b'{"rejectedCount": true}', None),
+        (b'{"rejectedCount": {"n": 1}}', None),
+        (b'{"rejectedCount": NaN}', None),
         (b"\xff", "application/x-protobuf"),
     ],
-    ids=["html", "bad-json", "array", "negative", "word", "bool", "bad-protobuf"],
+    ids=["html", "bad-json", "array", "negative", "word", "bool", "object", "nan", "bad-protobuf"],
 )
 def test_invalid_batch_responses(body: bytes, content_type: str | None) -> None:
     with pytest.raises(DecodeError) as caught:

@@ -180,14 +180,17 @@ def test_batched_batch_sizes_equal_direct_recording() -> None:
             texts[batched] = []
             for size in (1, 3, 100, 7, 1000, 2):
                 h.batch([samples.envelope("app_start", idempotency_key="") for _ in range(size)])
+                # and a body off the scanner's plain path (a null payload member): the exact
+                # decoder reads it and its size is recorded from Python
+                h.inspector.inspect_request(BATCH, JSON, b'{"events":[{"appStart":null}]}')
                 if size in (100, 2):
                     texts[batched].append(
                         "\n".join(line for line in h.text().splitlines() if "batch_size" in line)
                     )
     assert texts[True] == texts[False]
-    assert value(texts[True][-1], "causality_event_batch_size_count", {}) == 6
-    assert value(texts[True][-1], "causality_event_batch_size_sum", {}) == 1113
-    assert value(texts[True][0], "causality_event_batch_size_count", {}) == 3
+    assert value(texts[True][-1], "causality_event_batch_size_count", {}) == 12
+    assert value(texts[True][-1], "causality_event_batch_size_sum", {}) == 1119
+    assert value(texts[True][0], "causality_event_batch_size_count", {}) == 6
 
 
 def test_key_memory_bound_forgets_oldest_first() -> None:

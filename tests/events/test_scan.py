@@ -316,6 +316,19 @@ def test_arbitrary_bytes_never_crash_and_are_never_misread(body: bytes) -> None:
             pytest.fail(f"scanner accepted a body the exact decoder rejects: {body!r}")
 
 
+def test_batch_sizes_are_bucketed_as_prometheus_le_buckets() -> None:
+    scanner = new_batch_scanner(size_bounds=(1.0, 5.0, 10.0))
+    memory = KeyMemory(1.0, 10)
+    assert scanner.take_sizes() is None
+    for size in (1, 5, 6, 10, 11, 2):
+        body = samples.batch_body([samples.envelope(None, idempotency_key="") for _ in range(size)])
+        assert scanner.scan(body, False, memory, 0.0) == size
+    assert scanner.scan(b'{"events":[]}', False, memory, 0.0) is None  # declined: not counted
+    assert scanner.take_sizes() == ([1, 2, 2, 1], 35.0, 1.0, 11.0, 2.0)  # le=1, 5, 10, +Inf
+    assert scanner.take_sizes() is None  # taken: starts over
+    assert new_batch_scanner().take_sizes() is None  # no bounds: sizes not kept
+
+
 def test_scanner_misuse_raises() -> None:
     scanner = new_batch_scanner()
     with pytest.raises(TypeError):
@@ -326,6 +339,8 @@ def test_scanner_misuse_raises() -> None:
         BatchScanner.__new__(BatchScanner).totals()
     with pytest.raises(ValueError, match="out of range"):
         BatchScanner((1, "events"), 7, ("k",), (), 10)
+    with pytest.raises(ValueError, match="increase"):
+        new_batch_scanner(size_bounds=(5.0, 1.0))
 
 
 def test_ingest_summary() -> None:
