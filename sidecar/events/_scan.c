@@ -1481,13 +1481,156 @@ static PyTypeObject BatchScannerType = {
     .tp_methods = BatchScanner_methods,
 };
 
+/* ===================================================== batch responses' counts */
+
+/* A JSON count: digits only (no sign, fraction or exponent), below 2^31; else -1. */
+static long
+json_count(const u8 *p, const u8 *end)
+{
+    if (p >= end || *p < '0' || *p > '9' || (*p == '0' && end - p > 1))
+        return -1;
+    long v = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+        if (v > 0x7FFFFFFF)
+            return -1;
+    }
+    return v;
+}
+
+/* The count member of a JSON object body: camel's value unless absent or null, then
+   original's; 0 when neither. -1 (decline) for anything off the plain path. */
+static long
+json_response_count(const u8 *p, const u8 *end, const u8 *camel, Py_ssize_t camel_len,
+                    const u8 *original, Py_ssize_t original_len)
+{
+    long values[2] = {-2, -2};  /* -2: absent or null */
+    int seen[2] = {0, 0};
+    p = json_ws(p, end);
+    if (p >= end || *p != '{')
+        return -1;
+    p = json_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        p++;
+    }
+    else {
+        for (;;) {
+            int escaped = 0;
+            if (p >= end || *p != '"')
+                return -1;
+            const u8 *name = p + 1;
+            p = json_string(name, end, &escaped);
+            if (p == NULL || escaped)
+                return -1;
+            Py_ssize_t len = p - 1 - name;
+            int which = -1;
+            if (len == camel_len && memcmp(name, camel, (size_t)len) == 0)
+                which = 0;
+            else if (len == original_len && memcmp(name, original, (size_t)len) == 0)
+                which = 1;
+            p = json_ws(p, end);
+            if (p >= end || *p != ':')
+                return -1;
+            p = json_ws(p + 1, end);
+            const u8 *value = p;
+            p = json_value(p, end, 1);
+            if (p == NULL)
+                return -1;
+            if (which >= 0) {
+                if (seen[which])
+                    return -1;  /* twice: the reference keeps the last; decline */
+                seen[which] = 1;
+                if (p - value == 4 && memcmp(value, "null", 4) == 0)
+                    values[which] = -2;
+                else if ((values[which] = json_count(value, p)) < 0)
+                    return -1;
+            }
+            p = json_ws(p, end);
+            if (p >= end)
+                return -1;
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            if (*p != ',')
+                return -1;
+            p = json_ws(p + 1, end);
+        }
+    }
+    if (json_ws(p, end) != end)
+        return -1;
+    if (values[0] >= 0)
+        return values[0];
+    return values[1] >= 0 ? values[1] : 0;
+}
+
+/* The count field (a varint, last one wins) of a binary body; 0 when absent, -1 to
+   decline. */
+static long
+binary_response_count(const u8 *p, const u8 *end, int number_wanted)
+{
+    long count = 0;
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const u8 *data = NULL;
+        uint64_t len = 0;
+        p = field_tag(p, end, &number, &wire);
+        if (p == NULL)
+            return -1;
+        if ((int)number == number_wanted) {
+            uint64_t v;
+            if (wire != 0 || (p = varint(p, end, &v)) == NULL || v > 0x7FFFFFFF)
+                return -1;
+            count = (long)v;
+            continue;
+        }
+        p = field_value(p, end, wire, &data, &len);
+        if (p == NULL)
+            return -1;
+    }
+    return count;
+}
+
+static PyObject *
+scan_response_count(PyObject *module, PyObject *args)
+{
+    Py_buffer body;
+    int binary, number;
+    const char *camel, *original;
+    Py_ssize_t camel_len, original_len;
+    if (!PyArg_ParseTuple(args, "y*piy#y#", &body, &binary, &number, &camel, &camel_len,
+                          &original, &original_len))
+        return NULL;
+    const u8 *p = body.buf;
+    long count = binary ? binary_response_count(p, p + body.len, number)
+                        : json_response_count(p, p + body.len, (const u8 *)camel, camel_len,
+                                              (const u8 *)original, original_len);
+    PyBuffer_Release(&body);
+    if (count < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(count);
+}
+
+static PyMethodDef scan_functions[] = {
+    {"response_count", scan_response_count, METH_VARARGS,
+     "response_count(body, binary, field_number, camel_name, original_name) -> int | None\n\n"
+     "The non-negative int32 count member of an answer (binary: the varint field; JSON: the "
+     "member in either spelling, lowerCamelCase first), 0 when absent; None for anything "
+     "off the plain path (the caller's exact reader decides)."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ================================================================== the module */
 
 static struct PyModuleDef scan_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "sidecar.events._scan",
-    .m_doc = "The event inspector's hot path in C: KeyMemory and BatchScanner.",
+    .m_doc = "The event inspector's hot path in C: KeyMemory, BatchScanner, response_count.",
     .m_size = -1,
+    .m_methods = scan_functions,
 };
 
 PyMODINIT_FUNC

@@ -43,3 +43,13 @@ class BatchScanner:
 
     def totals(self) -> tuple[list[int], list[int], int]:
         """(events per type index, duplicates per type index, events without a key)."""
+
+def response_count(
+    body: bytes | bytearray | memoryview,
+    binary: bool,
+    field_number: int,
+    camel_name: bytes,
+    original_name: bytes,
+    /,
+) -> int | None:
+    """The non-negative int32 count of an answer, 0 when absent; None off the plain path."""

@@ -44,7 +44,13 @@ from sidecar.events.codec import (
     gunzip,
     summarize_ingest_request,
 )
-from sidecar.events.scan import KINDS, BatchScanner, KeyMemory, new_batch_scanner
+from sidecar.events.scan import (
+    KINDS,
+    BatchScanner,
+    KeyMemory,
+    new_batch_scanner,
+    rejected_count,
+)
 
 __all__ = [
     "BATCH_SIZE",
@@ -257,7 +263,13 @@ class EventInspector:
         if path != self._batch_path or not 200 <= status < 300:
             return
         try:
-            rejected = decode_batch_response(body, content_type, self._max_body_bytes)
+            try:
+                plain = gunzip(body, self._max_body_bytes)
+                rejected = rejected_count(plain, self._is_binary(content_type))
+            except DecodeError:
+                rejected = None
+            if rejected is None:  # the exact reader answers, or says invalid_response
+                rejected = decode_batch_response(body, content_type, self._max_body_bytes)
         except DecodeError as exc:
             self._count_decode_error(exc.reason, path, exc)
             return
@@ -270,12 +282,7 @@ class EventInspector:
     def _inspect_batch(self, content_type: str | None, body: bytes) -> None:
         """The C scanner first; the exact decoder for a body off its plain path."""
         plain = gunzip(body, self._max_body_bytes)  # first, as decode_batch_request
-        binary = self._binary.get(content_type)
-        if binary is None:
-            binary = encoding_of(content_type) is Encoding.PROTOBUF  # raises when unsupported
-            if len(self._binary) >= _CONTENT_TYPES_KEPT:  # the client chooses: keep a few
-                self._binary.clear()
-            self._binary[content_type] = binary
+        binary = self._is_binary(content_type)
         instruments = self._instruments
         count = self._tally.scanner.scan(plain, binary, self._memory, self._clock())
         if count is not None and instruments.batch_size.batched:
@@ -288,6 +295,16 @@ class EventInspector:
             count = summary.count
         with instruments.batcher.lock:
             instruments.batch_size.record(count, _NO_ATTRIBUTES)
+
+    def _is_binary(self, content_type: str | None) -> bool:
+        """`encoding_of` (which raises for an unsupported type), remembered for a few."""
+        binary = self._binary.get(content_type)
+        if binary is None:
+            binary = encoding_of(content_type) is Encoding.PROTOBUF
+            if len(self._binary) >= _CONTENT_TYPES_KEPT:  # the client chooses: keep a few
+                self._binary.clear()
+            self._binary[content_type] = binary
+        return binary
 
     def _record(self, summary: EventSummary) -> None:
         """Add one body's events to the tally: per distinct type, never per event."""

@@ -331,6 +331,7 @@ def test_inspection_never_raises_on_internal_errors(
 
     monkeypatch.setattr("sidecar.events.inspector.decode_batch_request", broken)
     monkeypatch.setattr("sidecar.events.inspector.decode_batch_response", broken)
+    monkeypatch.setattr("sidecar.events.inspector.rejected_count", broken)
     harness.inspector.inspect_request(BATCH, None, b"{}")
     harness.inspector.inspect_response(BATCH, 200, None, b"{}")
     assert harness.value("causality_event_decode_errors_total", reason="internal") == 2

@@ -24,10 +24,11 @@ from sidecar.events.codec import (
     DecodeError,
     EventSummary,
     decode_batch_request,
+    decode_batch_response,
     summarize_ingest_request,
 )
-from sidecar.events.scan import KINDS, BatchScanner, KeyMemory, new_batch_scanner
-from sidecar.gen.causality.v1 import events_pb2
+from sidecar.events.scan import KINDS, BatchScanner, KeyMemory, new_batch_scanner, rejected_count
+from sidecar.gen.causality.v1 import events_pb2, service_pb2
 from tests.events.test_codec import BATCH_ERRORS
 from tests.events.test_dedup import _Reference
 
@@ -365,3 +366,72 @@ def test_summary_of_pairs(
     summary = EventSummary.of(events)
     assert (summary.count, dict(summary.types), summary.keys) == expected
     assert summary.missing_keys == expected[0] - len(expected[2])
+
+
+# ----------------------------------------------------------- batch responses' counts
+
+RESPONSE_PLAIN = [
+    (b'{"acceptedCount":3,"rejectedCount":2,"results":[{"index":0,"error":"x"}]}', False, 2),
+    (b' { "rejected_count" : 7 } ', False, 7),
+    (b'{"rejectedCount":null,"rejected_count":4}', False, 4),
+    (b'{"rejectedCount":0}', False, 0),
+    (b'{"acceptedCount":3}', False, 0),
+    (b"{}", False, 0),
+    (b'{"rejectedCount":2147483647}', False, 2**31 - 1),
+    (
+        service_pb2.IngestEventBatchResponse(
+            accepted_count=1, rejected_count=5, results=[service_pb2.EventResult(index=1)]
+        ).SerializeToString(),
+        True,
+        5,
+    ),
+    (b"", True, 0),
+]
+RESPONSE_DECLINED = [
+    (b'{"rejectedCount":"5"}', False),  # the exact reader takes decimal strings
+    (b'{"rejectedCount":3.0}', False),
+    (b'{"rejectedCount":-1}', False),
+    (b'{"rejectedCount":1e2}', False),
+    (b'{"rejectedCount":01}', False),
+    (b'{"rejectedCount":2147483648}', False),
+    (b'{"rejectedCount":1,"rejectedCount":2}', False),
+    (b'{"rejectedCount":1,"rejected_count":2,"rejected_count":3}', False),
+    (b'{"\\u0072ejectedCount":1}', False),
+    (b'{"acceptedCount":NaN,"rejectedCount":2}', False),
+    (b"[1]", False),
+    (b'{"rejectedCount":1} x', False),
+    (b"\x10\xff\xff\xff\xff\x0f", True),  # a negative int32
+    (b"\x12\x01x", True),  # the count field as bytes
+    (b"\x10", True),
+]
+
+
+def _rejected(body: bytes, binary: bool) -> int | None:
+    return rejected_count(body, binary)
+
+
+@pytest.mark.parametrize(("body", "binary", "count"), RESPONSE_PLAIN)
+def test_plain_responses_are_read_in_c_as_the_exact_reader_reads_them(
+    body: bytes, binary: bool, count: int
+) -> None:
+    assert _rejected(body, binary) == count
+    assert decode_batch_response(body, BINARY if binary else None) == count
+
+
+@pytest.mark.parametrize(("body", "binary"), RESPONSE_DECLINED)
+def test_responses_off_the_plain_path_are_declined(body: bytes, binary: bool) -> None:
+    assert _rejected(body, binary) is None
+
+
+@given(
+    body=st.binary(max_size=60)
+    | st.sampled_from([c[0] for c in RESPONSE_PLAIN]).flatmap(
+        lambda b: st.builds(_mutate, st.just(b), _EDITS)
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_a_response_count_read_in_c_is_the_exact_readers(body: bytes) -> None:
+    for binary in (False, True):
+        count = _rejected(body, binary)
+        if count is not None:
+            assert decode_batch_response(body, BINARY if binary else None) == count
