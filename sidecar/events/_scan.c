@@ -654,7 +654,7 @@ json_unescape(const u8 *p, const u8 *end, u8 *out)
             *out++ = *p++;
             continue;
         }
-        unsigned cp, low;
+        unsigned cp = 0, low = 0;
         switch (p[1]) {
         case 'b': *out++ = '\b'; break;
         case 'f': *out++ = '\f'; break;

@@ -45,6 +45,8 @@ class ResponseTee:
     """Collects a copy of a streamed response body up to a limit (``path``: its request's
     path, query excluded, as the inspector is told)."""
 
+    __slots__ = ("_limit", "_parts", "_size", "overflowed", "path")
+
     def __init__(self, limit: int, path: str) -> None:
         self._limit = limit
         self.path = path

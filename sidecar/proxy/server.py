@@ -235,6 +235,8 @@ class ProxyHandler:
                 break
             chunks.append(chunk)
             size += len(chunk)
+            if size == length:  # all it said it would send: no further read to see the end
+                break
         prefix = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy at most
         if len(prefix) > limit:
             call_safely("request_skipped", inspector.request_skipped, path)
