@@ -552,7 +552,7 @@ hex4(const u8 *p, unsigned *out)
 /* A JSON string whose opening quote is at p[-1]: returns the position after the closing
    quote, or NULL. *escaped is set when it holds an escape. Strict: no control
    characters, valid escapes, surrogate escapes only in pairs, valid UTF-8. */
-static const u8 *
+static inline __attribute__((always_inline)) const u8 *
 json_string(const u8 *p, const u8 *end, int *escaped)
 {
     for (;;) {
@@ -681,6 +681,8 @@ json_unescape(const u8 *p, const u8 *end, u8 *out)
 static inline const u8 *
 json_ws(const u8 *p, const u8 *end)
 {
+    if (p < end && *p > ' ')  /* compact JSON: one test (every whitespace byte is <= ' ') */
+        return p;
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
@@ -1024,6 +1026,10 @@ json_batch(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
 static inline const u8 *
 varint(const u8 *p, const u8 *end, uint64_t *out)
 {
+    if (p < end && *p < 0x80) {  /* one byte: most tags and lengths */
+        *out = *p;
+        return p + 1;
+    }
     uint64_t v = 0;
     for (int shift = 0; shift < 64 && p < end; shift += 7) {
         u8 b = *p++;
@@ -1049,7 +1055,7 @@ field_tag(const u8 *p, const u8 *end, uint32_t *number, int *wire)
         return NULL;
     *number = (uint32_t)(tag >> 3);
     *wire = (int)(tag & 7);
-    if (*number == 0 || *wire == 3 || *wire == 4 || *wire > 5)
+    if (*number == 0 || !((0x27u >> *wire) & 1u))  /* wire types 0, 1, 2 and 5 only */
         return NULL;
     return p;
 }
