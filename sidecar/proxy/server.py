@@ -205,16 +205,32 @@ class ProxyHandler:
         if not request.body_exists:
             return None
         inspector = self._inspector
+        content = request.content
+        whole = content.is_eof() and request.content_length is not None
         if inspector is not None:
             path = request.raw_path.partition("?")[0]
             if inspector.wants_request(request.method, path):
+                if whole:  # all of it came with the head: inspected without waiting
+                    body = content.read_nowait(-1)
+                    self._count_request_bytes(ex, len(body))
+                    self._inspect_whole(request, inspector, path, body)
+                    return body
                 return await self._inspected_body(request, ex, inspector, path)
-        content = request.content
-        if content.is_eof() and request.content_length is not None:
+        if whole:
             body = content.read_nowait(-1)  # all of it came with the head: one write upstream
             self._count_request_bytes(ex, len(body))
             return body
         return self._stream_body(request, ex, b"")
+
+    def _inspect_whole(
+        self, request: web.BaseRequest, inspector: EventInspector, path: str, body: bytes
+    ) -> None:
+        """Inspect a wanted body already read whole (skipped past the limit)."""
+        if len(body) > self._events.max_body_bytes:
+            call_safely("request_skipped", inspector.request_skipped, path)
+        else:
+            content_type = request.headers.get("Content-Type")
+            call_safely("inspect_request", inspector.inspect_request, path, content_type, body)
 
     async def _inspected_body(
         self, request: web.BaseRequest, ex: Exchange, inspector: EventInspector, path: str
@@ -241,8 +257,7 @@ class ProxyHandler:
         if len(prefix) > limit:
             call_safely("request_skipped", inspector.request_skipped, path)
             return self._stream_body(request, ex, prefix)
-        content_type = request.headers.get("Content-Type")
-        call_safely("inspect_request", inspector.inspect_request, path, content_type, prefix)
+        self._inspect_whole(request, inspector, path, prefix)
         if length is not None:  # the whole body, as long as it said: sent in one write
             self._count_request_bytes(ex, len(prefix))
             return prefix

@@ -136,6 +136,34 @@ async def test_oversized_bodies_pass_uninspected(
     assert proxy.value("causality_event_batch_size_count") == 0
 
 
+@pytest.mark.parametrize("oversized", [False, True], ids=["inspected", "oversized"])
+async def test_a_body_arriving_with_its_head_is_read_without_waiting(
+    events_proxy_factory: EventsProxyFactory, oversized: bool
+) -> None:
+    """Head and body in one packet (the body is whole when the proxy sees the head): it
+    is inspected (or counted as skipped past the limit) and forwarded byte for byte."""
+    proxy = await events_proxy_factory(max_body_bytes=64 if oversized else 4096)
+    body = samples.batch_body([samples.envelope("app_start", idempotency_key="one-packet")])
+    assert 64 < len(body) <= 4096
+    port = proxy.component.addresses[0].port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + body)  # one send: one segment on loopback
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert proxy.gateway.bodies == [body]
+    if oversized:
+        assert proxy.value("causality_event_decode_errors_total", reason="body_too_large") == 1
+        assert proxy.value("causality_events_total", type="app_start") == 0
+    else:
+        assert proxy.value("causality_events_total", type="app_start") == 1
+        assert proxy.value("causality_event_decode_errors_total", reason="body_too_large") == 0
+
+
 UNDECODABLE = [
     ("invalid_json", BATCH, b'{"events": [', "application/json"),
     ("invalid_protobuf", BATCH, b"\x0a\xff\xff\xff", "application/x-protobuf"),
