@@ -736,6 +736,28 @@ json_literal(const u8 *p, const u8 *end, const char *word, size_t len)
     return p + len;
 }
 
+static const u8 *json_value(const u8 *p, const u8 *end, int depth);
+
+/* json_value, with the most common value (a string) read without a call. */
+static inline const u8 *
+json_any(const u8 *p, const u8 *end, int depth)
+{
+    int escaped = 0;
+    if (p < end && *p == '"')
+        return json_string(p + 1, end, &escaped);
+    return json_value(p, end, depth);
+}
+
+/* The position after byte c, whitespace allowed before it; NULL when c is not next. */
+static inline const u8 *
+json_after(const u8 *p, const u8 *end, u8 c)
+{
+    if (p < end && *p == c)
+        return p + 1;
+    p = json_ws(p, end);
+    return (p < end && *p == c) ? p + 1 : NULL;
+}
+
 /* One JSON value at p (whitespace skipped before it, not after); returns its end or NULL. */
 static const u8 *
 json_value(const u8 *p, const u8 *end, int depth)
@@ -756,14 +778,15 @@ json_value(const u8 *p, const u8 *end, int depth)
             if (p >= end || *p != '"')
                 return NULL;
             p = json_string(p + 1, end, &escaped);
+            if (p == NULL || (p = json_after(p, end, ':')) == NULL)
+                return NULL;
+            p = json_any(json_ws(p, end), end, depth + 1);
             if (p == NULL)
                 return NULL;
-            p = json_ws(p, end);
-            if (p >= end || *p != ':')
-                return NULL;
-            p = json_value(json_ws(p + 1, end), end, depth + 1);
-            if (p == NULL)
-                return NULL;
+            if (p < end && *p == ',') {  /* compact JSON: no whitespace to skip */
+                p = json_ws(p + 1, end);
+                continue;
+            }
             p = json_ws(p, end);
             if (p >= end)
                 return NULL;
@@ -780,9 +803,13 @@ json_value(const u8 *p, const u8 *end, int depth)
         if (p < end && *p == ']')
             return p + 1;
         for (;;) {
-            p = json_value(p, end, depth + 1);
+            p = json_any(p, end, depth + 1);
             if (p == NULL)
                 return NULL;
+            if (p < end && *p == ',') {
+                p = json_ws(p + 1, end);
+                continue;
+            }
             p = json_ws(p, end);
             if (p >= end)
                 return NULL;
@@ -905,10 +932,9 @@ json_envelopes(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
                 if (p == NULL || escaped)
                     return NULL;
                 int which = lookup_name(s, name, p - 1 - name);
-                p = json_ws(p, end);
-                if (p >= end || *p != ':')
+                if ((p = json_after(p, end, ':')) == NULL)
                     return NULL;
-                p = json_ws(p + 1, end);
+                p = json_ws(p, end);
                 if (which == KIND_KEY) {
                     if (has_key || p >= end || *p != '"')
                         return NULL;  /* a second key (either spelling), or not a string */
@@ -933,10 +959,14 @@ json_envelopes(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
                     p = json_value(p, end, 3);
                 }
                 else {
-                    p = json_value(p, end, 3);
+                    p = json_any(p, end, 3);
                 }
                 if (p == NULL)
                     return NULL;
+                if (p < end && *p == ',') {
+                    p = json_ws(p + 1, end);
+                    continue;
+                }
                 p = json_ws(p, end);
                 if (p >= end)
                     return NULL;

@@ -435,3 +435,30 @@ def test_a_response_count_read_in_c_is_the_exact_readers(body: bytes) -> None:
         count = _rejected(body, binary)
         if count is not None:
             assert decode_batch_response(body, BINARY if binary else None) == count
+
+
+@given(
+    seed=_SEEDS,
+    edits=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2**16), st.sampled_from(b' \t\r\n,:{}[]"x0')),
+        max_size=3,
+    ),
+    layout=st.sampled_from([(2, (", ", ": ")), ("\t", (" ,\n", " :\r\n")), (None, (" , ", " : "))]),
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_whitespace_anywhere_json_is_declined_or_read_exactly(
+    seed: int, edits: list[tuple[int, int, int]], layout: tuple[object, tuple[str, str]]
+) -> None:
+    """The compact-JSON shortcuts (no whitespace expected after ``,`` and ``:``) must not
+    change what is accepted: pretty-printed bodies, then mutated around the separators."""
+    indent, separators = layout
+    body = samples.batch_body(_random_batch(random.Random(seed), size=4), "json")
+    pretty = json.dumps(json.loads(body), indent=indent, separators=separators).encode()  # type: ignore[arg-type]
+    pair = _Pair()
+    if not edits:
+        assert pair.feed(pretty, None) is not None  # whitespace alone is still the plain path
+        return
+    try:
+        pair.feed(_mutate(pretty, edits), None)
+    except DecodeError:
+        pytest.fail("scanner accepted a body the exact decoder rejects")
