@@ -14,14 +14,16 @@ core 1 (taskset), everything on 127.0.0.1. Prints req/s, the proxy's CPU µs per
 (from /proc, steadier than req/s on a shared machine), medians of the rounds, and the
 on/off ratios. Runs minutes apart on this VM drift by ±10-20 % with the host's load, as
 much as the effect measured, so each encoding is then also measured interleaved: a proxy
-with inspection and one without, both alive, loaded in turn (off-on, on-off, ...), each
-on/off ratio taken from adjacent runs. (Loading both at once on one core was tried: the
-two processes then evict each other's caches at every switch, which charges the side
-with the larger working set.) The target (inspection costs at most 30% of throughput
-for JSON, 15% for protobuf) is judged on the interleaved runs' CPU capacity ratio (off
-CPU µs per request / on CPU µs per request), the median over the rounds. One command:
+with inspection and one without, both alive, loaded in turn for 2 s each (off-on, on-off,
+...; ``--slices`` pairs), each on/off ratio taken from adjacent runs, so a burst of the
+host's load spoils one pair, which the median discards. (Loading both at once on one
+core was tried: the two processes then evict each other's caches at every switch, which
+charges the side with the larger working set.) The target (inspection costs at most
+30% of throughput for JSON, 15% for protobuf) is judged on the interleaved runs' CPU
+capacity ratio (off CPU µs per request / on CPU µs per request), the median over the
+pairs. One command:
 
-    .venv/bin/python bench/events.py [--duration 5] [--rounds 3] [--connections 16]
+    .venv/bin/python bench/events.py [--duration 5] [--rounds 3] [--slices 12] [--plumbing]
 """
 
 from __future__ import annotations
@@ -209,12 +211,22 @@ def wrk(command: list[str]) -> str:
     return done.stdout
 
 
-def run_wrk(url: str, script: Path, proxy_pid: int, args: argparse.Namespace) -> Run:
-    """wrk for `args.duration` seconds (after a 1 s warm-up), with the proxy's CPU time."""
+def run_wrk(
+    url: str,
+    script: Path,
+    proxy_pid: int,
+    args: argparse.Namespace,
+    *,
+    seconds: int | None = None,
+    warm_up: bool = True,
+) -> Run:
+    """wrk for `seconds` (default `args.duration`; after a 1 s warm-up unless told not
+    to), with the proxy's CPU time."""
     base = [*pinned(0), "wrk", "-t1", f"-c{args.connections}", "-s", str(script)]
-    wrk([*base, "-d1s", url])
+    if warm_up:
+        wrk([*base, "-d1s", url])
     before = cpu_seconds(proxy_pid)
-    out = wrk([*base, f"-d{args.duration}s", url])
+    out = wrk([*base, f"-d{seconds or args.duration}s", url])
     cpu = cpu_seconds(proxy_pid) - before
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -260,13 +272,18 @@ def measure_interleaved(
         process(proxy_command(off_port, upstream_port, "off"), off_port) as off,
         process(proxy_command(on_port, upstream_port, mode), on_port) as on,
     ):
+        for port, pid in ((off_port, off.pid), (on_port, on.pid)):  # warm both up once
+            run_wrk(f"http://127.0.0.1:{port}", script, pid, args, seconds=1)
         pairs = []
-        for round_ in range(args.rounds * 2):
+        for round_ in range(args.slices):
             order = [(off_port, off.pid), (on_port, on.pid)]
             if round_ % 2:  # ABBA: neither side always runs first
                 order.reverse()
             runs = {
-                port: run_wrk(f"http://127.0.0.1:{port}", script, pid, args) for port, pid in order
+                port: run_wrk(
+                    f"http://127.0.0.1:{port}", script, pid, args, seconds=2, warm_up=False
+                )
+                for port, pid in order
             }
             pairs.append((runs[off_port], runs[on_port]))
         return pairs
@@ -283,7 +300,10 @@ def main() -> None:
     """Parse arguments; serve (internal modes) or drive the whole benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="sequential runs per proxy")
+    parser.add_argument(
+        "--slices", type=int, default=12, help="interleaved 2 s (off, on) pairs per encoding"
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--events", type=int, default=100, help="events per batch")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -353,7 +373,9 @@ def drive(args: argparse.Namespace) -> None:
         pair_off_cpu = statistics.median(a.cpu_us_per_request for a, _ in paired)
         pair_on_cpu = statistics.median(b.cpu_us_per_request for _, b in paired)
         # capacity: the throughput ratio when the proxy's core is the limit, per round
-        capacity = statistics.median(a.cpu_us_per_request / b.cpu_us_per_request for a, b in paired)
+        ratios = [a.cpu_us_per_request / b.cpu_us_per_request for a, b in paired]
+        capacity = statistics.median(ratios)
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (capacity,) * 3
         verdict = "ok" if capacity >= TARGETS[encoding] else "MISSED"
         pair_off_rate = statistics.median(a.requests_per_s for a, _ in paired)
         pair_on_rate = statistics.median(b.requests_per_s for _, b in paired)
@@ -361,7 +383,8 @@ def drive(args: argparse.Namespace) -> None:
         print(
             f"| {encoding}, interleaved | {size} | {pair_off_rate:,.0f} | {pair_on_rate:,.0f} "
             f"| {pair_on_rate / pair_off_rate:.2f} | {pair_off_cpu:,.0f} | {pair_on_cpu:,.0f} "
-            f"| **{capacity:.2f}** | >= {TARGETS[encoding]:.2f} {verdict} | {pair_errors} |"
+            f"| **{capacity:.2f}** ({low:.2f}-{high:.2f}) | >= {TARGETS[encoding]:.2f} {verdict} "
+            f"| {pair_errors} |"
         )
         if plumbing:
             cpu = statistics.median(b.cpu_us_per_request for _, b in plumbing)
@@ -377,7 +400,8 @@ def drive(args: argparse.Namespace) -> None:
         "\non/off capacity = off CPU / on CPU per request: the throughput ratio when the proxy's"
         "\ncore is the bottleneck, steadier than req/s when other work shares the machine."
         "\ninterleaved: an off and an on proxy alive together, loaded in turn (off-on, on-off,"
-        "\n...); the target is judged on the median of the adjacent runs' capacity ratios."
+        "\n...); the target is judged on the median of the adjacent runs' capacity ratios"
+        "\n(in brackets: their quartiles)."
     )
 
 
