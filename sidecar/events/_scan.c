@@ -844,6 +844,8 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    int started;              /* __init__ got past its arguments (it runs once) */
+    int ready;                /* __init__ succeeded */
     int batch_field;          /* IngestEventBatchRequest.events */
     int key_field;            /* EventEnvelope.idempotency_key */
     Py_ssize_t max_events;
@@ -1219,7 +1221,7 @@ BatchScanner_init(BatchScanner *self, PyObject *args, PyObject *kwds)
     int batch_field, key_field;
     PyObject *batch_name, *key_names, *members, *size_bounds = Py_None;
     Py_ssize_t max_events;
-    if (self->events != NULL) {
+    if (self->started) {
         PyErr_SetString(PyExc_RuntimeError, "BatchScanner is initialised once");
         return -1;
     }
@@ -1228,6 +1230,7 @@ BatchScanner_init(BatchScanner *self, PyObject *args, PyObject *kwds)
                                      &key_names, &PyTuple_Type, &members, &max_events,
                                      &size_bounds))
         return -1;
+    self->started = 1;  /* from here on, allocations are kept until dealloc */
     self->n_bounds = -1;
     if (size_bounds != Py_None) {
         if (!PyTuple_Check(size_bounds)) {
@@ -1349,6 +1352,7 @@ BatchScanner_init(BatchScanner *self, PyObject *args, PyObject *kwds)
         b[slot] = (int16_t)at++;
     }
     self->n_names = at;
+    self->ready = 1;
     return 0;
 }
 
@@ -1378,7 +1382,7 @@ BatchScanner_scan(BatchScanner *self, PyObject *args)
     int binary;
     KeyMemory *memory;
     double now;
-    if (self->events == NULL) {
+    if (!self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "BatchScanner not initialised");
         return NULL;
     }
@@ -1457,7 +1461,7 @@ counts_list(const unsigned long long *counts, Py_ssize_t n)
 static PyObject *
 BatchScanner_totals(BatchScanner *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->events == NULL) {
+    if (!self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "BatchScanner not initialised");
         return NULL;
     }
@@ -1474,7 +1478,7 @@ BatchScanner_totals(BatchScanner *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 BatchScanner_take_sizes(BatchScanner *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->n_bounds < 0 || self->sizes == 0)
+    if (!self->ready || self->n_bounds < 0 || self->sizes == 0)
         Py_RETURN_NONE;
     PyObject *counts = counts_list(self->size_counts, self->n_bounds + 1);
     if (counts == NULL)

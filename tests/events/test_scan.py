@@ -342,6 +342,14 @@ def test_scanner_misuse_raises() -> None:
         BatchScanner((1, "events"), 7, ("k",), (), 10)
     with pytest.raises(ValueError, match="increase"):
         new_batch_scanner(size_bounds=(5.0, 1.0))
+    half = BatchScanner.__new__(BatchScanner)
+    with pytest.raises(ValueError, match="increase"):
+        half.__init__((1, "events"), 7, ("k",), ((10, "a", "a"),), 10, size_bounds=(2.0, 1.0))  # type: ignore[misc]
+    with pytest.raises(RuntimeError, match="once"):  # no second try on a half-built scanner
+        half.__init__((1, "events"), 7, ("k",), ((10, "a", "a"),), 10)  # type: ignore[misc]
+    with pytest.raises(RuntimeError, match="not initialised"):
+        half.scan(b"{}", False, KeyMemory(1.0, 1), 0.0)
+    assert half.take_sizes() is None
 
 
 def test_ingest_summary() -> None:
