@@ -16,14 +16,16 @@ on/off ratios. Runs minutes apart on this VM drift by ±10-20 % with the host's 
 much as the effect measured, so each encoding is then also measured interleaved: a proxy
 with inspection and one without, both alive, loaded in turn for 2 s each (off-on, on-off,
 ...; ``--slices`` pairs), each on/off ratio taken from adjacent runs, so a burst of the
-host's load spoils one pair, which the median discards. (Loading both at once on one
+host's load spoils one pair, which the median discards. The same code started twice can
+differ by ±10 % (memory layout, hash seeds), so this is done with ``--pairs`` fresh
+pairs of processes and the ratios pooled. (Loading both at once on one
 core was tried: the two processes then evict each other's caches at every switch, which
 charges the side with the larger working set.) The target (inspection costs at most
 30% of throughput for JSON, 15% for protobuf) is judged on the interleaved runs' CPU
 capacity ratio (off CPU µs per request / on CPU µs per request), the median over the
 pairs. One command:
 
-    .venv/bin/python bench/events.py [--duration 5] [--rounds 3] [--slices 12] [--plumbing]
+    .venv/bin/python bench/events.py [--rounds 3] [--pairs 3] [--slices 8] [--plumbing]
 """
 
 from __future__ import annotations
@@ -266,6 +268,15 @@ def measure_interleaved(
 ) -> list[tuple[Run, Run]]:
     """Rounds of (off, `mode`) runs, alternating between two live proxies, one loaded at a
     time."""
+    pairs: list[tuple[Run, Run]] = []
+    for _ in range(args.pairs):  # fresh processes each time: their layouts differ by ±10 %
+        pairs += _interleave(encoding, folder, upstream_port, args, mode)
+    return pairs
+
+
+def _interleave(
+    encoding: str, folder: Path, upstream_port: int, args: argparse.Namespace, mode: str
+) -> list[tuple[Run, Run]]:
     script = folder / f"{encoding}.lua"
     off_port, on_port = free_port(), free_port()
     with (
@@ -302,7 +313,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="sequential runs per proxy")
     parser.add_argument(
-        "--slices", type=int, default=12, help="interleaved 2 s (off, on) pairs per encoding"
+        "--slices", type=int, default=8, help="interleaved 2 s (off, on) windows per process pair"
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="fresh (off, on) process pairs per encoding"
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--events", type=int, default=100, help="events per batch")
