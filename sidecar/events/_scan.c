@@ -758,6 +758,29 @@ json_after(const u8 *p, const u8 *end, u8 c)
     return (p < end && *p == c) ? p + 1 : NULL;
 }
 
+/* After a member or an element: 1 when a ',' follows (*pp moves past it and the
+   whitespace after it), 0 when `close` follows (*pp moves past it), -1 otherwise.
+   Compact JSON takes the first test. */
+static inline int
+json_next(const u8 **pp, const u8 *end, u8 close)
+{
+    const u8 *p = *pp;
+    if (p < end && *p == ',') {
+        *pp = json_ws(p + 1, end);
+        return 1;
+    }
+    p = json_ws(p, end);
+    if (p < end && *p == ',') {
+        *pp = json_ws(p + 1, end);
+        return 1;
+    }
+    if (p < end && *p == close) {
+        *pp = p + 1;
+        return 0;
+    }
+    return -1;
+}
+
 /* One JSON value at p (whitespace skipped before it, not after); returns its end or NULL. */
 static const u8 *
 json_value(const u8 *p, const u8 *end, int depth)
@@ -781,20 +804,9 @@ json_value(const u8 *p, const u8 *end, int depth)
             if (p == NULL || (p = json_after(p, end, ':')) == NULL)
                 return NULL;
             p = json_any(json_ws(p, end), end, depth + 1);
-            if (p == NULL)
-                return NULL;
-            if (p < end && *p == ',') {  /* compact JSON: no whitespace to skip */
-                p = json_ws(p + 1, end);
-                continue;
-            }
-            p = json_ws(p, end);
-            if (p >= end)
-                return NULL;
-            if (*p == '}')
-                return p + 1;
-            if (*p != ',')
-                return NULL;
-            p = json_ws(p + 1, end);
+            int more = p == NULL ? -1 : json_next(&p, end, '}');
+            if (more <= 0)
+                return more < 0 ? NULL : p;
         }
     case '[':
         if (depth >= MAX_DEPTH)
@@ -804,20 +816,9 @@ json_value(const u8 *p, const u8 *end, int depth)
             return p + 1;
         for (;;) {
             p = json_any(p, end, depth + 1);
-            if (p == NULL)
-                return NULL;
-            if (p < end && *p == ',') {
-                p = json_ws(p + 1, end);
-                continue;
-            }
-            p = json_ws(p, end);
-            if (p >= end)
-                return NULL;
-            if (*p == ']')
-                return p + 1;
-            if (*p != ',')
-                return NULL;
-            p = json_ws(p + 1, end);
+            int more = p == NULL ? -1 : json_next(&p, end, ']');
+            if (more <= 0)
+                return more < 0 ? NULL : p;
         }
     case 't':
         return json_literal(p, end, "true", 4);
@@ -963,22 +964,11 @@ json_envelopes(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
                 else {
                     p = json_any(p, end, 3);
                 }
-                if (p == NULL)
+                int more = p == NULL ? -1 : json_next(&p, end, '}');
+                if (more < 0)
                     return NULL;
-                if (p < end && *p == ',') {
-                    p = json_ws(p + 1, end);
-                    continue;
-                }
-                p = json_ws(p, end);
-                if (p >= end)
-                    return NULL;
-                if (*p == '}') {
-                    p++;
+                if (more == 0)
                     break;
-                }
-                if (*p != ',')
-                    return NULL;
-                p = json_ws(p + 1, end);
             }
         }
         if (kind < 0)
@@ -993,14 +983,9 @@ json_envelopes(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
             k->kind = (uint16_t)kind;
         }
         r->count++;
-        p = json_ws(p, end);
-        if (p >= end)
-            return NULL;
-        if (*p == ']')
-            return p + 1;
-        if (*p != ',')
-            return NULL;
-        p = json_ws(p + 1, end);
+        int more = json_next(&p, end, ']');
+        if (more <= 0)
+            return more < 0 ? NULL : p;
     }
 }
 
@@ -1038,19 +1023,13 @@ json_batch(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
         else {
             p = json_value(p, end, 1);
         }
-        if (p == NULL)
+        int more = p == NULL ? -1 : json_next(&p, end, '}');
+        if (more < 0)
             return -1;
-        p = json_ws(p, end);
-        if (p >= end)
-            return -1;
-        if (*p == '}')
+        if (more == 0)
             break;
-        if (*p != ',')
-            return -1;
-        p = json_ws(p + 1, end);
     }
-    p = json_ws(p + 1, end);
-    return (seen_events && p == end) ? 0 : -1;
+    return (seen_events && json_ws(p, end) == end) ? 0 : -1;
 }
 
 /* =========================================================== the binary scanner */
@@ -1587,16 +1566,11 @@ json_response_count(const u8 *p, const u8 *end, const u8 *camel, Py_ssize_t came
                 else if ((values[which] = json_count(value, p)) < 0)
                     return -1;
             }
-            p = json_ws(p, end);
-            if (p >= end)
+            int more = json_next(&p, end, '}');
+            if (more < 0)
                 return -1;
-            if (*p == '}') {
-                p++;
+            if (more == 0)
                 break;
-            }
-            if (*p != ',')
-                return -1;
-            p = json_ws(p + 1, end);
         }
     }
     if (json_ws(p, end) != end)
