@@ -31,7 +31,7 @@ RUN python -m pip install --no-cache-dir "setuptools==80.9.0" "wheel==0.45.1" \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 # Then the package itself, as a wheel, without touching the dependencies again.
-COPY README.md ./
+COPY README.md setup.py ./
 COPY sidecar ./sidecar
 RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \

@@ -1,0 +1,25 @@
+"""The one C extension (the event inspector's hot path, sidecar/events/_scan.c).
+
+Everything else about the package is in pyproject.toml; setuptools reads both. Building
+needs a C compiler and the Python headers (the Makefile installs them on Debian when
+missing; the image's build stage has them). setup.py rather than pyproject's
+``[tool.setuptools] ext-modules``, which setuptools still calls experimental.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "sidecar.events._scan",
+            sources=["sidecar/events/_scan.c"],
+            extra_compile_args=[
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Wno-missing-field-initializers",
+                "-Wno-unused-parameter",
+            ],
+        )
+    ]
+)
