@@ -218,6 +218,16 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+MAX_DEDUP_KEYS = 100_000_000  # ~9 GiB of key memory; the C memory's own limit is ~10x that
+
+
+def _dedup_keys(value: Any) -> int:
+    count = _positive_int(value)
+    if count > MAX_DEDUP_KEYS:
+        raise ValueError(f"expected at most {MAX_DEDUP_KEYS:,} keys (~90 bytes each), got {count}")
+    return count
+
+
 def _non_empty_str(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")
@@ -364,7 +374,7 @@ class EventsConfig:
     batch_path: str = field(default="/v1/events/batch", metadata=_opt(_path))
     max_body_bytes: int = field(default=5 * 2**20, metadata=_SIZE)
     dedup_window: float = field(default=600.0, metadata=_DURATION)
-    dedup_max_keys: int = field(default=200_000, metadata=_POSITIVE)
+    dedup_max_keys: int = field(default=200_000, metadata=_opt(_dedup_keys))
 
 
 @dataclass(frozen=True, slots=True)

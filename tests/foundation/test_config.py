@@ -100,6 +100,8 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("bad-bool", "proxy: {enabled: 'yes please'}", r"^proxy\.enabled: expected true or false"),
     ("bool-for-int", "proxy: {max_in_flight: true}", r"^proxy\.max_in_flight: expected an integer >= 1"),
     ("zero-int", "ingest: {max_series: 0}", r"^ingest\.max_series: expected an integer >= 1"),
+    ("dedup-keys-too-many", "events: {dedup_max_keys: 2000000000}", r"^events\.dedup_max_keys: expected at most 100,000,000 keys"),
+    ("dedup-keys-zero", "events: {dedup_max_keys: 0}", r"^events\.dedup_max_keys: expected an integer >= 1"),
     ("bad-choice", "proxy: {unmatched_routes: drop}", r"^proxy\.unmatched_routes: expected one of template, raw, other"),
     ("bad-level", "logging: {level: loud}", r"^logging\.level: expected one of"),
     ("bad-route", "proxy: {routes: [users]}", r"^proxy\.routes: expected a route template"),
