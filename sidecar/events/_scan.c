@@ -781,6 +781,43 @@ json_next(const u8 **pp, const u8 *end, u8 close)
     return -1;
 }
 
+/* An object at *pp (whitespace before it allowed): 1 when a member follows (*pp at its
+   name), 0 when it is empty (*pp after it), -1 when there is no object. */
+static inline int
+json_open(const u8 **pp, const u8 *end)
+{
+    const u8 *p = json_ws(*pp, end);
+    if (p >= end || *p != '{')
+        return -1;
+    p = json_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        *pp = p + 1;
+        return 0;
+    }
+    *pp = p;
+    return 1;
+}
+
+/* A member's name and ':' at *pp: the name's bytes in *name and *len, *pp at the value.
+   -1 for anything else, an escaped name included (callers compare names as bytes). */
+static inline int
+json_member(const u8 **pp, const u8 *end, const u8 **name, Py_ssize_t *len)
+{
+    int escaped = 0;
+    const u8 *p = *pp;
+    if (p >= end || *p != '"')
+        return -1;
+    *name = p + 1;
+    p = json_string(p + 1, end, &escaped);
+    if (p == NULL || escaped)
+        return -1;
+    *len = p - 1 - *name;
+    if ((p = json_after(p, end, ':')) == NULL)
+        return -1;
+    *pp = json_ws(p, end);
+    return 0;
+}
+
 /* One JSON value at p (whitespace skipped before it, not after); returns its end or NULL. */
 static const u8 *
 json_value(const u8 *p, const u8 *end, int depth)
@@ -905,6 +942,26 @@ typedef struct {
     Py_ssize_t n_keys;  /* non-empty keys, in s->keys */
 } ScanResult;
 
+/* Note one envelope read: its type index (-1: no payload) and its key (none when empty).
+   -1 for a key too long to note. */
+static inline int
+record_envelope(BatchScanner *s, ScanResult *r, int kind, const u8 *key, Py_ssize_t key_len)
+{
+    if (kind < 0)
+        kind = (int)s->kinds - 1;
+    s->kinds_of_events[r->count] = (uint16_t)kind;
+    if (key_len > 0) {
+        if ((uint64_t)key_len > UINT32_MAX)
+            return -1;
+        Span *k = &s->keys[r->n_keys++];
+        k->data = key;
+        k->len = (uint32_t)key_len;
+        k->kind = (uint16_t)kind;
+    }
+    r->count++;
+    return 0;
+}
+
 /* The envelopes array (p after '['). Returns its end or NULL. */
 static const u8 *
 json_envelopes(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
@@ -913,77 +970,51 @@ json_envelopes(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
     if (p < end && *p == ']')
         return NULL;  /* empty batch: the exact path says so */
     for (;;) {
-        if (p >= end || *p != '{')
-            return NULL;
         if (r->count >= s->max_events)
             return NULL;
         int kind = -1;
         int has_key = 0;
         const u8 *key = NULL;
         Py_ssize_t key_len = 0;
-        p = json_ws(p + 1, end);
-        if (p < end && *p == '}') {
-            p++;
-        }
-        else {
-            for (;;) {
-                int escaped = 0;
-                if (p >= end || *p != '"')
-                    return NULL;
-                const u8 *name = p + 1;
-                p = json_string(name, end, &escaped);
-                if (p == NULL || escaped)
-                    return NULL;
-                int which = lookup_name(s, name, p - 1 - name);
-                if ((p = json_after(p, end, ':')) == NULL)
-                    return NULL;
-                p = json_ws(p, end);
-                if (which == KIND_KEY) {
-                    if (has_key || p >= end || *p != '"')
-                        return NULL;  /* a second key (either spelling), or not a string */
-                    key = p + 1;
-                    p = json_string(key, end, &escaped);
-                    if (p == NULL)
-                        return NULL;
-                    key_len = p - 1 - key;
-                    has_key = 1;
-                    if (escaped) {
-                        u8 *out = s->scratch + s->scratch_used;
-                        u8 *stop = json_unescape(key, p - 1, out);
-                        key = out;
-                        key_len = stop - out;
-                        s->scratch_used += key_len;
-                    }
-                }
-                else if (which >= 0) {
-                    if (kind >= 0 || p >= end || *p != '{')
-                        return NULL;  /* a second member, or one that is not an object */
-                    kind = which;
-                    p = json_value(p, end, 3);
-                }
-                else {
-                    p = json_any(p, end, 3);
-                }
-                int more = p == NULL ? -1 : json_next(&p, end, '}');
-                if (more < 0)
-                    return NULL;
-                if (more == 0)
-                    break;
-            }
-        }
-        if (kind < 0)
-            kind = (int)s->kinds - 1;
-        s->kinds_of_events[r->count] = (uint16_t)kind;
-        if (key_len > 0) {
-            if (key_len > UINT32_MAX)
+        int more = json_open(&p, end);
+        while (more > 0) {
+            const u8 *name;
+            Py_ssize_t name_len;
+            int escaped = 0;
+            if (json_member(&p, end, &name, &name_len) < 0)
                 return NULL;
-            Span *k = &s->keys[r->n_keys++];
-            k->data = key;
-            k->len = (uint32_t)key_len;
-            k->kind = (uint16_t)kind;
+            int which = lookup_name(s, name, name_len);
+            if (which == KIND_KEY) {
+                if (has_key || p >= end || *p != '"')
+                    return NULL;  /* a second key (either spelling), or not a string */
+                key = p + 1;
+                p = json_string(key, end, &escaped);
+                if (p == NULL)
+                    return NULL;
+                key_len = p - 1 - key;
+                has_key = 1;
+                if (escaped) {
+                    u8 *out = s->scratch + s->scratch_used;
+                    u8 *stop = json_unescape(key, p - 1, out);
+                    key = out;
+                    key_len = stop - out;
+                    s->scratch_used += key_len;
+                }
+            }
+            else if (which >= 0) {
+                if (kind >= 0 || p >= end || *p != '{')
+                    return NULL;  /* a second member, or one that is not an object */
+                kind = which;
+                p = json_value(p, end, 3);
+            }
+            else {
+                p = json_any(p, end, 3);
+            }
+            more = p == NULL ? -1 : json_next(&p, end, '}');
         }
-        r->count++;
-        int more = json_next(&p, end, ']');
+        if (more < 0 || record_envelope(s, r, kind, key, key_len) < 0)
+            return NULL;
+        more = json_next(&p, end, ']');
         if (more <= 0)
             return more < 0 ? NULL : p;
     }
@@ -995,26 +1026,13 @@ json_batch(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
     const u8 *batch = (const u8 *)PyBytes_AS_STRING(s->batch_name);
     Py_ssize_t batch_len = PyBytes_GET_SIZE(s->batch_name);
     int seen_events = 0;
-    p = json_ws(p, end);
-    if (p >= end || *p != '{')
-        return -1;
-    p = json_ws(p + 1, end);
-    if (p < end && *p == '}')
-        return -1;
-    for (;;) {
-        int escaped = 0;
-        if (p >= end || *p != '"')
+    int more = json_open(&p, end);
+    while (more > 0) {
+        const u8 *name;
+        Py_ssize_t len;
+        if (json_member(&p, end, &name, &len) < 0)
             return -1;
-        const u8 *name = p + 1;
-        p = json_string(name, end, &escaped);
-        if (p == NULL || escaped)
-            return -1;
-        int is_batch = (p - 1 - name == batch_len) && memcmp(name, batch, (size_t)batch_len) == 0;
-        p = json_ws(p, end);
-        if (p >= end || *p != ':')
-            return -1;
-        p = json_ws(p + 1, end);
-        if (is_batch) {
+        if (len == batch_len && memcmp(name, batch, (size_t)len) == 0) {
             if (seen_events || p >= end || *p != '[')
                 return -1;
             seen_events = 1;
@@ -1023,13 +1041,9 @@ json_batch(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
         else {
             p = json_value(p, end, 1);
         }
-        int more = p == NULL ? -1 : json_next(&p, end, '}');
-        if (more < 0)
-            return -1;
-        if (more == 0)
-            break;
+        more = p == NULL ? -1 : json_next(&p, end, '}');
     }
-    return (seen_events && json_ws(p, end) == end) ? 0 : -1;
+    return (more == 0 && seen_events && json_ws(p, end) == end) ? 0 : -1;
 }
 
 /* =========================================================== the binary scanner */
@@ -1071,26 +1085,44 @@ field_tag(const u8 *p, const u8 *end, uint32_t *number, int *wire)
     return p;
 }
 
-/* Skip a field's value of wire type 0, 1, 2 or 5; for 2, data and len get the bytes. */
-static inline const u8 *
-field_value(const u8 *p, const u8 *end, int wire, const u8 **data, uint64_t *len)
+typedef struct {
+    uint32_t number;
+    int wire;
+    uint64_t value;   /* a varint's value; a length-delimited field's length */
+    const u8 *data;   /* a length-delimited field's bytes */
+} Field;
+
+/* The next field at *pp into *f, *pp after it: 1, or 0 at the end, or -1 for anything
+   the exact path must judge (see field_tag, and lengths past the end or 2^31). */
+static inline int
+next_field(const u8 **pp, const u8 *end, Field *f)
 {
-    uint64_t v;
-    switch (wire) {
+    const u8 *p = *pp;
+    if (p >= end)
+        return 0;
+    if ((p = field_tag(p, end, &f->number, &f->wire)) == NULL)
+        return -1;
+    switch (f->wire) {
     case 0:
-        return varint(p, end, &v);
+        p = varint(p, end, &f->value);
+        break;
     case 1:
-        return end - p >= 8 ? p + 8 : NULL;
+        p = end - p >= 8 ? p + 8 : NULL;
+        break;
     case 5:
-        return end - p >= 4 ? p + 4 : NULL;
+        p = end - p >= 4 ? p + 4 : NULL;
+        break;
     default:
-        p = varint(p, end, &v);
-        if (p == NULL || v > 0x7FFFFFFF || v > (uint64_t)(end - p))
-            return NULL;
-        *data = p;
-        *len = v;
-        return p + v;
+        p = varint(p, end, &f->value);
+        if (p == NULL || f->value > 0x7FFFFFFF || f->value > (uint64_t)(end - p))
+            return -1;
+        f->data = p;
+        p += f->value;
     }
+    if (p == NULL)
+        return -1;
+    *pp = p;
+    return 1;
 }
 
 static int
@@ -1121,27 +1153,19 @@ binary_envelope(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
     int kind = -1;
     int has_key = 0;
     const u8 *key = NULL;
-    uint64_t key_len = 0;
-    while (p < end) {
-        uint32_t number;
-        int wire;
-        const u8 *data = NULL;
-        uint64_t len = 0;
-        p = field_tag(p, end, &number, &wire);
-        if (p == NULL)
-            return -1;
-        int member = (int)number <= s->max_field ? s->kind_of_field[number] - 1 : -1;
-        if (((int)number == s->key_field || member >= 0) && wire != 2)
+    Py_ssize_t key_len = 0;
+    Field f = {0};
+    int more;
+    while ((more = next_field(&p, end, &f)) > 0) {
+        int member = (int)f.number <= s->max_field ? s->kind_of_field[f.number] - 1 : -1;
+        if (((int)f.number == s->key_field || member >= 0) && f.wire != 2)
             return -1;  /* a known field with another wire type */
-        p = field_value(p, end, wire, &data, &len);
-        if (p == NULL)
-            return -1;
-        if ((int)number == s->key_field) {
+        if ((int)f.number == s->key_field) {
             if (has_key)
                 return -1;  /* the exact path keeps the last */
             has_key = 1;
-            key = data;
-            key_len = len;
+            key = f.data;
+            key_len = (Py_ssize_t)f.value;
         }
         else if (member >= 0) {
             if (kind >= 0)
@@ -1149,45 +1173,24 @@ binary_envelope(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
             kind = member;
         }
     }
-    if (key_len > 0 && !utf8_valid(key, key + key_len))
+    if (more < 0 || (key_len > 0 && !utf8_valid(key, key + key_len)))
         return -1;
-    if (kind < 0)
-        kind = (int)s->kinds - 1;
-    s->kinds_of_events[r->count] = (uint16_t)kind;
-    if (key_len > 0) {
-        Span *k = &s->keys[r->n_keys++];
-        k->data = key;
-        k->len = (uint32_t)key_len;
-        k->kind = (uint16_t)kind;
-    }
-    r->count++;
-    return 0;
+    return record_envelope(s, r, kind, key, key_len);
 }
 
 static int
 binary_batch(BatchScanner *s, const u8 *p, const u8 *end, ScanResult *r)
 {
-    while (p < end) {
-        uint32_t number;
-        int wire;
-        const u8 *data = NULL;
-        uint64_t len = 0;
-        p = field_tag(p, end, &number, &wire);
-        if (p == NULL)
+    Field f = {0};
+    int more;
+    while ((more = next_field(&p, end, &f)) > 0) {
+        if ((int)f.number != s->batch_field)
+            continue;
+        if (f.wire != 2 || r->count >= s->max_events ||
+            binary_envelope(s, f.data, f.data + f.value, r) < 0)
             return -1;
-        if ((int)number == s->batch_field && wire != 2)
-            return -1;
-        p = field_value(p, end, wire, &data, &len);
-        if (p == NULL)
-            return -1;
-        if ((int)number == s->batch_field) {
-            if (r->count >= s->max_events)
-                return -1;
-            if (binary_envelope(s, data, data + len, r) < 0)
-                return -1;
-        }
     }
-    return r->count > 0 ? 0 : -1;
+    return more == 0 && r->count > 0 ? 0 : -1;
 }
 
 /* ============================================================ BatchScanner API */
@@ -1527,53 +1530,33 @@ json_response_count(const u8 *p, const u8 *end, const u8 *camel, Py_ssize_t came
 {
     long values[2] = {-2, -2};  /* -2: absent or null */
     int seen[2] = {0, 0};
-    p = json_ws(p, end);
-    if (p >= end || *p != '{')
-        return -1;
-    p = json_ws(p + 1, end);
-    if (p < end && *p == '}') {
-        p++;
-    }
-    else {
-        for (;;) {
-            int escaped = 0;
-            if (p >= end || *p != '"')
+    int more = json_open(&p, end);
+    while (more > 0) {
+        const u8 *name;
+        Py_ssize_t len;
+        if (json_member(&p, end, &name, &len) < 0)
+            return -1;
+        int which = -1;
+        if (len == camel_len && memcmp(name, camel, (size_t)len) == 0)
+            which = 0;
+        else if (len == original_len && memcmp(name, original, (size_t)len) == 0)
+            which = 1;
+        const u8 *value = p;
+        p = json_value(p, end, 1);
+        if (p == NULL)
+            return -1;
+        if (which >= 0) {
+            if (seen[which])
+                return -1;  /* twice: the reference keeps the last; decline */
+            seen[which] = 1;
+            if (p - value == 4 && memcmp(value, "null", 4) == 0)
+                values[which] = -2;
+            else if ((values[which] = json_count(value, p)) < 0)
                 return -1;
-            const u8 *name = p + 1;
-            p = json_string(name, end, &escaped);
-            if (p == NULL || escaped)
-                return -1;
-            Py_ssize_t len = p - 1 - name;
-            int which = -1;
-            if (len == camel_len && memcmp(name, camel, (size_t)len) == 0)
-                which = 0;
-            else if (len == original_len && memcmp(name, original, (size_t)len) == 0)
-                which = 1;
-            p = json_ws(p, end);
-            if (p >= end || *p != ':')
-                return -1;
-            p = json_ws(p + 1, end);
-            const u8 *value = p;
-            p = json_value(p, end, 1);
-            if (p == NULL)
-                return -1;
-            if (which >= 0) {
-                if (seen[which])
-                    return -1;  /* twice: the reference keeps the last; decline */
-                seen[which] = 1;
-                if (p - value == 4 && memcmp(value, "null", 4) == 0)
-                    values[which] = -2;
-                else if ((values[which] = json_count(value, p)) < 0)
-                    return -1;
-            }
-            int more = json_next(&p, end, '}');
-            if (more < 0)
-                return -1;
-            if (more == 0)
-                break;
         }
+        more = json_next(&p, end, '}');
     }
-    if (json_ws(p, end) != end)
+    if (more < 0 || json_ws(p, end) != end)
         return -1;
     if (values[0] >= 0)
         return values[0];
@@ -1586,26 +1569,16 @@ static long
 binary_response_count(const u8 *p, const u8 *end, int number_wanted)
 {
     long count = 0;
-    while (p < end) {
-        uint32_t number;
-        int wire;
-        const u8 *data = NULL;
-        uint64_t len = 0;
-        p = field_tag(p, end, &number, &wire);
-        if (p == NULL)
-            return -1;
-        if ((int)number == number_wanted) {
-            uint64_t v;
-            if (wire != 0 || (p = varint(p, end, &v)) == NULL || v > 0x7FFFFFFF)
+    Field f = {0};
+    int more;
+    while ((more = next_field(&p, end, &f)) > 0) {
+        if ((int)f.number == number_wanted) {
+            if (f.wire != 0 || f.value > 0x7FFFFFFF)
                 return -1;
-            count = (long)v;
-            continue;
+            count = (long)f.value;
         }
-        p = field_value(p, end, wire, &data, &len);
-        if (p == NULL)
-            return -1;
     }
-    return count;
+    return more == 0 ? count : -1;
 }
 
 static PyObject *
