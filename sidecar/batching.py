@@ -161,10 +161,7 @@ class BatchedHistogram:
         if self._aggregation is None:
             self._histogram.record(value, attrs, NO_CONTEXT)
             return
-        entry = self.pending.get(id(attrs))
-        if entry is None:
-            entry = [attrs, [0] * (len(self._bounds) + 1), 0.0, math.inf, -math.inf, 0.0]
-            self.pending[id(attrs)] = entry
+        entry = self.pending.get(id(attrs)) or self._new_entry(attrs)
         entry[1][bisect_left(self._bounds, value)] += 1
         entry[2] += value
         if value < entry[3]:
@@ -184,20 +181,23 @@ class BatchedHistogram:
     ) -> None:
         """Record values already bucketed by this histogram's bounds (caller holds the
         batcher's lock; only when `batched`)."""
-        entry = self.pending.get(id(attrs))
-        if entry is None:
-            entry = [attrs, [0] * (len(self._bounds) + 1), 0.0, math.inf, -math.inf, 0.0]
-            self.pending[id(attrs)] = entry
+        entry = self.pending.get(id(attrs)) or self._new_entry(attrs)
         entry[1] = [a + b for a, b in zip(entry[1], counts, strict=True)]
         entry[2] += total
         entry[3] = min(entry[3], low)
         entry[4] = max(entry[4], high)
         entry[5] = last
 
+    def _new_entry(self, attrs: Attrs) -> list[Any]:
+        """The pending entry of `attrs`: [attrs, bucket counts, sum, min, max, last]."""
+        entry = [attrs, [0] * (len(self._bounds) + 1), 0.0, math.inf, -math.inf, 0.0]
+        self.pending[id(attrs)] = entry
+        return entry
+
     @property
     def bounds(self) -> tuple[float, ...]:
         """The bucket bounds of the installed aggregation (empty when not `batched`)."""
-        return tuple(self._bounds)
+        return self._bounds
 
     def flush(self, pending: dict[int, list[Any]]) -> None:
         """Hand a swapped-out batch to the OpenTelemetry histogram."""

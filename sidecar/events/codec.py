@@ -222,15 +222,6 @@ def _view_class(proto: descriptor_pb2.FileDescriptorProto, message: str) -> type
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{proto.package}.{message}"))
 
 
-def _add_batch(proto: descriptor_pb2.FileDescriptorProto, envelope: str, label: int) -> None:
-    """The top-level message: the batch request's ``events`` field typed `envelope`."""
-    events = service_pb2.IngestEventBatchRequest.DESCRIPTOR.fields_by_name["events"]
-    proto.message_type.add(name="BatchView").field.add(
-        name=events.name, number=events.number, type=_FDP.TYPE_MESSAGE, label=label,
-        type_name=f".{proto.package}.{envelope}",
-    )  # fmt: skip
-
-
 def _binary_batch_view() -> type[Message]:
     """A message type reading only what the metrics need from an IngestEventBatchRequest.
 
@@ -241,14 +232,19 @@ def _binary_batch_view() -> type[Message]:
     proto = _view_file("batch_view")
     view = proto.message_type.add(name="EnvelopeView")
     view.oneof_decl.add(name="payload")
-    key = KEY_FIELD
-    view.field.add(name=key.name, number=key.number, type=_FDP.TYPE_STRING, label=_OPTIONAL)
+    view.field.add(
+        name=KEY_FIELD.name, number=KEY_FIELD.number, type=_FDP.TYPE_STRING, label=_OPTIONAL
+    )
     for field in PAYLOAD.fields:
         view.field.add(
             name=field.name, number=field.number, type=_FDP.TYPE_BYTES, label=_OPTIONAL,
             oneof_index=0,
         )  # fmt: skip
-    _add_batch(proto, "EnvelopeView", _FDP.LABEL_REPEATED)
+    events = service_pb2.IngestEventBatchRequest.DESCRIPTOR.fields_by_name["events"]
+    proto.message_type.add(name="BatchView").field.add(
+        name=events.name, number=events.number, type=_FDP.TYPE_MESSAGE,
+        label=_FDP.LABEL_REPEATED, type_name=f".{proto.package}.EnvelopeView",
+    )  # fmt: skip
     return _view_class(proto, "BatchView")
 
 

@@ -158,6 +158,8 @@ class EventInstruments:
         # with the view installed, the C scanner buckets the sizes of the batches it reads
         tally = EventTally(batch_size.bounds if batch_size.batched else None)
 
+        observe_events = _by_type(lambda: tally.totals()[0])
+
         def events(options: CallbackOptions) -> Iterable[Observation]:
             # callbacks all run before the SDK reads any storage: hand over the sizes first
             taken = tally.scanner.take_sizes()
@@ -165,7 +167,7 @@ class EventInstruments:
                 with batcher.lock:
                     batch_size.add(*taken, _NO_ATTRIBUTES)
             batcher.flush()
-            return _by_type(lambda: tally.totals()[0])(options)
+            return observe_events(options)
 
         def decode_errors(_: CallbackOptions) -> Iterable[Observation]:
             counts = tuple(tally.decode_errors.items())
@@ -263,11 +265,7 @@ class EventInspector:
         if path != self._batch_path or not 200 <= status < 300:
             return
         try:
-            try:
-                plain = gunzip(body, self._max_body_bytes)
-                rejected = rejected_count(plain, self._is_binary(content_type))
-            except DecodeError:
-                rejected = None
+            rejected = self._rejected_in_c(content_type, body)
             if rejected is None:  # the exact reader answers, or says invalid_response
                 rejected = decode_batch_response(body, content_type, self._max_body_bytes)
         except DecodeError as exc:
@@ -278,6 +276,15 @@ class EventInspector:
             self._count_decode_error(DecodeReason.INTERNAL, path, exc)
             return
         self._tally.rejected += rejected
+
+    def _rejected_in_c(self, content_type: str | None, body: bytes) -> int | None:
+        """A plain batch response's ``rejected_count`` read in C; None for the exact reader
+        (anything unusual, including the errors it names ``invalid_response``)."""
+        try:
+            plain = gunzip(body, self._max_body_bytes)
+            return rejected_count(plain, self._is_binary(content_type))
+        except DecodeError:
+            return None
 
     def _inspect_batch(self, content_type: str | None, body: bytes) -> None:
         """The C scanner first; the exact decoder for a body off its plain path."""

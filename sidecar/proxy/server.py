@@ -205,21 +205,18 @@ class ProxyHandler:
         if not request.body_exists:
             return None
         inspector = self._inspector
+        path = request.raw_path.partition("?")[0] if inspector is not None else ""
+        if inspector is not None and not inspector.wants_request(request.method, path):
+            inspector = None
         content = request.content
-        whole = content.is_eof() and request.content_length is not None
-        if inspector is not None:
-            path = request.raw_path.partition("?")[0]
-            if inspector.wants_request(request.method, path):
-                if whole:  # all of it came with the head: inspected without waiting
-                    body = content.read_nowait(-1)
-                    self._count_request_bytes(ex, len(body))
-                    self._inspect_whole(request, inspector, path, body)
-                    return body
-                return await self._inspected_body(request, ex, inspector, path)
-        if whole:
+        if content.is_eof() and request.content_length is not None:
             body = content.read_nowait(-1)  # all of it came with the head: one write upstream
             self._count_request_bytes(ex, len(body))
+            if inspector is not None:  # and inspected without waiting
+                self._inspect_whole(request, inspector, path, body)
             return body
+        if inspector is not None:
+            return await self._inspected_body(request, ex, inspector, path)
         return self._stream_body(request, ex, b"")
 
     def _inspect_whole(
