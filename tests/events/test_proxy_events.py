@@ -137,7 +137,7 @@ async def test_oversized_bodies_pass_uninspected(
 
 
 @pytest.mark.parametrize("oversized", [False, True], ids=["inspected", "oversized"])
-async def test_a_body_arriving_with_its_head_is_read_without_waiting(
+async def test_a_body_arriving_with_its_head_is_inspected_and_forwarded(
     events_proxy_factory: EventsProxyFactory, oversized: bool
 ) -> None:
     """Head and body in one packet (the body is whole when the proxy sees the head): it

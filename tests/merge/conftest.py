@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import AdminConfig, MergeConfig, MergeTarget
 from sidecar.ingest.instruments import merge_conflicts
-from sidecar.merge import create_merge, merged_metrics_handler
+from sidecar.merge import create_merge, merged_metrics_handler, rawtext
 from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
@@ -81,6 +81,21 @@ class Rig:
 
 StartTarget = Callable[[Target], Awaitable[str]]
 MakeRig = Callable[[Sequence[MergeTarget]], Awaitable[Rig]]
+
+
+@pytest.fixture
+def re2_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The label-name lists of the runs the merge fast path proves with RE2, as it goes
+    (the real patterns: the spy only writes down what it is asked for)."""
+    proven: list[tuple[str, ...]] = []
+    real = rawtext._run_re2
+
+    def spy(names: tuple[str, ...], counter: bool) -> object:
+        proven.append(names)
+        return real(names, counter)
+
+    monkeypatch.setattr(rawtext, "_run_re2", spy)
+    return proven
 
 
 @pytest.fixture

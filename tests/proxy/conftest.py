@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,6 +24,7 @@ from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
 HITS = web.AppKey("hits", dict[str, int])
 RELEASE = web.AppKey("release", asyncio.Event)
 WS_CLOSES = web.AppKey("ws_closes", list[int | None])
+WS_HEADERS = web.AppKey("ws_headers", list["CIMultiDictProxy[str]"])
 
 
 def blob(size: int, seed: int = 0) -> bytes:
@@ -148,6 +150,7 @@ async def held(request: web.Request) -> web.StreamResponse:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
+    request.app[WS_HEADERS].append(request.headers)  # the handshake as the app saw it
     """Echo frames; ``close:CODE:REASON`` makes the server close with that code."""
     ws = web.WebSocketResponse(protocols=("chat",))
     await ws.prepare(request)
@@ -170,6 +173,7 @@ def upstream_app() -> web.Application:
     app[HITS] = {}
     app[RELEASE] = asyncio.Event()
     app[WS_CLOSES] = []
+    app[WS_HEADERS] = []
     app.router.add_route("*", "/echo", echo)
     app.router.add_route("*", "/headers", headers)
     app.router.add_get("/download", download)

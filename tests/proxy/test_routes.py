@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
 
 from sidecar.proxy.headers import connection_tokens, request_headers, response_headers
 from sidecar.proxy.routes import OTHER_LABEL, RouteLabeler, collapse_ids, method_label
-from sidecar.proxy.websocket import upstream_headers
 
 ROUTES = ("/users/{id}", "/users/{id}/orders/{order}", "/files/{path*}", "/health")
 
@@ -104,33 +101,3 @@ def test_response_framing_headers_are_dropped_and_order_kept() -> None:
         [("A", "1"), ("Transfer-Encoding", "chunked"), ("Set-Cookie", "x"), ("Set-Cookie", "y")]
     )
     assert list(out.items()) == [("A", "1"), ("Set-Cookie", "x"), ("Set-Cookie", "y")]
-
-
-@pytest.mark.parametrize("forwarded", [True, False])
-def test_websocket_upgrade_headers_follow_the_header_policy(forwarded: bool) -> None:
-    # aiohttp's own request object (make_mocked_request: a real BaseRequest, mocked transport)
-    request = make_mocked_request(
-        "GET",
-        "/ws",
-        headers=CIMultiDict(
-            [
-                ("Host", "app.example"),
-                ("Connection", "Upgrade, X-Secret"),
-                ("Upgrade", "websocket"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                ("Sec-WebSocket-Version", "13"),
-                ("X-Secret", "hop only"),
-                ("Proxy-Authorization", "Basic x"),
-                ("Cookie", "a=1"),
-            ]
-        ),
-    )
-    out = upstream_headers(request, forwarded=forwarded)
-    names = [name.lower() for name in out]
-    assert "x-secret" not in names  # named by Connection: one hop only
-    assert "proxy-authorization" not in names
-    assert not {"connection", "upgrade", "sec-websocket-key", "sec-websocket-version"} & set(names)
-    assert out["Cookie"] == "a=1"
-    assert out["Host"] == "app.example"
-    assert ("X-Forwarded-Proto" in out) is forwarded
-    assert ("X-Forwarded-Host" in out) is forwarded

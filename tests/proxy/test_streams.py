@@ -11,11 +11,39 @@ import pytest
 from tests.proxy.conftest import (
     RELEASE,
     WS_CLOSES,
+    WS_HEADERS,
     ProxyFactory,
     raw_exchange,
     split_response,
     wait_for,
 )
+
+
+@pytest.mark.parametrize("forwarded", [True, False])
+async def test_websocket_upgrade_headers_follow_the_header_policy(
+    make_proxy: ProxyFactory, forwarded: bool
+) -> None:
+    # a raw handshake: aiohttp's client would write its own Connection header
+    p = await make_proxy(forwarded_headers=forwarded)
+    reader, writer = await asyncio.open_connection(*p.url.removeprefix("http://").split(":"))
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade, X-Secret\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nX-Secret: hop only\r\nProxy-Authorization: Basic x\r\n"
+        b"Cookie: a=1\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert p.upstream_app is not None
+    [seen] = p.upstream_app[WS_HEADERS]
+    assert "X-Secret" not in seen  # named by Connection: one hop only
+    assert "x-secret" not in seen.get("Connection", "").lower()
+    assert "Proxy-Authorization" not in seen
+    assert seen["Cookie"] == "a=1"
+    assert seen["Host"] == "app.example"
+    assert ("X-Forwarded-Proto" in seen) is forwarded
+    assert ("X-Forwarded-Host" in seen) is forwarded
 
 
 async def test_websocket_echo_keeps_frames_and_close_code(make_proxy: ProxyFactory) -> None:
