@@ -236,20 +236,16 @@ def run_wrk(
     return Run(rate, cpu / max(total, 1) * 1e6, int(errors.group(1)) if errors else 0)
 
 
-def measure(
-    encoding: str, mode: str, folder: Path, upstream_port: int, args: argparse.Namespace
-) -> list[Run]:
-    """All rounds for one encoding and inspection mode, on a fresh proxy process."""
+def write_script(folder: Path, encoding: str) -> Path:
+    """The wrk script posting the bodies of `encoding` (written by `write_bodies`)."""
     script = folder / f"{encoding}.lua"
-    script.write_text(
-        LUA
-        % {
-            "count": BODIES,
-            "dir": folder / encoding,
-            "content_type": CONTENT_TYPES[encoding],
-            "path": BATCH_PATH,
-        }
-    )
+    values = {"count": BODIES, "dir": folder / encoding, "path": BATCH_PATH}
+    script.write_text(LUA % {**values, "content_type": CONTENT_TYPES[encoding]})
+    return script
+
+
+def measure(script: Path, mode: str, upstream_port: int, args: argparse.Namespace) -> list[Run]:
+    """All rounds for one inspection mode, on a fresh proxy process."""
     port = free_port()
     with process(proxy_command(port, upstream_port, mode), port) as proxy:
         return [
@@ -264,20 +260,19 @@ def proxy_command(port: int, upstream_port: int, mode: str) -> list[str]:
 
 
 def measure_interleaved(
-    encoding: str, folder: Path, upstream_port: int, args: argparse.Namespace, mode: str = "on"
+    script: Path, upstream_port: int, args: argparse.Namespace, mode: str = "on"
 ) -> list[tuple[Run, Run]]:
     """Rounds of (off, `mode`) runs, alternating between two live proxies, one loaded at a
     time."""
     pairs: list[tuple[Run, Run]] = []
     for _ in range(args.pairs):  # fresh processes each time: their layouts differ by ±10 %
-        pairs += _interleave(encoding, folder, upstream_port, args, mode)
+        pairs += _interleave(script, upstream_port, args, mode)
     return pairs
 
 
 def _interleave(
-    encoding: str, folder: Path, upstream_port: int, args: argparse.Namespace, mode: str
+    script: Path, upstream_port: int, args: argparse.Namespace, mode: str
 ) -> list[tuple[Run, Run]]:
-    script = folder / f"{encoding}.lua"
     off_port, on_port = free_port(), free_port()
     with (
         process(proxy_command(off_port, upstream_port, "off"), off_port) as off,
@@ -359,22 +354,23 @@ def drive(args: argparse.Namespace) -> None:
             (folder / encoding).mkdir()
             write_bodies(folder / encoding, encoding, args.events)
             size = (folder / encoding / "body-0").stat().st_size
-            off = measure(encoding, "off", folder, upstream_port, args)
-            on = measure(encoding, "on", folder, upstream_port, args)
+            script = write_script(folder, encoding)
+            off = measure(script, "off", upstream_port, args)
+            on = measure(script, "on", upstream_port, args)
             plumbing = (
-                measure_interleaved(encoding, folder, upstream_port, args, "plumbing")
+                measure_interleaved(script, upstream_port, args, "plumbing")
                 if args.plumbing
                 else []
             )
-            paired = measure_interleaved(encoding, folder, upstream_port, args)
-            rows.append((encoding, size, off, on, plumbing, paired))
+            interleaved = measure_interleaved(script, upstream_port, args)
+            rows.append((encoding, size, off, on, plumbing, interleaved))
     print()
     print(
         "| body | bytes | off req/s | on req/s | on/off req/s | off CPU µs/req "
         "| on CPU µs/req | on/off capacity | target | non-2xx |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-    for encoding, size, off, on, plumbing, paired in rows:
+    for encoding, size, off, on, plumbing, interleaved in rows:
         off_rate = statistics.median(r.requests_per_s for r in off)
         on_rate = statistics.median(r.requests_per_s for r in on)
         off_cpu = statistics.median(r.cpu_us_per_request for r in off)
@@ -384,16 +380,16 @@ def drive(args: argparse.Namespace) -> None:
             f"| {encoding} | {size} | {off_rate:,.0f} | {on_rate:,.0f} | {on_rate / off_rate:.2f} "
             f"| {off_cpu:,.0f} | {on_cpu:,.0f} | {off_cpu / on_cpu:.2f} | (sequential) | {errors} |"
         )
-        pair_off_cpu = statistics.median(a.cpu_us_per_request for a, _ in paired)
-        pair_on_cpu = statistics.median(b.cpu_us_per_request for _, b in paired)
+        pair_off_cpu = statistics.median(a.cpu_us_per_request for a, _ in interleaved)
+        pair_on_cpu = statistics.median(b.cpu_us_per_request for _, b in interleaved)
         # capacity: the throughput ratio when the proxy's core is the limit, per round
-        ratios = [a.cpu_us_per_request / b.cpu_us_per_request for a, b in paired]
+        ratios = [a.cpu_us_per_request / b.cpu_us_per_request for a, b in interleaved]
         capacity = statistics.median(ratios)
         low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (capacity,) * 3
         verdict = "ok" if capacity >= TARGETS[encoding] else "MISSED"
-        pair_off_rate = statistics.median(a.requests_per_s for a, _ in paired)
-        pair_on_rate = statistics.median(b.requests_per_s for _, b in paired)
-        pair_errors = sum(a.errors + b.errors for a, b in paired)
+        pair_off_rate = statistics.median(a.requests_per_s for a, _ in interleaved)
+        pair_on_rate = statistics.median(b.requests_per_s for _, b in interleaved)
+        pair_errors = sum(a.errors + b.errors for a, b in interleaved)
         print(
             f"| {encoding}, interleaved | {size} | {pair_off_rate:,.0f} | {pair_on_rate:,.0f} "
             f"| {pair_on_rate / pair_off_rate:.2f} | {pair_off_cpu:,.0f} | {pair_on_cpu:,.0f} "
