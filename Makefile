@@ -20,10 +20,10 @@ check: $(STAMP)  ## static checks only
 
 setup: $(STAMP)
 
-# The C extension (sidecar/events/_scan.c) is built in place by the editable install:
-# a change to it re-runs the install. It needs gcc (installed here on Debian when missing)
+# The C extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c) are built in place by the
+# editable install: a change to one re-runs the install. It needs gcc (installed here on Debian when missing)
 # and the Python headers (in every CPython install; Debian's python3 has them in python3-dev).
-$(STAMP): pyproject.toml setup.py sidecar/events/_scan.c
+$(STAMP): pyproject.toml setup.py sidecar/events/_scan.c sidecar/merge/_runs.c
 	scripts/ensure-debian-packages gcc:gcc
 	$(PYTHON) -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
 	  || scripts/ensure-debian-packages python3-dev:python3-config

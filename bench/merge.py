@@ -47,7 +47,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # no
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb  # noqa: E402
 from prometheus_client import CollectorRegistry, Counter, Gauge  # noqa: E402
-from prometheus_client.exposition import choose_encoder  # noqa: E402
+from prometheus_client.exposition import choose_encoder, gzip_accepted  # noqa: E402
 
 from sidecar.admin import Readiness, create_admin_app  # noqa: E402
 from sidecar.config import (  # noqa: E402
@@ -96,22 +96,28 @@ def app_registry(series: int) -> CollectorRegistry:
 
 
 def serve_app(port: int, series: int, mode: str) -> None:
-    """The app: renders per scrape (``render``) or serves pre-rendered bytes (``static``)."""
+    """The app: renders per scrape (``render``) or serves pre-rendered bytes (``static``),
+    gzipped when the request accepts gzip (as client_golang and prometheus_client do)."""
     registry = app_registry(series)
-    rendered = {}
+    rendered: dict[tuple[str, bool], bytes] = {}
     for accept in (PROMETHEUS_ACCEPT, TEXT_ACCEPT):
         encoder, content_type = choose_encoder(accept)
-        rendered[content_type] = gzip.compress(encoder(registry), GZIP_LEVEL)
+        plain = encoder(registry)
+        rendered[content_type, False] = plain
+        rendered[content_type, True] = gzip.compress(plain, GZIP_LEVEL)
 
     async def handle(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        gzipped = gzip_accepted(request.headers.get("Accept-Encoding", ""))
         if mode == "static":
-            body = rendered[content_type]
+            body = rendered[content_type, gzipped]
         else:
-            body = gzip.compress(encoder(registry), GZIP_LEVEL)
-        return web.Response(
-            body=body, headers={"Content-Type": content_type, "Content-Encoding": "gzip"}
-        )
+            body = encoder(registry)
+            body = gzip.compress(body, GZIP_LEVEL) if gzipped else body
+        headers = {"Content-Type": content_type}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     app = web.Application()
     app.router.add_get("/metrics", handle)

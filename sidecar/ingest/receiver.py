@@ -23,6 +23,7 @@ from sidecar.ingest.codec import (
     GRPC_RESOURCE_EXHAUSTED,
     BodyTooLarge,
     BoundedDecompressor,
+    CorruptBody,
     Encoding,
     UndecodableBody,
     decode_request,
@@ -133,7 +134,7 @@ async def _export(
         batch = await _decode(body, encoding, state.translator)
     except BodyTooLarge as exc:
         raise _error(413, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
-    except UndecodableBody as exc:
+    except CorruptBody as exc:  # bad compression, or an UndecodableBody
         raise _error(400, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
     outcome = state.store.apply(batch)
     rejected = _merge_rejections(batch, outcome)

@@ -33,14 +33,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from typing import ClassVar, cast
 
-import re2  # type: ignore[import-untyped]  # google-re2: no annotations
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar.exposition import escape_label_value, unescape_label_value
+from sidecar.merge._runs import take_run
 from sidecar.unified import sample_names
 
 __all__ = [
@@ -78,7 +78,6 @@ EXPORTED_PREFIX = "exported_"
 NAME_LABEL = "__name__"
 RUN_PATTERNS = 1024  # distinct label-name lists whose compiled run pattern is kept
 SHORT_RUN = 256  # bytes: a shorter run of sample lines is checked line by line (cheaper)
-LONG_RUN = 4096  # bytes: a longer run is proven by RE2 (ASCII), a shorter one by `re`
 
 Family = Metric  # what prometheus_client hands back for delegated blocks
 
@@ -232,45 +231,34 @@ def _label_names(labels: str) -> list[str]:
 # The same grammar as _SAMPLE_RE for a run of whole lines, written for speed in `re`: the
 # label value loop unrolled and every repetition possessive (each one is followed by a
 # character it cannot match, so giving anything back could never lead to a match).
+# `sidecar/merge/_runs.c` proves the same grammar for ASCII bodies; this spelling is for
+# the others (and is the reference the tests hold the C scanner to).
 _RUN_LABEL_VALUE = r'[^"\\\n]*+(?:\\[\\n"][^"\\\n]*+)*+'
 _RUN_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
 _RUN_VALUE = r"[-+]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][-+]?+[0-9]++)?+|[-+]Inf|NaN"
 # OpenMetrics counters: a _total value that is neither negative nor NaN (prometheus_client
 # refuses those); "-0" is not proven so and goes line by line, where float() decides.
-_NONNEGATIVE = r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|\+Inf"
 _RUN_NONNEGATIVE = r"\+?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][-+]?+[0-9]++)?+|\+Inf"
 
 
-def _run_pattern(names: tuple[str, ...], counter: bool, fast: bool) -> str:
+def _run_pattern(names: tuple[str, ...], counter: bool) -> str:
     """Any number of whole sample lines whose labels are exactly ``names`` in that order;
-    ``counter``: a ``*_total`` line's value is not negative or NaN. ``fast``: the `re`
-    spelling (possessive), else the plain one for RE2 (which never backtracks)."""
-    value_text = _RUN_LABEL_VALUE if fast else _LABEL_VALUE
-    labels = ",".join(f'{re.escape(n)}="{value_text}"' for n in names)
+    ``counter``: a ``*_total`` line's value is not negative or NaN."""
+    labels = ",".join(f'{re.escape(n)}="{_RUN_LABEL_VALUE}"' for n in names)
     braces = rf"\{{{labels}\}}" if names else ""
-    value = _RUN_VALUE if fast else _VALUE
     if not counter:
-        line = rf"{_RUN_NAME if fast else _METRIC_NAME}{braces} (?:{value})"
+        line = rf"{_RUN_NAME}{braces} (?:{_RUN_VALUE})"
     else:  # the counts in _Splitter._run already tie every name to _total or _created
-        positive = _RUN_NONNEGATIVE if fast else _NONNEGATIVE
         line = (
-            rf"(?:{_METRIC_NAME}_total{braces} (?:{positive})"
-            rf"|{_METRIC_NAME}_created{braces} (?:{value}))"
+            rf"(?:{_METRIC_NAME}_total{braces} (?:{_RUN_NONNEGATIVE})"
+            rf"|{_METRIC_NAME}_created{braces} (?:{_RUN_VALUE}))"
         )
-    return rf"(?:{line}\n)*+" if fast else rf"(?:{line}\n)*"
+    return rf"(?:{line}\n)*+"
 
 
 @functools.lru_cache(maxsize=RUN_PATTERNS)
 def _run_re(names: tuple[str, ...], counter: bool) -> re.Pattern[str]:
-    return re.compile(_run_pattern(names, counter, True))
-
-
-@functools.lru_cache(maxsize=RUN_PATTERNS)
-def _run_re2(names: tuple[str, ...], counter: bool) -> Any:
-    """`_run_re` for RE2 over ASCII bytes: the same language, ~2.5x faster than `re`."""
-    options = re2.Options()
-    options.never_capture = True
-    return re2.compile(_run_pattern(names, counter, False).encode(), options)
+    return re.compile(_run_pattern(names, counter))
 
 
 class _Block:
@@ -305,12 +293,11 @@ def _sample_names(block: _Block, openmetrics: bool) -> tuple[str, ...]:
 class _Splitter:
     """Cuts a body into family blocks, in order; `Unsupported` for anything unusual."""
 
-    use_re2: ClassVar[bool] = True  # runs of an ASCII body are proven by RE2 (tests: both)
+    use_c: ClassVar[bool] = True  # runs of an ASCII body are proven in C (tests: both ways)
 
     def __init__(self, body: str, openmetrics: bool, labeller: _Labeller) -> None:
         self.body = body
-        self.ascii: bytes | None = None  # the body as bytes, once a run needs it (ASCII only)
-        self._checked_ascii = False
+        self.ascii = self.use_c and body.isascii()  # str.isascii() is O(1) in CPython
         self.openmetrics = openmetrics
         self.labeller = labeller
         self.blocks: list[_Block] = []
@@ -361,44 +348,39 @@ class _Splitter:
             return -1
         if block.delegated or match.group(2) == "":  # "{}" is left to the line-by-line way
             return -1
-        names = _label_names(match.group(2) or "")
-        end = self._proven_end(tuple(names), self._counter(block), start, limit)
-        if end < 0 or (end < limit and body[end] != "#"):
-            return -1  # a line the pattern does not take: the line-by-line way says why
+        names = tuple(_label_names(match.group(2) or ""))
+        counter = self._counter(block)
         assert block.allowed is not None  # set by _belongs
-        after = "{" if names else " "
-        owned = sum(body.count(f"\n{n}{after}", start - 1, end) for n in block.allowed)
-        if owned != body.count("\n", start, end):
-            return -1
-        text = self.labeller.run(body[start:end], names)
-        if text is None:
-            return -1
+        if self.ascii:
+            if any(n in self.labeller.extra for n in names):
+                return -1  # the line-by-line way renames it to exported_<name>
+            taken = take_run(
+                body, start, limit, names, block.allowed, counter, self.labeller.suffix
+            )
+            if taken is None:
+                return -1
+            end, text = taken
+        else:
+            end = self._proven_end(names, counter, start, limit)
+            if end < 0 or (end < limit and body[end] != "#"):
+                return -1  # a line the pattern does not take: the line-by-line way says why
+            after = "{" if names else " "
+            owned = sum(body.count(f"\n{n}{after}", start - 1, end) for n in block.allowed)
+            if owned != body.count("\n", start, end):
+                return -1
+            labelled = self.labeller.run(body[start:end], names)
+            if labelled is None:
+                return -1
+            text = labelled
         block.chunks.append(text)
         block.sampled = True
         return end
 
     def _proven_end(self, names: tuple[str, ...], counter: bool, start: int, limit: int) -> int:
         """Where the longest run of lines of `_run_pattern` from ``start`` ends (-1: a line
-        that it does not take before the next comment line)."""
-        near = self.body.find("\n#", start, min(limit, start + LONG_RUN)) + 1
-        if not near and limit - start <= LONG_RUN:
-            near = limit  # the run goes on to the end
-        if near:  # a short run: one call of RE2 costs more (~9 µs) than `re`
-            match = _run_re(names, counter).fullmatch(self.body, start, near)
-            return near if match is not None else -1
-        encoded = self._ascii() if self.use_re2 else None
-        if encoded is not None:  # ASCII: str offsets = byte offsets
-            end: int = _run_re2(names, counter).match(encoded, start, limit).end()
-            return end
-        return _run_re(names, counter).match(self.body, start, limit).end()  # type: ignore[union-attr]  # matches ""
-
-    def _ascii(self) -> bytes | None:
-        """The body as bytes when it is ASCII (checked once per body, not once per run)."""
-        if not self._checked_ascii:
-            self._checked_ascii = True
-            if self.body.isascii():
-                self.ascii = self.body.encode("ascii")
-        return self.ascii
+        that it does not take before the next comment line). For non-ASCII bodies."""
+        match = _run_re(names, counter).match(self.body, start, limit)
+        return match.end() if match is not None else -1  # matches "" at least
 
     def _counter(self, block: _Block) -> bool:
         """OpenMetrics counters: their ``_total`` samples must not be negative or NaN."""

@@ -87,7 +87,7 @@ class MergeScraper:
             connector = aiohttp.TCPConnector(
                 limit_per_host=POOL_LIMIT_PER_HOST, keepalive_timeout=KEEPALIVE
             )
-            # auto_decompress: gzip replies are undone by aiohttp; the total timeout is ours.
+            # gzip replies are inflated by sidecar.merge.fetch; the total timeout is ours.
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None)
             )

@@ -1,19 +1,12 @@
-"""Codec and shadow schema: decompression edge cases, shadow parse == real parse."""
+"""Codec and shadow schema: shadow parse == real parse (decompression: tests/test_inflate.py)."""
 
 from __future__ import annotations
 
-import gzip
-import zlib
-
-import pytest
 from google.protobuf import json_format
 
 from sidecar.ingest import translate
 from sidecar.ingest.codec import (
-    BodyTooLarge,
-    BoundedDecompressor,
     Encoding,
-    UndecodableBody,
     decode_request,
 )
 from sidecar.ingest.shadow import ShadowExportRequest
@@ -62,35 +55,6 @@ def test_shadow_parse_translates_like_the_real_class():
     )  # label sets from the cache
     assert first == real
     assert second == real
-
-
-def test_multi_member_gzip():
-    body = b"abc" * 100
-    d = BoundedDecompressor("gzip", 1000)
-    d.feed(gzip.compress(body[:100]) + gzip.compress(body[100:]))
-    assert d.finish() == body
-
-
-def test_decompression_fed_byte_by_byte():
-    body = bytes(range(256)) * 10
-    d = BoundedDecompressor("deflate", 10_000)
-    for b in zlib.compress(body):
-        d.feed(bytes([b]))
-    assert d.finish() == body
-
-
-def test_limit_is_exact():
-    BoundedDecompressor("gzip", 100).feed(gzip.compress(b"x" * 100))
-    with pytest.raises(BodyTooLarge):
-        BoundedDecompressor("gzip", 99).feed(gzip.compress(b"x" * 100))
-    with pytest.raises(BodyTooLarge):
-        BoundedDecompressor("", 99).feed(b"x" * 100)
-
-
-def test_trailing_garbage_after_gzip():
-    d = BoundedDecompressor("gzip", 1000)
-    with pytest.raises(UndecodableBody):
-        d.feed(gzip.compress(b"ok") + b"junk")
 
 
 def test_label_set_cache_is_bounded(monkeypatch):

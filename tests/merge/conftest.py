@@ -12,6 +12,7 @@ import asyncio
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -84,17 +85,17 @@ MakeRig = Callable[[Sequence[MergeTarget]], Awaitable[Rig]]
 
 
 @pytest.fixture
-def re2_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """The label-name lists of the runs the merge fast path proves with RE2, as it goes
-    (the real patterns: the spy only writes down what it is asked for)."""
+def c_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The label-name lists of the runs the merge fast path gives its C prover, as it goes
+    (the real prover answers: the spy only writes down what it is asked)."""
     proven: list[tuple[str, ...]] = []
-    real = rawtext._run_re2
+    real = rawtext.take_run
 
-    def spy(names: tuple[str, ...], counter: bool) -> object:
+    def spy(body: str, start: int, limit: int, names: tuple[str, ...], *rest: Any) -> object:
         proven.append(names)
-        return real(names, counter)
+        return real(body, start, limit, names, *rest)
 
-    monkeypatch.setattr(rawtext, "_run_re2", spy)
+    monkeypatch.setattr(rawtext, "take_run", spy)
     return proven
 
 

@@ -370,9 +370,9 @@ def test_budget(target_timeout: float, header: float | None, expected: float) ->
 
 @pytest.mark.parametrize("answer", ["text", "openmetrics"])
 async def test_large_openmetrics_app_takes_whole_runs_and_stays_valid(
-    start_target: StartTarget, make_rig: MakeRig, answer: str, re2_runs: list[tuple[str, ...]]
+    start_target: StartTarget, make_rig: MakeRig, answer: str, c_runs: list[tuple[str, ...]]
 ) -> None:
-    # a prometheus_client app of 3,000 series: its runs are long enough for the RE2 path
+    # a prometheus_client app of 3,000 series: its runs are long enough for the whole-run path (proven in C)
     app = CollectorRegistry()
     requests = Counter("app_requests", "Requests", ["route"], registry=app)
     inflight = Gauge("app_inflight", "In flight", ["route"], registry=app)
@@ -397,7 +397,7 @@ async def test_large_openmetrics_app_takes_whole_runs_and_stays_valid(
     assert "# HELP shared Owned by the sidecar" in text
     scraped = 1 if answer == "text" else 2  # conflicts show those of the scrapes before
     assert conflicts(await rig.scrape(), "series") == scraped
-    assert re2_runs  # the app's runs went through the whole-run path
+    assert c_runs  # the app's runs went through the whole-run path
     assert_promtool_passes(text)
     if answer == "openmetrics":
         families = {f.name: f for f in parse_openmetrics(body)}  # raises when invalid

@@ -67,19 +67,18 @@ def assert_as_prometheus_client(body: str, openmetrics: bool, labels: Mapping[st
         check_same(body, openmetrics, labels)
 
 
-@pytest.fixture(params=[True, False], ids=["re2", "re"])
+@pytest.fixture(params=[True, False], ids=["c", "re"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Every run tried whole, however short, and proven by RE2 (as long runs of ASCII
-    bodies are) or by `re` (as shorter ones and those of non-ASCII bodies are)."""
-    use_re2: bool = request.param
-    use_engine(monkeypatch, use_re2)
-    return use_re2
+    """Every run tried whole, however short, and proven in C (as runs of ASCII bodies
+    are) or by `re` (as those of non-ASCII bodies are)."""
+    use_c: bool = request.param
+    use_engine(monkeypatch, use_c)
+    return use_c
 
 
-def use_engine(monkeypatch: pytest.MonkeyPatch, use_re2: bool) -> None:
+def use_engine(monkeypatch: pytest.MonkeyPatch, use_c: bool) -> None:
     monkeypatch.setattr(rawtext, "SHORT_RUN", 0)
-    monkeypatch.setattr(rawtext, "LONG_RUN", 0 if use_re2 else 2**62)
-    monkeypatch.setattr(rawtext._Splitter, "use_re2", use_re2)
+    monkeypatch.setattr(rawtext._Splitter, "use_c", use_c)
 
 
 @pytest.fixture
@@ -107,9 +106,9 @@ RUNS = {
         '# TYPE a gauge\na{x="1"} 1\na{x="3"} 2\n',
         False, {"source": "app"}, [True],
     ),
-    "brace-space-in-a-value-configured": (  # '"} ' inside a value: no blind replace
-        '# TYPE a gauge\na{x="} "} 1\na{x="b"} 2\n',
-        False, {"source": "app"}, [False],
+    "brace-space-in-a-value-configured": (  # '"} ' inside a value: C knows where the
+        '# TYPE a gauge\na{x="} "} 1\na{x="b"} 2\n',  # braces are; `re`'s replace does not
+        False, {"source": "app"}, {"c": [True], "re": [False]},
     ),
     "no-labels-configured": (
         "# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n",
@@ -203,11 +202,13 @@ def test_which_runs_are_taken_whole(
     body: str,
     openmetrics: bool,
     labels: dict[str, str],
-    expected: list[bool],
+    expected: list[bool] | dict[str, list[bool]],
     taken: list[bool],
     engine: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if isinstance(expected, dict):  # where the two provers differ
+        expected = expected["c" if engine else "re"]
     with contextlib.suppress(Unsupported):
         parse_fast(body, openmetrics, labels)
     assert taken == expected
@@ -320,7 +321,7 @@ def bodies(draw: st.DrawFn) -> tuple[str, bool]:
     return (body + "# EOF\n" if openmetrics else body), openmetrics
 
 
-@pytest.mark.parametrize("engine_used", ["re2", "re", "by-size"])
+@pytest.mark.parametrize("engine_used", ["c", "re", "by-size"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=bodies(), configured=st.sampled_from([{}, {"source": "app"}, {"z": 'a"\\b'}]))
 def test_generated_bodies_whole_runs_equal_line_by_line(
@@ -329,7 +330,7 @@ def test_generated_bodies_whole_runs_equal_line_by_line(
     body, openmetrics = case
     with pytest.MonkeyPatch.context() as monkeypatch:
         if engine_used != "by-size":  # else the defaults: these runs are short, line by line
-            use_engine(monkeypatch, engine_used == "re2")
+            use_engine(monkeypatch, engine_used == "c")
         whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)
@@ -385,28 +386,28 @@ def big_body(series: int, openmetrics: bool) -> str:
     return "\n".join(lines) + ("\n# EOF\n" if openmetrics else "\n")
 
 
-# series per family -> (runs tried whole, RE2 used) with the default sizes
-SIZES = {"short": (2, False, False), "medium": (20, True, False), "long": (400, True, True)}
+# series per family -> (runs tried whole, the C prover used) with the default sizes
+SIZES = {"short": (2, False, False), "medium": (20, True, True), "long": (400, True, True)}
 
 
 @pytest.mark.parametrize("configured", [{}, {"source": "app"}], ids=["as-is", "labelled"])
 @pytest.mark.parametrize("openmetrics", [True, False], ids=["openmetrics", "text"])
-@pytest.mark.parametrize(("series", "whole", "by_re2"), SIZES.values(), ids=SIZES)
+@pytest.mark.parametrize(("series", "whole", "by_c"), SIZES.values(), ids=SIZES)
 def test_run_sizes_pick_the_way_and_agree(
     series: int,
     whole: bool,
-    by_re2: bool,
+    by_c: bool,
     openmetrics: bool,
     configured: dict[str, str],
     taken: list[bool],
     monkeypatch: pytest.MonkeyPatch,
-    re2_runs: list[tuple[str, ...]],
+    c_runs: list[tuple[str, ...]],
 ) -> None:
     body = big_body(series, openmetrics)
     parse_fast(body, openmetrics, configured)
     # the counter's run has an escaped label value: with configured labels, line by line
     assert taken == ([not configured, True] if whole else [])
-    assert bool(re2_runs) == by_re2
+    assert bool(c_runs) == by_c
     as_whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert as_whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)

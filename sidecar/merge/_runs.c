@@ -1,0 +1,345 @@
+/* sidecar.merge._runs: proving a run of a merge target's sample lines, in C.
+ *
+ * take_run(body, start, limit, names, allowed, counter, suffix) reads the sample lines
+ * of an ASCII exposition from `start` up to the next comment line (or `limit`) and
+ * proves each one against the grammar that rawtext._run_pattern writes as a regular
+ * expression (the Python side and the reasons are in rawtext.py):
+ *
+ *     name{n1="v",n2="v"} value\n       (exactly `names`, in that order; no braces when
+ *                                        `names` is empty)
+ *
+ * where `name` is one of `allowed` (the family's sample names), a label value is any run
+ * of characters but `"`, `\` and newline, or the escapes \\ \n \", and `value` is
+ * [-+]?(digits[.digits*]|.digits)([eE][-+]?digits)? or [-+]Inf or NaN. With `counter`
+ * (an OpenMetrics counter) a *_total sample's value must not be negative or NaN:
+ * \+?(digits...)(exp)? or +Inf.
+ *
+ * Returns (end, text): where the run ends (the start of the next comment line, or
+ * `limit`) and its lines, with `suffix` (configured labels, already escaped) added to
+ * every label list as rawtext's line-by-line way adds them. Returns None when a line is
+ * not taken (the line-by-line way then decides, and says why) and, with a suffix, when
+ * the run has an escape (as rawtext._Labeller.run declines it). It reads only
+ * body[start:limit] and runs without the GIL (the body is an immutable str).
+ *
+ * tests/merge/test_rawtext_runs.py holds this to the same answers as the `re` spelling
+ * of the grammar and as the line-by-line way, on tables and on generated runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+typedef unsigned char u8;
+
+/* [a-zA-Z0-9_:]: 1 for a name character, 2 for one that may also start a name */
+static u8 NAME_CHAR[256];
+
+static void
+init_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        u8 v = 0;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':')
+            v = 3;
+        else if (c >= '0' && c <= '9')
+            v = 1;
+        NAME_CHAR[c] = v;
+    }
+}
+
+typedef struct {
+    const char *text;
+    Py_ssize_t len;
+} Name;
+
+typedef struct {
+    const Name *names;      /* label names, in order */
+    Py_ssize_t n_names;
+    const Name *allowed;    /* sample names */
+    Py_ssize_t n_allowed;
+    int counter;
+    const char *suffix;     /* configured labels, "" for none */
+    Py_ssize_t suffix_len;
+} Grammar;
+
+/* Output buffer for runs that get a suffix. */
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Out;
+
+static int
+out_put(Out *out, const char *data, Py_ssize_t len)
+{
+    if (out->len + len > out->cap) {
+        Py_ssize_t cap = out->cap ? out->cap : 4096;
+        while (cap < out->len + len) {
+            if (cap > PY_SSIZE_T_MAX / 2)
+                return -1;
+            cap *= 2;
+        }
+        char *grown = PyMem_RawRealloc(out->data, (size_t)cap);
+        if (grown == NULL)
+            return -1;
+        out->data = grown;
+        out->cap = cap;
+    }
+    memcpy(out->data + out->len, data, (size_t)len);
+    out->len += len;
+    return 0;
+}
+
+static inline int
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A value from q; the line's '\n' stops every loop. Returns past it, or NULL. */
+static const char *
+scan_value(const char *q, int nonnegative)
+{
+    int sign = 0;
+    if (*q == '+') {
+        sign = 1;
+        q++;
+    } else if (*q == '-') {
+        if (nonnegative)
+            return NULL;
+        sign = 1;
+        q++;
+    }
+    if (*q == 'I')
+        return sign && q[1] == 'n' && q[2] == 'f' ? q + 3 : NULL;
+    if (*q == 'N')
+        return !sign && !nonnegative && q[1] == 'a' && q[2] == 'N' ? q + 3 : NULL;
+    const char *digits = q;
+    while (is_digit(*q))
+        q++;
+    int whole = q != digits;
+    if (*q == '.') {
+        q++;
+        const char *fraction = q;
+        while (is_digit(*q))
+            q++;
+        if (!whole && q == fraction)
+            return NULL;
+    } else if (!whole) {
+        return NULL;
+    }
+    if (*q == 'e' || *q == 'E') {
+        q++;
+        if (*q == '+' || *q == '-')
+            q++;
+        const char *exponent = q;
+        while (is_digit(*q))
+            q++;
+        if (q == exponent)
+            return NULL;
+    }
+    return q;
+}
+
+static inline int
+ends_with_total(const char *name, Py_ssize_t len)
+{
+    return len >= 6 && memcmp(name + len - 6, "_total", 6) == 0;
+}
+
+/* One line [p, nl). Returns 1 and sets *close (where the suffix goes: the '}' or the
+ * space before the value) and *escaped, or 0 when the grammar does not take it. */
+static int
+scan_line(const Grammar *g, const char *p, const char *nl, const char **close, int *escaped)
+{
+    const char *q = p;
+    if (!(NAME_CHAR[(u8)*q] & 2))
+        return 0;
+    while (NAME_CHAR[(u8)*q])
+        q++;
+    Py_ssize_t name_len = q - p;
+    int known = 0;
+    for (Py_ssize_t i = 0; i < g->n_allowed; i++) {
+        if (g->allowed[i].len == name_len && memcmp(g->allowed[i].text, p, (size_t)name_len) == 0) {
+            known = 1;
+            break;
+        }
+    }
+    if (!known)
+        return 0;
+    int nonnegative = g->counter && ends_with_total(p, name_len);
+    if (g->n_names) {
+        if (*q++ != '{')
+            return 0;
+        for (Py_ssize_t i = 0; i < g->n_names; i++) {
+            const Name *label = &g->names[i];
+            if (i && *q++ != ',')
+                return 0;
+            if (nl - q < label->len + 2 || memcmp(q, label->text, (size_t)label->len) != 0)
+                return 0;
+            q += label->len;
+            if (q[0] != '=' || q[1] != '"')
+                return 0;
+            q += 2;
+            for (;;) {
+                char c = *q;
+                if (c == '"')
+                    break;
+                if (c == '\n')
+                    return 0;
+                if (c == '\\') {
+                    char e = q[1];
+                    if (e != '\\' && e != 'n' && e != '"')
+                        return 0;
+                    *escaped = 1;
+                    q += 2;
+                    continue;
+                }
+                q++;
+            }
+            q++;
+        }
+        if (*q != '}')
+            return 0;
+        *close = q++;
+    } else {
+        *close = q;
+    }
+    if (*q++ != ' ')
+        return 0;
+    q = scan_value(q, nonnegative);
+    return q == nl;
+}
+
+/* Scans [start, limit); returns the end, or -1 (not taken), or -2 (out of memory). */
+static Py_ssize_t
+scan_run(const Grammar *g, const char *body, Py_ssize_t start, Py_ssize_t limit, Out *out)
+{
+    const char *p = body + start;
+    const char *lim = body + limit;
+    const char *copied = p;
+    int escaped = 0;
+    while (p < lim && *p != '#') {
+        const char *nl = memchr(p, '\n', (size_t)(lim - p));
+        if (nl == NULL)
+            return -1;  /* a last line without its newline: line by line */
+        const char *close;
+        if (!scan_line(g, p, nl, &close, &escaped))
+            return -1;
+        if (g->suffix_len) {
+            if (escaped)
+                return -1;
+            if (out_put(out, copied, close - copied) < 0)
+                return -2;
+            if (g->n_names) {
+                if (out_put(out, ",", 1) < 0 || out_put(out, g->suffix, g->suffix_len) < 0)
+                    return -2;
+            } else if (out_put(out, "{", 1) < 0 || out_put(out, g->suffix, g->suffix_len) < 0
+                       || out_put(out, "}", 1) < 0) {
+                return -2;
+            }
+            copied = close;
+        }
+        p = nl + 1;
+    }
+    if (g->suffix_len && out_put(out, copied, p - copied) < 0)
+        return -2;
+    return p - body;
+}
+
+/* The ASCII text of each str in `tuple`, borrowed for as long as the tuple lives. */
+static Name *
+names_of(PyObject *tuple, const char *what)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    Name *names = PyMem_Malloc(sizeof(Name) * (size_t)(n ? n : 1));
+    if (names == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item)) {
+            PyErr_Format(PyExc_TypeError, "%s must be ASCII str", what);
+            PyMem_Free(names);
+            return NULL;
+        }
+        names[i].text = (const char *)PyUnicode_DATA(item);
+        names[i].len = PyUnicode_GET_LENGTH(item);
+    }
+    return names;
+}
+
+static PyObject *
+take_run(PyObject *module, PyObject *args)
+{
+    PyObject *body, *names_tuple, *allowed_tuple, *suffix;
+    Py_ssize_t start, limit;
+    int counter;
+    if (!PyArg_ParseTuple(args, "UnnO!O!pU:take_run", &body, &start, &limit, &PyTuple_Type,
+                          &names_tuple, &PyTuple_Type, &allowed_tuple, &counter, &suffix))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(body) || !PyUnicode_IS_ASCII(suffix)) {
+        PyErr_SetString(PyExc_TypeError, "body and suffix must be ASCII str");
+        return NULL;
+    }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(body);
+    if (start < 0 || limit < start || limit > size) {
+        PyErr_SetString(PyExc_ValueError, "start and limit must satisfy 0 <= start <= limit <= len(body)");
+        return NULL;
+    }
+    Name *names = names_of(names_tuple, "names");
+    if (names == NULL)
+        return NULL;
+    Name *allowed = names_of(allowed_tuple, "allowed");
+    if (allowed == NULL) {
+        PyMem_Free(names);
+        return NULL;
+    }
+    Grammar g = {
+        names, PyTuple_GET_SIZE(names_tuple), allowed, PyTuple_GET_SIZE(allowed_tuple), counter,
+        (const char *)PyUnicode_DATA(suffix), PyUnicode_GET_LENGTH(suffix),
+    };
+    const char *text = (const char *)PyUnicode_DATA(body);
+    Out out = {NULL, 0, 0};
+    Py_ssize_t end;
+    Py_BEGIN_ALLOW_THREADS
+    end = scan_run(&g, text, start, limit, &out);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(names);
+    PyMem_Free(allowed);
+    PyObject *result = NULL;
+    if (end == -2) {
+        PyErr_NoMemory();
+    } else if (end < 0) {
+        result = Py_NewRef(Py_None);
+    } else {
+        PyObject *run = g.suffix_len ? PyUnicode_DecodeASCII(out.data, out.len, NULL)
+                                     : PyUnicode_Substring(body, start, end);
+        if (run != NULL) {
+            result = Py_BuildValue("nN", end, run);
+        }
+    }
+    PyMem_RawFree(out.data);
+    return result;
+}
+
+static PyMethodDef runs_methods[] = {
+    {"take_run", take_run, METH_VARARGS,
+     "take_run(body, start, limit, names, allowed, counter, suffix) -> (end, text) | None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef runs_module = {
+    PyModuleDef_HEAD_INIT,
+    "sidecar.merge._runs",
+    "Proving a run of a merge target's sample lines (see rawtext.py).",
+    -1,
+    runs_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__runs(void)
+{
+    init_tables();
+    return PyModule_Create(&runs_module);
+}

@@ -1,0 +1,14 @@
+"""Types of the C extension `sidecar/merge/_runs.c` (see its header comment)."""
+
+def take_run(
+    body: str,
+    start: int,
+    limit: int,
+    names: tuple[str, ...],
+    allowed: tuple[str, ...],
+    counter: bool,
+    suffix: str,
+    /,
+) -> tuple[int, str] | None:
+    """Prove the sample lines of ASCII ``body`` from ``start`` to the next comment line (or
+    ``limit``): ``(end, lines with suffix added)``, or None when a line is not taken."""
