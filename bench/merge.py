@@ -27,12 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import itertools
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,14 +52,10 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb  # noqa: E402
 from prometheus_client import CollectorRegistry, Counter, Gauge  # noqa: E402
 from prometheus_client.exposition import choose_encoder, gzip_accepted  # noqa: E402
 
-from sidecar.admin import Readiness, create_admin_app  # noqa: E402
 from sidecar.config import (  # noqa: E402
-    AdminConfig,
     Config,
     ExportConfig,
     IngestConfig,
-    MergeConfig,
-    MergeTarget,
     OtlpExportConfig,
 )
 from sidecar.export import (  # noqa: E402
@@ -67,7 +66,6 @@ from sidecar.export import (  # noqa: E402
 )
 from sidecar.ingest import ingest_state  # noqa: E402
 from sidecar.ingest.collector import OtlpCollector  # noqa: E402
-from sidecar.merge import create_merge, merged_metrics_handler  # noqa: E402
 from sidecar.observability import Module  # noqa: E402
 from sidecar.unified import UnifiedCollector  # noqa: E402
 
@@ -78,6 +76,8 @@ PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 HEADERS = {"Accept-Encoding": "gzip", "X-Prometheus-Scrape-Timeout-Seconds": "30"}
 GZIP_LEVEL = 6
+# the image's allocator settings (Dockerfile): big buffers reused, not mapped anew each time
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "67108864"}
 
 
 # ------------------------------------------------------------------ child processes
@@ -159,52 +159,97 @@ async def timed(rounds: int, once: Callable[[], Awaitable[object]]) -> tuple[flo
     return statistics.median(walls), statistics.median(cpus)
 
 
+async def timed_pairs(
+    rounds: int, direct: Callable[[], Awaitable[object]], via: Callable[[], Awaitable[object]]
+) -> tuple[float, float]:
+    """Median wall seconds of ``direct`` and of ``via``, taken in turn (direct, via, direct,
+    ...) so that a slow phase of the machine falls on both alike."""
+    await direct()
+    await via()  # warm-up: pooled connections, caches
+    walls: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for once, out in ((direct, walls[0]), (via, walls[1])):
+            start = time.perf_counter()
+            await once()
+            out.append(time.perf_counter() - start)
+    return statistics.median(walls[0]), statistics.median(walls[1])
+
+
+SIDECAR_CONFIG = """\
+proxy: {{listen: "127.0.0.1:{proxy}", upstream: "http://127.0.0.1:{app}"}}
+admin: {{listen: "127.0.0.1:{admin}"}}
+ingest: {{listen: "127.0.0.1:{ingest}"}}
+merge:
+  targets:
+    - {{name: app, url: "http://127.0.0.1:{app}/metrics", timeout: 60s}}
+"""
+
+
+def start_sidecar(workdir: Path, app_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """The real sidecar (``python -m sidecar run``, uvloop, the image's allocator settings)
+    merging the app; returns it and its admin port once /metrics is served."""
+    ports = {"proxy": free_port(), "admin": free_port(), "ingest": free_port()}
+    config = workdir / "sidecar.yaml"
+    config.write_text(SIDECAR_CONFIG.format(app=app_port, **ports))
+    command = [sys.executable, "-m", "sidecar", "run", "--config", str(config)]
+    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    wait_port(ports["admin"], timeout=60)
+    return child, ports["admin"]
+
+
+# How the scraping client reads the reply: all at once (aiohttp's read(), which inflates a
+# gzipped reply in many small steps, ~2.5 ms more for 1.9 MB), or as it streams in.
+READERS = ("streamed", "read()")
+
+
+FORMATS = (("OpenMetrics", PROMETHEUS_ACCEPT), ("text 0.0.4", TEXT_ACCEPT))
+
+
+async def scrape(session: ClientSession, url: str, accept: str, reader: str) -> int:
+    """One scrape as Prometheus asks; the body's length."""
+    async with session.get(url, headers={**HEADERS, "Accept": accept}) as response:
+        assert response.status == 200
+        if reader == "read()":
+            return len(await response.read())
+        size = 0
+        async for chunk in response.content.iter_chunked(1 << 18):
+            size += len(chunk)
+        return size
+
+
 async def bench_merge(series: int, mode: str, rounds: int) -> list[tuple[str, ...]]:
     child, port = spawn("app", "--series", str(series), "--mode", mode)
-    module = Module.new("bench")
-    target = MergeTarget(name="app", url=f"http://127.0.0.1:{port}/metrics", timeout=60.0)
-    scraper = create_merge(MergeConfig((target,)), module.meter)
-    unified = UnifiedCollector([module.registry])
-    app = create_admin_app(
-        AdminConfig(), unified, Readiness(), metrics=merged_metrics_handler(unified, scraper)
-    )
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sidecar_port = runner.addresses[0][1]
-    rows = []
-    try:
-        async with ClientSession() as session:
-            for label, accept in (("OpenMetrics", PROMETHEUS_ACCEPT), ("text 0.0.4", TEXT_ACCEPT)):
-
-                async def get(url: str, accept: str = accept) -> int:
-                    headers = {**HEADERS, "Accept": accept}
-                    async with session.get(url, headers=headers) as response:
-                        assert response.status == 200
-                        return len(await response.read())
-
-                direct_url = f"http://127.0.0.1:{port}/metrics"
-                merged_url = f"http://127.0.0.1:{sidecar_port}/metrics"
-                app_cpu = counters(child.pid).cpu
-                direct, _ = await timed(rounds, lambda u=direct_url: get(u))
-                app_cpu = (counters(child.pid).cpu - app_cpu) / (rounds + 1)
-                merged, cpu = await timed(rounds, lambda u=merged_url: get(u))
-                rows.append((
-                    f"merge {series:,} series, {mode} app, {label}",
-                    f"{direct * 1000:.0f} ms",
-                    f"{merged * 1000:.0f} ms",
-                    f"{merged / direct:.2f}x",
-                    f"{app_cpu * 1000:.0f} ms",
-                    f"{cpu * 1000:.0f} ms",
-                    f"{(app_cpu + cpu) / app_cpu:.2f}x" if app_cpu > 0.005 else "-",
-                ))  # fmt: skip
-    finally:
-        await runner.cleanup()
-        await scraper.close()
-        await module.shutdown()
-        child.terminate()
-        child.wait(10)
+    direct_url = f"http://127.0.0.1:{port}/metrics"
+    rows: list[tuple[str, ...]] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        sidecar, admin = start_sidecar(Path(workdir), port)
+        merged_url = f"http://127.0.0.1:{admin}/metrics"
+        try:
+            async with ClientSession() as session:
+                for (label, accept), reader in itertools.product(FORMATS, READERS):
+                    app_cpu, sidecar_cpu = counters(child.pid).cpu, counters(sidecar.pid).cpu
+                    direct, merged = await timed_pairs(
+                        rounds,
+                        partial(scrape, session, direct_url, accept, reader),
+                        partial(scrape, session, merged_url, accept, reader),
+                    )
+                    app_cpu = (counters(child.pid).cpu - app_cpu) / (2 * rounds + 2)
+                    sidecar_cpu = (counters(sidecar.pid).cpu - sidecar_cpu) / (rounds + 1)
+                    rows.append((
+                        f"{mode} app, {label}, {reader}",
+                        f"{direct * 1000:.1f} ms",
+                        f"{merged * 1000:.1f} ms",
+                        f"+{(merged - direct) * 1000:.1f} ms",
+                        f"{merged / direct:.2f}x",
+                        f"{app_cpu * 1000:.1f} ms",
+                        f"{sidecar_cpu * 1000:.1f} ms",
+                    ))  # fmt: skip
+        finally:
+            sidecar.terminate()
+            sidecar.wait(30)
+            child.terminate()
+            child.wait(10)
     return rows
 
 
@@ -318,7 +363,8 @@ async def main_async(args: argparse.Namespace) -> None:
     for mode in ("render", "static"):
         rounds = args.rounds if mode == "render" else args.static_rounds
         rows += await bench_merge(args.series, mode, rounds)
-    header = ("scrape", "direct", "via sidecar", "ratio", "app CPU", "sidecar CPU", "CPU ratio")
+    header = ("merge 20,000 series", "direct", "via sidecar", "added", "ratio", "app CPU",
+              "sidecar CPU")  # fmt: skip
     print(table(header, rows))
     print()
     print(table(("push", "wall", "CPU"), await bench_export(args.export_series, args.rounds)))

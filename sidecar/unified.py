@@ -219,11 +219,11 @@ class UnifiedCollector:
             pending = []
             lines: list[str] = []
             family.render(openmetrics, lines)
-            chunks.append("".join(lines).encode())
+            chunks.extend(line.encode() for line in lines)
         chunks.append(_encode(encoder, pending, openmetrics))
         if openmetrics:
             chunks.append(OPENMETRICS_EOF)
-        return encoded(b"".join(chunks), content_type, accept_encoding)
+        return encoded(chunks, content_type, accept_encoding)
 
 
 def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:

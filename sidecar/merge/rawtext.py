@@ -98,7 +98,7 @@ class RawFamily:
     already added), several lines to a chunk; both formats write these lines alike.
     """
 
-    __slots__ = ("chunks", "documentation", "name", "type", "unit")
+    __slots__ = ("chunks", "documentation", "name", "split", "type", "unit")
 
     def __init__(self, name: str, kind: str, documentation: str, unit: str) -> None:
         self.name = name
@@ -106,6 +106,9 @@ class RawFamily:
         self.documentation = documentation
         self.unit = unit
         self.chunks: list[str] = []
+        # a counter read from text: chunks[:split] hold its _total lines, the rest the
+        # _created ones folded in (None: from OpenMetrics, where the two alternate)
+        self.split: int | None = None
 
     @property
     def lines(self) -> list[tuple[str, str, str]]:
@@ -139,7 +142,10 @@ class RawFamily:
             out.extend(self.chunks)
             return
         created = self.name + "_created"
-        totals, later = _split_created(self.chunks, created)
+        if self.split is not None:
+            totals, later = self.chunks[: self.split], self.chunks[self.split :]
+        else:
+            totals, later = _split_created(self.chunks, created)
         out.append(self._header(self.name + "_total", "counter", False))
         out.extend(totals)
         if later:
@@ -164,6 +170,9 @@ def _split_created(chunks: list[str], created: str) -> tuple[list[str], list[str
         count = sum(chunk.count(n) for n in inner) + chunk.startswith(starts)
         if not count:
             totals.append(chunk)
+            continue
+        if count == chunk.count("\n"):  # text input: its x_created family, folded in whole
+            later.append(chunk)
             continue
         lines = chunk.split("\n")
         lines.pop()  # the chunk ends with "\n"
@@ -506,6 +515,8 @@ def _raw_family(block: _Block, openmetrics: bool) -> RawFamily:
         name = name[: -len("_total")]
     family = RawFamily(name, kind, block.help or "", block.unit if openmetrics else "")
     family.chunks = block.chunks
+    if kind == "counter" and not openmetrics:
+        family.split = len(family.chunks)  # all _total lines (the TYPE line names them)
     return family
 
 

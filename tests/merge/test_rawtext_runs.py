@@ -365,6 +365,11 @@ SPLITS = {
         ["c_created 5", "\n"],
     ),
     "prefix-is-not-the-name": (["c_createdx 1\n"], ["c_createdx 1\n"], []),
+    "created-only-chunk": (  # a text target's c_created family, folded into c
+        ['c_total 1\nc_total{a="2"} 2\n', 'c_created 5\nc_created{a="2"} 6\n'],
+        ['c_total 1\nc_total{a="2"} 2\n'],
+        ['c_created 5\nc_created{a="2"} 6\n'],
+    ),
 }
 
 
