@@ -19,7 +19,7 @@ more of them for a stable median). Everything on 127.0.0.1. On the shared 2-core
 numbers move with other people's load: the script prints the load average it ran under.
 
     .venv/bin/python bench/merge.py [--rounds 5] [--static-rounds 50] [--series 20000]
-        [--export-series 100000]
+        [--apps render,static] [--export-series 100000]
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"# bench/merge.py  python {sys.version.split()[0]}  cpus {os.cpu_count()}  "
           f"load average {load:.2f} (shared machine: numbers move with it)")  # fmt: skip
     rows = []
-    for mode in ("render", "static"):
+    for mode in args.apps.split(","):
         rounds = args.rounds if mode == "render" else args.static_rounds
         rows += await bench_merge(args.series, mode, rounds)
     header = ("merge 20,000 series", "direct", "via sidecar", "added", "ratio", "app CPU",
@@ -375,6 +375,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--static-rounds", type=int, default=50)
     parser.add_argument("--series", type=int, default=20_000)
+    parser.add_argument("--apps", default="render,static", help="render, static or both")
     parser.add_argument("--export-series", type=int, default=100_000)
     parser.add_argument("--serve", choices=("app", "sink"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

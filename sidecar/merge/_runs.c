@@ -21,6 +21,9 @@
  * the run has an escape (as rawtext._Labeller.run declines it). It reads only
  * body[start:limit] and runs without the GIL (the body is an immutable str).
  *
+ * split_created(chunk, created) parts a counter's checked sample lines into those that
+ * are not and those that are its `created` samples (text writes them as two families).
+ *
  * tests/merge/test_rawtext_runs.py holds this to the same answers as the `re` spelling
  * of the grammar and as the line-by-line way, on tables and on generated runs.
  */
@@ -323,7 +326,60 @@ take_run(PyObject *module, PyObject *args)
     return result;
 }
 
+/* split_created(chunk, created): the chunk's lines without and with the sample name
+ * `created` (followed by '{' or ' '), each in their order. A counter's text exposition
+ * writes them as two families; OpenMetrics writes them interleaved. */
+static PyObject *
+split_created(PyObject *module, PyObject *args)
+{
+    PyObject *chunk, *created;
+    if (!PyArg_ParseTuple(args, "UU:split_created", &chunk, &created))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(chunk) || !PyUnicode_IS_ASCII(created)) {
+        PyErr_SetString(PyExc_TypeError, "chunk and created must be ASCII str");
+        return NULL;
+    }
+    const char *text = (const char *)PyUnicode_DATA(chunk);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(chunk);
+    const char *name = (const char *)PyUnicode_DATA(created);
+    Py_ssize_t name_len = PyUnicode_GET_LENGTH(created);
+    Out kept = {NULL, 0, 0}, moved = {NULL, 0, 0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const char *p = text, *end = text + size;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *next = nl ? nl + 1 : end;
+        int is_created = next - p > name_len && memcmp(p, name, (size_t)name_len) == 0
+                         && (p[name_len] == '{' || p[name_len] == ' ');
+        if (out_put(is_created ? &moved : &kept, p, next - p) < 0) {
+            failed = 1;
+            break;
+        }
+        p = next;
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (failed) {
+        PyErr_NoMemory();
+    } else if (moved.len == 0) {
+        result = Py_BuildValue("Os", chunk, "");
+    } else {
+        PyObject *a = PyUnicode_DecodeASCII(kept.data ? kept.data : "", kept.len, NULL);
+        PyObject *b = a ? PyUnicode_DecodeASCII(moved.data, moved.len, NULL) : NULL;
+        if (b != NULL)
+            result = PyTuple_Pack(2, a, b);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+    }
+    PyMem_RawFree(kept.data);
+    PyMem_RawFree(moved.data);
+    return result;
+}
+
 static PyMethodDef runs_methods[] = {
+    {"split_created", split_created, METH_VARARGS,
+     "split_created(chunk, created) -> (lines without created, lines with it)"},
     {"take_run", take_run, METH_VARARGS,
      "take_run(body, start, limit, names, allowed, counter, suffix) -> (end, text) | None"},
     {NULL, NULL, 0, NULL},

@@ -12,3 +12,7 @@ def take_run(
 ) -> tuple[int, str] | None:
     """Prove the sample lines of ASCII ``body`` from ``start`` to the next comment line (or
     ``limit``): ``(end, lines with suffix added)``, or None when a line is not taken."""
+
+def split_created(chunk: str, created: str, /) -> tuple[str, str]:
+    """The lines of ASCII ``chunk`` without and with the sample name ``created``, in order
+    (the first is ``chunk`` itself when no line has it)."""

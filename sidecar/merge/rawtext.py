@@ -40,7 +40,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar.exposition import escape_label_value, unescape_label_value
-from sidecar.merge._runs import take_run
+from sidecar.merge._runs import split_created, take_run
 from sidecar.unified import sample_names
 
 __all__ = [
@@ -162,28 +162,27 @@ class RawFamily:
 
 def _split_created(chunks: list[str], created: str) -> tuple[list[str], list[str]]:
     """A counter's sample lines without and with the ``<created>`` name (text has two families)."""
-    starts = (created + "{", created + " ")
-    inner = ("\n" + created + "{", "\n" + created + " ")
     totals: list[str] = []
     later: list[str] = []
     for chunk in chunks:
-        count = sum(chunk.count(n) for n in inner) + chunk.startswith(starts)
-        if not count:
-            totals.append(chunk)
-            continue
-        if count == chunk.count("\n"):  # text input: its x_created family, folded in whole
-            later.append(chunk)
-            continue
-        lines = chunk.split("\n")
-        lines.pop()  # the chunk ends with "\n"
-        kept, moved = lines[0::2], lines[1::2]  # as OpenMetrics writers lay them out
-        joined = "\n" + "\n".join(moved)
-        if count != len(moved) or sum(joined.count(n) for n in inner) != count:
-            kept = [line for line in lines if not line.startswith(starts)]
-            moved = [line for line in lines if line.startswith(starts)]
-        totals.extend(("\n".join(kept), "\n") if kept else ())
-        later.extend(("\n".join(moved), "\n") if moved else ())
+        kept, moved = (
+            split_created(chunk, created) if chunk.isascii() else _split_lines(chunk, created)
+        )
+        if kept:
+            totals.append(kept)
+        if moved:
+            later.append(moved)
     return totals, later
+
+
+def _split_lines(chunk: str, created: str) -> tuple[str, str]:
+    """`split_created` (C, for ASCII chunks) for any chunk."""
+    starts = (created + "{", created + " ")
+    lines = chunk.split("\n")
+    lines.pop()  # the chunk ends with "\n"
+    kept = "".join(line + "\n" for line in lines if not line.startswith(starts))
+    moved = "".join(line + "\n" for line in lines if line.startswith(starts))
+    return kept, moved
 
 
 def _line(name: str, labels: str, value: str) -> str:

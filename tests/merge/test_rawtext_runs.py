@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client.core import Metric
 
 from sidecar.merge import rawtext
+from sidecar.merge._runs import split_created
 from sidecar.merge.fetch import parse_exposition
 from sidecar.merge.rawtext import RawFamily, Unsupported, parse_fast
 from tests.merge.test_rawtext import check_same, reference
@@ -338,44 +339,61 @@ def test_generated_bodies_whole_runs_equal_line_by_line(
 
 # chunks of a counter "c" -> (lines without c_created, lines with it), as text answers split them
 SPLITS = {
-    "no-created": (["c_total 1\n"], ["c_total 1\n"], []),
+    "no-created": (["c_total 1\n"], "c_total 1\n", ""),
     "alternating": (
         ['c_total{a="1"} 1\nc_created{a="1"} 5\nc_total{a="2"} 2\nc_created{a="2"} 6\n'],
-        ['c_total{a="1"} 1\nc_total{a="2"} 2', "\n"],
-        ['c_created{a="1"} 5\nc_created{a="2"} 6', "\n"],
+        'c_total{a="1"} 1\nc_total{a="2"} 2\n',
+        'c_created{a="1"} 5\nc_created{a="2"} 6\n',
     ),
     "grouped": (
         ['c_total{a="1"} 1\nc_total{a="2"} 2\nc_created{a="1"} 5\nc_created{a="2"} 6\n'],
-        ['c_total{a="1"} 1\nc_total{a="2"} 2', "\n"],
-        ['c_created{a="1"} 5\nc_created{a="2"} 6', "\n"],
+        'c_total{a="1"} 1\nc_total{a="2"} 2\n',
+        'c_created{a="1"} 5\nc_created{a="2"} 6\n',
     ),
     "odd-count": (
         ["c_total 1\nc_created 5\nc_total_x 2\n"],
-        ["c_total 1\nc_total_x 2", "\n"],
-        ["c_created 5", "\n"],
+        "c_total 1\nc_total_x 2\n",
+        "c_created 5\n",
     ),
-    "created-first": (
-        ["c_created 5\nc_total 1\n"],
-        ["c_total 1", "\n"],
-        ["c_created 5", "\n"],
-    ),
+    "created-first": (["c_created 5\nc_total 1\n"], "c_total 1\n", "c_created 5\n"),
     "only-created-chunk": (
         ["c_total 1\n", "c_created 5\nc_created_x 6\n"],
-        ["c_total 1\n", "c_created_x 6", "\n"],
-        ["c_created 5", "\n"],
+        "c_total 1\nc_created_x 6\n",
+        "c_created 5\n",
     ),
-    "prefix-is-not-the-name": (["c_createdx 1\n"], ["c_createdx 1\n"], []),
-    "created-only-chunk": (  # a text target's c_created family, folded into c
+    "prefix-is-not-the-name": (["c_createdx 1\n"], "c_createdx 1\n", ""),
+    "created-only-chunk": (
         ['c_total 1\nc_total{a="2"} 2\n', 'c_created 5\nc_created{a="2"} 6\n'],
-        ['c_total 1\nc_total{a="2"} 2\n'],
-        ['c_created 5\nc_created{a="2"} 6\n'],
+        'c_total 1\nc_total{a="2"} 2\n',
+        'c_created 5\nc_created{a="2"} 6\n',
+    ),
+    "non-ascii": (  # the Python way
+        ['c_total{a="é"} 1\nc_created{a="é"} 5\n'],
+        'c_total{a="é"} 1\n',
+        'c_created{a="é"} 5\n',
     ),
 }
 
 
 @pytest.mark.parametrize(("chunks", "totals", "later"), SPLITS.values(), ids=SPLITS)
-def test_split_created(chunks: list[str], totals: list[str], later: list[str]) -> None:
-    assert rawtext._split_created(chunks, "c_created") == (totals, later)
+def test_split_created(chunks: list[str], totals: str, later: str) -> None:
+    kept, moved = rawtext._split_created(chunks, "c_created")
+    assert ("".join(kept), "".join(moved)) == (totals, later)
+    assert all(kept)  # no empty chunks
+    assert all(moved)
+
+
+_SPLIT_LINES = st.sampled_from(
+    ["c_total 1", "c_created 5", 'c_created{a="b c"} 6', "c_createdx 1", "c_created_x 2",
+     'c_total{a="c_created "} 3', "c_created", "c_created\t1", ""]
+)  # fmt: skip
+
+
+@given(st.lists(st.lists(_SPLIT_LINES, min_size=1, max_size=6), max_size=4))
+def test_split_created_in_c_equals_the_python_way(chunks: list[list[str]]) -> None:
+    for lines in chunks:
+        chunk = "".join(line + "\n" for line in lines)
+        assert split_created(chunk, "c_created") == rawtext._split_lines(chunk, "c_created")
 
 
 def big_body(series: int, openmetrics: bool) -> str:
