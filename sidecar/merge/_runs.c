@@ -29,7 +29,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef unsigned char u8;
 
@@ -52,6 +56,7 @@ init_tables(void)
 typedef struct {
     const char *text;
     Py_ssize_t len;
+    int total;  /* a *_total name (an OpenMetrics counter's value must not be negative) */
 } Name;
 
 typedef struct {
@@ -62,6 +67,8 @@ typedef struct {
     int counter;
     const char *suffix;     /* configured labels, "" for none */
     Py_ssize_t suffix_len;
+    const char *insert;     /* what goes in: ",suffix" before '}', or "{suffix}" before ' ' */
+    Py_ssize_t insert_len;
 } Grammar;
 
 /* Output buffer for runs that get a suffix. */
@@ -149,100 +156,152 @@ ends_with_total(const char *name, Py_ssize_t len)
     return len >= 6 && memcmp(name + len - 6, "_total", 6) == 0;
 }
 
-/* One line [p, nl). Returns 1 and sets *close (where the suffix goes: the '}' or the
- * space before the value) and *escaped, or 0 when the grammar does not take it. */
-static int
-scan_line(const Grammar *g, const char *p, const char *nl, const char **close, int *escaped)
+static inline int
+same8(const char *a, const char *b)
 {
-    const char *q = p;
-    if (!(NAME_CHAR[(u8)*q] & 2))
-        return 0;
-    while (NAME_CHAR[(u8)*q])
-        q++;
-    Py_ssize_t name_len = q - p;
-    int known = 0;
+    uint64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    return x == y;
+}
+
+static inline int
+same4(const char *a, const char *b)
+{
+    uint32_t x, y;
+    memcpy(&x, a, 4);
+    memcpy(&y, b, 4);
+    return x == y;
+}
+
+/* a[0:n] == b[0:n] for the short names of a sample line, inline: whole words, the last
+ * one overlapping the one before (a libc call per name costs more than the compare). */
+static inline int
+same(const char *a, const char *b, Py_ssize_t n)
+{
+    if (n >= 8) {
+        for (Py_ssize_t i = 0; i + 8 < n; i += 8) {
+            if (!same8(a + i, b + i))
+                return 0;
+        }
+        return same8(a + n - 8, b + n - 8);
+    }
+    if (n >= 4)
+        return same4(a, b) && same4(a + n - 4, b + n - 4);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (a[i] != b[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Past a label value's closing quote (q is just after the opening one), or NULL when a
+ * newline or a bad escape comes first or the text ends. Sets *escaped on an escape. */
+static inline const char *
+scan_label_value(const char *q, const char *end, int *escaped)
+{
+    for (;;) {
+#if defined(__SSE2__)
+        const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\'),
+                      newline = _mm_set1_epi8('\n');
+        while (end - q >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)q);
+            __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                                    _mm_cmpeq_epi8(v, slash)),
+                                       _mm_cmpeq_epi8(v, newline));
+            int mask = _mm_movemask_epi8(hit);
+            if (mask) {
+                q += __builtin_ctz((unsigned)mask);
+                break;
+            }
+            q += 16;
+        }
+#endif
+        while (q < end && *q != '"' && *q != '\\' && *q != '\n')
+            q++;
+        if (q >= end || *q == '\n')
+            return NULL;
+        if (*q == '"')
+            return q + 1;
+        if (end - q < 2 || (q[1] != '\\' && q[1] != 'n' && q[1] != '"'))
+            return NULL;
+        *escaped = 1;
+        q += 2;
+    }
+}
+
+/* One line from p, which is before `end` (the end of the body: *end is its NUL). Returns
+ * past its newline and sets *close (where the suffix goes: the '}', or the space before
+ * the value) and *escaped; NULL when the grammar does not take the line. */
+static const char *
+scan_line(const Grammar *g, const char *p, const char *end, const char **close, int *escaped)
+{
+    const char *q = NULL;
+    int nonnegative = 0;
     for (Py_ssize_t i = 0; i < g->n_allowed; i++) {
-        if (g->allowed[i].len == name_len && memcmp(g->allowed[i].text, p, (size_t)name_len) == 0) {
-            known = 1;
+        Py_ssize_t len = g->allowed[i].len;
+        /* the name is exactly this one: it is followed by a character no name has */
+        if (end - p > len && same(p, g->allowed[i].text, len) && !NAME_CHAR[(u8)p[len]]) {
+            q = p + len;
+            nonnegative = g->counter && g->allowed[i].total;
             break;
         }
     }
-    if (!known)
-        return 0;
-    int nonnegative = g->counter && ends_with_total(p, name_len);
+    if (q == NULL)
+        return NULL;
     if (g->n_names) {
         if (*q++ != '{')
-            return 0;
+            return NULL;
         for (Py_ssize_t i = 0; i < g->n_names; i++) {
             const Name *label = &g->names[i];
             if (i && *q++ != ',')
-                return 0;
-            if (nl - q < label->len + 2 || memcmp(q, label->text, (size_t)label->len) != 0)
-                return 0;
+                return NULL;
+            if (end - q < label->len + 2 || !same(q, label->text, label->len))
+                return NULL;
             q += label->len;
             if (q[0] != '=' || q[1] != '"')
-                return 0;
-            q += 2;
-            for (;;) {
-                char c = *q;
-                if (c == '"')
-                    break;
-                if (c == '\n')
-                    return 0;
-                if (c == '\\') {
-                    char e = q[1];
-                    if (e != '\\' && e != 'n' && e != '"')
-                        return 0;
-                    *escaped = 1;
-                    q += 2;
-                    continue;
-                }
-                q++;
-            }
-            q++;
+                return NULL;
+            q = scan_label_value(q + 2, end, escaped);
+            if (q == NULL)
+                return NULL;
         }
         if (*q != '}')
-            return 0;
+            return NULL;
         *close = q++;
     } else {
         *close = q;
     }
     if (*q++ != ' ')
-        return 0;
-    q = scan_value(q, nonnegative);
-    return q == nl;
+        return NULL;
+    q = scan_value(q, nonnegative);  /* stops at the NUL after the body at the latest */
+    return q != NULL && q < end && *q == '\n' ? q + 1 : NULL;
 }
 
-/* Scans [start, limit); returns the end, or -1 (not taken), or -2 (out of memory). */
+/* Scans [start, limit) of a body of `size`; returns the end, or -1 (not taken), or -2
+ * (out of memory). */
 static Py_ssize_t
-scan_run(const Grammar *g, const char *body, Py_ssize_t start, Py_ssize_t limit, Out *out)
+scan_run(const Grammar *g, const char *body, Py_ssize_t size, Py_ssize_t start,
+         Py_ssize_t limit, Out *out)
 {
     const char *p = body + start;
     const char *lim = body + limit;
+    const char *end = body + size;
     const char *copied = p;
     int escaped = 0;
     while (p < lim && *p != '#') {
-        const char *nl = memchr(p, '\n', (size_t)(lim - p));
-        if (nl == NULL)
-            return -1;  /* a last line without its newline: line by line */
         const char *close;
-        if (!scan_line(g, p, nl, &close, &escaped))
-            return -1;
+        const char *next = scan_line(g, p, end, &close, &escaped);
+        if (next == NULL || next > lim)
+            return -1;  /* not taken (or past the limit): line by line */
         if (g->suffix_len) {
             if (escaped)
                 return -1;
-            if (out_put(out, copied, close - copied) < 0)
+            if (out_put(out, copied, close - copied) < 0
+                || out_put(out, g->insert, g->insert_len) < 0)
                 return -2;
-            if (g->n_names) {
-                if (out_put(out, ",", 1) < 0 || out_put(out, g->suffix, g->suffix_len) < 0)
-                    return -2;
-            } else if (out_put(out, "{", 1) < 0 || out_put(out, g->suffix, g->suffix_len) < 0
-                       || out_put(out, "}", 1) < 0) {
-                return -2;
-            }
             copied = close;
         }
-        p = nl + 1;
+        p = next;
     }
     if (g->suffix_len && out_put(out, copied, p - copied) < 0)
         return -2;
@@ -268,6 +327,7 @@ names_of(PyObject *tuple, const char *what)
         }
         names[i].text = (const char *)PyUnicode_DATA(item);
         names[i].len = PyUnicode_GET_LENGTH(item);
+        names[i].total = ends_with_total(names[i].text, names[i].len);
     }
     return names;
 }
@@ -300,16 +360,38 @@ take_run(PyObject *module, PyObject *args)
     }
     Grammar g = {
         names, PyTuple_GET_SIZE(names_tuple), allowed, PyTuple_GET_SIZE(allowed_tuple), counter,
-        (const char *)PyUnicode_DATA(suffix), PyUnicode_GET_LENGTH(suffix),
+        (const char *)PyUnicode_DATA(suffix), PyUnicode_GET_LENGTH(suffix), NULL, 0,
     };
     const char *text = (const char *)PyUnicode_DATA(body);
     Out out = {NULL, 0, 0};
+    char *insert = NULL;
+    if (g.suffix_len) {
+        /* the run's size and a quarter more: about one reallocation for labels of ~15 bytes */
+        Py_ssize_t cap = (limit - start) + (limit - start) / 4 + 4096;
+        g.insert_len = g.suffix_len + (g.n_names ? 1 : 2);
+        insert = PyMem_Malloc((size_t)g.insert_len);
+        out.data = PyMem_RawMalloc((size_t)cap);
+        if (insert == NULL || out.data == NULL) {
+            PyMem_Free(names);
+            PyMem_Free(allowed);
+            PyMem_Free(insert);
+            PyMem_RawFree(out.data);
+            return PyErr_NoMemory();
+        }
+        out.cap = cap;
+        insert[0] = g.n_names ? ',' : '{';
+        memcpy(insert + 1, g.suffix, (size_t)g.suffix_len);
+        if (!g.n_names)
+            insert[g.insert_len - 1] = '}';
+        g.insert = insert;
+    }
     Py_ssize_t end;
     Py_BEGIN_ALLOW_THREADS
-    end = scan_run(&g, text, start, limit, &out);
+    end = scan_run(&g, text, size, start, limit, &out);
     Py_END_ALLOW_THREADS
     PyMem_Free(names);
     PyMem_Free(allowed);
+    PyMem_Free(insert);
     PyObject *result = NULL;
     if (end == -2) {
         PyErr_NoMemory();

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client.core import Metric
 
 from sidecar.merge import rawtext
-from sidecar.merge._runs import split_created
+from sidecar.merge._runs import split_created, take_run
 from sidecar.merge.fetch import parse_exposition
 from sidecar.merge.rawtext import RawFamily, Unsupported, parse_fast
 from tests.merge.test_rawtext import check_same, reference
@@ -335,6 +335,138 @@ def test_generated_bodies_whole_runs_equal_line_by_line(
         whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)
+
+
+_MUTANTS = '"\\{}=, \n#-+.eEINaf0_\x00\t:é'
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bool]:
+    """A generated body with a few characters inserted, replaced or deleted."""
+    body, openmetrics = draw(bodies())
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(body)))
+        edit = draw(st.sampled_from(["insert", "replace", "delete"]))
+        char = draw(st.sampled_from(_MUTANTS)) if edit != "delete" else ""
+        body = body[:at] + char + body[at + (edit != "insert") :]
+    return body, openmetrics
+
+
+def parse_with(body: str, openmetrics: bool, labels: Mapping[str, str], use_c: bool) -> Outcome:
+    """What the fast path makes of ``body`` with every run tried whole, by one prover."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_engine(patch, use_c)
+        try:
+            return rendered(parse_fast(body, openmetrics, labels))
+        except (Unsupported, ValueError) as exc:
+            return type(exc).__name__
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=mutated(), configured=st.sampled_from([{}, {"source": "app"}]))
+def test_mutated_bodies_c_prover_equals_re(
+    case: tuple[str, bool], configured: dict[str, str]
+) -> None:
+    # the two provers may take different runs whole (C knows where braces are), but
+    # whatever they take must read exactly as the other way reads it
+    body, openmetrics = case
+    assert parse_with(body, openmetrics, configured, True) == parse_with(
+        body, openmetrics, configured, False
+    )
+
+
+_VALUES = [
+    "1",
+    "-1",
+    "+1",
+    "1.",
+    ".5",
+    ".",
+    "1e",
+    "1e+",
+    "1e5",
+    "-2.5E-3",
+    "Inf",
+    "+Inf",
+    "-Inf",
+    "NaN",
+    "+NaN",
+    "-0",
+    "0x1",
+    "1_0",
+    "",
+    "1 2",
+    "+",
+    "In",
+    "Na",
+    "12a",
+]
+_LABEL_TEXT = st.lists(
+    st.sampled_from([*'ab "\\\n{}=,#', "\\n", '\\"', "\\\\", "\\x"]), max_size=5
+).map("".join)
+
+
+@st.composite
+def sample_lines(draw: st.DrawFn) -> tuple[str, tuple[str, ...], tuple[str, ...], bool]:
+    """A run of sample lines near the grammar's edges, with the grammar's arguments."""
+    counter = draw(st.booleans())
+    allowed = ("c_total", "c_created") if counter else ("g",)
+    names = draw(st.sampled_from([(), ("a",), ("a", "b")]))
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        name = draw(st.sampled_from([*allowed, "other", allowed[0] + "x", "1g", ""]))
+        keys = draw(st.sampled_from([names, names, ("b", "a"), ("a",), ("a", "b", "c")]))
+        pairs = ",".join(f'{k}="{draw(_LABEL_TEXT)}"' for k in keys)
+        braces = draw(st.sampled_from([f"{{{pairs}}}" if keys else "", "{}", f"{{{pairs}"]))
+        end = draw(st.sampled_from(["\n", "\n", " \n", "", "\t\n"]))
+        lines.append(f"{name}{braces} {draw(st.sampled_from(_VALUES))}{end}")
+        if draw(st.integers(0, 6)) == 0:
+            lines.append(draw(st.sampled_from(["# HELP g x\n", "#\n", " # x\n"])))
+    return "".join(lines), names, allowed, counter
+
+
+def take_run_reference(
+    body: str,
+    limit: int,
+    names: tuple[str, ...],
+    allowed: tuple[str, ...],
+    counter: bool,
+    suffix: str,
+) -> tuple[int, str] | None:
+    """`take_run` in Python: the `re` spelling of the grammar, then the line-by-line way's
+    labels (this is how non-ASCII bodies are proven)."""
+    match = rawtext._run_re(names, counter).match(body, 0, limit)
+    assert match is not None  # the pattern takes "" at least
+    end = match.end()
+    if end < limit and body[end] != "#":
+        return None
+    out = []
+    for line in body[:end].split("\n")[:-1]:
+        sample = rawtext._SAMPLE_RE.fullmatch(line)
+        assert sample is not None
+        name, labels, value = sample.groups()
+        if name not in allowed:
+            return None
+        if suffix and "\\" in line:
+            return None
+        labels = f"{labels},{suffix}" if labels and suffix else labels or suffix
+        out.append(rawtext._line(name, labels, value))
+    return end, "".join(out)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    case=sample_lines(),
+    suffix=st.sampled_from(["", 'source="app"']),
+    cut=st.integers(0, 200),
+)
+def test_take_run_equals_the_re_grammar(
+    case: tuple[str, tuple[str, ...], tuple[str, ...], bool], suffix: str, cut: int
+) -> None:
+    body, names, allowed, counter = case
+    limit = max(len(body) - cut, 0) if cut % 2 else len(body)  # a limit inside the text too
+    expected = take_run_reference(body, limit, names, allowed, counter, suffix)
+    assert take_run(body, 0, limit, names, allowed, counter, suffix) == expected
 
 
 # chunks of a counter "c" -> (lines without c_created, lines with it), as text answers split them
