@@ -68,6 +68,7 @@ from sidecar.ingest import ingest_state  # noqa: E402
 from sidecar.ingest.collector import OtlpCollector  # noqa: E402
 from sidecar.observability import Module  # noqa: E402
 from sidecar.unified import UnifiedCollector  # noqa: E402
+from tests.support.prometheus import running_prometheus, static_scrape_config  # noqa: E402
 
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -218,7 +219,9 @@ async def scrape(session: ClientSession, url: str, accept: str, reader: str) -> 
         return size
 
 
-async def bench_merge(series: int, mode: str, rounds: int) -> list[tuple[str, ...]]:
+async def bench_merge(
+    series: int, mode: str, rounds: int, prometheus_seconds: float = 0
+) -> list[tuple[str, ...]]:
     child, port = spawn("app", "--series", str(series), "--mode", mode)
     direct_url = f"http://127.0.0.1:{port}/metrics"
     rows: list[tuple[str, ...]] = []
@@ -245,12 +248,49 @@ async def bench_merge(series: int, mode: str, rounds: int) -> list[tuple[str, ..
                         f"{app_cpu * 1000:.1f} ms",
                         f"{sidecar_cpu * 1000:.1f} ms",
                     ))  # fmt: skip
+            if prometheus_seconds:
+                rows += await asyncio.to_thread(
+                    prometheus_rows, Path(workdir), mode, port, admin, prometheus_seconds
+                )
         finally:
             sidecar.terminate()
             sidecar.wait(30)
             child.terminate()
             child.wait(10)
     return rows
+
+
+def prometheus_rows(
+    workdir: Path, mode: str, app: int, admin: int, seconds: float
+) -> list[tuple[str, ...]]:
+    """A real Prometheus scraping the app and the sidecar every second for ``seconds``: the
+    median of its own ``scrape_duration_seconds`` for each (HTTP, gunzip, parse and
+    append to its TSDB: the whole scrape as Prometheus times it)."""
+    jobs = [static_scrape_config("direct", f"127.0.0.1:{app}"),
+            static_scrape_config("via", f"127.0.0.1:{admin}")]  # fmt: skip
+    with running_prometheus(workdir / "prometheus", jobs) as prometheus:
+        prometheus.wait_for_targets_up(count=2)
+        time.sleep(seconds)  # a measurement window, not a synchronisation
+        window = f"{seconds:.0f}s"
+        result = prometheus.query(f"quantile_over_time(0.5, scrape_duration_seconds[{window}])")
+        median = {series["job"]: value for series, value in zip(
+            result.series, result.values(), strict=True)}  # fmt: skip
+        count = prometheus.query(f"count_over_time(scrape_duration_seconds[{window}])")
+        scrapes = min(count.values())
+    direct, via = median["direct"], median["via"]
+    return [(
+        f"{mode} app, Prometheus {prometheus_version()} ({scrapes:.0f} scrapes each)",
+        f"{direct * 1000:.1f} ms",
+        f"{via * 1000:.1f} ms",
+        f"+{(via - direct) * 1000:.1f} ms",
+        f"{via / direct:.2f}x",
+        "", "",
+    )]  # fmt: skip
+
+
+def prometheus_version() -> str:
+    out = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout
+    return out.split()[2] if out.startswith("prometheus, version") else "?"
 
 
 def ingest_request(series: int) -> ExportMetricsServiceRequest:
@@ -362,7 +402,7 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     for mode in args.apps.split(","):
         rounds = args.rounds if mode == "render" else args.static_rounds
-        rows += await bench_merge(args.series, mode, rounds)
+        rows += await bench_merge(args.series, mode, rounds, args.prometheus_seconds)
     header = ("merge 20,000 series", "direct", "via sidecar", "added", "ratio", "app CPU",
               "sidecar CPU")  # fmt: skip
     print(table(header, rows))
@@ -376,6 +416,8 @@ def main() -> None:
     parser.add_argument("--static-rounds", type=int, default=50)
     parser.add_argument("--series", type=int, default=20_000)
     parser.add_argument("--apps", default="render,static", help="render, static or both")
+    parser.add_argument("--prometheus-seconds", type=float, default=30.0,
+                        help="how long a real Prometheus scrapes both (0: not at all)")  # fmt: skip
     parser.add_argument("--export-series", type=int, default=100_000)
     parser.add_argument("--serve", choices=("app", "sink"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
