@@ -55,6 +55,7 @@ class BoundedDecompressor:
         self._zlib: _Decompress | None = self._new_decompressor()
         self._raw_deflate_tried = False
         self._in_member = False  # compressed bytes fed to a stream that has not ended
+        self.members = 0  # whole gzip (or zlib) members inflated so far
 
     def _new_decompressor(self) -> _Decompress | None:
         if self._encoding in ("gzip", "x-gzip"):
@@ -92,6 +93,7 @@ class BoundedDecompressor:
             data = self._zlib.unconsumed_tail
             if self._zlib.eof:
                 self._in_member = False
+                self.members += 1
                 rest = self._zlib.unused_data
                 self._zlib = self._new_decompressor()
                 data = rest or data

@@ -27,14 +27,16 @@ from typing import Protocol, runtime_checkable
 from aiohttp import web
 from opentelemetry.metrics import Counter
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from sidecar.exposition import Exposition, encoded, respond
+from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, respond
+from sidecar.gzipjoin import GzipMember, gzip_with_tail
 
 __all__ = [
     "FamilySource",
+    "PassThroughSource",
     "RenderedFamily",
     "UnifiedCollector",
     "metrics_handler",
@@ -88,6 +90,14 @@ class FamilySource(Protocol):
 
     def families(self) -> Sequence[RenderedFamily]:
         """The current families, read synchronously (one consistent state)."""
+
+
+@runtime_checkable
+class PassThroughSource(Protocol):
+    """A source that has its whole exposition as it arrived, gzipped (a merge target)."""
+
+    def passthrough(self) -> tuple[GzipMember, bool] | None:
+        """The body and its gzip member, and whether the body is OpenMetrics; or None."""
 
 
 def sample_names(name: str, kind: str) -> tuple[str, ...]:
@@ -170,10 +180,16 @@ class UnifiedCollector:
 
     def merged(self) -> list[Metric | RenderedFamily]:
         """The families to expose, after the merge rules; conflicts are counted."""
+        return self._merge()[0]
+
+    def _merge(self) -> tuple[list[Metric | RenderedFamily], int]:
+        """`merged`, and where the families that the last source brought in begin."""
         claimed: dict[str, tuple[str, str]] = {}
         slots: dict[tuple[str, str], _Slot] = {}
         dropped = {CONFLICT_SERIES: 0, CONFLICT_TYPE: 0}
+        last_start = 0
         for source in self.sources:
+            last_start = len(slots)
             for family in _families_of(source):
                 key = (family.name, family.type)
                 slot = slots.get(key)
@@ -187,7 +203,7 @@ class UnifiedCollector:
                 claimed.update(dict.fromkeys(names, key))
                 slots[key] = _Slot(family)
         self._count(dropped)
-        return [slot.output for slot in slots.values()]
+        return [slot.output for slot in slots.values()], last_start
 
     def _count(self, dropped: dict[str, int]) -> None:
         if self._conflicts is None:
@@ -205,13 +221,21 @@ class UnifiedCollector:
         """Render for one scraper (format by ``Accept``, gzip by ``Accept-Encoding``).
 
         Same content as ``exposition.render(self, ...)``; self-rendering families are
-        written directly instead of through prometheus_client's per-sample objects.
+        written directly instead of through prometheus_client's per-sample objects. When
+        the answer ends with exactly the body that the last source (a merge target) sent
+        gzipped, that part is sent in the target's own compression (`sidecar.gzipjoin`).
         """
         encoder, content_type = choose_encoder(accept)
         openmetrics = content_type.startswith(OPENMETRICS_TYPE)
+        families, last_start = self._merge()
         chunks: list[bytes] = []
         pending: list[Metric] = []
-        for family in self.merged():
+        tail = 0  # where the last source's part of the answer begins
+        for index, family in enumerate(families):
+            if index == last_start:  # its part in chunks of its own, to compare
+                chunks.append(_encode(encoder, pending, openmetrics))
+                pending = []
+                tail = len(chunks)
             if isinstance(family, Metric):
                 pending.append(family)
                 continue
@@ -223,7 +247,27 @@ class UnifiedCollector:
         chunks.append(_encode(encoder, pending, openmetrics))
         if openmetrics:
             chunks.append(OPENMETRICS_EOF)
+        if gzip_accepted(accept_encoding) and tail:
+            joined = self._passed_through(chunks, tail, openmetrics)
+            if joined is not None:
+                return Exposition(joined, content_type, "gzip")
         return encoded(chunks, content_type, accept_encoding)
+
+    def _passed_through(self, chunks: list[bytes], tail: int, openmetrics: bool) -> bytes | None:
+        """The gzipped answer with the last source's own member as its end, when
+        ``chunks[tail:]`` are byte for byte the body that member holds; else None."""
+        source = self.sources[-1] if self.sources else None
+        reply = source.passthrough() if isinstance(source, PassThroughSource) else None
+        if reply is None or reply[1] != openmetrics:
+            return None
+        member, body, at = reply[0], reply[0].body, 0
+        for chunk in chunks[tail:]:
+            if not body.startswith(chunk, at):
+                return None
+            at += len(chunk)
+        if at != len(body):
+            return None
+        return gzip_with_tail(chunks[:tail], member, GZIP_LEVEL)
 
 
 def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:

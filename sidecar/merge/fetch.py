@@ -31,6 +31,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar.config import MergeTarget
+from sidecar.gzipjoin import GzipMember
 from sidecar.inflate import BodyTooLarge, BoundedDecompressor, CorruptBody
 from sidecar.merge.rawtext import RawFamily, Unsupported, fold_created, parse_fast, with_labels
 
@@ -83,6 +84,10 @@ class Scrape:
     families: tuple[RawFamily | Metric, ...] = ()
     detail: str = ""
     seconds: float = 0.0
+    # the body and the one gzip member it came in (a target without configured labels);
+    # `sidecar.unified` sends that member on when its answer ends with this very body
+    member: GzipMember | None = None
+    openmetrics: bool = False
 
 
 class _Refused(Exception):
@@ -105,9 +110,9 @@ async def fetch_target(
     start = time.perf_counter()
     try:
         async with asyncio.timeout(budget):
-            body, openmetrics = await _get(session, target.url)
+            reply = await _get(session, target.url, keep_member=not target.labels)
             families = await asyncio.get_running_loop().run_in_executor(
-                None, parse_exposition, body, openmetrics, target.labels
+                None, parse_exposition, reply.text, reply.openmetrics, target.labels
             )
     except TimeoutError:
         return _failed(target, Result.TIMEOUT, f"no complete reply within {budget:.3g}s", start)
@@ -117,7 +122,8 @@ async def fetch_target(
         return _failed(target, Result.ERROR, f"{type(exc).__name__}: {exc}", start)
     except ValueError as exc:  # both parsers raise ValueError (or subclasses) on bad input
         return _failed(target, Result.MALFORMED, f"cannot parse: {exc}", start)
-    return Scrape(target, Result.SUCCESS, families, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Scrape(target, Result.SUCCESS, families, "", seconds, reply.member, reply.openmetrics)
 
 
 def _failed(target: MergeTarget, result: Result, detail: str, start: float) -> Scrape:
@@ -131,8 +137,16 @@ def _failed(target: MergeTarget, result: Result, detail: str, start: float) -> S
     return Scrape(target, result, detail=detail, seconds=time.perf_counter() - start)
 
 
-async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, bool]:
-    """The reply body as text and whether it is OpenMetrics; `_Refused` when unusable."""
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    text: str
+    openmetrics: bool
+    member: GzipMember | None
+
+
+async def _get(session: aiohttp.ClientSession, url: str, keep_member: bool) -> _Reply:
+    """The reply body as text, whether it is OpenMetrics and (with ``keep_member``) the
+    gzip member it came in; `_Refused` when unusable."""
     headers = {hdrs.ACCEPT: ACCEPT, hdrs.ACCEPT_ENCODING: "gzip"}
     async with session.get(url, headers=headers, auto_decompress=False) as response:
         if not 200 <= response.status < 300:
@@ -143,25 +157,32 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, bool]:
             raise _Refused(Result.UNSUPPORTED_FORMAT, f"Content-Type {media_type!r}")
         if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
             raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes")
-        raw = await _read_body(response)
+        raw, member = await _read_body(response, keep_member)
         try:
-            return raw.decode(response.charset or "utf-8"), openmetrics
+            text = raw.decode(response.charset or "utf-8")
         except (UnicodeDecodeError, LookupError) as exc:
             raise _Refused(Result.MALFORMED, f"cannot decode the body: {exc}") from exc
+        return _Reply(text, openmetrics, GzipMember(raw, member) if member else None)
 
 
-async def _read_body(response: aiohttp.ClientResponse) -> bytes:
-    """The whole (decompressed) body, refused beyond `MAX_BODY_BYTES`."""
-    encoding = response.headers.get(hdrs.CONTENT_ENCODING, "")
+async def _read_body(response: aiohttp.ClientResponse, keep_member: bool) -> tuple[bytes, bytes]:
+    """The whole (decompressed) body, refused beyond `MAX_BODY_BYTES`, and (with
+    ``keep_member``) the compressed body when it was exactly one gzip member (else b"")."""
+    encoding = response.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    keep = keep_member and encoding in ("gzip", "x-gzip")
+    compressed: list[bytes] = []
     try:
         body = BoundedDecompressor(encoding, MAX_BODY_BYTES)
         async for chunk in response.content.iter_chunked(READ_CHUNK):
             body.feed(chunk)
-        return body.finish()
+            if keep:
+                compressed.append(chunk)
+        inflated = body.finish()
     except BodyTooLarge as exc:
         raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes") from exc
     except CorruptBody as exc:
         raise _Refused(Result.ERROR, str(exc)) from exc
+    return inflated, b"".join(compressed) if keep and body.members == 1 else b""
 
 
 def parse_exposition(

@@ -18,6 +18,7 @@ from opentelemetry.metrics import Counter, Meter
 from prometheus_client.core import Metric
 
 from sidecar.config import MergeTarget
+from sidecar.gzipjoin import GzipMember
 from sidecar.merge.fetch import Result, Scrape, fetch_target
 from sidecar.merge.rawtext import RawFamily
 
@@ -60,6 +61,12 @@ class FetchedFamilies:
     def families(self) -> Sequence[RawFamily | Metric]:
         """The parsed families (configured labels added); raw ones render themselves."""
         return self.scrape.families
+
+    def passthrough(self) -> tuple[GzipMember, bool] | None:
+        """The body as the target sent it, gzipped, and whether it is OpenMetrics (a
+        `sidecar.unified.PassThroughSource`)."""
+        member = self.scrape.member
+        return (member, self.scrape.openmetrics) if member is not None else None
 
     def collect(self) -> Iterable[Metric]:
         """prometheus_client's collector protocol."""

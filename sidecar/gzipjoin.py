@@ -1,0 +1,88 @@
+"""One gzip stream from freshly compressed bytes followed by a gzip member that already exists.
+
+A merged scrape whose last part is, byte for byte, the body a merge target sent gzipped
+need not compress that part again: its deflate blocks can follow ours in one stream.
+This is how ``pigz`` joins independently compressed pieces (RFC 1951/1952):
+
+- our part is raw deflate flushed with ``Z_SYNC_FLUSH``, so it ends on a byte boundary
+  without a final block, and the next block may start right after it;
+- the member's deflate data (between its header and its 8-byte trailer) goes on as it
+  came; it ends with the stream's final block, and refers back only to its own bytes;
+- the trailer is the CRC-32 of the whole, combined from both parts' without reading the
+  member's body again (``crc32_combine``), and the whole length modulo 2**32.
+
+Compressing the 1.9 MB of a 20,000-series target costs ~1.2 ms; this costs what
+compressing the prefix costs. `gzip_with_tail` is only called with a member whose body
+was inflated and checked by `sidecar.inflate` (so its CRC is right) and compared with
+what the scrape would have sent (so the bytes are the same).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from isal import isal_zlib
+
+__all__ = ["GzipMember", "deflate_span", "gzip_with_tail"]
+
+GZIP_MAGIC = b"\x1f\x8b\x08"  # ID1, ID2, CM = deflate
+HEADER = GZIP_MAGIC + b"\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"  # no flags, mtime 0, OS unknown
+FEXTRA, FNAME, FCOMMENT, FHCRC = 4, 8, 16, 2
+TRAILER = struct.Struct("<II")  # CRC-32, ISIZE
+
+
+@dataclass(frozen=True, slots=True)
+class GzipMember:
+    """A body and the single gzip member it arrived in."""
+
+    body: bytes
+    data: bytes
+
+
+def deflate_span(data: bytes) -> tuple[int, int, int] | None:
+    """Where one gzip member's deflate data starts and ends, and its trailer's CRC-32;
+    None when ``data`` is not a whole gzip member as RFC 1952 lays it out."""
+    if len(data) < 18 or not data.startswith(GZIP_MAGIC):
+        return None
+    flags, pos = data[3], 10
+    if flags & FEXTRA:
+        pos += 2 + int.from_bytes(data[pos : pos + 2], "little")
+    for flag in (FNAME, FCOMMENT):
+        if flags & flag:
+            pos = data.find(b"\x00", pos) + 1
+            if pos == 0:
+                return None
+    if flags & FHCRC:
+        pos += 2
+    end = len(data) - TRAILER.size
+    if pos > end:
+        return None
+    crc, _ = TRAILER.unpack_from(data, end)
+    return pos, end, crc
+
+
+def gzip_with_tail(prefix: Sequence[bytes], tail: GzipMember, level: int) -> bytes | None:
+    """A gzip stream of ``prefix`` (compressed at ``level``) then ``tail.body``, whose
+    compressed form is taken from ``tail.data``; None when that is not one whole member
+    of exactly that body (the caller then compresses everything itself)."""
+    span = deflate_span(tail.data)
+    if span is None:
+        return None
+    start, end, tail_crc = span
+    _, size = TRAILER.unpack_from(tail.data, end)
+    if size != len(tail.body) & 0xFFFFFFFF:
+        return None
+    packer = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+    out: list[bytes | memoryview] = [HEADER]
+    crc = length = 0
+    for part in prefix:
+        out.append(packer.compress(part))
+        crc = isal_zlib.crc32(part, crc)
+        length += len(part)
+    out.append(packer.flush(isal_zlib.Z_SYNC_FLUSH))
+    out.append(memoryview(tail.data)[start:end])
+    crc = isal_zlib.crc32_combine(crc, tail_crc, len(tail.body))
+    out.append(TRAILER.pack(crc, (length + len(tail.body)) & 0xFFFFFFFF))
+    return b"".join(out)
