@@ -9,13 +9,21 @@ from __future__ import annotations
 from opentelemetry.metrics import Meter
 
 from sidecar.config import MergeConfig
-from sidecar.merge.fetch import ACCEPT, Result, Scrape, fetch_target, parse_exposition
+from sidecar.merge.fetch import (
+    ACCEPT,
+    TEXT_ACCEPT,
+    Result,
+    Scrape,
+    fetch_target,
+    parse_exposition,
+)
 from sidecar.merge.handler import SCRAPE_TIMEOUT_HEADER, merged_metrics_handler
 from sidecar.merge.scraper import FetchedFamilies, MergeScraper, scrapes_counter
 
 __all__ = [
     "ACCEPT",
     "SCRAPE_TIMEOUT_HEADER",
+    "TEXT_ACCEPT",
     "FetchedFamilies",
     "MergeScraper",
     "Result",

@@ -38,6 +38,7 @@ from sidecar.merge.rawtext import RawFamily, Unsupported, fold_created, parse_fa
 __all__ = [
     "ACCEPT",
     "MAX_BODY_BYTES",
+    "TEXT_ACCEPT",
     "Result",
     "Scrape",
     "fetch_target",
@@ -51,6 +52,14 @@ ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.5,"
     "application/openmetrics-text;version=0.0.1;q=0.4,"
     "text/plain;version=0.0.4;q=0.3,"
+    "*/*;q=0.1"
+)
+# For a scraper that wants text 0.0.4 (Prometheus with scrape_protocols: [PrometheusText0.0.4],
+# most other agents): the same list with text first, so the reply needs no conversion.
+TEXT_ACCEPT = (
+    "text/plain;version=0.0.4;q=0.5,"
+    "application/openmetrics-text;version=1.0.0;q=0.4,"
+    "application/openmetrics-text;version=0.0.1;q=0.3,"
     "*/*;q=0.1"
 )
 READ_CHUNK = 256 * 1024
@@ -100,9 +109,10 @@ class _Refused(Exception):
 
 
 async def fetch_target(
-    session: aiohttp.ClientSession, target: MergeTarget, budget: float
+    session: aiohttp.ClientSession, target: MergeTarget, budget: float, accept: str = ACCEPT
 ) -> Scrape:
-    """Fetch and parse ``target`` within ``budget`` seconds (its own timeout already applied).
+    """Fetch and parse ``target`` within ``budget`` seconds (its own timeout already applied),
+    asking with ``accept`` (`ACCEPT`, or `TEXT_ACCEPT` for a scraper that wants text).
 
     Returns:
         A `Scrape`; on any failure its ``families`` is empty and ``result`` says why.
@@ -110,7 +120,7 @@ async def fetch_target(
     start = time.perf_counter()
     try:
         async with asyncio.timeout(budget):
-            reply = await _get(session, target.url, keep_member=not target.labels)
+            reply = await _get(session, target.url, accept, keep_member=not target.labels)
             families = await asyncio.get_running_loop().run_in_executor(
                 None, parse_exposition, reply.text, reply.openmetrics, target.labels
             )
@@ -144,10 +154,10 @@ class _Reply:
     member: GzipMember | None
 
 
-async def _get(session: aiohttp.ClientSession, url: str, keep_member: bool) -> _Reply:
+async def _get(session: aiohttp.ClientSession, url: str, accept: str, keep_member: bool) -> _Reply:
     """The reply body as text, whether it is OpenMetrics and (with ``keep_member``) the
     gzip member it came in; `_Refused` when unusable."""
-    headers = {hdrs.ACCEPT: ACCEPT, hdrs.ACCEPT_ENCODING: "gzip"}
+    headers = {hdrs.ACCEPT: accept, hdrs.ACCEPT_ENCODING: "gzip"}
     async with session.get(url, headers=headers, auto_decompress=False) as response:
         if not 200 <= response.status < 300:
             raise _Refused(Result.ERROR, f"HTTP {response.status}")

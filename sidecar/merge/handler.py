@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder
 
 from sidecar.admin import Handler
 from sidecar.exposition import respond
@@ -14,6 +15,7 @@ from sidecar.unified import UnifiedCollector
 __all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+OPENMETRICS = "application/openmetrics-text"
 
 
 def scrape_timeout(request: web.Request) -> float | None:
@@ -28,12 +30,16 @@ def scrape_timeout(request: web.Request) -> float | None:
 def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> Handler:
     """A ``/metrics`` handler: every merge target fetched, then the unified view rendered.
 
+    Targets are asked for the format the scraper asked for first (OpenMetrics, as
+    Prometheus asks, or text 0.0.4), so an unchanged target's reply is sent on as it came.
+
     Pass it as ``create_admin_app(..., metrics=merged_metrics_handler(unified, scraper))``.
     A target that fails is skipped (and counted); the scrape itself never fails for it.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        sources = await scraper.fetch(scrape_timeout(request))
+        text = not choose_encoder(request.headers.get(hdrs.ACCEPT, ""))[1].startswith(OPENMETRICS)
+        sources = await scraper.fetch(scrape_timeout(request), text=text)
         return respond(request, unified.with_sources(sources).render)
 
     return handle

@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 
 from sidecar.config import MergeTarget
 from sidecar.gzipjoin import GzipMember
-from sidecar.merge.fetch import Result, Scrape, fetch_target
+from sidecar.merge.fetch import ACCEPT, TEXT_ACCEPT, Result, Scrape, fetch_target
 from sidecar.merge.rawtext import RawFamily
 
 __all__ = ["FetchedFamilies", "MergeScraper", "margin", "scrapes_counter"]
@@ -100,19 +100,25 @@ class MergeScraper:
             )
         return self._session
 
-    async def scrape(self, scrape_timeout: float | None = None) -> list[Scrape]:
-        """Every target's outcome, in configuration order; each outcome is counted."""
+    async def scrape(
+        self, scrape_timeout: float | None = None, *, text: bool = False
+    ) -> list[Scrape]:
+        """Every target's outcome, in configuration order; each outcome is counted.
+        ``text``: the scraper wants text 0.0.4, so targets are asked for it first."""
         session = self._pooled_session()
+        accept = TEXT_ACCEPT if text else ACCEPT
         scrapes = await asyncio.gather(
-            *(fetch_target(session, t, budget(t, scrape_timeout)) for t in self.targets)
+            *(fetch_target(session, t, budget(t, scrape_timeout), accept) for t in self.targets)
         )
         for s in scrapes:
             self._scrapes.add(1, {"target": s.target.name, "result": s.result.value})
         return scrapes
 
-    async def fetch(self, scrape_timeout: float | None = None) -> list[FetchedFamilies]:
+    async def fetch(
+        self, scrape_timeout: float | None = None, *, text: bool = False
+    ) -> list[FetchedFamilies]:
         """One source per target that answered with usable metrics (failures are skipped)."""
-        scrapes = await self.scrape(scrape_timeout)
+        scrapes = await self.scrape(scrape_timeout, text=text)
         return [FetchedFamilies(s) for s in scrapes if s.result is Result.SUCCESS]
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 
-from sidecar.merge import ACCEPT
+from sidecar.merge import ACCEPT, TEXT_ACCEPT
 from sidecar.merge.scraper import budget
 from tests.merge.conftest import (
     OPENMETRICS_CT,
@@ -94,7 +94,7 @@ async def test_text_target_merged_with_labels_and_counted(
     assert value(text, "app_jobs_total", queue="b", source="app") == 4
     assert value(text, "app_temperature", source="app") == 21.5
     assert scrapes(text, "app", "success") == 1
-    assert app.requests[0]["Accept"] == ACCEPT
+    assert app.requests[0]["Accept"] == TEXT_ACCEPT  # the scraper asked for text
     assert "# HELP app_jobs_total Jobs done" in text
     assert_promtool_passes(text)
 
@@ -202,6 +202,24 @@ async def test_python_text_app_created_gauges_are_not_conflicts(
     assert conflicts(text, "type") is None
     assert conflicts(text, "series") is None
     assert_promtool_passes(text)
+
+
+@pytest.mark.parametrize(
+    ("scraper_accept", "asked"),
+    [
+        (OPENMETRICS_ACCEPT, ACCEPT),  # Prometheus's default: OpenMetrics first
+        ("text/plain;version=0.0.4", TEXT_ACCEPT),
+        ("", TEXT_ACCEPT),  # no Accept: text, as prometheus_client answers it
+        ("application/json", TEXT_ACCEPT),
+    ],
+)
+async def test_targets_are_asked_for_the_scrapers_format_first(
+    start_target: StartTarget, make_rig: MakeRig, scraper_accept: str, asked: str
+) -> None:
+    app = Target(APP_TEXT)
+    rig = await make_rig([target("app", await start_target(app))])
+    await rig.scrape({"Accept": scraper_accept} if scraper_accept else {})
+    assert app.requests[-1]["Accept"] == asked
 
 
 async def test_gzip_reply(start_target: StartTarget, make_rig: MakeRig) -> None:
