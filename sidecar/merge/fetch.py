@@ -55,13 +55,9 @@ ACCEPT = (
     "*/*;q=0.1"
 )
 # For a scraper that wants text 0.0.4 (Prometheus with scrape_protocols: [PrometheusText0.0.4],
-# most other agents): the same list with text first, so the reply needs no conversion.
-TEXT_ACCEPT = (
-    "text/plain;version=0.0.4;q=0.5,"
-    "application/openmetrics-text;version=1.0.0;q=0.4,"
-    "application/openmetrics-text;version=0.0.1;q=0.3,"
-    "*/*;q=0.1"
-)
+# most other agents): text, so the reply needs no conversion. OpenMetrics is not named at
+# all: prometheus_client answers OpenMetrics to any Accept that names it, whatever its q.
+TEXT_ACCEPT = "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 READ_CHUNK = 256 * 1024
 MAX_BODY_BYTES = 64 * 2**20  # after decompression; a bigger reply is an error, not OOM
 OPENMETRICS_TYPE = "application/openmetrics-text"

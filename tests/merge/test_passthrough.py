@@ -13,8 +13,10 @@ import gzip
 import zlib
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
+from aiohttp.pytest_plugin import AiohttpServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.exposition import generate_latest as render_text
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
@@ -109,6 +111,33 @@ def render_text_of(openmetrics: str) -> str:
 
     registry.register(Fixed())  # type: ignore[arg-type]
     return render_text(registry).decode()
+
+
+@pytest.mark.parametrize("accept", [OPENMETRICS_ACCEPT, TEXT_ACCEPT], ids=["openmetrics", "text"])
+async def test_a_negotiating_app_is_passed_on_in_either_format(
+    aiohttp_server: AiohttpServer, make_rig: MakeRig, accept: str
+) -> None:
+    # a prometheus_client app: the format by its choose_encoder, gzip when asked
+    registry = app_registry()
+    sent: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        sent.append(encoder(registry))
+        return web.Response(
+            body=gzip.compress(sent[-1]),
+            headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    rig = await make_rig([target("app", str(server.make_url("/metrics")))])
+    response, raw = await scrape_raw(rig, accept)
+    assert blocks(sent[-1]) in raw
+    assert inflated(raw).endswith(sent[-1])
+    wanted = "application/openmetrics-text" if accept == OPENMETRICS_ACCEPT else "text/plain"
+    assert response.headers["Content-Type"].startswith(wanted)
 
 
 CHANGED = {
