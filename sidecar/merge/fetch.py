@@ -14,6 +14,7 @@ Parsing is CPU work (~0.03 µs a sample in the fast path's whole runs, ~3 µs li
 line, tens through prometheus_client's parsers; `sidecar.merge.rawtext`): it runs in the
 default executor so the proxy sharing this event loop keeps answering meanwhile.
 """
+
 from __future__ import annotations
 
 import asyncio

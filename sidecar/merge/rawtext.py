@@ -359,38 +359,51 @@ class _Splitter:
         if block.delegated or match.group(2) == "":  # "{}" is left to the line-by-line way
             return -1
         names = tuple(_label_names(match.group(2) or ""))
-        counter = self._counter(block)
         assert block.allowed is not None  # set by _belongs
-        if self.ascii:
-            if any(n in self.labeller.extra for n in names):
-                return -1  # the line-by-line way renames it to exported_<name>
-            taken = take_run(
-                body, start, limit, names, block.allowed, counter, self.labeller.suffix
-            )
-            if taken is None:
-                return -1
-            end, text = taken
-        else:
-            end = self._proven_end(names, counter, start, limit)
-            if end < 0 or (end < limit and body[end] != "#"):
-                return -1  # a line the pattern does not take: the line-by-line way says why
-            after = "{" if names else " "
-            owned = sum(body.count(f"\n{n}{after}", start - 1, end) for n in block.allowed)
-            if owned != body.count("\n", start, end):
-                return -1
-            labelled = self.labeller.run(body[start:end], names)
-            if labelled is None:
-                return -1
-            text = labelled
+        take = self._take_in_c if self.ascii else self._take_by_re
+        taken = take(start, limit, names, block.allowed, self._counter(block))
+        if taken is None:
+            return -1
+        end, text = taken
         block.chunks.append(text)
         block.sampled = True
         return end
 
-    def _proven_end(self, names: tuple[str, ...], counter: bool, start: int, limit: int) -> int:
-        """Where the longest run of lines of `_run_pattern` from ``start`` ends (-1: a line
-        that it does not take before the next comment line). For non-ASCII bodies."""
-        match = _run_re(names, counter).match(self.body, start, limit)
-        return match.end() if match is not None else -1  # matches "" at least
+    def _take_in_c(
+        self,
+        start: int,
+        limit: int,
+        names: tuple[str, ...],
+        allowed: tuple[str, ...],
+        counter: bool,
+    ) -> tuple[int, str] | None:
+        """The run proven by `sidecar.merge._runs` (ASCII bodies): where it ends and its
+        lines with the configured labels added; None: line by line."""
+        if any(n in self.labeller.extra for n in names):
+            return None  # the line-by-line way renames it to exported_<name>
+        return take_run(self.body, start, limit, names, allowed, counter, self.labeller.suffix)
+
+    def _take_by_re(
+        self,
+        start: int,
+        limit: int,
+        names: tuple[str, ...],
+        allowed: tuple[str, ...],
+        counter: bool,
+    ) -> tuple[int, str] | None:
+        """`_take_in_c` for any body: one `re` match of `_run_pattern`, name counts, then
+        the configured labels by `_Labeller.run`."""
+        body = self.body
+        match = _run_re(names, counter).match(body, start, limit)
+        end = match.end() if match is not None else start  # it takes "" at least
+        if end < limit and body[end] != "#":
+            return None  # a line the pattern does not take: the line-by-line way says why
+        after = "{" if names else " "
+        owned = sum(body.count(f"\n{n}{after}", start - 1, end) for n in allowed)
+        if owned != body.count("\n", start, end):
+            return None
+        text = self.labeller.run(body[start:end], names)
+        return None if text is None else (end, text)
 
     def _counter(self, block: _Block) -> bool:
         """OpenMetrics counters: their ``_total`` samples must not be negative or NaN."""
