@@ -188,16 +188,21 @@ admin: {{listen: "127.0.0.1:{admin}"}}
 ingest: {{listen: "127.0.0.1:{ingest}"}}
 merge:
   targets:
-    - {{name: app, url: "http://127.0.0.1:{app}/metrics", timeout: 60s}}
+    - {{name: app, url: "http://127.0.0.1:{app}/metrics", timeout: 60s, labels: {{{labels}}}}}
 """
+LABELS = "source: app"  # the README's example: every merged series gets source="app"
 
 
-def start_sidecar(workdir: Path, app_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_sidecar(
+    workdir: Path, app_port: int, labels: str = ""
+) -> tuple[subprocess.Popen[bytes], int]:
     """The real sidecar (``python -m sidecar run``, uvloop, the image's allocator settings)
-    merging the app; returns it and its admin port once /metrics is served."""
+    merging the app, with ``labels`` configured; returns it and its admin port once
+    /metrics is served."""
     ports = {"proxy": free_port(), "admin": free_port(), "ingest": free_port()}
+    workdir.mkdir(exist_ok=True)
     config = workdir / "sidecar.yaml"
-    config.write_text(SIDECAR_CONFIG.format(app=app_port, **ports))
+    config.write_text(SIDECAR_CONFIG.format(app=app_port, labels=labels, **ports))
     command = [sys.executable, "-m", "sidecar", "run", "--config", str(config)]
     env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
     log = workdir / "sidecar.log"  # its JSON log lines, shown only if it does not start
@@ -236,40 +241,62 @@ async def bench_merge(
     series: int, mode: str, rounds: int, prometheus_seconds: float = 0
 ) -> list[tuple[str, ...]]:
     child, port = spawn("app", "--series", str(series), "--mode", mode)
-    direct_url = f"http://127.0.0.1:{port}/metrics"
     rows: list[tuple[str, ...]] = []
-    with tempfile.TemporaryDirectory() as workdir:
-        sidecar, admin = start_sidecar(Path(workdir), port)
-        merged_url = f"http://127.0.0.1:{admin}/metrics"
-        try:
-            async with ClientSession() as session:
-                for (label, accept), reader in itertools.product(FORMATS, READERS):
-                    app_cpu, sidecar_cpu = counters(child.pid).cpu, counters(sidecar.pid).cpu
-                    direct, merged = await timed_pairs(
-                        rounds,
-                        partial(scrape, session, direct_url, accept, reader),
-                        partial(scrape, session, merged_url, accept, reader),
-                    )
-                    app_cpu = (counters(child.pid).cpu - app_cpu) / (2 * rounds + 2)
-                    sidecar_cpu = (counters(sidecar.pid).cpu - sidecar_cpu) / (rounds + 1)
-                    rows.append((
-                        f"{mode} app, {label}, {reader}",
-                        f"{direct * 1000:.1f} ms",
-                        f"{merged * 1000:.1f} ms",
-                        f"+{(merged - direct) * 1000:.1f} ms",
-                        f"{merged / direct:.2f}x",
-                        f"{app_cpu * 1000:.1f} ms",
-                        f"{sidecar_cpu * 1000:.1f} ms",
-                    ))  # fmt: skip
-            if prometheus_seconds:
-                rows += await asyncio.to_thread(
-                    prometheus_rows, Path(workdir), mode, port, admin, prometheus_seconds
-                )
-        finally:
-            sidecar.terminate()
-            sidecar.wait(30)
-            child.terminate()
-            child.wait(10)
+    # the static app also through a sidecar that adds a label (then its reply cannot be
+    # passed on in its own compression: every line changes)
+    variants = ("", LABELS) if mode == "static" else ("",)
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            for labels in variants:
+                where = Path(workdir) / ("labelled" if labels else "plain")
+                sidecar, admin = start_sidecar(where, port, labels)
+                try:
+                    rows += await scrape_pairs(child, sidecar, port, admin, mode, labels, rounds)
+                    if prometheus_seconds and not labels:
+                        rows += await asyncio.to_thread(
+                            prometheus_rows, where, mode, port, admin, prometheus_seconds
+                        )
+                finally:
+                    sidecar.terminate()
+                    sidecar.wait(30)
+    finally:
+        child.terminate()
+        child.wait(10)
+    return rows
+
+
+async def scrape_pairs(
+    child: subprocess.Popen[bytes],
+    sidecar: subprocess.Popen[bytes],
+    port: int,
+    admin: int,
+    mode: str,
+    labels: str,
+    rounds: int,
+) -> list[tuple[str, ...]]:
+    """Direct and merged scrapes in turn, each format and reader: one row each."""
+    direct_url = f"http://127.0.0.1:{port}/metrics"
+    merged_url = f"http://127.0.0.1:{admin}/metrics"
+    rows: list[tuple[str, ...]] = []
+    async with ClientSession() as session:
+        for (label, accept), reader in itertools.product(FORMATS, READERS):
+            app_cpu, sidecar_cpu = counters(child.pid).cpu, counters(sidecar.pid).cpu
+            direct, merged = await timed_pairs(
+                rounds,
+                partial(scrape, session, direct_url, accept, reader),
+                partial(scrape, session, merged_url, accept, reader),
+            )
+            app_cpu = (counters(child.pid).cpu - app_cpu) / (2 * rounds + 2)
+            sidecar_cpu = (counters(sidecar.pid).cpu - sidecar_cpu) / (rounds + 1)
+            rows.append((
+                f"{mode} app, {label}, {reader}" + (f", labels {{{labels}}}" if labels else ""),
+                f"{direct * 1000:.1f} ms",
+                f"{merged * 1000:.1f} ms",
+                f"+{(merged - direct) * 1000:.1f} ms",
+                f"{merged / direct:.2f}x",
+                f"{app_cpu * 1000:.1f} ms",
+                f"{sidecar_cpu * 1000:.1f} ms",
+            ))  # fmt: skip
     return rows
 
 
