@@ -18,8 +18,9 @@
  * `limit`) and its lines, with `suffix` (configured labels, already escaped) added to
  * every label list as rawtext's line-by-line way adds them. Returns None when a line is
  * not taken (the line-by-line way then decides, and says why) and, with a suffix, when
- * the run has an escape (as rawtext._Labeller.run declines it). It reads only
- * body[start:limit] and runs without the GIL (the body is an immutable str).
+ * the run has an escape (as rawtext._Labeller.run declines it). It takes only lines
+ * that end before `limit`, reads no further than the body's end (CPython ends every str
+ * with a NUL, which no token takes) and runs without the GIL (the body is immutable).
  *
  * split_created(chunk, created) parts a counter's checked sample lines into those that
  * are not and those that are its `created` samples (text writes them as two families).
@@ -37,7 +38,7 @@
 
 typedef unsigned char u8;
 
-/* [a-zA-Z0-9_:]: 1 for a name character, 2 for one that may also start a name */
+/* [a-zA-Z0-9_:]: bit 1 for a name character, bit 2 for one that may also start a name */
 static u8 NAME_CHAR[256];
 
 static void
@@ -105,7 +106,8 @@ is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* A value from q; the line's '\n' stops every loop. Returns past it, or NULL. */
+/* A value from q; a character no value has (the newline, at the latest the NUL after
+ * the body) stops every loop. Returns past the value, or NULL. */
 static const char *
 scan_value(const char *q, int nonnegative)
 {
