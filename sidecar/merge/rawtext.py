@@ -214,11 +214,12 @@ class _Labeller:
         return ",".join([*pairs, self.suffix])
 
     def run(self, text: str, names: Sequence[str]) -> str | None:
-        """Configured labels added to a proven run whose lines all carry label ``names``;
-        None when that needs the line-by-line way (escapes, a label the config replaces)."""
+        """Configured labels added to a proven run whose lines all carry label ``names``
+        (none of them a configured one); None when that needs the line-by-line way
+        (escapes, a label value holding the end of a label list)."""
         if not self.extra:
             return text
-        if "\\" in text or any(n in self.extra for n in names):
+        if "\\" in text:
             return None
         lines = text.count("\n") + (not text.endswith("\n"))
         if names:  # '"} ' ends each label list, and a value such as "} " holds it too
@@ -359,29 +360,22 @@ class _Splitter:
         if block.delegated or match.group(2) == "":  # "{}" is left to the line-by-line way
             return -1
         names = tuple(_label_names(match.group(2) or ""))
+        if any(n in self.labeller.extra for n in names):
+            return -1  # the line-by-line way renames it to exported_<name>
         assert block.allowed is not None  # set by _belongs
-        take = self._take_in_c if self.ascii else self._take_by_re
-        taken = take(start, limit, names, block.allowed, self._counter(block))
+        counter = self._counter(block)
+        if self.ascii:  # proven in C: sidecar/merge/_runs.c
+            taken = take_run(
+                body, start, limit, names, block.allowed, counter, self.labeller.suffix
+            )
+        else:
+            taken = self._take_by_re(start, limit, names, block.allowed, counter)
         if taken is None:
             return -1
         end, text = taken
         block.chunks.append(text)
         block.sampled = True
         return end
-
-    def _take_in_c(
-        self,
-        start: int,
-        limit: int,
-        names: tuple[str, ...],
-        allowed: tuple[str, ...],
-        counter: bool,
-    ) -> tuple[int, str] | None:
-        """The run proven by `sidecar.merge._runs` (ASCII bodies): where it ends and its
-        lines with the configured labels added; None: line by line."""
-        if any(n in self.labeller.extra for n in names):
-            return None  # the line-by-line way renames it to exported_<name>
-        return take_run(self.body, start, limit, names, allowed, counter, self.labeller.suffix)
 
     def _take_by_re(
         self,
@@ -391,8 +385,9 @@ class _Splitter:
         allowed: tuple[str, ...],
         counter: bool,
     ) -> tuple[int, str] | None:
-        """`_take_in_c` for any body: one `re` match of `_run_pattern`, name counts, then
-        the configured labels by `_Labeller.run`."""
+        """`take_run` for any body: where the run ends and its lines with the configured
+        labels added (None: line by line), by one `re` match of `_run_pattern`, name
+        counts and `_Labeller.run`."""
         body = self.body
         match = _run_re(names, counter).match(body, start, limit)
         end = match.end() if match is not None else start  # it takes "" at least
