@@ -150,8 +150,8 @@ async def held(request: web.Request) -> web.StreamResponse:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    request.app[WS_HEADERS].append(request.headers)  # the handshake as the app saw it
     """Echo frames; ``close:CODE:REASON`` makes the server close with that code."""
+    request.app[WS_HEADERS].append(request.headers)  # the handshake as the app saw it
     ws = web.WebSocketResponse(protocols=("chat",))
     await ws.prepare(request)
     async for message in ws:
