@@ -250,7 +250,7 @@ class ProxyHandler:
             size += len(chunk)
             if size == length:  # all it said it would send: no further read to see the end
                 break
-        prefix = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy at most
+        prefix = b"".join(chunks)  # one copy at most: a single chunk is returned as it is
         if len(prefix) > limit:
             call_safely("request_skipped", inspector.request_skipped, path)
             return self._stream_body(request, ex, prefix)
