@@ -893,7 +893,6 @@ typedef struct {
     PyObject *batch_name;     /* bytes: "events" */
     PyObject *name_store;     /* list of bytes kept alive for Name.name */
     Name *names;
-    Py_ssize_t n_names;
     int16_t bucket[NAME_BUCKETS][8];  /* indices into names, -1 terminated */
     /* per scan */
     u8 *scratch;              /* unescaped keys: as long as the body at most */
@@ -902,7 +901,6 @@ typedef struct {
     Span *keys;
     uint16_t *kinds_of_events;
     u8 *dup;
-    unsigned long long *scan_counts;
     /* batch sizes since the last take_sizes(), bucketed by size_bounds (when given) */
     double *size_bounds;
     Py_ssize_t n_bounds;      /* -1: sizes not kept */
@@ -1256,11 +1254,10 @@ BatchScanner_init(BatchScanner *self, PyObject *args, PyObject *kwds)
     self->keys = PyMem_Calloc((size_t)max_events, sizeof(Span));
     self->kinds_of_events = PyMem_Calloc((size_t)max_events, sizeof(uint16_t));
     self->dup = PyMem_Calloc((size_t)max_events, 1);
-    self->scan_counts = PyMem_Calloc((size_t)self->kinds, sizeof(unsigned long long));
     self->events = PyMem_Calloc((size_t)self->kinds, sizeof(unsigned long long));
     self->duplicates = PyMem_Calloc((size_t)self->kinds, sizeof(unsigned long long));
-    if (!self->names || !self->keys || !self->kinds_of_events || !self->dup ||
-        !self->scan_counts || !self->events || !self->duplicates) {
+    if (!self->names || !self->keys || !self->kinds_of_events || !self->dup || !self->events ||
+        !self->duplicates) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1333,7 +1330,6 @@ BatchScanner_init(BatchScanner *self, PyObject *args, PyObject *kwds)
         self->names[at].kind = kind;
         b[slot] = (int16_t)at++;
     }
-    self->n_names = at;
     self->ready = 1;
     return 0;
 }
@@ -1351,7 +1347,6 @@ BatchScanner_dealloc(BatchScanner *self)
     PyMem_Free(self->keys);
     PyMem_Free(self->kinds_of_events);
     PyMem_Free(self->dup);
-    PyMem_Free(self->scan_counts);
     PyMem_Free(self->events);
     PyMem_Free(self->duplicates);
     Py_TYPE(self)->tp_free((PyObject *)self);
