@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
@@ -320,25 +320,27 @@ class EventSummary:
         count: envelopes in the body.
         types: envelopes per type label (`NO_TYPE` for those without a payload).
         keys: the non-empty idempotency keys, in event order.
-        types_of: the type labels of the keys at the given indices of `keys`,
-            computed when called (only duplicates need them).
+        key_types: the type label of each of `keys`.
     """
 
     count: int
     types: Mapping[str, int]
     keys: list[str]
-    types_of: Callable[[Sequence[int]], list[str]]
+    key_types: list[str]
 
     @classmethod
     def of(cls, events: Sequence[EventKey]) -> EventSummary:
         """The summary of (type, key) pairs (the exact path's answer)."""
-        keyed = [kind for kind, key in events if key]
         return cls(
             len(events),
             Counter(kind for kind, _ in events),
             [key for _, key in events if key],
-            lambda indices: [keyed[index] for index in indices],
+            [kind for kind, key in events if key],
         )
+
+    def types_of(self, indices: Sequence[int]) -> list[str]:
+        """The type labels of the keys at the given indices of `keys`."""
+        return [self.key_types[index] for index in indices]
 
     @property
     def missing_keys(self) -> int:
