@@ -205,9 +205,11 @@ class ProxyHandler:
         if not request.body_exists:
             return None
         inspector = self._inspector
-        path = request.raw_path.partition("?")[0] if inspector is not None else ""
-        if inspector is not None and not inspector.wants_request(request.method, path):
-            inspector = None
+        path = ""
+        if inspector is not None:
+            path = request.raw_path.partition("?")[0]
+            if not inspector.wants_request(request.method, path):
+                inspector = None
         content = request.content
         if content.is_eof() and request.content_length is not None:
             body = content.read_nowait(-1)  # all of it came with the head: one write upstream
