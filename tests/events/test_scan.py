@@ -414,21 +414,17 @@ RESPONSE_DECLINED = [
 ]
 
 
-def _rejected(body: bytes, binary: bool) -> int | None:
-    return rejected_count(body, binary)
-
-
 @pytest.mark.parametrize(("body", "binary", "count"), RESPONSE_PLAIN)
 def test_plain_responses_are_read_in_c_as_the_exact_reader_reads_them(
     body: bytes, binary: bool, count: int
 ) -> None:
-    assert _rejected(body, binary) == count
+    assert rejected_count(body, binary) == count
     assert decode_batch_response(body, BINARY if binary else None) == count
 
 
 @pytest.mark.parametrize(("body", "binary"), RESPONSE_DECLINED)
 def test_responses_off_the_plain_path_are_declined(body: bytes, binary: bool) -> None:
-    assert _rejected(body, binary) is None
+    assert rejected_count(body, binary) is None
 
 
 @given(
@@ -440,7 +436,7 @@ def test_responses_off_the_plain_path_are_declined(body: bytes, binary: bool) ->
 @settings(max_examples=400, deadline=None)
 def test_a_response_count_read_in_c_is_the_exact_readers(body: bytes) -> None:
     for binary in (False, True):
-        count = _rejected(body, binary)
+        count = rejected_count(body, binary)
         if count is not None:
             assert decode_batch_response(body, BINARY if binary else None) == count
 
