@@ -22,6 +22,7 @@ from isal import isal_zlib
 __all__ = ["BodyError", "BodyTooLarge", "BoundedDecompressor", "CorruptBody"]
 
 _Decompress = Any  # isal_zlib's decompress object (no annotations)
+GZIP = ("gzip", "x-gzip")
 _INFLATE_ERROR = cast(type[Exception], isal_zlib.error)  # its stub does not say it is one
 
 
@@ -41,10 +42,11 @@ class BoundedDecompressor:
     """Feed compressed chunks, get the body; never holds more than ``limit`` output bytes.
 
     ``content_encoding`` is ``identity``/empty, ``gzip`` (several members allowed) or
-    ``deflate`` (zlib-wrapped as RFC 9110 says, raw deflate accepted too).
+    ``deflate`` (zlib-wrapped as RFC 9110 says, raw deflate accepted too). With
+    ``keep_member`` a gzip body's compressed bytes are kept too, for `single_member`.
     """
 
-    def __init__(self, content_encoding: str, limit: int) -> None:
+    def __init__(self, content_encoding: str, limit: int, *, keep_member: bool = False) -> None:
         encoding = content_encoding.strip().lower()
         if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
             raise CorruptBody(f"unsupported Content-Encoding {content_encoding!r}")
@@ -56,9 +58,10 @@ class BoundedDecompressor:
         self._raw_deflate_tried = False
         self._in_member = False  # compressed bytes fed to a stream that has not ended
         self.members = 0  # whole gzip (or zlib) members inflated so far
+        self._fed: list[bytes] | None = [] if keep_member and encoding in GZIP else None
 
     def _new_decompressor(self) -> _Decompress | None:
-        if self._encoding in ("gzip", "x-gzip"):
+        if self._encoding in GZIP:
             return isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)
         if self._encoding == "deflate":
             return isal_zlib.decompressobj(isal_zlib.MAX_WBITS)
@@ -71,6 +74,8 @@ class BoundedDecompressor:
             BodyTooLarge: the decompressed body went over the limit.
             CorruptBody: the compressed stream is corrupt.
         """
+        if self._fed is not None:
+            self._fed.append(chunk)
         if self._zlib is None:
             self._append(chunk)
             return
@@ -114,3 +119,10 @@ class BoundedDecompressor:
         if self._zlib is not None and self._in_member:
             raise CorruptBody(f"truncated {self._encoding} stream")
         return b"".join(self._parts)
+
+    def single_member(self) -> bytes | None:
+        """The compressed body, when it was kept and is exactly one gzip member (call
+        after `finish`)."""
+        if self._fed is None or self.members != 1 or self._in_member:
+            return None
+        return b"".join(self._fed)

@@ -96,8 +96,8 @@ class FamilySource(Protocol):
 class PassThroughSource(Protocol):
     """A source that has its whole exposition as it arrived, gzipped (a merge target)."""
 
-    def passthrough(self) -> tuple[GzipMember, bool] | None:
-        """The body and its gzip member, and whether the body is OpenMetrics; or None."""
+    def passthrough(self, openmetrics: bool) -> GzipMember | None:
+        """The body and its gzip member, when the body is in that format; else None."""
 
 
 def sample_names(name: str, kind: str) -> tuple[str, ...]:
@@ -257,10 +257,12 @@ class UnifiedCollector:
         """The gzipped answer with the last source's own member as its end, when
         ``chunks[tail:]`` are byte for byte the body that member holds; else None."""
         source = self.sources[-1] if self.sources else None
-        reply = source.passthrough() if isinstance(source, PassThroughSource) else None
-        if reply is None or reply[1] != openmetrics:
+        if not isinstance(source, PassThroughSource):
             return None
-        member, body, at = reply[0], reply[0].body, 0
+        member = source.passthrough(openmetrics)
+        if member is None:
+            return None
+        body, at = member.body, 0
         for chunk in chunks[tail:]:
             if not body.startswith(chunk, at):
                 return None

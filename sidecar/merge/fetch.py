@@ -130,7 +130,14 @@ async def fetch_target(
     except ValueError as exc:  # both parsers raise ValueError (or subclasses) on bad input
         return _failed(target, Result.MALFORMED, f"cannot parse: {exc}", start)
     seconds = time.perf_counter() - start
-    return Scrape(target, Result.SUCCESS, families, "", seconds, reply.member, reply.openmetrics)
+    return Scrape(
+        target,
+        Result.SUCCESS,
+        families,
+        seconds=seconds,
+        member=reply.member,
+        openmetrics=reply.openmetrics,
+    )
 
 
 def _failed(target: MergeTarget, result: Result, detail: str, start: float) -> Scrape:
@@ -169,27 +176,24 @@ async def _get(session: aiohttp.ClientSession, url: str, accept: str, keep_membe
             text = raw.decode(response.charset or "utf-8")
         except (UnicodeDecodeError, LookupError) as exc:
             raise _Refused(Result.MALFORMED, f"cannot decode the body: {exc}") from exc
-        return _Reply(text, openmetrics, GzipMember(raw, member) if member else None)
+        return _Reply(text, openmetrics, GzipMember(raw, member) if member is not None else None)
 
 
-async def _read_body(response: aiohttp.ClientResponse, keep_member: bool) -> tuple[bytes, bytes]:
+async def _read_body(
+    response: aiohttp.ClientResponse, keep_member: bool
+) -> tuple[bytes, bytes | None]:
     """The whole (decompressed) body, refused beyond `MAX_BODY_BYTES`, and (with
-    ``keep_member``) the compressed body when it was exactly one gzip member (else b"")."""
-    encoding = response.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
-    keep = keep_member and encoding in ("gzip", "x-gzip")
-    compressed: list[bytes] = []
+    ``keep_member``) the compressed body when it was exactly one gzip member."""
+    encoding = response.headers.get(hdrs.CONTENT_ENCODING, "")
     try:
-        body = BoundedDecompressor(encoding, MAX_BODY_BYTES)
+        body = BoundedDecompressor(encoding, MAX_BODY_BYTES, keep_member=keep_member)
         async for chunk in response.content.iter_chunked(READ_CHUNK):
             body.feed(chunk)
-            if keep:
-                compressed.append(chunk)
-        inflated = body.finish()
+        return body.finish(), body.single_member()
     except BodyTooLarge as exc:
         raise _Refused(Result.ERROR, f"body larger than {MAX_BODY_BYTES} bytes") from exc
     except CorruptBody as exc:
         raise _Refused(Result.ERROR, str(exc)) from exc
-    return inflated, b"".join(compressed) if keep and body.members == 1 else b""
 
 
 def parse_exposition(

@@ -9,13 +9,13 @@ from prometheus_client.exposition import choose_encoder
 
 from sidecar.admin import Handler
 from sidecar.exposition import respond
+from sidecar.merge.fetch import OPENMETRICS_TYPE
 from sidecar.merge.scraper import MergeScraper
 from sidecar.unified import UnifiedCollector
 
 __all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-OPENMETRICS = "application/openmetrics-text"
 
 
 def scrape_timeout(request: web.Request) -> float | None:
@@ -38,7 +38,9 @@ def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> 
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        text = not choose_encoder(request.headers.get(hdrs.ACCEPT, ""))[1].startswith(OPENMETRICS)
+        text = not choose_encoder(request.headers.get(hdrs.ACCEPT, ""))[1].startswith(
+            OPENMETRICS_TYPE
+        )
         sources = await scraper.fetch(scrape_timeout(request), text=text)
         return respond(request, unified.with_sources(sources).render)
 

@@ -62,11 +62,10 @@ class FetchedFamilies:
         """The parsed families (configured labels added); raw ones render themselves."""
         return self.scrape.families
 
-    def passthrough(self) -> tuple[GzipMember, bool] | None:
-        """The body as the target sent it, gzipped, and whether it is OpenMetrics (a
+    def passthrough(self, openmetrics: bool) -> GzipMember | None:
+        """The body as the target sent it, gzipped, when it is in that format (a
         `sidecar.unified.PassThroughSource`)."""
-        member = self.scrape.member
-        return (member, self.scrape.openmetrics) if member is not None else None
+        return self.scrape.member if self.scrape.openmetrics == openmetrics else None
 
     def collect(self) -> Iterable[Metric]:
         """prometheus_client's collector protocol."""

@@ -66,3 +66,25 @@ def test_a_bomb_stops_one_byte_past_the_limit():
     with pytest.raises(BodyTooLarge):
         d.feed(gzip.compress(b"\0" * (64 << 20)))  # 64 MiB that gzip packs into ~64 kB
     assert d._size == (1 << 20) + 1  # never inflated more than that
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "kept"),
+    [
+        ("gzip", gzip.compress(b"m 1\n" * 50, mtime=0), True),
+        ("x-gzip", gzip.compress(b"m 1\n" * 50, mtime=0), True),
+        ("gzip", gzip.compress(b"m 1\n", mtime=0) + gzip.compress(b"m 2\n", mtime=0), False),
+        ("deflate", zlib.compress(b"m 1\n" * 50), False),
+        ("", b"m 1\n" * 50, False),
+    ],
+    ids=["gzip", "x-gzip", "two-members", "deflate", "identity"],
+)
+def test_the_compressed_body_is_kept_only_when_it_is_one_gzip_member(
+    encoding: str, body: bytes, kept: bool
+) -> None:
+    d = BoundedDecompressor(encoding, 10_000, keep_member=True)
+    for at in range(0, len(body), 7):  # in pieces, as a reply arrives
+        d.feed(body[at : at + 7])
+    d.finish()
+    assert d.single_member() == (body if kept else None)
+    assert BoundedDecompressor(encoding, 10_000).single_member() is None  # not asked to keep
