@@ -246,7 +246,7 @@ memory_observe(KeyMemory *m, uint64_t hash, const u8 *key, uint32_t len, double 
 }
 
 /* Expire, observe every key in order (a repeat inside the batch is a duplicate too),
-   then apply the bound. `dup` (when not NULL) gets 1 per duplicate key, else 0.
+   then apply the bound. `dup[k]` gets 1 when key k is a duplicate, else 0.
    Returns the number of duplicates, or -1 on a memory error. */
 static Py_ssize_t
 memory_observe_all(KeyMemory *m, const Span *keys, Py_ssize_t n, double now, u8 *dup)
@@ -277,8 +277,7 @@ memory_observe_all(KeyMemory *m, const Span *keys, Py_ssize_t n, double now, u8 
             break;
         }
         found += seen;
-        if (dup)
-            dup[k] = (u8)seen;
+        dup[k] = (u8)seen;
     }
     if (hashes != stack)
         PyMem_Free(hashes);
