@@ -2,7 +2,7 @@
 
 Errors, the one boundary where protobuf's exceptions are translated::
 
-    IngestBodyError (= sidecar.inflate.BodyError)   any body the receiver must refuse
+    sidecar.inflate.BodyError   any body the receiver must refuse
     ├── CorruptBody          400: bad compression (sidecar.inflate)
     │   └── UndecodableBody  400: not a valid ExportMetricsServiceRequest
     └── BodyTooLarge         413: over the limit after decompression (sidecar.inflate)
@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from sidecar.inflate import BodyError, BodyTooLarge, BoundedDecompressor, CorruptBody
+from sidecar.inflate import BodyTooLarge, BoundedDecompressor, CorruptBody
 from sidecar.ingest.jsonview import parse_json_request
 from sidecar.ingest.shadow import ShadowExportRequest
 
@@ -31,7 +31,6 @@ __all__ = [
     "BoundedDecompressor",
     "CorruptBody",
     "Encoding",
-    "IngestBodyError",
     "UndecodableBody",
     "decode_request",
     "encode_message",
@@ -44,9 +43,6 @@ CONTENT_TYPES: Mapping[str, Encoding]  # filled below, after the enum
 GRPC_INVALID_ARGUMENT = 3
 GRPC_RESOURCE_EXHAUSTED = 8
 ERROR_MESSAGE_MAX = 200
-
-
-IngestBodyError = BodyError  # any request body the receiver refuses
 
 
 class UndecodableBody(CorruptBody):
