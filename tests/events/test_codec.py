@@ -11,13 +11,16 @@ from sidecar.events import samples
 from sidecar.events.codec import (
     DEFAULT_MAX_BYTES,
     MAX_BATCH_EVENTS,
+    NO_TYPE,
     DecodeError,
     DecodeReason,
     Encoding,
+    EventSummary,
     decode_batch_request,
     decode_batch_response,
     decode_ingest_request,
     encoding_of,
+    summarize_ingest_request,
 )
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
 
@@ -195,6 +198,30 @@ def test_ingest_decode_errors(body: bytes, content_type: str | None, reason: Dec
     with pytest.raises(DecodeError) as caught:
         decode_ingest_request(body, content_type)
     assert caught.value.reason is reason
+
+
+def test_ingest_summary() -> None:
+    body = samples.ingest_body(samples.envelope("app_crash", idempotency_key=""))
+    summary = summarize_ingest_request(body, None)
+    assert (summary.count, dict(summary.types), summary.keys) == (1, {"app_crash": 1}, [])
+    assert summary.missing_keys == 1
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([], (0, {}, [])),
+        ([("a", "k1"), ("a", ""), ("b", "k2")], (3, {"a": 2, "b": 1}, ["k1", "k2"])),
+        ([(NO_TYPE, "")], (1, {NO_TYPE: 1}, [])),
+    ],
+    ids=["empty", "mixed", "none-without-key"],
+)
+def test_summary_of_pairs(
+    events: list[tuple[str, str]], expected: tuple[int, dict[str, int], list[str]]
+) -> None:
+    summary = EventSummary.of(events)
+    assert (summary.count, dict(summary.types), summary.keys) == expected
+    assert summary.missing_keys == expected[0] - len(expected[2])
 
 
 def _response(rejected: int) -> service_pb2.IngestEventBatchResponse:

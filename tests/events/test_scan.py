@@ -19,13 +19,11 @@ from hypothesis import strategies as st
 from sidecar.events import samples
 from sidecar.events.codec import (
     MAX_BATCH_EVENTS,
-    NO_TYPE,
     PAYLOAD_TYPES,
     DecodeError,
     EventSummary,
     decode_batch_request,
     decode_batch_response,
-    summarize_ingest_request,
 )
 from sidecar.events.scan import KINDS, BatchScanner, KeyMemory, new_batch_scanner, rejected_count
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
@@ -350,30 +348,6 @@ def test_scanner_misuse_raises() -> None:
     with pytest.raises(RuntimeError, match="not initialised"):
         half.scan(b"{}", False, KeyMemory(1.0, 1), 0.0)
     assert half.take_sizes() is None
-
-
-def test_ingest_summary() -> None:
-    body = samples.ingest_body(samples.envelope("app_crash", idempotency_key=""))
-    summary = summarize_ingest_request(body, None)
-    assert (summary.count, dict(summary.types), summary.keys) == (1, {"app_crash": 1}, [])
-    assert summary.missing_keys == 1
-
-
-@pytest.mark.parametrize(
-    ("events", "expected"),
-    [
-        ([], (0, {}, [])),
-        ([("a", "k1"), ("a", ""), ("b", "k2")], (3, {"a": 2, "b": 1}, ["k1", "k2"])),
-        ([(NO_TYPE, "")], (1, {NO_TYPE: 1}, [])),
-    ],
-    ids=["empty", "mixed", "none-without-key"],
-)
-def test_summary_of_pairs(
-    events: list[tuple[str, str]], expected: tuple[int, dict[str, int], list[str]]
-) -> None:
-    summary = EventSummary.of(events)
-    assert (summary.count, dict(summary.types), summary.keys) == expected
-    assert summary.missing_keys == expected[0] - len(expected[2])
 
 
 # ----------------------------------------------------------- batch responses' counts
