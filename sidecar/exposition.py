@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from aiohttp import hdrs, web
-from isal import igzip, isal_zlib
+from isal import isal_zlib
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
@@ -72,12 +72,11 @@ def encoded(body: bytes | list[bytes], content_type: str, accept_encoding: str) 
     ``Accept-Encoding`` allows it. Parts are compressed one after the other, never joined:
     for a 1.9 MB merged scrape that is 1.3 ms where joining first and then compressing
     the fresh 1.9 MB took ~3.5 ms."""
+    parts = [body] if isinstance(body, bytes) else body
     if not gzip_accepted(accept_encoding):
-        return Exposition(body if isinstance(body, bytes) else b"".join(body), content_type, None)
-    if isinstance(body, bytes):
-        return Exposition(igzip.compress(body, GZIP_LEVEL, mtime=0), content_type, "gzip")
+        return Exposition(b"".join(parts), content_type, None)
     packer = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, GZIP_WBITS)
-    packed = [packer.compress(part) for part in body]
+    packed = [packer.compress(part) for part in parts]
     packed.append(packer.flush())
     return Exposition(b"".join(packed), content_type, "gzip")
 

@@ -41,9 +41,9 @@ class GzipMember:
     data: bytes
 
 
-def deflate_span(data: bytes) -> tuple[int, int, int] | None:
-    """Where one gzip member's deflate data starts and ends, and its trailer's CRC-32;
-    None when ``data`` is not a whole gzip member as RFC 1952 lays it out."""
+def deflate_span(data: bytes) -> tuple[int, int] | None:
+    """Where one gzip member's deflate data starts and ends (its trailer follows); None
+    when ``data`` is not a whole gzip member as RFC 1952 lays it out."""
     if len(data) < 18 or not data.startswith(GZIP_MAGIC):
         return None
     flags, pos = data[3], 10
@@ -57,10 +57,7 @@ def deflate_span(data: bytes) -> tuple[int, int, int] | None:
     if flags & FHCRC:
         pos += 2
     end = len(data) - TRAILER.size
-    if pos > end:
-        return None
-    crc, _ = TRAILER.unpack_from(data, end)
-    return pos, end, crc
+    return (pos, end) if pos <= end else None
 
 
 def gzip_with_tail(prefix: Sequence[bytes], tail: GzipMember, level: int) -> bytes | None:
@@ -70,8 +67,8 @@ def gzip_with_tail(prefix: Sequence[bytes], tail: GzipMember, level: int) -> byt
     span = deflate_span(tail.data)
     if span is None:
         return None
-    start, end, tail_crc = span
-    _, size = TRAILER.unpack_from(tail.data, end)
+    start, end = span
+    tail_crc, size = TRAILER.unpack_from(tail.data, end)
     if size != len(tail.body) & 0xFFFFFFFF:
         return None
     packer = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
