@@ -1351,6 +1351,16 @@ BatchScanner_dealloc(BatchScanner *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static int
+scanner_ready(BatchScanner *s)
+{
+    if (!s->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "BatchScanner not initialised");
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *
 BatchScanner_scan(BatchScanner *self, PyObject *args)
 {
@@ -1358,10 +1368,8 @@ BatchScanner_scan(BatchScanner *self, PyObject *args)
     int binary;
     KeyMemory *memory;
     double now;
-    if (!self->ready) {
-        PyErr_SetString(PyExc_RuntimeError, "BatchScanner not initialised");
+    if (!scanner_ready(self))
         return NULL;
-    }
     if (!PyArg_ParseTuple(args, "y*pO!d", &body, &binary, &KeyMemoryType, &memory, &now))
         return NULL;
     if (!memory_ready(memory)) {
@@ -1437,10 +1445,8 @@ counts_list(const unsigned long long *counts, Py_ssize_t n)
 static PyObject *
 BatchScanner_totals(BatchScanner *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->ready) {
-        PyErr_SetString(PyExc_RuntimeError, "BatchScanner not initialised");
+    if (!scanner_ready(self))
         return NULL;
-    }
     PyObject *events = counts_list(self->events, self->kinds);
     PyObject *duplicates = counts_list(self->duplicates, self->kinds);
     if (events == NULL || duplicates == NULL) {
