@@ -2,10 +2,10 @@
 
 1. Merge: an app serving 20,000 series (10,000 counter + 10,000 gauge series, two labels)
    runs in its own process, and so does the real sidecar merging it (``python -m sidecar
-   run``: uvloop, the image's allocator settings). Two kinds of app: ``render`` renders
-   every scrape with prometheus_client (a Python app), ``static`` serves pre-rendered bytes
-   (an app whose exposition costs nothing: the worst case for the ratio). Both answer
-   gzip when asked, as client_golang and prometheus_client do.
+   run``: uvloop, glibc's allocator thresholds pinned at start). Two kinds of app:
+   ``render`` renders every scrape with prometheus_client (a Python app), ``static``
+   serves pre-rendered bytes (an app whose exposition costs nothing: the worst case for
+   the ratio). Both answer gzip when asked, as client_golang and prometheus_client do.
 
    Target of issue 8: a scrape via the sidecar at most 2x a direct scrape of the app. We
    time direct and merged scrapes in turn (direct, via, direct, ...), with Prometheus's
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from aiohttp import ClientSession, web  # noqa: E402
-from common import counters, free_port, wait_port  # type: ignore[import-not-found]  # noqa: E402
+from common import counters, free_port, render_table, wait_port  # type: ignore[import-not-found]  # noqa: E402
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # noqa: E402
     ExportMetricsServiceRequest,
 )
@@ -83,8 +83,6 @@ PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 HEADERS = {"Accept-Encoding": "gzip", "X-Prometheus-Scrape-Timeout-Seconds": "30"}
 GZIP_LEVEL = 6
-# the image's allocator settings (Dockerfile): big buffers reused, not mapped anew each time
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "67108864"}
 
 
 # ------------------------------------------------------------------ child processes
@@ -196,7 +194,7 @@ LABELS = "source: app"  # the README's example: every merged series gets source=
 def start_sidecar(
     workdir: Path, app_port: int, labels: str = ""
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """The real sidecar (``python -m sidecar run``, uvloop, the image's allocator settings)
+    """The real sidecar (``python -m sidecar run``: uvloop, allocator thresholds pinned)
     merging the app, with ``labels`` configured; returns it and its admin port once
     /metrics is served."""
     ports = {"proxy": free_port(), "admin": free_port(), "ingest": free_port()}
@@ -204,7 +202,7 @@ def start_sidecar(
     config = workdir / "sidecar.yaml"
     config.write_text(SIDECAR_CONFIG.format(app=app_port, labels=labels, **ports))
     command = [sys.executable, "-m", "sidecar", "run", "--config", str(config)]
-    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = workdir / "sidecar.log"  # its JSON log lines, shown only if it does not start
     with log.open("wb") as out:
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
@@ -427,14 +425,6 @@ async def bench_export(series: int, rounds: int) -> list[tuple[str, ...]]:
     return rows  # fmt: skip
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
-    lines.append("-+-".join("-" * w for w in widths))
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
-
-
 async def main_async(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     print(f"# bench/merge.py  python {sys.version.split()[0]}  cpus {os.cpu_count()}  "
@@ -445,9 +435,11 @@ async def main_async(args: argparse.Namespace) -> None:
         rows += await bench_merge(args.series, mode, rounds, args.prometheus_seconds)
     header = ("merge 20,000 series", "direct", "via sidecar", "added", "ratio", "app CPU",
               "sidecar CPU")  # fmt: skip
-    print(table(header, rows))
+    print(render_table(header, rows))
     print()
-    print(table(("push", "wall", "CPU"), await bench_export(args.export_series, args.rounds)))
+    print(
+        render_table(("push", "wall", "CPU"), await bench_export(args.export_series, args.rounds))
+    )
 
 
 def main() -> None:
