@@ -21,8 +21,9 @@ check: $(STAMP)  ## static checks only
 setup: $(STAMP)
 
 # The C extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c) are built in place by the
-# editable install: a change to one re-runs the install. It needs gcc (installed here on Debian when missing)
-# and the Python headers (in every CPython install; Debian's python3 has them in python3-dev).
+# editable install: a change to one re-runs the install. They need gcc (installed here on
+# Debian when missing) and the Python headers (in every CPython install; Debian's python3
+# has them in python3-dev).
 $(STAMP): pyproject.toml setup.py sidecar/events/_scan.c sidecar/merge/_runs.c
 	scripts/ensure-debian-packages gcc:gcc
 	$(PYTHON) -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
