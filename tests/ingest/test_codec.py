@@ -1,4 +1,4 @@
-"""Codec and shadow schema: shadow parse == real parse (decompression: tests/test_inflate.py)."""
+"""Codec and shadow schema: shadow parse == real parse (decompression: tests/foundation/test_inflate.py)."""
 
 from __future__ import annotations
 
