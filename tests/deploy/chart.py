@@ -24,6 +24,10 @@ NAMESPACE = "observability"
 CONFIG_MOUNT = "/etc/causality-sidecar/config.yaml"
 # The oldest Kubernetes the chart supports (native sidecars) and the newest schema shipped.
 KUBE_VERSIONS = ("1.29", "1.37")
+# sidecar.image.repository is a required value (the image is published nowhere); every ci/
+# scenario sets this one, and render() adds it unless told otherwise.
+SIDECAR_IMAGE_REPOSITORY = "registry.example.com/causality-sidecar"
+SIDECAR_IMAGE = {"sidecar": {"image": {"repository": SIDECAR_IMAGE_REPOSITORY}}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +88,20 @@ def scenario_values(name: str) -> dict[str, Any]:
     return values or {}
 
 
-def render(values: dict[str, Any] | None = None) -> Render:
+def render(values: dict[str, Any] | None = None, *, with_image: bool = True) -> Render:
     """Render the chart with ``values`` over its defaults (schema-checked, like an install).
+
+    ``with_image`` puts `SIDECAR_IMAGE` under ``values`` (the one required value); False
+    renders ``values`` exactly as given.
 
     Raises:
         helm_python.HelmError: the values break the schema or a template fails.
     """
+    given = values or {}
+    if with_image:
+        given = deep_merge(SIDECAR_IMAGE, given)
     with helm.Chart.load(CHART_DIR) as chart:
-        rendered = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        rendered = chart.render(given, name=RELEASE, namespace=NAMESPACE, is_install=True)
     docs: list[dict[str, Any]] = []
     notes = ""
     for template, text in sorted(rendered.items()):

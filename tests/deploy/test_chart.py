@@ -374,6 +374,26 @@ def test_helm_test_pod_reads_metrics_through_the_pod_ips() -> None:
     assert "sidecar_build_info" in script
 
 
+def test_sidecar_image_repository_is_required() -> None:
+    """The image is published nowhere: an install without sidecar.image.repository fails with
+    a message naming the value (not an ImagePullBackOff later); with it, the image is used."""
+    for values in ({}, {"sidecar": {"image": {"repository": ""}}}):
+        with pytest.raises(helm.HelmError, match=r"sidecar\.image\.repository is required"):
+            render(values, with_image=False)
+    image = {"repository": "registry.example.com/team/causality-sidecar", "tag": "1.2.3"}
+    rendered = render({"sidecar": {"image": image}}, with_image=False)
+    assert rendered.sidecar["image"] == "registry.example.com/team/causality-sidecar:1.2.3"
+    assert "(image registry.example.com/team/causality-sidecar:1.2.3)" in rendered.notes
+    default_tag = render({"sidecar": {"image": {"repository": "r.example/cs"}}}, with_image=False)
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert default_tag.sidecar["image"] == f"r.example/cs:{chart['appVersion']}"
+
+
+def test_every_scenario_sets_the_sidecar_image(scenario: tuple[str, Render]) -> None:
+    name, _ = scenario
+    assert scenario_values(name)["sidecar"]["image"]["repository"], name
+
+
 def test_notes_print_port_forward_and_curl() -> None:
     notes = render(scenario_values("custom-ports")).notes
     assert (

@@ -89,8 +89,11 @@ Usage: include "causality-sidecar.port" (list . "proxy")
 {{- .Values.sidecar.config.admin.metrics_path | default "/metrics" }}
 {{- end }}
 
+{{/* The sidecar image is published nowhere: its repository is a required value (a clear
+install error instead of ImagePullBackOff). Build and push it from the project's Dockerfile. */}}
 {{- define "causality-sidecar.sidecarImage" -}}
-{{- printf "%s:%s" .Values.sidecar.image.repository (.Values.sidecar.image.tag | default .Chart.AppVersion) }}
+{{- $repository := required "sidecar.image.repository is required: build the image from the project's Dockerfile, push it to your registry and set --set sidecar.image.repository=REGISTRY/causality-sidecar (see helm/README.md)" .Values.sidecar.image.repository }}
+{{- printf "%s:%s" $repository (.Values.sidecar.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
 {{/* The sidecar container; `native` adds restartPolicy: Always for the init-container form. */}}
