@@ -5,6 +5,8 @@ decompression (decompressed in a streaming way, so a gzip bomb allocates at most
 limit), 400 an undecodable body (nothing stored), 429 with Retry-After when the store is
 full and nothing could be stored, else 200 with an ``ExportMetricsServiceResponse`` in
 the request's encoding whose ``partial_success`` counts the rejected points and says why.
+``/v1/traces`` and ``/v1/logs`` (where an SDK configured with ``OTEL_EXPORTER_OTLP_ENDPOINT``
+sends its other signals) get a 404 that says this port takes metrics only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ __all__ = ["INGEST_PATH", "SERVER_KWARGS", "IngestState", "create_ingest_app"]
 log = logging.getLogger(__name__)
 
 INGEST_PATH = "/v1/metrics"
+OTHER_SIGNAL_PATHS = ("/v1/traces", "/v1/logs")
+METRICS_ONLY = b"404: metrics only: traces and logs are not accepted here (POST /v1/metrics)\n"
 READ_CHUNK = 64 * 1024
 OFFLOAD_BYTES = 256 * 1024  # bodies above this are decoded in a worker thread
 RETRY_AFTER_SECONDS = 30
@@ -82,6 +86,8 @@ def create_ingest_app(state: IngestState) -> web.Application:
     app = web.Application()
     app[STATE] = state
     app.router.add_route("*", INGEST_PATH, handle_export)
+    for path in OTHER_SIGNAL_PATHS:
+        app.router.add_route("*", path, handle_other_signal)
     app.cleanup_ctx.append(_expiry_timer)
     return app
 
@@ -119,6 +125,11 @@ async def handle_export(request: web.Request) -> web.Response:
     label = encoding.label if encoding is not None else "unknown"
     state.instruments.requests.add(1, {"encoding": label, "code": response.status})
     return response
+
+
+async def handle_other_signal(request: web.Request) -> web.Response:
+    """``/v1/traces``, ``/v1/logs``: 404 (OTLP exporters do not retry it), saying why."""
+    return web.Response(status=404, body=METRICS_ONLY, content_type="text/plain")
 
 
 async def _export(

@@ -225,8 +225,21 @@ async def test_400_json_body_is_json_status(ingest):
     assert body["message"].startswith("cannot decode json body")
 
 
+@pytest.mark.parametrize("signal", ["traces", "logs"])
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_404_traces_and_logs_say_metrics_only(ingest, signal, method):
+    """An SDK pointed at the port with OTEL_EXPORTER_OTLP_ENDPOINT sends all three signals:
+    the two it cannot take get a 404 (not retried by OTLP exporters) that says why."""
+    response = await ingest.client.request(method, f"/v1/{signal}", data=_body(), headers=PROTOBUF)
+    assert response.status == 404
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert await response.text() == (
+        "404: metrics only: traces and logs are not accepted here (POST /v1/metrics)\n"
+    )
+
+
 async def test_404_other_paths(ingest):
-    response = await ingest.client.post("/v1/traces", data=_body(), headers=PROTOBUF)
+    response = await ingest.client.post("/v1/other", data=_body(), headers=PROTOBUF)
     assert response.status == 404
     assert await response.text() == "404: Not Found"
 
