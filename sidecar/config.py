@@ -14,19 +14,21 @@ import ipaddress
 import math
 import os
 import re
+import ssl
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS_MS",
     "ENV_OVERRIDES",
+    "REDACTED",
     "Address",
     "Config",
     "ConfigError",
@@ -34,6 +36,9 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_size",
+    "read_token_file",
+    "redact_headers",
+    "redact_url",
     "to_dict",
 ]
 
@@ -194,10 +199,18 @@ def parse_http_url(value: object) -> str:
 # dataclasses are recursed into. `metadata["render"]` turns it back for check-config.
 
 
-def _opt(parse: Callable[[Any], Any], render: Callable[[Any], Any] | None = None) -> Any:
+def _opt(
+    parse: Callable[[Any], Any],
+    render: Callable[[Any], Any] | None = None,
+    *,
+    secret: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Field metadata: how to parse, how to render, and (``secret``) how to redact."""
     meta: dict[str, Any] = {"parse": parse}
     if render is not None:
         meta["render"] = render
+    if secret is not None:
+        meta["secret"] = secret
     return meta
 
 
@@ -299,8 +312,55 @@ _ADDRESS = _opt(Address.parse, str)
 _BOOL = _opt(_expect(bool, "true or false"))
 _POSITIVE = _opt(_positive_int)
 _LEVELS = ("debug", "info", "warning", "error", "critical")
-_SECRET_HEADER_RE = re.compile(r"(?i)authorization|token|key|secret|password|cookie")
-_URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
+REDACTED = "<redacted>"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every place a credential can sit replaced by ``<redacted>``.
+
+    The rule goes by where a value sits, never by what it is called: the userinfo
+    (``user:password@``), every query value (the keys stay, so one can see what is set:
+    ``?access_token=<redacted>``; an item without ``=`` is all value) and the fragment.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{key}={REDACTED}" if sep else REDACTED
+        for key, sep, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit(
+        parts._replace(
+            netloc=netloc,
+            query=query if parts.query else "",
+            fragment=REDACTED if parts.fragment else "",
+        )
+    )
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Every header value replaced (the names stay): no guessing which ones are secret."""
+    return {name: REDACTED for name in headers}
+
+
+def _redact_optional_url(value: str | None) -> str | None:
+    return None if value is None else redact_url(value)
+
+
+def read_token_file(path: str, key: str = "admin.bearer_token_file") -> bytes:
+    """The token in ``path``, stripped of surrounding whitespace.
+
+    Raises:
+        ConfigError: naming ``key`` when the file cannot be read or holds only whitespace.
+    """
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read file {path!r}: {exc.strerror or exc}") from None
+    if not token:
+        raise ConfigError(key, f"file {path!r} is empty")
+    return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,13 +370,55 @@ class ServiceConfig:
     name: str = field(default="causality-sidecar", metadata=_opt(_non_empty_str))
 
 
+def _ca_file(value: Any) -> str:
+    """A readable PEM bundle of at least one CA certificate (loaded once here to check it)."""
+    path = _non_empty_str(value)
+    if not Path(path).is_file():
+        raise ValueError(f"no such file: {path!r}")
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path!r} as a PEM certificate bundle: {exc}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"{path!r} is not a PEM certificate bundle (no BEGIN CERTIFICATE)")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{path!r} is not a valid PEM certificate bundle: {exc}") from None
+    return path
+
+
+def _server_name(value: Any) -> str:
+    if not isinstance(value, str) or not _is_hostname(value):
+        raise ValueError(f"expected a host name like app.internal, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTlsConfig:
+    """TLS to an ``https://`` upstream: verified against the system CAs by default."""
+
+    ca_file: str | None = field(default=None, metadata=_opt(_optional(_ca_file)))
+    server_name: str | None = field(default=None, metadata=_opt(_optional(_server_name)))
+    insecure_skip_verify: bool = field(default=False, metadata=_BOOL)
+
+    def __post_init__(self) -> None:
+        if self.insecure_skip_verify and self.ca_file is not None:
+            raise ConfigError(
+                "proxy.upstream_tls.insecure_skip_verify",
+                "true disables the verification ca_file is for; set one or the other",
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
     """The reverse proxy (design §4 `proxy.*`); durations in seconds, sizes in bytes."""
 
     enabled: bool = field(default=True, metadata=_BOOL)
     listen: Address = field(default=Address("0.0.0.0", 8000), metadata=_ADDRESS)
-    upstream: str = field(default="http://127.0.0.1:8080", metadata=_opt(parse_http_url))
+    upstream: str = field(
+        default="http://127.0.0.1:8080", metadata=_opt(parse_http_url, secret=redact_url)
+    )
     connect_timeout: float = field(default=2.0, metadata=_DURATION)
     response_timeout: float = field(default=60.0, metadata=_DURATION)
     idle_timeout: float = field(default=300.0, metadata=_DURATION)
@@ -335,6 +437,13 @@ class ProxyConfig:
     latency_buckets_ms: tuple[float, ...] = field(
         default=DEFAULT_LATENCY_BUCKETS_MS, metadata=_opt(_buckets, list)
     )
+    upstream_tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
+
+    def __post_init__(self) -> None:
+        if self.upstream_tls != UpstreamTlsConfig() and urlsplit(self.upstream).scheme != "https":
+            raise ConfigError(
+                "proxy.upstream_tls", "is set, but proxy.upstream is http://, not https://"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +491,7 @@ class MergeTarget:
     """One app /metrics endpoint merged into the sidecar's exposition."""
 
     name: str = field(default="", metadata=_opt(_non_empty_str))
-    url: str = field(default="", metadata=_opt(parse_http_url))
+    url: str = field(default="", metadata=_opt(parse_http_url, secret=redact_url))
     timeout: float = field(default=5.0, metadata=_POSITIVE_DURATION)
     labels: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_str_map, dict)
@@ -400,10 +509,13 @@ class MergeConfig:
 class OtlpExportConfig:
     """Push of the unified view to an OpenTelemetry collector."""
 
-    endpoint: str | None = field(default=None, metadata=_opt(_optional(parse_http_url)))
+    endpoint: str | None = field(
+        default=None, metadata=_opt(_optional(parse_http_url), secret=_redact_optional_url)
+    )
     interval: float = field(default=30.0, metadata=_POSITIVE_DURATION)
     headers: Mapping[str, str] = field(
-        default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_str_map, dict)
+        default_factory=lambda: types.MappingProxyType({}),
+        metadata=_opt(_str_map, dict, secret=redact_headers),
     )
 
 
@@ -420,6 +532,7 @@ class LoggingConfig:
 
     level: str = field(default="info", metadata=_opt(_one_of(*_LEVELS)))
     format: Literal["json", "text"] = field(default="json", metadata=_opt(_one_of("json", "text")))
+    access_log: bool = field(default=False, metadata=_BOOL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,11 +678,14 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return config
 
 
-def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
-    """The config as plain YAML-able data that `load_config` reads back to an equal object.
+def to_dict(obj: Any, *, redact: bool = True) -> dict[str, Any]:
+    """The config as plain YAML-able data; with ``redact=False`` `load_config` reads it
+    back to an equal object.
 
-    With ``redact``, values of export headers that look like credentials, and the
-    ``user:password@`` part of every URL, become ``<redacted>``.
+    Redaction (the default: every output of the config goes through here) replaces the
+    values at the places a credential can sit: every header value, and in every URL the
+    userinfo, the query values and the fragment (`redact_url`, `redact_headers`). A
+    string anywhere else that holds ``://`` is treated as a URL too.
     """
     out: dict[str, Any] = {}
     for spec in dataclasses.fields(obj):
@@ -578,24 +694,17 @@ def to_dict(obj: Any, *, redact: bool = False) -> dict[str, Any]:
             out[spec.name] = to_dict(value, redact=redact)
         elif "items" in spec.metadata:
             out[spec.name] = [to_dict(item, redact=redact) for item in value]
+        elif redact and "secret" in spec.metadata:
+            out[spec.name] = spec.metadata["secret"](value)
         elif "render" in spec.metadata and value is not None:
             out[spec.name] = spec.metadata["render"](value)
         elif redact and isinstance(value, str) and "://" in value:
             out[spec.name] = redact_url(value)
         else:
             out[spec.name] = value
-    if redact and isinstance(obj, OtlpExportConfig):
-        out["headers"] = {
-            k: "<redacted>" if _SECRET_HEADER_RE.search(k) else v for k, v in obj.headers.items()
-        }
     return out
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its ``user:password@`` part replaced by ``<redacted>@``."""
-    return _URL_USERINFO_RE.sub("<redacted>@", url)
-
-
-def dump_yaml(config: Config, *, redact: bool = False) -> str:
-    """The effective config as YAML (what `check-config` prints)."""
+def dump_yaml(config: Config, *, redact: bool = True) -> str:
+    """The effective config as YAML (what `check-config` prints), redacted unless asked."""
     return yaml.safe_dump(to_dict(config, redact=redact), sort_keys=False)

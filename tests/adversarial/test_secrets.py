@@ -159,3 +159,82 @@ async def test_ingest_never_logs_or_echoes_secrets(ingest_factory, caplog) -> No
             assert needle.encode() not in answer
     for needle in NEEDLES:
         assert needle not in caplog.text
+
+
+# ------------------------------------------------- secrets in the configuration itself
+# Issue 15 item 3: every output of the config (check-config, /debug/config, the status
+# page, the logs) hides the values at the places a credential sits: every header value,
+# and in every URL the userinfo and the query values. These needles sit at each place.
+CONFIG_NEEDLES = (
+    "up-user-pw-71a2", "up-query-tok-83b4",          # proxy.upstream
+    "merge-pw-95c6", "merge-query-tok-a7d8",          # merge.targets[].url
+    "export-pw-b9e0", "export-query-tok-c1f2",        # export.otlp.endpoint
+    "hc-team-d3a4", "bearer-tok-e5b6",                # export.otlp.headers
+)  # fmt: skip
+
+
+def _secret_config(upstream_port: int, dead_port: int) -> str:
+    return f"""
+proxy:
+  upstream: http://app:up-user-pw-71a2@127.0.0.1:{upstream_port}/?access_token=up-query-tok-83b4
+merge:
+  targets:
+    - name: app
+      url: http://scraper:merge-pw-95c6@127.0.0.1:{dead_port}/metrics?token=merge-query-tok-a7d8
+export:
+  otlp:
+    endpoint: http://u:export-pw-b9e0@127.0.0.1:{dead_port}/v1/metrics?api_key=export-query-tok-c1f2
+    interval: 200ms
+    headers: {{x-honeycomb-team: hc-team-d3a4, Authorization: Bearer bearer-tok-e5b6}}
+logging: {{level: debug}}
+shutdown: {{drain_delay: 0}}
+"""
+
+
+def _leaks(where: str, text: str) -> list[str]:
+    return [f"{needle} in {where}" for needle in CONFIG_NEEDLES if needle in text]
+
+
+def test_check_config_prints_no_secret(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "secrets.yaml"
+    path.write_text(_secret_config(8080, 9))
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check-config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _leaks("stdout", done.stdout) + _leaks("stderr", done.stderr) == []
+    # what is set stays visible: the header names and the query keys
+    assert "x-honeycomb-team: <redacted>" in done.stdout
+    assert "?access_token=<redacted>" in done.stdout
+    assert "http://<redacted>@127.0.0.1:9/metrics?token=<redacted>" in done.stdout
+
+
+def test_running_sidecar_shows_no_secret(upstream: str, tmp_path: Path) -> None:
+    """/debug/config, the status page and the logs (at debug, with failing pushes and
+    merge scrapes that name their URLs' hosts) hold none of the secrets."""
+    ports = local_ports("proxy", "admin", "otlp", "dead")
+    config = tmp_path / "secrets.yaml"
+    config.write_text(_secret_config(int(upstream.rsplit(":", 1)[1]), ports["dead"]))
+    args = [
+        "run", "--config", str(config),
+        "--listen", f"127.0.0.1:{ports['proxy']}", "--admin-listen", f"127.0.0.1:{ports['admin']}",
+        "--otlp-listen", f"127.0.0.1:{ports['otlp']}",
+    ]  # fmt: skip
+    with run_sidecar(args, admin=f"127.0.0.1:{ports['admin']}") as car:
+        status, _, debug_config = http_get(car.url("/debug/config"))
+        assert status == 200
+        status, _, page = http_get(car.url("/?refresh=0"))
+        assert status == 200
+        assert http_get(car.url("/metrics"))[0] == 200  # a merge scrape that fails
+        wait_until(lambda: "export_failed" in car.logs(), 10, "a failed push logged")
+        assert car.stop() == 0
+    leaks = _leaks("/debug/config", debug_config.decode())
+    leaks += _leaks("the status page", page.decode())
+    leaks += _leaks("the logs", car.logs())
+    assert leaks == []
+    assert b'"x-honeycomb-team": "<redacted>"' in debug_config
+    assert b"access_token=&lt;redacted&gt;" in page or b"access_token=<redacted>" in page

@@ -1,7 +1,8 @@
-"""Configuration: one table test per rule, defaults equal design §4, precedence."""
+"""Configuration: one table test per rule, defaults equal the README's key table, precedence."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -15,15 +16,18 @@ from sidecar.config import (
     Address,
     Config,
     ConfigError,
+    config_from_dict,
     dump_yaml,
     format_duration,
     load_config,
     parse_duration,
     parse_size,
+    redact_headers,
+    redact_url,
     to_dict,
 )
 
-DESIGN = Path(__file__).resolve().parents[3] / "shared" / "design.md"
+README = Path(__file__).resolve().parents[2] / "README.md"  # its table of every key
 
 
 # ----------------------------------------------------------------------- values
@@ -141,31 +145,43 @@ def test_empty_file_means_defaults(tmp_path: Path) -> None:
     assert load_config(path, env={}) == Config()
 
 
-# ------------------------------------------------------------ defaults = design §4
+# ------------------------------------------------ defaults = the README's key table
 
-DESIGN_SPECIAL = {
+TABLE_SPECIAL = {
     "none": None,
     "`[]`": [],
     "`{}`": {},
-    "see §6": list(DEFAULT_LATENCY_BUCKETS_MS),
+    "0.5 … 60000": list(DEFAULT_LATENCY_BUCKETS_MS),
 }
 
 
-def _design_defaults() -> dict[str, Any]:
-    """key path -> default, read from design §4's table."""
-    section = DESIGN.read_text().split("## 4.")[1].split("## 5.")[0]
+def _documented_defaults() -> dict[str, Any]:
+    """key path -> default, read from the README's Configuration table."""
+    section = README.read_text().split("\n## Configuration\n")[1].split("\n## ")[0]
     out: dict[str, Any] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 2 or not cells[0].startswith("`"):
             continue
         keys = re.findall(r"`([a-z_.]+)`", cells[0])
-        defaults = [DESIGN_SPECIAL.get(cells[1], cells[1])]
+        defaults = [TABLE_SPECIAL.get(cells[1], cells[1])]
         if len(keys) == 2 and " / " in cells[1]:
             defaults = cells[1].split(" / ")
         for key, default in zip(keys, defaults * len(keys), strict=False):
             out[key] = default.strip("`") if isinstance(default, str) else default
     return out
+
+
+def _config_keys(obj: Any, prefix: str = "") -> list[str]:
+    """Every leaf key path of the config (lists and mappings are leaves)."""
+    keys: list[str] = []
+    for name, value in to_dict(obj, redact=False).items():
+        child = getattr(obj, name)
+        if isinstance(value, dict) and dataclasses.is_dataclass(child):
+            keys += _config_keys(child, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
 
 
 def _normalise(key: str, value: Any) -> Any:
@@ -183,20 +199,20 @@ def _normalise(key: str, value: Any) -> Any:
 
 
 def _effective(key: str) -> Any:
-    node: Any = to_dict(Config())
+    node: Any = to_dict(Config(), redact=False)
     for part in key.split("."):
         node = node[part]
     return _normalise(key, node)
 
 
-def test_design_table_is_read() -> None:
-    defaults = _design_defaults()
-    assert len(defaults) >= 40, sorted(defaults)
+def test_every_key_is_documented() -> None:
+    """The README's table lists exactly the keys the config has (one source, both ways)."""
+    assert sorted(_documented_defaults()) == sorted(_config_keys(Config()))
 
 
-@pytest.mark.parametrize("key", sorted(_design_defaults()) if DESIGN.exists() else [])
-def test_default_equals_design(key: str) -> None:
-    expected = _normalise(key, _design_defaults()[key])
+@pytest.mark.parametrize("key", sorted(_documented_defaults()))
+def test_default_equals_the_documented_one(key: str) -> None:
+    expected = _normalise(key, _documented_defaults()[key])
     assert _effective(key) == expected
 
 
@@ -244,29 +260,50 @@ def test_check_config_output_reloads_to_the_same_config(tmp_path: Path) -> None:
     )
     config = load_config(path, env={})
     again = tmp_path / "again.yaml"
-    again.write_text(dump_yaml(config))
+    again.write_text(dump_yaml(config, redact=False))
     assert load_config(again, env={}) == config
     assert yaml.safe_load(dump_yaml(config))["proxy"]["connect_timeout"] == "250ms"
 
 
-def test_redacted_dump_hides_credentials() -> None:
-    text = "export: {otlp: {endpoint: 'http://c:4318', headers: {Authorization: Bearer s3cret, x-tenant: a}}}"
-    from sidecar.config import config_from_dict
-
+def test_redacted_dump_hides_every_header_value() -> None:
+    """Every header value goes, whatever its name: x-honeycomb-team is as secret as any."""
+    text = (
+        "export: {otlp: {endpoint: 'http://c:4318', "
+        "headers: {Authorization: Bearer s3cret, x-honeycomb-team: hc-0ff1ce, x-tenant: a}}}"
+    )
     config = config_from_dict(yaml.safe_load(text))
-    dumped = dump_yaml(config, redact=True)
-    assert "s3cret" not in dumped
-    assert "x-tenant: a" in dumped
+    dumped = yaml.safe_load(dump_yaml(config))
+    assert dumped["export"]["otlp"]["headers"] == {
+        "Authorization": "<redacted>",
+        "x-honeycomb-team": "<redacted>",
+        "x-tenant": "<redacted>",
+    }
+    assert dumped == to_dict(config)  # one rule for YAML and for data
+    assert "hc-0ff1ce" in dump_yaml(config, redact=False)  # only when asked
 
 
-def test_redacted_dump_hides_url_credentials() -> None:
-    text = "proxy: {upstream: 'http://app:pa55w0rd@127.0.0.1:8080'}"
-    from sidecar.config import config_from_dict
+def test_redacted_dump_covers_every_url() -> None:
+    text = """
+        proxy: {upstream: 'http://app:pa55w0rd@127.0.0.1:8080/?access_token=up-tok'}
+        merge: {targets: [{name: a, url: 'http://m:merge-pw@127.0.0.1:9/metrics?key=mk-1'}]}
+        export: {otlp: {endpoint: 'https://u:ex-pw@collector:4318/v1/metrics?api_key=ek-2'}}
+    """
+    dumped = yaml.safe_load(dump_yaml(config_from_dict(yaml.safe_load(text))))
+    assert (
+        dumped["proxy"]["upstream"] == "http://<redacted>@127.0.0.1:8080/?access_token=<redacted>"
+    )
+    assert dumped["merge"]["targets"][0]["url"] == (
+        "http://<redacted>@127.0.0.1:9/metrics?key=<redacted>"
+    )
+    assert dumped["export"]["otlp"]["endpoint"] == (
+        "https://<redacted>@collector:4318/v1/metrics?api_key=<redacted>"
+    )
 
-    dumped = dump_yaml(config_from_dict(yaml.safe_load(text)), redact=True)
-    assert "pa55w0rd" not in dumped
-    assert "http://<redacted>@127.0.0.1:8080" in dumped
-    assert "pa55w0rd" in dump_yaml(config_from_dict(yaml.safe_load(text)))  # only when asked
+
+def test_unset_secret_fields_stay_unset() -> None:
+    dumped = to_dict(Config())
+    assert dumped["export"]["otlp"] == {"endpoint": None, "interval": "30s", "headers": {}}
+    assert dumped == to_dict(Config(), redact=False)  # the defaults hold no secret
 
 
 @pytest.mark.parametrize(
@@ -274,11 +311,33 @@ def test_redacted_dump_hides_url_credentials() -> None:
     [
         ("http://user:pw@collector:4318/v1/metrics", "http://<redacted>@collector:4318/v1/metrics"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/metrics", "http://127.0.0.1:8080/metrics"),
         ("https://t@h/x", "https://<redacted>@h/x"),
+        ("http://h/x?access_token=abc", "http://h/x?access_token=<redacted>"),
+        ("http://h/?a=1&b=&c=x%3Dy", "http://h/?a=<redacted>&b=<redacted>&c=<redacted>"),
+        ("http://h/?s3cr3t", "http://h/?<redacted>"),
+        ("http://h/?a=1&s3cr3t", "http://h/?a=<redacted>&<redacted>"),
+        ("http://h/p#tok", "http://h/p#<redacted>"),
+        ("http://u:p@w@h:1/?k=v=w", "http://<redacted>@h:1/?k=<redacted>"),
+        ("http://[::1]:4318/v1/metrics?t=1", "http://[::1]:4318/v1/metrics?t=<redacted>"),
     ],
-    ids=["user-password", "none", "user-only"],
-)
+    ids=[
+        "user-password", "none", "path", "user-only", "query-token", "every-query-value",
+        "bare-query-item", "mixed-items", "fragment", "at-in-password", "ipv6",
+    ],
+)  # fmt: skip
 def test_redact_url(url: str, expected: str) -> None:
-    from sidecar.config import redact_url
-
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, {}),
+        ({"Authorization": "Bearer x"}, {"Authorization": "<redacted>"}),
+        ({"x-honeycomb-team": "k", "x-tenant": "a"}, {"x-honeycomb-team": "<redacted>", "x-tenant": "<redacted>"}),
+    ],
+    ids=["none", "authorization", "any-name"],
+)  # fmt: skip
+def test_redact_headers(headers: dict[str, str], expected: dict[str, str]) -> None:
+    assert redact_headers(headers) == expected
