@@ -15,7 +15,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-__all__ = ["SECRET_HEADERS", "configure_logging", "redact"]
+__all__ = ["ACCESS_LOGGER", "SECRET_HEADERS", "configure_logging", "redact"]
+
+ACCESS_LOGGER = "sidecar.access"  # the proxy's access log (logging.access_log)
 
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
 REDACTED = "<redacted>"
@@ -85,3 +87,6 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> Non
     root.setLevel(level.upper())
     # aiohttp's access log would write one line per proxied request: off by default.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The proxy's own (logging.access_log) writes only when turned on, then whatever the
+    # level: its lines are info, and an access log hidden by `level: warning` would be none.
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)

@@ -43,6 +43,7 @@ BODY_SIZE_BUCKETS_BYTES: tuple[float, ...] = tuple(
 )  # 1 B, 4 B, ... 1 GiB: a factor of 4 per bucket
 ERROR_REASONS = (
     "upstream_connect_error",
+    "upstream_tls_error",
     "upstream_timeout",
     "upstream_reset",
     "client_disconnect",

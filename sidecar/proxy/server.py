@@ -34,6 +34,7 @@ from sidecar.proxy.headers import request_headers, response_headers
 from sidecar.proxy.inspection import EventInspector, ResponseTee, call_safely
 from sidecar.proxy.metrics import STATUS_CLIENT_CLOSED, ProxyMetrics
 from sidecar.proxy.parser import strict_request_parser
+from sidecar.proxy.proxylog import AccessLog, FailureLog
 from sidecar.proxy.routes import RouteLabeler, method_label
 from sidecar.proxy.upstream import Body, Upstream, UpstreamError, UpstreamResponse
 from sidecar.proxy.websocket import is_websocket_upgrade, relay_websocket
@@ -98,6 +99,9 @@ class ProxyHandler:
         self._metrics = metrics
         self._labeler = labeler
         self._inspector = inspector if config.events.enabled else None
+        self.failures = FailureLog(upstream.display)
+        # None when off: the only cost per request then is one check (set it to toggle)
+        self.access_log = AccessLog(upstream.display) if config.logging.access_log else None
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -123,6 +127,8 @@ class ProxyHandler:
             if not self.in_flight:
                 self.idle.set()
             self._record(ex)
+            if self.access_log is not None:
+                self.access_log.write(request, ex)
 
     def _record(self, ex: Exchange) -> None:
         if ex.websocket:
@@ -173,7 +179,7 @@ class ProxyHandler:
             return self._too_large(ex)
         if is_websocket_upgrade(request):
             ex.websocket = True
-            return await relay_websocket(
+            session = await relay_websocket(
                 request,
                 self._upstream,
                 self._metrics,
@@ -181,7 +187,10 @@ class ProxyHandler:
                 ex.path,
                 self.going_away,
                 forwarded=self._proxy.forwarded_headers,
+                failures=self.failures,
             )
+            ex.status = session.status
+            return session
         headers = request_headers(
             request.headers,
             peer=request.remote,
@@ -196,6 +205,7 @@ class ProxyHandler:
         except UpstreamError as exc:
             if ex.body_too_large:
                 return self._too_large(ex)
+            self.failures.failed(exc.reason, ex.method, ex.path, exc.status, _detail(exc))
             return self._reject(ex, exc.status, exc.reason, exc.message)
         return await self._relay(request, upstream, ex)
 
@@ -310,6 +320,7 @@ class ProxyHandler:
             try:
                 await response.prepare(request)
             except ValueError:  # aiohttp refuses a header with control bytes: nothing sent
+                self.failures.failed("upstream_reset", ex.method, ex.path, 502, "invalid header")
                 return self._reject(ex, 502, "upstream_reset", "upstream sent an invalid response")
             content = upstream.content
             if not content.total_bytes and not content.is_eof():
@@ -324,7 +335,7 @@ class ProxyHandler:
                         chunk = await content.readany()
                         last = not chunk
                 except UPSTREAM_BODY_ERRORS as exc:
-                    self._upstream_broke(request, exc)
+                    self._upstream_broke(request, ex, exc)
                     return response
                 ex.response_bytes += len(chunk)
                 if tee is not None and chunk:
@@ -346,11 +357,13 @@ class ProxyHandler:
             else:
                 upstream.close()
 
-    def _upstream_broke(self, request: web.BaseRequest, exc: BaseException) -> None:
+    def _upstream_broke(self, request: web.BaseRequest, ex: Exchange, exc: BaseException) -> None:
         """The upstream failed mid-body: abort the client rather than end the body cleanly."""
         timeout = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
-        self._metrics.error("upstream_timeout" if timeout else "upstream_reset")
-        log.info("upstream failed during the response body: %r", exc)
+        reason = "upstream_timeout" if timeout else "upstream_reset"
+        self._metrics.error(reason)
+        detail = f"during the response body: {type(exc).__name__}"
+        self.failures.failed(reason, ex.method, ex.path, ex.status, detail)
         transport = request.transport
         if transport is not None:
             transport.abort()
@@ -427,6 +440,13 @@ class _RelayedResponse(web.StreamResponse):
                 headers[CONNECTION] = "keep-alive"
         elif version == HttpVersion11:
             headers[CONNECTION] = "close"
+
+
+def _detail(exc: UpstreamError) -> str:
+    """What the log says of a failure: the TLS cause, or the type of the error behind it
+    (never its text, which may quote the upstream's bytes)."""
+    cause = exc.__cause__
+    return exc.detail or ("" if cause is None else type(cause).__name__)
 
 
 def _target(request: web.BaseRequest) -> str:
@@ -667,4 +687,5 @@ class ProxyComponent:
         self._runner._shutdown_timeout = 0.001
         await self._runner.cleanup()
         await self._upstream.close()
+        self.handler.failures.close()
         return cut

@@ -12,6 +12,8 @@ Exception tree raised to the handler::
 
     UpstreamError (status, reason, message)
       reason upstream_connect_error -> 502  refused, unreachable, connect timeout
+      reason upstream_tls_error     -> 502  TLS handshake failed: certificate not trusted,
+                                            wrong name, or no TLS server (https:// only)
       reason upstream_timeout       -> 504  no response headers within response_timeout,
                                             or silence longer than idle_timeout
       reason upstream_reset         -> 502  connection closed or reset, invalid response
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
@@ -42,8 +45,9 @@ from aiohttp.streams import EofStream, StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.config import ProxyConfig
+from sidecar.proxy.tls import UpstreamTls, upstream_tls
 
-__all__ = ["RETRYABLE_METHODS", "Upstream", "UpstreamError", "UpstreamResponse"]
+__all__ = ["RETRYABLE_METHODS", "Upstream", "UpstreamError", "UpstreamResponse", "tls_failed"]
 
 RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 READ_BUFSIZE = 2**18
@@ -56,19 +60,38 @@ Body = bytes | AsyncIterable[bytes] | None
 class UpstreamError(Exception):
     """The upstream could not produce a response; carries the status and metric reason."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
-        self.message = message
+        self.message = message  # the answer's text, for the client
+        self.detail = detail  # for the log only (no bytes of the upstream's answer)
 
 
 class _StaleConnection(Exception):
     """A pooled connection was closed by the upstream before any response byte."""
 
 
+def tls_failed(exc: BaseException) -> UpstreamError:
+    """The TLS handshake with an ``https://`` upstream failed (the cause is in ``exc``)."""
+    return UpstreamError(502, "upstream_tls_error", "upstream TLS handshake failed", _cause(exc))
+
+
+def _cause(exc: BaseException) -> str:
+    """A short cause: the certificate check's message, an SSL error's reason, or the type."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        exc = exc.os_error if isinstance(exc.os_error, BaseException) else exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return str(exc.verify_message or "certificate verify failed")
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    return type(exc).__name__
+
+
 def translate(exc: BaseException) -> UpstreamError:
     """Map an aiohttp/asyncio exception raised before response headers to an UpstreamError."""
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return tls_failed(exc)
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return UpstreamError(502, "upstream_connect_error", "upstream connection failed")
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
@@ -192,12 +215,18 @@ class _Pool:
     """Keep-alive connections to one host:port, newest first, at most ``limit`` open."""
 
     def __init__(
-        self, host: str, port: int, config: ProxyConfig, loop: asyncio.AbstractEventLoop
+        self,
+        host: str,
+        port: int,
+        config: ProxyConfig,
+        loop: asyncio.AbstractEventLoop,
+        tls: UpstreamTls | None = None,
     ) -> None:
         self.loop = loop
         self._host = host
         self._port = port
         self._config = config
+        self._tls = tls
         self._idle: list[tuple[_Connection, float]] = []
         self._slots = asyncio.Semaphore(config.max_connections)
         self._sweeper: asyncio.TimerHandle | None = None
@@ -228,11 +257,24 @@ class _Pool:
         limit = self._config.connect_timeout
         connect_by = loop.time() + limit if limit else 0.0
         by = min((d for d in (connect_by, head_deadline) if d), default=None)
+        tls = self._tls
         try:
             async with asyncio.timeout_at(by):
                 _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop), self._host, self._port
+                    lambda: _Connection(loop),
+                    self._host,
+                    self._port,
+                    ssl=None if tls is None else tls.context,
+                    server_hostname=None if tls is None else tls.server_hostname,
                 )
+        except ssl.SSLError as exc:  # before OSError: an SSLError is one
+            raise tls_failed(exc) from exc
+        except (ConnectionResetError, ConnectionAbortedError) as exc:
+            if tls is None:  # a TCP connect is refused, not reset: the handshake was cut
+                raise UpstreamError(
+                    502, "upstream_connect_error", "upstream connection failed"
+                ) from exc
+            raise tls_failed(exc) from exc
         except TimeoutError as exc:
             if by == head_deadline and by != connect_by:
                 raise UpstreamError(
@@ -306,12 +348,18 @@ class Upstream:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._prefix = parts.path.rstrip("/")
         self._authority = parts.netloc.rpartition("@")[2]
+        # the upstream as logs name it: scheme, host and port, never userinfo or a query
+        self.display = f"{parts.scheme}://{self._authority}{self._prefix}"
         self._pool: _Pool | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.tls: UpstreamTls | None = None
 
     async def start(self) -> None:
         """Create the connection pool (and a session for WebSocket upgrades)."""
-        self._pool = _Pool(self._host, self._port, self._config, asyncio.get_running_loop())
+        self.tls = upstream_tls(self._config)
+        self._pool = _Pool(
+            self._host, self._port, self._config, asyncio.get_running_loop(), self.tls
+        )
         c = self._config
         self._session = aiohttp.ClientSession(
             auto_decompress=False,

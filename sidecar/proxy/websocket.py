@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 
 from sidecar.proxy.headers import request_headers
 from sidecar.proxy.metrics import ProxyMetrics
+from sidecar.proxy.proxylog import FailureLog
 from sidecar.proxy.upstream import Upstream, translate
 
 __all__ = ["is_websocket_upgrade", "relay_websocket", "upstream_headers"]
@@ -76,15 +77,19 @@ async def relay_websocket(
     going_away: asyncio.Event,
     *,
     forwarded: bool = True,
+    failures: FailureLog | None = None,
 ) -> web.StreamResponse:
     """Open the upstream WebSocket first, then accept the client's and pump both ways
     until either side closes, or ``going_away`` is set (both sides then get 1001)."""
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     protocols = [p for p in protocols if p]
-    url = upstream.base.replace("http", "ws", 1) + request.raw_path
+    url = upstream.base.replace("http", "ws", 1) + request.raw_path  # https: wss
+    tls = upstream.tls
     try:
         remote = await upstream.session.ws_connect(
             url,
+            ssl=True if tls is None else tls.context,
+            server_hostname=None if tls is None else tls.server_hostname,
             headers=upstream_headers(request, forwarded=forwarded),
             protocols=protocols,
             autoping=False,
@@ -96,6 +101,10 @@ async def relay_websocket(
         if isinstance(exc, aiohttp.WSServerHandshakeError):
             return web.Response(status=exc.status or 502, text="upstream refused the upgrade\n")
         metrics.error(error.reason)
+        if failures is not None:
+            failures.failed(
+                error.reason, method, path, error.status, error.detail or type(exc).__name__
+            )
         return web.Response(status=error.status, text=error.message + "\n")
     local = web.WebSocketResponse(
         protocols=[remote.protocol] if remote.protocol else (),
