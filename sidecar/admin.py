@@ -12,12 +12,11 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import hdrs, web
 from prometheus_client.registry import Collector
 
-from sidecar.config import AdminConfig, ConfigError
+from sidecar.config import AdminConfig, read_token_file
 from sidecar.exposition import metrics_handler
 
 __all__ = [
@@ -57,13 +56,7 @@ PROTECTED_KEY = web.AppKey("protected_paths", set[str])
 
 def read_bearer_token(path: str) -> bytes:
     """The token in ``path``, stripped of surrounding whitespace; a ConfigError if unusable."""
-    try:
-        token = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError("admin.bearer_token_file", f"cannot read {path!r}: {exc}") from None
-    if not token:
-        raise ConfigError("admin.bearer_token_file", f"{path!r} is empty")
-    return token
+    return read_token_file(path, "admin.bearer_token_file")
 
 
 def _authorized(request: web.Request, token: bytes) -> bool:

@@ -669,7 +669,19 @@ def load_config(
         if value is not None:
             _set_path(raw, key_path, value)
     config: Config = _build(Config, raw, "")
+    check_files(config)
     return config
+
+
+def check_files(config: Config) -> None:
+    """The files the config names can be used on this machine (`load_config` checks them;
+    `config_from_dict` does not, as it validates a config meant for another machine).
+
+    Raises:
+        ConfigError: ``admin.bearer_token_file: cannot read file ...`` or ``... is empty``.
+    """
+    if config.admin.bearer_token_file:
+        read_token_file(config.admin.bearer_token_file)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:

@@ -82,7 +82,10 @@ class Sidecar:
 
     def __post_init__(self) -> None:
         views = (*proxy_views(self.config.proxy), *event_views())
-        self.module = Module.new(self.config.service.name, views=views)
+        admin = self.config.admin.listen  # tells two sidecars on one host apart
+        self.module = Module.new(
+            self.config.service.name, views=views, instance_key=f"{admin.host}:{admin.port}"
+        )
         self.metrics = Metrics.create(self.module.meter)
         ProcessCollector(registry=self.module.registry)
         self.module.registry.register(BuildInfoCollector())
@@ -245,6 +248,9 @@ async def run_sidecar(sidecar: Sidecar) -> int:
     sidecar.install_signal_handlers()
     try:
         await sidecar.start()
+    except ConfigError as exc:  # a file the config names went away since it was loaded
+        log.error("config error: %s", exc, extra={"event": "start_failed", "key": exc.key})
+        return 2
     except OSError as exc:
         log.error("cannot start: %s", exc, extra={"event": "start_failed"})
         return 1

@@ -138,3 +138,44 @@ def test_run_starts_on_the_defaults() -> None:
         assert status == 200
         assert b"sidecar_build_info" in body
         assert car.stop() == 0
+
+
+# ------------------------------------------------ admin.bearer_token_file (issue 15, 4)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "cannot read file '{token}': No such file"), ("", "file '{token}' is empty"),
+     (" \n\t\n", "file '{token}' is empty")],
+    ids=["missing", "empty", "whitespace"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_unusable_bearer_token_file_exits_2_naming_the_key(
+    tmp_path: Path, command: str, content: str | None, problem: str
+) -> None:
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"admin: {{bearer_token_file: '{token}'}}\n")
+    ports = local_ports("proxy", "admin", "otlp")
+    args = ["check-config", str(config)] if command == "check-config" else [
+        "run", "--config", str(config), *_flags(ports)
+    ]  # fmt: skip
+    done = cli(*args)
+    problem = problem.format(token=token)
+    assert done.returncode == 2, done.stderr
+    assert f"config error: admin.bearer_token_file: {problem}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_readable_bearer_token_file_is_accepted(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0k3n\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"admin: {{bearer_token_file: '{token}'}}\n")
+    done = cli("check-config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["admin"]["bearer_token_file"] == str(token)
+    assert "t0k3n" not in done.stdout
