@@ -10,27 +10,112 @@ the sidecar's proxy records its HTTP metrics through the same three HTTP instrum
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.exporter.prometheus import PrometheusMetricReader, _CustomCollector
 from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import View
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    OTELResourceDetector,
+    Resource,
+)
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import InfoMetricFamily, Metric
 
 from sidecar import __version__
 from sidecar.exposition import metrics_handler
+from sidecar.instance import stable_instance_id
 
-__all__ = ["Metrics", "Module", "cardinality_overflow", "http_metrics"]
+__all__ = [
+    "Metrics",
+    "Module",
+    "PrometheusReader",
+    "cardinality_overflow",
+    "http_metrics",
+    "own_resource",
+]
 
 METER_NAME = "causality-sidecar"
 ATTRIBUTE_CACHE_MAX = 4096  # raw paths can be unbounded; the cache must not be
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _NoEmptyLabels(_CustomCollector):
+    """The OpenTelemetry Prometheus exporter's collector, without empty label values.
+
+    The exporter writes ``otel_scope_schema_url=""`` on every series (and pads a family's
+    points with ``""`` for the attributes other points have). Prometheus treats an empty
+    value as no label, so leaving them out loses nothing. Fixed where they are made: the
+    scope and ``target_info`` labels never get an empty value, and a family is filtered
+    only once a collection saw a padded point (a flag that then stays set: the proxy's
+    and the other own instruments keep one attribute set per instrument, so the common
+    scrape pays nothing).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._padded = False
+
+    def _build_scope_attrs(self, scope: InstrumentationScope) -> dict[str, Any]:
+        attrs: dict[str, Any] = super()._build_scope_attrs(scope)
+        return {key: value for key, value in attrs.items() if value != ""}
+
+    def _collect_data_points(
+        self, metric_data: Any, scope_attrs: dict[str, Any], resource_attrs: dict[str, Any]
+    ) -> tuple[list[str], list[list[str]], list[Any]]:
+        keys, rows, values = super()._collect_data_points(metric_data, scope_attrs, resource_attrs)
+        if not self._padded and any("" in row for row in rows):
+            self._padded = True
+        return keys, rows, values
+
+    def _create_info_metric(
+        self, name: str, description: str, attributes: Mapping[str, Any]
+    ) -> InfoMetricFamily:
+        present = {key: value for key, value in attributes.items() if value != ""}
+        info: InfoMetricFamily = super()._create_info_metric(name, description, present)
+        return info
+
+    def collect(self) -> Iterable[Metric]:
+        families: list[Metric] = list(super().collect())
+        if self._padded:
+            for family in families:
+                family.samples = [
+                    s._replace(labels={k: v for k, v in s.labels.items() if v != ""})
+                    if "" in s.labels.values()
+                    else s
+                    for s in family.samples
+                ]
+        return families
+
+
+class PrometheusReader(PrometheusMetricReader):
+    """The exporter's reader with `_NoEmptyLabels` as its collector in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry=registry)
+        registry.unregister(self._collector)
+        self._collector = _NoEmptyLabels()
+        registry.register(self._collector)  # before the callback: registering collects once
+        self._collector._callback = self.collect  # type: ignore[assignment]
+
+
+def own_resource(service_name: str, instance_key: str = "") -> Resource:
+    """The sidecar's resource: ``service.name``, the ``OTEL_RESOURCE_ATTRIBUTES``, and a
+    ``service.instance.id`` stable across restarts (`sidecar.instance`) unless set there."""
+    resource = Resource.create({SERVICE_NAME: service_name})
+    if SERVICE_INSTANCE_ID in OTELResourceDetector().detect().attributes:
+        return resource
+    instance = stable_instance_id(resource.attributes, discriminator=instance_key)
+    return resource.merge(Resource({SERVICE_INSTANCE_ID: instance}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +135,21 @@ class Module:
         registry: CollectorRegistry | None = None,
         extra_readers: tuple[MetricReader, ...] = (),
         views: tuple[View, ...] = (),
+        instance_key: str = "",
     ) -> Module:
-        """Build the provider (resource ``service.name``) and its Prometheus reader.
+        """Build the provider (resource: `own_resource`) and its Prometheus reader.
 
         Args:
             service_name: the resource's ``service.name``.
             registry: the Prometheus registry to serve; a fresh private one when None.
             extra_readers: more readers on the same provider (e.g. a periodic OTLP export).
             views: OpenTelemetry views, e.g. explicit histogram buckets for an instrument.
+            instance_key: tells two instances on one host apart when there is no pod
+                (`sidecar.instance`); the sidecar passes its admin listen address.
         """
         registry = CollectorRegistry(auto_describe=True) if registry is None else registry
-        reader = PrometheusMetricReader(registry=registry)
-        resource = Resource.create({SERVICE_NAME: service_name})
+        reader = PrometheusReader(registry)
+        resource = own_resource(service_name, instance_key)
         provider = MeterProvider(
             resource=resource, metric_readers=[reader, *extra_readers], views=list(views)
         )

@@ -7,7 +7,7 @@ conflicts a second time; merge targets are fetched for each push as for a scrape
 
 from __future__ import annotations
 
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from sidecar import __version__
@@ -61,7 +61,7 @@ def resource_rules(
 ) -> ResourceRules:
     """The sidecar's resource and scope, and the promoted attributes of ``ingest``."""
     return ResourceRules(
-        default_resource=resource or Resource.create({SERVICE_NAME: module.service_name}),
+        default_resource=resource or module.resource,
         default_scope=InstrumentationScope(METER_NAME, __version__),
         promoted=config.ingest.promote_resource_attributes,
     )

@@ -2,7 +2,12 @@
 
 The seed's three HTTP instruments (`Metrics.http_request_duration`, ``_total``,
 ``_errors``) keep their names and labels; the others are created here on the same
-meter. Attribute dicts are built once per (method, path, status) and reused.
+meter. Attribute dicts are built once per (method, path, status) and reused. Every
+series of these HTTP instruments carries ``reporter="sidecar"`` (`REPORTER`, Istio's
+precedent): an app's own ``http.request.*``, pushed over OTLP or merged from its
+/metrics, lands in the same families, and ``{reporter="sidecar"}`` keeps the proxy's
+count apart from it in every query. The label is part of the cached attribute dicts,
+so it costs nothing per request.
 ``http.requests.in_flight`` is an observable up-down counter read from the proxy's own
 integer at collection time. Its callback, which the SDK runs at the start of every
 collection, first flushes the batched counters and histograms (see `batching`), and
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import View
@@ -33,6 +39,7 @@ from sidecar.observability import Metrics, cardinality_overflow
 __all__ = [
     "BODY_SIZE_BUCKETS_BYTES",
     "ERROR_REASONS",
+    "REPORTER",
     "ProxyMetrics",
     "mergeable_aggregations",
     "proxy_views",
@@ -51,6 +58,9 @@ ERROR_REASONS = (
     "overloaded",
     "bad_request",
 )
+# The label and value on every proxy HTTP series (requests, errors, durations, sizes,
+# in-flight): the proxy's measurement, told apart from the app's own http_request_*.
+REPORTER: Mapping[str, str] = MappingProxyType({"reporter": "sidecar"})
 STATUS_CLIENT_CLOSED = 499
 STATUS_SWITCHING_PROTOCOLS = 101
 
@@ -145,7 +155,7 @@ class ProxyMetrics:
     def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
         """Runs first in every collection: flush the batched counters, report in-flight."""
         self.flush()
-        return (Observation(self._in_flight()),)
+        return (Observation(self._in_flight(), REPORTER),)
 
     def flush(self) -> None:
         """Hand everything recorded since the last flush to the OpenTelemetry instruments."""
@@ -159,7 +169,7 @@ class ProxyMetrics:
         key = (method, path, status)
         pair = self._status_attrs.get(key)
         if pair is None:
-            attrs: Attrs = {"method": method, "path": path, "status": status}
+            attrs: Attrs = {"method": method, "path": path, "status": status, **REPORTER}
             pair = (attrs, self._route_key(method, path))
             self._status_attrs[key] = pair
         return pair
@@ -168,7 +178,7 @@ class ProxyMetrics:
         key = (method, path)
         attrs = self._route_attrs.get(key)
         if attrs is None:
-            attrs = {"method": method, "path": path}
+            attrs = {"method": method, "path": path, **REPORTER}
             self._route_attrs[key] = attrs
         return attrs
 

@@ -6,9 +6,16 @@ import asyncio
 import random
 import string
 
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.batching import mergeable_aggregations
+from sidecar.config import ProxyConfig
+from sidecar.observability import Metrics, Module
+from sidecar.proxy.metrics import ProxyMetrics, proxy_views
 from tests.proxy.conftest import RELEASE, ProxyFactory, wait_for
+from tests.support.prometheus import check_metrics
 
 PROXY_FAMILIES = {
     "http_request_duration_milliseconds",
@@ -122,3 +129,141 @@ async def test_twenty_thousand_random_paths_stay_bounded(make_proxy: ProxyFactor
     overflowed = p.sample("sidecar_cardinality_overflow_total", metric="http_request_path")
     assert overflowed >= 10_000 - 40
     assert p.sample("http_request_total", path="__other__", status="404") == overflowed
+
+
+# Every family the proxy records HTTP exchanges into: each of their series says reporter="sidecar".
+REPORTED_FAMILIES = PROXY_FAMILIES - {"sidecar_proxy_errors", "sidecar_cardinality_overflow"}
+SCOPE = 'otel_scope_name="causality-sidecar",otel_scope_version="0.1.0"'
+GOLDEN_TEXT = f"""\
+# HELP http_request_duration_milliseconds HTTP request duration
+# TYPE http_request_duration_milliseconds histogram
+http_request_duration_milliseconds_bucket{{le="10.0",method="GET",{SCOPE},path="/users/{{id}}",reporter="sidecar",status="200"}} 1.0
+http_request_duration_milliseconds_bucket{{le="100.0",method="GET",{SCOPE},path="/users/{{id}}",reporter="sidecar",status="200"}} 1.0
+http_request_duration_milliseconds_bucket{{le="+Inf",method="GET",{SCOPE},path="/users/{{id}}",reporter="sidecar",status="200"}} 1.0
+http_request_duration_milliseconds_count{{method="GET",{SCOPE},path="/users/{{id}}",reporter="sidecar",status="200"}} 1.0
+http_request_duration_milliseconds_sum{{method="GET",{SCOPE},path="/users/{{id}}",reporter="sidecar",status="200"}} 5.0
+http_request_duration_milliseconds_bucket{{le="10.0",method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 0.0
+http_request_duration_milliseconds_bucket{{le="100.0",method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 1.0
+http_request_duration_milliseconds_bucket{{le="+Inf",method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 1.0
+http_request_duration_milliseconds_count{{method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 1.0
+http_request_duration_milliseconds_sum{{method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 50.0
+# HELP http_request_total Total HTTP requests
+# TYPE http_request_total counter
+http_request_total{{method="GET",{SCOPE},path="/users/{{id}}",reporter="sidecar",status="200"}} 1.0
+http_request_total{{method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 1.0
+# HELP http_request_errors_total HTTP request errors (4xx, 5xx)
+# TYPE http_request_errors_total counter
+http_request_errors_total{{method="POST",{SCOPE},path="/orders",reporter="sidecar",status="503"}} 1.0
+# HELP http_requests_in_flight Requests being proxied
+# TYPE http_requests_in_flight gauge
+http_requests_in_flight{{{SCOPE},reporter="sidecar"}} 2.0
+"""
+GOLDEN_OPENMETRICS = (
+    GOLDEN_TEXT.replace(
+        "# TYPE http_request_duration_milliseconds histogram\n",
+        "# TYPE http_request_duration_milliseconds histogram\n"
+        "# UNIT http_request_duration_milliseconds milliseconds\n",
+    )
+    .replace("# HELP http_request_total ", "# HELP http_request ")
+    .replace("# TYPE http_request_total ", "# TYPE http_request ")
+    .replace("# HELP http_request_errors_total ", "# HELP http_request_errors ")
+    .replace("# TYPE http_request_errors_total ", "# TYPE http_request_errors ")
+)
+GOLDEN_FAMILIES = (
+    "http_request_duration_milliseconds",
+    "http_request",
+    "http_request_errors",
+    "http_requests_in_flight",
+)
+
+
+def _recorded_module() -> Module:
+    """A module with two exchanges recorded through `ProxyMetrics` (fixed values)."""
+    module = Module.new("golden", views=proxy_views(ProxyConfig(latency_buckets_ms=(10.0, 100.0))))
+    metrics = ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: 2,
+        aggregations=mergeable_aggregations(module),
+    )
+    metrics.exchange("GET", "/users/{id}", 200, 5.0, 2.0, 0, 10)
+    metrics.exchange("POST", "/orders", 503, 50.0, 40.0, 7, 3)
+    return module
+
+
+def _blocks(text: str, families: tuple[str, ...]) -> str:
+    """The HELP/TYPE/UNIT lines and samples of ``families``, in exposition order."""
+    out: list[str] = []
+    keep = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            keep = name in families or name.removesuffix("_total") in families
+        elif line == "# EOF\n":
+            keep = False
+        if keep:
+            out.append(line)
+    return "".join(out)
+
+
+async def test_golden_exposition_has_the_reporter_and_no_empty_label() -> None:
+    """Issue 15 (7, 9): reporter="sidecar" on the proxy's series, no otel_scope_schema_url=""."""
+    module = _recorded_module()
+    try:
+        text = generate_latest(module.registry).decode()
+        openmetrics = generate_openmetrics(module.registry).decode()
+        assert _blocks(text, GOLDEN_FAMILIES) == GOLDEN_TEXT
+        assert _blocks(openmetrics, GOLDEN_FAMILIES) == GOLDEN_OPENMETRICS
+        for body in (text, openmetrics):
+            assert '=""' not in body, [line for line in body.splitlines() if '=""' in line]
+        check = check_metrics(text)
+        assert check.passes, check.findings
+    finally:
+        await module.shutdown()
+
+
+async def test_the_exporter_s_padding_is_left_out_too() -> None:
+    """Points of one instrument with different attribute keys: no label padded with ""."""
+    module = Module.new("padding")
+    counter = module.meter.create_counter("things")
+    counter.add(1, {"a": "x"})
+    counter.add(2, {"b": "y"})
+    counter.add(3, {"a": ""})
+    try:
+        text = generate_latest(module.registry).decode()
+        samples = {
+            tuple(sorted(s.labels.items()))
+            for f in text_string_to_metric_families(text)
+            if f.name == "things"
+            for s in f.samples
+        }
+        scope = (("otel_scope_name", "causality-sidecar"), ("otel_scope_version", "0.1.0"))
+        assert samples == {
+            (("a", "x"), *scope),
+            (("b", "y"), *scope),
+            scope,
+        }
+        assert '=""' not in text
+    finally:
+        await module.shutdown()
+
+
+async def test_every_proxy_http_series_says_reporter_sidecar(make_proxy: ProxyFactory) -> None:
+    p = await make_proxy(routes=("/status/{code}",))
+    async with p.session.post(p.url + "/echo", data=b"x" * 30) as r:
+        assert r.status == 200
+    async with p.session.get(p.url + "/status/500") as r:
+        assert r.status == 500
+    async with p.session.ws_connect(p.url + "/ws") as ws:
+        await ws.close()
+    seen: set[str] = set()
+    for family in text_string_to_metric_families(p.metrics_text()):
+        for s in family.samples:
+            assert "" not in s.labels.values(), s
+            if family.name in REPORTED_FAMILIES:
+                assert s.labels.get("reporter") == "sidecar", s
+                seen.add(family.name)
+            else:
+                assert "reporter" not in s.labels, s
+    assert seen == REPORTED_FAMILIES
+    assert p.sample("http_request_total", status="101", reporter="sidecar") == 1
