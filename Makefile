@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml setup.py sidecar/events/_scan.c sidecar/merge/_runs.c
 
 system-deps:  ## Debian packages the tests use (installed when missing and running as root)
 	scripts/ensure-debian-packages prometheus:promtool prometheus:prometheus chromium:chromium \
-	  podman:podman runc:runc debootstrap:debootstrap iproute2:ip util-linux:unshare
+	  podman:podman runc:runc debootstrap:debootstrap iproute2:ip util-linux:unshare \
+	  nginx:nginx openssl:openssl
 
 bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs wrk, nginx)
 	$(BIN)/python bench/proxy.py
