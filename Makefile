@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup system-deps bench bench-proxy bench-ingest bench-merge fuzz soak clean
+.PHONY: run test check setup image system-deps bench bench-proxy bench-ingest bench-merge fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo
@@ -32,6 +32,10 @@ $(STAMP): pyproject.toml setup.py sidecar/events/_scan.c sidecar/merge/_runs.c
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+IMAGE ?= causality-sidecar:dev
+image:  ## build the container image IMAGE (docker, else podman; air-gapped: a Debian-built base)
+	scripts/image build $(IMAGE)
 
 system-deps:  ## Debian packages the tests use (installed when missing and running as root)
 	scripts/ensure-debian-packages prometheus:promtool prometheus:prometheus chromium:chromium \

@@ -1,4 +1,4 @@
-"""The real image, built from the Dockerfile with podman (../shared/tools/podman) and run
+"""The real image, built from the Dockerfile by `make image` with podman and run
 read-only as its non-root user beside the demo upstream, all on the host's loopback:
 traffic through its proxy port, an OTLP push into its ingest port, /metrics read back.
 
@@ -34,7 +34,10 @@ from tests.deploy.chart import CONFIG_MOUNT, ROOT, render
 from tests.deploy.demo_app import answers, demo_app
 from tests.support.process import free_port, http_get, wait_until
 
-PODMAN = ROOT.parent / "shared" / "tools" / "podman"
+IMAGE_SCRIPT = ROOT / "scripts" / "image"  # what `make image` runs
+# podman, never docker here (the tests run the image with podman); the base is never pulled
+# in tests: where it is not local, the script builds its Debian stand-in.
+BUILD_ENV = {**os.environ, "IMAGE_ENGINE": "podman", "IMAGE_OFFLINE": "1"}
 IMAGE = "localhost/causality-sidecar:test"
 BUILD_TIMEOUT_S = 900
 USER = "10001:10001"
@@ -45,10 +48,11 @@ pytestmark = [pytest.mark.xdist_group("podman-image"), pytest.mark.timeout(BUILD
 def podman(
     *args: str, timeout: float = 120, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run the project's podman wrapper."""
+    """Run podman through the project's image script (its machine settings)."""
     done = subprocess.run(
-        [str(PODMAN), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+        [str(IMAGE_SCRIPT), "podman", *args],
+        capture_output=True, text=True, timeout=timeout, check=False, env=BUILD_ENV,
+    )  # fmt: skip
     if check and done.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
     return done
@@ -56,16 +60,12 @@ def podman(
 
 @pytest.fixture(scope="module")
 def image() -> dict[str, Any]:
-    """Build the image once per module (cached layers) and return `podman image inspect`."""
-    if not PODMAN.is_file():
-        message = f"{PODMAN} is missing (the shared/ folder beside the project)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    """Build the image once per module with `make image` and return `podman image inspect`."""
     started = time.monotonic()
     done = subprocess.run(
-        [str(PODMAN), "build", "-t", IMAGE, "."],
+        ["make", "image", f"IMAGE={IMAGE}"],
         cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
+        env=BUILD_ENV,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     print(f"image build took {time.monotonic() - started:.1f}s")
