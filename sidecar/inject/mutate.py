@@ -1,0 +1,523 @@
+"""The one place that knows how a pod is injected: pod (or pod template) + settings -> pod.
+
+Pure: plain JSON data in, a new object out, the input never touched. Both entry points call
+`inject_pod`: ``causality-sidecar inject`` (sidecar.inject.documents) and the admission
+webhook (sidecar.inject.webhook).
+
+What injection does (docs/injection.md):
+- adds the sidecar container, configured entirely in its spec (``SIDECAR_CONFIG_YAML``, or a
+  ConfigMap mount plus that variable for the per-pod part), as the first container, or as
+  the first init container with ``restartPolicy: Always`` (native);
+- swaps port names instead of redirecting with iptables: the app's port keeps its number and
+  gets a new name, the sidecar's proxy port takes the old name, so a Service with
+  ``targetPort: http`` reaches the sidecar; the app's probes on that name get the number;
+- points ``prometheus.io/*`` at the sidecar's admin port; an app endpoint those annotations
+  named before becomes a merge target, so nothing scraped before disappears;
+- raises ``terminationGracePeriodSeconds`` to outlast the sidecar's drain.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from sidecar.config import ConfigError, config_from_dict
+from sidecar.inject.settings import (
+    CONFIG_ANNOTATION,
+    CONFIG_MOUNT_DIR,
+    CONFIG_VOLUME,
+    CONFIG_YAML_ENV,
+    CONTAINER_NAME,
+    EVENTS_ANNOTATION,
+    IMAGE_ANNOTATION,
+    INJECT_ANNOTATION,
+    NAMESPACE_LABEL,
+    NAMESPACE_LABEL_ENABLED,
+    NATIVE_ANNOTATION,
+    NEVER_NAMESPACES,
+    ROUTES_ANNOTATION,
+    STATUS_ANNOTATION,
+    STATUS_INJECTED,
+    TMP_VOLUME,
+    UPSTREAM_PORT_ANNOTATION,
+    InjectSettings,
+)
+
+__all__ = ["Injection", "Selection", "inject_pod", "is_injected", "wants_injection"]
+
+SCRAPE = "prometheus.io/scrape"
+SCRAPE_PORT = "prometheus.io/port"
+SCRAPE_PATH = "prometheus.io/path"
+SCRAPE_SCHEME = "prometheus.io/scheme"
+APP_MERGE_TARGET = "app"
+# IANA_SVC_NAME, the rule for a container port name.
+_PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """The result of `inject_pod`.
+
+    Attributes:
+        pod: a new object; equal to the input when not injected.
+        injected: whether the sidecar was added.
+        reason: why it was (not) injected, one short phrase.
+        warnings: what the pod's owner should know (bad annotation values and the default
+            used instead, a port without a name that no Service can be redirected from, ...).
+        upstream_port: the app port the sidecar proxies to (None when not injected).
+        proxy_port: the sidecar's proxy port: where a Service's numeric ``targetPort``
+            equal to ``upstream_port`` must point instead (None when not injected).
+    """
+
+    pod: dict[str, Any]
+    injected: bool
+    reason: str
+    warnings: tuple[str, ...] = ()
+    upstream_port: int | None = None
+    proxy_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Whether a pod is to be injected, and why (`wants_injection`)."""
+
+    wanted: bool
+    reason: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Options:
+    """The settings after the pod's annotations, plus the warnings of reading them."""
+
+    image: str
+    native: bool
+    config_map: str | None
+    routes: tuple[str, ...] | None
+    events: bool | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _annotations(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
+def _spec(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = pod.get("spec") or {}
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def _all_containers(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            if isinstance(container, dict):
+                yield container
+
+
+def is_injected(pod: Mapping[str, Any]) -> bool:
+    """The pod already carries the sidecar (by its status annotation or container name)."""
+    if _annotations(pod).get(STATUS_ANNOTATION) == STATUS_INJECTED:
+        return True
+    return any(c.get("name") == CONTAINER_NAME for c in _all_containers(_spec(pod)))
+
+
+def _bool_annotation(
+    annotations: Mapping[str, Any], key: str, default: bool, warnings: list[str]
+) -> bool:
+    value = annotations.get(key)
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    warnings.append(
+        f'{key}: expected "true" or "false", got {value!r}; using {str(default).lower()}'
+    )
+    return default
+
+
+def wants_injection(
+    pod: Mapping[str, Any],
+    settings: InjectSettings,
+    *,
+    namespace: str | None = None,
+    namespace_labels: Mapping[str, str] | None = None,
+) -> Selection:
+    """The selection rule, first match wins: already injected, opted out
+    (``sidecar.causality.dev/inject: "false"``), ``hostNetwork``, ``kube-system``, the
+    injector's own namespace: no. Then the annotation ``"true"`` or the namespace label
+    ``sidecar.causality.dev/injection: enabled``: yes.
+
+    ``namespace_labels`` None means the caller has already chosen this pod (the
+    ``inject`` command): every pod not excluded above is injected. The webhook passes the
+    namespace's labels (``{}`` when it has none).
+    """
+    annotations = _annotations(pod)
+    warnings: list[str] = []
+    namespace = namespace or (pod.get("metadata") or {}).get("namespace")
+    if is_injected(pod):
+        return Selection(False, "already injected")
+    opt_in = annotations.get(INJECT_ANNOTATION)
+    choice: bool | None = None
+    if opt_in is not None:
+        choice = _bool_annotation(annotations, INJECT_ANNOTATION, False, warnings)
+        if warnings:
+            choice = None  # a bad value neither opts in nor out
+    if choice is False:
+        return Selection(False, f'opted out ({INJECT_ANNOTATION}: "false")')
+    if _spec(pod).get("hostNetwork") is True:
+        return Selection(False, "hostNetwork: true (the sidecar's ports would be the node's)")
+    if namespace in NEVER_NAMESPACES:
+        return Selection(False, f"namespace {namespace} is never injected", tuple(warnings))
+    if namespace is not None and namespace == settings.injector_namespace:
+        return Selection(False, f"namespace {namespace} is the injector's own", tuple(warnings))
+    if choice is True:
+        return Selection(True, f'{INJECT_ANNOTATION}: "true"', tuple(warnings))
+    if namespace_labels is None:
+        return Selection(True, "requested", tuple(warnings))
+    if namespace_labels.get(NAMESPACE_LABEL) == NAMESPACE_LABEL_ENABLED:
+        return Selection(
+            True, f"namespace label {NAMESPACE_LABEL}={NAMESPACE_LABEL_ENABLED}", tuple(warnings)
+        )
+    return Selection(
+        False,
+        f"not selected (no {INJECT_ANNOTATION} annotation, no namespace label {NAMESPACE_LABEL})",
+        tuple(warnings),
+    )
+
+
+def _options(annotations: Mapping[str, Any], settings: InjectSettings) -> _Options:
+    warnings: list[str] = []
+    image = settings.image
+    given = annotations.get(IMAGE_ANNOTATION)
+    if given is not None:
+        if isinstance(given, str) and given.strip() and not any(c.isspace() for c in given):
+            image = given
+        else:
+            warnings.append(f"{IMAGE_ANNOTATION}: not an image reference {given!r}; using {image}")
+    native = _bool_annotation(annotations, NATIVE_ANNOTATION, settings.native, warnings)
+    config_map = settings.config_map
+    given = annotations.get(CONFIG_ANNOTATION)
+    if given is not None:
+        if isinstance(given, str) and len(given) <= 253 and _DNS_SUBDOMAIN.match(given):
+            config_map = given
+        else:
+            default = config_map or "the config in the container spec"
+            warnings.append(f"{CONFIG_ANNOTATION}: not a ConfigMap name {given!r}; using {default}")
+    events: bool | None = None
+    if EVENTS_ANNOTATION in annotations:
+        events = _bool_annotation(annotations, EVENTS_ANNOTATION, False, warnings)
+    routes: tuple[str, ...] | None = None
+    given = annotations.get(ROUTES_ANNOTATION)
+    if given is not None:
+        routes = _routes(str(given), warnings)
+    return _Options(image, native, config_map, routes, events, warnings)
+
+
+def _routes(text: str, warnings: list[str]) -> tuple[str, ...]:
+    routes: list[str] = []
+    for item in text.split(","):
+        route = item.strip()
+        if not route:
+            continue
+        try:
+            config_from_dict({"proxy": {"routes": [route]}})
+        except ConfigError as exc:
+            warnings.append(f"{ROUTES_ANNOTATION}: {exc.problem}; route left out")
+            continue
+        routes.append(route)
+    return tuple(routes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upstream:
+    """The app port the sidecar proxies to; ``port`` is its entry in ``container``'s ports."""
+
+    number: int
+    container: dict[str, Any] | None = None
+    port: dict[str, Any] | None = None
+
+
+def _is_tcp(port: Mapping[str, Any]) -> bool:
+    return port.get("protocol", "TCP") == "TCP" and isinstance(port.get("containerPort"), int)
+
+
+def _declared(spec: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for container in _all_containers(spec):
+        for port in container.get("ports") or []:
+            if isinstance(port, dict):
+                yield container, port
+
+
+def _find_port(spec: Mapping[str, Any], wanted: int | str) -> _Upstream | None:
+    for container, port in _declared(spec):
+        if not _is_tcp(port):
+            continue
+        if wanted in (port["containerPort"], port.get("name")):
+            return _Upstream(port["containerPort"], container, port)
+    return _Upstream(wanted) if isinstance(wanted, int) else None
+
+
+def _parse_port(value: Any) -> int | str | None:
+    text = str(value).strip()
+    if text.isdigit():
+        number = int(text)
+        return number if 1 <= number <= 65535 else None
+    return text if _PORT_NAME.match(text) else None
+
+
+def _upstream(
+    spec: Mapping[str, Any], annotations: Mapping[str, Any], settings: InjectSettings
+) -> tuple[_Upstream | None, list[str]]:
+    warnings: list[str] = []
+    given = annotations.get(UPSTREAM_PORT_ANNOTATION)
+    if given is not None:
+        wanted = _parse_port(given)
+        found = _find_port(spec, wanted) if wanted is not None else None
+        if found is not None:
+            return found, warnings
+        warnings.append(
+            f"{UPSTREAM_PORT_ANNOTATION}: {given!r} is neither a port number nor the name of "
+            "a container port; using the default"
+        )
+    if settings.upstream_port is not None:
+        return _find_port(spec, settings.upstream_port), warnings
+    first = next(iter(spec.get("containers") or []), None)
+    if not isinstance(first, dict):
+        return None, warnings
+    ports = [p for p in first.get("ports") or [] if isinstance(p, dict) and _is_tcp(p)]
+    chosen = next((p for p in ports if p.get("name") == "http"), ports[0] if ports else None)
+    if chosen is None:
+        return None, warnings
+    return _Upstream(chosen["containerPort"], first, chosen), warnings
+
+
+def _free_port(start: int, taken: set[int]) -> int:
+    port = start
+    while port in taken:
+        port += 1
+    taken.add(port)
+    return port
+
+
+def _free_name(wanted: str, taken: set[str]) -> str:
+    """``wanted`` if no port has that name yet, else a numbered variant (15 chars max)."""
+    name = wanted
+    number = 2
+    while name in taken:
+        suffix = f"-{number}"
+        name = wanted[: 15 - len(suffix)].rstrip("-") + suffix
+        number += 1
+    taken.add(name)
+    return name
+
+
+def _app_name(name: str, taken: set[str]) -> str:
+    """The app's new name for the port the sidecar takes over: ``app-<name>``, 15 chars max."""
+    return _free_name(("app-" + name)[:15].rstrip("-"), taken)
+
+
+def _number_named_probes(container: dict[str, Any], name: str, number: int) -> None:
+    """The container's probes and lifecycle hooks on port ``name`` get ``number``."""
+    handlers = [container.get(p) for p in _PROBES]
+    lifecycle = container.get("lifecycle") or {}
+    handlers += [lifecycle.get("postStart"), lifecycle.get("preStop")]
+    for handler in handlers:
+        if not isinstance(handler, dict):
+            continue
+        for kind in ("httpGet", "tcpSocket"):
+            action = handler.get(kind)
+            if isinstance(action, dict) and action.get("port") == name:
+                action["port"] = number
+
+
+def _merge_target(
+    annotations: Mapping[str, Any], upstream: int, warnings: list[str]
+) -> dict[str, Any] | None:
+    """The app's own metrics endpoint the pod's ``prometheus.io/*`` annotations named."""
+    if str(annotations.get(SCRAPE, "")).strip().lower() != "true":
+        return None
+    scheme = str(annotations.get(SCRAPE_SCHEME, "http")).strip().lower()
+    if scheme != "http":
+        warnings.append(
+            f"{SCRAPE_SCHEME}: {scheme!r}: the app's own metrics are not merged (only http "
+            "endpoints are); add a merge target to the sidecar's config"
+        )
+        return None
+    port = _parse_port(annotations.get(SCRAPE_PORT, upstream))
+    if not isinstance(port, int):
+        warnings.append(
+            f"{SCRAPE_PORT}: {annotations.get(SCRAPE_PORT)!r} is not a port number; the app's "
+            "own metrics are not merged"
+        )
+        return None
+    path = str(annotations.get(SCRAPE_PATH) or "/metrics")
+    if not path.startswith("/"):
+        path = "/" + path
+    return {"name": APP_MERGE_TARGET, "url": f"http://127.0.0.1:{port}{path}"}
+
+
+def _sidecar_container(
+    settings: InjectSettings,
+    options: _Options,
+    config: dict[str, Any],
+    ports: list[dict[str, Any]],
+    admin_name: str,
+) -> dict[str, Any]:
+    """The sidecar container, in the chart's style (helm/causality-sidecar, _helpers.tpl)."""
+    args = ["run"]
+    mounts: list[dict[str, Any]] = []
+    if options.config_map is not None:
+        args += ["--config", f"{CONFIG_MOUNT_DIR}/config.yaml"]
+        mounts.append({"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_DIR, "readOnly": True})
+    mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})  # noqa: S108 (an emptyDir in the container)
+    container: dict[str, Any] = {"name": CONTAINER_NAME, "image": options.image}
+    container["imagePullPolicy"] = settings.pull_policy
+    if options.native:
+        container["restartPolicy"] = "Always"
+    container["args"] = args
+    container["env"] = [
+        {"name": "MALLOC_MMAP_THRESHOLD_", "value": "4194304"},
+        {"name": "MALLOC_TRIM_THRESHOLD_", "value": "67108864"},
+        {"name": CONFIG_YAML_ENV, "value": yaml.safe_dump(config, sort_keys=False)},
+    ]
+    container["ports"] = ports
+    for probe, path, timing in (
+        ("startupProbe", "/healthz", settings.startup_probe),
+        ("livenessProbe", "/healthz", settings.liveness_probe),
+        ("readinessProbe", "/readyz", settings.readiness_probe),
+    ):
+        container[probe] = {"httpGet": {"path": path, "port": admin_name}, **timing}
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": settings.uid,
+        "runAsGroup": settings.uid,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container["resources"] = copy.deepcopy(dict(settings.resources))
+    container["volumeMounts"] = mounts
+    return container
+
+
+def inject_pod(
+    pod: Mapping[str, Any],
+    settings: InjectSettings,
+    *,
+    namespace: str | None = None,
+    namespace_labels: Mapping[str, str] | None = None,
+) -> Injection:
+    """Add the sidecar to ``pod`` (a Pod, or a pod template ``{"metadata", "spec"}``).
+
+    Never raises on a pod's content: what cannot be injected comes back unchanged with the
+    reason, what is odd comes back as warnings. Injecting an injected pod returns it
+    unchanged (``reason == "already injected"``). See `wants_injection` for which pods.
+    """
+    selection = wants_injection(
+        pod, settings, namespace=namespace, namespace_labels=namespace_labels
+    )
+    if not selection.wanted:
+        return Injection(copy.deepcopy(dict(pod)), False, selection.reason, selection.warnings)
+    out: dict[str, Any] = copy.deepcopy(dict(pod))
+    metadata = out.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = out["metadata"] = {}
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = metadata["annotations"] = {}
+    spec = out.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
+        return Injection(copy.deepcopy(dict(pod)), False, "no containers in the pod spec")
+    options = _options(annotations, settings)
+    warnings = list(selection.warnings) + options.warnings
+    upstream, upstream_warnings = _upstream(spec, annotations, settings)
+    warnings += upstream_warnings
+    if upstream is None:
+        return Injection(
+            copy.deepcopy(dict(pod)),
+            False,
+            f"no TCP container port to proxy; set {UPSTREAM_PORT_ANNOTATION}",
+            tuple(warnings),
+        )
+
+    taken_numbers = {p["containerPort"] for _, p in _declared(spec) if "containerPort" in p}
+    taken_numbers.add(upstream.number)
+    proxy_port = _free_port(settings.proxy_port, taken_numbers)
+    admin_port = _free_port(settings.admin_port, taken_numbers)
+    ingest_port = _free_port(settings.ingest_port, taken_numbers)
+    for wanted, got, what in (
+        (settings.proxy_port, proxy_port, "proxy"),
+        (settings.admin_port, admin_port, "admin"),
+        (settings.ingest_port, ingest_port, "OTLP ingest"),
+    ):
+        if wanted != got:
+            warnings.append(
+                f"port {wanted} is taken in the pod; the sidecar's {what} port is {got}"
+            )
+
+    taken_names = {str(p["name"]) for _, p in _declared(spec) if p.get("name")}
+    original = upstream.port.get("name") if upstream.port is not None else None
+    if original and upstream.port is not None and upstream.container is not None:
+        upstream.port["name"] = _app_name(str(original), taken_names)
+        proxy_name = str(original)
+        _number_named_probes(upstream.container, proxy_name, upstream.number)
+    else:
+        proxy_name = _free_name("proxy", taken_names)
+        where = f" of container {upstream.container['name']}" if upstream.container else ""
+        warnings.append(
+            f"port {upstream.number}{where} has no name, so no Service can be redirected to "
+            f"the sidecar by name: a Service with targetPort {upstream.number} still reaches "
+            f"the app directly; set its targetPort to {proxy_port} (or {proxy_name!r})"
+        )
+    admin_name = _free_name("metrics", taken_names)
+
+    config: dict[str, Any] = {
+        "proxy": {
+            "listen": f"0.0.0.0:{proxy_port}",
+            "upstream": f"http://127.0.0.1:{upstream.number}",
+        },
+        "admin": {"listen": f"0.0.0.0:{admin_port}", "metrics_path": settings.metrics_path},
+        "ingest": {"listen": f"127.0.0.1:{ingest_port}"},
+    }
+    if options.routes is not None:
+        config["proxy"]["routes"] = list(options.routes)
+    if options.events is not None:
+        config["events"] = {"enabled": options.events}
+    target = _merge_target(annotations, upstream.number, warnings)
+    if target is not None:
+        config["merge"] = {"targets": [target]}
+
+    ports = [
+        {"name": proxy_name, "containerPort": proxy_port, "protocol": "TCP"},
+        {"name": admin_name, "containerPort": admin_port, "protocol": "TCP"},
+    ]
+    container = _sidecar_container(settings, options, config, ports, admin_name)
+    if options.native:
+        spec["initContainers"] = [container, *(spec.get("initContainers") or [])]
+    else:
+        spec["containers"] = [container, *spec["containers"]]
+    volumes = list(spec.get("volumes") or [])
+    if options.config_map is not None:
+        volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": options.config_map}})
+    volumes.append({"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
+    spec["volumes"] = volumes
+    grace = spec.get("terminationGracePeriodSeconds")
+    grace = grace if isinstance(grace, int) else 0  # unset: Kubernetes' 30s, too short
+    spec["terminationGracePeriodSeconds"] = max(settings.termination_grace_seconds, grace)
+
+    annotations.pop(SCRAPE_SCHEME, None)
+    annotations[SCRAPE] = "true"
+    annotations[SCRAPE_PORT] = str(admin_port)
+    annotations[SCRAPE_PATH] = settings.metrics_path
+    annotations[STATUS_ANNOTATION] = STATUS_INJECTED
+    return Injection(out, True, selection.reason, tuple(warnings), upstream.number, proxy_port)
