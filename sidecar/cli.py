@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from sidecar import __version__
-from sidecar.config import CONFIG_FILE_ENV, Config, ConfigError, dump_yaml, load_config
+from sidecar.config import CONFIG_FILE_ENV, Address, Config, ConfigError, dump_yaml, load_config
 from sidecar.logs import configure_logging
 from sidecar.proxy.allocator import pin_malloc_thresholds
 
@@ -59,6 +59,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, flag[2:].replace("-", "_")) for flag, (key, _) in RUN_FLAGS.items()}
 
 
+# config key path -> the flag that sets it, named in errors: "proxy.upstream (from --upstream)"
+FLAG_OF: dict[str, str] = {key: flag for flag, (key, _) in RUN_FLAGS.items()}
+
+
 def _fail_config(exc: ConfigError) -> int:
     print(f"causality-sidecar: config error: {exc}", file=sys.stderr)
     return EXIT_CONFIG
@@ -77,25 +81,31 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return runner.run(factory())
 
 
-def cmd_run(config: Config, config_path: str | None, overrides: dict[str, Any]) -> int:
+def cmd_run(
+    config: Config, config_path: str | None, overrides: dict[str, Any], origins: dict[str, str]
+) -> int:
     """``run``: the sidecar until SIGTERM."""
     from sidecar.server import (  # imported here: version/check-config stay light
         Sidecar,
         run_sidecar,
     )
 
-    sidecar = Sidecar(config, config_path, overrides)
+    sidecar = Sidecar(config, config_path, overrides, origins)
     return _run_async(lambda: run_sidecar(sidecar))
 
 
 def cmd_demo(
-    config: Config, config_path: str | None, overrides: dict[str, Any], args: argparse.Namespace
+    config: Config,
+    config_path: str | None,
+    overrides: dict[str, Any],
+    origins: dict[str, str],
+    args: argparse.Namespace,
 ) -> int:
     """``demo``: the sidecar plus a demo app, a demo pipeline and demo traffic."""
     from sidecar.demo import run_demo
     from sidecar.server import Sidecar
 
-    sidecar = Sidecar(config, config_path, overrides)
+    sidecar = Sidecar(config, config_path, overrides, origins)
     return _run_async(lambda: run_demo(sidecar, args.app_listen, not args.no_traffic))
 
 
@@ -107,20 +117,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.command == "check-config":
-            config = load_config(args.file, env={})
+            config = load_config(args.file)  # the effective config: SIDECAR_* apply
             print(dump_yaml(config), end="")
             return 0
         overrides = _overrides(args)
+        origins = dict(FLAG_OF)
         if args.command == "demo":
+            try:
+                Address.parse(args.app_listen)
+            except ValueError as exc:
+                raise ConfigError("--app-listen", str(exc)) from None
             if overrides["proxy.upstream"] is None:
                 overrides["proxy.upstream"] = f"http://{args.app_listen}"
+                origins["proxy.upstream"] = "--app-listen"
             if not (args.config or os.environ.get(CONFIG_FILE_ENV)):
                 overrides["events.enabled"] = True  # the demo shows the event metrics too
-        config = load_config(args.config, overrides=overrides)
+        config = load_config(args.config, overrides=overrides, origins=origins)
     except ConfigError as exc:
         return _fail_config(exc)
     config_path = args.config or os.environ.get(CONFIG_FILE_ENV) or None
     configure_logging(config.logging.level, config.logging.format)
     if args.command == "run":
-        return cmd_run(config, config_path, overrides)
-    return cmd_demo(config, config_path, overrides, args)
+        return cmd_run(config, config_path, overrides, origins)
+    return cmd_demo(config, config_path, overrides, origins, args)

@@ -648,13 +648,18 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the effective config: defaults < file < ``SIDECAR_*`` env < flag overrides.
+
+    An error in a value that came from the environment or a flag says so:
+    ``proxy.upstream (from SIDECAR_UPSTREAM): expected an http:// URL ...``.
 
     Args:
         path: the YAML file; when None, ``SIDECAR_CONFIG`` from ``env`` names it, if set.
         env: the environment to read (``os.environ`` when None).
         overrides: key path -> raw value, from command-line flags.
+        origins: key path -> where its override came from (``--upstream``), for errors.
 
     Raises:
         ConfigError: naming the key path of the first problem found.
@@ -662,14 +667,22 @@ def load_config(
     env = os.environ if env is None else env
     path = path or env.get(CONFIG_FILE_ENV) or None
     raw = read_config_file(path) if path else {}
+    came_from: dict[str, str] = {}
     for var, key_path in ENV_OVERRIDES.items():
         if env.get(var):
             _set_path(raw, key_path, env[var])
+            came_from[key_path] = var
     for key_path, value in (overrides or {}).items():
         if value is not None:
             _set_path(raw, key_path, value)
-    config: Config = _build(Config, raw, "")
-    check_files(config)
+            came_from[key_path] = (origins or {}).get(key_path, "the command line")
+    try:
+        config: Config = _build(Config, raw, "")
+        check_files(config)
+    except ConfigError as exc:
+        if exc.key not in came_from:
+            raise
+        raise ConfigError(f"{exc.key} (from {came_from[exc.key]})", exc.problem) from None
     return config
 
 

@@ -68,6 +68,7 @@ class Sidecar:
     config: Config
     config_path: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # flags, re-applied on reload
+    origins: Mapping[str, str] = field(default_factory=dict)  # key path -> flag, for errors
     module: Module = field(init=False)
     metrics: Metrics = field(init=False)
     readiness: Readiness = field(default_factory=Readiness)
@@ -198,7 +199,7 @@ class Sidecar:
             log.info("SIGHUP: no config file to reload", extra={"event": "reload_skipped"})
             return
         try:
-            new = load_config(self.config_path, overrides=self.overrides)
+            new = load_config(self.config_path, overrides=self.overrides, origins=self.origins)
         except ConfigError as exc:
             log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc,
                       extra={"event": "reload_failed"})  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -76,18 +77,78 @@ def test_check_config_of_a_missing_file(tmp_path: Path) -> None:
     assert "cannot read config file" in done.stderr
 
 
-def test_run_with_a_bad_flag_exits_2() -> None:
+def test_run_with_a_bad_flag_exits_2_saying_so() -> None:
     done = cli("run", "--upstream", "not-a-url")
     assert done.returncode == 2
-    assert "proxy.upstream: expected an http:// URL" in done.stderr
+    assert "proxy.upstream (from --upstream): expected an http:// URL" in done.stderr
 
 
-def test_run_with_a_bad_env_value_exits_2() -> None:
-    import os
+def test_demo_with_a_bad_app_listen_exits_2() -> None:
+    done = cli("demo", "--app-listen", "nowhere")
+    assert done.returncode == 2
+    assert "config error: --app-listen: expected an address like" in done.stderr
+    assert "Traceback" not in done.stderr
 
+
+def test_run_with_a_bad_env_value_exits_2_saying_so() -> None:
     done = cli("run", env={**os.environ, "SIDECAR_LOG_LEVEL": "chatty"})
     assert done.returncode == 2
-    assert "logging.level: expected one of" in done.stderr
+    assert "logging.level (from SIDECAR_LOG_LEVEL): expected one of" in done.stderr
+
+
+# ------------------------------------------ check-config is the effective config (6)
+
+
+def _env(**values: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
+    return {**clean, **values}
+
+
+def test_check_config_applies_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("proxy: {upstream: 'http://127.0.0.1:9000'}\nlogging: {level: debug}\n")
+    env = _env(
+        SIDECAR_UPSTREAM="http://127.0.0.1:7777",
+        SIDECAR_LISTEN="127.0.0.1:8001",
+        SIDECAR_ADMIN_LISTEN="127.0.0.1:9465",
+        SIDECAR_OTLP_LISTEN="127.0.0.1:4319",
+    )
+    done = cli("check-config", str(path), env=env)
+    assert done.returncode == 0, done.stderr
+    effective = yaml.safe_load(done.stdout)
+    assert effective["proxy"]["upstream"] == "http://127.0.0.1:7777"  # env over file
+    assert effective["proxy"]["listen"] == "127.0.0.1:8001"
+    assert effective["admin"]["listen"] == "127.0.0.1:9465"
+    assert effective["ingest"]["listen"] == "127.0.0.1:4319"
+    assert effective["logging"]["level"] == "debug"  # the file, where no env is set
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [("SIDECAR_UPSTREAM", "ftp://x", "proxy.upstream (from SIDECAR_UPSTREAM): expected an http:// URL"),
+     ("SIDECAR_LISTEN", "nowhere", "proxy.listen (from SIDECAR_LISTEN): expected an address"),
+     ("SIDECAR_ADMIN_LISTEN", "1.2.3.4:99999", "admin.listen (from SIDECAR_ADMIN_LISTEN): expected"),
+     ("SIDECAR_OTLP_LISTEN", "::1:4318", "ingest.listen (from SIDECAR_OTLP_LISTEN): an IPv6"),
+     ("SIDECAR_LOG_LEVEL", "chatty", "logging.level (from SIDECAR_LOG_LEVEL): expected one of")],
+    ids=["upstream", "listen", "admin", "otlp", "level"],
+)  # fmt: skip
+def test_check_config_names_the_variable_of_a_bad_value(
+    tmp_path: Path, var: str, value: str, message: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("")
+    done = cli("check-config", str(path), env=_env(**{var: value}))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_bad_file_value_is_not_blamed_on_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("proxy: {upstream: 'ftp://x'}\n")
+    done = cli("check-config", str(path), env=_env(SIDECAR_LISTEN="127.0.0.1:8001"))
+    assert done.returncode == 2
+    assert "config error: proxy.upstream: expected" in done.stderr
 
 
 def _flags(ports: dict[str, int]) -> list[str]:
