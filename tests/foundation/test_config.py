@@ -244,9 +244,22 @@ def test_sidecar_config_env_names_the_file(tmp_path: Path) -> None:
     assert load_config(env={"SIDECAR_CONFIG": str(path)}).service.name == "from-env-file"
 
 
-def test_bad_env_value_names_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"^proxy\.upstream: expected an http:// URL"):
+def test_bad_env_value_names_the_key_and_the_variable() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^proxy\.upstream \(from SIDECAR_UPSTREAM\): expected an http:// URL"
+    ):
         load_config(env={"SIDECAR_UPSTREAM": "nonsense"})
+
+
+@pytest.mark.parametrize(
+    ("origins", "expected"),
+    [({"proxy.listen": "--listen"}, r"^proxy\.listen \(from --listen\): "),
+     ({}, r"^proxy\.listen \(from the command line\): ")],
+    ids=["named", "unnamed"],
+)  # fmt: skip
+def test_bad_override_names_its_flag(origins: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(env={}, overrides={"proxy.listen": "nowhere"}, origins=origins)
 
 
 def test_check_config_output_reloads_to_the_same_config(tmp_path: Path) -> None:
