@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.logs import configure_logging, redact
+from sidecar.logs import ACCESS_LOGGER, configure_logging, redact
 
 
 @pytest.fixture
@@ -70,3 +70,15 @@ def test_text_format_and_level() -> None:
     out = stream.getvalue()
     assert "hidden" not in out
     assert "WARNING sidecar.t: shown 1" in out
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_access_log_lines_pass_whatever_the_level() -> None:
+    """``logging.access_log`` lines are info; ``level: error`` must not hide them (the
+    proxy writes them only when the access log is on), and other info lines stay hidden."""
+    stream = io.StringIO()
+    configure_logging("error", "json", stream)
+    logging.getLogger(ACCESS_LOGGER).info("GET /users/{id} 200", extra={"status": 200})
+    logging.getLogger("sidecar.proxy").info("not at level error")
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert (line["logger"], line["level"], line["status"]) == (ACCESS_LOGGER, "info", 200)
