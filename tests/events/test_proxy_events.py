@@ -58,7 +58,10 @@ async def test_batch_round_trip_is_byte_exact_and_counted(
     assert p.value("causality_event_batch_size_count") == 1
     assert p.value("causality_event_batch_size_sum") == len(events)
     await p.wait_for_value("causality_events_rejected_total", 1)
-    assert p.value("http_request_total", method="POST", path=BATCH, status="200") == 1
+    assert (
+        p.value("http_request_total", method="POST", path=BATCH, status="200", reporter="sidecar")
+        == 1
+    )
 
 
 @pytest.mark.parametrize("name", CONTENT_TYPES)
@@ -193,7 +196,7 @@ async def test_undecodable_bodies_are_forwarded_and_counted(
 async def test_gateway_errors_on_the_batch_route_are_not_counted(events_proxy: EventsProxy) -> None:
     await events_proxy.post(BATCH, b"{}", None)  # empty batch: gateway answers 400
     await events_proxy.wait_for_value(
-        "http_request_total", 1, method="POST", path=BATCH, status="400"
+        "http_request_total", 1, method="POST", path=BATCH, status="400", reporter="sidecar"
     )
     assert events_proxy.value("causality_events_rejected_total") == 0
     assert events_proxy.value("causality_event_decode_errors_total", reason="invalid_response") == 0

@@ -66,7 +66,7 @@ app_latency_seconds_sum 0.7
 """
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 RESOURCE_LABELS = {"service_name", "service_namespace", "service_instance_id"}
-SCOPE_LABELS = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
+SCOPE_LABELS = {"otel_scope_name", "otel_scope_version"}
 
 
 @dataclass
@@ -290,7 +290,6 @@ def export_count(module: Module, result: str) -> float | None:
             "result": result,
             "otel_scope_name": "causality-sidecar",
             "otel_scope_version": "0.1.0",
-            "otel_scope_schema_url": "",
         },
     )
 

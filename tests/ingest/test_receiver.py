@@ -344,7 +344,7 @@ async def test_self_metrics_names(ingest_factory):
         'sidecar_otlp_requests_total{code="200",encoding="protobuf",otel_scope_name="causality-sidecar"',
         'sidecar_otlp_requests_total{code="400",encoding="json"',
         "sidecar_otlp_data_points_received_total{",
-        'sidecar_otlp_data_points_rejected_total{otel_scope_name="causality-sidecar",otel_scope_schema_url="",otel_scope_version="',
+        'sidecar_otlp_data_points_rejected_total{otel_scope_name="causality-sidecar",otel_scope_version="',
         'reason="unspecified_temporality"} 1.0',
         'sidecar_series{otel_scope_name="causality-sidecar"',
         'source="ingest"} 0.0',
