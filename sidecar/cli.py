@@ -12,6 +12,7 @@ from typing import Any
 
 from sidecar import __version__
 from sidecar.config import CONFIG_FILE_ENV, Address, Config, ConfigError, dump_yaml, load_config
+from sidecar.inject import documents as inject_documents
 from sidecar.logs import configure_logging
 from sidecar.proxy.allocator import pin_malloc_thresholds
 
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate FILE and print the effective config")
     check.add_argument("file", metavar="FILE")
     sub.add_parser("version", help="print the version")
+    inject_documents.add_arguments(
+        sub.add_parser("inject", help="add the sidecar to the pods of Kubernetes YAML/JSON")
+    )
     return parser
 
 
@@ -112,6 +116,8 @@ def cmd_demo(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``causality-sidecar`` and ``python -m sidecar``."""
     args = _parser().parse_args(argv)
+    if args.command == "inject":
+        return inject_documents.run(args)
     if args.command == "version":
         print(f"causality-sidecar {__version__} (Python {platform.python_version()})")
         return 0

@@ -17,7 +17,7 @@ import re
 import ssl
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +56,9 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "SIDECAR_OTLP_LISTEN": "ingest.listen",
 }
 CONFIG_FILE_ENV = "SIDECAR_CONFIG"
+# A whole YAML config in one variable, layered over the file (below the SIDECAR_* above):
+# how an injected sidecar is configured without a ConfigMap (sidecar.inject).
+CONFIG_YAML_ENV = "SIDECAR_CONFIG_YAML"
 
 
 class ConfigError(Exception):
@@ -650,7 +653,8 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     origins: Mapping[str, str] | None = None,
 ) -> Config:
-    """Build the effective config: defaults < file < ``SIDECAR_*`` env < flag overrides.
+    """Build the effective config: defaults < file < ``SIDECAR_CONFIG_YAML`` < the other
+    ``SIDECAR_*`` variables < flag overrides (mappings merge key by key, lists are replaced).
 
     An error in a value that came from the environment or a flag says so:
     ``proxy.upstream (from SIDECAR_UPSTREAM): expected an http:// URL ...``.
@@ -668,6 +672,10 @@ def load_config(
     path = path or env.get(CONFIG_FILE_ENV) or None
     raw = read_config_file(path) if path else {}
     came_from: dict[str, str] = {}
+    if env.get(CONFIG_YAML_ENV):
+        inline = _read_inline_config(env[CONFIG_YAML_ENV])
+        raw = _layer(raw, inline)
+        came_from.update(dict.fromkeys(_leaf_paths(inline, ""), CONFIG_YAML_ENV))
     for var, key_path in ENV_OVERRIDES.items():
         if env.get(var):
             _set_path(raw, key_path, env[var])
@@ -680,10 +688,46 @@ def load_config(
         config: Config = _build(Config, raw, "")
         check_files(config)
     except ConfigError as exc:
-        if exc.key not in came_from:
+        origin = came_from.get(exc.key) or came_from.get(re.sub(r"\[\d+\].*$", "", exc.key))
+        if origin is None:
             raise
-        raise ConfigError(f"{exc.key} (from {came_from[exc.key]})", exc.problem) from None
+        raise ConfigError(f"{exc.key} (from {origin})", exc.problem) from None
     return config
+
+
+def _read_inline_config(text: str) -> dict[str, Any]:
+    """The YAML config held in ``SIDECAR_CONFIG_YAML`` (how an injected sidecar is configured)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{CONFIG_YAML_ENV} is not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"{CONFIG_YAML_ENV} must hold a mapping at the top level")
+    return raw
+
+
+def _layer(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merged key by key, anything else (lists too) replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            out[key] = _layer(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _leaf_paths(raw: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    """Every key path of a raw config mapping that holds a value (not a mapping)."""
+    for key, value in raw.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            yield from _leaf_paths(value, path)
+        else:
+            yield path
 
 
 def check_files(config: Config) -> None:

@@ -440,6 +440,15 @@ def inject_pod(
         return Injection(copy.deepcopy(dict(pod)), False, "no containers in the pod spec")
     options = _options(annotations, settings)
     warnings = list(selection.warnings) + options.warnings
+    restart = spec.get("restartPolicy", "Always")
+    if restart != "Always" and not options.native:
+        # a container that never exits would keep a Job's pod from completing; a native
+        # sidecar is stopped once the pod's containers have finished
+        options.native = True
+        warnings.append(
+            f"restartPolicy {restart} (a Job's pod): the sidecar is a native sidecar so the "
+            "pod can complete (Kubernetes >= 1.29)"
+        )
     upstream, upstream_warnings = _upstream(spec, annotations, settings)
     warnings += upstream_warnings
     if upstream is None:

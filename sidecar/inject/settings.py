@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sidecar.config import CONFIG_YAML_ENV
+
 __all__ = [
     "ANNOTATION_PREFIX",
     "CONFIG_ANNOTATION",
@@ -50,8 +52,6 @@ STATUS_INJECTED = "injected"
 NEVER_NAMESPACES = frozenset({"kube-system"})
 
 CONTAINER_NAME = "causality-sidecar"
-# Without a ConfigMap the whole config travels in this variable (sidecar.config.load_config).
-CONFIG_YAML_ENV = "SIDECAR_CONFIG_YAML"
 CONFIG_MOUNT_DIR = "/etc/causality-sidecar"
 CONFIG_VOLUME = "causality-sidecar-config"
 TMP_VOLUME = "causality-sidecar-tmp"
