@@ -22,11 +22,12 @@ OUTPUT = Path(__file__).with_name("causality-sidecar.json")
 UID = "causality-sidecar"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 POD = 'namespace=~"$namespace", pod=~"$pod"'
-# The proxy's own series. Apps that push their http.request.* instruments over OTLP share
-# the names (design §6) but carry service_name and their own scope: shown in the pipeline row.
-PROXY = 'otel_scope_name="causality-sidecar", service_name=""'
+# The proxy's own series carry reporter="sidecar". An app's own http.request.* (pushed over
+# OTLP or merged from its /metrics) shares the names (design §6) but not that label: shown
+# in the pipeline row, never summed with the proxy's.
+PROXY = 'reporter="sidecar"'
 ROUTE = POD + ", " + PROXY + ', path=~"$route"'
-PUSHED = POD + ', service_name!=""'
+PUSHED = POD + ', reporter!="sidecar"'
 RATE = "[$__rate_interval]"
 PANEL_HEIGHT = 8
 
@@ -136,7 +137,7 @@ TRAFFIC = (
     ),
     Panel(
         "In-flight requests",
-        (Query(f"sum by (pod) (http_requests_in_flight{{{POD}}})", "{{pod}}"),),
+        (Query(f"sum by (pod) (http_requests_in_flight{{{POD}, {PROXY}}})", "{{pod}}"),),
         description="Requests being proxied right now, per pod (proxy.max_in_flight caps it).",
     ),
     Panel(
@@ -171,7 +172,7 @@ TRAFFIC = (
 
 PIPELINE = (
     Panel(
-        "Service HTTP requests (pushed over OTLP)",
+        "Service HTTP requests (the app's own)",
         (
             Query(
                 summed_rate("http_request_total", "service_name, path", PUSHED),
@@ -180,10 +181,11 @@ PIPELINE = (
         ),
         unit="reqps",
         description="The services' own http.request.total, pushed to the sidecar over OTLP "
-        "(not the proxy's measurement: see the Traffic row).",
+        "or merged from their /metrics: every series without reporter=\"sidecar\" (not the "
+        "proxy's measurement: see the Traffic row).",
     ),
     Panel(
-        "Service HTTP 5xx ratio (pushed over OTLP)",
+        "Service HTTP 5xx ratio (the app's own)",
         (
             Query(
                 ratio_or_zero(
@@ -197,7 +199,7 @@ PIPELINE = (
         unit="percentunit",
     ),
     Panel(
-        "Service HTTP latency p99 (pushed over OTLP)",
+        "Service HTTP latency p99 (the app's own)",
         (
             Query(
                 quantile(0.99, "http_request_duration_milliseconds", "service_name", PUSHED),
