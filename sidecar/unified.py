@@ -8,8 +8,16 @@ merge targets (fetched per scrape and added with `UnifiedCollector.with_sources`
   (``sidecar_merge_conflicts_total{kind="series"}``);
 - a family whose type conflicts with a higher source's (or whose sample names collide
   with one, e.g. a gauge ``x_total`` beside a counter ``x``) is dropped and counted
-  (``kind="type"``);
+  (``kind="type"``); the names a family claims are `claimed_names`: a counter claims
+  ``x_total`` and ``x_created`` but not its bare name, so a gauge ``x`` beside a counter
+  ``x_total`` (client_golang's ``go_memstats_alloc_bytes`` and
+  ``go_memstats_alloc_bytes_total``) is no conflict. Families of one source never
+  conflict with each other: a target's exposition is passed on as it wrote it;
 - HELP (and unit) come from the highest source.
+
+OpenMetrics names a counter family by its bare name, so there a counter ``x`` whose bare
+name another family claims (the gauge ``x`` above) is written as it is in text, as an
+``unknown`` family ``x_total`` (and a gauge ``x_created``): every sample keeps its name.
 
 A source is anything with ``collect()`` (prometheus_client's collector protocol). A
 source that also has ``families()`` (`FamilySource`, e.g. the ingest collector) hands
@@ -20,7 +28,7 @@ prometheus_client objects.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +47,7 @@ __all__ = [
     "PassThroughSource",
     "RenderedFamily",
     "UnifiedCollector",
+    "claimed_names",
     "metrics_handler",
     "sample_names",
 ]
@@ -50,6 +59,7 @@ OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_EOF = b"# EOF\n"
 CONFLICT_SERIES = "series"
 CONFLICT_TYPE = "type"
+COUNTER = "counter"
 
 SeriesKey = frozenset[tuple[str, str]]
 
@@ -101,8 +111,16 @@ class PassThroughSource(Protocol):
 
 
 def sample_names(name: str, kind: str) -> tuple[str, ...]:
-    """Every name a family of this type claims in either exposition format."""
+    """Every name a family of this type claims in OpenMetrics (its family name and the
+    names of its samples; what prometheus_client's OpenMetrics parser refuses twice)."""
     return tuple(name + suffix for suffix in _SUFFIXES.get(kind, ("",)))
+
+
+def claimed_names(name: str, kind: str) -> tuple[str, ...]:
+    """The names a family claims in the merge: `sample_names`, but a counter's bare name
+    is not one (its samples and its text TYPE line are ``<name>_total``)."""
+    names = sample_names(name, kind)
+    return names[1:] if kind == COUNTER else names
 
 
 def _series_key(labels: dict[str, str], kind: str) -> SeriesKey:
@@ -144,6 +162,18 @@ def _as_metric(family: Metric | RenderedFamily) -> Metric:
     return family if isinstance(family, Metric) else family.to_metric()
 
 
+def _text_named(counter: Metric | RenderedFamily) -> list[Metric]:
+    """A counter as text names it, for OpenMetrics: an ``unknown`` family ``<name>_total``
+    and, when it has them, a gauge family ``<name>_created`` (as the text format writes it)."""
+    metric = _as_metric(counter)
+    total = Metric(metric.name + "_total", metric.documentation, "unknown")
+    created = Metric(metric.name + "_created", metric.documentation, "gauge")
+    for sample in metric.samples:
+        into = created if sample.name == created.name else total
+        into.samples.append(sample._replace(exemplar=None))  # OpenMetrics: counters' only
+    return [total, created] if created.samples else [total]
+
+
 def _copy(metric: Metric) -> Metric:
     out = Metric(metric.name, metric.documentation, metric.type, metric.unit)
     out.samples = list(metric.samples)
@@ -182,28 +212,31 @@ class UnifiedCollector:
         """The families to expose, after the merge rules; conflicts are counted."""
         return self._merge()[0]
 
-    def _merge(self) -> tuple[list[Metric | RenderedFamily], int]:
-        """`merged`, and where the families that the last source brought in begin."""
-        claimed: dict[str, tuple[str, str]] = {}
+    def _merge(self) -> tuple[list[Metric | RenderedFamily], int, Container[str]]:
+        """`merged`, where the families that the last source brought in begin, and every
+        name claimed (`claimed_names`)."""
+        claimed: dict[str, int] = {}  # name -> the source that claimed it first
         slots: dict[tuple[str, str], _Slot] = {}
         dropped = {CONFLICT_SERIES: 0, CONFLICT_TYPE: 0}
         last_start = 0
-        for source in self.sources:
+        for index, source in enumerate(self.sources):
             last_start = len(slots)
+            mine: dict[str, int] = {}
             for family in _families_of(source):
                 key = (family.name, family.type)
                 slot = slots.get(key)
                 if slot is not None:
                     dropped[CONFLICT_SERIES] += slot.absorb(family)
                     continue
-                names = sample_names(*key)
-                if any(claimed.get(n, key) != key for n in names):
+                names = claimed_names(*key)
+                if any(n in claimed for n in names):  # a higher source has one of them
                     dropped[CONFLICT_TYPE] += 1
                     continue
-                claimed.update(dict.fromkeys(names, key))
+                mine.update(dict.fromkeys(names, index))
                 slots[key] = _Slot(family)
+            claimed.update(mine)
         self._count(dropped)
-        return [slot.output for slot in slots.values()], last_start
+        return [slot.output for slot in slots.values()], last_start, claimed
 
     def _count(self, dropped: dict[str, int]) -> None:
         if self._conflicts is None:
@@ -227,7 +260,7 @@ class UnifiedCollector:
         """
         encoder, content_type = choose_encoder(accept)
         openmetrics = content_type.startswith(OPENMETRICS_TYPE)
-        families, last_start = self._merge()
+        families, last_start, claimed = self._merge()
         chunks: list[bytes] = []
         pending: list[Metric] = []
         tail = 0  # where the last source's part of the answer begins
@@ -236,6 +269,9 @@ class UnifiedCollector:
                 chunks.append(_encode(encoder, pending, openmetrics))
                 pending = []
                 tail = len(chunks)
+            if openmetrics and family.type == COUNTER and family.name in claimed:
+                pending.extend(_text_named(family))  # its bare name is another family's
+                continue
             if isinstance(family, Metric):
                 pending.append(family)
                 continue

@@ -141,7 +141,7 @@ async def test_duplicates_between_two_targets_first_one_wins(
 @pytest.mark.parametrize(
     ("own_kind", "app_body"),
     [
-        pytest.param("gauge", b"# HELP things_total T\n# TYPE things_total counter\nthings_total 5\n", id="counter-vs-gauge"),
+        pytest.param("gauge", b"# HELP things T\n# TYPE things untyped\nthings 5\n", id="untyped-vs-gauge"),
         pytest.param("counter", b"# HELP things_total T\n# TYPE things_total gauge\nthings_total 5\n", id="gauge-on-counter-sample-name"),
         pytest.param("histogram", b"# HELP things T\n# TYPE things summary\nthings_sum 5\nthings_count 5\n", id="summary-vs-histogram"),
     ],

@@ -39,7 +39,8 @@ async def test_prometheus_scrapes_the_merged_exposition(
     Gauge("shared", "Owned", ["a", "source"], registry=rig.module.registry).labels("1", "app").set(
         1
     )
-    Gauge("clash", "Owned", registry=rig.module.registry).set(3)
+    # a gauge of the counter's sample name: a real clash (a gauge "clash" would be none)
+    Gauge("clash_total", "Owned", registry=rig.module.registry).set(3)
     server = rig.client.server
     prom = prometheus_factory([static_scrape_config("sidecar", f"{server.host}:{server.port}")])
     targets = await prom.await_targets_up()
@@ -51,7 +52,7 @@ async def test_prometheus_scrapes_the_merged_exposition(
         1.0,
         2.0,
     ]  # the sidecar's own series won, the app's other one merged
-    assert (await prom.await_result("clash")).values() == [3.0]  # the app's counter was dropped
+    assert (await prom.await_result("clash_total")).values() == [3.0]  # the app's counter dropped
     conflicts = await prom.await_result('sidecar_merge_conflicts_total{kind="type"} > 0')
     assert not conflicts.is_empty
     scrapes = await prom.await_result('sidecar_merge_scrapes_total{target="app",result="success"}')
