@@ -7,9 +7,10 @@ a 20-byte and a 1 MiB body, and measures each proxy with wrk: load generator and
 on core 0, the proxy under test alone on core 1 (``taskset``). TCP congestion control is
 set to cubic for the run and restored after. Each case runs ``--runs`` times; the table
 shows medians: requests/s, p50/p99 latency, latency added over direct, proxy CPU µs and
-minor page faults per request, and ratios to nginx and to direct. The cost of the metrics
-is then measured in paired runs (both sidecars loaded at once on the proxy's core, so both
-see the same conditions; see `measure_metrics_paired`).
+minor page faults per request, and ratios to nginx and to direct. The cost of the metrics,
+and of the access log (``logging.access_log``, JSON lines to stderr, here /dev/null), is
+then measured in paired runs (two sidecars loaded at once on the proxy's core, so both
+see the same conditions; see `measure_paired`).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Target:
     """A way of reaching the upstream: directly or through one proxy."""
 
     name: str
-    kind: str  # direct, nginx, sidecar, sidecar-nometrics
+    kind: str  # direct, nginx, sidecar, sidecar-nometrics, sidecar-accesslog
 
 
 TARGETS = (
@@ -104,6 +105,7 @@ TARGETS = (
     Target("nginx", "nginx"),
     Target("sidecar", "sidecar"),
     Target("sidecar, metrics off", "sidecar-nometrics"),
+    Target("sidecar, access log", "sidecar-accesslog"),
 )
 
 
@@ -181,8 +183,12 @@ def target_process(
     ]
     if target.kind == "sidecar-nometrics":
         command.append("--no-metrics")
+    if target.kind == "sidecar-accesslog":
+        command.append("--access-log")  # one JSON line per request to stderr: /dev/null
     env = {**os.environ, **MALLOC_ENV}
-    with running(command, port, env=env, cwd=ROOT, stdout=subprocess.DEVNULL) as process:
+    with running(
+        command, port, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as process:
         yield port, process.pid
 
 
@@ -248,7 +254,7 @@ def measure_all(
 
 @dataclass
 class Paired:
-    """Medians of the paired metrics runs: both sidecars loaded at once on the same core."""
+    """Medians of paired runs: two sidecars (one with a feature) loaded at once on one core."""
 
     rps_on: float
     rps_off: float
@@ -258,10 +264,15 @@ class Paired:
     cpu_cost: float  # median over runs of cpu_on / cpu_off - 1
 
 
-def measure_metrics_paired(
-    running_targets: dict[str, tuple[int, int | None]], args: argparse.Namespace, load_cores: str
+def measure_paired(
+    running_targets: dict[str, tuple[int, int | None]],
+    args: argparse.Namespace,
+    load_cores: str,
+    on_name: str,
+    off_name: str,
 ) -> Paired:
-    """The cost of recording metrics, from runs that load both sidecars at the same time.
+    """The cost of a feature (metrics, the access log), from runs that load the sidecar
+    with it (``on_name``) and the one without (``off_name``) at the same time.
 
     Sequential runs of this VM drift by up to ±20 % from one 10 s run to the next (the
     host's other load), more than the effect measured. Here the sidecar with metrics and
@@ -270,8 +281,8 @@ def measure_metrics_paired(
     being shared evenly) compare directly.
     """
     _, path, conns = CASES[0]
-    on_port, on_pid = running_targets["sidecar"]
-    off_port, off_pid = running_targets["sidecar, metrics off"]
+    on_port, on_pid = running_targets[on_name]
+    off_port, off_pid = running_targets[off_name]
     assert on_pid is not None
     assert off_pid is not None
     rows: list[tuple[float, float, float, float]] = []
@@ -290,8 +301,8 @@ def measure_metrics_paired(
             cpu_off = (after[1].cpu - before[1].cpu) / off.requests * 1e6
             rows.append((on.rps, off.rps, cpu_on, cpu_off))
             print(
-                f"  paired run {run + 1}: metrics on {on.rps:,.0f} req/s {cpu_on:.0f} µs/req, "
-                f"off {off.rps:,.0f} req/s {cpu_off:.0f} µs/req",
+                f"  paired run {run + 1}: {on_name} {on.rps:,.0f} req/s {cpu_on:.0f} µs/req, "
+                f"{off_name} {off.rps:,.0f} req/s {cpu_off:.0f} µs/req",
                 flush=True,
             )
     return Paired(
@@ -309,7 +320,7 @@ def fmt_ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}" if base else "-"
 
 
-def report(results: dict[tuple[str, str], Row], paired: Paired) -> str:
+def report(results: dict[tuple[str, str], Row], paired: Paired, access: Paired) -> str:
     """The table of medians and the targets of the issue."""
     rows = []
     for case, _, _ in CASES:
@@ -351,10 +362,19 @@ def report(results: dict[tuple[str, str], Row], paired: Paired) -> str:
             ["sidecar, metrics off", f"{paired.rps_off:,.0f}", f"{paired.cpu_off:.0f}"],
         ],
     )
-    return render_table(headers, rows) + "\n\n" + pairs + "\n\n" + verdicts(results, paired)
+    access_pairs = render_table(
+        ["20 B, 32 conns, both at once on the proxy's core", "req/s", "CPU µs/req"],
+        [
+            ["sidecar, access log", f"{access.rps_on:,.0f}", f"{access.cpu_on:.0f}"],
+            ["sidecar", f"{access.rps_off:,.0f}", f"{access.cpu_off:.0f}"],
+        ],
+    )
+    return "\n\n".join(
+        (render_table(headers, rows), pairs, access_pairs, verdicts(results, paired, access))
+    )
 
 
-def verdicts(results: dict[tuple[str, str], Row], paired: Paired) -> str:
+def verdicts(results: dict[tuple[str, str], Row], paired: Paired, access: Paired) -> str:
     """Each speed target of issue 3, measured."""
     small, one, big = (c for c, _, _ in CASES)
     side, ngx, direct = "sidecar", "nginx", "direct"
@@ -381,6 +401,15 @@ def verdicts(results: dict[tuple[str, str], Row], paired: Paired) -> str:
             paired.throughput_cost <= 0.10,
         ),
     ]
+    cpu_added = access.cpu_on - access.cpu_off
+    checks.append(
+        (
+            f"access log cost (paired runs, measured; no target): "
+            f"{access.throughput_cost * 100:.1f}% of throughput, "
+            f"{access.cpu_cost * 100:+.1f}% CPU ({cpu_added:+.0f} µs) per request",
+            True,
+        )
+    )
     return "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
 
 
@@ -413,9 +442,14 @@ def main() -> int:
                 for t in TARGETS
             }
             results = measure_all(running_targets, args, load_cores)
-            paired = measure_metrics_paired(running_targets, args, load_cores)
+            paired = measure_paired(
+                running_targets, args, load_cores, "sidecar", "sidecar, metrics off"
+            )
+            access = measure_paired(
+                running_targets, args, load_cores, "sidecar, access log", "sidecar"
+            )
     print()
-    print(report(results, paired))
+    print(report(results, paired, access))
     return 0
 
 

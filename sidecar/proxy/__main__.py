@@ -2,8 +2,9 @@
 
 For benchmarks and memory tests, which need the proxy alone in its own process (its own
 core, its own RSS). It records every metric exactly as the sidecar does; ``--no-metrics``
-turns recording off to measure what it costs. It prints ``listening on HOST:PORT`` once
-bound and runs until SIGTERM or SIGINT.
+turns recording off to measure what it costs; ``--access-log`` writes the access log
+(``logging.access_log``) as JSON lines to stderr. It prints ``listening on HOST:PORT``
+once bound and runs until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import dataclasses
 import signal
 import sys
 
-from sidecar.config import Address, Config, ProxyConfig
+from sidecar.config import Address, Config, LoggingConfig, ProxyConfig
+from sidecar.logs import configure_logging
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
 from sidecar.proxy.allocator import pin_malloc_thresholds
@@ -27,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--access-log", action="store_true")
     parser.add_argument("--no-uvloop", action="store_true")
     return parser.parse_args(argv)
 
@@ -36,7 +39,8 @@ async def serve(args: argparse.Namespace) -> None:
     proxy = dataclasses.replace(
         ProxyConfig(), upstream=args.upstream, listen=Address.parse(args.listen)
     )
-    config = Config(proxy=proxy)
+    config = Config(proxy=proxy, logging=LoggingConfig(access_log=args.access_log))
+    configure_logging("warning", "json")
     module = Module.new("causality-sidecar", views=proxy_views(proxy))
     component = create_proxy(
         config, module, Metrics.create(module.meter), None, record_metrics=not args.no_metrics
