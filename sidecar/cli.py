@@ -13,12 +13,14 @@ from typing import Any
 from sidecar import __version__
 from sidecar.config import CONFIG_FILE_ENV, Address, Config, ConfigError, dump_yaml, load_config
 from sidecar.inject import documents as inject_documents
+from sidecar.lifecycle import StartError
 from sidecar.logs import configure_logging
 from sidecar.proxy.allocator import pin_malloc_thresholds
 
 __all__ = ["main"]
 
 EXIT_CONFIG = 2
+EXIT_START = 1  # a listener could not be bound
 
 # flag -> (config key path, help)
 RUN_FLAGS: dict[str, tuple[str, str]] = {
@@ -56,7 +58,44 @@ def _parser() -> argparse.ArgumentParser:
     inject_documents.add_arguments(
         sub.add_parser("inject", help="add the sidecar to the pods of Kubernetes YAML/JSON")
     )
+    _webhook_arguments(sub.add_parser("webhook", help="serve the injection admission webhook"))
     return parser
+
+
+def _webhook_arguments(p: argparse.ArgumentParser) -> None:
+    """``webhook``: sidecar.inject.webhook (imported only when run: it needs aiohttp)."""
+    add = p.add_argument
+    add("--listen", metavar="ADDR", default="0.0.0.0:9443", help="HTTPS address of /mutate")
+    add(
+        "--tls-cert",
+        metavar="FILE",
+        required=True,
+        help="certificate chain (PEM), re-read on change",
+    )
+    add("--tls-key", metavar="FILE", required=True, help="private key (PEM), re-read on change")
+    add("--health-listen", metavar="ADDR", default="0.0.0.0:9090",
+        help="plain-HTTP address of /healthz, /readyz, /metrics")  # fmt: skip
+    add("--image", help="sidecar image to inject (default: $SIDECAR_IMAGE)")
+    add("--native", action="store_true", help="inject native sidecars (Kubernetes >= 1.32)")
+    add("--config-map", metavar="NAME", help="ConfigMap with config.yaml for every sidecar")
+    add("--upstream-port", metavar="N", type=int, help="app port when a pod does not say")
+    add("--namespace", metavar="NS", help="the injector's namespace (default: $POD_NAMESPACE)")
+    add("--max-body", metavar="SIZE", default="4Mi", help="largest AdmissionReview (4Mi)")
+    add("--drain-delay", metavar="DURATION", default="5s",
+        help="after SIGTERM: not ready, still serving, for this long (5s)")  # fmt: skip
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    """``webhook``: serve /mutate until SIGTERM."""
+    from sidecar.inject.webhook import load_tls, run_webhook, webhook_config
+
+    try:
+        config = webhook_config(args, os.environ)
+        tls = load_tls(config.tls)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    configure_logging("info", "json")
+    return _run_async(lambda: run_webhook(config, tls))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,8 +120,12 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(factory())
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(factory())
+    except StartError as exc:
+        print(f"causality-sidecar: {exc}", file=sys.stderr)
+        return EXIT_START
 
 
 def cmd_run(
@@ -118,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "inject":
         return inject_documents.run(args)
+    if args.command == "webhook":
+        return cmd_webhook(args)
     if args.command == "version":
         print(f"causality-sidecar {__version__} (Python {platform.python_version()})")
         return 0

@@ -8,8 +8,10 @@ accepting, in-flight work gets the drain timeout, then resources are released.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -17,7 +19,7 @@ from aiohttp import web
 
 from sidecar.config import Address
 
-__all__ = ["AiohttpComponent", "Component", "bound_addresses"]
+__all__ = ["AiohttpComponent", "Component", "StartError", "bind_problem", "bound_addresses"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,36 @@ class Component(Protocol):
         """
 
 
+class StartError(Exception):
+    """A listener could not be bound; the message names the component and the key.
+
+    ``cannot start admin: address 0.0.0.0:9464 is in use (admin.listen)``
+    """
+
+    def __init__(self, component: str, address: Address | str, key: str, exc: OSError) -> None:
+        self.component = component
+        self.key = key
+        super().__init__(f"cannot start {component}: address {address} {bind_problem(exc)} ({key})")
+
+
+_BIND_PROBLEMS = {
+    errno.EADDRINUSE: "is in use",
+    errno.EACCES: "is not allowed (permission denied: ports below 1024 need root or "
+    "CAP_NET_BIND_SERVICE)",
+    errno.EADDRNOTAVAIL: "is not an address of this host",
+}
+
+
+def bind_problem(exc: OSError) -> str:
+    """Why a bind failed, said short: ``is in use``, ``is not an address of this host``."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot be resolved ({exc.strerror or exc})"
+    known = _BIND_PROBLEMS.get(exc.errno or 0)
+    if known is not None:
+        return known
+    return f"cannot be bound ({exc.strerror or exc})"
+
+
 def bound_addresses(runner: web.BaseRunner) -> list[Address]:
     """The (host, port) pairs a runner's sites are listening on."""
     out: list[Address] = []
@@ -60,6 +92,9 @@ def bound_addresses(runner: web.BaseRunner) -> list[Address]:
 
 class AiohttpComponent:
     """A component that serves one `web.Application` on one or more addresses."""
+
+    # TLS on every listener when set before `start` (a sidecar.tlsserver context)
+    ssl_context: ssl.SSLContext | None = None
 
     def __init__(
         self,
@@ -80,10 +115,18 @@ class AiohttpComponent:
         """Bind the required addresses (errors propagate) and the optional ones (logged)."""
         await self._runner.setup()
         for address in self._listen:
-            await web.TCPSite(self._runner, address.host, address.port, reuse_address=True).start()
+            await web.TCPSite(
+                self._runner,
+                address.host,
+                address.port,
+                reuse_address=True,
+                ssl_context=self.ssl_context,
+            ).start()
         for address in self._optional:
             try:
-                await web.TCPSite(self._runner, address.host, address.port).start()
+                await web.TCPSite(
+                    self._runner, address.host, address.port, ssl_context=self.ssl_context
+                ).start()
             except OSError as exc:
                 log.info("%s: optional listener %s not bound: %s", self.name, address, exc)
 

@@ -33,7 +33,7 @@ from sidecar.events.inspector import BATCH_SIZE, event_views
 from sidecar.export import OtlpPusher, create_export
 from sidecar.ingest import SeriesGauge, create_ingest
 from sidecar.ingest.instruments import merge_conflicts
-from sidecar.lifecycle import AiohttpComponent, Component
+from sidecar.lifecycle import AiohttpComponent, Component, StartError
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
@@ -45,6 +45,9 @@ from sidecar.unified import metrics_handler as unified_metrics_handler
 __all__ = ["Sidecar", "run_sidecar"]
 
 log = logging.getLogger(__name__)
+
+# component -> the key of the listener it binds, named when the bind fails
+LISTEN_KEYS = {"proxy": "proxy.listen", "admin": "admin.listen", "ingest": "ingest.listen"}
 
 
 class BuildInfoCollector:
@@ -148,7 +151,12 @@ class Sidecar:
         started: list[Component] = []
         try:
             for component in self.components:
-                await component.start()
+                try:
+                    await component.start()
+                except OSError as exc:
+                    key = LISTEN_KEYS.get(component.name, f"{component.name}.listen")
+                    address = self._configured(key)
+                    raise StartError(component.name, address, key, exc) from exc
                 started.append(component)
                 log.info(
                     "%s listening on %s",
@@ -165,6 +173,10 @@ class Sidecar:
         self.readiness.set_ready()
         self.started.set()
         log.info("ready", extra={"event": "ready", "version": __version__})
+
+    def _configured(self, key: str) -> str:
+        section, _, name = key.partition(".")
+        return str(getattr(getattr(self.config, section, None), name, "?"))
 
     def component(self, name: str) -> Component:
         """A started component by name."""
@@ -245,16 +257,17 @@ class Sidecar:
 
 
 async def run_sidecar(sidecar: Sidecar) -> int:
-    """Start, serve until a stop signal, drain; the process exit code."""
+    """Start, serve until a stop signal, drain; the process exit code.
+
+    Raises:
+        StartError: a listener could not be bound (nothing is left bound).
+    """
     sidecar.install_signal_handlers()
     try:
         await sidecar.start()
     except ConfigError as exc:  # a file the config names went away since it was loaded
         log.error("config error: %s", exc, extra={"event": "start_failed", "key": exc.key})
         return 2
-    except OSError as exc:
-        log.error("cannot start: %s", exc, extra={"event": "start_failed"})
-        return 1
     await sidecar.wait_for_stop()
     await sidecar.drain_and_stop()
     return 0

@@ -17,6 +17,7 @@ from aiohttp import web
 from sidecar.config import Address
 from sidecar.demo.app import create_demo_app
 from sidecar.events.demo import send_event_trickle
+from sidecar.lifecycle import StartError
 from sidecar.server import Sidecar, run_sidecar
 
 __all__ = ["demo_app_running", "run_demo", "send_demo_traffic"]
@@ -33,7 +34,10 @@ async def demo_app_running(listen: Address) -> AsyncIterator[web.AppRunner]:
     runner = web.AppRunner(create_demo_app(), handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+        try:
+            await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+        except OSError as exc:
+            raise StartError("the demo app", listen, "--app-listen", exc) from exc
         yield runner
     finally:
         await runner.cleanup()
