@@ -1,13 +1,16 @@
-"""Render the Helm chart with the real Helm engine (PyPI ``helm-python-sdk``) for tests.
+"""Render the Helm charts with the real Helm engine (PyPI ``helm-python-sdk``) for tests.
 
 ``helm-python-sdk`` binds Helm's Go SDK (``libhelm_c``) with ctypes: no helm binary, no
 cluster. Rendering validates the values against ``values.schema.json`` exactly as
-``helm install`` does.
+``helm install`` does. Two charts: the app+sidecar chart (`SIDECAR_CHART`; the module-level
+`render`, `scenarios` and `scenario_values` are its) and the injection webhook's
+(`INJECTOR_CHART`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,6 +31,9 @@ KUBE_VERSIONS = ("1.29", "1.37")
 # scenario sets this one, and render() adds it unless told otherwise.
 SIDECAR_IMAGE_REPOSITORY = "registry.example.com/causality-sidecar"
 SIDECAR_IMAGE = {"sidecar": {"image": {"repository": SIDECAR_IMAGE_REPOSITORY}}}
+INJECTOR_CHART_DIR = ROOT / "helm" / "causality-sidecar-injector"
+# The injector chart's one required value: the same image serves the webhook.
+INJECTOR_IMAGE = {"image": {"repository": SIDECAR_IMAGE_REPOSITORY}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,20 +82,81 @@ class Render:
         raise AssertionError("no sidecar container in the Deployment")
 
 
-def scenarios() -> list[str]:
-    """The scenario values files under ci/, by stem."""
-    return sorted(p.name.removesuffix("-values.yaml") for p in CI_DIR.glob("*-values.yaml"))
+@dataclass(frozen=True, slots=True, eq=False)
+class HelmChart:
+    """A chart under test: its directory and the values every install must set."""
+
+    directory: Path
+    required_values: Mapping[str, Any]
+
+    @property
+    def ci_dir(self) -> Path:
+        """The chart's ci/ scenarios."""
+        return self.directory / "ci"
+
+    def scenarios(self) -> list[str]:
+        """The scenario values files under ci/, by stem."""
+        return sorted(
+            p.name.removesuffix("-values.yaml") for p in self.ci_dir.glob("*-values.yaml")
+        )
+
+    def scenario_values(self, name: str) -> dict[str, Any]:
+        """The values of scenario ``name`` (ci/NAME-values.yaml)."""
+        return _values_file(self.ci_dir / f"{name}-values.yaml")
+
+    def render(
+        self,
+        values: dict[str, Any] | None = None,
+        *,
+        with_required: bool = True,
+        release: str = RELEASE,
+        namespace: str = NAMESPACE,
+    ) -> Render:
+        """Render the chart with ``values`` over its defaults (schema-checked, like an install).
+
+        ``with_required`` puts `required_values` under ``values``; False renders ``values``
+        exactly as given.
+
+        Raises:
+            helm_python.HelmError: the values break the schema or a template fails.
+        """
+        given = values or {}
+        if with_required:
+            given = deep_merge(dict(self.required_values), given)
+        with helm.Chart.load(self.directory) as chart:
+            rendered = chart.render(given, name=release, namespace=namespace, is_install=True)
+        docs: list[dict[str, Any]] = []
+        notes = ""
+        for template, text in sorted(rendered.items()):
+            if template.endswith("NOTES.txt"):
+                notes = text
+                continue
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
+        return Render(tuple(docs), notes)
+
+
+SIDECAR_CHART = HelmChart(CHART_DIR, SIDECAR_IMAGE)
+INJECTOR_CHART = HelmChart(INJECTOR_CHART_DIR, INJECTOR_IMAGE)
 
 
 @cache
-def scenario_values(name: str) -> dict[str, Any]:
-    """The values of scenario ``name`` (ci/NAME-values.yaml)."""
-    values = yaml.safe_load((CI_DIR / f"{name}-values.yaml").read_text(encoding="utf-8"))
+def _values_file(path: Path) -> dict[str, Any]:
+    values = yaml.safe_load(path.read_text(encoding="utf-8"))
     return values or {}
 
 
+def scenarios() -> list[str]:
+    """The app+sidecar chart's scenario values files under ci/, by stem."""
+    return SIDECAR_CHART.scenarios()
+
+
+def scenario_values(name: str) -> dict[str, Any]:
+    """The values of the app+sidecar chart's scenario ``name`` (ci/NAME-values.yaml)."""
+    return SIDECAR_CHART.scenario_values(name)
+
+
 def render(values: dict[str, Any] | None = None, *, with_image: bool = True) -> Render:
-    """Render the chart with ``values`` over its defaults (schema-checked, like an install).
+    """Render the app+sidecar chart with ``values`` over its defaults (schema-checked).
 
     ``with_image`` puts `SIDECAR_IMAGE` under ``values`` (the one required value); False
     renders ``values`` exactly as given.
@@ -97,19 +164,7 @@ def render(values: dict[str, Any] | None = None, *, with_image: bool = True) -> 
     Raises:
         helm_python.HelmError: the values break the schema or a template fails.
     """
-    given = values or {}
-    if with_image:
-        given = deep_merge(SIDECAR_IMAGE, given)
-    with helm.Chart.load(CHART_DIR) as chart:
-        rendered = chart.render(given, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    docs: list[dict[str, Any]] = []
-    notes = ""
-    for template, text in sorted(rendered.items()):
-        if template.endswith("NOTES.txt"):
-            notes = text
-            continue
-        docs.extend(d for d in yaml.safe_load_all(text) if d)
-    return Render(tuple(docs), notes)
+    return SIDECAR_CHART.render(values, with_required=with_image)
 
 
 def containers(pod_spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -132,3 +187,30 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def leaf_paths(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The dotted paths of a values tree's leaves (an empty mapping is a leaf)."""
+    paths: set[str] = set()
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            paths |= leaf_paths(value, path + ".")
+        else:
+            paths.add(path)
+    return paths
+
+
+def documented_values(values_text: str) -> set[str]:
+    """The value paths a values.yaml documents with ``## @param PATH``."""
+    return set(re.findall(r"^\s*## @param (\S+)", values_text, re.MULTILINE))
+
+
+def schema_at(schema: Mapping[str, Any], path: str) -> dict[str, Any] | None:
+    """The values.schema.json node of a dotted value path, or None."""
+    node: Mapping[str, Any] | None = schema
+    for part in path.split("."):
+        node = (node or {}).get("properties", {}).get(part)
+        if node is None:
+            return None
+    return dict(node) if node is not None else None
