@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 INGEST_PATH = "/v1/metrics"
 OTHER_SIGNAL_PATHS = ("/v1/traces", "/v1/logs")
 METRICS_ONLY = b"404: metrics only: traces and logs are not accepted here (POST /v1/metrics)\n"
+# OTLP exporters log the status line, not the body (Python: "code: 404, reason: ...").
+METRICS_ONLY_REASON = "Not Found (metrics only: traces and logs are not accepted here)"
 READ_CHUNK = 64 * 1024
 OFFLOAD_BYTES = 256 * 1024  # bodies above this are decoded in a worker thread
 RETRY_AFTER_SECONDS = 30
@@ -129,7 +131,9 @@ async def handle_export(request: web.Request) -> web.Response:
 
 async def handle_other_signal(request: web.Request) -> web.Response:
     """``/v1/traces``, ``/v1/logs``: 404 (OTLP exporters do not retry it), saying why."""
-    return web.Response(status=404, body=METRICS_ONLY, content_type="text/plain")
+    return web.Response(
+        status=404, reason=METRICS_ONLY_REASON, body=METRICS_ONLY, content_type="text/plain"
+    )
 
 
 async def _export(

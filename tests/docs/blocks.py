@@ -162,13 +162,17 @@ def commands_of(block: Block) -> list[Command]:
         if not stripped or stripped.startswith("#"):
             index += 1
             continue
-        parts = [raw]
-        while parts[-1].rstrip().endswith("\\") and index + 1 < len(lines):
+        source = raw.strip()
+        while index + 1 < len(lines):
+            if source.endswith("\\"):  # a continuation line
+                source = source[:-1].rstrip() + " " + lines[index + 1].strip()
+            elif _open_quote(source):  # a quoted string goes on, newline and all
+                source += "\n" + lines[index + 1]
+            else:
+                break
             index += 1
-            parts[-1] = parts[-1].rstrip()[:-1]
-            parts.append(lines[index])
         index += 1
-        source, comment = split_comment(" ".join(p.strip() for p in parts))
+        source, comment = split_comment(source)
         if console:
             output: list[str] = []
             while index < len(lines) and not lines[index].startswith("$ "):
@@ -185,17 +189,33 @@ def commands_of(block: Block) -> list[Command]:
     return commands
 
 
-def split_comment(line: str) -> tuple[str, str | None]:
-    """``line`` without its trailing shell comment (a ``#`` outside quotes after a blank)."""
+def _scan(line: str) -> tuple[int | None, bool]:
+    """(where a trailing shell comment starts, whether the line ends inside a quote)."""
     quote: str | None = None
+    escaped = False
     for position, char in enumerate(line):
-        if quote:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote:
             if char == quote:
                 quote = None
-            elif char == "\\" and quote == '"':
-                continue
         elif char in "'\"":
             quote = char
         elif char == "#" and (position == 0 or line[position - 1].isspace()):
-            return line[:position].rstrip(), line[position + 1 :]
-    return line.rstrip(), None
+            return position, False
+    return None, quote is not None
+
+
+def _open_quote(line: str) -> bool:
+    """Whether ``line`` ends inside a quoted string (it goes on on the next line)."""
+    return _scan(line)[1]
+
+
+def split_comment(line: str) -> tuple[str, str | None]:
+    """``line`` without its trailing shell comment (a ``#`` outside quotes after a blank)."""
+    position, _ = _scan(line)
+    if position is None:
+        return line.rstrip(), None
+    return line[:position].rstrip(), line[position + 1 :]

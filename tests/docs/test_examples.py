@@ -71,7 +71,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -96,7 +95,7 @@ from tests.docs.blocks import (
     commands_of,
     yaml_kind,
 )
-from tests.support.process import SidecarProcess, free_port, local_ports, run_sidecar
+from tests.support.process import SidecarProcess, free_port, run_sidecar
 from tests.support.prometheus import promtool
 
 pytestmark = pytest.mark.xdist_group("docs-examples")
@@ -129,19 +128,6 @@ SHELL_BLOCKS = [b for b in _of_langs(SHELL_LANGS) if b.marker != "otel-sdk-env"]
 
 
 # ------------------------------------------------------------------------ the demo
-
-
-@pytest.fixture(scope="module")
-def demo() -> Iterator[SidecarProcess]:
-    """``causality-sidecar demo`` on free loopback ports, once for the module."""
-    ports = local_ports("proxy", "admin", "otlp", "app")
-    admin = f"127.0.0.1:{ports['admin']}"
-    args = ["demo", "--listen", f"127.0.0.1:{ports['proxy']}", "--admin-listen", admin]
-    args += ["--otlp-listen", f"127.0.0.1:{ports['otlp']}"]
-    args += ["--app-listen", f"127.0.0.1:{ports['app']}"]
-    with run_sidecar(args, admin=admin) as sidecar:
-        sidecar.ports.update(ports)
-        yield sidecar
 
 
 def rewrite_ports(text: str, demo: SidecarProcess) -> str:

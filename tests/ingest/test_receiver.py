@@ -232,6 +232,7 @@ async def test_404_traces_and_logs_say_metrics_only(ingest, signal, method):
     the two it cannot take get a 404 (not retried by OTLP exporters) that says why."""
     response = await ingest.client.request(method, f"/v1/{signal}", data=_body(), headers=PROTOBUF)
     assert response.status == 404
+    assert response.reason == "Not Found (metrics only: traces and logs are not accepted here)"
     assert response.headers["Content-Type"].startswith("text/plain")
     assert await response.text() == (
         "404: metrics only: traces and logs are not accepted here (POST /v1/metrics)\n"
