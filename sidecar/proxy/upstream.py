@@ -82,7 +82,8 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientSSLError):
         exc = exc.os_error if isinstance(exc.os_error, BaseException) else exc
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return str(exc.verify_message or "certificate verify failed")
+        why = exc.verify_message
+        return f"certificate verify failed: {why}" if why else "certificate verify failed"
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).lower().replace("_", " ")
     return type(exc).__name__

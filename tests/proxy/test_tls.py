@@ -92,7 +92,7 @@ async def test_untrusted_certificate_is_502_counted_and_logged(
     [record] = _upstream_warnings(caplog)
     message = record.getMessage()
     assert message.startswith("upstream_tls_error on GET /static")
-    assert "certificate verify failed" in message or "unable to get local issuer" in message
+    assert message.endswith("(certificate verify failed: unable to get local issuer certificate)")
     assert "hunter2" not in message
     assert record.__dict__["reason"] == "upstream_tls_error"
     assert record.__dict__["upstream"] == tls.https_url
@@ -149,13 +149,17 @@ async def test_websocket_upgrade_goes_over_tls(make_proxy: ProxyFactory, tls: Tl
 
 
 async def test_websocket_to_an_untrusted_upstream_is_502(
-    make_proxy: ProxyFactory, tls: TlsUpstream
+    make_proxy: ProxyFactory, tls: TlsUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="sidecar.proxy.upstream")
     p = await make_proxy(upstream=tls.https_url)
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:
         await p.session.ws_connect(p.url.replace("http", "ws") + "/ws")
     assert info.value.status == 502
     assert p.sample("sidecar_proxy_errors_total", reason="upstream_tls_error") == 1
+    [record] = _upstream_warnings(caplog)
+    assert record.getMessage().startswith("upstream_tls_error on GET /ws: answered 502")
+    assert "certificate verify failed" in record.getMessage()
 
 
 def test_https_default_port_is_443() -> None:
