@@ -183,6 +183,18 @@ def _retarget(service: dict[str, Any], injected: list[_Injected]) -> str:
     return f"{_name(service)}: {', '.join(changes)} (the sidecar's proxy port)"
 
 
+class _Dumper(yaml.SafeDumper):
+    """YAML out with multi-line strings (the sidecar's inline config) as ``|`` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def _is_json(text: str) -> bool:
     return text.lstrip()[:1] in ("{", "[")
 
@@ -212,7 +224,7 @@ def inject_text(text: str, settings: InjectSettings) -> tuple[str, list[str]]:
             raise InjectInputError(f"not valid YAML: {' '.join(str(exc).split())}") from None
 
         def dump(out: list[Any]) -> str:
-            return yaml.safe_dump_all(out, sort_keys=False, explicit_start=True)
+            return yaml.dump_all(out, Dumper=_Dumper, sort_keys=False, explicit_start=True)
 
     if not docs:
         raise InjectInputError("no Kubernetes object in the input")
