@@ -28,8 +28,16 @@ RUN_FLAGS: dict[str, tuple[str, str]] = {
     "--listen": ("proxy.listen", "proxy listen address (proxy.listen)"),
     "--admin-listen": ("admin.listen", "admin listen address for /metrics (admin.listen)"),
     "--otlp-listen": ("ingest.listen", "OTLP/HTTP ingest listen address (ingest.listen)"),
-    "--log-level": ("logging.level", "debug, info, warning, error (logging.level)"),
+    "--log-level": (
+        "logging.level",
+        "debug, info, warning, error or critical, in any case (logging.level)",
+    ),
 }
+
+
+def _version_line() -> str:
+    """What ``version`` and ``--version`` print."""
+    return f"causality-sidecar {__version__} (Python {platform.python_version()})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Reverse proxy with RED metrics, OTLP/HTTP metrics ingest and one "
         "unified Prometheus /metrics, for a pod's app container.",
     )
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the sidecar")
     demo = sub.add_parser("demo", help="run the sidecar with an embedded demo app and pipeline")
@@ -80,7 +89,7 @@ def _webhook_arguments(p: argparse.ArgumentParser) -> None:
     add("--config-map", metavar="NAME", help="ConfigMap with config.yaml for every sidecar")
     add("--upstream-port", metavar="N", type=int, help="app port when a pod does not say")
     add("--namespace", metavar="NS", help="the injector's namespace (default: $POD_NAMESPACE)")
-    add("--max-body", metavar="SIZE", default="4Mi", help="largest AdmissionReview (4Mi)")
+    add("--max-body", metavar="SIZE", default="4MiB", help="largest AdmissionReview (4MiB)")
     add("--drain-delay", metavar="DURATION", default="5s",
         help="after SIGTERM: not ready, still serving, for this long (5s)")  # fmt: skip
 
@@ -164,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "webhook":
         return cmd_webhook(args)
     if args.command == "version":
-        print(f"causality-sidecar {__version__} (Python {platform.python_version()})")
+        print(_version_line())
         return 0
     try:
         if args.command == "check-config":

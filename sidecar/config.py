@@ -315,6 +315,13 @@ _ADDRESS = _opt(Address.parse, str)
 _BOOL = _opt(_expect(bool, "true or false"))
 _POSITIVE = _opt(_positive_int)
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _level(value: Any) -> str:
+    """A log level in any case (``INFO``, ``Warning``), kept lower-case."""
+    return _one_of(*_LEVELS)(value.lower() if isinstance(value, str) else value)
+
+
 REDACTED = "<redacted>"
 
 
@@ -533,7 +540,7 @@ class ExportConfig:
 class LoggingConfig:
     """Log level and line format."""
 
-    level: str = field(default="info", metadata=_opt(_one_of(*_LEVELS)))
+    level: str = field(default="info", metadata=_opt(_level))
     format: Literal["json", "text"] = field(default="json", metadata=_opt(_one_of("json", "text")))
     access_log: bool = field(default=False, metadata=_BOOL)
 

@@ -168,6 +168,7 @@ class Sidecar:
             for component in reversed(started):
                 await component.stop(0)
             raise
+        warn_exposed_ingest(self.config)
         if self.exporter is not None:
             self.exporter.start()
         self.readiness.set_ready()
@@ -271,6 +272,19 @@ async def run_sidecar(sidecar: Sidecar) -> int:
     await sidecar.wait_for_stop()
     await sidecar.drain_and_stop()
     return 0
+
+
+def warn_exposed_ingest(config: Config) -> None:
+    """The OTLP receiver has no authentication: say so when it listens beyond loopback."""
+    listen = config.ingest.listen
+    if config.ingest.enabled and not listen.is_loopback:
+        log.warning(
+            "ingest.listen is %s, not a loopback address: the OTLP receiver has no "
+            "authentication, so anyone who can reach that address can push metrics into "
+            "/metrics (keep it on 127.0.0.1 unless a network policy guards the port)",
+            listen,
+            extra={"event": "ingest_not_loopback", "key": "ingest.listen"},
+        )
 
 
 def all_addresses(components: Sequence[Component]) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ from sidecar.events.demo import send_event_trickle
 from sidecar.lifecycle import StartError
 from sidecar.server import Sidecar, run_sidecar
 
-__all__ = ["demo_app_running", "run_demo", "send_demo_traffic"]
+__all__ = ["demo_app_running", "demo_banner", "run_demo", "send_demo_traffic"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ async def run_demo(sidecar: Sidecar, app_listen: str, traffic: bool) -> int:
         await asyncio.wait([main, started], return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
         if sidecar.started.is_set():
+            print(demo_banner(sidecar, app_listen), flush=True)
             tasks = _start_background(sidecar, stop, traffic)
         # The demo's clients stop when the drain begins, while the proxy and ingest still
         # serve (drain delay): the pipeline's last push lands instead of failing on a
@@ -85,6 +86,21 @@ async def run_demo(sidecar: Sidecar, app_listen: str, traffic: bool) -> int:
         code = await main
         draining.cancel()
     return code
+
+
+def demo_banner(sidecar: Sidecar, app_listen: str) -> str:
+    """What the demo prints (stdout) once it is up: where to look, how to stop."""
+    names = {c.name: c for c in sidecar.components}
+    admin = local_url(names["admin"].addresses[0])
+    lines = [
+        "causality-sidecar demo is running; press Ctrl-C to stop.",
+        f"  metrics:      {admin}{sidecar.config.admin.metrics_path}",
+        f"  status page:  {admin}/",
+    ]
+    if "proxy" in names:
+        lines.append(f"  proxy:        {local_url(names['proxy'].addresses[0])}/users/42")
+    lines.append(f"  demo app:     {local_url(Address.parse(app_listen))}/")
+    return "\n".join(lines)
 
 
 def _start_background(

@@ -240,3 +240,86 @@ def test_a_readable_bearer_token_file_is_accepted(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(done.stdout)["admin"]["bearer_token_file"] == str(token)
     assert "t0k3n" not in done.stdout
+
+
+# ------------------------------------------------------- small CLI edges (issue 15, 13)
+
+
+def test_version_flag_prints_what_version_prints() -> None:
+    done = cli("--version")
+    assert done.returncode == 0
+    assert done.stdout == cli("version").stdout
+    assert done.stdout.startswith(f"causality-sidecar {__version__} ")
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_log_level_help_lists_every_level(command: str) -> None:
+    done = cli(command, "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())  # argparse wraps the help
+    assert "debug, info, warning, error or critical, in any case (logging.level)" in text
+
+
+@pytest.mark.parametrize(("given", "level"), [("INFO", "info"), ("Warning", "warning"),
+                                             ("CRITICAL", "critical"), ("debug", "debug")])  # fmt: skip
+def test_log_level_is_case_insensitive(tmp_path: Path, given: str, level: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"logging: {{level: {given}}}\n")
+    done = cli("check-config", str(path), env=_env())
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["logging"]["level"] == level
+    from_env = cli("check-config", "/dev/null", env=_env(SIDECAR_LOG_LEVEL=given))
+    assert yaml.safe_load(from_env.stdout)["logging"]["level"] == level
+
+
+def test_run_takes_an_upper_case_log_level() -> None:
+    ports = local_ports("proxy", "admin", "otlp")
+    args = ["run", *_flags(ports), "--log-level", "WARNING"]
+    with run_sidecar(args, admin=f"127.0.0.1:{ports['admin']}") as car:
+        assert car.stop() == 0
+    # warning: the info lines of the start are not written
+    assert '"event": "listening"' not in car.logs()
+
+
+def _ingest_warnings(car_logs: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in car_logs.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "ingest_not_loopback"]
+
+
+def test_a_non_loopback_ingest_listener_is_warned_about() -> None:
+    ports = local_ports("proxy", "admin", "otlp")
+    args = ["run", *_flags(ports), "--otlp-listen", f"0.0.0.0:{ports['otlp']}"]
+    with run_sidecar(args, admin=f"127.0.0.1:{ports['admin']}") as car:
+        assert car.stop() == 0
+    [warning] = _ingest_warnings(car.logs())
+    assert warning["level"] == "warning"
+    assert f"ingest.listen is 0.0.0.0:{ports['otlp']}, not a loopback address" in str(
+        warning["msg"]
+    )
+    assert "no authentication" in str(warning["msg"])
+
+
+def test_a_loopback_ingest_listener_is_not_warned_about() -> None:
+    ports = local_ports("proxy", "admin", "otlp")
+    with run_sidecar(["run", *_flags(ports)], admin=f"127.0.0.1:{ports['admin']}") as car:
+        assert car.stop() == 0
+    assert _ingest_warnings(car.logs()) == []
+    assert '"event": "ready"' in car.logs()
+
+
+def test_demo_says_at_once_where_to_look_and_how_to_stop() -> None:
+    ports = local_ports("proxy", "admin", "otlp", "app")
+    args = ["demo", "--no-traffic", "--app-listen", f"127.0.0.1:{ports['app']}", *_flags(ports)]
+    with run_sidecar(args, admin=f"127.0.0.1:{ports['admin']}") as car:
+        wait_until(lambda: "Ctrl-C" in car.logs(), 10, "the demo's banner")
+        logs = car.logs()
+        admin = f"http://127.0.0.1:{ports['admin']}"
+        assert "press Ctrl-C to stop" in logs
+        assert f"metrics:      {admin}/metrics\n" in logs
+        assert f"status page:  {admin}/\n" in logs
+        assert f"proxy:        http://127.0.0.1:{ports['proxy']}/users/42\n" in logs
+        # the URLs it prints answer
+        assert http_get(f"{admin}/metrics")[0] == 200
+        assert http_get(f"{admin}/")[0] == 200
+        assert http_get(f"http://127.0.0.1:{ports['proxy']}/users/42")[0] == 200
+        assert car.stop(signal.SIGINT) == 0
