@@ -1,8 +1,10 @@
 """The reverse proxy: transparent, streaming, byte-exact, with per-request RED metrics.
 
 One module per concern: `routes` (bounded labels), `headers` (hop-by-hop policy),
-`upstream` (pool and error translation), `server` (client side and the handler),
-`websocket` (upgrades), `metrics` (instruments), `inspection` (the events hook).
+`upstream` (pool and error translation), `tls` (TLS to an ``https://`` upstream),
+`server` (client side and the handler), `websocket` (upgrades), `metrics`
+(instruments), `proxylog` (failure lines and the access log), `inspection` (the events
+hook).
 """
 
 from __future__ import annotations
