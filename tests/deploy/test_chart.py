@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import pytest
 import yaml
 
 from sidecar.config import Config, config_from_dict, parse_duration
+from sidecar.instance import NAMESPACE
+from sidecar.observability import own_resource
 from tests.deploy.chart import (
     CHART_DIR,
     CONFIG_MOUNT,
@@ -137,6 +140,37 @@ def test_sidecar_env_pins_the_malloc_thresholds(scenario: tuple[str, Render]) ->
     env = {e["name"]: e.get("value") for e in rendered.sidecar.get("env", [])}
     assert env["MALLOC_MMAP_THRESHOLD_"] == "4194304"
     assert env["MALLOC_TRIM_THRESHOLD_"] == "67108864"
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of an env value (variables defined before it)."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), value)
+
+
+def test_sidecar_env_gives_a_stable_instance_id(
+    scenario: tuple[str, Render], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 (8): pod name and namespace through the downward API, as OTel resource
+    attributes; the sidecar turns them into the same service.instance.id at every restart."""
+    _, rendered = scenario
+    env = rendered.sidecar["env"]
+    refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in env if "valueFrom" in e}
+    assert refs["POD_NAME"] == "metadata.name"
+    assert refs["POD_NAMESPACE"] == "metadata.namespace"
+    names = [e["name"] for e in env]
+    assert names.index("OTEL_RESOURCE_ATTRIBUTES") > names.index("POD_NAME")  # $(..) needs it first
+    template = next(e["value"] for e in env if e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
+    ids = []
+    for pod in ("shop-7d9f-abcde", "shop-7d9f-abcde", "shop-7d9f-fghij"):
+        value = _expand(template, {"POD_NAME": pod, "POD_NAMESPACE": "shop"})
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", value)
+        attributes = own_resource("causality-sidecar").attributes
+        assert attributes["k8s.pod.name"] == pod
+        assert attributes["k8s.container.name"] == rendered.sidecar["name"]
+        ids.append(attributes["service.instance.id"])
+    name = f"shop.shop-7d9f-abcde.{rendered.sidecar['name']}"
+    assert ids[0] == ids[1] == str(uuid.uuid5(NAMESPACE, name))
+    assert ids[2] != ids[0]
 
 
 def test_config_is_rendered_from_the_values_tree() -> None:

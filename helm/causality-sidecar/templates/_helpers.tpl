@@ -107,8 +107,18 @@ install error instead of ImagePullBackOff). Build and push it from the project's
   restartPolicy: Always
   {{- end }}
   args: ["run", "--config", "/etc/causality-sidecar/config.yaml"]
-  {{- if or $.Values.sidecar.mallocTuning $.Values.sidecar.env }}
   env:
+    {{- /* the pod's identity (downward API): a service.instance.id stable across restarts */}}
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    - name: OTEL_RESOURCE_ATTRIBUTES
+      value: "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),k8s.container.name={{ $.Values.sidecar.name }}"
     {{- if $.Values.sidecar.mallocTuning }}
     - name: MALLOC_MMAP_THRESHOLD_
       value: "4194304"
@@ -118,7 +128,6 @@ install error instead of ImagePullBackOff). Build and push it from the project's
     {{- with $.Values.sidecar.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- end }}
   ports:
     {{- if include "causality-sidecar.proxyEnabled" $ }}
     - name: proxy
