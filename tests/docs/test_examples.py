@@ -417,7 +417,17 @@ def run_export(command: Command, words: list[str], session: Session) -> None:
 # ------------------------------------------------------------------- containers
 
 
-_RUN_FLAGS_WITH_VALUE = {"--name", "-p", "--publish", "--network", "-v", "--volume", "-e", "--env"}
+_RUN_FLAGS_WITH_VALUE = {
+    "--name",
+    "-p",
+    "--publish",
+    "--network",
+    "--pod",
+    "-v",
+    "--volume",
+    "-e",
+    "--env",
+}
 _RUN_FLAGS = {"--rm", "-d", "--detach", "--read-only", "-i", "-t", "-it"}
 
 
@@ -433,6 +443,8 @@ def run_container_tool(command: Command, words: list[str], session: Session) -> 
         assert all(_IMAGE_REF.fullmatch(a) for a in args), command.source
     elif sub == "run":
         check_container_run(args, session)
+    elif sub == "pod" and args[:1] == ["create"]:
+        check_pod_create(args[1:])
     else:
         pytest.fail(f"{command.source}: no checker for `{words[0]} {sub}`")
 
@@ -487,7 +499,11 @@ def check_container_run(args: list[str], session: Session) -> None:
     image, rest = args[index], args[index + 1 :]
     assert _IMAGE_REF.fullmatch(image), image
     if image.split(":")[0].rsplit("/", 1)[-1] != "causality-sidecar":
-        return  # someone else's image: the flags and the reference are all we can check
+        # someone else's image: the flags, the reference and the mounted files are checked
+        for source in mounts.values():
+            if source.startswith(("./", "$PWD/")):  # files of the repository, run from its root
+                assert (ROOT / source.replace("$PWD/", "./")).exists(), source
+        return
     sidecar_args = rest or ["run"]  # the image's CMD
     local: list[str] = []
     for arg in sidecar_args:
@@ -500,6 +516,17 @@ def check_container_run(args: list[str], session: Session) -> None:
         else:
             local.append(arg)
     serve(local)
+
+
+def check_pod_create(args: list[str]) -> None:
+    """``podman pod create --name NAME -p H:C ...``: known flags, port pairs."""
+    index = 0
+    while index < len(args):
+        flag, value = args[index], args[index + 1]
+        assert flag in {"--name", "-p", "--publish"}, f"unknown pod create flag {flag}"
+        if flag != "--name":
+            assert re.fullmatch(r"\d+:\d+", value), value
+        index += 2
 
 
 def check_compose_command(args: list[str]) -> None:
@@ -602,7 +629,8 @@ def run_helm(command: Command, words: list[str], session: Session) -> None:
 def _installed_objects(path: str) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     """(kind, name, ports) of what the helm installs in ``path`` and deploy/kubernetes make."""
     docs: list[dict[str, Any]] = []
-    for block in blocks_of(ROOT / path):
+    documented = [blocks_of(ROOT / path)] if (ROOT / path).is_file() else []
+    for block in (b for blocks in documented for b in blocks):
         if block.lang not in SHELL_LANGS:
             continue
         for command in commands_of(block):
@@ -676,3 +704,97 @@ SHELL_CHECKS = {
     "helm": run_helm,
     "kubectl": run_kubectl,
 }
+
+
+# ------------------------------------------------- the checks catch what they should
+
+
+def _block(lang: str, text: str, marker: str | None = None) -> Block:
+    return Block("GUARD.md", 1, lang, text, marker)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("proxy:\n  upstream: http://127.0.0.1:8080\n", "sidecar-config"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "kubernetes"),
+        ("scrape_configs: []\n", "prometheus-config"),
+        ("groups: []\n", "prometheus-rules"),
+        ("services: {}\n", "compose"),
+        ("app:\n  port: 8080\n", None),
+    ],
+)
+def test_yaml_kind_from_top_level_keys(text: str, kind: str | None) -> None:
+    assert yaml_kind(_block("yaml", text)) == kind
+    assert yaml_kind(_block("yaml", text, marker="helm-values")) == "helm-values"
+
+
+def test_commands_are_split_as_documented() -> None:
+    block = _block(
+        "sh",
+        '# a comment line\ncurl -s -d \'{\n  "a": 1\n}\' http://x   # "shown"\nmake \\\n  run\n',
+    )
+    assert [(c.source, c.expected) for c in commands_of(block)] == [
+        ("curl -s -d '{\n  \"a\": 1\n}' http://x", "shown"),
+        ("make run", None),
+    ]
+    console = _block("console", "$ echo a\na\n\n$ echo b\n")
+    assert [(c.source, c.expected, c.exact) for c in commands_of(console)] == [
+        ("echo a", "a", True),
+        ("echo b", None, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("yaml", "proxy:\n  routes: [/users/{id}, /files/{path*}]\n"),  # the README's old bug
+        ("yaml", "proxy:\n  bogus: 1\n"),
+        ("yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbogus: 1\n"),
+        ("yaml", "scrape_configs:\n  - job_name: a\n    scrape_interval: soon\n"),
+        ("sh", "curl -s localhost:9464/no-such-path\n"),
+        ("sh", 'curl -s localhost:9464/healthz   # "not what it answers"\n'),
+        ("console", "$ curl -s localhost:9464/healthz\nnot what it answers\n"),
+        ("sh", "causality-sidecar check-config /no/such/file.yaml\n"),
+        ("sh", "make no-such-target\n"),
+        ("sh", "helm install shop helm/causality-sidecar --set app.port=8080\n"),
+        (
+            "sh",
+            "kubectl --namespace default port-forward deployment/shop-causality-sidecar 9464:9464\n",
+        ),
+        ("sh", "docker build -t causality-sidecar:dev --build-arg NO_SUCH_ARG=1 .\n"),
+        ("sh", "docker run --rm --privileged causality-sidecar:dev\n"),
+        ("sh", "wget http://127.0.0.1:9464/metrics\n"),
+    ],
+    ids=[
+        "flow-list-routes",
+        "unknown-config-key",
+        "bad-manifest",
+        "bad-prometheus-duration",
+        "curl-404",
+        "curl-other-output",
+        "console-other-output",
+        "check-config-missing-file",
+        "make-no-target",
+        "helm-without-sidecar-image",
+        "port-forward-unknown-deployment",
+        "unknown-build-arg",
+        "unknown-run-flag",
+        "unknown-command",
+    ],
+)
+def test_a_broken_example_fails(lang: str, text: str, demo: SidecarProcess, tmp_path: Path) -> None:
+    block = _block(lang, text)
+    expected = (
+        AssertionError,
+        pytest.fail.Exception,
+        yaml.YAMLError,
+        kubernetes_validate.ValidationError,
+        helm.HelmError,
+    )
+    if lang == "yaml":
+        with pytest.raises(expected):
+            test_yaml_example(block, tmp_path)
+    else:
+        with pytest.raises(expected):
+            test_shell_example(block, demo, tmp_path)
