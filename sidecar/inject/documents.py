@@ -45,6 +45,15 @@ TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+_DEFAULTS = InjectSettings(image="")
+# The sidecar's listeners: flag, default, help.
+PORT_FLAGS: tuple[tuple[str, int, str], ...] = (
+    ("--proxy-port", _DEFAULTS.proxy_port, "the sidecar's proxy port"),
+    ("--admin-port", _DEFAULTS.admin_port, "the sidecar's admin port (/metrics, probes)"),
+    ("--ingest-port", _DEFAULTS.ingest_port, "the sidecar's OTLP/HTTP port on 127.0.0.1"),
+)
+
+
 class InjectInputError(ValueError):
     """The input is not Kubernetes YAML or JSON (the CLI exits 2 with this message)."""
 
@@ -249,19 +258,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--upstream-port", metavar="N", type=int, help="the app port to proxy (default: per pod)"
     )
+    for flag, default, what in PORT_FLAGS:
+        parser.add_argument(
+            flag, metavar="N", type=int, default=default, help=f"{what} (default {default})"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """``inject``: documents in (FILE or stdin), documents out (stdout), notes on stderr."""
-    if args.upstream_port is not None and not 1 <= args.upstream_port <= 65535:
-        print(f"causality-sidecar inject: --upstream-port: not a port: {args.upstream_port}",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    for flag in ("--upstream-port", *(f for f, _, _ in PORT_FLAGS)):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and not 1 <= value <= 65535:
+            print(f"causality-sidecar inject: {flag}: not a port: {value}", file=sys.stderr)
+            return 2
     settings = InjectSettings(
         image=args.image,
         native=args.native,
         config_map=args.config_map,
         upstream_port=args.upstream_port,
+        proxy_port=args.proxy_port,
+        admin_port=args.admin_port,
+        ingest_port=args.ingest_port,
     )
     try:
         if args.file == "-":
