@@ -1,0 +1,758 @@
+"""The injection webhook's Helm chart (helm/causality-sidecar-injector), checked like code:
+rendered by the real Helm engine, validated against the Kubernetes 1.29+ schemas, and its
+chart-generated certificate served by the real webhook, verified with the caBundle alone."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonpatch
+import kubernetes_validate
+import pytest
+import yaml
+
+from sidecar.config import config_from_dict
+from sidecar.inject.mutate import inject_pod
+from sidecar.inject.settings import (
+    CONFIG_ANNOTATION,
+    CONFIG_YAML_ENV,
+    CONTAINER_NAME,
+    INJECT_ANNOTATION,
+    NAMESPACE_LABEL,
+    InjectSettings,
+)
+from sidecar.inject.webhook import NAMESPACE_PATH, OPT_IN_PATH
+from tests.deploy.chart import (
+    CHART_DIR,
+    INJECTOR_CHART,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    SIDECAR_IMAGE_REPOSITORY,
+    Render,
+    containers,
+    deep_merge,
+    documented_values,
+    leaf_paths,
+    schema_at,
+)
+from tests.inject.pss import violations
+from tests.support.process import free_port, run_sidecar
+
+CHART = INJECTOR_CHART
+SCENARIOS = CHART.scenarios()
+FULLNAME = f"{RELEASE}-causality-sidecar-injector"
+# cert-manager kinds: kubernetes-validate has no CRD schemas; test_cert_manager_* check them.
+CERT_MANAGER_KINDS = {"Certificate", "Issuer", "ClusterIssuer"}
+WEBHOOK_NAMES = {NAMESPACE_PATH: "namespace.sidecar.causality.dev", OPT_IN_PATH: "pod.sidecar.causality.dev"}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def scenario(request: pytest.FixtureRequest) -> tuple[str, Render]:
+    """Each ci/ scenario, rendered once per module."""
+    name: str = request.param
+    return name, CHART.render(CHART.scenario_values(name))
+
+
+def webhook_configuration(rendered: Render) -> dict[str, Any]:
+    return rendered.one("MutatingWebhookConfiguration")
+
+
+def webhook_container(rendered: Render) -> dict[str, Any]:
+    [container] = rendered.pod_spec["containers"]
+    return container
+
+
+def flag(container: Mapping[str, Any], name: str) -> str | None:
+    """The value after ``name`` in the container's args (None when absent)."""
+    args: list[str] = container["args"]
+    return args[args.index(name) + 1] if name in args else None
+
+
+def test_every_required_scenario_exists() -> None:
+    assert set(SCENARIOS) >= {
+        "defaults",
+        "cert-manager",
+        "cert-manager-issuer",
+        "native-sidecar",
+        "strict",
+    }
+
+
+def test_every_scenario_sets_the_image() -> None:
+    for name in SCENARIOS:
+        assert CHART.scenario_values(name)["image"]["repository"], name
+
+
+# ------------------------------------------------------------------------------ lint
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_lint_is_clean(name: str) -> None:
+    report = helm.lint(
+        CHART.directory,
+        CHART.scenario_values(name),
+        strict=True,
+        kube_version=f"v{KUBE_VERSIONS[0]}.0",
+    )
+    assert report["errors"] == []
+    # severity 1 (info) is only "icon is recommended"; warnings (2) and errors (3) fail
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+# ----------------------------------------------------------------- kubernetes schemas
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_manifest_validates_against_kubernetes(
+    scenario: tuple[str, Render], kube_version: str
+) -> None:
+    name, rendered = scenario
+    checked = set()
+    for doc in rendered.docs:
+        if doc["kind"] in CERT_MANAGER_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            where = ".".join(map(str, err.path))
+            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} at {where}: {err}")
+        checked.add(doc["kind"])
+    assert checked >= {"Deployment", "Service", "MutatingWebhookConfiguration", "Pod"}
+
+
+def test_validation_catches_a_broken_webhook_configuration() -> None:
+    """The validator is strict: an unknown webhook field is an error (guards the test)."""
+    config = copy.deepcopy(webhook_configuration(CHART.render()))
+    config["webhooks"][0]["bogus"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(config, KUBE_VERSIONS[0], strict=True)
+
+
+# ------------------------------------------------------ the MutatingWebhookConfiguration
+
+
+def test_webhook_configuration_points_at_the_service(scenario: tuple[str, Render]) -> None:
+    """Each entry calls the chart's Service on its port, whose targetPort is the webhook's
+    HTTPS container port, on a path the webhook serves."""
+    name, rendered = scenario
+    [service] = rendered.of_kind("Service")
+    [service_port] = service["spec"]["ports"]
+    container = webhook_container(rendered)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert service_port["targetPort"] == "https"
+    assert flag(container, "--listen") == f"0.0.0.0:{ports['https']}"
+    assert flag(container, "--health-listen") == f"0.0.0.0:{ports['health']}"
+    pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    for entry in webhook_configuration(rendered)["webhooks"]:
+        target = entry["clientConfig"]["service"]
+        assert target["name"] == service["metadata"]["name"], name
+        assert target["namespace"] == NAMESPACE
+        assert target["port"] == service_port["port"]
+        assert entry["name"] == WEBHOOK_NAMES[target["path"]]
+
+
+def test_webhook_entries_follow_the_issue(scenario: tuple[str, Render]) -> None:
+    name, rendered = scenario
+    values = CHART.scenario_values(name).get("webhook", {})
+    entries = webhook_configuration(rendered)["webhooks"]
+    assert len(entries) == (2 if values.get("annotationOptIn", True) else 1), name
+    for entry in entries:
+        assert entry["admissionReviewVersions"] == ["v1"]
+        assert entry["sideEffects"] == "None"
+        assert entry["failurePolicy"] == values.get("failurePolicy", "Ignore")
+        assert entry["reinvocationPolicy"] == "IfNeeded"
+        assert 1 <= entry["timeoutSeconds"] <= 30
+        assert entry["rules"] == [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ]
+
+
+def _expression_matches(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A label selector requirement (Kubernetes semantics: NotIn matches an absent key)."""
+    key, operator = expression["key"], expression["operator"]
+    values = expression.get("values", [])
+    if operator == "In":
+        return key in labels and labels[key] in values
+    if operator == "NotIn":
+        return key not in labels or labels[key] not in values
+    if operator == "Exists":
+        return key in labels
+    assert operator == "DoesNotExist", operator
+    return key not in labels
+
+
+def _selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    selector = selector or {}
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()) and all(
+        _expression_matches(e, labels) for e in selector.get("matchExpressions", [])
+    )
+
+
+def _paths_for(rendered: Render, name: str, labels: Mapping[str, str]) -> list[str]:
+    """The webhook paths the API server calls for a pod created in namespace ``name``."""
+    namespace_labels = {"kubernetes.io/metadata.name": name, **labels}
+    return [
+        entry["clientConfig"]["service"]["path"]
+        for entry in webhook_configuration(rendered)["webhooks"]
+        if _selector_matches(entry["namespaceSelector"], namespace_labels)
+    ]
+
+
+ENABLED = {NAMESPACE_LABEL: "enabled"}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "labels", "default_paths", "strict_paths"),
+    [
+        ("shop", ENABLED, [NAMESPACE_PATH], [NAMESPACE_PATH]),
+        ("shop", {}, [OPT_IN_PATH], []),
+        ("shop", {NAMESPACE_LABEL: "disabled"}, [OPT_IN_PATH], []),
+        ("kube-system", ENABLED, [], []),
+        ("kube-system", {}, [], []),
+        (NAMESPACE, ENABLED, [], []),
+        (NAMESPACE, {}, [], []),
+        ("kube-public", ENABLED, [NAMESPACE_PATH], []),
+        ("shop", {**ENABLED, "environment": "production-frozen"}, [NAMESPACE_PATH], []),
+    ],
+    ids=[
+        "labelled", "unlabelled", "label-disabled", "kube-system-labelled", "kube-system",
+        "own-namespace-labelled", "own-namespace", "strict-excludes-more", "strict-extra-selector",
+    ],
+)  # fmt: skip
+def test_namespace_selectors_send_each_pod_to_one_path_at_most(
+    namespace: str, labels: dict[str, str], default_paths: list[str], strict_paths: list[str]
+) -> None:
+    """Evaluated as the API server does: a labelled namespace's pods go to /mutate (inject
+    unless opted out), other namespaces' pods to /mutate/opt-in (the annotation decides),
+    kube-system and the release's namespace nowhere; never both paths."""
+    assert _paths_for(CHART.render(), namespace, labels) == default_paths
+    strict = CHART.render(CHART.scenario_values("strict"))
+    assert _paths_for(strict, namespace, labels) == strict_paths
+
+
+def test_object_selector_is_passed_through() -> None:
+    values = CHART.scenario_values("strict")
+    for entry in webhook_configuration(CHART.render(values))["webhooks"]:
+        assert entry["objectSelector"] == values["webhook"]["objectSelector"]
+    for entry in webhook_configuration(CHART.render())["webhooks"]:
+        assert "objectSelector" not in entry
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+def _pem(b64: str) -> bytes:
+    return base64.b64decode(b64)
+
+
+def _generated_tls(rendered: Render) -> tuple[bytes, bytes, bytes]:
+    """(certificate, key, caBundle) of a render with the chart-generated CA."""
+    secret = rendered.one("Secret", "-tls")
+    [bundle] = {e["clientConfig"]["caBundle"] for e in webhook_configuration(rendered)["webhooks"]}
+    return _pem(secret["data"]["tls.crt"]), _pem(secret["data"]["tls.key"]), _pem(bundle)
+
+
+def test_generated_tls_secret_is_what_the_webhook_mounts(scenario: tuple[str, Render]) -> None:
+    name, rendered = scenario
+    if CHART.scenario_values(name).get("certManager", {}).get("enabled"):
+        assert not rendered.of_kind("Secret")  # cert-manager writes it
+        return
+    secret = rendered.one("Secret", "-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    cert, key, bundle = _generated_tls(rendered)
+    assert cert.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY-----" in key
+    assert _pem(secret["data"]["ca.crt"]) == bundle
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    container = webhook_container(rendered)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
+    assert "subPath" not in mount  # a subPath mount would never see a renewed certificate
+    assert flag(container, "--tls-cert") == f"{mount['mountPath']}/tls.crt"
+    assert flag(container, "--tls-key") == f"{mount['mountPath']}/tls.key"
+
+
+class _TlsServer:
+    """A stdlib TLS server on loopback serving one certificate (accepts, handshakes, closes)."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def __enter__(self) -> _TlsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def handshake(self, client: ssl.SSLContext, server_hostname: str) -> None:
+        """One handshake; raises the client's ssl error when it does not verify."""
+        import threading
+
+        def serve() -> None:
+            conn, _ = self.sock.accept()
+            try:
+                with self.context.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass  # the client refused the certificate
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw,
+                client.wrap_socket(raw, server_hostname=server_hostname),
+            ):
+                pass
+        finally:
+            thread.join(10)
+
+
+def _trusting(bundle: bytes) -> ssl.SSLContext:
+    """A client context whose only trust anchor is ``bundle`` (PEM)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
+    context.load_verify_locations(cadata=bundle.decode("ascii"))
+    return context
+
+
+def _write_tls(tmp_path: Path, cert: bytes, key: bytes) -> tuple[Path, Path]:
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_file.write_bytes(cert)
+    key_file.write_bytes(key)
+    return cert_file, key_file
+
+
+def test_ca_bundle_verifies_the_certificate_for_every_service_name(tmp_path: Path) -> None:
+    """The caBundle is the CA that signed the served certificate, which holds the Service's
+    DNS names (the API server connects to ``<service>.<namespace>.svc``)."""
+    rendered = CHART.render()
+    cert, key, bundle = _generated_tls(rendered)
+    service = rendered.one("Service")["metadata"]["name"]
+    _, _, other_bundle = _generated_tls(CHART.render())  # every render makes a new CA
+    with _TlsServer(*_write_tls(tmp_path, cert, key)) as server:
+        for name in (service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc"):
+            server.handshake(_trusting(bundle), name)
+        with pytest.raises(ssl.SSLCertVerificationError, match=r"mismatch"):
+            server.handshake(_trusting(bundle), f"{service}.elsewhere.svc")
+        with pytest.raises(ssl.SSLCertVerificationError, match=r"unable to get local issuer"):
+            server.handshake(_trusting(other_bundle), f"{service}.{NAMESPACE}.svc")
+
+
+def _run_rendered_webhook(rendered: Render, tmp_path: Path) -> tuple[list[str], int, Iterator[Any]]:
+    """The Deployment's webhook args, with the Secret's files written to ``tmp_path`` and
+    the listeners on loopback: what the pod would run."""
+    cert, key, _ = _generated_tls(rendered)
+    cert_file, key_file = _write_tls(tmp_path, cert, key)
+    container = webhook_container(rendered)
+    port, health = free_port(), free_port()
+    replaced = {
+        "--listen": f"127.0.0.1:{port}",
+        "--health-listen": f"127.0.0.1:{health}",
+        "--tls-cert": str(cert_file),
+        "--tls-key": str(key_file),
+    }
+    args = list(container["args"])
+    for name, value in replaced.items():
+        args[args.index(name) + 1] = value
+    return args, port, run_sidecar([*args, "--drain-delay", "0s"], admin=f"127.0.0.1:{health}")
+
+
+def _post(port: int, context: ssl.SSLContext, hostname: str, path: str, body: str) -> Any:
+    connection = http.client.HTTPSConnection(hostname, port, context=context, timeout=10)
+    # connect to loopback, but verify the Service's DNS name as the API server does
+    connection.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=hostname
+    )
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def _helm_test(rendered: Render) -> tuple[str, str, str]:
+    """(url, AdmissionReview JSON, script) of the helm test pod."""
+    [pod] = rendered.of_kind("Pod")
+    [container] = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    script: str = container["args"][0]
+    url = script.split('url="', 1)[1].split('"', 1)[0]
+    return url, env["ADMISSION_REVIEW"], script
+
+
+@pytest.mark.parametrize("name", ["defaults", "native-sidecar"])
+def test_the_rendered_webhook_serves_the_helm_test_review_verified_by_the_ca_bundle(
+    name: str, tmp_path: Path
+) -> None:
+    """End to end on loopback: the real webhook, started with the Deployment's own args and
+    the chart-generated certificate, answers the helm test's AdmissionReview on the helm
+    test's URL path; the client trusts only the caBundle and checks the Service's name."""
+    values = CHART.scenario_values(name)
+    rendered = CHART.render(values)
+    _, _, bundle = _generated_tls(rendered)
+    url, review, _ = _helm_test(rendered)
+    hostname, _, rest = url.removeprefix("https://").partition(":")
+    path = "/" + rest.partition("/")[2]
+    assert hostname == f"{rendered.one('Service')['metadata']['name']}.{NAMESPACE}.svc"
+    _, port, running = _run_rendered_webhook(rendered, tmp_path)
+    with running:
+        answer = _post(port, _trusting(bundle), hostname, path, review)
+        other_ca = _trusting(_generated_tls(CHART.render(values))[2])
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _post(port, other_ca, hostname, path, review)
+    response = answer["response"]
+    assert response["allowed"] is True
+    assert response["uid"] == json.loads(review)["request"]["uid"]
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    pod = jsonpatch.apply_patch(json.loads(review)["request"]["object"], patch)
+    [sidecar] = [c for c in containers(pod["spec"]) if c["name"] == CONTAINER_NAME]
+    assert sidecar["image"] == flag(webhook_container(rendered), "--image")  # the chart's
+    native = values.get("sidecar", {}).get("native", False)
+    assert (sidecar in pod["spec"].get("initContainers", [])) is native
+    # the review's app container is not restricted; the injected one is
+    assert [v for v in violations(pod["spec"]) if CONTAINER_NAME in v] == []
+
+
+def test_helm_test_script_accepts_the_webhooks_answer_format(tmp_path: Path) -> None:
+    """The helm test's greps match the webhook's real answer (run with a real shell)."""
+    rendered = CHART.render()
+    _, review, script = _helm_test(rendered)
+    _, port, running = _run_rendered_webhook(rendered, tmp_path)
+    with running:
+        hostname = f"{rendered.one('Service')['metadata']['name']}.{NAMESPACE}.svc"
+        answer = _post(port, _trusting(_generated_tls(rendered)[2]), hostname, OPT_IN_PATH, review)
+    greps = [line for line in script.splitlines() if line.strip().startswith("grep ")]
+    assert len(greps) == 2
+    answer_file = tmp_path / "answer"
+    answer_file.write_text(json.dumps(answer, separators=(",", ":")))
+    for line in greps:
+        command = line.strip().replace("/tmp/answer", str(answer_file))
+        assert subprocess.run(["sh", "-ec", command], check=False).returncode == 0, command
+    answer_file.write_text(json.dumps({"response": {"allowed": True}}))  # no patch: must fail
+    failed = [
+        subprocess.run(
+            ["sh", "-ec", g.strip().replace("/tmp/answer", str(answer_file))], check=False
+        )
+        for g in greps
+    ]
+    assert any(done.returncode != 0 for done in failed)
+
+
+def test_cert_manager_self_signed_chain() -> None:
+    rendered = CHART.render(CHART.scenario_values("cert-manager"))
+    issuers = {d["metadata"]["name"]: d for d in rendered.of_kind("Issuer")}
+    certificates = {d["metadata"]["name"]: d for d in rendered.of_kind("Certificate")}
+    serving = certificates[f"{FULLNAME}-tls"]
+    ca_issuer = issuers[serving["spec"]["issuerRef"]["name"]]
+    assert serving["spec"]["issuerRef"] == {
+        "name": ca_issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io",
+    }  # fmt: skip
+    ca_certificate = next(
+        c for c in certificates.values() if c["spec"].get("isCA")
+    )  # the CA the Issuer signs with is a Certificate of the self-signed Issuer
+    assert ca_issuer["spec"]["ca"]["secretName"] == ca_certificate["spec"]["secretName"]
+    root = issuers[ca_certificate["spec"]["issuerRef"]["name"]]
+    assert root["spec"] == {"selfSigned": {}}
+    for doc in (*issuers.values(), *certificates.values()):
+        assert doc["apiVersion"] == "cert-manager.io/v1"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+
+
+@pytest.mark.parametrize("name", ["cert-manager", "cert-manager-issuer"])
+def test_cert_manager_certificate_serves_the_service(name: str) -> None:
+    """cert-manager mode: the Certificate holds the Service's names and writes the Secret the
+    webhook mounts; the cainjector fills the caBundle from it (the chart sets none)."""
+    values = CHART.scenario_values(name)
+    rendered = CHART.render(values)
+    certificate = rendered.one("Certificate", "-tls")
+    spec = certificate["spec"]
+    service = rendered.one("Service")["metadata"]["name"]
+    assert spec["dnsNames"] == [service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc"]
+    assert "server auth" in spec["usages"]
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == spec["secretName"]
+    config = webhook_configuration(rendered)
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{NAMESPACE}/{certificate['metadata']['name']}"
+    )
+    assert all("caBundle" not in e["clientConfig"] for e in config["webhooks"])
+    wanted = values["certManager"]
+    assert spec["duration"] == wanted.get("duration", "2160h")
+    assert spec["renewBefore"] == wanted.get("renewBefore", "360h")
+    if name == "cert-manager-issuer":
+        assert spec["issuerRef"] == {**wanted["issuerRef"], "group": "cert-manager.io"}
+        assert not rendered.of_kind("Issuer")
+
+
+def test_helm_test_pod_mounts_only_the_ca() -> None:
+    rendered = CHART.render(CHART.scenario_values("strict"))
+    [pod] = rendered.of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    [container] = pod["spec"]["containers"]
+    assert container["image"] == "docker.io/curlimages/curl:8.11.1"  # pinned
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "webhook-ca")
+    assert volume["secret"] == {
+        "secretName": rendered.one("Secret", "-tls")["metadata"]["name"],
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    url, review, script = _helm_test(rendered)
+    assert url == f"https://sidecar-injector.{NAMESPACE}.svc:8443{OPT_IN_PATH}"
+    assert "--cacert /etc/webhook-ca/ca.crt" in script
+    assert "--insecure" not in script
+    assert " -k " not in script
+    request = json.loads(review)["request"]
+    assert request["object"]["metadata"]["annotations"] == {INJECT_ANNOTATION: "true"}
+    assert request["dryRun"] is True
+    # the test pod is not a webhook pod: the Service does not select it
+    selector = rendered.one("Service")["spec"]["selector"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+
+
+# ----------------------------------------------------------------- the Deployment
+
+
+def test_two_replicas_and_a_disruption_budget_by_default() -> None:
+    rendered = CHART.render()
+    assert rendered.deployment["spec"]["replicas"] == 2
+    budget = rendered.one("PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    anti = rendered.pod_spec["affinity"]["podAntiAffinity"]
+    [term] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    strict = CHART.render(CHART.scenario_values("strict"))
+    assert strict.deployment["spec"]["replicas"] == 3
+    assert strict.one("PodDisruptionBudget")["spec"]["minAvailable"] == 2
+
+
+def test_pods_meet_the_restricted_profile(scenario: tuple[str, Render]) -> None:
+    name, rendered = scenario
+    pods = [rendered.pod_spec] + [p["spec"] for p in rendered.of_kind("Pod")]
+    for pod in pods:
+        assert violations(pod) == [], name
+        assert pod["automountServiceAccountToken"] is False
+        for container in containers(pod):
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert "resources" in container, container["name"]
+
+
+def test_probes_use_the_plain_http_health_port(scenario: tuple[str, Render]) -> None:
+    _, rendered = scenario
+    container = webhook_container(rendered)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    annotations = rendered.deployment["spec"]["template"]["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert annotations["prometheus.io/port"] == str(ports["health"])
+
+
+def test_webhook_args_carry_the_injection_settings(scenario: tuple[str, Render]) -> None:
+    name, rendered = scenario
+    values = CHART.scenario_values(name)
+    container = webhook_container(rendered)
+    sidecar = values.get("sidecar", {})
+    image = sidecar.get("image", {})
+    repository = image.get("repository") or values["image"]["repository"]
+    tag = image.get("tag") or values["image"].get("tag") or "0.1.0"
+    assert flag(container, "--image") == f"{repository}:{tag}"
+    assert flag(container, "--namespace") == NAMESPACE
+    assert ("--native" in container["args"]) is sidecar.get("native", False)
+    config_map = sidecar.get("configMap", {})
+    expected = config_map.get("name") if config_map.get("everyPod") else None
+    assert flag(container, "--config-map") == expected
+
+
+def test_image_repository_is_required() -> None:
+    """The image is published nowhere: an install without image.repository fails with a
+    message naming the value; the sidecar image defaults to it."""
+    for values in ({}, {"image": {"repository": ""}}):
+        with pytest.raises(helm.HelmError, match=r"image\.repository is required"):
+            CHART.render(values, with_required=False)
+    rendered = CHART.render({"image": {"repository": "r.example/cs", "tag": "1.2.3"}})
+    assert webhook_container(rendered)["image"] == "r.example/cs:1.2.3"
+    assert flag(webhook_container(rendered), "--image") == "r.example/cs:1.2.3"
+    assert "(image r.example/cs:1.2.3)" in rendered.notes
+    chart = yaml.safe_load((CHART.directory / "Chart.yaml").read_text())
+    default = CHART.render()
+    assert (
+        webhook_container(default)["image"] == f"{SIDECAR_IMAGE_REPOSITORY}:{chart['appVersion']}"
+    )
+
+
+# ---------------------------------------------------------- the default sidecar config
+
+
+def _config_maps(rendered: Render) -> list[dict[str, Any]]:
+    return rendered.of_kind("ConfigMap")
+
+
+def test_default_config_map_in_each_listed_namespace() -> None:
+    values = CHART.scenario_values("native-sidecar")
+    rendered = CHART.render(values)
+    config_maps = _config_maps(rendered)
+    wanted = values["sidecar"]["configMap"]
+    assert sorted(c["metadata"]["namespace"] for c in config_maps) == sorted(wanted["namespaces"])
+    for config_map in config_maps:
+        assert config_map["metadata"]["name"] == wanted["name"]
+        assert yaml.safe_load(config_map["data"]["config.yaml"]) == values["sidecar"]["config"]
+    assert _config_maps(CHART.render()) == []  # none unless namespaces are listed
+
+
+def test_every_pod_config_map_needs_its_namespaces() -> None:
+    with pytest.raises(helm.HelmError, match=r"everyPod needs sidecar\.configMap\.namespaces"):
+        CHART.render({"sidecar": {"configMap": {"everyPod": True}}})
+
+
+def test_sidecar_config_passes_check_config(scenario: tuple[str, Render], tmp_path: Path) -> None:
+    """The ConfigMap's config.yaml, under the SIDECAR_CONFIG_YAML an injection gives a pod
+    naming it, is what that sidecar loads: `check-config` accepts it, and its drain fits in
+    the injected pod's grace period."""
+    name, _ = scenario
+    values = deep_merge(CHART.scenario_values(name), {"sidecar": {"configMap": {"namespaces": ["shop"]}}})  # fmt: skip
+    [config_map] = _config_maps(CHART.render(values))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config_map["data"]["config.yaml"])
+    settings = InjectSettings(image="registry.example.com/causality-sidecar:1.0.0")
+    pod = {
+        "metadata": {"annotations": {INJECT_ANNOTATION: "true", CONFIG_ANNOTATION: config_map["metadata"]["name"]}},
+        "spec": {"containers": [{"name": "app", "image": "nginx", "ports": [{"name": "http", "containerPort": 8080}]}]},
+    }  # fmt: skip
+    injection = inject_pod(pod, settings, namespace="shop")
+    assert injection.injected, injection.reason
+    sidecar = next(c for c in containers(injection.pod["spec"]) if c["name"] == CONTAINER_NAME)
+    inline = next(e["value"] for e in sidecar["env"] if e["name"] == CONFIG_YAML_ENV)
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check-config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": os.environ["PATH"], CONFIG_YAML_ENV: inline},
+    )
+    assert done.returncode == 0, f"{name}: {done.stderr}"
+    effective = yaml.safe_load(done.stdout)
+    assert effective["proxy"]["upstream"] == "http://127.0.0.1:8080"  # the injection's
+    file_config = yaml.safe_load(config_map["data"]["config.yaml"])
+    assert effective["logging"]["level"] == file_config["logging"]["level"]  # the ConfigMap's
+    shutdown = config_from_dict(effective).shutdown
+    grace = injection.pod["spec"]["terminationGracePeriodSeconds"]
+    assert shutdown.drain_delay + shutdown.drain_timeout < grace, name
+
+
+# --------------------------------------------------------------------------- NOTES
+
+
+def test_notes_name_the_label_and_the_annotation() -> None:
+    notes = CHART.render().notes
+    assert f"kubectl label namespace NAMESPACE {NAMESPACE_LABEL}=enabled" in notes
+    assert f'"{INJECT_ANNOTATION}":"true"' in notes
+    assert f"Never injected: {NAMESPACE} kube-system" in notes
+    assert f"helm test {RELEASE} --namespace {NAMESPACE}" in notes
+    strict = CHART.render(CHART.scenario_values("strict")).notes
+    assert f"{NAMESPACE_LABEL}=enabled" in strict
+    assert f'"{INJECT_ANNOTATION}":"true"' not in strict  # no opt-in webhook: no annotation
+    assert "pods are created without the sidecar" not in strict  # failurePolicy Fail
+
+
+# ---------------------------------------------------------------------- the schema
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 0}, "replicaCount"),
+        ({"bogus": 1}, "bogus"),
+        ({"webhook": {"failurePolicy": "Deny"}}, "failurePolicy"),
+        ({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds"),
+        ({"webhook": {"reinvocationPolicy": "Always"}}, "reinvocationPolicy"),
+        ({"webhook": {"namespaceSelector": [{"key": "a", "operator": "Like"}]}}, "operator"),
+        ({"certManager": {"issuerRef": {"kind": "Vault"}}}, "kind"),
+        ({"certManager": {"duration": "90 days"}}, "duration"),
+        ({"sidecar": {"native": "yes"}}, "native"),
+        ({"sidecar": {"config": {"proxy": {"bogus": True}}}}, "bogus"),
+        ({"sidecar": {"configMap": {"namespaces": ["Not_A_Namespace"]}}}, "namespaces"),
+        ({"containerSecurityContext": {"allowPrivilegeEscalation": True}}, "allowPrivilege"),
+    ],
+    ids=[
+        "zero-replicas", "unknown-key", "bad-failure-policy", "timeout-over-30",
+        "bad-reinvocation", "bad-selector-operator", "bad-issuer-kind", "bad-duration",
+        "bool-as-string", "unknown-config-key", "bad-namespace", "privilege-escalation",
+    ],
+)  # fmt: skip
+def test_schema_rejects_bad_values(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=message):
+        CHART.render(values)
+
+
+def test_every_value_is_documented() -> None:
+    text = (CHART.directory / "values.yaml").read_text()
+    documented = documented_values(text)
+    leaves = leaf_paths(yaml.safe_load(text))
+    undocumented = {
+        p for p in leaves if not any(p == d or p.startswith(d + ".") for d in documented)
+    }
+    assert undocumented == set()
+    stale = {d for d in documented if not any(p == d or p.startswith(d + ".") for p in leaves)}
+    assert stale == set()
+
+
+def test_every_value_has_a_schema_entry() -> None:
+    schema = json.loads((CHART.directory / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART.directory / "values.yaml").read_text())
+    for path in leaf_paths(values):
+        parts = path.split(".")
+        found = any(schema_at(schema, ".".join(parts[:n])) for n in range(len(parts), 0, -1))
+        assert found, f"{path} is not in values.schema.json"
+
+
+def test_sidecar_config_schema_is_the_app_charts() -> None:
+    """One schema for the sidecar's config in both charts (the app chart's test holds it
+    to sidecar/config.py's keys)."""
+    ours = json.loads((CHART.directory / "values.schema.json").read_text())
+    theirs = json.loads((CHART_DIR / "values.schema.json").read_text())
+    config, app_config = schema_at(ours, "sidecar.config"), schema_at(theirs, "sidecar.config")
+    assert config is not None
+    assert app_config is not None
+    config.pop("description")
+    app_config.pop("description")
+    assert config == app_config
+    assert ours["definitions"] | theirs["definitions"] == ours["definitions"]
+
+
+def test_schema_is_valid_draft_7_and_accepts_the_defaults() -> None:
+    """A second, independent validator (jsonschema) agrees with Helm's on the defaults."""
+    import jsonschema
+
+    schema = json.loads((CHART.directory / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    validator = jsonschema.Draft7Validator(schema)
+    validator.validate(yaml.safe_load((CHART.directory / "values.yaml").read_text()))
+    for name in SCENARIOS:
+        validator.validate(CHART.scenario_values(name))
