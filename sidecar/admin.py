@@ -4,6 +4,12 @@
 negotiation and gzip (`sidecar.exposition`). When ``admin.bearer_token_file`` is set,
 ``/metrics`` (and any other page registered as protected) needs that bearer token; the
 comparison is constant-time. Probes stay open: kubelet sends no token.
+
+With ``admin.tls`` the listener speaks HTTPS (`admin_tls`: the certificate is re-read when
+its files change); with ``admin.tls.client_ca_file`` the same protected paths need a client
+certificate signed by those CAs (mutual TLS, Prometheus ``tls_config``). The handshake
+only asks for one, so kubelet probes, which present none, still reach ``/healthz`` and
+``/readyz``; a certificate that is presented must verify, or the handshake fails.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from dataclasses import dataclass, field
 from aiohttp import hdrs, web
 from prometheus_client.registry import Collector
 
-from sidecar.config import AdminConfig, read_token_file
+from sidecar.config import AdminConfig, ConfigError, read_token_file
 from sidecar.exposition import metrics_handler
+from sidecar.tlsserver import ReloadingServerContext, TlsFileError, TlsFiles
 
 __all__ = [
     "READINESS_KEY",
     "Readiness",
+    "admin_tls",
     "create_admin_app",
     "read_bearer_token",
 ]
@@ -52,6 +60,22 @@ class Readiness:
 READINESS_KEY = web.AppKey("readiness", Readiness)
 TOKEN_KEY = web.AppKey("bearer_token", bytes)
 PROTECTED_KEY = web.AppKey("protected_paths", set[str])
+CLIENT_CERT_KEY = web.AppKey("client_cert_required", bool)
+
+
+def admin_tls(config: AdminConfig) -> ReloadingServerContext | None:
+    """The admin listener's TLS context (None without ``admin.tls``).
+
+    Raises:
+        ConfigError: naming ``admin.tls.<file>`` when a file cannot be used.
+    """
+    tls = config.tls
+    if tls.cert_file is None or tls.key_file is None:
+        return None
+    try:
+        return ReloadingServerContext(TlsFiles(tls.cert_file, tls.key_file, tls.client_ca_file))
+    except TlsFileError as exc:
+        raise ConfigError(f"admin.tls.{exc.field}", exc.problem) from None
 
 
 def read_bearer_token(path: str) -> bytes:
@@ -65,6 +89,18 @@ def _authorized(request: web.Request, token: bytes) -> bool:
     # (also a missing or non-Bearer header) so the answer time does not tell why it failed.
     ok = hmac.compare_digest(given.strip().encode(), token)
     return ok and scheme.lower() == "bearer"
+
+
+@web.middleware
+async def client_cert_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """403 on protected paths without a verified client certificate (mutual TLS)."""
+    if request.app.get(CLIENT_CERT_KEY) and request.path in request.app[PROTECTED_KEY]:
+        transport = request.transport
+        if transport is None or not transport.get_extra_info("peercert"):
+            return web.Response(
+                status=403, text="403 Forbidden: a client certificate is required (mutual TLS)\n"
+            )
+    return await handler(request)
 
 
 @web.middleware
@@ -110,9 +146,10 @@ def create_admin_app(
         metrics: a replacement ``/metrics`` handler (e.g. one that fetches merge targets
             before rendering); the default renders ``collector``.
     """
-    app = web.Application(middlewares=[bearer_auth])
+    app = web.Application(middlewares=[client_cert_auth, bearer_auth])
     app[READINESS_KEY] = readiness
     app[PROTECTED_KEY] = {config.metrics_path}
+    app[CLIENT_CERT_KEY] = config.tls.client_ca_file is not None
     if config.bearer_token_file:
         app[TOKEN_KEY] = read_bearer_token(config.bearer_token_file)
     app.router.add_get(config.metrics_path, metrics or metrics_handler(collector))

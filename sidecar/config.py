@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from sidecar.tlsserver import TlsFileError, TlsFiles, load_context
+
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS_MS",
     "ENV_OVERRIDES",
@@ -457,12 +459,41 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminTlsConfig:
+    """HTTPS on the admin listener (sidecar.tlsserver: re-read when the files change);
+    with ``client_ca_file``, ``/metrics`` needs a client certificate from those CAs
+    (mutual TLS; probes stay open). Off by default."""
+
+    cert_file: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
+    key_file: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
+    client_ca_file: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing, given = (
+                ("key_file", "cert_file") if self.key_file is None else ("cert_file", "key_file")
+            )
+            raise ConfigError(f"admin.tls.{missing}", f"is required with admin.tls.{given}")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ConfigError(
+                "admin.tls.client_ca_file",
+                "needs admin.tls.cert_file and key_file (mutual TLS is TLS)",
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """The admin listener speaks HTTPS."""
+        return self.cert_file is not None
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     """The admin listener: /metrics, /healthz, /readyz."""
 
     listen: Address = field(default=Address("0.0.0.0", 9464), metadata=_ADDRESS)
     metrics_path: str = field(default="/metrics", metadata=_opt(_path))
     bearer_token_file: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
+    tls: AdminTlsConfig = field(default_factory=AdminTlsConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -746,6 +777,12 @@ def check_files(config: Config) -> None:
     """
     if config.admin.bearer_token_file:
         read_token_file(config.admin.bearer_token_file)
+    tls = config.admin.tls
+    if tls.cert_file is not None and tls.key_file is not None:
+        try:
+            load_context(TlsFiles(tls.cert_file, tls.key_file, tls.client_ca_file))
+        except TlsFileError as exc:
+            raise ConfigError(f"admin.tls.{exc.field}", exc.problem) from None
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:

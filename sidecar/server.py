@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
-from sidecar.admin import Readiness, create_admin_app
+from sidecar.admin import Readiness, admin_tls, create_admin_app
 from sidecar.batching import mergeable_aggregations
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.events import EventInspector
@@ -39,6 +39,7 @@ from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
 from sidecar.status import StatusSources, TrafficSampler, add_status_routes
 from sidecar.status.inventory import store_sources
+from sidecar.tlsserver import ReloadingServerContext
 from sidecar.unified import UnifiedCollector
 from sidecar.unified import metrics_handler as unified_metrics_handler
 
@@ -80,6 +81,7 @@ class Sidecar:
     unified: UnifiedCollector | None = field(default=None, init=False)
     scraper: MergeScraper | None = field(default=None, init=False)
     exporter: OtlpPusher | None = field(default=None, init=False)
+    admin_tls: ReloadingServerContext | None = field(default=None, init=False)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _signals: int = 0
@@ -143,7 +145,11 @@ class Sidecar:
             sources=store_view,
         )
         add_status_routes(admin_app, status)
-        self.components.append(AiohttpComponent("admin", admin_app, [config.admin.listen]))
+        admin = AiohttpComponent("admin", admin_app, [config.admin.listen])
+        self.admin_tls = admin_tls(config.admin)  # HTTPS, certificate re-read on change
+        if self.admin_tls is not None:
+            admin.ssl_context = self.admin_tls.context
+        self.components.append(admin)
 
     async def start(self) -> None:
         """Bind every listener, then turn ready; on a bind error, release what was bound."""
