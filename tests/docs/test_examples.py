@@ -47,7 +47,8 @@ bench/README.md and SECURITY.md. Every fenced block needs an info string (its la
     a compose file (above).
   - ``helm install|upgrade|template RELEASE CHART --set ... -f ...``: the chart is rendered
     with exactly those values by the real Helm engine (tests/deploy/chart.py); ``helm
-    test``: the chart has a test hook; ``helm lint``: lint is clean.
+    test RELEASE``: that release's documented install renders a test hook; ``helm lint``:
+    lint is clean. Only charts of this repository (``helm/*``) can be checked.
   - ``kubectl apply -f PATH``: every manifest there validates; ``kubectl port-forward
     KIND/NAME L:R``: a helm install in the same file (or deploy/kubernetes/) renders that
     object with port R; ``kubectl set image deployment/NAME C=IMAGE``: the container exists.
@@ -548,10 +549,10 @@ def run_compose_tool(command: Command, words: list[str], session: Session) -> No
 
 
 def render_release(
-    release: str, values: dict[str, Any], namespace: str = "default"
+    release: str, values: dict[str, Any], namespace: str = "default", chart_dir: Path = CHART_DIR
 ) -> list[dict[str, Any]]:
     """The chart rendered as ``helm install RELEASE`` would, every manifest document."""
-    with helm.Chart.load(CHART_DIR) as chart:
+    with helm.Chart.load(chart_dir) as chart:
         rendered = chart.render(values, name=release, namespace=namespace, is_install=True)
     return [
         doc
@@ -606,20 +607,59 @@ def parse_helm(args: list[str]) -> tuple[list[str], dict[str, Any], str]:
     return positional, values, namespace
 
 
+def _chart_dir(chart: str) -> Path:
+    """A chart of this repository (helm/NAME); charts from elsewhere cannot be checked."""
+    path = (ROOT / chart).resolve()
+    assert (path / "Chart.yaml").is_file(), f"{chart}: not a chart of this repository"
+    return path
+
+
+@dataclass(frozen=True)
+class Install:
+    """One documented ``helm install``: what to render again for ``helm test`` et al."""
+
+    chart_dir: Path
+    values: dict[str, Any]
+    namespace: str
+
+    def render(self, release: str) -> list[dict[str, Any]]:
+        return render_release(release, self.values, self.namespace, self.chart_dir)
+
+
+def documented_installs(path: str) -> dict[str, Install]:
+    """Release -> install, for every helm install/upgrade/template in the file ``path``."""
+    installs: dict[str, Install] = {}
+    if not (ROOT / path).is_file():
+        return installs
+    for block in blocks_of(ROOT / path):
+        if block.lang not in SHELL_LANGS:
+            continue
+        for command in commands_of(block):
+            words = _words(command.source)
+            if words[:2] in (["helm", "install"], ["helm", "upgrade"], ["helm", "template"]):
+                (release, chart), values, namespace = parse_helm(words[2:])
+                installs[release] = Install(_chart_dir(chart), values, namespace)
+    return installs
+
+
 def run_helm(command: Command, words: list[str], session: Session) -> None:
     sub = words[1]
     positional, values, namespace = parse_helm(words[2:])
     if sub in {"install", "upgrade", "template"}:
         release, chart = positional
-        assert (ROOT / chart).resolve() == CHART_DIR, chart
-        docs = render_release(release, values, namespace)
-        assert any(d["kind"] == "Deployment" for d in docs)
+        docs = Install(_chart_dir(chart), values, namespace).render(release)
+        assert docs, command.source
     elif sub == "test":
-        docs = render_release(positional[0], deep_merge(SIDECAR_IMAGE, values), namespace)
-        hooks = [d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook")]
-        assert any(h["metadata"]["annotations"]["helm.sh/hook"] == "test" for h in hooks)
+        install = documented_installs(session.block.path).get(positional[0])
+        assert install is not None, f"{command.source}: no helm install of that release"
+        docs = install.render(positional[0])
+        hooks = [d["metadata"].get("annotations", {}).get("helm.sh/hook") for d in docs]
+        assert "test" in hooks, command.source
     elif sub == "lint":
-        report = helm.lint(ROOT / positional[0], deep_merge(SIDECAR_IMAGE, values), strict=True)
+        chart_dir = _chart_dir(positional[0])
+        if chart_dir == CHART_DIR:  # lint ignores `required`; the image is set as for install
+            values = deep_merge(SIDECAR_IMAGE, values)
+        report = helm.lint(chart_dir, values, strict=True)
         assert report["errors"] == []
     else:
         pytest.fail(f"{command.source}: no checker for `helm {sub}`")
@@ -629,15 +669,8 @@ def run_helm(command: Command, words: list[str], session: Session) -> None:
 def _installed_objects(path: str) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     """(kind, name, ports) of what the helm installs in ``path`` and deploy/kubernetes make."""
     docs: list[dict[str, Any]] = []
-    documented = [blocks_of(ROOT / path)] if (ROOT / path).is_file() else []
-    for block in (b for blocks in documented for b in blocks):
-        if block.lang not in SHELL_LANGS:
-            continue
-        for command in commands_of(block):
-            words = _words(command.source)
-            if words[:2] in (["helm", "install"], ["helm", "upgrade"], ["helm", "template"]):
-                (release, _), values, namespace = parse_helm(words[2:])
-                docs += render_release(release, values, namespace)
+    for release, install in documented_installs(path).items():
+        docs += install.render(release)
     for manifest in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(manifest.read_text()) if d]
     objects = []
