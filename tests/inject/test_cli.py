@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.chart import KUBE_VERSIONS, ROOT
+from tests.inject.pss import violations
 from tests.inject.test_mutation import CORPUS, IMAGE, containers, sidecar_config
 
 SIDECAR = [sys.executable, "-m", "sidecar"]
@@ -134,3 +137,17 @@ def test_the_image_is_required() -> None:
     )
     assert done.returncode == 2
     assert "--image" in done.stderr
+
+
+def test_the_docs_example_injects_into_valid_restricted_manifests() -> None:
+    done = inject(str(ROOT / "docs" / "examples" / "shop.yaml"))
+    assert done.returncode == 0, done.stderr
+    [deployment, service] = yaml.safe_load_all(done.stdout)
+    for doc in (deployment, service):
+        kubernetes_validate.validate(doc, KUBE_VERSIONS[0], strict=True)
+    pod = deployment["spec"]["template"]
+    assert violations(pod["spec"]) == []
+    assert sidecar_config(containers(pod)["causality-sidecar"])["proxy"]["routes"] == [
+        "/users/{id}",
+        "/orders/{id}",
+    ]
