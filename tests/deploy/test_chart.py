@@ -28,10 +28,13 @@ from tests.deploy.chart import (
     Render,
     containers,
     deep_merge,
+    documented_values,
+    leaf_paths,
     port_of,
     render,
     scenario_values,
     scenarios,
+    schema_at,
 )
 from tests.support.prometheus import check_rules
 
@@ -472,52 +475,31 @@ def test_schema_rejects_bad_values(values: dict[str, Any], message: str) -> None
         render(values)
 
 
-def _leaf_paths(tree: dict[str, Any], prefix: str = "") -> set[str]:
-    paths: set[str] = set()
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            paths |= _leaf_paths(value, path + ".")
-        else:
-            paths.add(path)
-    return paths
-
-
 def test_every_value_is_documented() -> None:
     text = (CHART_DIR / "values.yaml").read_text()
-    documented = set(re.findall(r"^\s*## @param (\S+)", text, re.MULTILINE))
+    documented = documented_values(text)
     values = yaml.safe_load(text)
     undocumented = {
         path
-        for path in _leaf_paths(values)
+        for path in leaf_paths(values)
         if not any(path == d or path.startswith(d + ".") for d in documented)
     }
     assert undocumented == set()
-    leaves = _leaf_paths(values)
+    leaves = leaf_paths(values)
     stale = {d for d in documented if not any(p == d or p.startswith(d + ".") for p in leaves)}
     assert stale == set()
-
-
-def _schema_at(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
-    node: dict[str, Any] | None = schema
-    for part in path.split("."):
-        props = (node or {}).get("properties", {})
-        node = props.get(part)
-        if node is None:
-            return None
-    return node
 
 
 def test_every_value_has_a_described_schema_entry() -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    for path in _leaf_paths(values):
+    for path in leaf_paths(values):
         parts = path.split(".")
         found = next(
             (
-                _schema_at(schema, ".".join(parts[:n]))
+                schema_at(schema, ".".join(parts[:n]))
                 for n in range(len(parts), 0, -1)
-                if _schema_at(schema, ".".join(parts[:n])) is not None
+                if schema_at(schema, ".".join(parts[:n])) is not None
             ),
             None,
         )
@@ -556,7 +538,7 @@ def _config_dataclass_keys(cls: type, prefix: str = "") -> set[str]:
 def test_config_schema_matches_the_sidecar_config_keys() -> None:
     """values.schema.json's sidecar.config knows exactly design §4's keys (sidecar/config.py)."""
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    config_schema = _schema_at(schema, "sidecar.config")
+    config_schema = schema_at(schema, "sidecar.config")
     assert config_schema is not None
     assert _config_schema_keys(config_schema) == _config_dataclass_keys(Config)
 
