@@ -25,6 +25,21 @@
  * split_created(chunk, created) parts a counter's checked sample lines into those that
  * are not and those that are its `created` samples (text writes them as two families).
  *
+ * scan_text(body) cuts a whole ASCII text 0.0.4 body laid out as client_golang and
+ * prometheus_client write it into its families, in one pass: every family is
+ *
+ *     [# HELP name text\n] # TYPE name kind\n sample lines
+ *
+ * (kind one of counter, gauge, untyped, summary, histogram; a counter's name ends in
+ * _total; HELP text without a backslash and without whitespace or a control character at
+ * either end), and every sample line is `name{l1="v",...} value\n` as above, named as the
+ * family's samples are (the TYPE name for counter, gauge and untyped; name, _count,
+ * _sum, _created and for histograms _bucket), with at least one label between braces,
+ * no label name twice and none called __name__. It returns one tuple per family,
+ * (name, kind, help or None, start of its HELP/TYPE lines, start of its samples, end),
+ * or None for anything else (rawtext.py's way then reads the body and says why). Sample
+ * lines are then exactly what rawtext's line-by-line way keeps of them.
+ *
  * tests/merge/test_rawtext_runs.py holds this to the same answers as the `re` spelling
  * of the grammar and as the line-by-line way, on tables and on generated runs.
  */
@@ -461,7 +476,210 @@ split_created(PyObject *module, PyObject *args)
     return result;
 }
 
+/* [a-zA-Z0-9_]: a label name (no ':') */
+static inline int
+label_char(u8 c, int first)
+{
+    return NAME_CHAR[c] && c != ':' && (!first || NAME_CHAR[c] == 3);
+}
+
+/* Past a metric name at p (or p itself: none) */
+static inline const char *
+scan_name(const char *p)
+{
+    if (NAME_CHAR[(u8)*p] != 3)
+        return p;
+    p++;
+    while (NAME_CHAR[(u8)*p])
+        p++;
+    return p;
+}
+
+/* One sample line at p of a family allowed `allowed` names (suffixes of `family`): past its
+ * newline, or NULL. Label names: at most 64 per line are checked for repeats. */
+#define MAX_CHECKED_LABELS 64
+static const char *
+scan_sample(const char *p, const char *end, const char *family, Py_ssize_t family_len,
+            const char *const *suffixes)
+{
+    const char *name_end = scan_name(p);
+    Py_ssize_t len = name_end - p;
+    if (len < family_len || memcmp(p, family, (size_t)family_len) != 0)
+        return NULL;
+    int allowed = 0;
+    for (const char *const *suffix = suffixes; *suffix != NULL; suffix++) {
+        Py_ssize_t n = (Py_ssize_t)strlen(*suffix);
+        if (len == family_len + n && memcmp(p + family_len, *suffix, (size_t)n) == 0) {
+            allowed = 1;
+            break;
+        }
+    }
+    if (!allowed)
+        return NULL;
+    const char *q = name_end;
+    if (*q == '{') {
+        const char *names[MAX_CHECKED_LABELS];
+        Py_ssize_t lens[MAX_CHECKED_LABELS];
+        int count = 0;
+        q++;
+        for (;;) {
+            const char *label = q;
+            if (!label_char((u8)*q, 1))
+                return NULL;  /* also "{}": the line-by-line way drops the braces */
+            q++;
+            while (label_char((u8)*q, 0))
+                q++;
+            Py_ssize_t label_len = q - label;
+            if (label_len == 8 && memcmp(label, "__name__", 8) == 0)
+                return NULL;
+            if (count == MAX_CHECKED_LABELS)
+                return NULL;
+            for (int i = 0; i < count; i++) {
+                if (lens[i] == label_len && memcmp(names[i], label, (size_t)label_len) == 0)
+                    return NULL;
+            }
+            names[count] = label;
+            lens[count++] = label_len;
+            if (q[0] != '=' || q[1] != '"')
+                return NULL;
+            int escaped = 0;
+            q = scan_label_value(q + 2, end, &escaped);
+            if (q == NULL)
+                return NULL;
+            if (*q == '}')
+                break;
+            if (*q++ != ',')
+                return NULL;
+        }
+        q++;
+    }
+    if (*q++ != ' ')
+        return NULL;
+    q = scan_value(q, 0);
+    return q != NULL && q < end && *q == '\n' ? q + 1 : NULL;
+}
+
+static const char *const SIMPLE_SUFFIXES[] = {"", NULL};
+static const char *const SUMMARY_SUFFIXES[] = {"", "_count", "_sum", "_created", NULL};
+static const char *const HISTOGRAM_SUFFIXES[] = {"", "_bucket", "_count", "_sum", "_created", NULL};
+static const char *const KINDS[] = {"counter", "gauge", "untyped", "summary", "histogram", NULL};
+
+/* The kind of a TYPE line's rest at p (up to its newline): an index in KINDS, or -1 */
+static int
+kind_at(const char *p, const char *end, const char **after)
+{
+    for (int i = 0; KINDS[i] != NULL; i++) {
+        size_t n = strlen(KINDS[i]);
+        if ((size_t)(end - p) > n && memcmp(p, KINDS[i], n) == 0 && p[n] == '\n') {
+            *after = p + n + 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static inline int
+blank_or_control(u8 c)
+{
+    return c <= ' ' || c == 0x7f;
+}
+
+static PyObject *
+scan_text(PyObject *module, PyObject *args)
+{
+    PyObject *body;
+    if (!PyArg_ParseTuple(args, "U:scan_text", &body))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(body)) {
+        PyErr_SetString(PyExc_TypeError, "body must be ASCII str");
+        return NULL;
+    }
+    const char *text = (const char *)PyUnicode_DATA(body);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(body);
+    const char *p = text, *end = text + size;
+    if (size == 0 || end[-1] != '\n')
+        Py_RETURN_NONE;
+    PyObject *kinds[5];
+    for (int i = 0; i < 5; i++)
+        kinds[i] = NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    while (p < end) {
+        const char *header = p, *help = NULL, *help_end = NULL;
+        if (end - p > 7 && memcmp(p, "# HELP ", 7) == 0) {
+            const char *name = p + 7, *name_end = scan_name(name);
+            if (name_end == name || *name_end != ' ')
+                goto unsupported;
+            help = name_end + 1;
+            help_end = memchr(help, '\n', (size_t)(end - help));
+            if (help_end > help
+                && (blank_or_control((u8)help[0]) || blank_or_control((u8)help_end[-1])))
+                goto unsupported;
+            if (memchr(help, '\\', (size_t)(help_end - help)) != NULL)
+                goto unsupported;
+            p = help_end + 1;
+            /* the TYPE line must name the same family */
+            Py_ssize_t name_len = name_end - name;
+            if (end - p < 7 + name_len + 1 || memcmp(p, "# TYPE ", 7) != 0
+                || memcmp(p + 7, name, (size_t)name_len) != 0 || p[7 + name_len] != ' ')
+                goto unsupported;
+        }
+        if (end - p <= 7 || memcmp(p, "# TYPE ", 7) != 0)
+            goto unsupported;
+        const char *name = p + 7, *name_end = scan_name(name);
+        Py_ssize_t name_len = name_end - name;
+        if (name_len == 0 || *name_end != ' ')
+            goto unsupported;
+        const char *samples;
+        int kind = kind_at(name_end + 1, end, &samples);
+        if (kind < 0 || (kind == 0 && !ends_with_total(name, name_len)))
+            goto unsupported;
+        const char *const *suffixes = kind == 3 ? SUMMARY_SUFFIXES
+                                      : kind == 4 ? HISTOGRAM_SUFFIXES
+                                                  : SIMPLE_SUFFIXES;
+        p = samples;
+        while (p < end && *p != '#') {
+            p = scan_sample(p, end, name, name_len, suffixes);
+            if (p == NULL)
+                goto unsupported;
+        }
+        if (kinds[kind] == NULL && (kinds[kind] = PyUnicode_InternFromString(KINDS[kind])) == NULL)
+            goto error;
+        PyObject *name_obj = PyUnicode_Substring(body, name - text, name_end - text);
+        PyObject *help_obj = help == NULL ? Py_NewRef(Py_None)
+                                          : PyUnicode_Substring(body, help - text, help_end - text);
+        PyObject *item = name_obj && help_obj
+                             ? Py_BuildValue("OOOnnn", name_obj, kinds[kind], help_obj,
+                                             header - text, samples - text, p - text)
+                             : NULL;
+        Py_XDECREF(name_obj);
+        Py_XDECREF(help_obj);
+        if (item == NULL)
+            goto error;
+        int appended = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (appended < 0)
+            goto error;
+    }
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(kinds[i]);
+    return out;
+unsupported:
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(kinds[i]);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+error:
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(kinds[i]);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef runs_methods[] = {
+    {"scan_text", scan_text, METH_VARARGS,
+     "scan_text(body) -> [(name, kind, help, header, start, end), ...] | None"},
     {"split_created", split_created, METH_VARARGS,
      "split_created(chunk, created) -> (lines without created, lines with it)"},
     {"take_run", take_run, METH_VARARGS,

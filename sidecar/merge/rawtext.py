@@ -42,7 +42,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar.exposition import escape_label_value, unescape_label_value
-from sidecar.merge._runs import split_created, take_run
+from sidecar.merge._runs import scan_text, split_created, take_run
 from sidecar.unified import sample_names
 
 __all__ = [
@@ -305,6 +305,9 @@ class _Splitter:
     """Cuts a body into family blocks, in order; `Unsupported` for anything unusual."""
 
     use_c: ClassVar[bool] = True  # runs of an ASCII body are proven in C (tests: both ways)
+    # a text body without configured labels is first cut whole in C (`_scan_text`);
+    # the tests of this block-by-block way switch that off
+    whole_body: ClassVar[bool] = True
 
     def __init__(self, body: str, openmetrics: bool, labeller: _Labeller) -> None:
         self.body = body
@@ -506,6 +509,10 @@ def parse_fast(body: str, openmetrics: bool, labels: Mapping[str, str]) -> list[
         Unsupported: the body needs prometheus_client's parser as a whole.
         ValueError: a delegated block is invalid (prometheus_client's verdict).
     """
+    if not openmetrics and not labels and _Splitter.whole_body and body.isascii():
+        scanned = _scan_text(body)
+        if scanned is not None:
+            return scanned
     labeller = _Labeller(labels)
     out: list[RawFamily | Family] = []
     for block in _Splitter(body, openmetrics, labeller).split():
@@ -514,6 +521,33 @@ def parse_fast(body: str, openmetrics: bool, labels: Mapping[str, str]) -> list[
         else:
             out.extend(_delegate(block, openmetrics, labeller))
     return out if openmetrics else fold_created(out)
+
+
+def _scan_text(body: str) -> list[RawFamily | Family] | None:
+    """`parse_fast` for a text body without configured labels, in one C pass
+    (`sidecar.merge._runs.scan_text`: the layout client_golang and prometheus_client
+    write); None when the body is laid out otherwise."""
+    scanned = scan_text(body)
+    if scanned is None or len({name for name, *_ in scanned}) != len(scanned):
+        return None  # a family repeated: the block-by-block way refuses it
+    out: list[RawFamily | Family] = []
+    for name, kind, help_text, header, start, end in scanned:
+        if kind not in SIMPLE_TEXT_TYPES:
+            out.extend(parse_text(body[header:end]))
+            continue
+        counter = kind == "counter"
+        family = RawFamily(
+            name[: -len("_total")] if counter else name,
+            "unknown" if kind == "untyped" else kind,
+            help_text or "",
+            "",
+        )
+        if end > start:
+            family.chunks.append(body[start:end])
+        if counter:
+            family.split = len(family.chunks)
+        out.append(family)
+    return fold_created(out)
 
 
 def _raw_family(block: _Block, openmetrics: bool) -> RawFamily:

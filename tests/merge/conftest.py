@@ -27,6 +27,10 @@ from sidecar.merge import create_merge, merged_metrics_handler, rawtext
 from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
+from tests.support.node_exporter import NodeExporter, node_exporter
+from tests.support.prometheus import PrometheusFactory, prometheus_factory
+
+__all__ = ["node_exporter", "prometheus_factory"]  # fixtures, for exporter_url
 
 OPENMETRICS_CT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT_CT = "text/plain; version=0.0.4; charset=utf-8"
@@ -82,6 +86,16 @@ class Rig:
 
 StartTarget = Callable[[Target], Awaitable[str]]
 MakeRig = Callable[[Sequence[MergeTarget]], Awaitable[Rig]]
+
+
+@pytest.fixture(params=["node_exporter", "prometheus"])
+def exporter_url(request: pytest.FixtureRequest) -> str:
+    """The /metrics of a real Go exporter: node_exporter, or a real Prometheus's own."""
+    if request.param == "node_exporter":
+        exporter: NodeExporter = request.getfixturevalue("node_exporter")
+        return exporter.url
+    factory: PrometheusFactory = request.getfixturevalue("prometheus_factory")
+    return factory([], scrape_interval="1m").url + "/metrics"
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> b
 def use_engine(monkeypatch: pytest.MonkeyPatch, use_c: bool) -> None:
     monkeypatch.setattr(rawtext, "SHORT_RUN", 0)
     monkeypatch.setattr(rawtext._Splitter, "use_c", use_c)
+    monkeypatch.setattr(rawtext._Splitter, "whole_body", False)  # runs, not whole bodies
 
 
 @pytest.fixture
@@ -87,6 +88,7 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What each `_Splitter._run` call answered (True: the run was taken whole)."""
     answers: list[bool] = []
     real = rawtext._Splitter._run
+    monkeypatch.setattr(rawtext._Splitter, "whole_body", False)  # runs, not whole bodies
 
     def spy(self: rawtext._Splitter, start: int, limit: int) -> int:
         end = real(self, start, limit)

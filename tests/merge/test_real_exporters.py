@@ -26,14 +26,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from tests.merge.conftest import MakeRig, target, value
-from tests.support.node_exporter import NodeExporter, node_exporter  # noqa: F401
+from tests.support.node_exporter import NodeExporter
 from tests.support.process import local_ports, run_sidecar
-from tests.support.prometheus import (
-    PrometheusFactory,
-    poll,
-    prometheus_factory,  # noqa: F401
-    static_scrape_config,
-)
+from tests.support.prometheus import PrometheusFactory, poll, static_scrape_config
 
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -59,16 +54,6 @@ class Exposition:
                 families[s.name] = (family.name, family.type, family.documentation)
                 series.add((s.name, frozenset(s.labels.items())))
         return cls(families, series)
-
-
-@pytest.fixture(params=["node_exporter", "prometheus"])
-def exporter_url(request: pytest.FixtureRequest) -> str:
-    """The /metrics of a real node_exporter, or of a real Prometheus."""
-    if request.param == "node_exporter":
-        exporter: NodeExporter = request.getfixturevalue("node_exporter")
-        return exporter.url
-    factory: PrometheusFactory = request.getfixturevalue("prometheus_factory")
-    return factory([], scrape_interval="1m").url + "/metrics"
 
 
 async def _direct(url: str) -> Exposition:
@@ -119,8 +104,8 @@ def _bare_name_taken(family: str, exposition: Exposition) -> bool:
 
 @pytest.mark.slow
 def test_prometheus_stores_the_same_names_directly_and_through_the_sidecar(
-    node_exporter: NodeExporter,  # noqa: F811
-    prometheus_factory: PrometheusFactory,  # noqa: F811
+    node_exporter: NodeExporter,
+    prometheus_factory: PrometheusFactory,
     tmp_path: Path,
 ) -> None:
     ports = local_ports("proxy", "admin", "ingest")
