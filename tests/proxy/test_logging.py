@@ -238,3 +238,54 @@ async def test_access_log_request_id_only_when_it_looks_like_one(
     lines = [r.__dict__ for r in caplog.records if r.name == "sidecar.access"]
     assert [line.get("request_id") for line in lines] == ["ok-1.2:3_4", None, None, None]
     assert {line["status"] for line in lines} == {204}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_access_records_suit_every_formatter(fmt: str) -> None:
+    """The access log's cheap record has every standard attribute a formatter may use."""
+    import io
+    import time
+    from types import SimpleNamespace
+
+    from multidict import CIMultiDict
+
+    from sidecar.logs import configure_logging
+    from sidecar.proxy.proxylog import AccessLog
+    from sidecar.proxy.server import Exchange
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    try:
+        configure_logging("error", fmt, stream)
+        extra = logging.StreamHandler(stream)  # every standard field, by name
+        extra.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(name)s %(levelname)s %(filename)s:%(lineno)d %(funcName)s "
+                "%(module)s %(process)d %(threadName)s %(relativeCreated)d %(message)s"
+            )
+        )
+        root.addHandler(extra)
+        request = SimpleNamespace(
+            version=SimpleNamespace(major=1, minor=0), headers=CIMultiDict({"X-Request-Id": "r1"})
+        )
+        start = time.perf_counter()
+        ex = Exchange("PUT", "/users/{id}", start, 201, start, 3, 4)
+        AccessLog("http://127.0.0.1:8080").write(request, ex)  # type: ignore[arg-type]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    first, second = stream.getvalue().splitlines()
+    if fmt == "json":
+        line = json.loads(first)
+        assert line["msg"] == "PUT /users/{id} 201"
+        assert (line["protocol"], line["request_id"], line["request_bytes"]) == (
+            "HTTP/1.0",
+            "r1",
+            3,
+        )
+        assert line["ts"].endswith("Z")
+    else:
+        assert first.endswith("INFO    sidecar.access: PUT /users/{id} 201")
+    assert "sidecar.access INFO proxylog.py:0 write proxylog" in second
+    assert second.endswith("PUT /users/{id} 201")
