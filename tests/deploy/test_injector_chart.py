@@ -734,7 +734,7 @@ def test_every_value_has_a_schema_entry() -> None:
 
 def test_sidecar_config_schema_is_the_app_charts() -> None:
     """One schema for the sidecar's config in both charts (the app chart's test holds it
-    to sidecar/config.py's keys)."""
+    to sidecar/config.py's keys; scripts/sync-chart-files copies it here)."""
     ours = json.loads((CHART.directory / "values.schema.json").read_text())
     theirs = json.loads((CHART_DIR / "values.schema.json").read_text())
     config, app_config = schema_at(ours, "sidecar.config"), schema_at(theirs, "sidecar.config")
@@ -742,7 +742,7 @@ def test_sidecar_config_schema_is_the_app_charts() -> None:
     assert app_config is not None
     config.pop("description")
     app_config.pop("description")
-    assert config == app_config
+    assert config == app_config, "run scripts/sync-chart-files"
     assert ours["definitions"] | theirs["definitions"] == ours["definitions"]
 
 
