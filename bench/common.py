@@ -128,11 +128,14 @@ def _latency(text: str, percentile: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(url: str, connections: int, duration: float, cores: str) -> WrkResult:
-    """Run wrk (one thread) pinned to ``cores`` and parse its report."""
+def run_wrk(
+    url: str, connections: int, duration: float, cores: str, script: Path | None = None
+) -> WrkResult:
+    """Run wrk (one thread) pinned to ``cores`` and parse its report; ``script``: wrk's
+    ``-s`` Lua file (e.g. to POST a body)."""
     command = [
         "taskset", "-c", cores, "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
-        "--latency", "--timeout", "10s", url,
+        "--latency", "--timeout", "10s", *(["-s", str(script)] if script else []), url,
     ]  # fmt: skip
     text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]

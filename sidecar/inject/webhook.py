@@ -2,9 +2,9 @@
 
 ``POST /mutate`` over TLS answers an ``admission.k8s.io/v1`` AdmissionReview for a Pod
 CREATE with ``allowed: true`` and, when the pod is injected, a base64 ``JSONPatch`` from
-the pod it was sent to `inject_pod`'s result. It never denies a pod: on any error it
-allows without a patch and says why in ``response.warnings``. Every answer is counted in
-``sidecar_injector_requests_total{result}``.
+the pod it was sent to `inject_pod`'s result (`sidecar.inject.patch`). It never denies a
+pod: on any error it allows without a patch and says why in ``response.warnings``. Every
+answer is counted in ``sidecar_injector_requests_total{result}``.
 
 The AdmissionReview carries no namespace labels, so the path tells which entry of the
 MutatingWebhookConfiguration called: ``/mutate`` is the entry whose namespaceSelector
@@ -35,7 +35,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
 from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -44,6 +43,7 @@ from sidecar.admin import Readiness, healthz, readyz
 from sidecar.config import Address, ConfigError, parse_duration, parse_size
 from sidecar.exposition import metrics_handler
 from sidecar.inject.mutate import inject_pod, wants_injection
+from sidecar.inject.patch import json_patch
 from sidecar.inject.settings import NAMESPACE_LABEL, NAMESPACE_LABEL_ENABLED, InjectSettings
 from sidecar.lifecycle import AiohttpComponent
 from sidecar.tlsserver import ReloadingServerContext, TlsFileError, TlsFiles
@@ -245,7 +245,7 @@ class Webhook:
         if not injection.injected:
             warnings = [*injection.warnings, f"not injected: {injection.reason}"]
             return _Answer(200, _review(ADMISSION_V1, uid, warnings), "error", injection.reason)
-        ops = jsonpatch.make_patch(pod, injection.pod).patch
+        ops = json_patch(pod, injection.pod)
         patch = json.dumps(ops, separators=(",", ":")).encode()
         metadata = pod.get("metadata") or {}
         name = metadata.get("name") or f"{metadata.get('generateName') or ''}*"
