@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup image system-deps bench bench-proxy bench-ingest bench-merge fuzz soak clean
+.PHONY: run test check setup image system-deps bench bench-proxy bench-ingest bench-merge bench-webhook fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo
@@ -50,6 +50,9 @@ bench-ingest: $(STAMP)  ## ingest benchmark: points/s decoded+stored, /metrics r
 
 bench-merge: $(STAMP)  ## merge/export benchmark: a scrape merging 20,000 series vs direct; a push of 100,000 series
 	$(BIN)/python bench/merge.py
+
+bench-webhook: $(STAMP)  ## injection webhook benchmark: /mutate answer time for a typical pod over TLS (target p99 < 10 ms; installs wrk)
+	$(BIN)/python bench/webhook.py
 
 fuzz: $(STAMP)  ## atheris fuzzing of the OTLP protobuf/JSON decoders and the exposition, FUZZ_SECONDS per target (default 600)
 	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
