@@ -552,6 +552,29 @@ def test_two_replicas_and_a_disruption_budget_by_default() -> None:
     assert strict.one("PodDisruptionBudget")["spec"]["minAvailable"] == 2
 
 
+@pytest.mark.parametrize(
+    ("values", "renders"),
+    [
+        ({"replicaCount": 1}, False),
+        ({"replicaCount": 3, "podDisruptionBudget": {"minAvailable": 3}}, False),
+        ({"replicaCount": 3, "podDisruptionBudget": {"minAvailable": 2}}, True),
+        ({"replicaCount": 1, "podDisruptionBudget": {"minAvailable": "50%"}}, True),
+        ({"replicaCount": 1, "podDisruptionBudget": {"enabled": False}}, True),
+    ],
+    ids=["one-replica", "min-equals-replicas", "min-below", "percentage", "no-budget"],
+)
+def test_a_budget_that_blocks_every_drain_fails_the_render(
+    values: dict[str, Any], renders: bool
+) -> None:
+    if renders:
+        CHART.render(values)
+    else:
+        with pytest.raises(
+            helm.HelmError, match=r"minAvailable \(\d+\) must be below replicaCount"
+        ):
+            CHART.render(values)
+
+
 def test_pods_meet_the_restricted_profile(scenario: tuple[str, Render]) -> None:
     name, rendered = scenario
     pods = [rendered.pod_spec] + [p["spec"] for p in rendered.of_kind("Pod")]
@@ -673,7 +696,7 @@ def test_notes_name_the_label_and_the_annotation() -> None:
     notes = CHART.render().notes
     assert f"kubectl label namespace NAMESPACE {NAMESPACE_LABEL}=enabled" in notes
     assert f'"{INJECT_ANNOTATION}":"true"' in notes
-    assert f"Never injected: {NAMESPACE} kube-system" in notes
+    assert f"pods of the namespaces {NAMESPACE}, kube-system." in notes
     assert f"helm test {RELEASE} --namespace {NAMESPACE}" in notes
     strict = CHART.render(CHART.scenario_values("strict")).notes
     assert f"{NAMESPACE_LABEL}=enabled" in strict
