@@ -28,7 +28,8 @@ prometheus_client objects.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -60,6 +61,7 @@ OPENMETRICS_EOF = b"# EOF\n"
 CONFLICT_SERIES = "series"
 CONFLICT_TYPE = "type"
 COUNTER = "counter"
+CLAIMS_CACHED = 1 << 16  # family names whose claimed names are kept from scrape to scrape
 
 SeriesKey = frozenset[tuple[str, str]]
 
@@ -116,6 +118,7 @@ def sample_names(name: str, kind: str) -> tuple[str, ...]:
     return tuple(name + suffix for suffix in _SUFFIXES.get(kind, ("",)))
 
 
+@functools.lru_cache(maxsize=CLAIMS_CACHED)
 def claimed_names(name: str, kind: str) -> tuple[str, ...]:
     """The names a family claims in the merge: `sample_names`, but a counter's bare name
     is not one (its samples and its text TYPE line are ``<name>_total``)."""
@@ -212,16 +215,16 @@ class UnifiedCollector:
         """The families to expose, after the merge rules; conflicts are counted."""
         return self._merge()[0]
 
-    def _merge(self) -> tuple[list[Metric | RenderedFamily], int, Container[str]]:
+    def _merge(self) -> tuple[list[Metric | RenderedFamily], int, set[str]]:
         """`merged`, where the families that the last source brought in begin, and every
         name claimed (`claimed_names`)."""
-        claimed: dict[str, int] = {}  # name -> the source that claimed it first
+        claimed: set[str] = set()  # by the sources before this one
         slots: dict[tuple[str, str], _Slot] = {}
         dropped = {CONFLICT_SERIES: 0, CONFLICT_TYPE: 0}
         last_start = 0
-        for index, source in enumerate(self.sources):
+        for source in self.sources:
             last_start = len(slots)
-            mine: dict[str, int] = {}
+            mine: set[str] = set()
             for family in _families_of(source):
                 key = (family.name, family.type)
                 slot = slots.get(key)
@@ -229,12 +232,12 @@ class UnifiedCollector:
                     dropped[CONFLICT_SERIES] += slot.absorb(family)
                     continue
                 names = claimed_names(*key)
-                if any(n in claimed for n in names):  # a higher source has one of them
+                if not claimed.isdisjoint(names):  # a higher source has one of them
                     dropped[CONFLICT_TYPE] += 1
                     continue
-                mine.update(dict.fromkeys(names, index))
+                mine.update(names)
                 slots[key] = _Slot(family)
-            claimed.update(mine)
+            claimed |= mine
         self._count(dropped)
         return [slot.output for slot in slots.values()], last_start, claimed
 
@@ -262,28 +265,39 @@ class UnifiedCollector:
         openmetrics = content_type.startswith(OPENMETRICS_TYPE)
         families, last_start, claimed = self._merge()
         chunks: list[bytes] = []
+        # consecutive families of one kind are written together: prometheus_client's
+        # Metric objects by its encoder, self-rendering ones as one string
         pending: list[Metric] = []
-        tail = 0  # where the last source's part of the answer begins
+        lines: list[str] = []
+        tail: int | None = None  # where the last source's part of the answer begins
+
+        def flush() -> None:
+            if pending:
+                chunks.append(_encode(encoder, pending, openmetrics))
+                pending.clear()
+            if lines:
+                chunks.append("".join(lines).encode())
+                lines.clear()
+
         for index, family in enumerate(families):
             if index == last_start:  # its part in chunks of its own, to compare
-                chunks.append(_encode(encoder, pending, openmetrics))
-                pending = []
+                flush()
                 tail = len(chunks)
             if openmetrics and family.type == COUNTER and family.name in claimed:
-                pending.extend(_text_named(family))  # its bare name is another family's
-                continue
-            if isinstance(family, Metric):
+                flush()  # its bare name is another family's: named as in text
+                pending.extend(_text_named(family))
+            elif isinstance(family, Metric):
+                if lines:
+                    flush()
                 pending.append(family)
-                continue
-            chunks.append(_encode(encoder, pending, openmetrics))
-            pending = []
-            lines: list[str] = []
-            family.render(openmetrics, lines)
-            chunks.extend(line.encode() for line in lines)
-        chunks.append(_encode(encoder, pending, openmetrics))
+            else:
+                if pending:
+                    flush()
+                family.render(openmetrics, lines)
+        flush()
         if openmetrics:
             chunks.append(OPENMETRICS_EOF)
-        if gzip_accepted(accept_encoding) and tail:
+        if gzip_accepted(accept_encoding) and tail is not None:
             joined = self._passed_through(chunks, tail, openmetrics)
             if joined is not None:
                 return Exposition(joined, content_type, "gzip")
