@@ -385,6 +385,14 @@ def _sidecar_container(
         container["restartPolicy"] = "Always"
     container["args"] = args
     container["env"] = [
+        # the pod's identity (downward API): a service.instance.id stable across restarts
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {
+            "name": "OTEL_RESOURCE_ATTRIBUTES",
+            "value": "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),"
+            f"k8s.container.name={CONTAINER_NAME}",
+        },
         {"name": "MALLOC_MMAP_THRESHOLD_", "value": "4194304"},
         {"name": "MALLOC_TRIM_THRESHOLD_", "value": "67108864"},
         {"name": CONFIG_YAML_ENV, "value": yaml.safe_dump(config, sort_keys=False)},

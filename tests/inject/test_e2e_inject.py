@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.chart import Render
+from tests.deploy.chart import NAMESPACE, Render
 from tests.deploy.test_e2e_pod import POD_NAME, _kubernetes_sd_targets
 from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.inject.test_mutation import IMAGE, containers
@@ -167,7 +168,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InjectedPod]:
     [before, _] = yaml.safe_load_all(text)
     [after, service] = yaml.safe_load_all(done.stdout)
     sidecar = containers(after["spec"]["template"])["causality-sidecar"]
-    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    env = _kubelet_env(sidecar["env"], {"metadata.name": POD_NAME, "metadata.namespace": NAMESPACE})
     env["SIDECAR_LISTEN"] = f"127.0.0.1:{ports['proxy']}"  # 0.0.0.0 -> loopback, same port
     env["SIDECAR_ADMIN_LISTEN"] = f"127.0.0.1:{ports['admin']}"
     sd_file = workdir / "pods.json"
@@ -184,6 +185,20 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InjectedPod]:
             yield InjectedPod(before, after, service, process, prometheus, ports)
         finally:
             prometheus.stop()
+
+
+def _kubelet_env(entries: list[dict[str, Any]], fields: dict[str, str]) -> dict[str, str]:
+    """A container's environment as the kubelet gives it: downward-API fields filled in,
+    ``$(VAR)`` expanded from the variables defined before."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        if "valueFrom" in entry:
+            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[entry["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), entry["value"]
+            )
+    return env
 
 
 def _value(prom: PrometheusServer, expr: str) -> float | None:

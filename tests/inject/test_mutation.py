@@ -165,7 +165,8 @@ def test_the_injected_config_loads_and_matches_the_container(name: str) -> None:
         sidecar = containers(pod).get(SIDECAR)
         if sidecar is None:
             continue
-        env = {e["name"]: e["value"] for e in sidecar["env"]}
+        env = {e["name"]: e["value"] for e in sidecar["env"] if "value" in e}
+        assert env["OTEL_RESOURCE_ATTRIBUTES"].endswith(",k8s.container.name=causality-sidecar")
         config = load_config(None, env=env)  # what `run` in the container reads
         ports = {p["containerPort"] for p in sidecar["ports"]}
         assert ports == {config.proxy.listen.port, config.admin.listen.port}
