@@ -13,7 +13,8 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from tests.deploy.chart import (
     schema_at,
 )
 from tests.inject.pss import violations
-from tests.support.process import free_port, run_sidecar
+from tests.support.process import SidecarProcess, free_port, run_sidecar
 
 CHART = INJECTOR_CHART
 SCENARIOS = CHART.scenarios()
@@ -361,7 +362,9 @@ def test_ca_bundle_verifies_the_certificate_for_every_service_name(tmp_path: Pat
             server.handshake(_trusting(other_bundle), f"{service}.{NAMESPACE}.svc")
 
 
-def _run_rendered_webhook(rendered: Render, tmp_path: Path) -> tuple[list[str], int, Iterator[Any]]:
+def _run_rendered_webhook(
+    rendered: Render, tmp_path: Path
+) -> tuple[list[str], int, AbstractContextManager[SidecarProcess]]:
     """The Deployment's webhook args, with the Secret's files written to ``tmp_path`` and
     the listeners on loopback: what the pod would run."""
     cert, key, _ = _generated_tls(rendered)
@@ -439,29 +442,41 @@ def test_the_rendered_webhook_serves_the_helm_test_review_verified_by_the_ca_bun
     assert [v for v in violations(pod["spec"]) if CONTAINER_NAME in v] == []
 
 
-def test_helm_test_script_accepts_the_webhooks_answer_format(tmp_path: Path) -> None:
-    """The helm test's greps match the webhook's real answer (run with a real shell)."""
+def test_helm_test_script_passes_against_the_real_webhook(tmp_path: Path) -> None:
+    """The helm test pod's own script, run by sh with the real curl against the webhook
+    started from the Deployment's args: only the CA file and scratch paths are moved, and
+    curl's --connect-to sends the Service's name and port to loopback (the name is still the
+    one verified). It fails with another CA, and for a review the webhook does not patch."""
     rendered = CHART.render()
-    _, review, script = _helm_test(rendered)
+    url, review, script = _helm_test(rendered)
+    host_port = url.removeprefix("https://").partition("/")[0]
+    _, _, bundle = _generated_tls(rendered)
     _, port, running = _run_rendered_webhook(rendered, tmp_path)
-    with running:
-        hostname = f"{rendered.one('Service')['metadata']['name']}.{NAMESPACE}.svc"
-        answer = _post(port, _trusting(_generated_tls(rendered)[2]), hostname, OPT_IN_PATH, review)
-    greps = [line for line in script.splitlines() if line.strip().startswith("grep ")]
-    assert len(greps) == 2
-    answer_file = tmp_path / "answer"
-    answer_file.write_text(json.dumps(answer, separators=(",", ":")))
-    for line in greps:
-        command = line.strip().replace("/tmp/answer", str(answer_file))
-        assert subprocess.run(["sh", "-ec", command], check=False).returncode == 0, command
-    answer_file.write_text(json.dumps({"response": {"allowed": True}}))  # no patch: must fail
-    failed = [
-        subprocess.run(
-            ["sh", "-ec", g.strip().replace("/tmp/answer", str(answer_file))], check=False
+
+    def run_script(ca: bytes, admission_review: str) -> subprocess.CompletedProcess[str]:
+        ca_file = tmp_path / "ca.crt"
+        ca_file.write_bytes(ca)
+        local = (
+            script.replace("/etc/webhook-ca/ca.crt", str(ca_file))
+            .replace("/tmp/answer", str(tmp_path / "answer"))
+            .replace("curl ", f"curl --connect-to {host_port}:127.0.0.1:{port} ", 1)
         )
-        for g in greps
-    ]
-    assert any(done.returncode != 0 for done in failed)
+        env = {"PATH": os.environ["PATH"], "ADMISSION_REVIEW": admission_review}
+        return subprocess.run(
+            ["sh", "-ec", local], capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+
+    opted_out = json.loads(review)
+    opted_out["request"]["object"]["metadata"]["annotations"][INJECT_ANNOTATION] = "false"
+    with running:
+        passed = run_script(bundle, review)
+        wrong_ca = run_script(_generated_tls(CHART.render())[2], review)
+        not_patched = run_script(bundle, json.dumps(opted_out))
+    assert passed.returncode == 0, passed.stderr
+    assert "answered an allowed review with a JSONPatch" in passed.stdout
+    assert wrong_ca.returncode == 60, wrong_ca.stderr  # curl: peer certificate not verified
+    assert not_patched.returncode != 0
+    assert '"allowed":true' in (tmp_path / "answer").read_text()  # allowed, but no patch
 
 
 def test_cert_manager_self_signed_chain() -> None:
