@@ -4,7 +4,9 @@ Start: bind every listener, then ready. First SIGTERM/SIGINT: ``/readyz`` 503 at
 the proxy serves on for ``shutdown.drain_delay``, then listeners close and in-flight
 requests get ``shutdown.drain_timeout``; the export is flushed; exit 0. A second signal
 exits at once, saying what was cut. SIGHUP re-reads the config file: validated first, a bad
-file is logged and the running config stays.
+file is logged and the running config stays; a good one is applied as far as it can be
+without new sockets (`sidecar.reload`), and the log names the keys applied and the keys
+that wait for a restart.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from aiohttp import web
+from opentelemetry.metrics import Counter
 from prometheus_client import ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -31,12 +35,15 @@ from sidecar.config import Config, ConfigError, load_config
 from sidecar.events import EventInspector
 from sidecar.events.inspector import BATCH_SIZE, event_views
 from sidecar.export import OtlpPusher, create_export
+from sidecar.export.pusher import export_counter
 from sidecar.ingest import SeriesGauge, create_ingest
 from sidecar.ingest.instruments import merge_conflicts
 from sidecar.lifecycle import AiohttpComponent, Component, StartError
+from sidecar.logs import configure_logging
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
 from sidecar.observability import Metrics, Module
-from sidecar.proxy import create_proxy, proxy_views
+from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
+from sidecar.reload import changed_keys, running_config
 from sidecar.status import StatusSources, TrafficSampler, add_status_routes
 from sidecar.status.inventory import store_sources
 from sidecar.tlsserver import ReloadingServerContext
@@ -81,6 +88,11 @@ class Sidecar:
     unified: UnifiedCollector | None = field(default=None, init=False)
     scraper: MergeScraper | None = field(default=None, init=False)
     exporter: OtlpPusher | None = field(default=None, init=False)
+    proxy: ProxyComponent | None = field(default=None, init=False)
+    inspector: EventInspector | None = field(default=None, init=False)
+    _export_results: Counter | None = field(default=None, init=False)
+    _export_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _export_swap: asyncio.Future[None] | None = field(default=None, init=False)
     admin_tls: ReloadingServerContext | None = field(default=None, init=False)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,13 +122,10 @@ class Sidecar:
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
         series = SeriesGauge(self.module.meter)  # sidecar_series{source}, one for all sources
         if config.proxy.enabled:
-            inspector = None
             if config.events.enabled:
-                aggregation = mergeable_aggregations(self.module).get(BATCH_SIZE)
-                inspector = EventInspector(
-                    config.events, self.module.meter, batch_size_aggregation=aggregation
-                )
-            self.components.append(create_proxy(config, self.module, self.metrics, inspector))
+                self.inspector = self._new_inspector(config)
+            self.proxy = create_proxy(config, self.module, self.metrics, self.inspector)
+            self.components.append(self.proxy)
         store_view = None
         if config.ingest.enabled:
             ingest, ingest_collector = create_ingest(config, self.module, series=series)
@@ -126,14 +135,15 @@ class Sidecar:
         self.unified = UnifiedCollector(
             list(collectors.values()), merge_conflicts(self.module.meter)
         )
-        if config.merge.targets:
-            self.scraper = create_merge(config.merge, self.module.meter)
-            handler = merged_metrics_handler(self.unified, self.scraper)
-        else:
-            handler = unified_metrics_handler(self.unified)
-        self.exporter = create_export(
-            config, self.module, self.unified, self.scraper, resource=self.module.resource
-        )
+        # a scraper always: a reload may add targets (its session opens on first use)
+        scraper = self.scraper = create_merge(config.merge, self.module.meter)
+        merged = merged_metrics_handler(self.unified, scraper)
+        plain = unified_metrics_handler(self.unified)
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await (merged if scraper.targets else plain)(request)
+
+        self.exporter = self._new_exporter(config)
         admin_app = create_admin_app(config.admin, self.unified, self.readiness, metrics=handler)
         status = StatusSources(
             config=config,
@@ -143,6 +153,7 @@ class Sidecar:
             listeners=lambda: all_addresses(self.components),
             sampler=TrafficSampler(self.module.registry),
             sources=store_view,
+            live_config=lambda: self.config,  # the running config, also after a reload
         )
         add_status_routes(admin_app, status)
         admin = AiohttpComponent("admin", admin_app, [config.admin.listen])
@@ -181,6 +192,24 @@ class Sidecar:
         self.started.set()
         log.info("ready", extra={"event": "ready", "version": __version__})
 
+    def _new_inspector(self, config: Config) -> EventInspector:
+        aggregation = mergeable_aggregations(self.module).get(BATCH_SIZE)
+        return EventInspector(config.events, self.module.meter, batch_size_aggregation=aggregation)
+
+    def _new_exporter(self, config: Config) -> OtlpPusher | None:
+        if config.export.otlp.endpoint is None or self.unified is None:
+            return None
+        if self._export_results is None:  # one counter for every pusher of this process
+            self._export_results = export_counter(self.module.meter)
+        return create_export(
+            config,
+            self.module,
+            self.unified,
+            self.scraper,
+            resource=self.module.resource,
+            results=self._export_results,
+        )
+
     def _configured(self, key: str) -> str:
         section, _, name = key.partition(".")
         return str(getattr(getattr(self.config, section, None), name, "?"))
@@ -213,7 +242,11 @@ class Sidecar:
         os._exit(128 + sig.value)
 
     def reload(self) -> None:
-        """Re-read the config file; keep the running config when the new one is bad."""
+        """Re-read the config file; keep the running config when the new one is bad.
+
+        A good file is applied as far as it can be without a restart (`sidecar.reload`);
+        the log line names the keys applied and the keys waiting for a restart.
+        """
         if not self.config_path:
             log.info("SIGHUP: no config file to reload", extra={"event": "reload_skipped"})
             return
@@ -223,18 +256,51 @@ class Sidecar:
             log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc,
                       extra={"event": "reload_failed"})  # fmt: skip
             return
-        logging.getLogger().setLevel(new.logging.level.upper())
-        restart = [
-            s
-            for s in ("proxy", "admin", "ingest", "events", "merge", "export")
-            if getattr(new, s) != getattr(self.config, s)
-        ]
-        self.config = new
+        old = self.config
+        running = running_config(old, new)
+        applied = changed_keys(old, running)
+        waiting = changed_keys(running, new)
+        self.config = running
+        notes = self._apply(old, running)
         log.info(
-            "SIGHUP: config reloaded%s",
-            f"; changes to {', '.join(restart)} take effect after a restart" if restart else "",
-            extra={"event": "reloaded"},
+            "SIGHUP: config reloaded; applied: %s; waiting for a restart: %s%s",
+            ", ".join(applied) or "nothing changed",
+            ", ".join(waiting) or "nothing",
+            "".join(f"; {note}" for note in notes),
+            extra={"event": "reloaded", "applied": applied, "restart": waiting},
         )
+
+    def _apply(self, old: Config, running: Config) -> list[str]:
+        """Hand the running config to every part that reads it; notes for the log."""
+        notes: list[str] = []
+        if running.logging != old.logging:
+            configure_logging(running.logging.level, running.logging.format)
+        if self.proxy is not None:
+            if running.events != old.events:
+                if self.inspector is None and running.events.enabled:
+                    self.inspector = self._new_inspector(running)
+                elif self.inspector is not None and self.inspector.reconfigure(running.events):
+                    notes.append("the events dedup memory starts empty")
+            self.proxy.handler.reconfigure(running, self.inspector)
+        if self.scraper is not None:
+            self.scraper.targets = running.merge.targets
+        if running.export != old.export:
+            self._export_swap = asyncio.ensure_future(self._restart_export())
+            if old.export.otlp.endpoint is not None:
+                notes.append("the OTLP export restarts after a last push to the old endpoint")
+        return notes
+
+    async def _restart_export(self) -> None:
+        """Stop the pusher (its final push) and start one for the running config."""
+        async with self._export_lock:
+            old, self.exporter = self.exporter, None
+            if old is not None:
+                await old.stop()
+            if self._stop.is_set():
+                return  # draining: drain_and_stop flushes what is running
+            self.exporter = self._new_exporter(self.config)
+            if self.exporter is not None:
+                self.exporter.start()
 
     async def wait_for_stop(self) -> None:
         """Until the first stop signal (or `request_stop`)."""
@@ -255,6 +321,8 @@ class Sidecar:
         cut = 0
         for component in self.components:  # admin is last: scrapes work until the end
             cut += await component.stop(timeout)
+        if self._export_swap is not None:
+            await self._export_swap  # a reload's export restart finishes first
         if self.exporter is not None:
             await self.exporter.stop()  # the final flush of design §10
         if self.scraper is not None:

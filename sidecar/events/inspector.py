@@ -226,9 +226,27 @@ class EventInspector:
         self._max_body_bytes = config.max_body_bytes
         self._clock = clock
         self._memory = KeyMemory(config.dedup_window, config.dedup_max_keys)
+        self._dedup = (config.dedup_window, config.dedup_max_keys)
         self._binary: dict[str | None, bool] = {}  # Content-Type -> binary protobuf
         self._instruments = EventInstruments.create(meter, batch_size_aggregation)
         self._tally = self._instruments.tally
+
+    def reconfigure(self, config: EventsConfig) -> bool:
+        """Apply a reloaded ``events`` section (the instruments and counts stay).
+
+        Returns:
+            True when the dedup settings changed: the key memory was replaced, so it
+            starts empty (keys seen before are not duplicates of later ones).
+        """
+        self._ingest_path = config.ingest_path
+        self._batch_path = config.batch_path
+        self._max_body_bytes = config.max_body_bytes
+        dedup = (config.dedup_window, config.dedup_max_keys)
+        if dedup == self._dedup:
+            return False
+        self._memory = KeyMemory(*dedup)  # one reference: a scan in progress keeps the old
+        self._dedup = dedup
+        return True
 
     def wants_request(self, method: str, path: str) -> bool:
         """True for a POST to the ingest or batch path (the request path, no query)."""

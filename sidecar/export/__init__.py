@@ -7,6 +7,7 @@ conflicts a second time; merge targets are fetched for each push as for a scrape
 
 from __future__ import annotations
 
+from opentelemetry.metrics import Counter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -74,8 +75,13 @@ def create_export(
     scraper: MergeScraper | None = None,
     *,
     resource: Resource | None = None,
+    results: Counter | None = None,
 ) -> OtlpPusher | None:
-    """The pusher for ``export.otlp`` (None when no endpoint is set); call `start` on it."""
+    """The pusher for ``export.otlp`` (None when no endpoint is set); call `start` on it.
+
+    ``results``: the ``sidecar_export_total`` counter, when one exists already (a pusher
+    rebuilt on reload counts on into the same one).
+    """
     otlp = config.export.otlp
     if otlp.endpoint is None:
         return None
@@ -84,5 +90,5 @@ def create_export(
         unified_view(unified, scraper),
         resource_rules(config, module, resource),
         otlp.interval,
-        export_counter(module.meter),
+        results if results is not None else export_counter(module.meter),
     )

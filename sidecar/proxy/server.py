@@ -107,6 +107,28 @@ class ProxyHandler:
         self.idle.set()
         self.going_away = asyncio.Event()  # set on drain: WebSockets close with 1001
 
+    def reconfigure(self, config: Config, inspector: EventInspector | None) -> None:
+        """Apply a reloaded config (SIGHUP) to what the request path reads.
+
+        ``config`` is the running config (`sidecar.reload.running_config`: only keys that
+        need no new listener or upstream pool differ). Each setting is one reference the
+        request path already reads, swapped here: the ``proxy`` section, the route
+        labeler (rebuilt, its label count starting again, when ``routes``,
+        ``unmatched_routes`` or ``max_route_labels`` changed), the events inspector and
+        section, and the access log.
+        """
+        new, old = config.proxy, self._proxy
+        routing = (new.routes, new.unmatched_routes, new.max_route_labels)
+        if routing != (old.routes, old.unmatched_routes, old.max_route_labels):
+            self._labeler = RouteLabeler(*routing, on_overflow=self._metrics.overflow)
+        self._proxy = new
+        self._events = config.events
+        self._inspector = inspector if config.events.enabled else None
+        if config.logging.access_log != (self.access_log is not None):
+            self.access_log = (
+                AccessLog(self._upstream.display) if config.logging.access_log else None
+            )
+
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Proxy one request (the low-level server's handler)."""
         ex = Exchange(

@@ -50,6 +50,8 @@ class StatusSources:
         listeners: component name → bound addresses.
         sampler: the traffic sampler (run by `add_status_routes`).
         sources: the OTLP sources seen, when ingest is enabled.
+        live_config: the configuration in effect now (it changes on SIGHUP); ``config``
+            when not given.
     """
 
     config: Config
@@ -59,6 +61,11 @@ class StatusSources:
     listeners: Callable[[], Mapping[str, Sequence[str]]]
     sampler: TrafficSampler
     sources: Callable[[], Sequence[SourceInfo]] | None = None
+    live_config: Callable[[], Config] | None = None
+
+    def current(self) -> Config:
+        """The configuration in effect at this moment."""
+        return self.live_config() if self.live_config is not None else self.config
 
 
 STATUS_KEY = web.AppKey("status_sources", StatusSources)
@@ -149,7 +156,8 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
     own = sources.collectors.get("sidecar")
     sampler = sources.sampler
     routes = sampler.window()
-    ok, state = await upstream_state(sources.config.proxy.upstream)
+    config = sources.current()
+    ok, state = await upstream_state(config.proxy.upstream)
     reasons = sources.readiness.reasons
     return StatusView(
         version=__version__,
@@ -157,10 +165,10 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         ready=sources.readiness.ready,
         readiness=reasons[-1] if reasons else "starting",
         listeners=sources.listeners(),
-        upstream=redact_url(sources.config.proxy.upstream),
+        upstream=redact_url(config.proxy.upstream),
         upstream_state=state,
         upstream_ok=ok,
-        config_yaml=dump_yaml(sources.config, redact=True),
+        config_yaml=dump_yaml(config, redact=True),
         routes=routes,
         rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
         p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},
@@ -170,7 +178,7 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         export=_values(own, "sidecar_export_total", "result"),
         top_metrics=memo.get("top", lambda: count_series(sources.collectors)[:TOP_METRICS]),
         refresh=refresh,
-        metrics_path=sources.config.admin.metrics_path,
+        metrics_path=config.admin.metrics_path,
     )
 
 
@@ -199,7 +207,7 @@ async def debug_series(request: web.Request) -> web.Response:
 
 async def debug_config(request: web.Request) -> web.Response:
     """``GET /debug/config``: the configuration in effect as JSON, secrets redacted."""
-    data = to_dict(request.app[STATUS_KEY].config, redact=True)
+    data = to_dict(request.app[STATUS_KEY].current(), redact=True)
     return web.json_response(data, dumps=lambda d: json.dumps(d, indent=2, default=str))
 
 
