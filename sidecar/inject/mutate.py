@@ -275,29 +275,33 @@ def _parse_port(value: Any) -> int | str | None:
 
 
 def _upstream(
-    spec: Mapping[str, Any], annotations: Mapping[str, Any], settings: InjectSettings
-) -> tuple[_Upstream | None, list[str]]:
-    warnings: list[str] = []
+    spec: Mapping[str, Any],
+    annotations: Mapping[str, Any],
+    settings: InjectSettings,
+    warnings: list[str],
+) -> _Upstream | None:
+    """The app port to proxy: the annotation's, the settings', else the first container's
+    port named ``http``, else its first TCP port; None when there is none."""
     given = annotations.get(UPSTREAM_PORT_ANNOTATION)
     if given is not None:
         wanted = _parse_port(given)
         found = _find_port(spec, wanted) if wanted is not None else None
         if found is not None:
-            return found, warnings
+            return found
         warnings.append(
             f"{UPSTREAM_PORT_ANNOTATION}: {given!r} is neither a port number nor the name of "
             "a container port; using the default"
         )
     if settings.upstream_port is not None:
-        return _find_port(spec, settings.upstream_port), warnings
+        return _find_port(spec, settings.upstream_port)
     first = next(iter(spec.get("containers") or []), None)
     if not isinstance(first, dict):
-        return None, warnings
+        return None
     ports = [p for p in first.get("ports") or [] if isinstance(p, dict) and _is_tcp(p)]
     chosen = next((p for p in ports if p.get("name") == "http"), ports[0] if ports else None)
     if chosen is None:
-        return None, warnings
-    return _Upstream(chosen["containerPort"], first, chosen), warnings
+        return None
+    return _Upstream(chosen["containerPort"], first, chosen)
 
 
 def _free_port(start: int, taken: set[int]) -> int:
@@ -365,12 +369,29 @@ def _merge_target(
     return {"name": APP_MERGE_TARGET, "url": f"http://127.0.0.1:{port}{path}"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Ports:
+    """The sidecar's port numbers and the names of its two declared ports."""
+
+    proxy: int
+    admin: int
+    ingest: int
+    proxy_name: str
+    admin_name: str
+
+    def declared(self) -> list[dict[str, Any]]:
+        """The container's ``ports`` (the ingest port is loopback-only: not declared)."""
+        return [
+            {"name": self.proxy_name, "containerPort": self.proxy, "protocol": "TCP"},
+            {"name": self.admin_name, "containerPort": self.admin, "protocol": "TCP"},
+        ]
+
+
 def _sidecar_container(
     settings: InjectSettings,
     options: _Options,
     config: dict[str, Any],
-    ports: list[dict[str, Any]],
-    admin_name: str,
+    ports: _Ports,
 ) -> dict[str, Any]:
     """The sidecar container, in the chart's style (helm/causality-sidecar, _helpers.tpl)."""
     args = ["run"]
@@ -397,13 +418,13 @@ def _sidecar_container(
         {"name": "MALLOC_TRIM_THRESHOLD_", "value": "67108864"},
         {"name": CONFIG_YAML_ENV, "value": yaml.safe_dump(config, sort_keys=False)},
     ]
-    container["ports"] = ports
+    container["ports"] = ports.declared()
     for probe, path, timing in (
         ("startupProbe", "/healthz", settings.startup_probe),
         ("livenessProbe", "/healthz", settings.liveness_probe),
         ("readinessProbe", "/readyz", settings.readiness_probe),
     ):
-        container[probe] = {"httpGet": {"path": path, "port": admin_name}, **timing}
+        container[probe] = {"httpGet": {"path": path, "port": ports.admin_name}, **timing}
     container["securityContext"] = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -434,77 +455,105 @@ def inject_pod(
     selection = wants_injection(
         pod, settings, namespace=namespace, namespace_labels=namespace_labels
     )
+    unchanged = copy.deepcopy(dict(pod))
     if not selection.wanted:
-        return Injection(copy.deepcopy(dict(pod)), False, selection.reason, selection.warnings)
+        return Injection(unchanged, False, selection.reason, selection.warnings)
     out: dict[str, Any] = copy.deepcopy(dict(pod))
-    metadata = out.get("metadata")
+    spec = out.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
+        return Injection(unchanged, False, "no containers in the pod spec", selection.warnings)
+    annotations = _own_annotations(out)
+    options = _options(annotations, settings)
+    warnings = [*selection.warnings, *options.warnings]
+    _native_for_jobs(spec, options, warnings)
+    upstream = _upstream(spec, annotations, settings, warnings)
+    if upstream is None:
+        reason = f"no TCP container port to proxy; set {UPSTREAM_PORT_ANNOTATION}"
+        return Injection(unchanged, False, reason, tuple(warnings))
+    ports = _sidecar_ports(spec, upstream, settings, warnings)
+    config = _sidecar_config(ports, upstream, options, annotations, settings, warnings)
+    container = _sidecar_container(settings, options, config, ports)
+    _add_to_pod(spec, container, options, settings)
+    _annotate(annotations, ports.admin, settings)
+    return Injection(out, True, selection.reason, tuple(warnings), upstream.number, ports.proxy)
+
+
+def _own_annotations(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod's annotations mapping, created when missing (``pod`` is our copy)."""
+    metadata = pod.get("metadata")
     if not isinstance(metadata, dict):
-        metadata = out["metadata"] = {}
+        metadata = pod["metadata"] = {}
     annotations = metadata.get("annotations")
     if not isinstance(annotations, dict):
         annotations = metadata["annotations"] = {}
-    spec = out.get("spec")
-    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
-        return Injection(copy.deepcopy(dict(pod)), False, "no containers in the pod spec")
-    options = _options(annotations, settings)
-    warnings = list(selection.warnings) + options.warnings
+    return annotations
+
+
+def _native_for_jobs(spec: Mapping[str, Any], options: _Options, warnings: list[str]) -> None:
+    """A container that never exits would keep a Job's pod from completing; a native
+    sidecar is stopped once the pod's containers have finished."""
     restart = spec.get("restartPolicy", "Always")
     if restart != "Always" and not options.native:
-        # a container that never exits would keep a Job's pod from completing; a native
-        # sidecar is stopped once the pod's containers have finished
         options.native = True
         warnings.append(
             f"restartPolicy {restart} (a Job's pod): the sidecar is a native sidecar so the "
             "pod can complete (Kubernetes >= 1.29)"
         )
-    upstream, upstream_warnings = _upstream(spec, annotations, settings)
-    warnings += upstream_warnings
-    if upstream is None:
-        return Injection(
-            copy.deepcopy(dict(pod)),
-            False,
-            f"no TCP container port to proxy; set {UPSTREAM_PORT_ANNOTATION}",
-            tuple(warnings),
-        )
 
-    taken_numbers = {p["containerPort"] for _, p in _declared(spec) if "containerPort" in p}
-    taken_numbers.add(upstream.number)
-    proxy_port = _free_port(settings.proxy_port, taken_numbers)
-    admin_port = _free_port(settings.admin_port, taken_numbers)
-    ingest_port = _free_port(settings.ingest_port, taken_numbers)
-    for wanted, got, what in (
-        (settings.proxy_port, proxy_port, "proxy"),
-        (settings.admin_port, admin_port, "admin"),
-        (settings.ingest_port, ingest_port, "OTLP ingest"),
+
+def _sidecar_ports(
+    spec: dict[str, Any], upstream: _Upstream, settings: InjectSettings, warnings: list[str]
+) -> _Ports:
+    """Free numbers for the sidecar, and the port-name swap (which renames the app's port
+    and numbers the app's probes on that name: ``spec`` is our copy)."""
+    taken = {p["containerPort"] for _, p in _declared(spec) if "containerPort" in p}
+    taken.add(upstream.number)
+    numbers = []
+    for wanted, what in (
+        (settings.proxy_port, "proxy"),
+        (settings.admin_port, "admin"),
+        (settings.ingest_port, "OTLP ingest"),
     ):
-        if wanted != got:
+        got = _free_port(wanted, taken)
+        if got != wanted:
             warnings.append(
                 f"port {wanted} is taken in the pod; the sidecar's {what} port is {got}"
             )
-
-    taken_names = {str(p["name"]) for _, p in _declared(spec) if p.get("name")}
+        numbers.append(got)
+    proxy, admin, ingest = numbers
+    names = {str(p["name"]) for _, p in _declared(spec) if p.get("name")}
     original = upstream.port.get("name") if upstream.port is not None else None
     if original and upstream.port is not None and upstream.container is not None:
-        upstream.port["name"] = _app_name(str(original), taken_names)
+        upstream.port["name"] = _app_name(str(original), names)
         proxy_name = str(original)
         _number_named_probes(upstream.container, proxy_name, upstream.number)
     else:
-        proxy_name = _free_name("proxy", taken_names)
+        proxy_name = _free_name("proxy", names)
         where = f" of container {upstream.container['name']}" if upstream.container else ""
         warnings.append(
             f"port {upstream.number}{where} has no name, so no Service can be redirected to "
             f"the sidecar by name: a Service with targetPort {upstream.number} still reaches "
-            f"the app directly; set its targetPort to {proxy_port} (or {proxy_name!r})"
+            f"the app directly; set its targetPort to {proxy} (or {proxy_name!r})"
         )
-    admin_name = _free_name("metrics", taken_names)
+    return _Ports(proxy, admin, ingest, proxy_name, _free_name("metrics", names))
 
+
+def _sidecar_config(
+    ports: _Ports,
+    upstream: _Upstream,
+    options: _Options,
+    annotations: Mapping[str, Any],
+    settings: InjectSettings,
+    warnings: list[str],
+) -> dict[str, Any]:
+    """The sidecar's config (``SIDECAR_CONFIG_YAML``): what the pod spec decides."""
     config: dict[str, Any] = {
         "proxy": {
-            "listen": f"0.0.0.0:{proxy_port}",
+            "listen": f"0.0.0.0:{ports.proxy}",
             "upstream": f"http://127.0.0.1:{upstream.number}",
         },
-        "admin": {"listen": f"0.0.0.0:{admin_port}", "metrics_path": settings.metrics_path},
-        "ingest": {"listen": f"127.0.0.1:{ingest_port}"},
+        "admin": {"listen": f"0.0.0.0:{ports.admin}", "metrics_path": settings.metrics_path},
+        "ingest": {"listen": f"127.0.0.1:{ports.ingest}"},
     }
     if options.routes is not None:
         config["proxy"]["routes"] = list(options.routes)
@@ -513,12 +562,14 @@ def inject_pod(
     target = _merge_target(annotations, upstream.number, warnings)
     if target is not None:
         config["merge"] = {"targets": [target]}
+    return config
 
-    ports = [
-        {"name": proxy_name, "containerPort": proxy_port, "protocol": "TCP"},
-        {"name": admin_name, "containerPort": admin_port, "protocol": "TCP"},
-    ]
-    container = _sidecar_container(settings, options, config, ports, admin_name)
+
+def _add_to_pod(
+    spec: dict[str, Any], container: dict[str, Any], options: _Options, settings: InjectSettings
+) -> None:
+    """The sidecar first (classic) or first init container (native), its volumes, and a
+    grace period that outlasts its drain."""
     if options.native:
         spec["initContainers"] = [container, *(spec.get("initContainers") or [])]
     else:
@@ -532,9 +583,11 @@ def inject_pod(
     grace = grace if isinstance(grace, int) else 0  # unset: Kubernetes' 30s, too short
     spec["terminationGracePeriodSeconds"] = max(settings.termination_grace_seconds, grace)
 
+
+def _annotate(annotations: dict[str, Any], admin_port: int, settings: InjectSettings) -> None:
+    """Scraping points at the sidecar's /metrics; the pod is marked injected."""
     annotations.pop(SCRAPE_SCHEME, None)
     annotations[SCRAPE] = "true"
     annotations[SCRAPE_PORT] = str(admin_port)
     annotations[SCRAPE_PATH] = settings.metrics_path
     annotations[STATUS_ANNOTATION] = STATUS_INJECTED
-    return Injection(out, True, selection.reason, tuple(warnings), upstream.number, proxy_port)
