@@ -166,7 +166,10 @@ def inject_documents(docs: list[Any], settings: InjectSettings) -> InjectResult:
 def _selects(service: Mapping[str, Any], pod: _Injected) -> bool:
     namespace = (service.get("metadata") or {}).get("namespace")
     selector = (service.get("spec") or {}).get("selector") or {}
-    if namespace != pod.namespace or not isinstance(selector, dict) or not selector:
+    if not isinstance(selector, dict) or not selector:
+        return False
+    # no namespace on one of them: both go where `kubectl apply --namespace` puts them
+    if namespace is not None and pod.namespace is not None and namespace != pod.namespace:
         return False
     return all(pod.labels.get(key) == value for key, value in selector.items())
 

@@ -460,3 +460,30 @@ def test_the_apps_own_metrics_endpoint(
     if warning:
         assert any(w.startswith(warning) for w in injection.warnings), injection.warnings
     assert "prometheus.io/scheme" not in injection.pod["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("service_namespace", "rewritten"),
+    [("shop", True), (None, True), ("other", False)],
+    ids=["same", "unset", "other"],
+)
+def test_a_service_is_rewritten_only_in_the_workloads_namespace(
+    service_namespace: str | None, rewritten: bool
+) -> None:
+    deployment = copy.deepcopy(case("numeric-port").input("Deployment", "api"))
+    deployment["metadata"]["namespace"] = "shop"
+    service = copy.deepcopy(case("numeric-port").input("Service", "api"))
+    if service_namespace:
+        service["metadata"]["namespace"] = service_namespace
+    result = inject_documents([deployment, service], SETTINGS)
+    target = result.documents[1]["spec"]["ports"][0]["targetPort"]
+    assert target == (8000 if rewritten else 3000)
+
+
+@pytest.mark.parametrize("name", ["named-port", "statefulset"])
+def test_a_native_sidecar_keeps_a_restricted_pod_restricted(name: str) -> None:
+    [workload] = [d for d in case(name).inputs if d["kind"] in TEMPLATE_PATHS]
+    assert violations(template(workload)["spec"]) == []
+    injection = inject_pod(template(workload), InjectSettings(image=IMAGE, native=True))
+    assert injection.pod["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+    assert violations(injection.pod["spec"]) == []
