@@ -42,7 +42,7 @@ from prometheus_client.core import CounterMetricFamily
 from sidecar.admin import Readiness, healthz, readyz
 from sidecar.config import Address, ConfigError, parse_duration, parse_size
 from sidecar.exposition import metrics_handler
-from sidecar.inject.mutate import inject_pod, wants_injection
+from sidecar.inject.mutate import Injection, inject_pod, wants_injection
 from sidecar.inject.patch import json_patch
 from sidecar.inject.settings import NAMESPACE_LABEL, NAMESPACE_LABEL_ENABLED, InjectSettings
 from sidecar.lifecycle import AiohttpComponent
@@ -245,14 +245,40 @@ class Webhook:
         if not injection.injected:
             warnings = [*injection.warnings, f"not injected: {injection.reason}"]
             return _Answer(200, _review(ADMISSION_V1, uid, warnings), "error", injection.reason)
+        warnings = [*injection.warnings, *_numeric_target_port(pod, injection)]
         ops = json_patch(pod, injection.pod)
         patch = json.dumps(ops, separators=(",", ":")).encode()
         metadata = pod.get("metadata") or {}
         name = metadata.get("name") or f"{metadata.get('generateName') or ''}*"
         log.info("injected pod %s/%s", ns or "", name,
                  extra={"event": "injected", "namespace": ns, "pod": name})  # fmt: skip
-        body = _review(ADMISSION_V1, uid, injection.warnings, patch)
+        body = _review(ADMISSION_V1, uid, warnings, patch)
         return _Answer(200, body, "injected", injection.reason)
+
+
+def _numeric_target_port(pod: Mapping[str, Any], injection: Injection) -> list[str]:
+    """What a Service with a numeric ``targetPort`` must change: it cannot be redirected
+    from the pod, and the webhook does not see Services (the ``inject`` command rewrites
+    the ones in its input). Only for a named app port (the mutation already warns about
+    an unnamed one)."""
+    original = _port_names(pod.get("spec") or {}, injection.upstream_port)
+    if not original:
+        return []
+    name = original[0]
+    return [
+        f"a Service with targetPort {injection.upstream_port} (a number) still reaches the "
+        f"app, not the sidecar: use targetPort {name} (or {injection.proxy_port})"
+    ]
+
+
+def _port_names(spec: Mapping[str, Any], number: int | None) -> list[str]:
+    """The names the pod's containers give to port ``number``."""
+    names = []
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for port in (container.get("ports") or []) if isinstance(container, dict) else []:
+            if isinstance(port, dict) and port.get("containerPort") == number and port.get("name"):
+                names.append(str(port["name"]))
+    return names
 
 
 class _ReloadCollector:

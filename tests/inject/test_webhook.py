@@ -159,7 +159,24 @@ def test_patch_applied_equals_the_cli_output(webhook: Webhook) -> None:
     expected = cli_inject(pod)
     assert expected["metadata"]["annotations"]["sidecar.causality.dev/status"] == "injected"
     assert patched(answer, pod) == expected
-    assert "warnings" not in answer["response"]
+    assert answer["response"]["warnings"] == [  # it cannot see Services: it says what to do
+        "causality-sidecar: a Service with targetPort 8080 (a number) still reaches the app, "
+        "not the sidecar: use targetPort http (or 8000)"
+    ]
+
+
+def test_an_unnamed_app_port_gets_one_warning_naming_the_proxy_port(webhook: Webhook) -> None:
+    body = review()
+    pod = body["request"]["object"]
+    del pod["spec"]["containers"][0]["ports"][0]["name"]
+    pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = 8080
+    pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = 8080
+    answer = webhook.admit(body)
+    assert patched(answer, pod) == cli_inject(pod)
+    warnings = answer["response"]["warnings"]
+    assert len(warnings) == 1, warnings
+    assert "has no name" in warnings[0]
+    assert "set its targetPort to 8000" in warnings[0]
 
 
 def test_opt_in_path_injects_an_annotated_pod_like_the_cli(webhook: Webhook) -> None:
