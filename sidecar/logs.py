@@ -105,6 +105,9 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> Non
     root.setLevel(level.upper())
     # aiohttp's access log would write one line per proxied request: off by default.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # urllib3 (under the OTLP exporter) logs each request line with its query at debug:
+    # the query of export.otlp.endpoint may hold a credential (?api_key=...).
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     # The proxy's own (logging.access_log) writes only when turned on, then whatever the
     # level: its lines are info, and an access log hidden by `level: warning` would be none.
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
