@@ -112,6 +112,17 @@ def test_every_input_and_output_is_valid_kubernetes(name: str, version: str) -> 
         kubernetes_validate.validate(doc, version, strict=True)
 
 
+def test_the_corpus_has_restricted_pods_of_every_form() -> None:
+    """Not vacuous: classic, native by annotation and a Job's pod start restricted."""
+    restricted = {
+        name
+        for name in corpus_names()
+        for obj in _objects(case(name).inputs)
+        if obj["kind"] in TEMPLATE_PATHS and not violations(template(obj)["spec"])
+    }
+    assert {"named-port", "statefulset", "init-containers", "cronjob"} <= restricted
+
+
 @pytest.mark.parametrize("name", corpus_names())
 def test_a_restricted_pod_stays_restricted(name: str) -> None:
     for before, after in zip(
