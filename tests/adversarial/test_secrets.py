@@ -186,7 +186,7 @@ export:
     endpoint: http://u:export-pw-b9e0@127.0.0.1:{export_port or dead_port}/v1/metrics?api_key=export-query-tok-c1f2
     interval: 200ms
     headers: {{x-honeycomb-team: hc-team-d3a4, Authorization: Bearer bearer-tok-e5b6}}
-logging: {{level: debug}}
+logging: {{level: debug, access_log: true}}
 shutdown: {{drain_delay: 0}}
 """
 
@@ -232,6 +232,16 @@ def test_running_sidecar_shows_no_secret(upstream: str, tmp_path: Path) -> None:
         status, _, page = http_get(car.url("/?refresh=0"))
         assert status == 200
         assert http_get(car.url("/metrics"))[0] == 200  # a merge scrape that fails
+        # a request through the proxy and one the upstream fails: access and failure logs
+        assert _exchange(ports["proxy"], REQUESTS["ok"]).startswith(b"HTTP/1.1 200")
+        assert _exchange(ports["proxy"], REQUESTS["reset-before-headers"]).startswith(
+            b"HTTP/1.1 502"
+        )
+        wait_until(
+            lambda: '"upstream_failure"' in car.logs() and '"access"' in car.logs(),
+            10,
+            "the failure and access log lines",
+        )
         wait_until(
             lambda: 'result="success"' in http_get(car.url("/metrics"))[2].decode(),
             10,
