@@ -286,6 +286,11 @@ def test_generated_tls_secret_is_what_the_webhook_mounts(scenario: tuple[str, Re
     assert _pem(secret["data"]["ca.crt"]) == bundle
     volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "tls")
     assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["defaultMode"] == 0o440  # the key is not world-readable
+    assert (
+        rendered.pod_spec["securityContext"]["fsGroup"]
+        == rendered.pod_spec["securityContext"]["runAsGroup"]
+    )
     container = webhook_container(rendered)
     mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
     assert "subPath" not in mount  # a subPath mount would never see a renewed certificate
