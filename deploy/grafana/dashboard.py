@@ -181,7 +181,7 @@ PIPELINE = (
         ),
         unit="reqps",
         description="The services' own http.request.total, pushed to the sidecar over OTLP "
-        "or merged from their /metrics: every series without reporter=\"sidecar\" (not the "
+        'or merged from their /metrics: every series without reporter="sidecar" (not the '
         "proxy's measurement: see the Traffic row).",
     ),
     Panel(
