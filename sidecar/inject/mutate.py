@@ -470,7 +470,9 @@ def inject_pod(
     if upstream is None:
         reason = f"no TCP container port to proxy; set {UPSTREAM_PORT_ANNOTATION}"
         return Injection(unchanged, False, reason, tuple(warnings))
-    ports = _sidecar_ports(spec, upstream, settings, warnings)
+    scraped = _parse_port(annotations.get(SCRAPE_PORT, ""))  # the app's metrics port
+    in_use = {upstream.number} | ({scraped} if isinstance(scraped, int) else set())
+    ports = _sidecar_ports(spec, upstream, in_use, settings, warnings)
     config = _sidecar_config(ports, upstream, options, annotations, settings, warnings)
     container = _sidecar_container(settings, options, config, ports)
     _add_to_pod(spec, container, options, settings)
@@ -502,12 +504,17 @@ def _native_for_jobs(spec: Mapping[str, Any], options: _Options, warnings: list[
 
 
 def _sidecar_ports(
-    spec: dict[str, Any], upstream: _Upstream, settings: InjectSettings, warnings: list[str]
+    spec: dict[str, Any],
+    upstream: _Upstream,
+    in_use: set[int],
+    settings: InjectSettings,
+    warnings: list[str],
 ) -> _Ports:
-    """Free numbers for the sidecar, and the port-name swap (which renames the app's port
-    and numbers the app's probes on that name: ``spec`` is our copy)."""
+    """Free numbers for the sidecar (not declared in the pod, not ``in_use`` by the app),
+    and the port-name swap (which renames the app's port and numbers the app's probes on
+    that name: ``spec`` is our copy)."""
     taken = {p["containerPort"] for _, p in _declared(spec) if "containerPort" in p}
-    taken.add(upstream.number)
+    taken |= in_use
     numbers = []
     for wanted, what in (
         (settings.proxy_port, "proxy"),

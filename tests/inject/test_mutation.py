@@ -458,8 +458,10 @@ def test_a_pod_without_any_port_is_not_injected() -> None:
         ({"prometheus.io/scrape": "false", "prometheus.io/port": "9102"}, None, None),
         ({"prometheus.io/scrape": "true", "prometheus.io/scheme": "https"}, None, "prometheus.io/scheme: 'https'"),
         ({"prometheus.io/scrape": "true", "prometheus.io/port": "x"}, None, "prometheus.io/port: 'x'"),
+        ({"prometheus.io/scrape": "true", "prometheus.io/port": "9464"}, "http://127.0.0.1:9464/metrics",
+         "port 9464 is taken in the pod; the sidecar's admin port is 9465"),
     ],
-    ids=["same-port", "port-and-path", "scrape-false", "https", "bad-port"],
+    ids=["same-port", "port-and-path", "scrape-false", "https", "bad-port", "undeclared-9464"],
 )  # fmt: skip
 def test_the_apps_own_metrics_endpoint(
     annotations: dict[str, str], merged: str | None, warning: str | None
