@@ -69,10 +69,9 @@ class _NoEmptyLabels(_CustomCollector):
         attrs: dict[str, Any] = super()._build_scope_attrs(scope)
         return {key: value for key, value in attrs.items() if value != ""}
 
-    def _collect_data_points(
-        self, metric_data: Any, scope_attrs: dict[str, Any], resource_attrs: dict[str, Any]
-    ) -> tuple[list[str], list[list[str]], list[Any]]:
-        keys, rows, values = super()._collect_data_points(metric_data, scope_attrs, resource_attrs)
+    def _collect_data_points(self, *args: Any) -> tuple[list[str], list[list[str]], list[Any]]:
+        # (metric data, scope attrs[, resource attrs]): the arguments vary by exporter version
+        keys, rows, values = super()._collect_data_points(*args)
         if not self._padded and any("" in row for row in rows):
             self._padded = True
         return keys, rows, values
