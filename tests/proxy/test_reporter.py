@@ -69,6 +69,7 @@ def one_round(proxy: str, provider: MeterProvider, count: int, requests: Counter
     for i in range(count):
         with urllib.request.urlopen(f"{proxy}/items/{i}", timeout=5) as response:
             assert response.status == 200
+            assert response.read() == b"ok"
         requests.add(1, {"method": "GET", "path": PATH, "status": 200})
     assert provider.force_flush(10_000)
 
