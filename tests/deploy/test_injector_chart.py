@@ -413,7 +413,7 @@ def _helm_test(rendered: Render) -> tuple[str, str, str]:
     return url, env["ADMISSION_REVIEW"], script
 
 
-@pytest.mark.parametrize("name", ["defaults", "native-sidecar"])
+@pytest.mark.parametrize("name", ["defaults", "native-sidecar", "strict"])
 def test_the_rendered_webhook_serves_the_helm_test_review_verified_by_the_ca_bundle(
     name: str, tmp_path: Path
 ) -> None:
@@ -627,6 +627,9 @@ def test_webhook_args_carry_the_injection_settings(scenario: tuple[str, Render])
     assert flag(container, "--image") == f"{repository}:{tag}"
     assert flag(container, "--namespace") == NAMESPACE
     assert ("--native" in container["args"]) is sidecar.get("native", False)
+    assert flag(container, "--upstream-port") == (
+        str(sidecar["upstreamPort"]) if sidecar.get("upstreamPort") else None
+    )
     config_map = sidecar.get("configMap", {})
     expected = config_map.get("name") if config_map.get("everyPod") else None
     assert flag(container, "--config-map") == expected
