@@ -9,6 +9,11 @@ import pytest
 from tests.support.process import SidecarProcess, local_ports, run_sidecar
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """``xdist_group`` is registered by pytest-xdist; runs with ``-p no:xdist`` need it too."""
+    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker group")
+
+
 @pytest.fixture(scope="module")
 def demo() -> Iterator[SidecarProcess]:
     """``causality-sidecar demo`` on free loopback ports, once for the module."""

@@ -399,7 +399,7 @@ def run_make(command: Command, words: list[str], session: Session) -> None:
     """The targets exist (``make -n``), nothing long runs."""
     targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
     assert targets, command.source
-    done = _run(["make", "-n", *targets])
+    done = _run(["make", "-n", *words[1:]])
     assert done.returncode == 0, done.stdout + done.stderr
 
 
