@@ -104,6 +104,8 @@ class MergeScraper:
     ) -> list[Scrape]:
         """Every target's outcome, in configuration order; each outcome is counted.
         ``text``: the scraper wants text 0.0.4, so targets are asked for it first."""
+        if not self.targets:  # none (yet: a reload may add some): no session to open
+            return []
         session = self._pooled_session()
         accept = TEXT_ACCEPT if text else ACCEPT
         scrapes = await asyncio.gather(
