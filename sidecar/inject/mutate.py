@@ -105,8 +105,13 @@ class _Options:
     warnings: list[str] = field(default_factory=list)
 
 
+def _metadata(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = pod.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
 def _annotations(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    annotations = _metadata(pod).get("annotations")
     return annotations if isinstance(annotations, Mapping) else {}
 
 
@@ -162,7 +167,7 @@ def wants_injection(
     """
     annotations = _annotations(pod)
     warnings: list[str] = []
-    namespace = namespace or (pod.get("metadata") or {}).get("namespace")
+    namespace = namespace or _metadata(pod).get("namespace")
     if is_injected(pod):
         return Selection(False, "already injected")
     opt_in = annotations.get(INJECT_ANNOTATION)
@@ -332,7 +337,8 @@ def _app_name(name: str, taken: set[str]) -> str:
 def _number_named_probes(container: dict[str, Any], name: str, number: int) -> None:
     """The container's probes and lifecycle hooks on port ``name`` get ``number``."""
     handlers = [container.get(p) for p in _PROBES]
-    lifecycle = container.get("lifecycle") or {}
+    lifecycle = container.get("lifecycle")
+    lifecycle = lifecycle if isinstance(lifecycle, dict) else {}
     handlers += [lifecycle.get("postStart"), lifecycle.get("preStop")]
     for handler in handlers:
         if not isinstance(handler, dict):

@@ -500,3 +500,25 @@ def test_a_native_sidecar_keeps_a_restricted_pod_restricted(name: str) -> None:
     injection = inject_pod(template(workload), InjectSettings(image=IMAGE, native=True))
     assert injection.pod["spec"]["initContainers"][0]["restartPolicy"] == "Always"
     assert violations(injection.pod["spec"]) == []
+
+
+@pytest.mark.parametrize(
+    ("pod", "injected"),
+    [
+        ({}, False),
+        ({"spec": []}, False),
+        ({"metadata": [1], "spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}, True),
+        ({"metadata": {"annotations": "x"}, "spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}, True),
+        ({"spec": {"containers": [1, "x", {"name": "a"}]}}, False),
+        ({"spec": {"containers": [{"name": "a", "ports": "x"}]}}, False),
+        ({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": "80"}]}]}}, False),
+        ({"spec": {"containers": [{"name": "a", "ports": [{"name": "http", "containerPort": 80}],
+                                   "readinessProbe": [1], "lifecycle": "x"}]}}, True),
+    ],
+    ids=["empty", "spec-list", "metadata-list", "annotations-str", "odd-containers", "ports-str",
+         "port-str", "odd-probes"],
+)  # fmt: skip
+def test_malformed_pods_never_raise(pod: dict[str, Any], injected: bool) -> None:
+    """The webhook must answer whatever the API server sends: odd shapes are not injected or
+    are injected around, never an exception."""
+    assert inject_pod(pod, SETTINGS).injected is injected
