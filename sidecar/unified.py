@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from aiohttp import web
 from opentelemetry.metrics import Counter
@@ -306,10 +306,11 @@ class UnifiedCollector:
     def _passed_through(self, chunks: list[bytes], tail: int, openmetrics: bool) -> bytes | None:
         """The gzipped answer with the last source's own member as its end, when
         ``chunks[tail:]`` are byte for byte the body that member holds; else None."""
-        source = self.sources[-1] if self.sources else None
-        if not isinstance(source, PassThroughSource):
+        # (an isinstance() check of a runtime_checkable Protocol costs ~50 µs in 3.11)
+        passthrough = getattr(self.sources[-1], "passthrough", None) if self.sources else None
+        if passthrough is None:
             return None
-        member = source.passthrough(openmetrics)
+        member: GzipMember | None = passthrough(openmetrics)
         if member is None:
             return None
         body, at = member.body, 0
@@ -330,8 +331,9 @@ def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:
 
 
 def _families_of(source: Collector) -> Iterable[Metric | RenderedFamily]:
-    if isinstance(source, FamilySource):
-        return source.families()
+    families = getattr(source, "families", None)  # a FamilySource (see _passed_through)
+    if families is not None:
+        return cast(Sequence[Metric | RenderedFamily], families())
     return source.collect()
 
 

@@ -100,7 +100,7 @@ class RawFamily:
     already added), several lines to a chunk; both formats write these lines alike.
     """
 
-    __slots__ = ("chunks", "documentation", "name", "split", "type", "unit")
+    __slots__ = ("chunks", "documentation", "name", "split", "text_header", "type", "unit")
 
     def __init__(self, name: str, kind: str, documentation: str, unit: str) -> None:
         self.name = name
@@ -111,6 +111,9 @@ class RawFamily:
         # a counter read from text: chunks[:split] hold its _total lines, the rest the
         # _created ones folded in (None: from OpenMetrics, where the two alternate)
         self.split: int | None = None
+        # its HELP and TYPE lines in text as the target wrote them, when `_header` would
+        # write exactly these (set by the whole-body scan, which proves that)
+        self.text_header: str | None = None
 
     @property
     def lines(self) -> list[tuple[str, str, str]]:
@@ -140,7 +143,7 @@ class RawFamily:
             return
         if self.type != "counter":
             kind = "untyped" if self.type == "unknown" else self.type
-            out.append(self._header(self.name, kind, False))
+            out.append(self.text_header or self._header(self.name, kind, False))
             out.extend(self.chunks)
             return
         created = self.name + "_created"
@@ -148,7 +151,7 @@ class RawFamily:
             totals, later = self.chunks[: self.split], self.chunks[self.split :]
         else:
             totals, later = _split_created(self.chunks, created)
-        out.append(self._header(self.name + "_total", "counter", False))
+        out.append(self.text_header or self._header(self.name + "_total", "counter", False))
         out.extend(totals)
         if later:
             out.append(self._header(created, "gauge", False))
@@ -544,6 +547,8 @@ def _scan_text(body: str) -> list[RawFamily | Family] | None:
         )
         if end > start:
             family.chunks.append(body[start:end])
+        if help_text is not None:  # "# HELP name text\n# TYPE name kind\n", as written
+            family.text_header = body[header:start]
         if counter:
             family.split = len(family.chunks)
         out.append(family)
