@@ -18,8 +18,9 @@ bench/README.md and SECURITY.md. Every fenced block needs an info string (its la
   as tests/deploy/test_prometheus_configs.py does); ``groups`` -> ``prometheus-rules``,
   ``promtool check rules``; ``services`` -> ``compose``, parsed and checked (build context
   and Dockerfile, ``network_mode: service:X``, ``depends_on``, port syntax, bind mounts,
-  named volumes). Helm values cannot be told apart by their keys: mark them. A marker is
-  an HTML comment on the last non-blank line before the fence:
+  named volumes; the sidecar service's ``command`` runs with the local CLI on free
+  ports). Helm values cannot be told apart by their keys: mark them. A marker is an HTML
+  comment on the last non-blank line before the fence:
   ``<!-- example: helm-values -->`` (rendered with the chart by the real Helm engine, over
   the one required value) or any kind above to override the guess.
 - ``sh``, ``bash``, ``shell`` blocks are run command by command (a trailing ``\\``
@@ -266,7 +267,11 @@ def check_compose(compose: dict[str, Any], base: Path) -> None:
             assert _IMAGE_REF.fullmatch(service["image"]), (name, service["image"])
         if "build" in service:
             context = (base / service["build"]["context"]).resolve()
-            assert (context / service["build"].get("dockerfile", "Dockerfile")).is_file(), name
+            dockerfile = context / service["build"].get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file(), name
+            if dockerfile.resolve() == ROOT / "Dockerfile":  # the sidecar: run its command
+                command = service.get("command", ["run"])
+                serve(shlex.split(command) if isinstance(command, str) else list(command))
         mode = service.get("network_mode", "")
         if mode.startswith("service:"):
             assert mode.removeprefix("service:") in services, (name, mode)
