@@ -130,7 +130,11 @@ async def handle_export(request: web.Request) -> web.Response:
 
 
 async def handle_other_signal(request: web.Request) -> web.Response:
-    """``/v1/traces``, ``/v1/logs``: 404 (OTLP exporters do not retry it), saying why."""
+    """``/v1/traces``, ``/v1/logs``: 404 (OTLP exporters do not retry it), saying why, and
+    counted in ``sidecar_otlp_requests_total{code="404"}`` so a misdirected SDK shows."""
+    encoding = encoding_of(request.headers.get(hdrs.CONTENT_TYPE, ""))
+    label = encoding.label if encoding is not None else "unknown"
+    request.app[STATE].instruments.requests.add(1, {"encoding": label, "code": 404})
     return web.Response(
         status=404, reason=METRICS_ONLY_REASON, body=METRICS_ONLY, content_type="text/plain"
     )

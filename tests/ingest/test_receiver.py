@@ -237,6 +237,8 @@ async def test_404_traces_and_logs_say_metrics_only(ingest, signal, method):
     assert await response.text() == (
         "404: metrics only: traces and logs are not accepted here (POST /v1/metrics)\n"
     )
+    text = generate_latest(ingest.module.registry).decode()  # counted, so it can be seen
+    assert 'sidecar_otlp_requests_total{code="404",encoding="protobuf"' in text
 
 
 async def test_404_other_paths(ingest):
