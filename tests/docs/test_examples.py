@@ -36,14 +36,16 @@ bench/README.md and SECURITY.md. Every fenced block needs an info string (its la
     the shown output decides.
   - ``causality-sidecar ...`` / ``python -m sidecar ...``: run for real; ``run`` and
     ``demo`` are started on free ports, must become ready and exit 0 on SIGTERM.
-  - ``make TARGET``: ``make -n TARGET`` must succeed (the target exists; nothing long runs).
+  - ``make TARGET [VAR=value]``: ``make -n`` with the same words must succeed (the target
+    exists; nothing long runs).
   - ``promtool ...``: run for real.
   - ``docker``/``podman`` ``build``/``tag``/``push``/``run``: the flags must be ones we know
     and the image references valid (``build``: the context has the Dockerfile, every
     ``--build-arg`` is an ``ARG`` of it). ``run`` of the sidecar image runs its arguments
     (default ``run``) with the local CLI on free ports; a ``-v`` mount whose source is not
     in the repository (your own config file) is replaced by an empty config (the defaults).
-    The image itself is built and run with podman by tests/deploy/test_image.py.
+    ``podman pod create``: known flags, port pairs; ``run --pod NAME`` is a run like the
+    others. The image itself is built and run with podman by tests/deploy/test_image.py.
   - ``docker compose``, ``podman-compose``, ``docker-compose`` ``-f FILE``: FILE is checked as
     a compose file (above).
   - ``helm install|upgrade|template RELEASE CHART --set ... -f ...``: the chart is rendered
