@@ -23,7 +23,16 @@ from opentelemetry.metrics import Counter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.batching import mergeable_aggregations
+from sidecar.config import ProxyConfig
+from sidecar.ingest.instruments import merge_conflicts
+from sidecar.observability import Metrics, Module
+from sidecar.proxy.metrics import ProxyMetrics, proxy_views
+from sidecar.unified import UnifiedCollector
 from tests.support.process import local_ports, run_sidecar
 from tests.support.prometheus import (
     PrometheusFactory,
@@ -131,3 +140,49 @@ def wait_for_value(prom: PrometheusServer, expr: str, expected: float) -> None:
         return prom.query(expr).values() == [expected] or None
 
     poll(reached, 30.0, lambda: f"{expr} == {expected}: {prom.query(expr).values()}")
+
+
+def test_an_app_s_own_reporter_label_is_kept_and_only_an_identical_series_yields() -> None:
+    """The app's series (here from a merged /metrics) keep their labels, a ``reporter`` of
+    their own too; only a series identical to one of the proxy's, reporter="sidecar"
+    included, loses to it (design §9's rule, counted as a series conflict)."""
+    module = Module.new("reporter", views=proxy_views(ProxyConfig()))
+    proxy = ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: 0,
+        aggregations=mergeable_aggregations(module),
+    )
+    proxy.exchange("GET", "/a", 200, 1.0, 0.5, 0, 2)
+    app = CollectorRegistry()
+    labels = ["method", "path", "status", "reporter", "otel_scope_name", "otel_scope_version"]
+    requests = PromCounter("http_request", "The app's own", labels, registry=app)
+    requests.labels("GET", "/a", "200", "sidecar", "causality-sidecar", "0.1.0").inc(99)
+    requests.labels("GET", "/a", "200", "destination", "app", "").inc(5)
+    requests.labels("GET", "/a", "200", "", "app", "").inc(7)
+    unified = UnifiedCollector([module.registry, app], merge_conflicts(module.meter))
+    try:
+        text = unified.render("text/plain", "").body.decode()
+        found = {
+            tuple(
+                sorted((k, v) for k, v in s.labels.items() if v and (k == "reporter" or v == "app"))
+            ): s.value
+            for f in text_string_to_metric_families(text)
+            if f.name == "http_request"
+            for s in f.samples
+            if s.name == "http_request_total"
+        }
+        assert found == {
+            (("reporter", "sidecar"),): 1.0,  # the proxy's; the app's identical one dropped
+            (("otel_scope_name", "app"), ("reporter", "destination")): 5.0,
+            (("otel_scope_name", "app"),): 7.0,
+        }
+        conflicts = [
+            s.value
+            for f in module.registry.collect()
+            for s in f.samples
+            if s.name == "sidecar_merge_conflicts_total" and s.labels["kind"] == "series"
+        ]
+        assert conflicts == [1.0]
+    finally:
+        module.provider.shutdown()
