@@ -214,3 +214,38 @@ def schema_at(schema: Mapping[str, Any], path: str) -> dict[str, Any] | None:
         if node is None:
             return None
     return dict(node) if node is not None else None
+
+
+def _meta_name(key: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+
+def kubernetes_sd_targets(rendered: Render, pod_name: str) -> list[dict[str, Any]]:
+    """What Prometheus's Kubernetes SD (role: pod) reports for the rendered Deployment's pod
+    running on 127.0.0.1: one target per container port (``file_sd_configs`` content)."""
+    template = rendered.deployment["spec"]["template"]
+    pod_labels = {
+        "__meta_kubernetes_namespace": NAMESPACE,
+        "__meta_kubernetes_pod_name": pod_name,
+        "__meta_kubernetes_pod_ip": "127.0.0.1",
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_pod_ready": "true",
+        "__meta_kubernetes_pod_node_name": "node-1",
+    }
+    for key, value in template["metadata"].get("annotations", {}).items():
+        pod_labels[f"__meta_kubernetes_pod_annotation_{_meta_name(key)}"] = str(value)
+    for key, value in template["metadata"]["labels"].items():
+        pod_labels[f"__meta_kubernetes_pod_label_{_meta_name(key)}"] = str(value)
+    targets = []
+    for container in containers(template["spec"]):
+        for port in container.get("ports", []):
+            number = port["containerPort"]
+            labels = {
+                **pod_labels,
+                "__meta_kubernetes_pod_container_name": container["name"],
+                "__meta_kubernetes_pod_container_port_name": port["name"],
+                "__meta_kubernetes_pod_container_port_number": str(number),
+                "__meta_kubernetes_pod_container_init": str("restartPolicy" in container).lower(),
+            }
+            targets.append({"targets": [f"127.0.0.1:{number}"], "labels": labels})
+    return targets

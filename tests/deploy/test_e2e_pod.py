@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import re
 import signal
 import threading
 import time
@@ -42,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.demo.pipeline import record_round
 from sidecar.observability import Metrics
-from tests.deploy.chart import NAMESPACE, Render, containers, port_of, render
+from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets, port_of, render
 from tests.deploy.demo_app import demo_app
 from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar, wait_until
@@ -112,40 +111,6 @@ def _on_loopback(config: dict[str, Any]) -> dict[str, Any]:
     return moved
 
 
-def _meta_name(key: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_]", "_", key)
-
-
-def _kubernetes_sd_targets(rendered: Render) -> list[dict[str, Any]]:
-    """What Prometheus's Kubernetes SD (role: pod) reports for the rendered pod on 127.0.0.1."""
-    template = rendered.deployment["spec"]["template"]
-    pod_labels = {
-        "__meta_kubernetes_namespace": NAMESPACE,
-        "__meta_kubernetes_pod_name": POD_NAME,
-        "__meta_kubernetes_pod_ip": "127.0.0.1",
-        "__meta_kubernetes_pod_phase": "Running",
-        "__meta_kubernetes_pod_ready": "true",
-        "__meta_kubernetes_pod_node_name": "node-1",
-    }
-    for key, value in template["metadata"]["annotations"].items():
-        pod_labels[f"__meta_kubernetes_pod_annotation_{_meta_name(key)}"] = str(value)
-    for key, value in template["metadata"]["labels"].items():
-        pod_labels[f"__meta_kubernetes_pod_label_{_meta_name(key)}"] = str(value)
-    targets = []
-    for container in containers(template["spec"]):
-        for port in container.get("ports", []):
-            number = port["containerPort"]
-            labels = {
-                **pod_labels,
-                "__meta_kubernetes_pod_container_name": container["name"],
-                "__meta_kubernetes_pod_container_port_name": port["name"],
-                "__meta_kubernetes_pod_container_port_number": str(number),
-                "__meta_kubernetes_pod_container_init": str("restartPolicy" in container).lower(),
-            }
-            targets.append({"targets": [f"127.0.0.1:{number}"], "labels": labels})
-    return targets
-
-
 @contextlib.contextmanager
 def _pipeline(ingest_port: int) -> Iterator[tuple[Metrics, MeterProvider]]:
     """A pipeline service pushing the catalogue's instruments over OTLP/HTTP protobuf."""
@@ -177,7 +142,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     env = {e["name"]: e["value"] for e in sidecar_container.get("env", []) if "value" in e}
     admin = port_of(config["admin"]["listen"])
     sd_file = workdir / "pods.json"
-    sd_file.write_text(json.dumps(_kubernetes_sd_targets(rendered)))
+    sd_file.write_text(json.dumps(kubernetes_sd_targets(rendered, POD_NAME)))
     scrape = kubernetes_config_with_file_sd(sd_file)["scrape_configs"]
     with (
         demo_app(ports["app"]),

@@ -46,15 +46,19 @@ from tests.deploy.chart import (
     containers,
     deep_merge,
     documented_values,
+    kubernetes_sd_targets,
     leaf_paths,
     schema_at,
 )
+from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.inject.pss import violations
 from tests.support.process import SidecarProcess, free_port, run_sidecar
+from tests.support.prometheus import start_prometheus
 
 CHART = INJECTOR_CHART
 SCENARIOS = CHART.scenarios()
 FULLNAME = f"{RELEASE}-causality-sidecar-injector"
+WEBHOOK_POD = f"{FULLNAME}-6c8d9f7b5-q7x2m"
 # cert-manager kinds: kubernetes-validate has no CRD schemas; test_cert_manager_* check them.
 CERT_MANAGER_KINDS = {"Certificate", "Issuer", "ClusterIssuer"}
 WEBHOOK_NAMES = {NAMESPACE_PATH: "namespace.sidecar.causality.dev", OPT_IN_PATH: "pod.sidecar.causality.dev"}  # fmt: skip
@@ -367,25 +371,29 @@ def test_ca_bundle_verifies_the_certificate_for_every_service_name(tmp_path: Pat
             server.handshake(_trusting(other_bundle), f"{service}.{NAMESPACE}.svc")
 
 
+def _free_ports(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``values`` with the webhook's two container ports on ports free here."""
+    return deep_merge(values or {}, {"webhook": {"port": free_port(), "healthPort": free_port()}})
+
+
 def _run_rendered_webhook(
     rendered: Render, tmp_path: Path
-) -> tuple[list[str], int, AbstractContextManager[SidecarProcess]]:
-    """The Deployment's webhook args, with the Secret's files written to ``tmp_path`` and
-    the listeners on loopback: what the pod would run."""
+) -> tuple[int, AbstractContextManager[SidecarProcess]]:
+    """The Deployment's webhook container as the pod would run it: its own args, the
+    Secret's files written to ``tmp_path``, listeners moved from 0.0.0.0 to 127.0.0.1 (same
+    ports; render with `_free_ports`). Returns the HTTPS port and the running process."""
     cert, key, _ = _generated_tls(rendered)
     cert_file, key_file = _write_tls(tmp_path, cert, key)
-    container = webhook_container(rendered)
-    port, health = free_port(), free_port()
-    replaced = {
-        "--listen": f"127.0.0.1:{port}",
-        "--health-listen": f"127.0.0.1:{health}",
-        "--tls-cert": str(cert_file),
-        "--tls-key": str(key_file),
-    }
-    args = list(container["args"])
-    for name, value in replaced.items():
-        args[args.index(name) + 1] = value
-    return args, port, run_sidecar([*args, "--drain-delay", "0s"], admin=f"127.0.0.1:{health}")
+    args = list(webhook_container(rendered)["args"])
+    for name in ("--listen", "--health-listen"):
+        index = args.index(name) + 1
+        assert args[index].startswith("0.0.0.0:"), args[index]
+        args[index] = args[index].replace("0.0.0.0:", "127.0.0.1:", 1)
+    args[args.index("--tls-cert") + 1] = str(cert_file)
+    args[args.index("--tls-key") + 1] = str(key_file)
+    port = int(args[args.index("--listen") + 1].rpartition(":")[2])
+    health = args[args.index("--health-listen") + 1]
+    return port, run_sidecar([*args, "--drain-delay", "0s"], admin=health)
 
 
 def _post(port: int, context: ssl.SSLContext, hostname: str, path: str, body: str) -> Any:
@@ -421,13 +429,13 @@ def test_the_rendered_webhook_serves_the_helm_test_review_verified_by_the_ca_bun
     the chart-generated certificate, answers the helm test's AdmissionReview on the helm
     test's URL path; the client trusts only the caBundle and checks the Service's name."""
     values = CHART.scenario_values(name)
-    rendered = CHART.render(values)
+    rendered = CHART.render(_free_ports(values))
     _, _, bundle = _generated_tls(rendered)
     url, review, _ = _helm_test(rendered)
     hostname, _, rest = url.removeprefix("https://").partition(":")
     path = "/" + rest.partition("/")[2]
     assert hostname == f"{rendered.one('Service')['metadata']['name']}.{NAMESPACE}.svc"
-    _, port, running = _run_rendered_webhook(rendered, tmp_path)
+    port, running = _run_rendered_webhook(rendered, tmp_path)
     with running:
         answer = _post(port, _trusting(bundle), hostname, path, review)
         other_ca = _trusting(_generated_tls(CHART.render(values))[2])
@@ -452,11 +460,11 @@ def test_helm_test_script_passes_against_the_real_webhook(tmp_path: Path) -> Non
     started from the Deployment's args: only the CA file and scratch paths are moved, and
     curl's --connect-to sends the Service's name and port to loopback (the name is still the
     one verified). It fails with another CA, and for a review the webhook does not patch."""
-    rendered = CHART.render()
+    rendered = CHART.render(_free_ports())
     url, review, script = _helm_test(rendered)
     host_port = url.removeprefix("https://").partition("/")[0]
     _, _, bundle = _generated_tls(rendered)
-    _, port, running = _run_rendered_webhook(rendered, tmp_path)
+    port, running = _run_rendered_webhook(rendered, tmp_path)
 
     def run_script(ca: bytes, admission_review: str) -> subprocess.CompletedProcess[str]:
         ca_file = tmp_path / "ca.crt"
@@ -482,6 +490,45 @@ def test_helm_test_script_passes_against_the_real_webhook(tmp_path: Path) -> Non
     assert wrong_ca.returncode == 60, wrong_ca.stderr  # curl: peer certificate not verified
     assert not_patched.returncode != 0
     assert '"allowed":true' in (tmp_path / "answer").read_text()  # allowed, but no patch
+
+
+@pytest.mark.timeout(120)
+def test_prometheus_scrapes_the_webhook_through_its_pod_annotations(tmp_path: Path) -> None:
+    """A real Prometheus with deploy/prometheus/scrape-kubernetes.yaml (Kubernetes SD swapped
+    for the file SD of the rendered pod, as test_e2e_pod does) finds the webhook's /metrics
+    through the pod's prometheus.io annotations and counts the answers exactly."""
+    rendered = CHART.render(_free_ports())
+    sd_file = tmp_path / "pods.json"
+    sd_file.write_text(json.dumps(kubernetes_sd_targets(rendered, WEBHOOK_POD)))
+    scrape = kubernetes_config_with_file_sd(sd_file)["scrape_configs"]
+    _, review, _ = _helm_test(rendered)
+    opted_out = json.loads(review)
+    opted_out["request"]["object"]["metadata"]["annotations"][INJECT_ANNOTATION] = "false"
+    hostname = f"{rendered.one('Service')['metadata']['name']}.{NAMESPACE}.svc"
+    trusted = _trusting(_generated_tls(rendered)[2])
+    port, running = _run_rendered_webhook(rendered, tmp_path)
+    with running:
+        for body in (review, review, json.dumps(opted_out)):
+            _post(port, trusted, hostname, OPT_IN_PATH, body)
+        prometheus = start_prometheus(tmp_path / "prometheus", scrape, scrape_interval="1s")
+        try:
+            injected = prometheus.wait_for_result(
+                'sidecar_injector_requests_total{result="injected"} == 2', timeout=60
+            )
+            skipped = prometheus.wait_for_result(
+                'sidecar_injector_requests_total{result="skipped"} == 1', timeout=60
+            )
+            [target] = prometheus.targets()
+        finally:
+            prometheus.stop()
+    health = webhook_container(rendered)["ports"][1]["containerPort"]
+    assert target["health"] == "up"
+    assert target["scrapeUrl"] == f"http://127.0.0.1:{health}/metrics"
+    [series] = injected.series
+    assert series["pod"] == WEBHOOK_POD
+    assert series["namespace"] == NAMESPACE
+    assert series["app"] == "causality-sidecar-injector"
+    assert skipped.values() == [1.0]
 
 
 def test_cert_manager_self_signed_chain() -> None:
