@@ -154,6 +154,7 @@ class Sidecar:
             sampler=TrafficSampler(self.module.registry),
             sources=store_view,
             live_config=lambda: self.config,  # the running config, also after a reload
+            merged=scraper.recent,  # merge targets' series, from their last scrape
         )
         add_status_routes(admin_app, status)
         admin = AiohttpComponent("admin", admin_app, [config.admin.listen])

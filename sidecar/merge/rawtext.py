@@ -157,6 +157,18 @@ class RawFamily:
             out.append(self._header(created, "gauge", False))
             out.extend(later)
 
+    def series(self) -> int:
+        """How many series (sample lines, without a counter's ``_created`` ones)."""
+        if self.type != "counter":
+            return sum(chunk.count("\n") for chunk in self.chunks)
+        if self.split is not None:
+            return sum(chunk.count("\n") for chunk in self.chunks[: self.split])
+        total = self.name + "_total"
+        return sum(
+            ("\n" + chunk).count(f"\n{total}{{") + ("\n" + chunk).count(f"\n{total} ")
+            for chunk in self.chunks
+        )
+
     def to_metric(self) -> Metric:
         """The same family as a prometheus_client `Metric` (for merging and conversion)."""
         metric = Metric(self.name, self.documentation, self.type, self.unit)

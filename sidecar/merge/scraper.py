@@ -11,6 +11,8 @@ places them after the sidecar's own and the ingested families and applies design
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Iterable, Sequence
 
 import aiohttp
@@ -22,7 +24,7 @@ from sidecar.gzipjoin import GzipMember
 from sidecar.merge.fetch import ACCEPT, TEXT_ACCEPT, Result, Scrape, fetch_target
 from sidecar.merge.rawtext import RawFamily
 
-__all__ = ["FetchedFamilies", "MergeScraper", "margin", "scrapes_counter"]
+__all__ = ["RECENT_S", "FetchedFamilies", "MergeScraper", "margin", "scrapes_counter"]
 
 MIN_MARGIN = 0.1  # seconds kept for rendering and sending the reply, at least
 MAX_MARGIN = 1.0  # ... and at most
@@ -30,6 +32,7 @@ MARGIN_FRACTION = 0.1
 MIN_BUDGET = 0.05  # a target always gets a chance, however tight the scraper is
 POOL_LIMIT_PER_HOST = 4  # concurrent scrapes of one target (two Prometheus replicas, export)
 KEEPALIVE = 3.0  # shorter than most servers' idle timeout, like proxy.upstream_keepalive
+RECENT_S = 60.0  # a target's last scrape younger than this answers the status pages
 
 
 def scrapes_counter(meter: Meter) -> Counter:
@@ -87,6 +90,7 @@ class MergeScraper:
         self._scrapes = scrapes
         self._session = session
         self._owns_session = session is None
+        self._last: dict[str, tuple[float, Scrape]] = {}  # target -> (when, last success)
 
     def _pooled_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -106,14 +110,34 @@ class MergeScraper:
         ``text``: the scraper wants text 0.0.4, so targets are asked for it first."""
         if not self.targets:  # none (yet: a reload may add some): no session to open
             return []
+        return await self._scrape(self.targets, scrape_timeout, TEXT_ACCEPT if text else ACCEPT)
+
+    async def _scrape(
+        self, targets: Sequence[MergeTarget], scrape_timeout: float | None, accept: str
+    ) -> list[Scrape]:
         session = self._pooled_session()
-        accept = TEXT_ACCEPT if text else ACCEPT
         scrapes = await asyncio.gather(
-            *(fetch_target(session, t, budget(t, scrape_timeout), accept) for t in self.targets)
+            *(fetch_target(session, t, budget(t, scrape_timeout), accept) for t in targets)
         )
+        now = time.monotonic()
         for s in scrapes:
             self._scrapes.add(1, {"target": s.target.name, "result": s.result.value})
+            if s.result is Result.SUCCESS:
+                self._last[s.target.name] = (now, s)
         return scrapes
+
+    async def recent(self, max_age: float = RECENT_S) -> dict[str, Scrape]:
+        """Each target's last successful scrape, by target name (for the status pages).
+
+        A target without one in the last ``max_age`` seconds is scraped now, within its
+        own ``timeout`` (and counted as any scrape); one that still fails is left out.
+        """
+        now = time.monotonic()
+        stale = [t for t in self.targets if now - self._last.get(t.name, (-math.inf,))[0] > max_age]
+        if stale:
+            await self._scrape(stale, None, ACCEPT)
+        current = {t.name for t in self.targets}  # a reload may have removed some
+        return {name: last for name, (_, last) in self._last.items() if name in current}
 
     async def fetch(
         self, scrape_timeout: float | None = None, *, text: bool = False

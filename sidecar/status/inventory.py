@@ -13,15 +13,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from sidecar.ingest.store import MetricStore, SourcePoints
+from sidecar.merge.fetch import Scrape
+from sidecar.merge.rawtext import RawFamily
 
 __all__ = [
     "MetricCount",
     "SourceInfo",
     "count_series",
     "ingest_sources",
+    "merge_counts",
+    "merge_source",
     "series_report",
     "store_sources",
 ]
@@ -71,22 +76,48 @@ def _store_counts(source: str, store: MetricStore) -> list[MetricCount]:
     return counts
 
 
-def _collector_counts(source: str, collector: Collector) -> list[MetricCount]:
-    """Series per family of any collector, by collecting it: O(series)."""
+def _family_counts(source: str, families: Iterable[Metric | RawFamily]) -> list[MetricCount]:
+    """Series per family: a raw family counts its lines, others their label sets."""
     return [
-        MetricCount(exposed_name(family.name, family.type), source, _family_series(family.samples))
-        for family in collector.collect()
+        MetricCount(
+            exposed_name(family.name, family.type),
+            source,
+            family.series() if isinstance(family, RawFamily) else _family_series(family.samples),
+        )
+        for family in families
     ]
 
 
-def count_series(collectors: Mapping[str, Collector]) -> list[MetricCount]:
-    """Series per (metric family, source), largest first.
+def _collector_counts(source: str, collector: Collector) -> list[MetricCount]:
+    """Series per family of any collector, by collecting it: O(series)."""
+    return _family_counts(source, collector.collect())
+
+
+def merge_source(target: str) -> str:
+    """The source name of merge target ``target`` on the pages: ``merge:<name>``."""
+    return f"merge:{target}"
+
+
+def merge_counts(scrapes: Mapping[str, Scrape]) -> list[MetricCount]:
+    """Series per family of each merge target's last scrape (target name -> scrape), as
+    the target served them (before the merge rules drop any)."""
+    counts: list[MetricCount] = []
+    for name, scrape in scrapes.items():
+        counts += _family_counts(merge_source(name), scrape.families)
+    return counts
+
+
+def count_series(
+    collectors: Mapping[str, Collector], extra: Iterable[MetricCount] = ()
+) -> list[MetricCount]:
+    """Series per (metric family, source), largest first, with ``extra`` counts (the
+    merge targets', `merge_counts`).
 
     A collector exposing an ingest ``store`` (`sidecar.ingest.collector.OtlpCollector`) is
     counted from the store's families, never rendered: 100,000 ingested series cost
     microseconds instead of seconds on the event loop.
     """
-    counts: list[MetricCount] = []
+    counts: list[MetricCount] = list(extra)
     for source, collector in collectors.items():
         store = getattr(collector, "store", None)
         if isinstance(store, MetricStore):
@@ -96,9 +127,12 @@ def count_series(collectors: Mapping[str, Collector]) -> list[MetricCount]:
     return sorted((c for c in counts if c.series), key=lambda c: (-c.series, c.metric, c.source))
 
 
-def series_report(collectors: Mapping[str, Collector], limit: int) -> dict[str, object]:
-    """The JSON of ``GET /debug/series``: totals, per source, per metric (top ``limit``)."""
-    counts = count_series(collectors)
+def series_report(
+    collectors: Mapping[str, Collector], limit: int, extra: Iterable[MetricCount] = ()
+) -> dict[str, object]:
+    """The JSON of ``GET /debug/series``: totals, per source, per metric (top ``limit``);
+    ``extra`` as in `count_series`."""
+    counts = count_series(collectors, extra)
     per_source: Counter[str] = Counter()
     per_metric: Counter[str] = Counter()
     for c in counts:

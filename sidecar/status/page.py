@@ -64,6 +64,7 @@ class StatusView:
     sources: Sequence[SourceInfo] = ()
     store: Mapping[str, float] = field(default_factory=dict)
     merge: Mapping[str, float] = field(default_factory=dict)
+    merge_series: Mapping[str, int] = field(default_factory=dict)  # merge:<target> -> series
     export: Mapping[str, float] = field(default_factory=dict)
     top_metrics: Sequence[MetricCount] = ()
     refresh: bool = True
@@ -218,6 +219,12 @@ def _ingest_section(view: StatusView) -> str:
         parts += [
             "<h2>Merge targets (scrapes)</h2>",
             _table(("target result", "scrapes"), merge, ""),
+        ]
+    if view.merge_series:
+        rows = [_row(escape(k), _number(v), numeric=(1,)) for k, v in view.merge_series.items()]
+        parts += [
+            "<h2>Merge targets (series in the last scrape)</h2>",
+            _table(("source", "series"), rows, ""),
         ]
     if export:
         parts += ["<h2>OTLP export</h2>", _table(("result", "exports"), export, "")]

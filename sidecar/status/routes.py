@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -21,7 +21,14 @@ from prometheus_client.registry import Collector
 from sidecar import __version__
 from sidecar.admin import PROTECTED_KEY, Readiness
 from sidecar.config import Config, dump_yaml, redact_url, to_dict
-from sidecar.status.inventory import SourceInfo, count_series, series_report
+from sidecar.merge.fetch import Scrape
+from sidecar.status.inventory import (
+    MetricCount,
+    SourceInfo,
+    count_series,
+    merge_counts,
+    series_report,
+)
 from sidecar.status.page import StatusView, render_page
 from sidecar.status.sampler import TrafficSampler
 
@@ -52,6 +59,8 @@ class StatusSources:
         sources: the OTLP sources seen, when ingest is enabled.
         live_config: the configuration in effect now (it changes on SIGHUP); ``config``
             when not given.
+        merged: each merge target's last successful scrape by name
+            (`sidecar.merge.MergeScraper.recent`: a recent one, else scraped now).
     """
 
     config: Config
@@ -62,6 +71,7 @@ class StatusSources:
     sampler: TrafficSampler
     sources: Callable[[], Sequence[SourceInfo]] | None = None
     live_config: Callable[[], Config] | None = None
+    merged: Callable[[], Awaitable[Mapping[str, Scrape]]] | None = None
 
     def current(self) -> Config:
         """The configuration in effect at this moment."""
@@ -152,8 +162,17 @@ def _store_totals(collector: Collector | None) -> dict[str, float]:
     return totals
 
 
+async def _merge_counts(sources: StatusSources) -> list[MetricCount]:
+    """Series per family of every merge target, from its last scrape."""
+    return merge_counts(await sources.merged()) if sources.merged is not None else []
+
+
 async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView:
     own = sources.collectors.get("sidecar")
+    merged = await _merge_counts(sources)
+    merge_series: dict[str, int] = {}
+    for count in merged:
+        merge_series[count.source] = merge_series.get(count.source, 0) + count.series
     sampler = sources.sampler
     routes = sampler.window()
     config = sources.current()
@@ -176,7 +195,8 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         store=_store_totals(own),
         merge=_values(own, "sidecar_merge_scrapes_total", "target result"),
         export=_values(own, "sidecar_export_total", "result"),
-        top_metrics=memo.get("top", lambda: count_series(sources.collectors)[:TOP_METRICS]),
+        merge_series=merge_series,
+        top_metrics=memo.get("top", lambda: count_series(sources.collectors, merged)[:TOP_METRICS]),
         refresh=refresh,
         metrics_path=config.admin.metrics_path,
     )
@@ -201,7 +221,8 @@ async def debug_series(request: web.Request) -> web.Response:
             {"error": f"limit must be an integer from 1 to {MAX_SERIES_LIMIT}, got {raw!r}"},
             status=400,
         )
-    report = series_report(request.app[STATUS_KEY].collectors, int(raw))
+    sources = request.app[STATUS_KEY]
+    report = series_report(sources.collectors, int(raw), await _merge_counts(sources))
     return web.json_response(report, dumps=lambda d: json.dumps(d, indent=2))
 
 

@@ -7,8 +7,12 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sidecar.config import MergeTarget
+from sidecar.merge import fetch
+from sidecar.merge.fetch import Result, Scrape, parse_exposition
+from sidecar.merge.rawtext import Unsupported
 from sidecar.observability import Metrics, Module
-from sidecar.status.inventory import count_series, ingest_sources, series_report
+from sidecar.status.inventory import count_series, ingest_sources, merge_counts, series_report
 from sidecar.status.page import sparkline
 from sidecar.status.sampler import TrafficSampler, histogram_quantile, route_totals
 
@@ -94,6 +98,62 @@ def test_series_counts_per_metric_and_source() -> None:
     assert report["sources"] == {"ingest": 3, "sidecar": 2}
     assert report["total"] == 5
     assert report["metrics"] == [{"metric": "jobs_total", "series": 4}]
+
+
+MERGED_TEXT = """\
+# HELP jobs_total Jobs.
+# TYPE jobs_total counter
+jobs_total{queue="a"} 1
+jobs_total{queue="b"} 2
+# HELP temp Temp.
+# TYPE temp gauge
+temp 1
+# HELP lat Latency.
+# TYPE lat histogram
+lat_bucket{le="1",route="/a"} 1
+lat_bucket{le="+Inf",route="/a"} 1
+lat_count{route="/a"} 1
+lat_sum{route="/a"} 0.5
+"""
+MERGED_OPENMETRICS = """\
+# HELP jobs Jobs.
+# TYPE jobs counter
+jobs_total{queue="a"} 1
+jobs_created{queue="a"} 1.7e+09
+jobs_total{queue="b"} 2
+jobs_created{queue="b"} 1.7e+09
+jobs_total{queue="c"} 3
+jobs_created{queue="c"} 1.7e+09
+# EOF
+"""
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw-families", "prometheus-client"])
+def test_merge_target_series_per_metric(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not fast:  # every body through prometheus_client's parsers
+        monkeypatch.setattr(fetch, "parse_fast", _refuse)
+    target = MergeTarget(name="app", url="http://127.0.0.1:1/metrics")
+    scrapes = {
+        "app": Scrape(target, Result.SUCCESS, parse_exposition(MERGED_TEXT, False)),
+        "om": Scrape(target, Result.SUCCESS, parse_exposition(MERGED_OPENMETRICS, True)),
+    }
+    counts = merge_counts(scrapes)
+    assert sorted((c.source, c.metric, c.series) for c in counts) == [
+        ("merge:app", "jobs_total", 2),
+        ("merge:app", "lat", 1),  # buckets, count and sum of one label set: one series
+        ("merge:app", "temp", 1),
+        ("merge:om", "jobs_total", 3),  # _created lines are not series of their own
+    ]
+    report = series_report({}, limit=2, extra=counts)
+    assert report["sources"] == {"merge:app": 4, "merge:om": 3}
+    assert report["metrics"] == [
+        {"metric": "jobs_total", "series": 5},
+        {"metric": "lat", "series": 1},
+    ]
+
+
+def _refuse(*_: object) -> None:
+    raise Unsupported("prometheus_client's parsers, on purpose")
 
 
 def test_ingest_sources_from_store_shapes() -> None:
@@ -282,6 +342,7 @@ def test_page_sections_for_merge_export_and_trouble() -> None:
         routes={"/a": RouteStats(rate=2.5, error_ratio=0.25, p50=1.0, p99=math.nan)},
         sources=(SourceInfo("svc", "i-1", 4.0, 12, accepted=100, rejected=3),),
         merge={"app ok": 10.0, "app timeout": 2.0},
+        merge_series={"merge:app": 1234},
         export={"success": 4.0},
     )
     page = render_page(view)
@@ -292,5 +353,7 @@ def test_page_sections_for_merge_export_and_trouble() -> None:
     assert '<span class="bad">25.0%</span>' in page
     assert "Merge targets (scrapes)" in page
     assert "<td>app timeout</td>" in page
+    assert "Merge targets (series in the last scrape)" in page
+    assert '<td>merge:app</td><td class="num">1,234</td>' in page
     assert "OTLP export" in page
     assert '<td class="num">100</td><td class="num">3</td>' in page
