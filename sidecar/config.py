@@ -382,9 +382,8 @@ class ServiceConfig:
     name: str = field(default="causality-sidecar", metadata=_opt(_non_empty_str))
 
 
-def _ca_file(value: Any) -> str:
+def _check_ca_file(path: str) -> None:
     """A readable PEM bundle of at least one CA certificate (loaded once here to check it)."""
-    path = _non_empty_str(value)
     if not Path(path).is_file():
         raise ValueError(f"no such file: {path!r}")
     try:
@@ -397,7 +396,6 @@ def _ca_file(value: Any) -> str:
         ssl.create_default_context(cafile=path)
     except (ssl.SSLError, OSError) as exc:
         raise ValueError(f"{path!r} is not a valid PEM certificate bundle: {exc}") from None
-    return path
 
 
 def _server_name(value: Any) -> str:
@@ -410,7 +408,7 @@ def _server_name(value: Any) -> str:
 class UpstreamTlsConfig:
     """TLS to an ``https://`` upstream: verified against the system CAs by default."""
 
-    ca_file: str | None = field(default=None, metadata=_opt(_optional(_ca_file)))
+    ca_file: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
     server_name: str | None = field(default=None, metadata=_opt(_optional(_server_name)))
     insecure_skip_verify: bool = field(default=False, metadata=_BOOL)
 
@@ -777,6 +775,11 @@ def check_files(config: Config) -> None:
     """
     if config.admin.bearer_token_file:
         read_token_file(config.admin.bearer_token_file)
+    if config.proxy.upstream_tls.ca_file is not None:
+        try:
+            _check_ca_file(config.proxy.upstream_tls.ca_file)
+        except ValueError as exc:
+            raise ConfigError("proxy.upstream_tls.ca_file", str(exc)) from None
     tls = config.admin.tls
     if tls.cert_file is not None and tls.key_file is not None:
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.config import ConfigError, UpstreamTlsConfig, load_config
+from sidecar.config import ConfigError, UpstreamTlsConfig, config_from_dict, load_config
 from tests.proxy.tls_upstream import make_certificates
 
 NOT_PEM = "just some text\n"
@@ -103,3 +103,12 @@ def test_check_config_prints_upstream_tls(files: Path) -> None:
         "server_name": "app.internal",
         "insecure_skip_verify": False,
     }
+
+
+def test_ca_file_is_checked_where_the_config_is_loaded_only() -> None:
+    """`config_from_dict` validates a config meant for another machine (a chart's
+    rendered values): the file is looked at by `load_config` and `run`, not there."""
+    raw = {"proxy": {"upstream": "https://app:8443", "upstream_tls": {"ca_file": "/nope.pem"}}}
+    assert config_from_dict(raw).proxy.upstream_tls.ca_file == "/nope.pem"
+    with pytest.raises(ConfigError, match=r"^proxy\.upstream_tls: is set"):
+        config_from_dict({"proxy": {"upstream_tls": {"ca_file": "/nope.pem"}}})
