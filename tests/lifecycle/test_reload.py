@@ -217,12 +217,18 @@ def test_sighup_switches_logging_format_and_turns_events_on(
         assert _post_batch(proxy) == 200
         assert _samples(car, "causality_events_total") == []  # events are off
         path.write_text("proxy: {unmatched_routes: raw}\nevents: {enabled: true}\n"
-                        "logging: {format: text}\nshutdown: {drain_delay: 0}\n")  # fmt: skip
+                        "logging: {format: text, access_log: true}\nshutdown: {drain_delay: 0}\n")  # fmt: skip
         car.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "SIGHUP: config reloaded" in car.logs(), 10, "the reload logged")
         last = car.logs().splitlines()[-1]
         assert not last.startswith("{")  # text now
-        assert "applied: events.enabled, logging.format; waiting for a restart: nothing" in last
+        assert (
+            "applied: events.enabled, logging.format, logging.access_log; "
+            "waiting for a restart: nothing" in last
+        )
+        assert "GET /users/5 200" not in car.logs()
+        assert http_get(f"{proxy}/users/5")[0] == 200
+        wait_until(lambda: "GET /users/5 200" in car.logs(), 10, "the access log line")
         assert _post_batch(proxy) == 200
 
         def counted() -> float:
