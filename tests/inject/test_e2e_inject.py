@@ -1,7 +1,7 @@
 """End to end: a plain nginx Deployment injected by ``causality-sidecar inject``, the pod run
 on loopback, found and scraped by a real Prometheus through the injected annotations.
 
-The harness is the chart's pod test's (tests/deploy/test_e2e_pod.py): Debian's Prometheus
+The harness is the chart pod test's (tests/deploy/chart.py kubernetes_sd_targets): Debian's Prometheus
 has no Kubernetes service discovery, so its Kubernetes scrape job
 (deploy/prometheus/scrape-kubernetes.yaml) reads ``file_sd_configs`` holding what
 Kubernetes SD would report for the injected pod (one target per container port, with the
@@ -34,8 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.chart import NAMESPACE, Render
-from tests.deploy.test_e2e_pod import POD_NAME, _kubernetes_sd_targets
+from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
 from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.inject.test_mutation import IMAGE, containers
 from tests.proxy.tls_upstream import _wait_port
@@ -45,6 +44,7 @@ from tests.support.prometheus import PrometheusServer, poll, require_tool, start
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("e2e-inject")]
 
 REQUESTS = 20
+POD_NAME = "web-6f7d9c8b5-q8x2z"
 APP_METRICS = (
     "# HELP nginx_app_connections_accepted_total Connections the app accepted.\n"
     "# TYPE nginx_app_connections_accepted_total counter\n"
@@ -172,7 +172,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InjectedPod]:
     env["SIDECAR_LISTEN"] = f"127.0.0.1:{ports['proxy']}"  # 0.0.0.0 -> loopback, same port
     env["SIDECAR_ADMIN_LISTEN"] = f"127.0.0.1:{ports['admin']}"
     sd_file = workdir / "pods.json"
-    sd_file.write_text(json.dumps(_kubernetes_sd_targets(Render((after,), ""))))
+    sd_file.write_text(json.dumps(kubernetes_sd_targets(Render((after,), ""), POD_NAME)))
     scrape = kubernetes_config_with_file_sd(sd_file)["scrape_configs"]
     nginx_dir = workdir / "nginx"
     nginx_dir.mkdir()
