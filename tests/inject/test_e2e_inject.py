@@ -1,8 +1,8 @@
 """End to end: a plain nginx Deployment injected by ``causality-sidecar inject``, the pod run
 on loopback, found and scraped by a real Prometheus through the injected annotations.
 
-The harness is the chart pod test's (tests/deploy/chart.py kubernetes_sd_targets): Debian's Prometheus
-has no Kubernetes service discovery, so its Kubernetes scrape job
+The harness is the chart pod test's (tests/deploy/chart.py, ``kubernetes_sd_targets``):
+Debian's Prometheus has no Kubernetes service discovery, so its Kubernetes scrape job
 (deploy/prometheus/scrape-kubernetes.yaml) reads ``file_sd_configs`` holding what
 Kubernetes SD would report for the injected pod (one target per container port, with the
 pod's annotations); Prometheus's own relabelling then has to find the sidecar's admin
