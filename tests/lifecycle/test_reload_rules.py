@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from sidecar.config import Config, config_from_dict
+from sidecar.events.samples import batch_body
 from sidecar.reload import changed_keys, running_config
 
 
@@ -52,3 +53,32 @@ def test_waiting_keys_stay_listed_until_a_restart() -> None:
     second = running_config(first, second_file)
     assert changed_keys(first, second) == ["proxy.routes"]
     assert changed_keys(second, second_file) == ["proxy.connect_timeout"]
+
+
+def test_inspector_reconfigure_keeps_or_replaces_the_dedup_memory() -> None:
+    """Paths and limits apply at once; the key memory is replaced (empty) only when its
+    own settings change, and the counts carry on either way."""
+    from sidecar.config import EventsConfig
+    from sidecar.events.samples import envelope
+    from tests.events.test_inspector import make_harness
+
+    harness = make_harness(EventsConfig(enabled=True))
+    h = next(harness)
+    event = envelope("screen_view", idempotency_key="key-1")
+    h.batch([event])
+    h.batch([event])
+    assert h.value("causality_events_duplicate_total", type="screen_view") == 1
+
+    moved = EventsConfig(enabled=True, batch_path="/v2/batch")
+    assert h.inspector.reconfigure(moved) is False  # same dedup settings: memory kept
+    assert h.inspector.wants_request("POST", "/v2/batch")
+    assert not h.inspector.wants_request("POST", "/v1/events/batch")
+    h.inspector.inspect_request("/v2/batch", "application/json", batch_body([event]))
+    assert h.value("causality_events_duplicate_total", type="screen_view") == 2
+
+    shorter = EventsConfig(enabled=True, batch_path="/v2/batch", dedup_window=60.0)
+    assert h.inspector.reconfigure(shorter) is True  # a new, empty memory
+    h.inspector.inspect_request("/v2/batch", "application/json", batch_body([event]))
+    assert h.value("causality_events_duplicate_total", type="screen_view") == 2
+    assert h.value("causality_events_total", type="screen_view") == 4
+    assert next(harness, None) is None  # the harness shuts its provider down
