@@ -114,8 +114,13 @@ def test_configmap_config_passes_config_from_dict(scenario: tuple[str, Render]) 
 
 def test_configmap_config_passes_check_config(scenario: tuple[str, Render], tmp_path: Path) -> None:
     name, rendered = scenario
+    config = copy.deepcopy(rendered.sidecar_config)
+    if "bearer_token_file" in config["admin"]:  # the mounted Secret's file, here
+        token = tmp_path / "token"
+        token.write_text("s3cret\n")
+        config["admin"]["bearer_token_file"] = str(token)
     config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump(rendered.sidecar_config))
+    config_file.write_text(yaml.safe_dump(config))
     done = subprocess.run(
         [sys.executable, "-m", "sidecar", "check-config", str(config_file)],
         capture_output=True,
@@ -409,6 +414,28 @@ def test_helm_test_pod_reads_metrics_through_the_pod_ips() -> None:
     url = f"http://{metrics['metadata']['name']}:9100/internal/metrics"
     assert url in script
     assert "sidecar_build_info" in script
+
+
+def test_upstream_tls_and_access_log_pass_the_chart() -> None:
+    config = {
+        "proxy": {
+            "upstream": "https://127.0.0.1:8443",
+            "upstream_tls": {"server_name": "app.internal", "insecure_skip_verify": False},
+        },
+        "logging": {"access_log": True},
+    }
+    rendered = render({"app": {"port": 8443}, "sidecar": {"config": config}})
+    parsed = config_from_dict(rendered.sidecar_config)
+    assert parsed.proxy.upstream_tls.server_name == "app.internal"
+    assert parsed.logging.access_log is True
+
+
+def test_admin_tls_is_refused_until_the_chart_speaks_https() -> None:
+    """The schema knows admin.tls (every config key), but a pod whose probes and scrapers
+    speak HTTP to an HTTPS port would never be ready: the render fails, saying why."""
+    tls = {"cert_file": "/tls/tls.crt", "key_file": "/tls/tls.key"}
+    with pytest.raises(helm.HelmError, match=r"sidecar\.config\.admin\.tls is not supported"):
+        render({"sidecar": {"config": {"admin": {"tls": tls}}}})
 
 
 def test_sidecar_image_repository_is_required() -> None:

@@ -100,6 +100,9 @@ install error instead of ImagePullBackOff). Build and push it from the project's
 {{- define "causality-sidecar.sidecarContainer" -}}
 {{- $ := index . 0 }}
 {{- $native := index . 1 -}}
+{{- if (($.Values.sidecar.config.admin | default dict).tls) }}
+{{- fail "sidecar.config.admin.tls is not supported by this chart yet: its probes, scrape annotations, monitors and helm test speak plain HTTP to the admin port" }}
+{{- end }}
 - name: {{ $.Values.sidecar.name }}
   image: {{ include "causality-sidecar.sidecarImage" $ | quote }}
   imagePullPolicy: {{ $.Values.sidecar.image.pullPolicy }}
