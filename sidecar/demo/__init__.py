@@ -92,6 +92,8 @@ def demo_banner(sidecar: Sidecar, app_listen: str) -> str:
     """What the demo prints (stdout) once it is up: where to look, how to stop."""
     names = {c.name: c for c in sidecar.components}
     admin = local_url(names["admin"].addresses[0])
+    if sidecar.admin_tls is not None:  # admin.tls: the admin port speaks HTTPS
+        admin = "https" + admin.removeprefix("http")
     lines = [
         "causality-sidecar demo is running; press Ctrl-C to stop.",
         f"  metrics:      {admin}{sidecar.config.admin.metrics_path}",
