@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from sidecar.config import ProxyConfig, UpstreamTlsConfig
 from sidecar.proxy.upstream import Upstream
 from tests.proxy.conftest import ProxyFactory, blob, upstream_app
 from tests.proxy.tls_upstream import SERVER_NAME, TlsUpstream, running_nginx
+from tests.support.process import http_get, local_ports, run_sidecar, wait_until
 
 STATIC = blob(3 * 2**20 + 17, seed=7)  # served by nginx itself, over TLS
 
@@ -166,3 +169,38 @@ def test_https_default_port_is_443() -> None:
     upstream = Upstream(ProxyConfig(upstream="https://app.internal"))
     assert (upstream._host, upstream._port) == ("app.internal", 443)
     assert upstream.display == "https://app.internal"
+
+
+@pytest.mark.parametrize(
+    ("port", "cause"),
+    [
+        ("tls", "certificate verify failed: unable to get local issuer certificate"),
+        ("plain", "wrong version number"),
+    ],
+)
+def test_real_sidecar_on_uvloop_refuses_untrusted_and_plain(
+    tls: TlsUpstream, tmp_path: Path, port: str, cause: str
+) -> None:
+    """The real ``causality-sidecar run`` (uvloop's TLS, not asyncio's): an untrusted
+    certificate and a plain-HTTP server behind ``https://`` are 502s, counted and logged."""
+    upstream = f"https://127.0.0.1:{tls.tls_port if port == 'tls' else tls.plain_port}"
+    ports = local_ports("proxy", "admin", "ingest")
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(
+        f"proxy: {{listen: '127.0.0.1:{ports['proxy']}', upstream: '{upstream}'}}\n"
+        f"admin: {{listen: '127.0.0.1:{ports['admin']}'}}\n"
+        f"ingest: {{listen: '127.0.0.1:{ports['ingest']}'}}\n"
+    )
+    admin = f"127.0.0.1:{ports['admin']}"
+    with run_sidecar(["run", "--config", str(config)], admin=admin) as sidecar:
+        status, _, body = http_get(f"http://127.0.0.1:{ports['proxy']}/static")
+        assert (status, body) == (502, b"upstream TLS handshake failed\n")
+        metrics = http_get(sidecar.url("/metrics"))[2].decode()
+        counted = r'sidecar_proxy_errors_total\{[^}]*reason="upstream_tls_error"[^}]*\} 1\.0'
+        assert re.search(counted, metrics)
+        wait_until(lambda: cause in sidecar.logs(), 10, "the failure's log line")
+        [line] = [json.loads(x) for x in sidecar.logs().splitlines() if "upstream_failure" in x]
+    assert line["level"] == "warning"
+    assert line["msg"] == (
+        f"upstream_tls_error on GET /static: answered 502, upstream {upstream} ({cause})"
+    )
