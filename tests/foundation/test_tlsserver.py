@@ -10,6 +10,7 @@ import asyncio
 import ssl
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -143,7 +144,7 @@ async def test_client_certificate_required_refuses_a_client_without_one(
         ) == certificate_der(pair.cert)
         stranger = Pki(tmp_path / "other")
         for context in (pki.client_context(), pki.client_context(stranger.client("x"))):
-            with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            with pytest.raises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
                 await asyncio.to_thread(_get, port, context)
     finally:
         await runner.cleanup()
@@ -174,3 +175,23 @@ def test_bad_files_name_the_field(tmp_path: Path, pki: Pki) -> None:
         with pytest.raises(TlsFileError) as caught:
             load_context(files)
         assert (caught.value.field, text in caught.value.problem) == (field, True), caught.value
+
+
+async def test_a_rotated_client_ca_is_trusted_from_then_on(tmp_path: Path, pki: Pki) -> None:
+    pair = pki.server("tls")
+    ca_file = tmp_path / "client-ca.pem"
+    old_clients = Pki(tmp_path / "old-clients")
+    write_atomically(ca_file, old_clients.ca_file.read_bytes())
+    files = TlsFiles(str(pair.cert), str(pair.key), str(ca_file), client_cert_required=True)
+    runner, port = await _serve(ReloadingServerContext(files).context)
+    try:
+        old = pki.client_context(old_clients.client("prometheus"))
+        assert await asyncio.to_thread(_get, port, old) == b"hello\n"
+        new_clients = Pki(tmp_path / "new-clients")
+        write_atomically(ca_file, new_clients.ca_file.read_bytes())
+        new = pki.client_context(new_clients.client("prometheus"))
+        assert await asyncio.to_thread(_get, port, new) == b"hello\n"
+        with pytest.raises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
+            await asyncio.to_thread(_get, port, old)
+    finally:
+        await runner.cleanup()

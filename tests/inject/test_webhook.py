@@ -240,6 +240,41 @@ def test_a_pod_that_cannot_be_injected_is_allowed_with_the_reason(webhook: Webho
     assert any("not injected" in w and "upstream-port" in w for w in warnings), warnings
 
 
+@pytest.mark.parametrize("obj", ["a string", {"metadata": "not a mapping", "spec": {}}, None])
+def test_an_object_the_mutation_cannot_read_is_allowed_with_a_warning(
+    webhook: Webhook, obj: Any
+) -> None:
+    body = review()
+    body["request"]["object"] = obj
+    answer = webhook.admit(body)  # never a denial, never a 500
+    assert "patch" not in answer["response"]
+    assert answer["response"]["warnings"][0].startswith("causality-sidecar: not injected")
+
+
+def test_a_bug_in_the_mutation_is_a_warning_not_a_denial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in mutation that raises: no real pod makes inject_pod fail (it is written
+    not to), so this is the one place a fake is used, to prove the guarantee around it."""
+    from sidecar.inject import webhook as module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("spec")
+
+    monkeypatch.setattr(module, "inject_pod", broken)
+    hook = module.Webhook(module.InjectSettings(image=IMAGE))
+    answer = hook.review(json.dumps(review()).encode(), namespace_enabled=True)
+    assert answer.body is not None
+    response = answer.body["response"]
+    assert (answer.status, answer.result, response["allowed"], "patch" in response) == (
+        200,
+        "error",
+        True,
+        False,
+    )
+    assert response["warnings"] == [
+        "causality-sidecar: not injected: the injector failed: KeyError: 'spec'"
+    ]
+
+
 def test_a_bad_annotation_is_a_warning_and_the_pod_is_injected(webhook: Webhook) -> None:
     body = review()
     pod = body["request"]["object"]
