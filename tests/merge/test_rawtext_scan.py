@@ -181,3 +181,21 @@ def test_a_real_exporters_body_is_scanned_whole(exporter_url: str) -> None:
     assert scanned is not None, "a real Go exporter's body left the fast path"
     assert {kind for _, kind, *_ in scanned} >= {"counter", "gauge", "summary"}
     assert_scanned_alike(body)
+
+
+def test_parse_small_reads_small_plain_text_bodies_on_the_spot() -> None:
+    from sidecar.merge.rawtext import SMALL_BODY, SMALL_DELEGATED, parse_small
+
+    small = parse_small(GO_LIKE, False, {})
+    assert small is not None
+    assert rendered(small) == outcome(GO_LIKE, True)
+    assert parse_small(GO_LIKE, False, {"source": "app"}) is None  # labels: worker thread
+    assert parse_small(GO_LIKE, True, {}) is None  # OpenMetrics: worker thread
+    big = "# TYPE a gauge\n" + "".join(f'a{{i="{i}"}} 1\n' for i in range(SMALL_BODY // 8))
+    assert len(big) > SMALL_BODY
+    assert parse_small(big, False, {}) is None
+    heavy = "# TYPE s summary\n" + "".join(
+        f's{{quantile="0.5",i="{i}"}} 1\n' for i in range(SMALL_DELEGATED // 20)
+    )
+    assert parse_small(heavy, False, {}) is None  # prometheus_client's part too big
+    assert parse_small("# TYPE a gauge\na{} 1\n", False, {}) is None  # not the scan's layout

@@ -13,9 +13,11 @@ Prometheus's series sets move a little on a shared machine).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,6 +27,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from sidecar.merge.fetch import Result, fetch_target, parse_exposition
 from tests.merge.conftest import MakeRig, target, value
 from tests.support.node_exporter import NodeExporter
 from tests.support.process import local_ports, run_sidecar
@@ -139,3 +142,27 @@ def test_prometheus_stores_the_same_names_directly_and_through_the_sidecar(
         assert targets["via"]["lastError"] == ""
         conflicts = prom.query('sidecar_merge_conflicts_total{job="via",kind="type"}')
         assert conflicts.values() in ([], [0.0])
+
+
+async def test_a_node_exporter_scrape_is_read_without_a_worker_thread(
+    node_exporter: NodeExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its ~57 kB are read on the event loop (0.3 ms) rather than handed to the executor
+    and back, which on a busy machine costs more than the parse; a labelled one is not."""
+    loop = asyncio.get_running_loop()
+    handed: list[object] = []
+    real = loop.run_in_executor
+
+    def spy(executor: Any, func: Any, *args: Any) -> Any:
+        handed.append(func)
+        return real(executor, func, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", spy)
+    async with aiohttp.ClientSession() as session:
+        plain = await fetch_target(session, target("node", node_exporter.url), 5.0)
+        assert plain.result is Result.SUCCESS
+        assert handed == []
+        labelled = await fetch_target(session, target("node", node_exporter.url, a="b"), 5.0)
+        assert labelled.result is Result.SUCCESS
+        assert handed == [parse_exposition]
+    assert len(plain.families) == len(labelled.families) > 200
