@@ -161,11 +161,11 @@ class Webhook:
                 answer = _Answer(400, None, "bad_request", str(exc))
         self.requests.labels(answer.result).inc()
         self.duration.observe(time.perf_counter() - started)
+        headers = {hdrs.CONNECTION: "close"} if not complete else None  # body left unread
         if answer.body is None:
             log.info("%s: %d %s", request.path, answer.status, answer.reason,
                      extra={"event": "webhook_rejected", "result": answer.result})  # fmt: skip
-            return web.Response(status=answer.status, text=f"{answer.reason}\n")
-        headers = {hdrs.CONNECTION: "close"} if not complete else None
+            return web.Response(status=answer.status, text=f"{answer.reason}\n", headers=headers)
         return web.Response(
             body=json.dumps(answer.body, separators=(",", ":")).encode(),
             content_type="application/json",
@@ -176,7 +176,10 @@ class Webhook:
         """The body, and whether it is whole (False: over ``max_body``, a prefix read)."""
         declared = request.content_length
         if declared is not None and declared > self.max_body:
-            return await request.content.read(UID_WINDOW), False
+            prefix = b""
+            while len(prefix) < UID_WINDOW and (chunk := await request.content.read(UID_WINDOW)):
+                prefix += chunk
+            return prefix[:UID_WINDOW], False
         chunks: list[bytes] = []
         size = 0
         while chunk := await request.content.read(65536):
