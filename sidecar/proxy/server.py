@@ -168,7 +168,8 @@ class ProxyHandler:
         )
 
     def _client_left(self, ex: Exchange) -> None:
-        if ex.status == 0 or ex.ttfb is not None:
+        # mid-body, 499; a WebSocket session that opened stays 101 (its client ends it)
+        if ex.status == 0 or (ex.ttfb is not None and not ex.websocket):
             ex.status = STATUS_CLIENT_CLOSED
         self._metrics.error("client_disconnect")
 
@@ -210,6 +211,7 @@ class ProxyHandler:
                 self.going_away,
                 forwarded=self._proxy.forwarded_headers,
                 failures=self.failures,
+                opened=lambda: _websocket_opened(ex),
             )
             ex.status = session.status
             return session
@@ -462,6 +464,12 @@ class _RelayedResponse(web.StreamResponse):
                 headers[CONNECTION] = "keep-alive"
         elif version == HttpVersion11:
             headers[CONNECTION] = "close"
+
+
+def _websocket_opened(ex: Exchange) -> None:
+    """The 101 went out: the session's status (for the access log), and its first byte."""
+    ex.status = 101
+    ex.ttfb = time.perf_counter()
 
 
 def _detail(exc: UpstreamError) -> str:

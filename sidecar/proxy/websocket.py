@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -78,6 +79,7 @@ async def relay_websocket(
     *,
     forwarded: bool = True,
     failures: FailureLog | None = None,
+    opened: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Open the upstream WebSocket first, then accept the client's and pump both ways
     until either side closes, or ``going_away`` is set (both sides then get 1001)."""
@@ -115,6 +117,8 @@ async def relay_websocket(
     metrics.websocket(method, path)
     try:
         await local.prepare(request)
+        if opened is not None:
+            opened()
         await _pump_both(local, remote, going_away)
     finally:
         await remote.close()

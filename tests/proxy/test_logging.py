@@ -117,7 +117,7 @@ async def test_failures_are_rate_limited_per_reason(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="sidecar.proxy.upstream")
     p = await make_proxy(upstream=f"http://127.0.0.1:{free_port()}", routes=("/users/{id}",))
-    p.component.handler.failures.window = 3.0  # the default 10 s, shortened for the test
+    p.component.handler.failures.window = 5.0  # the default 10 s, shortened for the test
     for n in range(20):
         async with p.session.get(f"{p.url}/users/{n}") as r:
             assert r.status == 502
@@ -132,7 +132,7 @@ async def test_failures_are_rate_limited_per_reason(
     await wait_for(lambda: bool(summaries()), timeout=10)  # the window's end: the count
     [summary] = summaries()
     assert summary.getMessage() == (
-        f"upstream_connect_error on GET /users/{{id}} (19 more in the last 3s), "
+        f"upstream_connect_error on GET /users/{{id}} (19 more in the last 5s), "
         f"upstream {p.component.handler.failures.upstream}"
     )
     assert summary.__dict__["suppressed"] == 19
@@ -289,3 +289,20 @@ def test_access_records_suit_every_formatter(fmt: str) -> None:
         assert first.endswith("INFO    sidecar.access: PUT /users/{id} 201")
     assert "sidecar.access INFO proxylog.py:0 write proxylog" in second
     assert second.endswith("PUT /users/{id} 201")
+
+
+async def test_access_log_writes_a_websocket_session_at_its_end(
+    make_proxy: ProxyFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sidecar.proxy.proxylog import AccessLog
+
+    caplog.set_level(logging.INFO, logger="sidecar.access")
+    p = await make_proxy()
+    p.component.handler.access_log = AccessLog("http://upstream")
+    async with p.session.ws_connect(p.url.replace("http", "ws") + "/ws") as ws:
+        await ws.send_str("hi")
+        assert await ws.receive_str(timeout=10) == "hi"
+        assert not [r for r in caplog.records if r.name == "sidecar.access"]  # not yet
+    await wait_for(lambda: any(r.name == "sidecar.access" for r in caplog.records))
+    [line] = [r.__dict__ for r in caplog.records if r.name == "sidecar.access"]
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/ws", 101)
