@@ -21,6 +21,7 @@ from aiohttp import web
 from sidecar.tlsserver import ReloadingServerContext, TlsFileError, TlsFiles, load_context
 from tests.support.tls import (
     Pki,
+    SecretVolume,
     certificate_der,
     served_certificate,
     write_atomically,
@@ -193,5 +194,22 @@ async def test_a_rotated_client_ca_is_trusted_from_then_on(tmp_path: Path, pki: 
         assert await asyncio.to_thread(_get, port, new) == b"hello\n"
         with pytest.raises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
             await asyncio.to_thread(_get, port, old)
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_secret_volume_update_is_picked_up(tmp_path: Path, pki: Pki) -> None:
+    """The kubelet's way: the file names are symlinks that never change; ..data swaps."""
+    volume = SecretVolume(tmp_path / "tls")
+    first, second = pki.server("first"), pki.server("second")
+    volume.write({"tls.crt": first.cert.read_bytes(), "tls.key": first.key.read_bytes()})
+    files = TlsFiles(str(volume.path("tls.crt")), str(volume.path("tls.key")))
+    reloading = ReloadingServerContext(files)
+    runner, port = await _serve(reloading.context)
+    try:
+        assert await _served_der(pki, port) == certificate_der(first.cert)
+        volume.write({"tls.crt": second.cert.read_bytes(), "tls.key": second.key.read_bytes()})
+        assert await _served_der(pki, port) == certificate_der(second.cert)
+        assert (reloading.reloads, reloading.reload_failures) == (1, 0)
     finally:
         await runner.cleanup()

@@ -89,3 +89,35 @@ def certificate_der(path: Path) -> bytes:
     pem = path.read_text(encoding="ascii")
     first = pem[: pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
     return ssl.PEM_cert_to_DER_cert(first)
+
+
+class SecretVolume:
+    """A directory written the way the kubelet's AtomicWriter updates a Secret volume.
+
+    Each update is a new timestamped directory; ``..data`` is a symlink to it, swapped by
+    renaming a fresh symlink over it; every key is a symlink ``KEY -> ..data/KEY`` made once.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._generation = 0
+
+    def path(self, key: str) -> Path:
+        """Where a container reads ``key``."""
+        return self.directory / key
+
+    def write(self, files: dict[str, bytes]) -> None:
+        """Publish ``files`` (key -> content) as one update."""
+        self._generation += 1
+        target = self.directory / f"..2026_12_07_10_00_00.{self._generation:06d}"
+        target.mkdir()
+        for key, data in files.items():
+            (target / key).write_bytes(data)
+        tmp = self.directory / "..data_tmp"
+        tmp.symlink_to(target.name)
+        os.replace(tmp, self.directory / "..data")
+        for key in files:
+            link = self.directory / key
+            if not link.is_symlink():
+                link.symlink_to(f"..data/{key}")
