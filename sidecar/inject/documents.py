@@ -73,8 +73,13 @@ class _Injected:
     injection: Injection
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else an empty one (odd input is passed through)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _name(doc: Mapping[str, Any]) -> str:
-    metadata = doc.get("metadata") or {}
+    metadata = _mapping(doc.get("metadata"))
     name = metadata.get("name") or metadata.get("generateName") or "<unnamed>"
     return f"{doc.get('kind')}/{name}"
 
@@ -147,7 +152,7 @@ def inject_documents(docs: list[Any], settings: InjectSettings) -> InjectResult:
         if template is None:
             result.notes.append(f"{_name(doc)}: unchanged: no pod template")
             continue
-        namespace = (doc.get("metadata") or {}).get("namespace")
+        namespace = _mapping(doc.get("metadata")).get("namespace")
         injection = inject_pod(template, settings, namespace=namespace)
         for warning in injection.warnings:
             result.notes.append(f"{_name(doc)}: warning: {warning}")
@@ -155,7 +160,7 @@ def inject_documents(docs: list[Any], settings: InjectSettings) -> InjectResult:
             result.notes.append(f"{_name(doc)}: unchanged: {injection.reason}")
             continue
         _set_template(doc, injection.pod)
-        labels = (injection.pod.get("metadata") or {}).get("labels") or {}
+        labels = _mapping(_mapping(injection.pod.get("metadata")).get("labels"))
         injected.append(_Injected(namespace, labels, injection))
         result.notes.append(f"{_name(doc)}: injected")
     for service in services:
@@ -164,9 +169,9 @@ def inject_documents(docs: list[Any], settings: InjectSettings) -> InjectResult:
 
 
 def _selects(service: Mapping[str, Any], pod: _Injected) -> bool:
-    namespace = (service.get("metadata") or {}).get("namespace")
-    selector = (service.get("spec") or {}).get("selector") or {}
-    if not isinstance(selector, dict) or not selector:
+    namespace = _mapping(service.get("metadata")).get("namespace")
+    selector = _mapping(_mapping(service.get("spec")).get("selector"))
+    if not selector:
         return False
     # no namespace on one of them: both go where `kubectl apply --namespace` puts them
     if namespace is not None and pod.namespace is not None and namespace != pod.namespace:
@@ -181,7 +186,8 @@ def _retarget(service: dict[str, Any], injected: list[_Injected]) -> str:
         if not _selects(service, pod):
             continue
         upstream, proxy = pod.injection.upstream_port, pod.injection.proxy_port
-        for port in (service.get("spec") or {}).get("ports") or []:
+        ports = _mapping(service.get("spec")).get("ports")
+        for port in ports if isinstance(ports, list) else []:
             if not isinstance(port, dict) or port.get("protocol", "TCP") != "TCP":
                 continue
             target = port.get("targetPort", port.get("port"))

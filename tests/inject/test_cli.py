@@ -151,3 +151,18 @@ def test_the_docs_example_injects_into_valid_restricted_manifests() -> None:
         "/users/{id}",
         "/orders/{id}",
     ]
+
+
+def test_odd_objects_pass_through_without_a_traceback() -> None:
+    odd = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: [1]\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: t}\nspec: {selector: [a], ports: x}\n"
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: [x]}\n"
+        "spec: {containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: [1]}\n"
+    )
+    done = inject(stdin=odd)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Deployment/d: unchanged: no pod template" in done.stderr
+    assert "Pod/p: injected" in done.stderr
