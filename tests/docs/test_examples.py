@@ -54,7 +54,10 @@ bench/README.md and SECURITY.md. Every fenced block needs an info string (its la
     lint is clean. Only charts of this repository (``helm/*``) can be checked.
   - ``kubectl apply -f PATH``: every manifest there validates; ``kubectl port-forward
     KIND/NAME L:R``: a helm install in the same file (or deploy/kubernetes/) renders that
-    object with port R; ``kubectl set image deployment/NAME C=IMAGE``: the container exists.
+    object with port R; ``kubectl set image deployment/NAME C=IMAGE``: the container exists;
+    ``kubectl label namespace NS K=V``: valid labels, and when the file installs a mutating
+    webhook, one whose namespaceSelector the label (and only with it) matches;
+    ``kubectl rollout restart KIND``: a kind that restarts.
   - ``export NAME=VALUE``: set for the block's later commands.
 
   Any other command fails the test: add a checker here, or mark the block.
@@ -108,7 +111,7 @@ BLOCKS = all_blocks()
 CLI = str(Path(sys.executable).with_name("causality-sidecar"))
 COMMAND_TIMEOUT_S = 60
 # At most this many blocks may be marked not runnable (the goal is zero).
-MAX_NOT_RUNNABLE = 1
+MAX_NOT_RUNNABLE = 0
 # The ports the docs use, by what listens there in `causality-sidecar demo`.
 DOC_PORTS = {8000: "proxy", 9464: "admin", 4318: "otlp", 8080: "app"}
 _HOST_PORT = re.compile(r"(?<![\w.-])(?:localhost|127\.0\.0\.1):(\d+)\b")
@@ -725,8 +728,61 @@ def run_kubectl(command: Command, words: list[str], session: Session) -> None:
                     assert container in names, (container, names)
                     return
         pytest.fail(f"{command.source}: no {kind}/{name} in deploy/kubernetes/")
+    elif sub == "label" and args[1] == "namespace":
+        check_namespace_label(args[2], args[3:], session.block.path)
+    elif sub == "rollout" and args[1] == "restart":
+        kind = args[2].partition("/")[0]
+        assert kind in {"deployment", "daemonset", "statefulset"}, command.source
     else:
         pytest.fail(f"{command.source}: no checker for `kubectl {sub}`")
+
+
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels, matchExpressions) against ``labels``."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def check_namespace_label(namespace: str, assignments: list[str], path: str) -> None:
+    """The labels are valid; a webhook the same file installs selects the labelled namespace."""
+    labels = {"kubernetes.io/metadata.name": namespace}
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        assert _LABEL_KEY.fullmatch(key), key
+        assert len(value) <= 63, value
+        assert _LABEL_VALUE.fullmatch(value), value
+        labels[key] = value
+    selectors = [
+        webhook.get("namespaceSelector", {})
+        for release, install in documented_installs(path).items()
+        for doc in install.render(release)
+        if doc["kind"] == "MutatingWebhookConfiguration"
+        for webhook in doc["webhooks"]
+    ]
+    if selectors:  # the label is what turns a documented webhook on for that namespace
+        matched = [s for s in selectors if selector_matches(s, labels)]
+        unlabelled = {"kubernetes.io/metadata.name": namespace}
+        assert any(not selector_matches(s, unlabelled) for s in matched), (labels, selectors)
 
 
 SHELL_CHECKS = {
@@ -805,6 +861,7 @@ def test_commands_are_split_as_documented() -> None:
         ("sh", "docker build -t causality-sidecar:dev --build-arg NO_SUCH_ARG=1 .\n"),
         ("sh", "docker run --rm --privileged causality-sidecar:dev\n"),
         ("sh", "wget http://127.0.0.1:9464/metrics\n"),
+        ("sh", "kubectl label namespace shop sidecar.causality.dev/injection=on!\n"),
     ],
     ids=[
         "flow-list-routes",
@@ -821,6 +878,7 @@ def test_commands_are_split_as_documented() -> None:
         "unknown-build-arg",
         "unknown-run-flag",
         "unknown-command",
+        "bad-label-value",
     ],
 )
 def test_a_broken_example_fails(lang: str, text: str, demo: SidecarProcess, tmp_path: Path) -> None:
