@@ -567,7 +567,8 @@ def _scan_text(body: str, delegated: int | None = None) -> list[RawFamily | Fami
     write); None when the body is laid out otherwise, or (with ``delegated``) when
     more bytes than that would go to prometheus_client's parser."""
     scanned = scan_text(body)
-    if scanned is None or len({name for name, *_ in scanned}) != len(scanned):
+    names = {name for name, *_ in scanned} if scanned is not None else set()
+    if scanned is None or len(names) != len(scanned):
         return None  # a family repeated: the block-by-block way refuses it
     if delegated is not None:
         heavy = sum(
@@ -594,7 +595,10 @@ def _scan_text(body: str, delegated: int | None = None) -> list[RawFamily | Fami
         if counter:
             family.split = len(family.chunks)
         out.append(family)
-    return fold_created(out)
+    # a gauge x_created after a counter, histogram or summary x goes into x (rare: not
+    # client_golang's; prometheus_client's text writes one for every counter)
+    created = any(name.endswith("_created") for name in names)
+    return fold_created(out) if created else out
 
 
 def _raw_family(block: _Block, openmetrics: bool) -> RawFamily:
