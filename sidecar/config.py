@@ -190,12 +190,13 @@ def parse_http_url(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected an http:// URL, got {value!r}")
     parts = urlsplit(value)
+    shown = redact_url(value)  # an error message is an output too: no credentials in it
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// URL like http://127.0.0.1:8080, got {value!r}")
+        raise ValueError(f"expected an http:// URL like http://127.0.0.1:8080, got {shown!r}")
     try:
         _ = parts.port
     except ValueError:
-        raise ValueError(f"bad port in URL {value!r}") from None
+        raise ValueError(f"bad port in URL {shown!r}") from None
     return value.rstrip("/") if parts.path in ("", "/") else value
 
 
@@ -349,6 +350,29 @@ def redact_url(url: str) -> str:
             fragment=REDACTED if parts.fragment else "",
         )
     )
+
+
+def _headers(value: Any) -> Mapping[str, str]:
+    """Header names to values, all strings; an error never quotes a value."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of header names to values, got {value!r}")
+    for name, given in value.items():
+        if not isinstance(name, str) or not isinstance(given, str):
+            raise ValueError(
+                f"expected string header names and values; the value of {name!r} is not "
+                f"a string (got {type(given).__name__}; quote it)"
+            )
+    return types.MappingProxyType(dict(value))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error with its place but without the lines of the file it quotes (a line
+    may hold a credential)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return type(exc).__name__
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -554,7 +578,7 @@ class OtlpExportConfig:
     interval: float = field(default=30.0, metadata=_POSITIVE_DURATION)
     headers: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}),
-        metadata=_opt(_str_map, dict, secret=redact_headers),
+        metadata=_opt(_headers, dict, secret=redact_headers),
     )
 
 
@@ -674,7 +698,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        problem = yaml_problem(exc)
+        raise ConfigError("", f"config file {str(path)!r} is not valid YAML: {problem}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -736,7 +761,7 @@ def _read_inline_config(text: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"{CONFIG_YAML_ENV} is not valid YAML: {exc}") from None
+        raise ConfigError("", f"{CONFIG_YAML_ENV} is not valid YAML: {yaml_problem(exc)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

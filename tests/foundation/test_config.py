@@ -111,7 +111,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("bad-route", "proxy: {routes: [users]}", r"^proxy\.routes: expected a route template"),
     ("bad-buckets", "proxy: {latency_buckets_ms: [5, 1]}", r"^proxy\.latency_buckets_ms: bucket bounds"),
     ("bad-list", "ingest: {promote_resource_attributes: service.name}", r"^ingest\.promote_resource_attributes: expected a list"),
-    ("bad-headers", "export: {otlp: {headers: {x: 1}}}", r"^export\.otlp\.headers: expected a mapping of strings"),
+    ("bad-headers", "export: {otlp: {headers: {x: 1}}}", r"^export\.otlp\.headers: expected string header names and values"),
     ("target-no-url", "merge: {targets: [{name: app}]}", r"^merge\.targets\[0\]\.url: is required"),
     ("target-dup", "merge: {targets: [{name: a, url: 'http://x:1'}, {name: a, url: 'http://y:1'}]}", r"^merge\.targets\[1\]\.name: duplicate"),
     ("target-unknown", "merge: {targets: [{name: a, url: 'http://x:1', tls: true}]}", r"^merge\.targets\[0\]\.tls: unknown key"),
@@ -354,3 +354,30 @@ def test_redact_url(url: str, expected: str) -> None:
 )  # fmt: skip
 def test_redact_headers(headers: dict[str, str], expected: dict[str, str]) -> None:
     assert redact_headers(headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "secret"),
+    [("export: {otlp: {endpoint: 'htp://u:pw-1a@c:4318/?k=tok-2b'}}",
+      "export.otlp.endpoint: expected an http:// URL like http://127.0.0.1:8080, "
+      "got 'htp://<redacted>@c:4318/?k=<redacted>'", ("pw-1a", "tok-2b")),
+     ("proxy: {upstream: 'http://u:pw-3c@h:99999/?t=tok-4d'}",
+      "proxy.upstream: bad port in URL 'http://<redacted>@h:99999/?t=<redacted>'",
+      ("pw-3c", "tok-4d")),
+     ("export: {otlp: {headers: {x-honeycomb-team: 123456789}}}",
+      "export.otlp.headers: expected string header names and values; the value of "
+      "'x-honeycomb-team' is not a string (got int; quote it)", ("123456789",)),
+     ("export:\n  otlp:\n    headers:\n      a: b\n     x-team: hc-5e6f\n",
+      "is not valid YAML: expected <block end>, but found '<block mapping start>' "
+      "(line 5, column 6)", ("hc-5e6f",))],
+    ids=["bad-scheme", "bad-port", "header-not-a-string", "yaml-syntax"],
+)  # fmt: skip
+def test_config_errors_quote_no_secret(
+    tmp_path: Path, text: str, message: str, secret: tuple[str, ...]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert message in str(caught.value)
+    assert [s for s in secret if s in str(caught.value)] == []
