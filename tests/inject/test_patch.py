@@ -31,14 +31,14 @@ def apply(src: Any, ops: list[dict[str, Any]]) -> Any:
     return jsonpatch.apply_patch(copy.deepcopy(src), json.loads(json.dumps(ops)))
 
 
-def _templates(doc: Any) -> list[dict[str, Any]]:
+def pod_templates(doc: Any) -> list[dict[str, Any]]:
     """Every pod template (or Pod) in a corpus document."""
     if not isinstance(doc, dict):
         return []
     if doc.get("kind") == "Pod":
         return [doc]
     if doc.get("kind") == "List":
-        return [t for item in doc.get("items", []) for t in _templates(item)]
+        return [t for item in doc.get("items", []) for t in pod_templates(item)]
     spec = doc.get("spec") or {}
     if "jobTemplate" in spec:
         return [spec["jobTemplate"]["spec"]["template"]]
@@ -51,7 +51,7 @@ def _corpus_pods() -> list[Any]:
         if path.name.endswith(".injected.yaml"):
             continue
         for doc in yaml.safe_load_all(path.read_text()):
-            for template in _templates(doc):
+            for template in pod_templates(doc):
                 pods.append(pytest.param(template, id=f"{path.stem}:{len(pods)}"))
     return pods
 

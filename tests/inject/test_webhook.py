@@ -29,6 +29,9 @@ import jsonpatch
 import pytest
 import yaml
 
+from tests.inject.test_mutation import CORPUS, corpus_names
+from tests.inject.test_mutation import IMAGE as CORPUS_IMAGE
+from tests.inject.test_patch import pod_templates
 from tests.support.process import (
     SidecarProcess,
     free_port,
@@ -39,7 +42,7 @@ from tests.support.process import (
 from tests.support.tls import Pki, certificate_der, served_certificate, write_atomically
 
 REVIEWS = Path(__file__).parent / "reviews"
-IMAGE = "registry.example.com/causality-sidecar:1.0.0"
+IMAGE = CORPUS_IMAGE  # the image of the corpus's golden outputs (the command's)
 SERVICE_NAME = "causality-sidecar-injector.causality-system.svc"
 MAX_BODY = 64 * 1024
 
@@ -177,6 +180,35 @@ def test_an_unnamed_app_port_gets_one_warning_naming_the_proxy_port(webhook: Web
     assert len(warnings) == 1, warnings
     assert "has no name" in warnings[0]
     assert "set its targetPort to 8000" in warnings[0]
+
+
+def corpus_reviews() -> list[Any]:
+    """(review of each corpus pod template as a Pod CREATE, the command's golden template)."""
+    cases = []
+    for name in corpus_names():
+        inputs = yaml.safe_load_all((CORPUS / f"{name}.yaml").read_text())
+        goldens = yaml.safe_load_all((CORPUS / f"{name}.injected.yaml").read_text())
+        for index, (doc, golden) in enumerate(zip(inputs, goldens, strict=True)):
+            namespace = ((doc or {}).get("metadata") or {}).get("namespace") or "default"
+            for template, expected in zip(pod_templates(doc), pod_templates(golden), strict=True):
+                body = review()
+                pod = {"apiVersion": "v1", "kind": "Pod", **copy.deepcopy(template)}
+                pod.setdefault("metadata", {})["namespace"] = namespace
+                body["request"].update(namespace=namespace, object=pod)
+                want = {"apiVersion": "v1", "kind": "Pod", **copy.deepcopy(expected)}
+                want.setdefault("metadata", {})["namespace"] = namespace
+                cases.append(pytest.param(body, want, id=f"{name}[{index}]"))
+    return cases
+
+
+@pytest.mark.parametrize(("body", "expected"), corpus_reviews())
+def test_every_corpus_pod_is_injected_as_the_command_does(
+    webhook: Webhook, body: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    pod = body["request"]["object"]
+    answer = webhook.admit(body)
+    result = patched(answer, pod) if "patch" in answer["response"] else pod
+    assert result == expected
 
 
 def test_opt_in_path_injects_an_annotated_pod_like_the_cli(webhook: Webhook) -> None:
