@@ -284,8 +284,15 @@ class UnifiedCollector:
                 flush()
                 tail = len(chunks)
             if openmetrics and family.type == COUNTER and family.name in claimed:
-                flush()  # its bare name is another family's: named as in text
-                pending.extend(_text_named(family))
+                # its bare name is another family's: named as in text
+                as_text: Callable[[list[str]], None] | None = getattr(
+                    family, "render_text_named", None
+                )
+                flush()
+                if as_text is not None:  # a raw family writes itself so
+                    as_text(lines)
+                else:
+                    pending.extend(_text_named(family))
             elif isinstance(family, Metric):
                 if lines:
                     flush()

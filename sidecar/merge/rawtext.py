@@ -174,6 +174,21 @@ class RawFamily:
             for chunk in self.chunks
         )
 
+    def render_text_named(self, out: list[str]) -> None:
+        """A counter in OpenMetrics named as text names it (`sidecar.unified`: when another
+        family has its bare name): an ``unknown`` family ``<name>_total`` and, when it has
+        them, a gauge ``<name>_created``."""
+        if self.split is not None:
+            totals, later = self.chunks[: self.split], self.chunks[self.split :]
+        else:
+            totals, later = _split_created(self.chunks, self.name + "_created")
+        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+        for suffix, kind, chunks in (("_total", "unknown", totals), ("_created", "gauge", later)):
+            if chunks or suffix == "_total":
+                shown = self.name + suffix
+                out.append(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
+                out.extend(chunks)
+
     def to_metric(self) -> Metric:
         """The same family as a prometheus_client `Metric` (for merging and conversion)."""
         metric = Metric(self.name, self.documentation, self.type, self.unit)

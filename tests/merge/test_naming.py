@@ -138,7 +138,7 @@ def test_text_gauge_foo_and_counter_foo_total_both_survive(module: Module, path:
         assert text == GAUGE_AND_COUNTER
         assert om == (
             "# HELP foo Bytes in use.\n# TYPE foo gauge\nfoo 1\n"
-            "# HELP foo_total Bytes ever allocated.\n# TYPE foo_total unknown\nfoo_total 2.0\n"
+            "# HELP foo_total Bytes ever allocated.\n# TYPE foo_total unknown\nfoo_total 2\n"
             "# EOF\n"
         )
     assert _conflicts(module) == {}
