@@ -518,6 +518,35 @@ class AdminConfig:
     tls: AdminTlsConfig = field(default_factory=AdminTlsConfig)
 
 
+def _attribute_names(value: Any) -> tuple[str, ...]:
+    names = _str_list(value)
+    for name in names:
+        _non_empty_str(name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"expected distinct attribute names, got {value!r}")
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    """Pod-level aggregation: one series from many worker processes (sidecar.ingest.store).
+
+    Streams that differ only in ``attributes`` (resource attributes) are one series;
+    ``gauges`` says how the workers' gauges combine; a worker silent for ``idle`` is retired.
+    """
+
+    attributes: tuple[str, ...] = field(default=(), metadata=_opt(_attribute_names, list))
+    gauges: Literal["sum", "max", "min", "last", "each"] = field(
+        default="sum", metadata=_opt(_one_of("sum", "max", "min", "last", "each"))
+    )
+    idle: float = field(default=120.0, metadata=_POSITIVE_DURATION)
+
+    @property
+    def enabled(self) -> bool:
+        """Workers are aggregated (some attribute tells them apart)."""
+        return bool(self.attributes)
+
+
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     """The local OTLP/HTTP metrics receiver and its store."""
@@ -535,6 +564,7 @@ class IngestConfig:
     target_info: bool = field(default=True, metadata=_BOOL)
     exponential_max_buckets: int = field(default=40, metadata=_POSITIVE)
     scope_labels: bool = field(default=True, metadata=_BOOL)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,14 +29,21 @@ def ingest_state(config: Config, module: Module, series: SeriesGauge | None = No
         max_series_per_metric=ingest.max_series_per_metric,
         series_ttl=ingest.series_ttl,
         exponential_max_buckets=ingest.exponential_max_buckets,
+        worker_gauges=ingest.workers.gauges,
+        worker_idle=ingest.workers.idle,
     )
     # the series callback reads ``store`` when observed, by then it is bound
-    instruments = IngestInstruments.create(module.meter, lambda: len(store), series)
-    store = MetricStore(limits, on_expired=instruments.expired.add)
+    instruments = IngestInstruments.create(
+        module.meter, lambda: len(store), series, workers=lambda: len(store.workers)
+    )
+    store = MetricStore(
+        limits, on_expired=instruments.expired.add, on_retired=instruments.workers_retired.add
+    )
     rules = TranslationRules(
         promote_resource_attributes=ingest.promote_resource_attributes,
         scope_labels=ingest.scope_labels,
         target_info=ingest.target_info,
+        worker_attributes=ingest.workers.attributes,
     )
     return IngestState(store, Translator(rules), instruments, ingest.max_body_bytes)
 

@@ -60,10 +60,16 @@ class IngestInstruments:
     rejected: Counter
     expired: Counter
     overflow: Counter
+    workers_retired: Counter
 
     @classmethod
     def create(
-        cls, meter: Meter, series_count: Callable[[], int], series: SeriesGauge | None = None
+        cls,
+        meter: Meter,
+        series_count: Callable[[], int],
+        series: SeriesGauge | None = None,
+        *,
+        workers: Callable[[], int] = lambda: 0,
     ) -> IngestInstruments:
         """Create the instruments; ``series_count`` feeds ``sidecar_series{source="ingest"}``.
 
@@ -71,8 +77,18 @@ class IngestInstruments:
             meter: the sidecar module's meter.
             series_count: how many series the store holds.
             series: the shared `SeriesGauge`; a new one (on ``meter``) when None.
+            workers: how many worker processes are live (``sidecar_ingest_workers``).
         """
         (series or SeriesGauge(meter)).add_source(SOURCE_INGEST, series_count)
+
+        def observe_workers(_options: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(workers())
+
+        meter.create_observable_gauge(
+            "sidecar.ingest.workers",
+            callbacks=[observe_workers],
+            description="Worker processes whose streams are aggregated (ingest.workers)",
+        )
         return cls(
             requests=meter.create_counter(
                 "sidecar.otlp.requests", description="OTLP/HTTP export requests, by status code"
@@ -89,4 +105,8 @@ class IngestInstruments:
                 description="Ingested series dropped after series_ttl idle",
             ),
             overflow=cardinality_overflow(meter),
+            workers_retired=meter.create_counter(
+                "sidecar.ingest.workers.retired",
+                description="Worker processes retired after ingest.workers.idle silent",
+            ),
         )

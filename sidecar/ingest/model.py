@@ -125,6 +125,7 @@ class Metric:
     temporality: Temporality
     points: list[Point]
     source: SourceKey = ("", "")  # the pushing resource's (service.name, service.instance.id)
+    worker: str = ""  # the pushing worker process (ingest.workers.attributes), "" = none
 
 
 @dataclass(slots=True)
@@ -136,6 +137,7 @@ class Batch:
     points: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     source: SourceKey = ("", "")  # the resource being translated (set per resource)
+    worker: str = ""  # its worker key (ingest.workers.attributes), "" when it names none
     source_rejected: dict[SourceKey, int] = field(default_factory=dict)
 
     def reject(self, reason: str, count: int = 1) -> None:

@@ -97,11 +97,13 @@ def create_ingest_app(state: IngestState) -> web.Application:
 async def _expiry_timer(app: web.Application) -> AsyncIterator[None]:
     """Expire idle series on a timer, whether or not anyone scrapes."""
     store = app[STATE].store
-    interval = min(max(store.limits.series_ttl / 4, EXPIRY_INTERVAL_MIN), EXPIRY_INTERVAL_MAX)
+    horizon = min(store.limits.series_ttl, store.limits.worker_idle)
+    interval = min(max(horizon / 4, EXPIRY_INTERVAL_MIN), EXPIRY_INTERVAL_MAX)
 
     async def run() -> None:
         while True:
             await asyncio.sleep(interval)
+            await store.gate.writable()  # not while a scrape reads the store
             store.expire()
 
     task = asyncio.create_task(run(), name="ingest-expiry")
@@ -155,6 +157,7 @@ async def _export(
         raise _error(413, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
     except CorruptBody as exc:  # bad compression, or an UndecodableBody
         raise _error(400, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
+    await state.store.gate.writable()  # not while a scrape reads it; no await until written
     outcome = state.store.apply(batch)
     rejected = _merge_rejections(batch, outcome)
     _record(state.instruments, batch, outcome, rejected)

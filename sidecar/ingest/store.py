@@ -8,16 +8,30 @@ ones (the receiver runs it on a timer). Per metric, new series beyond
 ``otel_metric_overflow="true"`` whose totals stay right; ``max_series`` bounds the whole
 store. A rejected point never touches a series: every check happens before any write.
 
-The store is not thread-safe: it is mutated and rendered on the event loop only, and the
-renderer walks it synchronously, so a scrape always sees one consistent state.
+Pod-level aggregation (``ingest.workers``): a point of a resource that names a worker
+(`Metric.worker`) writes one pod-level series shared by every worker, while each worker's
+stream keeps its own last state (start, time, value). Cumulative points add their increase
+since the worker's last point (all of it after a reset, as the overflow series does), delta
+points add themselves: the pod-level value is the sum of every increase ever, so a retired
+or restarted worker's last value stays folded in and a counter never decreases. Gauges
+combine the live workers' last values (``sum``, ``max``, ``min``, ``last``) or stay one
+series per worker (``each``: a ``worker`` label). A worker silent for ``worker_idle`` is
+retired by `MetricStore.expire`: its streams go (nothing is kept per retired worker), its
+gauges leave the combination. At most ``max_series`` worker streams are live.
+
+The store is not thread-safe: it is mutated on the event loop only. A scrape renders it in
+a worker thread (`sidecar.offloop`) while `MetricStore.gate` holds every write: writers
+``await store.gate.writable()`` right before they write, so a scrape sees one state.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+from sidecar.exposition import escape_label_value
 from sidecar.ingest.model import (
     Batch,
     Descriptor,
@@ -32,6 +46,7 @@ from sidecar.ingest.model import (
     SummaryPoint,
     Temporality,
 )
+from sidecar.offloop import WriteGate
 
 __all__ = [
     "OVERFLOW_LABELS",
@@ -51,6 +66,10 @@ TYPE_CONFLICT = "type_conflict"
 STORE_FULL = "store_full"
 BOUNDS_MISMATCH = "bounds_mismatch"
 
+WORKER_LABEL = "worker"  # the label ``ingest.workers.gauges: each`` keeps
+GAUGE_MODES = ("sum", "max", "min", "last", "each")
+FOLD = ""  # Series.combine of a worker-fed series whose increases are summed
+
 
 @dataclass(frozen=True, slots=True)
 class StoreLimits:
@@ -60,6 +79,8 @@ class StoreLimits:
     max_series_per_metric: int = 2000
     series_ttl: float = 300.0
     exponential_max_buckets: int = 40
+    worker_gauges: str = "sum"  # ingest.workers.gauges
+    worker_idle: float = 120.0  # ingest.workers.idle
 
 
 @dataclass(slots=True)
@@ -72,6 +93,15 @@ class SourcePoints:
 
 
 MAX_SOURCES = 10_000
+
+
+@dataclass(slots=True)
+class Worker:
+    """One live worker process of a source, and the (family, labels) streams it feeds."""
+
+    source: SourceKey
+    seen: float
+    streams: set[tuple[str, Labels]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -154,7 +184,10 @@ class Series:
     an `ExponentialState` or a summary's quantiles.
     """
 
-    __slots__ = ("bounds", "counts", "extra", "labels", "seen", "start", "sum", "time", "value")
+    __slots__ = (
+        "bounds", "combine", "counts", "extra", "labels", "seen", "start", "sum", "time",
+        "value", "workers",
+    )  # fmt: skip
 
     def __init__(self, labels: Labels, start: int, time_ns: int, seen: float) -> None:
         self.labels = labels
@@ -166,6 +199,9 @@ class Series:
         self.counts: list[int] | None = None
         self.bounds: tuple[float, ...] = ()
         self.extra: ExponentialState | tuple[tuple[float, float], ...] | None = None
+        # worker-fed series only: each live worker's last state, and how they combine
+        self.workers: dict[str, Series] | None = None
+        self.combine = FOLD
 
 
 class Family:
@@ -196,14 +232,19 @@ class MetricStore:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_expired: Callable[[int], None] | None = None,
+        on_retired: Callable[[int], None] | None = None,
     ) -> None:
         self.limits = limits
         self.families: dict[str, Family] = {}
         self.targets: dict[Labels, float] = {}  # target_info label text → last seen
         self.sources: dict[SourceKey, SourcePoints] = {}  # per pushing resource
+        self.workers: dict[tuple[SourceKey, str], Worker] = {}  # live workers
         self._clock = clock
         self._on_expired = on_expired
+        self._on_retired = on_retired
         self._size = 0
+        self.streams = 0  # live worker streams (bounded by max_series)
+        self.gate = WriteGate()  # writes wait while a scrape's worker thread reads
 
     def __len__(self) -> int:
         """Series held, overflow and target_info series included."""
@@ -253,6 +294,9 @@ class MetricStore:
             return
         else:
             family.descriptor = descriptor  # HELP and unit of the latest push
+        if metric.worker:
+            self._apply_worker_metric(family, metric, now, outcome)
+            return
         for point in metric.points:
             series = family.series.get(point.labels)
             if series is None:
@@ -343,7 +387,13 @@ class MetricStore:
         return True
 
     def _fold_into_overflow(
-        self, family: Family, point: Point, temporality: Temporality, now: float, outcome: Outcome
+        self,
+        family: Family,
+        point: Point,
+        temporality: Temporality,
+        now: float,
+        outcome: Outcome,
+        key: str = "",
     ) -> None:
         """Add what ``point`` contributes to the family's overflow series (totals stay right)."""
         overflow = family.overflow
@@ -353,7 +403,7 @@ class MetricStore:
                 return
             overflow = family.overflow = Series(OVERFLOW_LABELS, point.start_ns, point.time_ns, now)
             self._size += 1
-        contribution = self._contribution(family, point, temporality, now, outcome)
+        contribution = self._contribution(family, point, temporality, now, outcome, key)
         if contribution is None:
             return
         fresh = overflow.counts is None and overflow.extra is None and not overflow.value
@@ -366,17 +416,27 @@ class MetricStore:
         outcome.accepted += 1
 
     def _contribution(
-        self, family: Family, point: Point, temporality: Temporality, now: float, outcome: Outcome
+        self,
+        family: Family,
+        point: Point,
+        temporality: Temporality,
+        now: float,
+        outcome: Outcome,
+        key: str = "",
     ) -> Point | None:
-        """The increase a point brings: itself for deltas, the change since the last one else."""
-        last = family.overflowed.get(point.labels)
+        """The increase a point brings: itself for deltas, the change since the last one else.
+
+        ``key`` tells apart the streams of one label set (a worker's, see `_worker_point`).
+        """
+        key = point.labels + key
+        last = family.overflowed.get(key)
         if last is None:
             outcome.overflowed[family.descriptor.name] = (
                 outcome.overflowed.get(family.descriptor.name, 0) + 1
             )
             if len(family.overflowed) < self.limits.max_series:
                 last = Series(point.labels, point.start_ns, point.time_ns, now)
-                family.overflowed[point.labels] = last
+                family.overflowed[key] = last
                 if temporality is not Temporality.DELTA:
                     self._set(last, point)
             return point
@@ -395,18 +455,167 @@ class MetricStore:
         self._set(last, point)
         return increase
 
+    # ----------------------------------------------------------------- workers
+
+    def _worker(self, metric: Metric, now: float) -> Worker | None:
+        key = (metric.source, metric.worker)
+        worker = self.workers.get(key)
+        if worker is None:
+            if len(self.workers) >= MAX_SOURCES:
+                return None
+            worker = self.workers[key] = Worker(metric.source, now)
+        worker.seen = now
+        return worker
+
+    def _apply_worker_metric(
+        self, family: Family, metric: Metric, now: float, outcome: Outcome
+    ) -> None:
+        """Apply the points of one worker's metric to the pod-level series."""
+        worker = self._worker(metric, now)
+        if worker is None:
+            for _ in metric.points:
+                outcome.reject(STORE_FULL)
+            return
+        mode = FOLD
+        if metric.temporality is Temporality.GAUGE and family.descriptor.kind is Kind.GAUGE:
+            mode = self.limits.worker_gauges
+        for point in metric.points:
+            if mode == "each":
+                point = point._replace(
+                    labels=_with_label(point.labels, WORKER_LABEL, metric.worker)
+                )
+            series = family.series.get(point.labels)
+            if series is None:
+                if len(family.series) >= self.limits.max_series_per_metric:
+                    self._fold_into_overflow(
+                        family, point, metric.temporality, now, outcome, "\x00" + metric.worker
+                    )
+                    continue
+                if self.is_full or self.streams >= self.limits.max_series:
+                    outcome.reject(STORE_FULL)
+                    continue
+                series = Series(point.labels, point.start_ns, point.time_ns, now)
+                series.workers = {}
+                series.combine = mode
+                family.series[point.labels] = series
+                self._size += 1
+            elif series.workers is None:  # a series a worker-less resource writes too
+                outcome.reject(TYPE_CONFLICT)
+                continue
+            if not self._worker_point(series, point, metric, worker, outcome):
+                if not series.workers:  # a new series whose first point was refused
+                    del family.series[point.labels]
+                    self._size -= 1
+                continue
+            worker.streams.add((family.descriptor.name, point.labels))
+            series.seen = now
+            outcome.accepted += 1
+
+    def _worker_point(
+        self, series: Series, point: Point, metric: Metric, worker: Worker, outcome: Outcome
+    ) -> bool:
+        """Apply one worker's point to its pod-level ``series``; False (counted) if refused."""
+        streams = series.workers
+        assert streams is not None
+        stream = streams.get(metric.worker)
+        refusal = _worker_refusal(series, stream, point, metric.temporality)
+        if refusal is not None:
+            outcome.reject(refusal)
+            return False
+        if stream is None:
+            if self.streams >= self.limits.max_series:
+                outcome.reject(STORE_FULL)
+                return False
+            stream = streams[metric.worker] = Series(point.labels, point.start_ns, 0, 0.0)
+            self.streams += 1
+            fresh = True
+        else:
+            fresh = False
+        if series.combine != FOLD:
+            assert isinstance(point, NumberPoint)
+            stream.value = point.value
+            series.value = _combined(series, point.value)
+        elif isinstance(point, SummaryPoint):
+            count, total = float(point.count_value), point.sum
+            if not fresh and point.start_ns <= stream.start and count >= stream.value:
+                count, total = count - stream.value, total - stream.sum
+            stream.value, stream.sum = float(point.count_value), point.sum
+            series.value += count
+            series.sum += total
+            series.extra = point.quantiles
+        elif metric.temporality is Temporality.DELTA:
+            self._add_increase(series, point, outcome)
+        else:
+            increase: Point = point
+            if not fresh:
+                if isinstance(point, ExponentialPoint):
+                    increase = _exponential_increase(stream, point)
+                else:
+                    monotonic = metric.descriptor.kind is Kind.COUNTER
+                    increase = _increase(stream, point, monotonic)
+            self._add_increase(series, increase, outcome)
+            self._set(stream, point)
+        stream.start = max(stream.start, point.start_ns)
+        stream.time = point.time_ns
+        series.time = max(series.time, point.time_ns)
+        return True
+
+    def _add_increase(self, series: Series, increase: Point, outcome: Outcome) -> None:
+        """Add an increase to a pod-level series (its first one sets the buckets)."""
+        first = (
+            series.counts is None if isinstance(increase, HistogramPoint) else series.extra is None
+        )
+        if first and isinstance(increase, HistogramPoint | ExponentialPoint):
+            self._set(series, increase)
+        else:
+            self._accumulate(series, increase, outcome)
+
+    def _retire(self, key: tuple[SourceKey, str]) -> None:
+        """Forget a worker: its streams go, its gauges leave their combinations."""
+        worker = self.workers.pop(key)
+        for name, labels in worker.streams:
+            family = self.families.get(name)
+            series = family.series.get(labels) if family is not None else None
+            if series is None or series.workers is None:
+                continue  # expired meanwhile
+            if series.workers.pop(key[1], None) is not None:
+                self.streams -= 1
+            if series.combine == FOLD:
+                continue
+            if series.workers:
+                series.value = _combined(series, None)
+            else:  # a gauge no live worker reports any more
+                assert family is not None
+                del family.series[labels]
+                self._size -= 1
+
+    def retire_idle_workers(self, now: float | None = None) -> int:
+        """Retire every worker silent for longer than ``worker_idle``; returns how many."""
+        now = self._clock() if now is None else now
+        deadline = now - self.limits.worker_idle
+        idle = [key for key, worker in self.workers.items() if worker.seen < deadline]
+        for key in idle:
+            self._retire(key)
+        if idle and self._on_retired is not None:
+            self._on_retired(len(idle))
+        return len(idle)
+
     # ------------------------------------------------------------------ expiry
 
     def expire(self, now: float | None = None) -> int:
         """Drop every series idle for longer than the TTL; returns how many went."""
         now = self._clock() if now is None else now
+        if self.workers:
+            self.retire_idle_workers(now)
         deadline = now - self.limits.series_ttl
         expired = 0
         for name in list(self.families):
             family = self.families[name]
             idle = [key for key, s in family.series.items() if s.seen < deadline]
             for key in idle:
-                del family.series[key]
+                gone = family.series.pop(key)
+                if gone.workers:
+                    self.streams -= len(gone.workers)
             expired += len(idle)
             if family.overflow is not None and family.overflow.seen < deadline:
                 family.overflow = None
@@ -424,6 +633,50 @@ class MetricStore:
         if expired and self._on_expired is not None:
             self._on_expired(expired)
         return expired
+
+
+def _worker_refusal(
+    series: Series, stream: Series | None, point: Point, temporality: Temporality
+) -> str | None:
+    """Why a worker's point cannot be applied (None when it can); checked before any write."""
+    bounds = point.bounds if isinstance(point, HistogramPoint) else None
+    if bounds is not None and series.counts is not None and bounds != series.bounds:
+        return BOUNDS_MISMATCH
+    if stream is None:
+        return None
+    if point.time_ns < stream.time or point.start_ns < stream.start:
+        return OUT_OF_ORDER
+    if temporality is Temporality.DELTA and (
+        point.time_ns <= stream.time or (point.start_ns and point.start_ns < stream.time)
+    ):
+        return OUT_OF_ORDER
+    return None
+
+
+def _combined(series: Series, latest: float | None) -> float:
+    """A worker-fed gauge's value: its live workers' values combined (``latest``: the
+    value just written, which ``last`` shows; None after a retirement)."""
+    assert series.workers is not None
+    values = [stream.value for stream in series.workers.values()]
+    if series.combine == "max":
+        return max(values)
+    if series.combine == "min":
+        return min(values)
+    if series.combine in ("last", "each"):
+        if latest is not None:
+            return latest
+        return max(series.workers.values(), key=lambda stream: stream.time).value
+    return sum(values)
+
+
+_LABEL_PAIR = re.compile(r'([^=,]+)="((?:[^"\\]|\\.)*)"')
+
+
+def _with_label(labels: Labels, name: str, value: str) -> Labels:
+    """``labels`` with ``name="value"`` added in sorted place (replacing one of that name)."""
+    pairs = {m.group(1): m.group(0) for m in _LABEL_PAIR.finditer(labels)}
+    pairs[name] = f'{name}="{escape_label_value(value)}"'
+    return ",".join(pairs[key] for key in sorted(pairs))
 
 
 def _increase(last: Series, point: NumberPoint | HistogramPoint, monotonic: bool) -> Point:

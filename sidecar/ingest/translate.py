@@ -41,7 +41,7 @@ from sidecar.ingest.model import (
 )
 from sidecar.ingest.shadow import ShadowExportRequest
 
-__all__ = ["TranslationRules", "Translator", "label_text"]
+__all__ = ["TranslationRules", "Translator", "label_text", "worker_key"]
 
 SCOPE_NAME_LABEL = "otel_scope_name"
 SCOPE_VERSION_LABEL = "otel_scope_version"
@@ -80,6 +80,8 @@ class TranslationRules:
     promote_resource_attributes: tuple[str, ...]
     scope_labels: bool = True
     target_info: bool = True
+    # ingest.workers.attributes: they tell a pod's workers apart and leave labels and target_info
+    worker_attributes: tuple[str, ...] = ()
 
 
 class Translator:
@@ -102,8 +104,12 @@ class Translator:
             make_labeler = self._raw_labeler
         elif isinstance(request, JsonMessage):
             make_labeler = self._json_labeler
+        workers = self._rules.worker_attributes
         for rm in request.resource_metrics:
             resource = _attributes(rm.resource.attributes)
+            if workers:
+                batch.worker = worker_key(resource, workers)
+                resource = {k: v for k, v in resource.items() if k not in workers}
             batch.source = (
                 str(resource.get("service.name", "")),
                 str(resource.get("service.instance.id", "")),
@@ -273,7 +279,9 @@ class Translator:
             if rejected:
                 batch.reject("invalid_point", rejected)
             if points:
-                batch.metrics.append(Metric(descriptor, temporality, points, batch.source))
+                batch.metrics.append(
+                    Metric(descriptor, temporality, points, batch.source, batch.worker)
+                )
 
     def _temporality(self, value: int | None) -> Temporality | None:
         return Temporality.GAUGE if value is None else TEMPORALITIES.get(value)  # type: ignore[call-overload]
@@ -371,6 +379,12 @@ class Translator:
                 )
             )
         self._emit(metric, Kind.SUMMARY, Temporality.GAUGE, points, len(data_points), batch)
+
+
+def worker_key(resource: dict[str, Any], attributes: tuple[str, ...]) -> str:
+    """The worker a resource is: its values of ``attributes`` joined by ``/`` ("" if none)."""
+    values = [naming.label_value(resource[key]) for key in attributes if key in resource]
+    return "/".join(value for value in values if value)
 
 
 def label_text(labels: LabelDict) -> Labels:
