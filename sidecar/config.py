@@ -25,6 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from sidecar.relabel.regex import check_re2
+from sidecar.relabel.rules import ACTIONS as RELABEL_ACTIONS
+from sidecar.relabel.rules import SOURCES as RELABEL_SOURCES
+from sidecar.relabel.rules import is_label_name
 from sidecar.tlsserver import TlsFileError, TlsFiles, load_context
 
 __all__ = [
@@ -636,6 +640,89 @@ class ShutdownConfig:
     drain_timeout: float = field(default=30.0, metadata=_DURATION)
 
 
+def _regex(value: Any) -> str:
+    """A Prometheus (RE2) regex that Python's `re` runs alike (`sidecar.relabel.regex`)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regex string, got {value!r}")
+    check_re2(value)
+    return value
+
+
+def _label_name_list(value: Any) -> tuple[str, ...]:
+    names = _str_list(value)
+    for name in names:
+        if not is_label_name(name):
+            raise ValueError(f"{name!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    return names
+
+
+def _match_map(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"expected a mapping of label names to regexes, got {value!r}")
+    for name, pattern in value.items():
+        if not isinstance(name, str) or not is_label_name(name):
+            raise ValueError(f"{name!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        if not isinstance(pattern, str):
+            raise ValueError(f"expected a regex string for {name}, got {pattern!r}")
+    return types.MappingProxyType(dict(value))
+
+
+_RELABEL_TARGET_RE = re.compile(r"(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*")
+
+
+@dataclass(frozen=True, slots=True)
+class RelabelRule:
+    """One ``relabel:`` entry: Prometheus's ``relabel_config`` (`sidecar.relabel`)."""
+
+    action: str = field(default="replace", metadata=_opt(_one_of(*RELABEL_ACTIONS)))
+    source_labels: tuple[str, ...] = field(default=(), metadata=_opt(_label_name_list, list))
+    separator: str = field(default=";", metadata=_opt(_expect(str, "a string")))
+    target_label: str | None = field(default=None, metadata=_opt(_optional(_non_empty_str)))
+    regex: str = field(default="(.*)", metadata=_opt(_regex))
+    replacement: str = field(default="$1", metadata=_opt(_expect(str, "a string")))
+    match: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}), metadata=_opt(_match_map, dict)
+    )
+    source: str | None = field(default=None, metadata=_opt(_optional(_one_of(*RELABEL_SOURCES))))
+
+
+def _check_relabel(rules: tuple[RelabelRule, ...], where: str) -> None:
+    """Prometheus's per-action checks, naming the key of the entry."""
+    for i, rule in enumerate(rules):
+        at = f"{where}[{i}]"
+        for name, pattern in rule.match.items():
+            try:
+                check_re2(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"{at}.match.{name}", str(exc)) from None
+        if rule.action == "replace":
+            if rule.target_label is None:
+                raise ConfigError(f"{at}.target_label", "is required for action replace")
+            if _RELABEL_TARGET_RE.fullmatch(rule.target_label) is None:
+                raise ConfigError(
+                    f"{at}.target_label", f"{rule.target_label!r} is not a label name or template"
+                )
+        elif rule.action in ("keep", "drop"):
+            if not rule.source_labels and not rule.match:
+                raise ConfigError(
+                    f"{at}.source_labels", f"action {rule.action} needs source_labels or match"
+                )
+        else:
+            for key, default in (("source_labels", ()), ("target_label", None), ("separator", ";")):
+                if getattr(rule, key) != default:
+                    raise ConfigError(
+                        f"{at}.{key}", f"is not used by action {rule.action} (it reads regex only)"
+                    )
+            if rule.action != "labelmap" and rule.replacement != "$1":
+                raise ConfigError(f"{at}.replacement", f"is not used by action {rule.action}")
+            if rule.action == "labelmap" and _RELABEL_TARGET_RE.fullmatch(rule.replacement) is None:
+                raise ConfigError(
+                    f"{at}.replacement", f"{rule.replacement!r} is not a label name or template"
+                )
+        if rule.action in ("keep", "drop") and rule.target_label is not None:
+            raise ConfigError(f"{at}.target_label", f"is not used by action {rule.action}")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole effective configuration."""
@@ -649,6 +736,9 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    relabel: tuple[RelabelRule, ...] = field(
+        default=(), metadata={"items": RelabelRule, "check": _check_relabel}
+    )
 
 
 # --------------------------------------------------------------------- the loader
@@ -687,7 +777,7 @@ def _build_value(cls: type, spec: dataclasses.Field[Any], raw: Any, where: str) 
         if not isinstance(raw, list):
             raise ConfigError(where, f"expected a list, got {raw!r}")
         items = tuple(_build(spec.metadata["items"], r, f"{where}[{i}]") for i, r in enumerate(raw))
-        _check_required(items, where)
+        spec.metadata.get("check", _check_required)(items, where)
         return items
     try:
         return spec.metadata["parse"](raw)
