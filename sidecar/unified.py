@@ -33,15 +33,16 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast, runtime_checkable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from opentelemetry.metrics import Counter
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, respond
+from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
+from sidecar.offloop import off_loop, snapshot_sources
 
 __all__ = [
     "FamilySource",
@@ -50,6 +51,7 @@ __all__ = [
     "UnifiedCollector",
     "claimed_names",
     "metrics_handler",
+    "respond_off_loop",
     "sample_names",
 ]
 
@@ -211,6 +213,13 @@ class UnifiedCollector:
         """A collector for one scrape with ``extra`` sources below these (merge targets)."""
         return UnifiedCollector((*self.sources, *extra), self._conflicts)
 
+    async def render_off_loop(self, accept: str, accept_encoding: str) -> Exposition:
+        """`render` in a worker thread, from a snapshot taken now on the loop
+        (`sidecar.offloop`): a scrape never stalls the loop, and sees one state."""
+        sources, gates = snapshot_sources(self.sources)
+        frozen = UnifiedCollector(sources, self._conflicts)
+        return await off_loop(gates, functools.partial(frozen.render, accept, accept_encoding))
+
     def merged(self) -> list[Metric | RenderedFamily]:
         """The families to expose, after the merge rules; conflicts are counted."""
         return self._merge()[0]
@@ -344,6 +353,13 @@ def _families_of(source: Collector) -> Iterable[Metric | RenderedFamily]:
     return source.collect()
 
 
+async def respond_off_loop(request: web.Request, collector: UnifiedCollector) -> web.Response:
+    """Answer a scrape with ``collector`` rendered off the loop (`render_off_loop`)."""
+    headers = request.headers
+    accept, encoding = headers.get(hdrs.ACCEPT, ""), headers.get(hdrs.ACCEPT_ENCODING, "")
+    return to_response(await collector.render_off_loop(accept, encoding))
+
+
 def metrics_handler(unified: UnifiedCollector, extra: ExtraSources | None = None) -> Handler:
     """An aiohttp ``/metrics`` handler on the fast path.
 
@@ -355,6 +371,6 @@ def metrics_handler(unified: UnifiedCollector, extra: ExtraSources | None = None
 
     async def handle(request: web.Request) -> web.StreamResponse:
         collector = unified if extra is None else unified.with_sources(await extra())
-        return respond(request, collector.render)
+        return await respond_off_loop(request, collector)
 
     return handle

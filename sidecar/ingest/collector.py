@@ -14,6 +14,7 @@ from prometheus_client.core import Metric as PromMetric
 from sidecar.ingest import text
 from sidecar.ingest.model import Kind
 from sidecar.ingest.store import Family, MetricStore
+from sidecar.offloop import WriteGate
 
 __all__ = ["IngestedFamily", "OtlpCollector", "TargetInfoFamily"]
 
@@ -70,6 +71,11 @@ class OtlpCollector:
 
     def __init__(self, store: MetricStore) -> None:
         self.store = store
+
+    @property
+    def write_gate(self) -> WriteGate:
+        """Held while a scrape renders the store in a worker thread (`sidecar.offloop`)."""
+        return self.store.gate
 
     def families(self) -> list[IngestedFamily | TargetInfoFamily]:
         """Every non-empty family, ``target_info`` first."""

@@ -8,10 +8,9 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
 
 from sidecar.admin import Handler
-from sidecar.exposition import respond
 from sidecar.merge.fetch import OPENMETRICS_TYPE
 from sidecar.merge.scraper import MergeScraper
-from sidecar.unified import UnifiedCollector
+from sidecar.unified import UnifiedCollector, respond_off_loop
 
 __all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
 
@@ -42,6 +41,6 @@ def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> 
             OPENMETRICS_TYPE
         )
         sources = await scraper.fetch(scrape_timeout(request), text=text)
-        return respond(request, unified.with_sources(sources).render)
+        return await respond_off_loop(request, unified.with_sources(sources))
 
     return handle

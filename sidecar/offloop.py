@@ -1,0 +1,144 @@
+"""Rendering ``/metrics`` off the event loop, from one consistent state.
+
+A scrape of 100,000 ingested series takes ~100 ms of CPU; rendered on the event loop,
+every proxied request waits for it. `render_off_loop` renders in a worker thread instead,
+from a snapshot taken on the loop:
+
+- a source that is read cheaply (the sidecar's own registry, whose collection also
+  flushes the proxy's batched counters and so must run on the loop; the merge targets'
+  families, fixed once fetched) is read on the loop, into a fixed list;
+- a source too large to copy (the ingest store, a `GatedSource`) is read in the worker
+  thread while its `WriteGate` holds every write to it: the OTLP receiver and the expiry
+  timer ``await gate.writable()`` before they change the store, so the thread sees the
+  store as it was when the scrape began, and the next write waits at most one render.
+
+The gate is released when the thread has finished, also when the scrape itself was
+cancelled (the client went away): the thread never reads a store that is being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from sidecar.gzipjoin import GzipMember
+
+__all__ = ["FrozenSource", "GatedSource", "WriteGate", "off_loop", "snapshot_sources"]
+
+T = TypeVar("T")
+
+
+class WriteGate:
+    """Writes to a state wait while a worker thread reads it (`off_loop`).
+
+    Used on the event loop only: readers are counted by `off_loop`, writers call
+    ``await gate.writable()`` and then write synchronously (no await in between).
+    """
+
+    def __init__(self) -> None:
+        self._readers = 0
+        self._waiting = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def reading(self) -> bool:
+        """True while a worker thread reads the state."""
+        return self._readers > 0
+
+    @property
+    def waiting(self) -> int:
+        """Writers waiting for the readers to finish."""
+        return self._waiting
+
+    def enter(self) -> None:
+        """A reader begins (on the loop)."""
+        self._readers += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        """A reader has finished (on the loop)."""
+        self._readers -= 1
+        if not self._readers:
+            self._idle.set()
+
+    async def writable(self) -> None:
+        """Return once no reader holds the state (at once when none does)."""
+        self._waiting += 1
+        try:
+            while self._readers:
+                await self._idle.wait()
+        finally:
+            self._waiting -= 1
+
+
+@runtime_checkable
+class GatedSource(Protocol):
+    """A source read in the worker thread while its gate holds the writes to it."""
+
+    @property
+    def write_gate(self) -> WriteGate:
+        """The gate its writers wait on."""
+
+
+class FrozenSource:
+    """A source's families read once, on the loop; keeps a merge target's pass-through."""
+
+    def __init__(self, families: Sequence[object], passthrough: object | None) -> None:
+        self._families = families
+        if passthrough is not None:
+            self.passthrough: Callable[[bool], GzipMember | None] = passthrough  # type: ignore[assignment]
+
+    def families(self) -> Sequence[object]:
+        """The families as they were read."""
+        return self._families
+
+    def collect(self) -> Iterable[Metric]:
+        """prometheus_client's collector protocol."""
+        for family in self._families:
+            yield family if isinstance(family, Metric) else family.to_metric()  # type: ignore[attr-defined]
+
+
+def snapshot_sources(sources: Sequence[Collector]) -> tuple[list[Collector], list[WriteGate]]:
+    """The sources as a worker thread may read them, and the gates to hold meanwhile.
+
+    Called on the loop: every source but the gated ones is read now (see the module doc).
+    """
+    out: list[Collector] = []
+    gates: list[WriteGate] = []
+    for source in sources:
+        gate = getattr(source, "write_gate", None)
+        if isinstance(gate, WriteGate):
+            gates.append(gate)
+            out.append(source)
+            continue
+        families = getattr(source, "families", None)
+        read = list(families()) if families is not None else list(source.collect())
+        out.append(FrozenSource(read, getattr(source, "passthrough", None)))
+    return out, gates
+
+
+async def off_loop(gates: Sequence[WriteGate], work: Callable[[], T]) -> T:
+    """``work()`` in a worker thread while ``gates`` hold their writers.
+
+    The gates open when the thread is done, not when the awaiting task is cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    for gate in gates:
+        gate.enter()
+
+    def release(_: object) -> None:
+        for gate in gates:
+            gate.leave()
+
+    try:
+        future = loop.run_in_executor(None, work)
+    except BaseException:
+        release(None)
+        raise
+    future.add_done_callback(release)
+    return await asyncio.shield(future)

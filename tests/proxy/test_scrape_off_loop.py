@@ -1,0 +1,168 @@
+"""A /metrics scrape never stalls proxied traffic, and still sees one state of the store.
+
+A whole `Sidecar` (proxy, ingest, admin) runs in this process. A source whose family
+blocks while it is rendered (a `threading.Event`, released by the test) is added to the
+unified view: while that render is held, a proxied request must complete, which it cannot
+if the render runs on the event loop. No timing is measured: the request either
+completes during the render or only after the render's deadline has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.pytest_plugin import AiohttpServer
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.config import config_from_dict
+from sidecar.server import Sidecar
+from tests.ingest.builders import gauge, number, request
+
+DEADLINE = 10.0  # seconds; reached only when the behaviour under test is broken
+HOOK = "test_render_hook"
+SERIES = 2000  # ingest.max_series_per_metric by default
+
+
+class BlockingFamily:
+    """A family whose render waits for ``release`` (in whichever thread renders it)."""
+
+    name = HOOK
+    type = "gauge"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.released_in_time: bool | None = None
+
+    def render(self, openmetrics: bool, out: list[str]) -> None:
+        self.started.set()
+        self.released_in_time = self.release.wait(DEADLINE)
+        out.append(f"# HELP {HOOK} hook\n# TYPE {HOOK} gauge\n{HOOK} 1.0\n")
+
+    def to_metric(self) -> Metric:
+        return GaugeMetricFamily(HOOK, "hook", value=1.0)
+
+
+class BlockingSource:
+    """A `sidecar.unified.FamilySource` holding one `BlockingFamily`."""
+
+    def __init__(self, family: BlockingFamily) -> None:
+        self.family = family
+
+    def families(self) -> Sequence[BlockingFamily]:
+        return [self.family]
+
+    def collect(self) -> list[Metric]:
+        return [self.family.to_metric()]
+
+
+def url(car: Sidecar, component: str) -> str:
+    bound = car.component(component).addresses[0]
+    return f"http://{bound.host}:{bound.port}"
+
+
+@pytest.fixture
+async def car(aiohttp_server: AiohttpServer) -> AsyncIterator[Sidecar]:
+    async def hello(_: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    upstream = await aiohttp_server(app)
+    any_port = "127.0.0.1:0"
+    config = config_from_dict(
+        {
+            "proxy": {"listen": any_port, "upstream": f"http://127.0.0.1:{upstream.port}"},
+            "admin": {"listen": any_port},
+            "ingest": {"listen": any_port},
+            "shutdown": {"drain_delay": 0, "drain_timeout": "1s"},
+        }
+    )
+    sidecar = Sidecar(config)
+    await sidecar.start()
+    yield sidecar
+    await sidecar.drain_and_stop()
+
+
+def hook_at(car: Sidecar, index: int) -> BlockingFamily:
+    """Insert a blocking source into the unified view at ``index``."""
+    assert car.unified is not None
+    family = BlockingFamily()
+    sources = list(car.unified.sources)
+    sources.insert(index, BlockingSource(family))
+    car.unified.sources = tuple(sources)
+    return family
+
+
+async def push(session: aiohttp.ClientSession, car: Sidecar, value: float) -> None:
+    """``SERIES`` gauge series ``big{i}``, all with ``value``, as one OTLP/HTTP request."""
+    body = request(gauge("big", [number(value, {"i": i}) for i in range(SERIES)]))
+    async with session.post(
+        url(car, "ingest") + "/v1/metrics",
+        data=body.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    ) as response:
+        assert response.status == 200, await response.text()
+
+
+def big_values(text: str) -> set[float]:
+    """Every value of the ingested ``big`` family."""
+    return {
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "big"
+        for sample in family.samples
+    }
+
+
+async def scrape(session: aiohttp.ClientSession, car: Sidecar) -> str:
+    async with session.get(url(car, "admin") + "/metrics") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+async def test_a_proxied_request_completes_while_a_scrape_renders(car: Sidecar) -> None:
+    hook = hook_at(car, len(car.unified.sources) if car.unified else 0)
+    async with aiohttp.ClientSession() as session:
+        await push(session, car, 1.0)
+        scraping = asyncio.create_task(scrape(session, car))
+        # the render has begun (in some thread) and is held there
+        assert await asyncio.to_thread(hook.started.wait, DEADLINE)
+        async with session.get(url(car, "proxy") + "/hello") as response:
+            assert response.status == 200
+            assert await response.text() == "hello"
+        assert not scraping.done()
+        hook.release.set()
+        text = await scraping
+    assert hook.released_in_time  # the render waited for the proxied request, not its deadline
+    assert f"{HOOK} 1.0" in text
+    assert big_values(text) == {1.0}
+    assert text.count("\nbig{") == SERIES
+
+
+async def test_a_push_during_a_scrape_waits_and_the_scrape_sees_one_state(car: Sidecar) -> None:
+    assert car.unified is not None
+    async with aiohttp.ClientSession() as session:
+        await push(session, car, 1.0)
+        hook = hook_at(car, 1)  # rendered after the own registry, before the ingest store
+        scraping = asyncio.create_task(scrape(session, car))
+        assert await asyncio.to_thread(hook.started.wait, DEADLINE)
+        pushing = asyncio.create_task(push(session, car, 2.0))
+        gate = car.unified.sources[2].write_gate  # type: ignore[attr-defined]
+        async with asyncio.timeout(DEADLINE):
+            while not gate.waiting:  # the push has arrived and waits for the render
+                await asyncio.sleep(0.01)
+        assert not pushing.done()
+        hook.release.set()
+        first = await scraping
+        await asyncio.wait_for(pushing, DEADLINE)
+        second = await scrape(session, car)
+    assert hook.released_in_time
+    assert big_values(first) == {1.0}  # the store as it was when the scrape began
+    assert big_values(second) == {2.0}
