@@ -158,6 +158,7 @@ class SourceInfo:
     series: int | None  # None when not counted (too many sources)
     accepted: int | None = None  # data points since the source was first seen
     rejected: int | None = None
+    workers: tuple[str, ...] = ()  # its live worker processes (ingest.workers)
 
     @property
     def key(self) -> SourceKey:
@@ -202,7 +203,11 @@ def _series_per_instance(
     A substring test per (series, source) runs in C: a few sources over 100,000 series
     take tens of milliseconds, where parsing every label text took half a second.
     """
+    keys = list(keys)
     needles = [(key, f'service_instance_id="{key[1]}"') for key in keys if key[1]]
+    # a source without an instance id (its workers aggregated, ingest.workers): by name,
+    # after every instance id so a named instance of the same service is not taken for it
+    needles += [(key, f'service_name="{key[0]}"') for key in keys if key[0] and not key[1]]
     counts: Counter[SourceKey] = Counter()
     for labels in series_labels:
         for key, needle in needles:
@@ -251,7 +256,16 @@ def store_sources(store: MetricStore) -> list[SourceInfo]:
     """`ingest_sources` of the ingest store, with the points each source pushed."""
     labels = (s.labels for family in store.families.values() for s in family.all_series())
     infos = ingest_sources(store.targets, labels)
-    return [_with_points(info, store.sources.get(info.key)) for info in infos]
+    workers: dict[SourceKey, list[str]] = {}
+    for source, worker in store.workers:
+        workers.setdefault(source, []).append(worker)
+    return [
+        dataclasses.replace(
+            _with_points(info, store.sources.get(info.key)),
+            workers=tuple(sorted(workers.get(info.key, ()))),
+        )
+        for info in infos
+    ]
 
 
 def _with_points(info: SourceInfo, points: SourcePoints | None) -> SourceInfo:

@@ -21,6 +21,7 @@ REFRESH_S = 5
 SPARK_WIDTH = 160
 SPARK_HEIGHT = 28
 NONE = "\N{EN DASH}"  # shown where there is no value
+MAX_WORKERS_SHOWN = 8  # a source's workers listed on the page (all are counted)
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
@@ -188,7 +189,15 @@ def _traffic_section(view: StatusView) -> str:
     return f'<section id="traffic"><h2>Traffic, last minute</h2>{table}</section>'
 
 
+def _workers_cell(workers: tuple[str, ...]) -> str:
+    """The live workers of a source (ingest.workers): how many, then the first few."""
+    shown = ", ".join(workers[:MAX_WORKERS_SHOWN])
+    more = " …" if len(workers) > MAX_WORKERS_SHOWN else ""
+    return f"{len(workers)}: <code>{escape(shown)}</code>{more}" if workers else NONE
+
+
 def _ingest_section(view: StatusView) -> str:
+    with_workers = any(s.workers for s in view.sources)  # the column only when aggregating
     sources = [
         _row(
             escape(s.service_name or NONE),
@@ -197,12 +206,14 @@ def _ingest_section(view: StatusView) -> str:
             _number(s.series),
             _number(s.accepted),
             _number(s.rejected),
+            *([_workers_cell(s.workers)] if with_workers else []),
             numeric=(3, 4, 5),
         )
         for s in view.sources
     ]
+    heads = ("service.name", "service.instance.id", "last push", "series", "points ok", "rejected")
     table = _table(
-        ("service.name", "service.instance.id", "last push", "series", "points ok", "rejected"),
+        (*heads, "workers") if with_workers else heads,
         sources,
         "No OTLP source has pushed yet.",
     )

@@ -195,13 +195,25 @@ class Harness:
         *,
         scope_labels: bool = False,
         target_info: bool = False,
+        workers: tuple[str, ...] = (),
     ) -> None:
         self.now = 0.0
-        self.store = MetricStore(limits or StoreLimits(), clock=lambda: self.now)
+        self.retired = 0
+        self.store = MetricStore(
+            limits or StoreLimits(), clock=lambda: self.now, on_retired=self._count_retired
+        )
         self.translator = Translator(
-            TranslationRules(PROMOTE, scope_labels=scope_labels, target_info=target_info)
+            TranslationRules(
+                PROMOTE,
+                scope_labels=scope_labels,
+                target_info=target_info,
+                worker_attributes=workers,
+            )
         )
         self.collector = OtlpCollector(self.store)
+
+    def _count_retired(self, count: int) -> None:
+        self.retired += count
 
     def push(
         self, req: ExportMetricsServiceRequest, encoding: Encoding | None = None
