@@ -6,9 +6,13 @@ accepts gzip, which `sidecar.inflate` undoes (ISA-L, bounded by `MAX_BODY_BYTES`
 loopback a gzipped reply arrives sooner than the plain one: 1.7 ms against 2.6 ms for
 1.9 MB). A reply that was one gzip member is kept as it came, for `sidecar.gzipjoin`. The
 reply is parsed by its ``Content-Type``: OpenMetrics or text 0.0.4 (also when the header
-is missing, as Prometheus falls back). A protobuf reply, a non-2xx status, a malformed
-body, a timeout or a connection error each end as a `Scrape` whose `result` says which;
-nothing here raises for a bad target.
+is missing, as Prometheus falls back). An OpenMetrics reply that does not parse is asked
+for again as text 0.0.4 within the same budget (client_golang's OpenMetrics encoder
+names the counter ``go_memstats_alloc_bytes_total`` family ``go_memstats_alloc_bytes``,
+beside the gauge of that name: a clash that OpenMetrics parsers refuse; its text is
+valid), and `Scrape.text_first` says so, for the scraper to ask text first next time.
+A protobuf reply, a non-2xx status, a malformed body, a timeout or a connection error
+each end as a `Scrape` whose `result` says which; nothing here raises for a bad target.
 
 Parsing is CPU work (~0.03 µs a sample in the fast path's whole runs, ~3 µs line by
 line, tens through prometheus_client's parsers; `sidecar.merge.rawtext`): it runs in the
@@ -104,6 +108,7 @@ class Scrape:
     # `sidecar.unified` sends that member on when its answer ends with this very body
     member: GzipMember | None = None
     openmetrics: bool = False
+    text_first: bool = False  # its OpenMetrics reply did not parse, its text did
 
 
 class _Refused(Exception):
@@ -125,17 +130,24 @@ async def fetch_target(
         A `Scrape`; on any failure its ``families`` is empty and ``result`` says why.
     """
     start = time.perf_counter()
+    text_first = False
     try:
         async with asyncio.timeout(budget):
             reply = await _get(session, target.url, accept, keep_member=not target.labels)
-            small = parse_small(reply.text, reply.openmetrics, target.labels)
-            families = (
-                tuple(small)
-                if small is not None
-                else await asyncio.get_running_loop().run_in_executor(
-                    None, parse_exposition, reply.text, reply.openmetrics, target.labels
+            try:
+                families = await _parse(reply, target)
+            except ValueError as exc:
+                if not reply.openmetrics:
+                    raise
+                log.info(
+                    "merge target %s: its OpenMetrics reply does not parse (%s); asking for text",
+                    target.name,
+                    exc,
+                    extra={"event": "merge_target_text_first", "target": target.name},
                 )
-            )
+                reply = await _get(session, target.url, TEXT_ACCEPT, not target.labels)
+                families = await _parse(reply, target)
+                text_first = not reply.openmetrics
     except TimeoutError:
         return _failed(target, Result.TIMEOUT, f"no complete reply within {budget:.3g}s", start)
     except _Refused as exc:
@@ -152,6 +164,17 @@ async def fetch_target(
         seconds=seconds,
         member=reply.member,
         openmetrics=reply.openmetrics,
+        text_first=text_first,
+    )
+
+
+async def _parse(reply: _Reply, target: MergeTarget) -> tuple[RawFamily | Metric, ...]:
+    """The reply's families: a small plain text one on the loop, others in a worker thread."""
+    small = parse_small(reply.text, reply.openmetrics, target.labels)
+    if small is not None:
+        return tuple(small)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, parse_exposition, reply.text, reply.openmetrics, target.labels
     )
 
 

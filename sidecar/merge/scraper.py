@@ -58,6 +58,8 @@ def budget(target: MergeTarget, scrape_timeout: float | None) -> float:
 class FetchedFamilies:
     """One target's families for one scrape: a `sidecar.unified.FamilySource`."""
 
+    relabel_source = "merge"  # what ``relabel:`` rules name it (``source: merge``)
+
     def __init__(self, scrape: Scrape) -> None:
         self.scrape = scrape
 
@@ -91,6 +93,7 @@ class MergeScraper:
         self._session = session
         self._owns_session = session is None
         self._last: dict[str, tuple[float, Scrape]] = {}  # target -> (when, last success)
+        self._text_first: set[str] = set()  # targets whose OpenMetrics does not parse
 
     def _pooled_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -120,13 +123,23 @@ class MergeScraper:
     ) -> list[Scrape]:
         session = self._pooled_session()
         scrapes = await asyncio.gather(
-            *(fetch_target(session, t, budget(t, scrape_timeout), accept) for t in targets)
+            *(
+                fetch_target(
+                    session,
+                    t,
+                    budget(t, scrape_timeout),
+                    TEXT_ACCEPT if t.name in self._text_first else accept,
+                )
+                for t in targets
+            )
         )
         now = time.monotonic()
         for s in scrapes:
             self._scrapes.add(1, {"target": s.target.name, "result": s.result.value})
             if s.result is Result.SUCCESS:
                 self._last[s.target.name] = (now, s)
+            if s.text_first:
+                self._text_first.add(s.target.name)  # its text from now on
         return scrapes
 
     async def recent(self, max_age: float = RECENT_S) -> dict[str, Scrape]:

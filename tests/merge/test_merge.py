@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.openmetrics.parser import (
@@ -423,3 +425,56 @@ async def test_large_openmetrics_app_takes_whole_runs_and_stays_valid(
         assert len(families["app_requests"].samples) == 2_000  # _total and _created
         assert body.endswith("# EOF\n")
         assert body.count("# EOF") == 1
+
+
+# client_golang's reply with EnableOpenMetrics (promhttp.HandlerOpts), as its expfmt
+# encoder writes it: the counter go_memstats_alloc_bytes_total becomes family
+# go_memstats_alloc_bytes, beside the gauge of that name. No such app runs here (Debian's
+# node_exporter and Prometheus answer text), so this target replays its two answers.
+GO_TEXT = b"""\
+# HELP go_memstats_alloc_bytes Number of bytes allocated and still in use.
+# TYPE go_memstats_alloc_bytes gauge
+go_memstats_alloc_bytes 857928
+# HELP go_memstats_alloc_bytes_total Total number of bytes allocated, even if freed.
+# TYPE go_memstats_alloc_bytes_total counter
+go_memstats_alloc_bytes_total 1.2e+06
+"""
+GO_OPENMETRICS = b"""\
+# HELP go_memstats_alloc_bytes Number of bytes allocated and still in use.
+# TYPE go_memstats_alloc_bytes gauge
+go_memstats_alloc_bytes 857928.0
+# HELP go_memstats_alloc_bytes Total number of bytes allocated, even if freed.
+# TYPE go_memstats_alloc_bytes counter
+go_memstats_alloc_bytes_total 1.2e+06
+# EOF
+"""
+
+
+async def test_a_clashing_openmetrics_reply_is_asked_again_as_text(
+    aiohttp_server: Any, make_rig: MakeRig
+) -> None:
+    accepts: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        accepts.append(accept)
+        if "openmetrics" in accept:
+            return web.Response(body=GO_OPENMETRICS, headers={"Content-Type": OPENMETRICS_CT})
+        return web.Response(body=GO_TEXT, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    rig = await make_rig([target("go", str(server.make_url("/metrics")))])
+    for _ in range(2):
+        om = await rig.scrape({"Accept": OPENMETRICS_ACCEPT})
+        families = {f.name: f.type for f in parse_openmetrics(om)}  # raises when invalid
+        assert families["go_memstats_alloc_bytes"] == "gauge"
+        assert families["go_memstats_alloc_bytes_total"] == "unknown"  # see test_naming
+    assert accepts == [ACCEPT, TEXT_ACCEPT, TEXT_ACCEPT]  # text first from then on
+    text = await rig.scrape()
+    assert value(text, "go_memstats_alloc_bytes") == 857928
+    assert value(text, "go_memstats_alloc_bytes_total") == 1.2e6
+    assert scrapes(text, "go", "success") == 3
+    assert conflicts(text, "type") is None
+    assert_promtool_passes(text)
