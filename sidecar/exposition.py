@@ -1,21 +1,25 @@
 """Prometheus exposition over HTTP: content negotiation, gzip, the aiohttp handler.
 
-Format choice is prometheus_client's own (`choose_encoder`): text 0.0.4 by default,
-OpenMetrics 1.0 (ending in ``# EOF``) when the ``Accept`` header asks for it, each with the
+The format and name escaping follow the ``Accept`` header (`sidecar.negotiation`): text
+0.0.4 by default, text 1.0.0, OpenMetrics 1.0.0/0.0.1 (ending in ``# EOF``), each with the
 exact Content-Type it needs. The body is gzipped when ``Accept-Encoding`` allows it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
 from aiohttp import hdrs, web
 from isal import isal_zlib
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.core import Metric
+from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
+
+from sidecar.escaping import escaped
+from sidecar.negotiation import Escaping, encoder_for, negotiate
 
 __all__ = [
     "Exposition",
@@ -63,8 +67,20 @@ def unescape_label_value(text: str) -> str:
 
 def render(collector: Collector, accept: str, accept_encoding: str) -> Exposition:
     """Render ``collector`` (a registry or anything with ``collect()``) for one scraper."""
-    encoder, content_type = choose_encoder(accept)
-    return encoded(encoder(collector), content_type, accept_encoding)
+    negotiated = negotiate(accept)
+    body = encoder_for(negotiated)(_Escaped(collector, negotiated.escaping))
+    return encoded(body, negotiated.content_type, accept_encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class _Escaped:
+    """``collector``'s families with their names escaped for one scraper."""
+
+    collector: Collector
+    scheme: Escaping
+
+    def collect(self) -> Iterable[Metric]:
+        return (escaped(metric, self.scheme) for metric in self.collector.collect())
 
 
 def encoded(body: bytes | list[bytes], content_type: str, accept_encoding: str) -> Exposition:

@@ -36,12 +36,14 @@ from typing import Protocol, cast, runtime_checkable
 from aiohttp import hdrs, web
 from opentelemetry.metrics import Counter
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from sidecar.escaping import escaped, is_legacy_metric_name
 from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
+from sidecar.negotiation import encoder_for, negotiate
 from sidecar.offloop import off_loop, snapshot_sources
 
 __all__ = [
@@ -270,8 +272,9 @@ class UnifiedCollector:
         the answer ends with exactly the body that the last source (a merge target) sent
         gzipped, that part is sent in the target's own compression (`sidecar.gzipjoin`).
         """
-        encoder, content_type = choose_encoder(accept)
-        openmetrics = content_type.startswith(OPENMETRICS_TYPE)
+        negotiated = negotiate(accept)
+        encoder, content_type = encoder_for(negotiated), negotiated.content_type
+        openmetrics, scheme = negotiated.openmetrics, negotiated.escaping
         families, last_start, claimed = self._merge()
         chunks: list[bytes] = []
         # consecutive families of one kind are written together: prometheus_client's
@@ -298,14 +301,14 @@ class UnifiedCollector:
                     family, "render_text_named", None
                 )
                 flush()
-                if as_text is not None:  # a raw family writes itself so
-                    as_text(lines)
+                if as_text is not None and is_legacy_metric_name(family.name):
+                    as_text(lines)  # a raw family writes itself so
                 else:
-                    pending.extend(_text_named(family))
-            elif isinstance(family, Metric):
-                if lines:
+                    pending.extend(escaped(m, scheme) for m in _text_named(family))
+            elif isinstance(family, Metric) or not is_legacy_metric_name(family.name):
+                if lines:  # (a name outside the legacy set is escaped or quoted)
                     flush()
-                pending.append(family)
+                pending.append(escaped(_as_metric(family), scheme))
             else:
                 if pending:
                     flush()

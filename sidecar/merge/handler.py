@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 from aiohttp import hdrs, web
-from prometheus_client.exposition import choose_encoder
 
 from sidecar.admin import Handler
-from sidecar.merge.fetch import OPENMETRICS_TYPE
 from sidecar.merge.scraper import MergeScraper
+from sidecar.negotiation import negotiate
 from sidecar.unified import UnifiedCollector, respond_off_loop
 
 __all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
@@ -37,9 +36,7 @@ def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> 
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        text = not choose_encoder(request.headers.get(hdrs.ACCEPT, ""))[1].startswith(
-            OPENMETRICS_TYPE
-        )
+        text = not negotiate(request.headers.get(hdrs.ACCEPT, "")).openmetrics
         sources = await scraper.fetch(scrape_timeout(request), text=text)
         return await respond_off_loop(request, unified.with_sources(sources))
 
