@@ -2,10 +2,10 @@
 
 A reload applies every key that needs no new socket, upstream pool, store or metrics
 pipeline: the proxy's routing and per-request limits, ``events``, ``merge``, ``export``,
-``logging`` and ``shutdown``. Every other key (listen addresses, timeouts and pool of the
-upstream, the ingest store's limits, ``admin``, ``service``, histogram buckets) keeps
-its running value until the process restarts. `running_config` is the config in effect
-after a reload; `changed_keys` names what differs, as key paths.
+``logging``, ``shutdown`` and ``relabel``. Every other key (listen addresses, timeouts
+and pool of the upstream, the ingest store's limits, ``admin``, ``service``, histogram
+buckets) keeps its running value until the process restarts. `running_config` is the
+config in effect after a reload; `changed_keys` names what differs, as key paths.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ RELOADABLE_PROXY_KEYS = (
     "forwarded_headers",
 )
 # whole sections rebuilt or re-read on reload
-RELOADABLE_SECTIONS = ("events", "merge", "export", "logging", "shutdown")
+RELOADABLE_SECTIONS = ("events", "merge", "export", "logging", "shutdown", "relabel")
 
 
 def running_config(old: Config, new: Config) -> Config:

@@ -43,6 +43,9 @@ from sidecar.logs import configure_logging
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
+from sidecar.relabel.families import Relabeller, dropped_counter
+from sidecar.relabel.ingest import IngestFilter
+from sidecar.relabel.rules import compile_rules
 from sidecar.reload import changed_keys, running_config
 from sidecar.status import StatusSources, TrafficSampler, add_status_routes
 from sidecar.status.inventory import store_sources
@@ -91,6 +94,8 @@ class Sidecar:
     proxy: ProxyComponent | None = field(default=None, init=False)
     inspector: EventInspector | None = field(default=None, init=False)
     _export_results: Counter | None = field(default=None, init=False)
+    _relabel_dropped: Counter | None = field(default=None, init=False)
+    ingest_filter: IngestFilter = field(default_factory=IngestFilter, init=False)
     _export_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _export_swap: asyncio.Future[None] | None = field(default=None, init=False)
     admin_tls: ReloadingServerContext | None = field(default=None, init=False)
@@ -119,6 +124,7 @@ class Sidecar:
         registry, the ingested families, then the merge targets fetched per scrape.
         """
         config = self.config
+        self.ingest_filter.update(compile_rules(config.relabel))
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
         series = SeriesGauge(self.module.meter)  # sidecar_series{source}, one for all sources
         if config.proxy.enabled:
@@ -128,12 +134,16 @@ class Sidecar:
             self.components.append(self.proxy)
         store_view = None
         if config.ingest.enabled:
-            ingest, ingest_collector = create_ingest(config, self.module, series=series)
+            ingest, ingest_collector = create_ingest(
+                config, self.module, series=series, relabel=self.ingest_filter
+            )
             self.components.append(ingest)
             collectors["ingest"] = ingest_collector
             store_view = partial(store_sources, ingest_collector.store)
         self.unified = UnifiedCollector(
-            list(collectors.values()), merge_conflicts(self.module.meter)
+            list(collectors.values()),
+            merge_conflicts(self.module.meter),
+            relabel=self._relabeller(config),
         )
         # a scraper always: a reload may add targets (its session opens on first use)
         scraper = self.scraper = create_merge(config.merge, self.module.meter)
@@ -196,6 +206,14 @@ class Sidecar:
     def _new_inspector(self, config: Config) -> EventInspector:
         aggregation = mergeable_aggregations(self.module).get(BATCH_SIZE)
         return EventInspector(config.events, self.module.meter, batch_size_aggregation=aggregation)
+
+    def _relabeller(self, config: Config) -> Relabeller | None:
+        """The ``relabel:`` rules for the unified view (None: no rules)."""
+        if not config.relabel:
+            return None
+        if self._relabel_dropped is None:  # one counter for every rule set of this process
+            self._relabel_dropped = dropped_counter(self.module.meter)
+        return Relabeller(compile_rules(config.relabel), self._relabel_dropped)
 
     def _new_exporter(self, config: Config) -> OtlpPusher | None:
         if config.export.otlp.endpoint is None or self.unified is None:
@@ -285,6 +303,10 @@ class Sidecar:
             self.proxy.handler.reconfigure(running, self.inspector)
         if self.scraper is not None:
             self.scraper.targets = running.merge.targets
+        if running.relabel != old.relabel:
+            self.ingest_filter.update(compile_rules(running.relabel))
+            if self.unified is not None:  # the next scrape and push use the new rules
+                self.unified.relabel = self._relabeller(running)
         if running.export != old.export:
             self._export_swap = asyncio.ensure_future(self._restart_export())
             if old.export.otlp.endpoint is not None:

@@ -45,6 +45,7 @@ from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
 from sidecar.negotiation import encoder_for, negotiate
 from sidecar.offloop import off_loop, snapshot_sources
+from sidecar.relabel.families import Relabeller
 
 __all__ = [
     "FamilySource",
@@ -207,20 +208,43 @@ class _Fixed:
 class UnifiedCollector:
     """Merges ``sources`` (highest priority first) into one exposition."""
 
-    def __init__(self, sources: Sequence[Collector], conflicts: Counter | None = None) -> None:
+    def __init__(
+        self,
+        sources: Sequence[Collector],
+        conflicts: Counter | None = None,
+        *,
+        relabel: Relabeller | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> None:
         self.sources = tuple(sources)
         self._conflicts = conflicts
+        self.relabel = relabel  # ``relabel:`` rules (swapped on reload)
+        # each source's name for relabel rules' ``source`` (a snapshot keeps the originals')
+        self.kinds = tuple(kinds) if kinds is not None else _kinds(self.sources)
 
     def with_sources(self, extra: Sequence[Collector]) -> UnifiedCollector:
         """A collector for one scrape with ``extra`` sources below these (merge targets)."""
-        return UnifiedCollector((*self.sources, *extra), self._conflicts)
+        return UnifiedCollector(
+            (*self.sources, *extra),
+            self._conflicts,
+            relabel=self.relabel,
+            kinds=(*self.kinds, *_kinds(extra)),
+        )
 
     async def render_off_loop(self, accept: str, accept_encoding: str) -> Exposition:
         """`render` in a worker thread, from a snapshot taken now on the loop
         (`sidecar.offloop`): a scrape never stalls the loop, and sees one state."""
         sources, gates = snapshot_sources(self.sources)
-        frozen = UnifiedCollector(sources, self._conflicts)
+        frozen = UnifiedCollector(sources, self._conflicts, relabel=self.relabel, kinds=self.kinds)
         return await off_loop(gates, functools.partial(frozen.render, accept, accept_encoding))
+
+    def _relabelled(self, source: Collector, kind: str) -> Iterable[Metric | RenderedFamily]:
+        """The source's families after the ``relabel:`` rules for it (`sidecar.relabel`)."""
+        families = _families_of(source)
+        relabel = self.relabel
+        if relabel is None or not relabel.touches(kind):
+            return families
+        return cast(list[Metric | RenderedFamily], relabel.apply(families, kind))
 
     def merged(self) -> list[Metric | RenderedFamily]:
         """The families to expose, after the merge rules; conflicts are counted."""
@@ -233,10 +257,10 @@ class UnifiedCollector:
         slots: dict[tuple[str, str], _Slot] = {}
         dropped = {CONFLICT_SERIES: 0, CONFLICT_TYPE: 0}
         last_start = 0
-        for source in self.sources:
+        for source, kind in zip(self.sources, self.kinds, strict=True):
             last_start = len(slots)
             mine: set[str] = set()
-            for family in _families_of(source):
+            for family in self._relabelled(source, kind):
                 key = (family.name, family.type)
                 slot = slots.get(key)
                 if slot is not None:
@@ -347,6 +371,12 @@ def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:
         return b""
     body: bytes = encoder(_Fixed(metrics))  # type: ignore[operator]
     return body.removesuffix(OPENMETRICS_EOF) if openmetrics else body
+
+
+def _kinds(sources: Sequence[Collector]) -> tuple[str, ...]:
+    """Each source's relabel name: ``ingest``, ``merge`` (their ``relabel_source``), else
+    ``sidecar`` (the own registry; its ``http_*`` families count as ``proxy``)."""
+    return tuple(getattr(source, "relabel_source", "sidecar") for source in sources)
 
 
 def _families_of(source: Collector) -> Iterable[Metric | RenderedFamily]:

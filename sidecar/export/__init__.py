@@ -51,7 +51,10 @@ def unified_view(unified: UnifiedCollector, scraper: MergeScraper | None = None)
 
     async def view() -> str:
         extra = await scraper.fetch() if scraper is not None else []
-        exposition = UnifiedCollector((*unified.sources, *extra)).render(OPENMETRICS_ACCEPT, "")
+        scrape = unified.with_sources(extra)  # the relabel rules too, refusals not recounted
+        relabel = scrape.relabel.uncounted() if scrape.relabel is not None else None
+        view = UnifiedCollector(scrape.sources, relabel=relabel, kinds=scrape.kinds)
+        exposition = view.render(OPENMETRICS_ACCEPT, "")
         return exposition.body.decode()
 
     return view

@@ -14,6 +14,7 @@ from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.observability import Module
+from sidecar.relabel.ingest import IngestFilter
 
 __all__ = ["OtlpCollector", "SeriesGauge", "create_ingest", "ingest_state"]
 
@@ -21,7 +22,12 @@ IPV4_LOOPBACK = "127.0.0.1"
 IPV6_LOOPBACK = "::1"
 
 
-def ingest_state(config: Config, module: Module, series: SeriesGauge | None = None) -> IngestState:
+def ingest_state(
+    config: Config,
+    module: Module,
+    series: SeriesGauge | None = None,
+    relabel: IngestFilter | None = None,
+) -> IngestState:
     """The store, translator and instruments of one ingest instance."""
     ingest = config.ingest
     limits = StoreLimits(
@@ -45,11 +51,15 @@ def ingest_state(config: Config, module: Module, series: SeriesGauge | None = No
         target_info=ingest.target_info,
         worker_attributes=ingest.workers.attributes,
     )
-    return IngestState(store, Translator(rules), instruments, ingest.max_body_bytes)
+    return IngestState(store, Translator(rules), instruments, ingest.max_body_bytes, relabel)
 
 
 def create_ingest(
-    config: Config, module: Module, *, series: SeriesGauge | None = None
+    config: Config,
+    module: Module,
+    *,
+    series: SeriesGauge | None = None,
+    relabel: IngestFilter | None = None,
 ) -> tuple[Component, OtlpCollector]:
     """The ingest listener (``ingest.listen``; also ``[::1]`` when that is 127.0.0.1).
 
@@ -57,11 +67,12 @@ def create_ingest(
         config: the whole configuration (``ingest.*`` is used).
         module: the sidecar's module: its meter gets the ingest self metrics.
         series: the shared ``sidecar_series{source}`` gauge, when other sources report too.
+        relabel: the relabel rules' pre-store filter (drop before store), if any.
 
     Returns:
         The component to start and stop, and the collector of the ingested families.
     """
-    state = ingest_state(config, module, series)
+    state = ingest_state(config, module, series, relabel)
     listen = config.ingest.listen
     # port 0 (tests) would give the IPv6 listener a different random port: only the first
     also_v6 = listen.host == IPV4_LOOPBACK and listen.port != 0

@@ -69,6 +69,8 @@ class TargetInfoFamily:
 class OtlpCollector:
     """Exposes a `MetricStore`; reads it synchronously, so each call sees one state."""
 
+    relabel_source = "ingest"  # what ``relabel:`` rules name it (``source: ingest``)
+
     def __init__(self, store: MetricStore) -> None:
         self.store = store
 

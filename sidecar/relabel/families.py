@@ -1,0 +1,416 @@
+"""The relabel chains applied to one source's families, never serving a broken family.
+
+`Relabeller.apply` takes the families of one source of the unified view (the sidecar's
+own registry, whose ``http_*`` families are the proxy's; the ingested families; one
+merge target) and returns them relabelled. Each sample is relabelled as Prometheus
+relabels it (``__name__`` is the sample's name: ``x_total``, ``x_bucket``), then the
+samples are put back into families, refusing what would break one (counted in
+``sidecar_relabel_dropped_total{reason}``):
+
+- ``shape``: a series loses some of its samples but not all (a counter's ``_created``
+  may go alone), its samples end up with different label sets or family names, a
+  histogram bucket loses or changes ``le`` (a summary ``quantile``), or a sample's new
+  name does not keep its suffix (``x_total`` → ``y`` for a counter);
+- ``collision``: two series become one (the first one is kept), or a renamed family
+  claims a name another family of the source has with another type;
+- ``invalid``: a result without ``__name__``, or with a name that is not a valid
+  metric or label name.
+
+Labels starting with ``__`` other than ``__name__`` (temporary labels) are removed at
+the end. A family that no rule touches is passed on as it came (a merge target's raw
+text, its gzip pass-through included): `probe` decides that for a family at once, from
+its sample names and, only when a rule needs them, its label names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opentelemetry.metrics import Counter, Meter
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
+
+from sidecar.relabel.rules import (
+    NAME,
+    Rule,
+    is_label_name,
+    is_metric_name,
+    process,
+    replace_target,
+)
+
+__all__ = [
+    "COLLISION",
+    "INVALID",
+    "SHAPE",
+    "Family",
+    "Relabeller",
+    "dropped_counter",
+    "probe",
+    "sample_names_of",
+]
+
+COLLISION = "collision"
+SHAPE = "shape"
+INVALID = "invalid"
+KEEP, DROP, SLOW = "keep", "drop", "slow"
+PROXY_PREFIX = "http_"  # the sidecar registry's families of the proxy (RED metrics)
+_SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
+# sample suffixes by type; "" is the family name itself
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+    "stateset": ("",),
+    "unknown": ("",),
+}
+_LABEL_IN_TEXT = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
+
+
+class Family(Protocol):
+    """A family of the unified view (`sidecar.unified.RenderedFamily` or a `Metric`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    def to_metric(self) -> Metric: ...
+
+
+class Dropped(Protocol):
+    """``sidecar_relabel_dropped_total{reason}`` (an OTel counter)."""
+
+    def add(self, amount: int, attributes: dict[str, str]) -> None: ...
+
+
+def dropped_counter(meter: Meter) -> Counter:
+    """``sidecar_relabel_dropped_total{reason}``: series a relabel result would have broken."""
+    return meter.create_counter(
+        "sidecar.relabel.dropped",
+        description="Series dropped because relabelling would break their family, by reason",
+    )
+
+
+def sample_names_of(name: str, kind: str) -> tuple[str, ...]:
+    """The names a family's samples can have (a counter ``x``: ``x_total``, ``x_created``)."""
+    return tuple(name + suffix for suffix in _SUFFIXES.get(kind, ("",)))
+
+
+def label_names(family: Family | Metric) -> set[str]:
+    """Every label name the family's samples carry (a superset for text families: any
+    ``name="`` in the text counts)."""
+    if isinstance(family, Metric):
+        names: set[str] = set()
+        for sample in family.samples:
+            names.update(sample.labels)
+        return names
+    chunks = getattr(family, "chunks", None)  # a merge target's RawFamily: its sample lines
+    if chunks is None:
+        out: list[str] = []
+        family.render(False, out)  # type: ignore[attr-defined]
+        chunks = out
+    found: set[str] = set()
+    for chunk in chunks:
+        if '="' in chunk:
+            found.update(_LABEL_IN_TEXT.findall(chunk))
+    return found
+
+
+def probe(chain: Sequence[Rule], family: Family | Metric) -> str:
+    """`KEEP` when no rule changes any series of the family, `DROP` when the rules drop
+    every series, else `SLOW` (each sample must be relabelled).
+
+    Each sample name is run through the chain as a series with that name and no other
+    label; that is exact as long as no rule reads, writes or (by name) matches a label
+    the family has: when one would, the answer is `SLOW`.
+    """
+    names: set[str] | None = None
+
+    def present() -> set[str]:
+        nonlocal names
+        if names is None:
+            names = label_names(family)
+        return names
+
+    verdicts: set[str] = set()
+    for sample_name in sample_names_of(family.name, family.type):
+        verdict = _probe_one(chain, sample_name, present)
+        if verdict == SLOW:
+            return SLOW
+        verdicts.add(verdict)
+    return verdicts.pop() if len(verdicts) == 1 else SLOW
+
+
+def _probe_one(chain: Sequence[Rule], sample_name: str, present: _Present) -> str:
+    labels = {NAME: sample_name}
+    for rule in chain:
+        others = rule.reads - {NAME}
+        if others and not others.isdisjoint(present()):
+            return SLOW
+        action = rule.action
+        if action == "keep":
+            if not rule.matches(labels) or rule.regex.fullmatch(rule.value(labels)) is None:
+                return DROP
+            continue
+        if not rule.matches(labels):
+            continue
+        if action == "drop":
+            if rule.regex.fullmatch(rule.value(labels)) is not None:
+                return DROP
+        elif action == "replace":
+            written = replace_target(rule, labels)
+            if written is None:
+                continue
+            target, value = written
+            if target == NAME or target in present():
+                if labels.get(target, "") != value or target != NAME:
+                    return SLOW
+            elif value:
+                return SLOW  # a new label on every series
+        else:
+            every = present() | {NAME}
+            hit = [n for n in every if rule.regex.fullmatch(n) is not None]
+            if (action == "labelkeep" and len(hit) != len(every)) or (
+                action != "labelkeep" and hit
+            ):
+                return SLOW
+    return KEEP
+
+
+class _Present(Protocol):
+    def __call__(self) -> set[str]: ...
+
+
+@dataclass(slots=True)
+class _Out:
+    """One output family being built from relabelled series; a key two series end up
+    with is a collision, and every series with it is dropped (none is the right one)."""
+
+    metric: Metric
+    series: dict[SeriesKey, list[Sample]] = field(default_factory=dict)
+    collided: dict[SeriesKey, int] = field(default_factory=dict)  # key -> its series
+
+    def add(self, key: SeriesKey, samples: list[Sample]) -> None:
+        """One series in, unless another has its key."""
+        if key in self.series:
+            self.collided[key] = self.collided.get(key, 1) + 1
+        else:
+            self.series[key] = samples
+
+    def finish(self, counts: dict[str, int]) -> Metric:
+        """The family with its series' samples; collisions counted."""
+        if self.collided:
+            counts[COLLISION] = counts.get(COLLISION, 0) + sum(self.collided.values())
+        self.metric.samples = [
+            sample
+            for key, samples in self.series.items()
+            if key not in self.collided
+            for sample in samples
+        ]
+        return self.metric
+
+
+SeriesKey = frozenset[tuple[str, str]]
+
+
+def _series_key(labels: dict[str, str], skip: str | None) -> SeriesKey:
+    return frozenset(item for item in labels.items() if item[0] != skip)
+
+
+@dataclass(slots=True)
+class Relabeller:
+    """The compiled ``relabel:`` rules, by source; counts what it refuses."""
+
+    rules: tuple[Rule, ...]
+    dropped: Dropped | Counter | None = None
+    _chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+
+    def uncounted(self) -> Relabeller:
+        """The same rules, counting nothing (a second reading of what a scrape counts)."""
+        return Relabeller(self.rules)
+
+    def chain(self, source: str) -> tuple[Rule, ...]:
+        """The rules that apply to ``source`` (``proxy``, ``ingest``, ``merge``, ``sidecar``)."""
+        chain = self._chains.get(source)
+        if chain is None:
+            chain = self._chains[source] = tuple(
+                r for r in self.rules if r.source is None or r.source == source
+            )
+        return chain
+
+    def touches(self, source: str) -> bool:
+        """Some rule applies to ``source`` (for the sidecar registry: or to the proxy's)."""
+        return bool(self.chain(source)) or (source == "sidecar" and bool(self.chain("proxy")))
+
+    def apply(self, families: Iterable[Family | Metric], source: str) -> list[Family | Metric]:
+        """The source's families relabelled (see the module doc); refusals are counted."""
+        counts: dict[str, int] = {}
+        kept: list[Family | Metric | _Out] = []
+        renamed: list[_Out] = []
+        for family in families:
+            kind = source
+            if source == "sidecar" and family.name.startswith(PROXY_PREFIX):
+                kind = "proxy"
+            chain = self.chain(kind)
+            verdict = probe(chain, family) if chain else KEEP
+            if verdict == KEEP:
+                kept.append(family)
+            elif verdict == SLOW:
+                for out, is_renamed in _relabel_family(chain, family, counts):
+                    if is_renamed:
+                        renamed.append(out)
+                    else:
+                        kept.append(out)
+        result = _assemble(kept, renamed, counts)
+        if self.dropped is not None:
+            for reason, count in counts.items():
+                self.dropped.add(count, {"reason": reason})
+        return result
+
+
+def _relabel_family(
+    chain: Sequence[Rule], family: Family | Metric, counts: dict[str, int]
+) -> list[tuple[_Out, bool]]:
+    """Every sample relabelled; the families they form (True: under another name)."""
+    metric = family if isinstance(family, Metric) else family.to_metric()
+    kind = metric.type
+    skip = _SERIES_LABEL.get(kind)
+    groups: dict[frozenset[tuple[str, str]], list[Sample]] = {}
+    for sample in metric.samples:
+        groups.setdefault(_series_key(sample.labels, skip), []).append(sample)
+    outs: dict[str, _Out] = {}
+    for samples in groups.values():
+        reason = _relabel_series(chain, metric, samples, skip, outs)
+        if reason is not None:
+            counts[reason] = counts.get(reason, 0) + 1
+    return [(out, name != metric.name) for name, out in outs.items()]
+
+
+def _relabel_series(
+    chain: Sequence[Rule],
+    metric: Metric,
+    samples: list[Sample],
+    skip: str | None,
+    outs: dict[str, _Out],
+) -> str | None:
+    """Relabel one series into ``outs``; the reason it was refused, or None."""
+    created = metric.name + "_created"
+    results: list[tuple[Sample, dict[str, str]]] = []
+    lost = 0
+    for sample in samples:
+        labels = process(chain, {NAME: sample.name, **sample.labels})
+        if labels is None:
+            if sample.name != created:
+                lost += 1
+            continue
+        results.append((sample, labels))
+    if not results:
+        return None  # dropped by a rule, wholly
+    if lost:
+        return SHAPE
+    family_name: str | None = None
+    key: frozenset[tuple[str, str]] | None = None
+    new_samples: list[Sample] = []
+    for sample, labels in results:
+        new_name = labels.pop(NAME, None)
+        for temporary in [n for n in labels if n.startswith("__")]:
+            del labels[temporary]
+        if new_name is None or (new_name != sample.name and not is_metric_name(new_name)):
+            return INVALID
+        if not all(n in sample.labels or is_label_name(n) for n in labels):
+            return INVALID
+        suffix = sample.name[len(metric.name) :]
+        if not new_name.endswith(suffix) or len(new_name) == len(suffix):
+            return SHAPE
+        name = new_name[: len(new_name) - len(suffix)] if suffix else new_name
+        if skip is not None and labels.get(skip) != sample.labels.get(skip):
+            return SHAPE
+        this_key = _series_key(labels, skip)
+        if family_name is None:
+            family_name, key = name, this_key
+        elif name != family_name or this_key != key:
+            return SHAPE
+        new_samples.append(sample._replace(name=new_name, labels=labels))
+    assert family_name is not None
+    assert key is not None
+    out = outs.get(family_name)
+    if out is None:
+        out = outs[family_name] = _Out(
+            Metric(family_name, metric.documentation, metric.type, metric.unit)
+        )
+    out.add(key, new_samples)
+    return None
+
+
+def _claims(name: str, kind: str) -> tuple[str, ...]:
+    return (
+        (name, *sample_names_of(name, kind)) if kind != "counter" else sample_names_of(name, kind)
+    )
+
+
+def _assemble(
+    kept: list[Family | Metric | _Out], renamed: list[_Out], counts: dict[str, int]
+) -> list[Family | Metric]:
+    """Families under their own names first; a renamed one joins a family of the same
+    name and type (series by series) or, when another type has its name, is dropped."""
+    if not renamed:
+        return _finished(kept, counts)
+    outs: list[_Out | Family | Metric] = list(kept)
+    by_key = {(_name(f), _type(f)): i for i, f in enumerate(outs)}
+    claimed = {n for f in outs for n in _claims(_name(f), _type(f))}
+    for new in renamed:
+        metric = new.metric
+        at = by_key.get((metric.name, metric.type))
+        if at is None:
+            names = _claims(metric.name, metric.type)
+            if not claimed.isdisjoint(names):
+                counts[COLLISION] = counts.get(COLLISION, 0) + len(new.series)
+                continue
+            claimed.update(names)
+            by_key[(metric.name, metric.type)] = len(outs)
+            outs.append(new)
+            continue
+        base = outs[at]
+        into = base if isinstance(base, _Out) else _as_out(base)
+        outs[at] = into
+        for key, samples in new.series.items():
+            into.add(key, samples)
+    return _finished(outs, counts)
+
+
+def _finished(
+    families: list[Family | Metric | _Out], counts: dict[str, int]
+) -> list[Family | Metric]:
+    """The output, the built families finished (those left without a series omitted)."""
+    out: list[Family | Metric] = []
+    for family in families:
+        if isinstance(family, _Out):
+            metric = family.finish(counts)
+            if metric.samples:
+                out.append(metric)
+        else:
+            out.append(family)
+    return out
+
+
+def _name(family: Family | Metric | _Out) -> str:
+    return family.metric.name if isinstance(family, _Out) else family.name
+
+
+def _type(family: Family | Metric | _Out) -> str:
+    return family.metric.type if isinstance(family, _Out) else family.type
+
+
+def _as_out(family: Family | Metric) -> _Out:
+    metric = family if isinstance(family, Metric) else family.to_metric()
+    out = _Out(Metric(metric.name, metric.documentation, metric.type, metric.unit))
+    skip = _SERIES_LABEL.get(metric.type)
+    for sample in metric.samples:
+        out.series.setdefault(_series_key(sample.labels, skip), []).append(sample)
+    return out
