@@ -110,13 +110,14 @@ def metric_is_legacy(metric: Metric) -> bool:
     """Every name of ``metric`` (family, samples, labels) is in the legacy set."""
     if not is_legacy_metric_name(metric.name):
         return False
-    for sample in metric.samples:
-        if not is_legacy_metric_name(sample.name):
-            return False
-        for label in sample.labels:
-            if not is_legacy_label_name(label):
-                return False
-    return True
+    sample_names: set[str] = set()
+    label_names: set[str] = set()
+    for sample in metric.samples:  # (set.update of a dict's keys runs in C)
+        sample_names.add(sample.name)
+        label_names.update(sample.labels)
+    return all(map(is_legacy_metric_name, sample_names)) and all(
+        map(is_legacy_label_name, label_names)
+    )
 
 
 def escape_metric(metric: Metric, scheme: Escaping) -> Metric:

@@ -30,6 +30,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
 from sidecar.config import OtlpExportConfig
 from sidecar.export.convert import ResourceRules, exposition_to_metrics_data
+from sidecar.known_labels import zeroed
 
 __all__ = [
     "FAILURE",
@@ -54,9 +55,10 @@ View = Callable[[], Awaitable[str]]
 
 def export_counter(meter: Meter) -> Counter:
     """``sidecar_export_total{result}``."""
-    return meter.create_counter(
+    counter = meter.create_counter(
         "sidecar.export", description="OTLP pushes of the unified view, by result"
     )
+    return zeroed(counter, "result", (SUCCESS, FAILURE))
 
 
 def metrics_url(endpoint: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
 
+from sidecar.known_labels import MERGE_CONFLICT_KINDS, OTLP_REJECT_REASONS, zeroed
 from sidecar.observability import cardinality_overflow
 
 __all__ = ["IngestInstruments", "SeriesGauge", "cardinality_overflow", "merge_conflicts"]
@@ -23,10 +24,11 @@ SOURCE_INGEST = "ingest"
 
 def merge_conflicts(meter: Meter) -> Counter:
     """``sidecar_merge_conflicts_total{kind}`` (design §9)."""
-    return meter.create_counter(
+    counter = meter.create_counter(
         "sidecar.merge.conflicts",
         description="Series or families dropped from /metrics because a higher source had them",
     )
+    return zeroed(counter, "kind", MERGE_CONFLICT_KINDS)
 
 
 class SeriesGauge:
@@ -96,9 +98,13 @@ class IngestInstruments:
             received=meter.create_counter(
                 "sidecar.otlp.data_points.received", description="OTLP data points received"
             ),
-            rejected=meter.create_counter(
-                "sidecar.otlp.data_points.rejected",
-                description="OTLP data points rejected, by reason",
+            rejected=zeroed(
+                meter.create_counter(
+                    "sidecar.otlp.data_points.rejected",
+                    description="OTLP data points rejected, by reason",
+                ),
+                "reason",
+                OTLP_REJECT_REASONS,
             ),
             expired=meter.create_counter(
                 "sidecar.series.expired",

@@ -21,6 +21,7 @@ from prometheus_client.core import Metric
 
 from sidecar.config import MergeTarget
 from sidecar.gzipjoin import GzipMember
+from sidecar.known_labels import zeroed
 from sidecar.merge.fetch import ACCEPT, TEXT_ACCEPT, Result, Scrape, fetch_target
 from sidecar.merge.rawtext import RawFamily
 
@@ -90,6 +91,8 @@ class MergeScraper:
     ) -> None:
         self.targets = tuple(targets)
         self._scrapes = scrapes
+        for target in self.targets:  # every outcome at 0 from the start
+            zeroed(scrapes, "result", [r.value for r in Result], {"target": target.name})
         self._session = session
         self._owns_session = session is None
         self._last: dict[str, tuple[float, Scrape]] = {}  # target -> (when, last success)

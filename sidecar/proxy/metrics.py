@@ -34,6 +34,7 @@ from sidecar.batching import (
     mergeable_aggregations,
 )
 from sidecar.config import ProxyConfig
+from sidecar.known_labels import zeroed
 from sidecar.observability import Metrics, cardinality_overflow
 
 __all__ = [
@@ -129,8 +130,10 @@ class ProxyMetrics:
             "http.response.body.size", unit="By", description="Response body size"
         )
         self._response_size = batcher.histogram(response_size, merge.get("http.response.body.size"))
-        self._proxy_errors = meter.create_counter(
-            "sidecar.proxy.errors", description="Proxy failures by reason"
+        self._proxy_errors = zeroed(
+            meter.create_counter("sidecar.proxy.errors", description="Proxy failures by reason"),
+            "reason",
+            ERROR_REASONS,
         )
         self._overflow = batcher.counter(cardinality_overflow(meter))
         self._in_flight = in_flight

@@ -176,4 +176,4 @@ def test_empty_label_values_do_not_make_a_series_distinct(module):
     text = unified.render(TEXT, "").body.decode()
     assert 'g{a="1",pad=""} 1.0' in text
     assert "2.0" not in text
-    assert _conflicts(module) == {"series": 1.0}
+    assert _conflicts(module) == {"series": 1.0, "type": 0.0}  # known kinds start at 0
