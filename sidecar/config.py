@@ -657,7 +657,7 @@ def _label_name_list(value: Any) -> tuple[str, ...]:
 
 
 def _match_map(value: Any) -> Mapping[str, str]:
-    if not isinstance(value, dict) or not value:
+    if not isinstance(value, dict):
         raise ValueError(f"expected a mapping of label names to regexes, got {value!r}")
     for name, pattern in value.items():
         if not isinstance(name, str) or not is_label_name(name):

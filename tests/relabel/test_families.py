@@ -1,0 +1,203 @@
+"""Relabel rules on whole families in the unified view: shapes kept, collisions refused.
+
+The exposition is written by prometheus_client (a real app's registry), parsed as a
+merge target's is, relabelled by `UnifiedCollector`, and every result is linted by
+``promtool check metrics`` and re-parsed by prometheus_client's OpenMetrics parser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from sidecar.config import config_from_dict
+from sidecar.merge.rawtext import parse_fast
+from sidecar.relabel.families import Relabeller
+from sidecar.relabel.rules import compile_rules
+from sidecar.unified import UnifiedCollector
+from tests.support.prometheus import check_metrics
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def app_exposition(openmetrics: bool = False) -> str:
+    registry = CollectorRegistry()
+    requests = Counter("app_requests", "Requests", ["code", "otel_scope_name"], registry=registry)
+    requests.labels("200", "lib").inc(3)
+    requests.labels("500", "lib").inc(1)
+    latency = Histogram("app_latency_seconds", "Latency", ["code"], registry=registry,
+                        buckets=(0.1, 1.0))  # fmt: skip
+    latency.labels("200").observe(0.05)
+    latency.labels("500").observe(2)
+    size = Summary("app_size_bytes", "Sizes", ["code"], registry=registry)
+    size.labels("200").observe(10)
+    Gauge("go_goroutines", "Goroutines", registry=registry).set(7)
+    Gauge("app_queue", "Queue", ["queue"], registry=registry).labels("a").set(1)
+    Info("app_build", "Build", registry=registry).info({"version": "1.2"})
+    return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
+
+
+class Recorded:
+    """``sidecar_relabel_dropped_total`` as a plain tally (our `Dropped` interface)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, amount: int, attributes: dict[str, str]) -> None:
+        reason = attributes["reason"]
+        self.counts[reason] = self.counts.get(reason, 0) + amount
+
+
+class Target:
+    """A merge target's families (as `sidecar.merge` parses them)."""
+
+    relabel_source = "merge"
+
+    def __init__(self, body: str, openmetrics: bool = False) -> None:
+        self._families = parse_fast(body, openmetrics, {})
+
+    def families(self) -> list[Any]:
+        return list(self._families)
+
+
+def relabelled(rules: list[dict[str, Any]]) -> tuple[str, str, Recorded]:
+    """Text and OpenMetrics renderings after ``rules`` (the target asked in the same
+    format, as the merge asks it), and what the text scrape counted."""
+    recorded = Recorded()
+    compiled = compile_rules(config_from_dict({"relabel": rules}).relabel)
+    text_view = UnifiedCollector([Target(app_exposition())], relabel=Relabeller(compiled, recorded))
+    om_view = UnifiedCollector([Target(app_exposition(True), True)], relabel=Relabeller(compiled))
+    text = text_view.render("", "").body.decode()
+    openmetrics = om_view.render(OPENMETRICS, "").body.decode()
+    return text, openmetrics, recorded
+
+
+def series(text: str) -> set[str]:
+    """Every sample as ``name{sorted labels}`` (values left out)."""
+    out = set()
+    for family in parse_text(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out.add(f"{s.name}{{{labels}}}")
+    return out
+
+
+def valid(text: str, openmetrics: str) -> None:
+    check = check_metrics(text)
+    assert check.returncode == 0, check.findings
+    list(parse_om(openmetrics))  # raises on anything OpenMetrics refuses
+
+
+BASE = series(app_exposition())
+
+CASES: list[tuple[str, list[dict[str, Any]], set[str], set[str], dict[str, int]]] = [
+    # (id, rules, samples gone, samples added, counted)
+    ("drop by name", [{"action": "drop", "match": {"__name__": "go_.*"}}],
+     {"go_goroutines{}"}, set(), {}),
+    ("keep by name drops the rest",
+     [{"action": "keep", "match": {"__name__": "app_(requests|queue).*"}}],
+     {s for s in BASE if not s.startswith(("app_requests", "app_queue"))}, set(), {}),
+    ("labeldrop a label nobody has changes nothing", [{"action": "labeldrop", "regex": "nope"}],
+     set(), set(), {}),
+    ("labeldrop otel_scope_*",
+     [{"action": "labeldrop", "regex": "otel_scope_.*"}],
+     {s for s in BASE if "otel_scope_name" in s},
+     {s.replace(",otel_scope_name=lib", "") for s in BASE if "otel_scope_name" in s}, {}),
+    ("dropping le breaks the histogram: its series go, counted",
+     [{"action": "labeldrop", "regex": "le"}],
+     {s for s in BASE if s.startswith("app_latency_seconds")}, set(), {"shape": 2}),
+    ("dropping quantile breaks the summary", [{"action": "labeldrop", "regex": "quantile"}],
+     set(), set(), {}),  # prometheus_client's summary has no quantiles: nothing to break
+    ("two series becoming one: both go, counted",
+     [{"action": "labeldrop", "regex": "code"}],
+     {s for s in BASE if "code=" in s},
+     {"app_size_bytes_count{}", "app_size_bytes_sum{}", "app_size_bytes_created{}"},
+     {"collision": 4}),  # requests: 2 collide; latency: 2 collide; size has one series
+    ("dropping only _created samples keeps the rest",
+     [{"action": "drop", "match": {"__name__": ".*_created"}}],
+     {s for s in BASE if "_created{" in s}, set(), {}),
+    ("dropping a histogram's buckets alone is refused",
+     [{"action": "drop", "match": {"__name__": ".*_bucket"}}],
+     {s for s in BASE if s.startswith("app_latency_seconds")}, set(), {"shape": 2}),
+    ("renaming a family",
+     [{"source_labels": ["__name__"], "regex": "app_(.*)", "target_label": "__name__",
+       "replacement": "shop_$1"}],
+     {s for s in BASE if s.startswith("app_")},
+     {"shop_" + s[4:] for s in BASE if s.startswith("app_")}, {}),
+    ("renaming a counter sample without its suffix is refused",
+     [{"match": {"__name__": "app_requests_total"}, "target_label": "__name__",
+       "replacement": "requests"}],
+     {s for s in BASE if s.startswith("app_requests")}, set(), {"shape": 2}),
+    ("renaming onto a name another type claims is refused",
+     [{"match": {"__name__": "app_queue"}, "target_label": "__name__",
+       "replacement": "app_requests_total"}],
+     {"app_queue{queue=a}"}, set(), {"collision": 1}),
+    ("renaming into a family of the same type merges the series",
+     [{"match": {"__name__": "go_goroutines"}, "target_label": "queue", "replacement": "go"},
+      {"match": {"__name__": "go_goroutines"}, "target_label": "__name__",
+       "replacement": "app_queue"}],
+     {"go_goroutines{}"}, {"app_queue{queue=go}"}, {}),
+    ("renaming onto an existing series: both go",
+     [{"match": {"__name__": "go_goroutines"}, "target_label": "queue", "replacement": "a"},
+      {"match": {"__name__": "go_goroutines"}, "target_label": "__name__",
+       "replacement": "app_queue"}],
+     {"go_goroutines{}", "app_queue{queue=a}"}, set(), {"collision": 2}),
+    ("labelkeep without __name__ leaves no name: invalid",
+     [{"action": "labelkeep", "regex": "code|le|quantile"}],
+     BASE, set(), {"invalid": 8}),
+    ("temporary labels are removed at the end",
+     [{"source_labels": ["code"], "target_label": "__tmp_code"},
+      {"action": "drop", "source_labels": ["__tmp_code"], "regex": "5.."}],
+     {s for s in BASE if "code=500" in s}, set(), {}),
+    ("a new label on one family",
+     [{"match": {"__name__": "app_build_info"}, "target_label": "team", "replacement": "core"}],
+     {"app_build_info{version=1.2}"}, {"app_build_info{team=core,version=1.2}"}, {}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rules", "gone", "added", "counted"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_rule_sets_give_valid_families(
+    rules: list[dict[str, Any]], gone: set[str], added: set[str], counted: dict[str, int]
+) -> None:
+    text, openmetrics, recorded = relabelled(rules)
+    valid(text, openmetrics)
+    assert series(text) == (BASE - gone) | added
+    assert recorded.counts == counted
+
+
+def test_untouched_families_are_passed_on_as_they_came() -> None:
+    """A family no rule touches is the very object the source gave (raw text kept)."""
+    target = Target(app_exposition())
+    before = target.families()
+    rules = [{"action": "drop", "match": {"__name__": "go_.*"}},
+             {"action": "labeldrop", "regex": "otel_scope_.*"}]  # fmt: skip
+    relabel = Relabeller(compile_rules(config_from_dict({"relabel": rules}).relabel))
+    after = relabel.apply(before, "merge")
+    untouched = [f for f in before if f.name not in ("go_goroutines", "app_requests")]
+    assert all(any(a is f for a in after) for f in untouched)
+    assert "go_goroutines" not in {f.name for f in after}
+
+
+def test_source_limits_a_rule() -> None:
+    rules = [{"action": "drop", "source": "ingest", "match": {"__name__": "go_.*"}}]
+    text, _, _ = relabelled(rules)
+    assert "go_goroutines{}" in series(text)
+
+
+def test_proxy_source_is_the_registrys_http_families() -> None:
+    registry = CollectorRegistry()
+    Counter("http_request", "Proxied", registry=registry).inc()
+    Gauge("sidecar_up", "Own", registry=registry).set(1)
+    rules = [{"action": "drop", "source": "proxy", "match": {"__name__": ".*"}}]
+    relabel = Relabeller(compile_rules(config_from_dict({"relabel": rules}).relabel))
+    text = UnifiedCollector([registry], relabel=relabel).render("", "").body.decode()
+    assert "sidecar_up 1.0" in text
+    assert "http_request" not in text
