@@ -101,7 +101,8 @@ def test_the_issues_rules_load_and_round_trip(tmp_path: Path) -> None:
     printed = yaml.safe_load(done.stdout)["relabel"]
     assert [r["action"] for r in printed] == ["drop", "keep", "labeldrop", "replace"]
     assert printed[1]["source"] == "merge"
-    assert printed[3]["regex"] == "(.*)" and printed[3]["replacement"] == "$1"
+    assert printed[3]["regex"] == "(.*)"
+    assert printed[3]["replacement"] == "$1"
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump({"relabel": printed}))
     assert load_config(again, env={}).relabel == load_config(path, env={}).relabel
