@@ -109,6 +109,7 @@ class Scrape:
     member: GzipMember | None = None
     openmetrics: bool = False
     text_first: bool = False  # its OpenMetrics reply did not parse, its text did
+    size: int = 0  # characters of the (inflated) body
 
 
 class _Refused(Exception):
@@ -121,10 +122,16 @@ class _Refused(Exception):
 
 
 async def fetch_target(
-    session: aiohttp.ClientSession, target: MergeTarget, budget: float, accept: str = ACCEPT
+    session: aiohttp.ClientSession,
+    target: MergeTarget,
+    budget: float,
+    accept: str = ACCEPT,
+    *,
+    gzip: bool = True,
 ) -> Scrape:
     """Fetch and parse ``target`` within ``budget`` seconds (its own timeout already applied),
-    asking with ``accept`` (`ACCEPT`, or `TEXT_ACCEPT` for a scraper that wants text).
+    asking with ``accept`` (`ACCEPT`, or `TEXT_ACCEPT` for a scraper that wants text), and
+    for gzip unless ``gzip`` is false.
 
     Returns:
         A `Scrape`; on any failure its ``families`` is empty and ``result`` says why.
@@ -133,7 +140,7 @@ async def fetch_target(
     text_first = False
     try:
         async with asyncio.timeout(budget):
-            reply = await _get(session, target.url, accept, keep_member=not target.labels)
+            reply = await _get(session, target.url, accept, not target.labels, gzip)
             try:
                 families = await _parse(reply, target)
             except ValueError as exc:
@@ -145,7 +152,7 @@ async def fetch_target(
                     exc,
                     extra={"event": "merge_target_text_first", "target": target.name},
                 )
-                reply = await _get(session, target.url, TEXT_ACCEPT, not target.labels)
+                reply = await _get(session, target.url, TEXT_ACCEPT, not target.labels, gzip)
                 families = await _parse(reply, target)
                 text_first = not reply.openmetrics
     except TimeoutError:
@@ -165,6 +172,7 @@ async def fetch_target(
         member=reply.member,
         openmetrics=reply.openmetrics,
         text_first=text_first,
+        size=len(reply.text),
     )
 
 
@@ -196,10 +204,12 @@ class _Reply:
     member: GzipMember | None
 
 
-async def _get(session: aiohttp.ClientSession, url: str, accept: str, keep_member: bool) -> _Reply:
+async def _get(
+    session: aiohttp.ClientSession, url: str, accept: str, keep_member: bool, gzip: bool = True
+) -> _Reply:
     """The reply body as text, whether it is OpenMetrics and (with ``keep_member``) the
     gzip member it came in; `_Refused` when unusable."""
-    headers = {hdrs.ACCEPT: accept, hdrs.ACCEPT_ENCODING: "gzip"}
+    headers = {hdrs.ACCEPT: accept, hdrs.ACCEPT_ENCODING: "gzip" if gzip else "identity"}
     async with session.get(url, headers=headers, auto_decompress=False) as response:
         if not 200 <= response.status < 300:
             raise _Refused(Result.ERROR, f"HTTP {response.status}")

@@ -21,7 +21,7 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from sidecar.merge import ACCEPT, TEXT_ACCEPT
-from sidecar.merge.scraper import budget
+from sidecar.merge.scraper import SMALL_REPLY, budget
 from tests.merge.conftest import (
     OPENMETRICS_CT,
     PROTOBUF_CT,
@@ -478,3 +478,20 @@ async def test_a_clashing_openmetrics_reply_is_asked_again_as_text(
     assert scrapes(text, "go", "success") == 3
     assert conflicts(text, "type") == 0  # exposed at 0 from the start
     assert_promtool_passes(text)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
+async def test_a_small_target_is_asked_without_gzip_after_its_first_reply(
+    start_target: StartTarget, make_rig: MakeRig, big: bool
+) -> None:
+    """Compressing on the fly costs a small target more than sending its plain body over
+    loopback; a big reply may come pre-compressed and be passed on in its compression."""
+    lines = [f'app_x{{i="{i}"}} {i}\n'.encode() for i in range(20_000 if big else 3)]
+    body = b"# HELP app_x X\n# TYPE app_x gauge\n" + b"".join(lines)
+    assert (len(body) > SMALL_REPLY) == big
+    app = Target(body, gzip_when_asked=True)
+    rig = await make_rig([target("app", await start_target(app))])
+    for _ in range(3):
+        assert value(await rig.scrape(), "app_x", i="2") == 2
+    encodings = [request["Accept-Encoding"] for request in app.requests]
+    assert encodings == (["gzip"] * 3 if big else ["gzip", "identity", "identity"])

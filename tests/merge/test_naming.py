@@ -89,11 +89,12 @@ def module() -> Iterator[Module]:
 
 
 def _conflicts(module: Module) -> dict[str, float]:
+    """Conflicts counted, by kind (the counter shows every kind, at 0 until one happens)."""
     return {
         s.labels["kind"]: s.value
         for family in module.registry.collect()
         for s in family.samples
-        if s.name == "sidecar_merge_conflicts_total"
+        if s.name == "sidecar_merge_conflicts_total" and s.value
     }
 
 
