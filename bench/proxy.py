@@ -10,7 +10,11 @@ shows medians: requests/s, p50/p99 latency, latency added over direct, proxy CPU
 minor page faults per request, and ratios to nginx and to direct. The cost of the metrics,
 and of the access log (``logging.access_log``, JSON lines to stderr, here /dev/null), is
 then measured in paired runs (two sidecars loaded at once on the proxy's core, so both
-see the same conditions; see `measure_paired`).
+see the same conditions; see `measure_paired`). Two nginx proxies are measured: one with
+default buffers and one tuned for large bodies (issue 19: bigger proxy buffers, no temp
+files, upstream keepalive 64, ``tcp_nodelay``); the upstream nginx sends with ``sendfile on;
+tcp_nopush on``. Last, `proxy_scrape` measures the proxied p99 with and without a
+``/metrics`` scrape every second of a sidecar holding 100,000 ingested series.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import proxy_scrape
 from common import (
     ROOT,
     Counters,
@@ -62,8 +67,11 @@ events {{ worker_connections 8192; }}
 http {{
   access_log off;
   keepalive_requests 10000000;
+  sendfile on;
+  tcp_nopush on;
   server {{
     listen 127.0.0.1:{port} backlog=8192;
+    location = /metrics {{ default_type "text/plain; version=0.0.4"; alias {dir}/app-metrics; }}
     location = /small {{ default_type text/plain; return 200 "{small}"; }}
     location = /big {{ default_type application/octet-stream; alias {dir}/big; }}
   }}
@@ -90,6 +98,36 @@ http {{
   }}
 }}
 """
+TUNED_PROXY_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/tuned.pid;
+error_log {dir}/tuned.err warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  tcp_nodelay on;
+  upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=8192;
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffer_size 16k;
+      proxy_buffers 8 64k;
+      proxy_busy_buffers_size 128k;
+      proxy_max_temp_file_size 0;
+    }}
+  }}
+}}
+"""
+
+
+def upstream_conf(workdir: Path, port: int) -> str:
+    """The upstream nginx's configuration (it serves /small, /big and an app's /metrics)."""
+    return UPSTREAM_CONF.format(dir=workdir, port=port, small=SMALL_BODY)
 
 
 @dataclass(frozen=True)
@@ -97,15 +135,17 @@ class Target:
     """A way of reaching the upstream: directly or through one proxy."""
 
     name: str
-    kind: str  # direct, nginx, sidecar, sidecar-nometrics, sidecar-accesslog
+    kind: str  # direct, nginx, nginx-tuned, sidecar, sidecar-nometrics, -accesslog, -notuning
 
 
 TARGETS = (
     Target("direct", "direct"),
     Target("nginx", "nginx"),
+    Target("nginx, tuned", "nginx-tuned"),
     Target("sidecar", "sidecar"),
     Target("sidecar, metrics off", "sidecar-nometrics"),
     Target("sidecar, access log", "sidecar-accesslog"),
+    Target("sidecar, no runtime tuning", "sidecar-notuning"),  # no gc.freeze, 5 ms GIL interval
 )
 
 
@@ -169,6 +209,11 @@ def target_process(
         with running(nginx(conf, workdir, "proxy", cores), port) as process:
             yield port, process.pid
         return
+    if target.kind == "nginx-tuned":
+        conf = TUNED_PROXY_CONF.format(dir=workdir, port=port, upstream=upstream)
+        with running(nginx(conf, workdir, "tuned", cores), port) as process:
+            yield port, process.pid
+        return
     command = [
         "taskset",
         "-c",
@@ -183,6 +228,8 @@ def target_process(
     ]
     if target.kind == "sidecar-nometrics":
         command.append("--no-metrics")
+    if target.kind == "sidecar-notuning":
+        command.append("--no-tuning")
     if target.kind == "sidecar-accesslog":
         command.append("--access-log")  # one JSON line per request to stderr: /dev/null
     env = {**os.environ, **MALLOC_ENV}
@@ -428,8 +475,9 @@ def main() -> int:
         workdir.chmod(0o755)
         (workdir / "big").write_bytes(os.urandom(BIG_SIZE))
         (workdir / "big").chmod(0o644)
+        (workdir / "app-metrics").write_text(proxy_scrape.app_metrics())
         upstream = free_port()
-        conf = UPSTREAM_CONF.format(dir=workdir, port=upstream, small=SMALL_BODY)
+        conf = upstream_conf(workdir, upstream)
         print(
             f"tcp_congestion_control={cc}; load+upstream on cpu {load_cores}, "
             f"proxy on cpu {proxy_cores}; {args.runs} runs x {args.duration:g}s",
@@ -448,8 +496,14 @@ def main() -> int:
             access = measure_paired(
                 running_targets, args, load_cores, "sidecar, access log", "sidecar"
             )
+        # the proxies above are stopped: the scrape scenario has the cores alone
+        with running(nginx(conf, workdir, "upstream", load_cores), upstream):
+            print("scrape scenario:", flush=True)
+            scraped = proxy_scrape.run(args, workdir, upstream, load_cores, proxy_cores)
     print()
     print(report(results, paired, access))
+    print()
+    print(scraped)
     return 0
 
 

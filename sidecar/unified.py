@@ -67,6 +67,9 @@ CONFLICT_SERIES = "series"
 CONFLICT_TYPE = "type"
 COUNTER = "counter"
 CLAIMS_CACHED = 1 << 16  # family names whose claimed names are kept from scrape to scrape
+# lines joined and encoded at once: one join of 100,000 series' 63 MB held the GIL ~80 ms
+# (rendered off the loop, the loop waits for the GIL); 4,096 lines (~1 MB) hold it ~1 ms
+FLUSH_LINES = 4096
 
 SeriesKey = frozenset[tuple[str, str]]
 
@@ -337,6 +340,8 @@ class UnifiedCollector:
                 if pending:
                     flush()
                 family.render(openmetrics, lines)
+                if len(lines) >= FLUSH_LINES:
+                    flush()
         flush()
         if openmetrics:
             chunks.append(OPENMETRICS_EOF)

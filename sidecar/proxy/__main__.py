@@ -3,8 +3,9 @@
 For benchmarks and memory tests, which need the proxy alone in its own process (its own
 core, its own RSS). It records every metric exactly as the sidecar does; ``--no-metrics``
 turns recording off to measure what it costs; ``--access-log`` writes the access log
-(``logging.access_log``) as JSON lines to stderr. It prints ``listening on HOST:PORT``
-once bound and runs until SIGTERM or SIGINT.
+(``logging.access_log``) as JSON lines to stderr; ``--no-tuning`` skips
+`sidecar.runtime.tune` (gc.freeze, GIL switch interval) to measure what it brings. It
+prints ``listening on HOST:PORT`` once bound and runs until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sidecar.logs import configure_logging
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
 from sidecar.proxy.allocator import pin_malloc_thresholds
+from sidecar.runtime import tune
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--no-tuning", action="store_true", help="no sidecar.runtime.tune()")
     return parser.parse_args(argv)
 
 
@@ -46,6 +49,8 @@ async def serve(args: argparse.Namespace) -> None:
         config, module, Metrics.create(module.meter), None, record_metrics=not args.no_metrics
     )
     await component.start()
+    if not args.no_tuning:
+        tune()
     print(f"listening on {component.addresses[0]}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -97,6 +97,9 @@ def hook_at(car: Sidecar, index: int) -> BlockingFamily:
     sources = list(car.unified.sources)
     sources.insert(index, BlockingSource(family))
     car.unified.sources = tuple(sources)
+    kinds = list(car.unified.kinds)  # each source's name for relabel rules
+    kinds.insert(index, "sidecar")
+    car.unified.kinds = tuple(kinds)
     return family
 
 

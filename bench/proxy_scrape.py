@@ -1,0 +1,326 @@
+"""Proxied latency while /metrics is scraped: 100,000 ingested series, a scrape every second.
+
+    .venv/bin/python bench/proxy_scrape.py [--duration 10 --runs 3]   # also run by bench/proxy.py
+
+The whole sidecar (``python -m sidecar run``: proxy, OTLP ingest, admin) runs pinned to
+the proxy's core, in front of an upstream nginx serving 20 bytes. 100,000 series are
+pushed to its ingest (90 % counters, 10 % histograms with 16 buckets, 5 attributes each,
+as bench/ingest.py builds them), and nginx also serves a 1,000-series app /metrics that the
+sidecar merges: every scrape goes through the merge path. wrk loads the proxy at 1 and at
+32 connections, once quietly and once while a scraper (in this process) fetches
+``/metrics`` as Prometheus does (OpenMetrics, gzip) every second, and the status page
+``/`` right after it. Runs alternate quiet / scraped; medians are printed side by side.
+After the runs one scrape is parsed whole: it must hold every ingested and merged series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import http.client
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, WrkResult, free_port, median, render_table, run_wrk, wait_port
+from ingest import build_request
+
+SERIES = 100_000
+HISTOGRAM_SHARE = 0.1
+APP_SERIES = 1000
+PUSH_POINTS = 1000
+SCRAPE_INTERVAL = 1.0
+PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+CASES = (("20 B, 1 conn", 1), ("20 B, 32 conns", 32))
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+SIDECAR_CONFIG = """\
+proxy: {{listen: "127.0.0.1:{proxy}", upstream: "http://127.0.0.1:{upstream}"}}
+admin: {{listen: "127.0.0.1:{admin}"}}
+ingest: {{listen: "127.0.0.1:{ingest}", max_series: 200000}}
+merge:
+  targets:
+    - {{name: app, url: "http://127.0.0.1:{upstream}/metrics", timeout: 10s}}
+"""
+
+
+def app_metrics() -> str:
+    """The merged app's exposition: ``APP_SERIES`` counter series."""
+    lines = ["# HELP app_requests_total Requests.", "# TYPE app_requests_total counter"]
+    lines += [f'app_requests_total{{path="/p{i}"}} {i}' for i in range(APP_SERIES)]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Sidecar:
+    """The running sidecar: its process and ports."""
+
+    process: subprocess.Popen[bytes]
+    proxy: int
+    admin: int
+    ingest: int
+
+
+@contextlib.contextmanager
+def sidecar(workdir: Path, upstream: int, cores: str) -> Iterator[Sidecar]:
+    """The real sidecar pinned to ``cores``, filled with ``SERIES`` ingested series."""
+    ports = {"proxy": free_port(), "admin": free_port(), "ingest": free_port()}
+    config = workdir / "sidecar.yaml"
+    config.write_text(SIDECAR_CONFIG.format(upstream=upstream, **ports))
+    command = ["taskset", "-c", cores, sys.executable, "-m", "sidecar", "run", "--config"]
+    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
+    log = workdir / "sidecar.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, str(config)], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        for port in ports.values():
+            wait_port(port, timeout=60)
+        car = Sidecar(process, **ports)
+        fill(car)
+        yield car
+    except BaseException:
+        print(log.read_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def fill(car: Sidecar) -> None:
+    """Push ``SERIES`` series, ``PUSH_POINTS`` per OTLP/HTTP request."""
+    for first in range(0, SERIES, PUSH_POINTS):
+        body = build_request(first, PUSH_POINTS, HISTOGRAM_SHARE, 2).SerializeToString()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{car.ingest}/v1/metrics",
+            data=body,
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            if response.status != 200:
+                raise SystemExit(f"bench: ingest answered {response.status}")
+
+
+@dataclass
+class Scrapes:
+    """What the scraper saw during one wrk run."""
+
+    seconds: list[float] = field(default_factory=list)
+    page_seconds: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    failures: int = 0
+
+
+def scrape(admin: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One GET on a fresh connection (as a Prometheus that scrapes many targets)."""
+    connection = http.client.HTTPConnection("127.0.0.1", admin, timeout=30)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+METRICS_HEADERS = {
+    "Accept": PROMETHEUS_ACCEPT,
+    "Accept-Encoding": "gzip",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+
+
+@contextlib.contextmanager
+def scraping(admin: int) -> Iterator[Scrapes]:
+    """Scrape /metrics (then the status page) every ``SCRAPE_INTERVAL`` while inside."""
+    seen = Scrapes()
+    stop = threading.Event()
+
+    def run() -> None:
+        next_at = time.monotonic()
+        while not stop.is_set():
+            start = time.perf_counter()
+            status, body = scrape(admin, "/metrics", METRICS_HEADERS)
+            seen.seconds.append(time.perf_counter() - start)
+            seen.sizes.append(len(body))
+            start = time.perf_counter()
+            page, _ = scrape(admin, "/?refresh=0", {})
+            seen.page_seconds.append(time.perf_counter() - start)
+            seen.failures += status != 200 or page != 200
+            next_at += SCRAPE_INTERVAL
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=run, name="scraper")
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def check_exposition(admin: int) -> str:
+    """One scrape parsed whole: every ingested and merged series is there, once."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    status, body = scrape(admin, "/metrics", METRICS_HEADERS)
+    text = gzip.decompress(body).decode()
+    counters = histograms = merged = 0
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("bench_counter"):
+            counters += sum(s.name.endswith("_total") for s in family.samples)
+        elif family.name.startswith("bench_histogram"):
+            histograms += sum(s.name.endswith("_count") for s in family.samples)
+        elif family.name == "app_requests":
+            merged += len(family.samples)
+    want = (int(SERIES * (1 - HISTOGRAM_SHARE)), int(SERIES * HISTOGRAM_SHARE), APP_SERIES)
+    got = (counters, histograms, merged)
+    verdict = "complete" if status == 200 and got == want else f"WRONG (want {want})"
+    return (
+        f"one scrape parsed (OpenMetrics, {len(body):,} B gzipped, {len(text):,} B): "
+        f"{counters:,} counter + {histograms:,} histogram ingested series, "
+        f"{merged:,} merged: {verdict}"
+    )
+
+
+@dataclass
+class Row:
+    """Medians of one case, quiet and scraped."""
+
+    quiet: list[WrkResult] = field(default_factory=list)
+    scraped: list[WrkResult] = field(default_factory=list)
+    scrapes: list[Scrapes] = field(default_factory=list)
+
+
+def measure(car: Sidecar, args: argparse.Namespace, load_cores: str) -> dict[str, Row]:
+    """Quiet and scraped runs, alternating, of every case."""
+    url = f"http://127.0.0.1:{car.proxy}/small"
+    rows = {case: Row() for case, _ in CASES}
+    for _, conns in CASES:
+        run_wrk(url, conns, 1, load_cores)  # warm-up
+    scrape(car.admin, "/metrics", METRICS_HEADERS)
+    for run in range(args.runs):
+        for case, conns in CASES:
+            row = rows[case]
+            for scraped in (run % 2 == 1, run % 2 == 0):  # alternate which comes first
+                if scraped:
+                    with scraping(car.admin) as seen:
+                        result = run_wrk(url, conns, args.duration, load_cores)
+                    row.scraped.append(result)
+                    row.scrapes.append(seen)
+                else:
+                    result = run_wrk(url, conns, args.duration, load_cores)
+                    row.quiet.append(result)
+                label = "scraped" if scraped else "quiet"
+                print(
+                    f"  run {run + 1}: {case:16} {label:8} {result.rps:10,.0f} req/s "
+                    f"p99 {result.p99_us / 1000:.2f} ms",
+                    flush=True,
+                )
+    return rows
+
+
+def pair(quiet: list[float], scraped: list[float], form: str) -> str:
+    """``quiet / scraped`` medians."""
+    return f"{form.format(median(quiet))} / {form.format(median(scraped))}"
+
+
+def report(rows: dict[str, Row]) -> tuple[str, list[tuple[str, bool]]]:
+    """The side-by-side table and the target's verdicts."""
+    table = []
+    checks = []
+    for case, _ in CASES:
+        row = rows[case]
+        quiet_p99 = median([r.p99_us for r in row.quiet])
+        scraped_p99 = median([r.p99_us for r in row.scraped])
+        durations = [s for seen in row.scrapes for s in seen.seconds]
+        pages = [s for seen in row.scrapes for s in seen.page_seconds]
+        failures = sum(seen.failures for seen in row.scrapes)
+        table.append(
+            [
+                case,
+                pair([r.rps for r in row.quiet], [r.rps for r in row.scraped], "{:,.0f}"),
+                pair([r.p50_us for r in row.quiet], [r.p50_us for r in row.scraped], "{:.0f}"),
+                f"{quiet_p99 / 1000:.2f} / {scraped_p99 / 1000:.2f}",
+                f"{(scraped_p99 - quiet_p99) / 1000:+.2f}",
+                f"{len(durations)}, {median(durations) * 1000:.0f} / {max(durations) * 1000:.0f}",
+                f"{median(pages) * 1000:.0f}",
+                str(failures + sum(r.errors for r in row.quiet + row.scraped)),
+            ]
+        )
+        added = (scraped_p99 - quiet_p99) / 1000
+        checks.append(
+            (
+                f"{case}: p99 {scraped_p99 / 1000:.2f} ms with a scrape every second vs "
+                f"{quiet_p99 / 1000:.2f} ms without ({added:+.2f} ms; target within 2 ms)",
+                added <= 2.0,
+            )
+        )
+    headers = [
+        f"{SERIES:,} ingested series + {APP_SERIES:,} merged, quiet / scraped",
+        "req/s",
+        "p50 µs",
+        "p99 ms",
+        "p99 added ms",
+        "scrapes, median / max ms",
+        "status page ms",
+        "errors",
+    ]
+    return render_table(headers, table), checks
+
+
+def run(args: argparse.Namespace, workdir: Path, upstream: int, load_cores: str, cores: str) -> str:
+    """The scenario against an upstream nginx already serving /small and /metrics."""
+    with sidecar(workdir, upstream, cores) as car:
+        rows = measure(car, args, load_cores)
+        parsed = check_exposition(car.admin)
+    table, checks = report(rows)
+    verdicts = "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
+    return f"{table}\n\n{parsed}\n{verdicts}"
+
+
+def main() -> int:
+    """Standalone: start an upstream nginx and run the scenario."""
+    from common import congestion_control, cpu_layout, ensure_tools
+    from proxy import nginx, running, upstream_conf
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10))
+    )
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
+    args = parser.parse_args()
+    ensure_tools("wrk:wrk", "nginx:nginx")
+    load_cores, proxy_cores = cpu_layout()
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp, congestion_control() as cc:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)
+        (workdir / "big").write_bytes(b"")
+        (workdir / "app-metrics").write_text(app_metrics())
+        upstream = free_port()
+        print(f"tcp_congestion_control={cc}; {args.runs} runs x {args.duration:g}s", flush=True)
+        conf = upstream_conf(workdir, upstream)
+        with running(nginx(conf, workdir, "upstream", load_cores), upstream):
+            print(run(args, workdir, upstream, load_cores, proxy_cores))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
