@@ -40,7 +40,8 @@ image:  ## build the container image IMAGE (docker, else podman; air-gapped: a D
 system-deps:  ## Debian packages the tests use (installed when missing and running as root)
 	scripts/ensure-debian-packages prometheus:promtool prometheus:prometheus chromium:chromium \
 	  podman:podman runc:runc debootstrap:debootstrap iproute2:ip util-linux:unshare curl:curl \
-	  nginx:nginx openssl:openssl prometheus-node-exporter:prometheus-node-exporter
+	  nginx:nginx openssl:openssl prometheus-node-exporter:prometheus-node-exporter \
+	  apache2-utils:ab
 
 bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs wrk, nginx)
 	$(BIN)/python bench/proxy.py
