@@ -79,8 +79,11 @@ class IngestFilter:
         return verdict
 
     def _decide(self, name: str, kind: str, labels: dict[str, str]) -> bool:
-        """Kept when the rules keep any of the series' sample names."""
+        """Kept when the rules keep any of the series' sample names (but ``_created``:
+        a series of its ``_created`` sample alone is no series, `sidecar.relabel.families`)."""
+        created = name + "_created"
         return any(
             process(self.chain, {**labels, NAME: sample}) is not None
             for sample in sample_names_of(name, kind)
+            if sample != created
         )
