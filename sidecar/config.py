@@ -569,6 +569,18 @@ class IngestConfig:
     exponential_max_buckets: int = field(default=40, metadata=_POSITIVE)
     scope_labels: bool = field(default=True, metadata=_BOOL)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    # sidecar.ingest.naming.TranslationStrategy (Prometheus's OTLP receiver's strategies)
+    translation_strategy: str = field(
+        default="UnderscoreEscapingWithSuffixes",
+        metadata=_opt(
+            _one_of(
+                "UnderscoreEscapingWithSuffixes",
+                "UnderscoreEscapingWithoutSuffixes",
+                "NoUTF8EscapingWithSuffixes",
+                "NoTranslation",
+            )
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

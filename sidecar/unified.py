@@ -43,7 +43,7 @@ from prometheus_client.samples import Sample
 from sidecar.escaping import escaped, is_legacy_metric_name
 from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
-from sidecar.negotiation import encoder_for, negotiate
+from sidecar.negotiation import Escaping, encoder_for, negotiate
 from sidecar.offloop import off_loop, snapshot_sources
 from sidecar.relabel.families import Relabeller
 
@@ -302,6 +302,7 @@ class UnifiedCollector:
         negotiated = negotiate(accept)
         encoder, content_type = encoder_for(negotiated), negotiated.content_type
         openmetrics, scheme = negotiated.openmetrics, negotiated.escaping
+        utf8_labels_escaped = scheme is not Escaping.ALLOW_UTF8  # else they are sent quoted
         families, last_start, claimed = self._merge()
         chunks: list[bytes] = []
         # consecutive families of one kind are written together: prometheus_client's
@@ -332,7 +333,11 @@ class UnifiedCollector:
                     as_text(lines)  # a raw family writes itself so
                 else:
                     pending.extend(escaped(m, scheme) for m in _text_named(family))
-            elif isinstance(family, Metric) or not is_legacy_metric_name(family.name):
+            elif (
+                isinstance(family, Metric)
+                or not is_legacy_metric_name(family.name)
+                or (utf8_labels_escaped and getattr(family, "utf8_labels", False))
+            ):
                 if lines:  # (a name outside the legacy set is escaped or quoted)
                     flush()
                 pending.append(escaped(_as_metric(family), scheme))

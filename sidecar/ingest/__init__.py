@@ -9,6 +9,7 @@ from __future__ import annotations
 from sidecar.config import Address, Config
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.instruments import IngestInstruments, SeriesGauge
+from sidecar.ingest.naming import TranslationStrategy
 from sidecar.ingest.receiver import SERVER_KWARGS, IngestState, create_ingest_app
 from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
@@ -50,6 +51,7 @@ def ingest_state(
         scope_labels=ingest.scope_labels,
         target_info=ingest.target_info,
         worker_attributes=ingest.workers.attributes,
+        strategy=TranslationStrategy(ingest.translation_strategy),
     )
     return IngestState(store, Translator(rules), instruments, ingest.max_body_bytes, relabel)
 
@@ -80,4 +82,5 @@ def create_ingest(
     component = AiohttpComponent(
         "ingest", create_ingest_app(state), [listen], optional_listen=optional, **SERVER_KWARGS
     )
-    return component, OtlpCollector(state.store)
+    utf8 = not TranslationStrategy(config.ingest.translation_strategy).escapes
+    return component, OtlpCollector(state.store, utf8_labels=utf8)

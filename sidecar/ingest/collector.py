@@ -22,10 +22,13 @@ __all__ = ["IngestedFamily", "OtlpCollector", "TargetInfoFamily"]
 class IngestedFamily:
     """One stored family, renderable directly or as a prometheus_client `Metric`."""
 
-    __slots__ = ("_family",)
+    __slots__ = ("_family", "utf8_labels")
 
-    def __init__(self, family: Family) -> None:
+    def __init__(self, family: Family, utf8_labels: bool = False) -> None:
         self._family = family
+        # label names may be outside the legacy set (quoted; ingest.translation_strategy):
+        # `sidecar.unified` renders the family through `to_metric` unless they may be sent
+        self.utf8_labels = utf8_labels
 
     @property
     def name(self) -> str:
@@ -49,10 +52,11 @@ class IngestedFamily:
 class TargetInfoFamily:
     """The ``target_info`` family: one series per resource seen."""
 
-    __slots__ = ("_targets",)
+    __slots__ = ("_targets", "utf8_labels")
 
-    def __init__(self, targets: list[str]) -> None:
+    def __init__(self, targets: list[str], utf8_labels: bool = False) -> None:
         self._targets = targets
+        self.utf8_labels = utf8_labels  # as `IngestedFamily.utf8_labels`
 
     name = text.TARGET_NAME
     type = Kind.INFO.value
@@ -71,8 +75,9 @@ class OtlpCollector:
 
     relabel_source = "ingest"  # what ``relabel:`` rules name it (``source: ingest``)
 
-    def __init__(self, store: MetricStore) -> None:
+    def __init__(self, store: MetricStore, *, utf8_labels: bool = False) -> None:
         self.store = store
+        self.utf8_labels = utf8_labels  # the translation strategy keeps UTF-8 names
 
     @property
     def write_gate(self) -> WriteGate:
@@ -83,9 +88,10 @@ class OtlpCollector:
         """Every non-empty family, ``target_info`` first."""
         out: list[IngestedFamily | TargetInfoFamily] = []
         if self.store.targets:
-            out.append(TargetInfoFamily(list(self.store.targets)))
+            out.append(TargetInfoFamily(list(self.store.targets), self.utf8_labels))
+        utf8 = self.utf8_labels
         out.extend(
-            IngestedFamily(f) for f in self.store.families.values() if f.series or f.overflow
+            IngestedFamily(f, utf8) for f in self.store.families.values() if f.series or f.overflow
         )
         return out
 

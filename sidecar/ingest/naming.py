@@ -10,14 +10,18 @@ compares every function here with the exporter's own on the same inputs.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Mapping
 
 __all__ = [
+    "TranslationStrategy",
     "family_name",
+    "label_name",
     "label_value",
     "map_unit",
+    "metric_name",
     "sanitize_label",
     "sanitize_metric_name",
 ]
@@ -40,6 +44,41 @@ PER_UNIT_MAPPINGS: Mapping[str, str] = {
     "y": "year",
 }  # fmt: skip
 TOTAL_SUFFIX = "_total"
+
+
+class TranslationStrategy(enum.StrEnum):
+    """``ingest.translation_strategy``: Prometheus's OTLP receiver's strategies.
+
+    - ``UnderscoreEscapingWithSuffixes`` (default): names and label names escaped to
+      the legacy character set, the unit (and ``_total``) appended: today's names;
+    - ``UnderscoreEscapingWithoutSuffixes``: escaped, no unit suffix;
+    - ``NoUTF8EscapingWithSuffixes``: names and label names kept as OTLP wrote them
+      (``http.server.request.duration_seconds``), the unit appended;
+    - ``NoTranslation``: names and label names as OTLP wrote them, no unit suffix.
+
+    A counter's samples are ``<name>_total`` under every strategy: both exposition
+    formats name them so (OpenMetrics requires it), where Prometheus's OTLP receiver,
+    writing to its TSDB directly, leaves ``_total`` out without suffixes. Kept UTF-8
+    names reach only a scraper that asked ``escaping=allow-utf-8`` (`sidecar.escaping`).
+    """
+
+    UNDERSCORE_ESCAPING_WITH_SUFFIXES = "UnderscoreEscapingWithSuffixes"
+    UNDERSCORE_ESCAPING_WITHOUT_SUFFIXES = "UnderscoreEscapingWithoutSuffixes"
+    NO_UTF8_ESCAPING_WITH_SUFFIXES = "NoUTF8EscapingWithSuffixes"
+    NO_TRANSLATION = "NoTranslation"
+
+    @property
+    def escapes(self) -> bool:
+        """Names are escaped to the legacy character set."""
+        return self.value.startswith("Underscore")
+
+    @property
+    def suffixes(self) -> bool:
+        """The unit is appended to the name."""
+        return self.value.endswith("WithSuffixes")
+
+
+DEFAULT_STRATEGY = TranslationStrategy.UNDERSCORE_ESCAPING_WITH_SUFFIXES
 
 
 def sanitize_metric_name(name: str) -> str:
@@ -92,3 +131,21 @@ def label_value(value: object) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
+
+
+def metric_name(
+    name: str, unit: str, *, is_counter: bool, strategy: TranslationStrategy = DEFAULT_STRATEGY
+) -> str:
+    """The family name of an OTLP metric (``unit`` as OTLP wrote it) under ``strategy``;
+    empty when nothing is left of it."""
+    if strategy.escapes:
+        name = sanitize_metric_name(name)
+    if not name:
+        return ""
+    suffix = map_unit(unit) if strategy.suffixes else ""
+    return family_name(name, suffix, is_counter=is_counter)
+
+
+def label_name(key: str, strategy: TranslationStrategy = DEFAULT_STRATEGY) -> str:
+    """The label name of an OTLP attribute key under ``strategy``."""
+    return sanitize_label(key) if strategy.escapes else key

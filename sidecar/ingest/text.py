@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 INF = math.inf
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# a label: its name (or, kept UTF-8 by ingest.translation_strategy, quoted) and its value
+_LABEL_RE = re.compile(r'(?:([a-zA-Z_][a-zA-Z0-9_]*)|"((?:[^"\\]|\\.)*)")="((?:[^"\\]|\\.)*)"')
 # prometheus_client's own value formatter (Go float syntax), typed for mypy.
 floatToGoString = cast(Callable[[float], str], _float_to_go_string)
 TARGET_NAME = "target"
@@ -69,7 +70,7 @@ def _braced(labels: str) -> str:
 def _split(labels: Labels, name: str) -> tuple[str, str]:
     """The label text before and after where label ``name`` sorts in (commas included)."""
     for match in _LABEL_RE.finditer(labels):
-        if match.group(1) > name:
+        if _name(match) > name:
             at = match.start()
             return labels[:at], "," + labels[at:]
     return (labels + "," if labels else ""), ""
@@ -200,7 +201,12 @@ def render_targets(targets: list[Labels], openmetrics: bool, out: list[str]) -> 
 
 def parse_labels(labels: Labels) -> dict[str, str]:
     """Label text back to a dict (unescaped)."""
-    return {m.group(1): unescape_label_value(m.group(2)) for m in _LABEL_RE.finditer(labels)}
+    return {_name(m): unescape_label_value(m.group(3)) for m in _LABEL_RE.finditer(labels)}
+
+
+def _name(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return name if name is not None else unescape_label_value(match.group(2))
 
 
 def to_metric(family: Family) -> PromMetric:

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
+from sidecar.escaping import is_legacy_label_name
 from sidecar.exposition import escape_label_value
 from sidecar.ingest import naming
 from sidecar.ingest.jsonview import JsonList, JsonMessage, attribute_key
@@ -82,6 +83,7 @@ class TranslationRules:
     target_info: bool = True
     # ingest.workers.attributes: they tell a pod's workers apart and leave labels and target_info
     worker_attributes: tuple[str, ...] = ()
+    strategy: naming.TranslationStrategy = naming.DEFAULT_STRATEGY  # ingest.translation_strategy
 
 
 class Translator:
@@ -172,11 +174,13 @@ class Translator:
     def _label_name(self, key: str) -> str:
         name = self._label_names.get(key)
         if name is None:
-            name = naming.sanitize_label(key)
+            name = naming.label_name(key, self._rules.strategy)
             # Histograms and summaries write `le` and `quantile` themselves, and promtool
             # refuses them on any other type: a point's own attribute of that name is
             # renamed the way Prometheus renames a clashing target label.
             name = RESERVED_LABELS.get(name, name)
+            if name and not is_legacy_label_name(name):  # a kept UTF-8 name: quoted
+                name = f'"{escape_label_value(name)}"'
             if len(self._label_names) < LABEL_CACHE_MAX:
                 self._label_names[key] = name
         return name
@@ -233,12 +237,14 @@ class Translator:
         cache_key = (metric.name, metric.unit, metric.description, kind)
         if cache_key in self._descriptors:
             return self._descriptors[cache_key]
-        name = naming.sanitize_metric_name(metric.name)
-        unit = naming.map_unit(metric.unit)
+        strategy = self._rules.strategy
+        family = naming.metric_name(
+            metric.name, metric.unit, is_counter=kind is Kind.COUNTER, strategy=strategy
+        )
+        unit = naming.map_unit(metric.unit) if strategy.suffixes else ""
         descriptor = None
-        if name:
-            family = naming.family_name(name, unit, is_counter=kind is Kind.COUNTER)
-            descriptor = Descriptor(family, kind, valid_utf8(metric.description), unit)
+        if family:
+            descriptor = Descriptor(valid_utf8(family), kind, valid_utf8(metric.description), unit)
         if len(self._descriptors) < LABEL_CACHE_MAX:
             self._descriptors[cache_key] = descriptor
         return descriptor
