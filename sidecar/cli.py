@@ -36,8 +36,19 @@ RUN_FLAGS: dict[str, tuple[str, str]] = {
 
 
 def _version_line() -> str:
-    """What ``version`` and ``--version`` print."""
-    return f"causality-sidecar {__version__} (Python {platform.python_version()})"
+    """What ``version`` and ``--version`` print: also whether the C extensions run."""
+    from sidecar import extensions  # imported here: it loads them (the other commands stay light)
+
+    python = platform.python_version()
+    return f"causality-sidecar {__version__} (Python {python}, extensions: {extensions.label()})"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: `_version_line`, worked out only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_version_line())
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Reverse proxy with RED metrics, OTLP/HTTP metrics ingest and one "
         "unified Prometheus /metrics, for a pod's app container.",
     )
-    parser.add_argument("--version", action="version", version=_version_line())
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="print the version")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the sidecar")
     demo = sub.add_parser("demo", help="run the sidecar with an embedded demo app and pipeline")
@@ -61,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-traffic", action="store_true", help="do not send demo traffic through the proxy"
     )
+    demo.add_argument(
+        "--workers", metavar="N", type=_workers_count, default=0,
+        help="also run N worker processes recycled like gunicorn's, each pushing OTLP; "
+        "ingest.workers makes them one pod-level series (default 0: none)",
+    )  # fmt: skip
     check = sub.add_parser("check-config", help="validate FILE and print the effective config")
     check.add_argument("file", metavar="FILE")
     sub.add_parser("version", help="print the version")
@@ -105,6 +121,15 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         return _fail_config(exc)
     configure_logging("info", "json")
     return _run_async(lambda: run_webhook(config, tls))
+
+
+def _workers_count(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= MAX_DEMO_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_DEMO_WORKERS}, got {text!r}")
+    return int(text)
+
+
+MAX_DEMO_WORKERS = 64
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,7 +187,9 @@ def cmd_demo(
     from sidecar.server import Sidecar
 
     sidecar = Sidecar(config, config_path, overrides, origins)
-    return _run_async(lambda: run_demo(sidecar, args.app_listen, not args.no_traffic))
+    return _run_async(
+        lambda: run_demo(sidecar, args.app_listen, not args.no_traffic, workers=args.workers)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 origins["proxy.upstream"] = "--app-listen"
             if not (args.config or os.environ.get(CONFIG_FILE_ENV)):
                 overrides["events.enabled"] = True  # the demo shows the event metrics too
+            if args.workers:  # their streams become one pod-level series
+                from sidecar.demo.workers import WORKER_ATTRIBUTES, WORKER_IDLE
+
+                overrides["ingest.workers.attributes"] = list(WORKER_ATTRIBUTES)
+                overrides["ingest.workers.idle"] = WORKER_IDLE
+                origins["ingest.workers.attributes"] = origins["ingest.workers.idle"] = "--workers"
         config = load_config(args.config, overrides=overrides, origins=origins)
     except ConfigError as exc:
         return _fail_config(exc)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from sidecar.config import Address
 from sidecar.demo.app import create_demo_app
+from sidecar.demo.workers import run_workers
 from sidecar.events.demo import send_event_trickle
 from sidecar.lifecycle import StartError
 from sidecar.server import Sidecar, run_sidecar
@@ -61,8 +62,11 @@ async def send_demo_traffic(proxy_url: str, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), TRAFFIC_INTERVAL_S)
 
 
-async def run_demo(sidecar: Sidecar, app_listen: str, traffic: bool) -> int:
-    """Run ``sidecar`` with the demo around it until SIGTERM/SIGINT; the exit code."""
+async def run_demo(sidecar: Sidecar, app_listen: str, traffic: bool, *, workers: int = 0) -> int:
+    """Run ``sidecar`` with the demo around it until SIGTERM/SIGINT; the exit code.
+
+    ``workers``: worker processes pushing OTLP as a pre-fork server's (`sidecar.demo.workers`).
+    """
     stop = asyncio.Event()
     tasks: list[asyncio.Task[object]] = []
     async with demo_app_running(Address.parse(app_listen)):
@@ -73,7 +77,7 @@ async def run_demo(sidecar: Sidecar, app_listen: str, traffic: bool) -> int:
         started.cancel()
         if sidecar.started.is_set():
             print(demo_banner(sidecar, app_listen), flush=True)
-            tasks = _start_background(sidecar, stop, traffic)
+            tasks = _start_background(sidecar, stop, traffic, workers)
         # The demo's clients stop when the drain begins, while the proxy and ingest still
         # serve (drain delay): the pipeline's last push lands instead of failing on a
         # closed port.
@@ -106,7 +110,7 @@ def demo_banner(sidecar: Sidecar, app_listen: str) -> str:
 
 
 def _start_background(
-    sidecar: Sidecar, stop: asyncio.Event, traffic: bool
+    sidecar: Sidecar, stop: asyncio.Event, traffic: bool, workers: int = 0
 ) -> list[asyncio.Task[object]]:
     tasks: list[asyncio.Task[object]] = []
     names = {c.name: c for c in sidecar.components}
@@ -115,6 +119,8 @@ def _start_background(
         run_pipeline = importlib.import_module("sidecar.demo.pipeline").run_pipeline
         endpoint = local_url(names["ingest"].addresses[0]) + "/v1/metrics"
         tasks.append(asyncio.create_task(run_pipeline(endpoint, stop)))
+        if workers:
+            tasks.append(asyncio.create_task(run_workers(endpoint, workers, stop)))
     if traffic and "proxy" in names:
         proxy_url = local_url(names["proxy"].addresses[0])
         tasks.append(asyncio.create_task(send_demo_traffic(proxy_url, stop)))
