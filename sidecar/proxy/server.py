@@ -508,12 +508,25 @@ class _Linger:
 
 class _ClosingAnswer(web.Response):
     """An error answer to a head the parser refused, while more of the request may still
-    be arriving: once it is written, the connection closes lingering (see `linger`)."""
+    be arriving: once it is written, the connection closes lingering (see `linger`).
+
+    Its status line says HTTP/1.1, as nginx's does: aiohttp would write the HTTP/1.0 of
+    the placeholder request it builds for a refused head, whatever the client sent. RFC
+    9110 §2.5: a server answers in the highest minor version it conforms to of the
+    request's major version, so 1.1 to any HTTP/1.x client; the close is then announced.
+    """
 
     def __init__(self, protocol: ProxyRequestHandler, status: int, text: str) -> None:
         super().__init__(status=status, text=text + "\n")
         self._protocol = protocol
         self.force_close()
+        self.headers[CONNECTION] = "close"
+
+    async def _write_headers(self) -> None:
+        """aiohttp's (an internal it calls once), with the status line in HTTP/1.1."""
+        writer = self._payload_writer
+        assert writer is not None
+        await writer.write_headers(f"HTTP/1.1 {self.status} {self.reason}", self.headers)
 
     async def write_eof(self, data: bytes = b"") -> None:
         """Write the answer, then linger before the connection is closed."""

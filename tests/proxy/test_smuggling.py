@@ -60,8 +60,11 @@ def test_c_parser_is_in_use_unless_disabled() -> None:
 @pytest.mark.parametrize("raw", list(CASES.values()), ids=list(CASES))
 async def test_malformed_head_is_400_and_never_forwarded(guarded, raw: bytes) -> None:
     proxy, upstream = guarded
-    status, _, _ = split_response(await raw_exchange(proxy.url, raw))
+    answer = await raw_exchange(proxy.url, raw)
+    status, headers, _ = split_response(answer)
     assert status == 400
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")  # not aiohttp's HTTP/1.0
+    assert ("Connection", "close") in headers
     assert upstream.heads == []
     assert proxy.sample("sidecar_proxy_errors_total", reason="bad_request") == 1
 
@@ -79,8 +82,9 @@ async def test_malformed_head_is_400_and_never_forwarded(guarded, raw: bytes) ->
 )
 async def test_head_over_the_limit_is_431(guarded, raw: bytes) -> None:
     proxy, upstream = guarded
-    status, _, _ = split_response(await raw_exchange(proxy.url, raw))
-    assert status == 431
+    answer = await raw_exchange(proxy.url, raw)
+    assert split_response(answer)[0] == 431
+    assert answer.startswith(b"HTTP/1.1 431 ")
     assert upstream.heads == []
 
 
