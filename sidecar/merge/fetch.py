@@ -5,8 +5,9 @@ OpenMetrics 0.0.1, then text 0.0.4), or text first when the scraper asked for te
 accepts gzip, which `sidecar.inflate` undoes (ISA-L, bounded by `MAX_BODY_BYTES`; even on
 loopback a pre-compressed reply arrives sooner than the plain one: 1.7 ms against 2.6 ms
 for 1.9 MB), unless the scraper found the target's last reply small (``gzip=False``: a
-target that compresses on the fly spends more on it than sending the body costs). A reply that was one gzip member is kept as it came, for `sidecar.gzipjoin`. The
-reply is parsed by its ``Content-Type``: OpenMetrics or text 0.0.4 (also when the header
+target that compresses on the fly spends more on it than sending the body costs). A
+reply that was one gzip member is kept as it came, for `sidecar.gzipjoin`. The reply is
+parsed by its ``Content-Type``: OpenMetrics or text 0.0.4 (also when the header
 is missing, as Prometheus falls back). An OpenMetrics reply that does not parse is asked
 for again as text 0.0.4 within the same budget (client_golang's OpenMetrics encoder
 names the counter ``go_memstats_alloc_bytes_total`` family ``go_memstats_alloc_bytes``,
