@@ -42,6 +42,7 @@ from sidecar.lifecycle import AiohttpComponent, Component, StartError
 from sidecar.logs import configure_logging
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
 from sidecar.observability import Metrics, Module
+from sidecar.offloop import WriteGate
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
 from sidecar.relabel.families import Relabeller, dropped_counter
 from sidecar.relabel.ingest import IngestFilter
@@ -134,6 +135,7 @@ class Sidecar:
             self.proxy = create_proxy(config, self.module, self.metrics, self.inspector)
             self.components.append(self.proxy)
         store_view = None
+        store_gates: tuple[WriteGate, ...] = ()  # the status page reads the store off the loop
         if config.ingest.enabled:
             ingest, ingest_collector = create_ingest(
                 config, self.module, series=series, relabel=self.ingest_filter
@@ -141,6 +143,7 @@ class Sidecar:
             self.components.append(ingest)
             collectors["ingest"] = ingest_collector
             store_view = partial(store_sources, ingest_collector.store)
+            store_gates = (ingest_collector.store.gate,)
         self.unified = UnifiedCollector(
             list(collectors.values()),
             merge_conflicts(self.module.meter),
@@ -164,6 +167,7 @@ class Sidecar:
             listeners=lambda: all_addresses(self.components),
             sampler=TrafficSampler(self.module.registry),
             sources=store_view,
+            source_gates=store_gates,
             live_config=lambda: self.config,  # the running config, also after a reload
             merged=scraper.recent,  # merge targets' series, from their last scrape
         )

@@ -22,6 +22,7 @@ from sidecar import __version__
 from sidecar.admin import PROTECTED_KEY, Readiness
 from sidecar.config import Config, dump_yaml, redact_url, to_dict
 from sidecar.merge.fetch import Scrape
+from sidecar.offloop import WriteGate, off_loop
 from sidecar.status.inventory import (
     MetricCount,
     SourceInfo,
@@ -57,6 +58,9 @@ class StatusSources:
         listeners: component name → bound addresses.
         sampler: the traffic sampler (run by `add_status_routes`).
         sources: the OTLP sources seen, when ingest is enabled.
+        source_gates: the ingest store's `sidecar.offloop.WriteGate`: with it, ``sources``
+            (a walk over every series) runs in a worker thread while the gate holds the
+            store's writers; without, on the event loop.
         live_config: the configuration in effect now (it changes on SIGHUP); ``config``
             when not given.
         merged: each merge target's last successful scrape by name
@@ -70,6 +74,7 @@ class StatusSources:
     listeners: Callable[[], Mapping[str, Sequence[str]]]
     sampler: TrafficSampler
     sources: Callable[[], Sequence[SourceInfo]] | None = None
+    source_gates: Sequence[WriteGate] = ()
     live_config: Callable[[], Config] | None = None
     merged: Callable[[], Awaitable[Mapping[str, Scrape]]] | None = None
 
@@ -108,7 +113,22 @@ class Memo:
         hit = self._values.get(name)
         if hit is not None and start < hit[0]:
             return hit[2]  # type: ignore[no-any-return]
-        value = compute()
+        return self._keep(name, start, compute())
+
+    async def get_off_loop(
+        self, name: str, compute: Callable[[], T], gates: Sequence[WriteGate]
+    ) -> T:
+        """`get`, computing in a worker thread while ``gates`` hold the writers of what
+        ``compute`` reads (`sidecar.offloop`); on the loop when there are none."""
+        if not gates:
+            return self.get(name, compute)
+        start = self._clock()
+        hit = self._values.get(name)
+        if hit is not None and start < hit[0]:
+            return hit[2]  # type: ignore[no-any-return]
+        return self._keep(name, start, await off_loop(gates, compute))
+
+    def _keep(self, name: str, start: float, value: T) -> T:
         end = self._clock()
         reuse = min((end - start) * self.cost_factor, self.max_age)
         self._values[name] = (end + reuse, reuse, value)
@@ -191,7 +211,11 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         routes=routes,
         rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
         p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},
-        sources=memo.get("sources", sources.sources) if sources.sources else (),
+        sources=(
+            await memo.get_off_loop("sources", sources.sources, sources.source_gates)
+            if sources.sources
+            else ()
+        ),
         store=_store_totals(own),
         merge=_values(own, "sidecar_merge_scrapes_total", "target result"),
         export=_values(own, "sidecar_export_total", "result"),

@@ -1,4 +1,5 @@
-"""A /metrics scrape never stalls proxied traffic, and still sees one state of the store.
+"""A /metrics scrape (and the status page) never stalls proxied traffic, and still sees one
+state of the store.
 
 A whole `Sidecar` (proxy, ingest, admin) runs in this process. A source whose family
 blocks while it is rendered (a `threading.Event`, released by the test) is added to the
@@ -21,7 +22,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import config_from_dict
+from sidecar.offloop import WriteGate
 from sidecar.server import Sidecar
+from sidecar.status.routes import Memo
 from tests.ingest.builders import gauge, number, request
 
 DEADLINE = 10.0  # seconds; reached only when the behaviour under test is broken
@@ -169,3 +172,19 @@ async def test_a_push_during_a_scrape_waits_and_the_scrape_sees_one_state(car: S
     assert hook.released_in_time
     assert big_values(first) == {1.0}  # the store as it was when the scrape began
     assert big_values(second) == {2.0}
+
+
+async def test_the_status_page_walks_the_store_off_the_loop() -> None:
+    gate = WriteGate()
+    started, release = threading.Event(), threading.Event()
+
+    def walk() -> bool:  # stands for store_sources: every series' labels
+        started.set()
+        return release.wait(DEADLINE)
+
+    task = asyncio.create_task(Memo().get_off_loop("sources", walk, [gate]))
+    assert await asyncio.to_thread(started.wait, DEADLINE)
+    assert gate.reading  # the store's writers wait meanwhile
+    release.set()
+    assert await task is True  # released by this loop, while the walk was running
+    assert not gate.reading
