@@ -588,6 +588,7 @@ def test_full_config_round_trips_through_the_chart() -> None:
             "series_ttl": "1m", "max_series": 10, "max_series_per_metric": 5,
             "promote_resource_attributes": ["service.name"], "target_info": False,
             "exponential_max_buckets": 20, "scope_labels": False,
+            "workers": {"attributes": ["process.pid"], "gauges": "max", "idle": "30s"},
         },
         "events": {
             "enabled": True, "ingest_path": "/i", "batch_path": "/b", "max_body_bytes": "1MiB",
