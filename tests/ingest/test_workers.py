@@ -6,13 +6,15 @@ apart by ``service.instance.id`` and ``process.pid``) and reads the exposition t
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
-from sidecar.config import ConfigError, load_config
+from sidecar.config import Config, ConfigError, WorkersConfig, load_config
 from sidecar.ingest.store import OUT_OF_ORDER, STORE_FULL, StoreLimits
+from sidecar.reload import changed_keys, running_config
 from sidecar.status.inventory import store_sources
 from tests.ingest.builders import (
     DELTA,
@@ -262,3 +264,17 @@ def test_bad_workers_config_names_the_key(tmp_path, yaml_text: str, key: str) ->
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.key == key
+
+
+def test_a_reload_leaves_ingest_workers_waiting_for_a_restart() -> None:
+    old = Config()
+    new = dataclasses.replace(
+        old,
+        ingest=dataclasses.replace(
+            old.ingest, workers=WorkersConfig(attributes=("process.pid",), idle=30.0)
+        ),
+    )
+    running = running_config(old, new)
+    assert running.ingest.workers == old.ingest.workers  # the store keeps its settings
+    assert changed_keys(old, running) == []
+    assert changed_keys(running, new) == ["ingest.workers.attributes", "ingest.workers.idle"]
