@@ -7,13 +7,15 @@ among equal ones, ``q=0`` never) and the first one we serve is answered:
 ============================================================  ==========================
 media range (parameters)                                      answer
 ============================================================  ==========================
+``application/vnd.google.protobuf`` (``proto=io.prometheus.   protobuf (`sidecar.protobuf`)
+client.MetricFamily;encoding=delimited``)
 ``application/openmetrics-text;version=1.0.0`` (or none)      OpenMetrics 1.0.0
 ``application/openmetrics-text;version=0.0.1``                OpenMetrics 0.0.1
 ``text/plain;version=1.0.0``                                  text 1.0.0
 ``text/plain;version=0.0.4`` (or none)                        text 0.0.4
 ``*/*``, ``text/*``                                           text 0.0.4
 ``application/*``                                             OpenMetrics 1.0.0
-anything else (another version, protobuf, ``text/html``)      skipped
+anything else (another version or encoding, ``text/html``)   skipped
 ============================================================  ==========================
 
 and when no range is served, text 0.0.4 as Prometheus itself falls back to.
@@ -23,9 +25,9 @@ the legacy character set are written (`sidecar.escaping`): ``allow-utf-8``,
 ``underscores``, ``dots`` or ``values``; a missing or unknown one means ``underscores``
 (Prometheus 2 and every older scraper), so they get the bytes they always got. The 0.0.x
 formats cannot carry UTF-8 names: ``allow-utf-8`` there is ``underscores``. The
-Content-Type states the version and, for the 1.0.0 formats, the escaping applied (for a
-0.0.x format only when it is not ``underscores``, so a Prometheus 2 scrape's header is
-today's).
+Content-Type states the version and, for the 1.0.0 formats and protobuf, the escaping
+applied (for a 0.0.x format only when it is not ``underscores``, so a Prometheus 2
+scrape's header is today's).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from functools import partial
 from prometheus_client.exposition import generate_latest as text_latest
 from prometheus_client.openmetrics import exposition as om_module
 from prometheus_client.registry import Collector
+
+from sidecar import protobuf
 
 __all__ = [
     "ESCAPING_SCHEMES",
@@ -54,6 +58,10 @@ __all__ = [
 class Format(enum.Enum):
     """An exposition format we serve: (media type, version)."""
 
+    PROTOBUF = (
+        "application/vnd.google.protobuf",
+        "",
+    )  # delimited io.prometheus.client.MetricFamily
     OPENMETRICS_1_0_0 = ("application/openmetrics-text", "1.0.0")
     OPENMETRICS_0_0_1 = ("application/openmetrics-text", "0.0.1")
     TEXT_1_0_0 = ("text/plain", "1.0.0")
@@ -77,7 +85,7 @@ class Format(enum.Enum):
     @property
     def utf8(self) -> bool:
         """The format can carry names outside the legacy character set (quoted)."""
-        return self.version == "1.0.0"
+        return self.version in ("1.0.0", "")
 
 
 class Escaping(enum.StrEnum):
@@ -129,6 +137,8 @@ class Negotiated:
     @property
     def content_type(self) -> str:
         """E.g. ``text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8``."""
+        if self.format is Format.PROTOBUF:
+            return f"{protobuf.CONTENT_TYPE}; escaping={self.escaping.value}"
         head = f"{self.format.media_type}; version={self.format.version}; charset=utf-8"
         if self.format.utf8 or self.escaping is not Escaping.UNDERSCORES:
             return f"{head}; escaping={self.escaping.value}"
@@ -168,6 +178,10 @@ def parse_accept(header: str) -> list[MediaRange]:
 
 
 def _served(media: MediaRange) -> Format | None:
+    if media.media_type == protobuf.MEDIA_TYPE:
+        params = media.params
+        delimited = params.get("proto") == protobuf.PROTO and params.get("encoding") == "delimited"
+        return Format.PROTOBUF if delimited else None
     wildcard = _WILDCARDS.get(media.media_type)
     if wildcard is not None:
         return wildcard
@@ -197,6 +211,8 @@ def encoder_for(negotiated: Negotiated) -> Encoder:
     """prometheus_client's encoder for the format. Names reach it escaped already
     (`sidecar.escaping`), except with ``allow-utf-8``, where it quotes the names outside
     the legacy set as the 1.0.0 formats want (``{"http.server.duration",le="1"}``)."""
+    if negotiated.format is Format.PROTOBUF:
+        return lambda collector: b"".join(protobuf.family_messages(collector.collect()))
     escaping = (
         om_module.ALLOWUTF8 if negotiated.escaping is Escaping.ALLOW_UTF8 else om_module.UNDERSCORES
     )

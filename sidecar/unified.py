@@ -40,10 +40,11 @@ from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from sidecar import protobuf
 from sidecar.escaping import escaped, is_legacy_metric_name
 from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
-from sidecar.negotiation import Escaping, encoder_for, negotiate
+from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
 from sidecar.offloop import off_loop, snapshot_sources
 from sidecar.relabel.families import Relabeller
 
@@ -304,6 +305,9 @@ class UnifiedCollector:
         openmetrics, scheme = negotiated.openmetrics, negotiated.escaping
         utf8_labels_escaped = scheme is not Escaping.ALLOW_UTF8  # else they are sent quoted
         families, last_start, claimed = self._merge()
+        if negotiated.format is Format.PROTOBUF:
+            metrics = (escaped(_as_metric(family), scheme) for family in families)
+            return encoded(protobuf.family_messages(metrics), content_type, accept_encoding)
         chunks: list[bytes] = []
         # consecutive families of one kind are written together: prometheus_client's
         # Metric objects by its encoder, self-rendering ones as one string

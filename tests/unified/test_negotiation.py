@@ -40,10 +40,19 @@ OM1 = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 OM0 = "application/openmetrics-text; version=0.0.1; charset=utf-8"
 TEXT1 = "text/plain; version=1.0.0; charset=utf-8"
 TEXT0 = "text/plain; version=0.0.4; charset=utf-8"
+PROTOBUF = (
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+)
+PROTOBUF_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+)
 
 ACCEPT_TABLE = [
     (PROMETHEUS_3, OM1 + "; escaping=allow-utf-8"),
-    (PROMETHEUS_3_NATIVE, OM1 + "; escaping=allow-utf-8"),  # protobuf not served (yet)
+    (PROMETHEUS_3_NATIVE, PROTOBUF + "; escaping=underscores"),
+    (PROTOBUF_ACCEPT + ";escaping=allow-utf-8", PROTOBUF + "; escaping=allow-utf-8"),
+    ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text", TEXT0),
+    ("application/vnd.google.protobuf", TEXT0),
     (PROMETHEUS_2, OM1 + "; escaping=underscores"),
     (PROMETHEUS_2_TEXT, TEXT0),
     ("", TEXT0),

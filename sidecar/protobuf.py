@@ -1,0 +1,174 @@
+"""The unified view in Prometheus's protobuf exposition format (delimited MetricFamily).
+
+A scraper that prefers ``application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;
+encoding=delimited`` (Prometheus with native histograms on asks for it first) gets every
+family as one length-delimited ``io.prometheus.client.MetricFamily`` (compiled from
+``proto/io/prometheus/client/metrics.proto`` by scripts/gen-proto), holding the same series
+as the text answer:
+
+- counter: one family named ``<name>_total`` (the name its series have in text), its
+  ``_created`` sample as ``created_timestamp``, its exemplar kept;
+- gauge, unknown/untyped: ``gauge``, ``untyped``;
+- histogram, gaugehistogram: classic buckets by upper bound (the ``+Inf`` bucket left
+  implicit in ``sample_count``, as client_golang writes it), count, sum, created
+  timestamp, bucket exemplars;
+- summary: quantiles, count, sum, created timestamp;
+- info: a gauge family ``<name>_info``; stateset: a gauge family.
+
+What text has and protobuf has not: the ``_created`` series (protobuf carries them as
+``created_timestamp``, which Prometheus reads as the series' start, not as a series).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client.core import Metric
+from prometheus_client.samples import Exemplar, Sample
+
+from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
+
+__all__ = ["CONTENT_TYPE", "MEDIA_TYPE", "delimited", "family_messages", "to_family"]
+
+MEDIA_TYPE = "application/vnd.google.protobuf"
+PROTO = "io.prometheus.client.MetricFamily"
+CONTENT_TYPE = f"{MEDIA_TYPE}; proto={PROTO}; encoding=delimited"
+
+_SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
+_COUNT = {"histogram": "_count", "gaugehistogram": "_gcount", "summary": "_count"}
+_SUM = {"histogram": "_sum", "gaugehistogram": "_gsum", "summary": "_sum"}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def delimited(message: pb.MetricFamily) -> bytes:
+    """``message`` with its length as a varint in front (``encoding=delimited``)."""
+    data = message.SerializeToString()
+    return _varint(len(data)) + data
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    whole = math.floor(seconds)
+    return Timestamp(seconds=whole, nanos=round((seconds - whole) * 1e9) % 1_000_000_000)
+
+
+def _exemplar(exemplar: Exemplar) -> pb.Exemplar:
+    out = pb.Exemplar(
+        label=[pb.LabelPair(name=k, value=v) for k, v in exemplar.labels.items()],
+        value=exemplar.value,
+    )
+    if exemplar.timestamp is not None:
+        out.timestamp.CopyFrom(_timestamp(float(exemplar.timestamp)))
+    return out
+
+
+def _series(metric: Metric) -> Iterator[tuple[dict[str, str], list[Sample]]]:
+    """The samples of ``metric`` grouped by series (labels without ``le``/``quantile``),
+    in order of first appearance."""
+    skip = _SERIES_LABEL.get(metric.type)
+    groups: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[Sample]]] = {}
+    for sample in metric.samples:
+        labels = sample.labels
+        if skip is not None and skip in labels:
+            labels = {k: v for k, v in labels.items() if k != skip}
+        key = tuple(labels.items())
+        group = groups.get(key)
+        if group is None:
+            groups[key] = (labels, [sample])
+        else:
+            group[1].append(sample)
+    yield from groups.values()
+
+
+def _new_metric(
+    family: pb.MetricFamily, labels: dict[str, str], samples: list[Sample]
+) -> pb.Metric:
+    message = family.metric.add()
+    message.label.extend(pb.LabelPair(name=k, value=v) for k, v in labels.items())
+    stamp = samples[0].timestamp
+    if stamp is not None:
+        message.timestamp_ms = round(float(stamp) * 1000)
+    return message
+
+
+def to_family(metric: Metric) -> pb.MetricFamily:
+    """One prometheus_client family as a MetricFamily message."""
+    kind = metric.type
+    name = metric.name
+    if kind == "counter":
+        family = pb.MetricFamily(name=name + "_total", help=metric.documentation, type=pb.COUNTER)
+        for labels, samples in _series(metric):
+            counter = _new_metric(family, labels, samples).counter
+            for sample in samples:
+                if sample.name == name + "_created":
+                    counter.created_timestamp.CopyFrom(_timestamp(sample.value))
+                else:
+                    counter.value = sample.value
+                    if sample.exemplar is not None:
+                        counter.exemplar.CopyFrom(_exemplar(sample.exemplar))
+    elif kind in ("histogram", "gaugehistogram"):
+        family = pb.MetricFamily(
+            name=name,
+            help=metric.documentation,
+            type=pb.HISTOGRAM if kind == "histogram" else pb.GAUGE_HISTOGRAM,
+        )
+        for labels, samples in _series(metric):
+            _histogram(_new_metric(family, labels, samples).histogram, name, kind, samples)
+    elif kind == "summary":
+        family = pb.MetricFamily(name=name, help=metric.documentation, type=pb.SUMMARY)
+        for labels, samples in _series(metric):
+            _summary(_new_metric(family, labels, samples).summary, name, samples)
+    elif kind in ("gauge", "info", "stateset"):
+        shown = name + "_info" if kind == "info" else name
+        family = pb.MetricFamily(name=shown, help=metric.documentation, type=pb.GAUGE)
+        for labels, samples in _series(metric):
+            _new_metric(family, labels, samples).gauge.value = samples[-1].value
+    else:  # unknown, untyped
+        family = pb.MetricFamily(name=name, help=metric.documentation, type=pb.UNTYPED)
+        for labels, samples in _series(metric):
+            _new_metric(family, labels, samples).untyped.value = samples[-1].value
+    return family
+
+
+def _histogram(message: pb.Histogram, name: str, kind: str, samples: list[Sample]) -> None:
+    count, total = name + _COUNT[kind], name + _SUM[kind]
+    for sample in samples:
+        if sample.name == count:
+            message.sample_count = round(sample.value)
+        elif sample.name == total:
+            message.sample_sum = sample.value
+        elif sample.name == name + "_created":
+            message.created_timestamp.CopyFrom(_timestamp(sample.value))
+        elif sample.name == name + "_bucket":
+            bound = float(sample.labels["le"])
+            if bound == math.inf:  # implicit: sample_count
+                continue
+            bucket = message.bucket.add(upper_bound=bound, cumulative_count=round(sample.value))
+            if sample.exemplar is not None:
+                bucket.exemplar.CopyFrom(_exemplar(sample.exemplar))
+
+
+def _summary(message: pb.Summary, name: str, samples: list[Sample]) -> None:
+    for sample in samples:
+        if sample.name == name + "_count":
+            message.sample_count = round(sample.value)
+        elif sample.name == name + "_sum":
+            message.sample_sum = sample.value
+        elif sample.name == name + "_created":
+            message.created_timestamp.CopyFrom(_timestamp(sample.value))
+        elif sample.name == name:
+            message.quantile.add(quantile=float(sample.labels["quantile"]), value=sample.value)
+
+
+def family_messages(metrics: Iterable[Metric]) -> list[bytes]:
+    """Every family with series, delimited, in order."""
+    return [delimited(to_family(m)) for m in metrics if m.samples]
