@@ -41,6 +41,13 @@ RECENT_S = 60.0  # a target's last scrape younger than this answers the status p
 SMALL_REPLY = 256 * 1024
 
 
+TargetKey = tuple[str, str]  # (name, url)
+
+
+def _key(target: MergeTarget) -> TargetKey:
+    return (target.name, target.url)
+
+
 def scrapes_counter(meter: Meter) -> Counter:
     """``sidecar_merge_scrapes_total{target,result}``."""
     return meter.create_counter(
@@ -100,9 +107,10 @@ class MergeScraper:
             zeroed(scrapes, "result", [r.value for r in Result], {"target": target.name})
         self._session = session
         self._owns_session = session is None
-        self._last: dict[str, tuple[float, Scrape]] = {}  # target -> (when, last success)
-        self._text_first: set[str] = set()  # targets whose OpenMetrics does not parse
-        self._small: set[str] = set()  # targets whose last reply was small: no gzip
+        # what the scrapes learnt, per target (name and URL: a reload may change either)
+        self._last: dict[TargetKey, tuple[float, Scrape]] = {}  # (when, last success)
+        self._text_first: set[TargetKey] = set()  # its OpenMetrics does not parse
+        self._small: set[TargetKey] = set()  # its last reply was small: no gzip
 
     def _pooled_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -137,8 +145,8 @@ class MergeScraper:
                     session,
                     t,
                     budget(t, scrape_timeout),
-                    TEXT_ACCEPT if t.name in self._text_first else accept,
-                    gzip=t.name not in self._small,
+                    TEXT_ACCEPT if _key(t) in self._text_first else accept,
+                    gzip=_key(t) not in self._small,
                 )
                 for t in targets
             )
@@ -147,13 +155,13 @@ class MergeScraper:
         for s in scrapes:
             self._scrapes.add(1, {"target": s.target.name, "result": s.result.value})
             if s.result is Result.SUCCESS:
-                self._last[s.target.name] = (now, s)
+                self._last[_key(s.target)] = (now, s)
                 if s.size <= SMALL_REPLY:
-                    self._small.add(s.target.name)
+                    self._small.add(_key(s.target))
                 else:
-                    self._small.discard(s.target.name)
+                    self._small.discard(_key(s.target))
             if s.text_first:
-                self._text_first.add(s.target.name)  # its text from now on
+                self._text_first.add(_key(s.target))  # its text from now on
         return scrapes
 
     async def recent(self, max_age: float = RECENT_S) -> dict[str, Scrape]:
@@ -163,11 +171,13 @@ class MergeScraper:
         own ``timeout`` (and counted as any scrape); one that still fails is left out.
         """
         now = time.monotonic()
-        stale = [t for t in self.targets if now - self._last.get(t.name, (-math.inf,))[0] > max_age]
+        stale = [
+            t for t in self.targets if now - self._last.get(_key(t), (-math.inf,))[0] > max_age
+        ]
         if stale:
             await self._scrape(stale, None, ACCEPT)
-        current = {t.name for t in self.targets}  # a reload may have removed some
-        return {name: last for name, (_, last) in self._last.items() if name in current}
+        current = {_key(t) for t in self.targets}  # a reload may have removed some
+        return {key[0]: last for key, (_, last) in self._last.items() if key in current}
 
     async def fetch(
         self, scrape_timeout: float | None = None, *, text: bool = False
