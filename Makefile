@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup image system-deps bench bench-proxy bench-ingest bench-merge bench-webhook fuzz soak clean
+.PHONY: run test check setup help image system-deps bench bench-proxy bench-ingest bench-merge bench-webhook fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo
@@ -13,12 +13,16 @@ run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo 
 test: $(STAMP) system-deps  ## set up and run every static check and the whole test suite
 	scripts/check
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not serial"
+	SIDECAR_NO_EXTENSIONS=1 $(BIN)/pytest -n 2 tests/events tests/merge  # the pure-Python paths
 	$(BIN)/pytest -m serial
 
 check: $(STAMP)  ## static checks only
 	scripts/check
 
-setup: $(STAMP)
+setup: $(STAMP)  ## create .venv and install the sidecar with its dev tools (what the others run first)
+
+help:  ## list these targets
+	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The C extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c) are built in place by the
 # editable install: a change to one re-runs the install. They need gcc (installed here on
@@ -62,5 +66,5 @@ fuzz: $(STAMP)  ## atheris fuzzing of the OTLP protobuf/JSON decoders and the ex
 soak: $(STAMP)  ## soak through the real sidecar, 10 minutes (SOAK_SECONDS to shorten): memory plateau, no fd leak, zero errors
 	$(BIN)/python bench/soak.py
 
-clean:
+clean:  ## remove .venv and build and cache directories
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -2,9 +2,13 @@
 merge fast path's run prover (sidecar/merge/_runs.c).
 
 Everything else about the package is in pyproject.toml; setuptools reads both. Building
-needs a C compiler and the Python headers (the Makefile installs them on Debian when
-missing; the image's build stage has them). setup.py rather than pyproject's
-``[tool.setuptools] ext-modules``, which setuptools still calls experimental.
+them needs a C compiler and the Python headers (the Makefile installs them on Debian when
+missing; the image's build stage has them). Both are optional: without a compiler (or
+with ``CC=/bin/false``) setuptools warns ``building extension ... failed``, the install
+still succeeds, and the sidecar runs the pure-Python paths instead (sidecar/extensions.py;
+``causality-sidecar version`` and ``sidecar_build_info`` say ``extensions: python``).
+setup.py rather than pyproject's ``[tool.setuptools] ext-modules``, which setuptools
+still calls experimental.
 """
 
 from setuptools import Extension, setup
@@ -17,13 +21,14 @@ FLAGS = [
     "-Wno-unused-parameter",
 ]
 
+EXTENSIONS = [
+    ("sidecar.events._scan", "sidecar/events/_scan.c"),
+    ("sidecar.merge._runs", "sidecar/merge/_runs.c"),
+]
+
 setup(
     ext_modules=[
-        Extension(
-            "sidecar.events._scan", sources=["sidecar/events/_scan.c"], extra_compile_args=FLAGS
-        ),
-        Extension(
-            "sidecar.merge._runs", sources=["sidecar/merge/_runs.c"], extra_compile_args=FLAGS
-        ),
+        Extension(name, sources=[source], extra_compile_args=FLAGS, optional=True)
+        for name, source in EXTENSIONS
     ]
 )

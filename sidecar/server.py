@@ -28,7 +28,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sidecar import __version__
+from sidecar import __version__, extensions
 from sidecar.admin import Readiness, admin_tls, create_admin_app
 from sidecar.batching import mergeable_aggregations
 from sidecar.config import Config, ConfigError, load_config
@@ -64,16 +64,17 @@ LISTEN_KEYS = {"proxy": "proxy.listen", "admin": "admin.listen", "ingest": "inge
 
 
 class BuildInfoCollector:
-    """``sidecar_build_info{version,python} 1``."""
+    """``sidecar_build_info{version,python,extensions} 1``; ``extensions`` says whether
+    the hot paths run in C (``c``) or pure Python (``python``; `sidecar.extensions`)."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         """One constant series."""
         family = GaugeMetricFamily(
             "sidecar_build_info",
             "Build information of the causality-sidecar",
-            labels=["version", "python"],
+            labels=["version", "python", "extensions"],
         )
-        family.add_metric([__version__, platform.python_version()], 1.0)
+        family.add_metric([__version__, platform.python_version(), extensions.label()], 1.0)
         yield family
 
 
@@ -206,6 +207,9 @@ class Sidecar:
             self.exporter.start()
         self.readiness.set_ready()
         self.started.set()
+        log.info(
+            "%s", extensions.describe(), extra={"event": "extensions", "path": extensions.label()}
+        )
         log.info("ready", extra={"event": "ready", "version": __version__})
 
     def _new_inspector(self, config: Config) -> EventInspector:

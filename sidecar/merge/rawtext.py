@@ -41,9 +41,15 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from sidecar import extensions
 from sidecar.exposition import escape_label_value, unescape_label_value
-from sidecar.merge._runs import scan_text, split_created, take_run
 from sidecar.unified import sample_names
+
+# the C prover and whole-body scan, unless `sidecar.extensions` says the pure paths run:
+# then runs are proven by `re` and bodies cut block by block (the same results)
+C_RUNS = extensions.enabled("sidecar.merge._runs")
+if C_RUNS:
+    from sidecar.merge._runs import scan_text, split_created, take_run
 
 __all__ = [
     "RawFamily",
@@ -203,7 +209,9 @@ def _split_created(chunks: list[str], created: str) -> tuple[list[str], list[str
     later: list[str] = []
     for chunk in chunks:
         kept, moved = (
-            split_created(chunk, created) if chunk.isascii() else _split_lines(chunk, created)
+            split_created(chunk, created)
+            if _Splitter.use_c and chunk.isascii()
+            else _split_lines(chunk, created)
         )
         if kept:
             totals.append(kept)
@@ -339,10 +347,10 @@ def _sample_names(block: _Block, openmetrics: bool) -> tuple[str, ...]:
 class _Splitter:
     """Cuts a body into family blocks, in order; `Unsupported` for anything unusual."""
 
-    use_c: ClassVar[bool] = True  # runs of an ASCII body are proven in C (tests: both ways)
+    use_c: ClassVar[bool] = C_RUNS  # runs of an ASCII body are proven in C (tests: both ways)
     # a text body without configured labels is first cut whole in C (`_scan_text`);
     # the tests of this block-by-block way switch that off
-    whole_body: ClassVar[bool] = True
+    whole_body: ClassVar[bool] = C_RUNS
 
     def __init__(self, body: str, openmetrics: bool, labeller: _Labeller) -> None:
         self.body = body

@@ -1,5 +1,8 @@
 """The C batch scanner against the exact decoder: whatever it accepts, it reads the same.
 
+The C code is tested here whatever ``SIDECAR_NO_EXTENSIONS`` says (its pure-Python
+stand-in declines every body: the inspector's tests cover that mode).
+
 The scanner (`sidecar/events/_scan.c`) must return None for anything off its plain path,
 so that the exact decoder (`codec.decode_batch_request`) answers; when it does answer,
 its counts must be the exact decoder's, with the keys observed in the same order. The
@@ -16,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.events import samples
+from sidecar.events import _scan, samples, scan
+from sidecar.events._scan import BatchScanner, KeyMemory
 from sidecar.events.codec import (
     MAX_BATCH_EVENTS,
     PAYLOAD_TYPES,
@@ -25,7 +29,7 @@ from sidecar.events.codec import (
     decode_batch_request,
     decode_batch_response,
 )
-from sidecar.events.scan import KINDS, BatchScanner, KeyMemory, new_batch_scanner, rejected_count
+from sidecar.events.scan import KINDS
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
 from tests.events.test_codec import BATCH_ERRORS
 from tests.events.test_dedup import _Reference
@@ -37,6 +41,16 @@ CONTENT_TYPES = {
 }
 BINARY = "application/octet-stream"
 Totals = tuple[dict[str, int], dict[str, int], int]
+
+
+def new_batch_scanner(size_bounds: tuple[float, ...] | None = None) -> BatchScanner:
+    """`scan.new_batch_scanner`, in C."""
+    return scan.new_batch_scanner(size_bounds, _scan.BatchScanner)
+
+
+def rejected_count(body: bytes, binary: bool) -> int | None:
+    """`scan.rejected_count`, in C."""
+    return scan.rejected_count(body, binary, _scan.response_count)
 
 
 class _Pair:
@@ -336,6 +350,11 @@ def test_scanner_misuse_raises() -> None:
         scanner.scan(b"{}", False, object(), 0.0)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         BatchScanner.__new__(BatchScanner).totals()
+    uninitialised = KeyMemory.__new__(KeyMemory)
+    with pytest.raises(RuntimeError):
+        uninitialised.find_duplicates(["a"], 0.0)
+    with pytest.raises(RuntimeError):
+        "a" in uninitialised  # noqa: B015
     with pytest.raises(ValueError, match="out of range"):
         BatchScanner((1, "events"), 7, ("k",), (), 10)
     with pytest.raises(ValueError, match="increase"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import platform
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from sidecar import __version__, extensions
 from sidecar.admin import create_admin_app
 from sidecar.config import AdminConfig, Config, ConfigError
 from sidecar.server import Sidecar
@@ -57,8 +59,11 @@ async def test_text_format_by_default(aiohttp_client: AiohttpClient, sidecar: Si
         "process_cpu_seconds",
         "sidecar_build_info",
     } <= names
-    assert 'sidecar_build_info{python="' in text
-    assert 'version="0.1.0"} 1.0' in text
+    python, path = platform.python_version(), extensions.label()
+    assert (
+        f'sidecar_build_info{{extensions="{path}",python="{python}",version="{__version__}"}} 1.0'
+        in text
+    )
 
 
 async def test_text_passes_promtool(aiohttp_client: AiohttpClient, sidecar: Sidecar) -> None:

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import AdminConfig, MergeConfig, MergeTarget
 from sidecar.ingest.instruments import merge_conflicts
-from sidecar.merge import create_merge, merged_metrics_handler, rawtext
+from sidecar.merge import _runs, create_merge, merged_metrics_handler, rawtext
 from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
@@ -103,13 +103,13 @@ def c_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """The label-name lists of the runs the merge fast path gives its C prover, as it goes
     (the real prover answers: the spy only writes down what it is asked)."""
     proven: list[tuple[str, ...]] = []
-    real = rawtext.take_run
+    real = _runs.take_run  # bound in rawtext only when its C paths run (rawtext.C_RUNS)
 
     def spy(body: str, start: int, limit: int, names: tuple[str, ...], *rest: Any) -> object:
         proven.append(names)
         return real(body, start, limit, names, *rest)
 
-    monkeypatch.setattr(rawtext, "take_run", spy)
+    monkeypatch.setattr(rawtext, "take_run", spy, raising=rawtext.C_RUNS)
     return proven
 
 

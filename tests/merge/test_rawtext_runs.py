@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.core import Metric
 
-from sidecar.merge import rawtext
+from sidecar.merge import _runs, rawtext
 from sidecar.merge._runs import split_created, take_run
 from sidecar.merge.fetch import parse_exposition
 from sidecar.merge.rawtext import RawFamily, Unsupported, parse_fast
@@ -79,8 +79,17 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> b
 
 def use_engine(monkeypatch: pytest.MonkeyPatch, use_c: bool) -> None:
     monkeypatch.setattr(rawtext, "SHORT_RUN", 0)
-    monkeypatch.setattr(rawtext._Splitter, "use_c", use_c)
+    use_c_paths(monkeypatch, use_c)
     monkeypatch.setattr(rawtext._Splitter, "whole_body", False)  # runs, not whole bodies
+
+
+def use_c_paths(monkeypatch: pytest.MonkeyPatch, use_c: bool) -> None:
+    """Prove runs (and scan whole bodies) in C or not, whatever ``SIDECAR_NO_EXTENSIONS``
+    says: with it, rawtext does not import the C module, so the tests hand it over."""
+    monkeypatch.setattr(rawtext._Splitter, "use_c", use_c)
+    monkeypatch.setattr(rawtext._Splitter, "whole_body", use_c)
+    for name in ("scan_text", "split_created", "take_run"):
+        monkeypatch.setattr(rawtext, name, getattr(_runs, name), raising=False)
 
 
 @pytest.fixture
@@ -564,7 +573,7 @@ def test_run_sizes_pick_the_way_and_agree(
     parse_fast(body, openmetrics, configured)
     # the counter's run has an escaped label value: with configured labels, line by line
     assert taken == ([not configured, True] if whole else [])
-    assert bool(c_runs) == by_c
+    assert bool(c_runs) == (by_c and rawtext.C_RUNS)
     as_whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert as_whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)

@@ -13,6 +13,7 @@ by line in Python: ~2.2 ms a scrape of node_exporter, against ~0.3 ms now).
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +27,16 @@ from tests.merge.test_rawtext_runs import (
     bodies,
     mutated,
     rendered,
+    use_c_paths,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _c_scan() -> Iterator[None]:
+    """The scan is C code: tested whatever ``SIDECAR_NO_EXTENSIONS`` says."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_c_paths(patch, True)
+        yield
 
 
 def outcome(body: str, whole_body: bool) -> Outcome:
