@@ -200,7 +200,7 @@ LABELS = "source: app"  # the README's example: every merged series gets source=
 
 
 def start_sidecar(
-    workdir: Path, app_port: int, labels: str = ""
+    workdir: Path, app_port: int, labels: str = "", relabel: str = ""
 ) -> tuple[subprocess.Popen[bytes], int]:
     """The real sidecar (``python -m sidecar run``: uvloop, allocator thresholds pinned)
     merging the app, with ``labels`` configured; returns it and its admin port once
@@ -208,7 +208,7 @@ def start_sidecar(
     ports = {"proxy": free_port(), "admin": free_port(), "ingest": free_port()}
     workdir.mkdir(exist_ok=True)
     config = workdir / "sidecar.yaml"
-    config.write_text(SIDECAR_CONFIG.format(app=app_port, labels=labels, **ports))
+    config.write_text(SIDECAR_CONFIG.format(app=app_port, labels=labels, **ports) + relabel)
     command = [sys.executable, "-m", "sidecar", "run", "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = workdir / "sidecar.log"  # its JSON log lines, shown only if it does not start
@@ -304,6 +304,79 @@ async def scrape_pairs(
                 f"{sidecar_cpu * 1000:.1f} ms",
             ))  # fmt: skip
     return rows
+
+
+# relabel rule sets (issue 20): the issue's example, which changes no series of the app
+# (every family is decided at once: kept), and one that rewrites a label of every series
+RELABEL_SETS = (
+    (
+        "the issue's 4 rules (no series changed)",
+        """\
+relabel:
+  - {action: drop, match: {__name__: "go_.*"}}
+  - {action: keep, source: merge, match: {__name__: "app_.*|http_.*"}}
+  - {action: labeldrop, regex: "otel_scope_.*"}
+  - {action: replace, source_labels: [service_name], target_label: job}
+""",
+    ),
+    (
+        "code -> class on every series",
+        """\
+relabel:
+  - {action: replace, source_labels: [code], regex: "(.).*", target_label: class,
+     replacement: "${1}xx"}
+""",
+    ),
+)
+RELABEL_BUDGET = 0.20  # issue 20: relabelling costs at most 20 % of the scrape
+
+
+async def bench_relabel(series: int, rounds: int) -> tuple[list[tuple[str, ...]], bool]:
+    """The static app through a sidecar without rules and one with each rule set, scraped
+    in turn (plain, relabelled, plain, ...): one row per rule set and format. Held: the
+    issue's rule set within `RELABEL_BUDGET` of the plain merged scrape."""
+    child, port = spawn("app", "--series", str(series), "--mode", "static")
+    rows: list[tuple[str, ...]] = []
+    held = True
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            plain, plain_admin = start_sidecar(Path(workdir) / "plain", port)
+            try:
+                for index, (name, rules) in enumerate(RELABEL_SETS):
+                    where = Path(workdir) / f"relabel-{index}"
+                    sidecar, admin = start_sidecar(where, port, relabel=rules)
+                    try:
+                        for label, accept in FORMATS:
+                            without, with_rules = await relabel_pair(
+                                plain_admin, admin, accept, rounds
+                            )
+                            added = with_rules / without - 1
+                            held = held and (index > 0 or added <= RELABEL_BUDGET)
+                            rows.append((f"{name}, {label}", f"{without * 1000:.1f} ms",
+                                         f"{with_rules * 1000:.1f} ms",
+                                         f"{added:+.0%}"))  # fmt: skip
+                    finally:
+                        sidecar.terminate()
+                        sidecar.wait(30)
+            finally:
+                plain.terminate()
+                plain.wait(30)
+    finally:
+        child.terminate()
+        child.wait(10)
+    return rows, held
+
+
+async def relabel_pair(
+    plain: int, relabelled: int, accept: str, rounds: int
+) -> tuple[float, float]:
+    """Median merged scrape of the sidecar without rules and of the one with them."""
+    async with ClientSession() as session:
+        return await timed_pairs(
+            rounds,
+            partial(scrape, session, f"http://127.0.0.1:{plain}/metrics", accept, "streamed"),
+            partial(scrape, session, f"http://127.0.0.1:{relabelled}/metrics", accept, "streamed"),
+        )
 
 
 async def bench_exporter(rounds: int) -> tuple[list[tuple[str, ...]], bool]:
@@ -500,8 +573,15 @@ async def main_async(args: argparse.Namespace) -> None:
         print(render_table(header, rows))
         print()
     held = True
+    if "relabel" in apps:
+        relabel_rows, held = await bench_relabel(args.series, args.static_rounds)
+        relabel_header = (f"relabel a {args.series:,}-series merged target", "no rules",
+                          "rules", f"added (issue's rules ≤ {RELABEL_BUDGET:.0%})")  # fmt: skip
+        print(render_table(relabel_header, relabel_rows))
+        print()
     if "node_exporter" in apps:
-        exporter_rows, held = await bench_exporter(args.exporter_rounds)
+        exporter_rows, exporter_held = await bench_exporter(args.exporter_rounds)
+        held = held and exporter_held
         header = (f"merge a real exporter ({args.exporter_rounds} scrapes each)", "direct",
                   "via sidecar", "added", "ratio", "exporter CPU", "sidecar CPU",
                   f"within +{EXPORTER_BUDGET_MS:.0f} ms")  # fmt: skip
@@ -522,8 +602,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--static-rounds", type=int, default=50)
     parser.add_argument("--series", type=int, default=20_000)
-    parser.add_argument("--apps", default="render,static,node_exporter",
-                        help="any of render, static, node_exporter")  # fmt: skip
+    parser.add_argument("--apps", default="render,static,relabel,node_exporter",
+                        help="any of render, static, relabel, node_exporter")  # fmt: skip
     parser.add_argument("--exporter-rounds", type=int, default=40)
     parser.add_argument("--prometheus-seconds", type=float, default=30.0,
                         help="how long a real Prometheus scrapes both (0: not at all)")  # fmt: skip

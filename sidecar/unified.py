@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from aiohttp import hdrs, web
 from opentelemetry.metrics import Counter
@@ -46,7 +46,9 @@ from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
 from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
 from sidecar.offloop import off_loop, snapshot_sources
-from sidecar.relabel.families import Relabeller
+
+if TYPE_CHECKING:  # (sidecar.relabel reads sidecar.merge, which reads this module)
+    from sidecar.relabel.families import Relabeller
 
 __all__ = [
     "FamilySource",

@@ -33,6 +33,7 @@ from opentelemetry.metrics import Counter, Meter
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
+from sidecar.merge._runs import take_run
 from sidecar.relabel.rules import (
     NAME,
     Rule,
@@ -111,15 +112,31 @@ def label_names(family: Family | Metric) -> set[str]:
             names.update(sample.labels)
         return names
     chunks = getattr(family, "chunks", None)  # a merge target's RawFamily: its sample lines
+    allowed = sample_names_of(family.name, family.type)
     if chunks is None:
         out: list[str] = []
         family.render(False, out)  # type: ignore[attr-defined]
-        chunks = out
+        chunks, allowed = out, ()
     found: set[str] = set()
     for chunk in chunks:
-        if '="' in chunk:
-            found.update(_LABEL_IN_TEXT.findall(chunk))
+        if '="' not in chunk:
+            continue
+        proven = _uniform_names(chunk, allowed) if allowed else None
+        found.update(proven if proven is not None else _LABEL_IN_TEXT.findall(chunk))
     return found
+
+
+def _uniform_names(chunk: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The label names of a chunk of checked sample lines when every line has the first
+    line's, in its order (proven by `sidecar.merge._runs.take_run`, ~0.02 µs a line);
+    None when that is not so or cannot be proven this way (not ASCII)."""
+    if not chunk.isascii():
+        return None
+    first = chunk[: chunk.find("\n")]
+    brace = first.find("{")
+    names = tuple(_LABEL_IN_TEXT.findall(first, brace)) if brace >= 0 else ()
+    taken = take_run(chunk, 0, len(chunk), names, allowed, False, "")
+    return names if taken is not None and taken[0] == len(chunk) else None
 
 
 def probe(chain: Sequence[Rule], family: Family | Metric) -> str:
