@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup help image system-deps bench bench-proxy bench-ingest bench-merge bench-webhook fuzz soak clean
+.PHONY: run test check setup help image system-deps bench-proxy bench-ingest bench-merge bench-webhook fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo

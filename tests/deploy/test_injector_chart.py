@@ -24,6 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from sidecar import __version__
 from sidecar.config import config_from_dict
 from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import (
@@ -670,7 +671,7 @@ def test_webhook_args_carry_the_injection_settings(scenario: tuple[str, Render])
     sidecar = values.get("sidecar", {})
     image = sidecar.get("image", {})
     repository = image.get("repository") or values["image"]["repository"]
-    tag = image.get("tag") or values["image"].get("tag") or "0.1.0"
+    tag = image.get("tag") or values["image"].get("tag") or __version__
     assert flag(container, "--image") == f"{repository}:{tag}"
     assert flag(container, "--namespace") == NAMESPACE
     assert ("--native" in container["args"]) is sidecar.get("native", False)

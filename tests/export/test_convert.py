@@ -14,11 +14,12 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
+from sidecar import __version__
 from sidecar.export import ResourceRules, to_metrics_data
 
 NOW, START = 2_000_000_000_000_000_000, 1_000_000_000_000_000_000
 SIDECAR = Resource({"service.name": "sidecar"})
-SCOPE = InstrumentationScope("causality-sidecar", "0.1.0")
+SCOPE = InstrumentationScope("causality-sidecar", __version__)
 RULES = ResourceRules(SIDECAR, SCOPE)
 
 

@@ -29,6 +29,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from sidecar import __version__
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import (
     Address,
@@ -289,7 +290,7 @@ def export_count(module: Module, result: str) -> float | None:
         {
             "result": result,
             "otel_scope_name": "causality-sidecar",
-            "otel_scope_version": "0.1.0",
+            "otel_scope_version": __version__,
         },
     )
 

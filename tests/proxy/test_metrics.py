@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar import __version__
 from sidecar.batching import mergeable_aggregations
 from sidecar.config import ProxyConfig
 from sidecar.observability import Metrics, Module
@@ -133,7 +134,7 @@ async def test_twenty_thousand_random_paths_stay_bounded(make_proxy: ProxyFactor
 
 # Every family the proxy records HTTP exchanges into: each of their series says reporter="sidecar".
 REPORTED_FAMILIES = PROXY_FAMILIES - {"sidecar_proxy_errors", "sidecar_cardinality_overflow"}
-SCOPE = 'otel_scope_name="causality-sidecar",otel_scope_version="0.1.0"'
+SCOPE = f'otel_scope_name="causality-sidecar",otel_scope_version="{__version__}"'
 GOLDEN_TEXT = f"""\
 # HELP http_request_duration_milliseconds HTTP request duration
 # TYPE http_request_duration_milliseconds histogram
@@ -237,7 +238,7 @@ async def test_the_exporter_s_padding_is_left_out_too() -> None:
             if f.name == "things"
             for s in f.samples
         }
-        scope = (("otel_scope_name", "causality-sidecar"), ("otel_scope_version", "0.1.0"))
+        scope = (("otel_scope_name", "causality-sidecar"), ("otel_scope_version", __version__))
         assert samples == {
             (("a", "x"), *scope),
             (("b", "y"), *scope),

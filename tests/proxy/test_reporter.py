@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar import __version__
 from sidecar.batching import mergeable_aggregations
 from sidecar.config import ProxyConfig
 from sidecar.ingest.instruments import merge_conflicts
@@ -157,7 +158,7 @@ def test_an_app_s_own_reporter_label_is_kept_and_only_an_identical_series_yields
     app = CollectorRegistry()
     labels = ["method", "path", "status", "reporter", "otel_scope_name", "otel_scope_version"]
     requests = PromCounter("http_request", "The app's own", labels, registry=app)
-    requests.labels("GET", "/a", "200", "sidecar", "causality-sidecar", "0.1.0").inc(99)
+    requests.labels("GET", "/a", "200", "sidecar", "causality-sidecar", __version__).inc(99)
     requests.labels("GET", "/a", "200", "destination", "app", "").inc(5)
     requests.labels("GET", "/a", "200", "", "app", "").inc(7)
     unified = UnifiedCollector([module.registry, app], merge_conflicts(module.meter))
