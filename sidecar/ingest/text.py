@@ -201,7 +201,10 @@ def render_targets(targets: list[Labels], openmetrics: bool, out: list[str]) -> 
 
 def parse_labels(labels: Labels) -> dict[str, str]:
     """Label text back to a dict (unescaped)."""
-    return {_name(m): unescape_label_value(m.group(3)) for m in _LABEL_RE.finditer(labels)}
+    return {
+        name or unescape_label_value(quoted): unescape_label_value(value)
+        for name, quoted, value in _LABEL_RE.findall(labels)
+    }
 
 
 def _name(match: re.Match[str]) -> str:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 from sidecar.negotiation import negotiate
-from sidecar.protobuf import CONTENT_TYPE
+from sidecar.protobuf import CONTENT_TYPE, encode_family, to_family
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.ingest.builders import mixed_harness
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
@@ -146,6 +146,19 @@ def test_created_timestamps_and_exemplars():
     assert family.name == "c_total"
     assert counter.created_timestamp.seconds > 1_700_000_000
     assert {p.name: p.value for p in counter.exemplar.label} == {"trace_id": "abc"}
+
+
+def test_the_hand_written_encoder_equals_the_protobuf_runtime():
+    """`encode_family` (the scrape path) parses into exactly `to_family`'s message."""
+    registry = _registry()
+    Counter("e", "exemplars", registry=registry).inc(2, exemplar={"trace_id": "t"})
+    Histogram("eh", "bucket exemplars", registry=registry, buckets=(1.0,)).observe(
+        0.5, exemplar={"span_id": "s"}
+    )
+    families = [*registry.collect(), *mixed_harness(10).collector.collect()]
+    assert len(families) > 8
+    for metric in families:
+        assert pb.MetricFamily.FromString(encode_family(metric)) == to_family(metric), metric.name
 
 
 async def test_prometheus_stores_the_same_series_from_protobuf_as_from_text(
