@@ -6,9 +6,10 @@ the ``ingest`` source drop as a whole (every sample name of the series dropped: 
 counter's ``x_total``, a histogram's ``x_bucket``, ``x_count``, ...). Whatever else the
 rules do (rename, labels, a partial drop) happens at exposition (`sidecar.relabel.families`).
 
-The verdict is remembered per (family, label text) (at most `MAX_REMEMBERED`, then
-forgotten at once), and per family when every rule is a ``keep``/``drop`` on the name
-only: then a point costs one dictionary look-up of its family.
+The verdict is remembered per family when no rule can make it depend on more than the
+name (``keep``/``drop`` on the name only, no rule that can write ``__name__``: the
+issue's example): then a point costs nothing, a metric one look-up. Otherwise it is
+remembered per (family, label text), at most `MAX_REMEMBERED`, then forgotten at once.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ class IngestFilter:
     def update(self, rules: Sequence[Rule]) -> None:
         """Use these rules (all of them: the ``ingest`` ones are picked here)."""
         self.chain = tuple(r for r in rules if r.source in (None, "ingest"))
-        self.by_name_only = all(
-            r.action in ("keep", "drop") and r.reads <= {NAME} for r in self.chain
-        )
+        self.by_name_only = all(_name_only(r) for r in self.chain)
         self._families: dict[tuple[str, str], bool] = {}
-        self._series: dict[tuple[str, str, str], bool] = {}
+        self._series: dict[tuple[str, str], dict[str, bool]] = {}
+        self._remembered = 0
 
     def filter(self, batch: Batch) -> int:
         """Remove the dropped series' points from ``batch``; how many points went."""
@@ -54,7 +54,12 @@ class IngestFilter:
                     removed += len(metric.points)
                     metric.points.clear()
                 continue
-            kept = [p for p in metric.points if self._admitted(name, kind, p.labels)]
+            verdicts = self._series.setdefault((name, kind), {})
+            kept = [
+                p
+                for p in metric.points
+                if verdicts.get(p.labels) or self._admitted(name, kind, p.labels, verdicts)
+            ]
             if len(kept) != len(metric.points):
                 removed += len(metric.points) - len(kept)
                 metric.points[:] = kept
@@ -65,17 +70,21 @@ class IngestFilter:
     def _family_admitted(self, name: str, kind: str) -> bool:
         verdict = self._families.get((name, kind))
         if verdict is None:
+            if len(self._families) >= MAX_REMEMBERED:
+                self._families.clear()
             verdict = self._families[(name, kind)] = self._decide(name, kind, {})
         return verdict
 
-    def _admitted(self, name: str, kind: str, labels: str) -> bool:
-        key = (name, kind, labels)
-        verdict = self._series.get(key)
+    def _admitted(self, name: str, kind: str, labels: str, verdicts: dict[str, bool]) -> bool:
+        verdict = verdicts.get(labels)
         if verdict is None:
-            if len(self._series) >= MAX_REMEMBERED:
+            if self._remembered >= MAX_REMEMBERED:
                 self._series.clear()
+                self._remembered = 0
+                verdicts = self._series.setdefault((name, kind), {})
             parsed = {n: unescape_label_value(v) for n, v in _LABEL_RE.findall(labels)}
-            verdict = self._series[key] = self._decide(name, kind, parsed)
+            verdict = verdicts[labels] = self._decide(name, kind, parsed)
+            self._remembered += 1
         return verdict
 
     def _decide(self, name: str, kind: str, labels: dict[str, str]) -> bool:
@@ -87,3 +96,15 @@ class IngestFilter:
             for sample in sample_names_of(name, kind)
             if sample != created
         )
+
+
+def _name_only(rule: Rule) -> bool:
+    """The rule cannot make a series' drop depend on more than its name: a ``keep`` or
+    ``drop`` that reads the name only, or a rule that cannot write ``__name__``."""
+    if rule.action in ("keep", "drop"):
+        return rule.reads <= {NAME}
+    if rule.action == "replace":
+        return "$" not in rule.target_label and rule.target_label != NAME
+    if rule.action == "labelmap":
+        return "$" not in rule.replacement and rule.replacement != NAME
+    return True  # labeldrop, labelkeep: a series without a name is refused at exposition
