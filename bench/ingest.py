@@ -55,6 +55,8 @@ BOUNDS = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30
 PROMOTE = ("service.name", "service.namespace", "service.instance.id")
 TEXT, OPENMETRICS = "text/plain", "application/openmetrics-text; version=1.0.0"
 ROUNDS_PER_PASS = 40
+WORKER_ATTRIBUTES = ("service.instance.id", "process.pid")
+BENCH_WORKERS = 4
 
 
 def _kv(key: str, value: str) -> KeyValue:
@@ -72,12 +74,16 @@ def _attrs(i: int) -> list[KeyValue]:
 
 
 def build_request(
-    first: int, points: int, histogram_share: float, t: int
+    first: int, points: int, histogram_share: float, t: int, worker: int | None = None
 ) -> ExportMetricsServiceRequest:
-    """``points`` points for series ``first``...: per 1,000, counters then histograms."""
+    """``points`` points for series ``first``...: per 1,000, counters then histograms
+    (``worker``: pushed by that worker process of a pod, `WORKER_ATTRIBUTES` telling it)."""
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
     rm.resource.attributes.extend([_kv("service.name", "bench"), _kv("service.instance.id", "i-1")])
+    if worker is not None:
+        rm.resource.attributes[1].value.string_value = f"i-{worker}"
+        rm.resource.attributes.append(_kv("process.pid", str(1000 + worker)))
     sm = rm.scope_metrics.add()
     sm.scope.name, sm.scope.version = "bench", "1.0"
     for chunk in range(first, first + points, 1000):
@@ -103,24 +109,28 @@ def build_request(
     return req
 
 
-def _translator() -> Translator:
-    return Translator(TranslationRules(PROMOTE))
+def _translator(workers: bool = False) -> Translator:
+    return Translator(TranslationRules(PROMOTE, worker_attributes=WORKER_ATTRIBUTES * workers))
 
 
-def ingest_rate(encoding: Encoding, rounds: int) -> tuple[float, float]:
+def ingest_rate(
+    encoding: Encoding, rounds: int, workers: int = 0, aggregate: bool = False
+) -> tuple[float, float]:
     """Median points/s of decode + translate + store over ``rounds`` passes: per wall-clock
     second and per CPU second of this (single-threaded) process, which a busy shared
-    machine disturbs much less."""
+    machine disturbs much less. ``workers``: requests come from that many worker processes
+    in turn; ``aggregate``: with ``ingest.workers`` on (one pod-level series for all)."""
     bodies = []
     for t in range(2, 2 + ROUNDS_PER_PASS):
-        req = build_request(0, POINTS_PER_REQUEST, 1 - COUNTER_SHARE, t)
+        worker = t % workers if workers else None
+        req = build_request(0, POINTS_PER_REQUEST, 1 - COUNTER_SHARE, t // max(workers, 1), worker)
         if encoding is Encoding.PROTOBUF:
             bodies.append(req.SerializeToString())
         else:
             bodies.append(json_format.MessageToJson(req, indent=None).encode())
     rates, cpu_rates = [], []
     for _ in range(rounds):
-        store, translator = MetricStore(StoreLimits()), _translator()
+        store, translator = MetricStore(StoreLimits()), _translator(aggregate)
         gc.collect()
         started, cpu_started = time.perf_counter(), time.process_time()
         for body in bodies:
@@ -303,6 +313,20 @@ def main() -> None:
         target = ">= 200,000" if encoding is Encoding.PROTOBUF else "-"
         verdict = "" if encoding is Encoding.JSON else (" ok" if cpu_rate >= 200_000 else " MISSED")
         print(f"| {encoding.label} | {rate:,.0f} | {cpu_rate:,.0f} | {target}{verdict} |")
+    print(
+        f"\n| {BENCH_WORKERS} workers of one pod in turn (protobuf) | points/s (wall)"
+        " | points per CPU-s | cost of aggregation |"
+    )
+    print("|---|---|---|---|")
+    apart = ingest_rate(Encoding.PROTOBUF, args.rounds, BENCH_WORKERS, aggregate=False)
+    together = ingest_rate(Encoding.PROTOBUF, args.rounds, BENCH_WORKERS, aggregate=True)
+    cost = 1 - together[1] / apart[1]  # per CPU second
+    verdict = f"{cost:.1%} of points/s ({'ok' if cost <= 0.15 else 'MISSED'}: <= 15 %)"
+    for label, (rate, cpu_rate), says in (
+        ("`ingest.workers` off: one series per worker", apart, "-"),
+        ("`ingest.workers` on: one pod-level series", together, verdict),
+    ):
+        print(f"| {label} | {rate:,.0f} | {cpu_rate:,.0f} | {says} |")
     print_relabel_table(args.rounds)  # relabel
     print(
         f"\n| /metrics, {args.series:,} series | text render | OpenMetrics render | RSS/series"

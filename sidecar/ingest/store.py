@@ -479,12 +479,40 @@ class MetricStore:
         mode = FOLD
         if metric.temporality is Temporality.GAUGE and family.descriptor.kind is Kind.GAUGE:
             mode = self.limits.worker_gauges
+        key, monotonic = metric.worker, family.descriptor.kind is Kind.COUNTER
+        cumulative = metric.temporality is Temporality.CUMULATIVE
         for point in metric.points:
+            series = family.series.get(point.labels)
+            if (
+                series is not None
+                and series.combine is FOLD
+                and cumulative
+                and type(point) is NumberPoint
+                and series.workers is not None
+            ):  # the common case, inline: a worker's next cumulative counter value
+                stream = series.workers.get(key)
+                if stream is not None:
+                    if point.time_ns < stream.time or point.start_ns < stream.start:
+                        outcome.reject(OUT_OF_ORDER)
+                        continue
+                    value = point.value
+                    increase = value - stream.value
+                    if point.start_ns > stream.start or (monotonic and increase < 0):
+                        increase = value  # a reset: all of it is new
+                        stream.start = point.start_ns
+                    series.value += increase
+                    stream.value = value
+                    stream.time = point.time_ns
+                    if point.time_ns > series.time:
+                        series.time = point.time_ns
+                    series.seen = now
+                    outcome.accepted += 1
+                    continue
             if mode == "each":
                 point = point._replace(
                     labels=_with_label(point.labels, WORKER_LABEL, metric.worker)
                 )
-            series = family.series.get(point.labels)
+                series = family.series.get(point.labels)
             if series is None:
                 if len(family.series) >= self.limits.max_series_per_metric:
                     self._fold_into_overflow(
@@ -507,7 +535,6 @@ class MetricStore:
                     del family.series[point.labels]
                     self._size -= 1
                 continue
-            worker.streams.add((family.descriptor.name, point.labels))
             series.seen = now
             outcome.accepted += 1
 
@@ -528,6 +555,7 @@ class MetricStore:
                 return False
             stream = streams[metric.worker] = Series(point.labels, point.start_ns, 0, 0.0)
             self.streams += 1
+            worker.streams.add((metric.descriptor.name, point.labels))
             fresh = True
         else:
             fresh = False
