@@ -14,6 +14,8 @@ from a snapshot taken on the loop:
 
 The gate is released when the thread has finished, also when the scrape itself was
 cancelled (the client went away): the thread never reads a store that is being written.
+Writers go first: a scrape that arrives while a writer waits lets it write before taking
+its snapshot (`writers_first`), so overlapping scrapes cannot hold an OTLP push forever.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from prometheus_client.registry import Collector
 
 from sidecar.gzipjoin import GzipMember
 
-__all__ = ["FrozenSource", "GatedSource", "WriteGate", "off_loop", "snapshot_sources"]
+__all__ = [
+    "FrozenSource",
+    "GatedSource",
+    "WriteGate",
+    "off_loop",
+    "snapshot_sources",
+    "writers_first",
+]
 
 T = TypeVar("T")
 
@@ -44,6 +53,8 @@ class WriteGate:
         self._waiting = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._no_writers = asyncio.Event()
+        self._no_writers.set()
 
     @property
     def reading(self) -> bool:
@@ -69,11 +80,19 @@ class WriteGate:
     async def writable(self) -> None:
         """Return once no reader holds the state (at once when none does)."""
         self._waiting += 1
+        self._no_writers.clear()
         try:
             while self._readers:
                 await self._idle.wait()
         finally:
             self._waiting -= 1
+            if not self._waiting:
+                self._no_writers.set()
+
+    async def writers_done(self) -> None:
+        """Return once no writer waits (each has written: writes follow `writable` at once)."""
+        while self._waiting:
+            await self._no_writers.wait()
 
 
 @runtime_checkable
@@ -101,6 +120,14 @@ class FrozenSource:
         """prometheus_client's collector protocol."""
         for family in self._families:
             yield family if isinstance(family, Metric) else family.to_metric()  # type: ignore[attr-defined]
+
+
+async def writers_first(sources: Sequence[Collector]) -> None:
+    """Let the writers waiting on any gated source write, before a new snapshot."""
+    for source in sources:
+        gate = getattr(source, "write_gate", None)
+        if isinstance(gate, WriteGate):
+            await gate.writers_done()
 
 
 def snapshot_sources(sources: Sequence[Collector]) -> tuple[list[Collector], list[WriteGate]]:

@@ -45,7 +45,7 @@ from sidecar.escaping import escaped, is_legacy_metric_name
 from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
 from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
-from sidecar.offloop import off_loop, snapshot_sources
+from sidecar.offloop import off_loop, snapshot_sources, writers_first
 
 if TYPE_CHECKING:  # (sidecar.relabel reads sidecar.merge, which reads this module)
     from sidecar.relabel.families import Relabeller
@@ -240,6 +240,7 @@ class UnifiedCollector:
     async def render_off_loop(self, accept: str, accept_encoding: str) -> Exposition:
         """`render` in a worker thread, from a snapshot taken now on the loop
         (`sidecar.offloop`): a scrape never stalls the loop, and sees one state."""
+        await writers_first(self.sources)  # then no await until the snapshot is taken
         sources, gates = snapshot_sources(self.sources)
         frozen = UnifiedCollector(sources, self._conflicts, relabel=self.relabel, kinds=self.kinds)
         return await off_loop(gates, functools.partial(frozen.render, accept, accept_encoding))

@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import config_from_dict
-from sidecar.offloop import WriteGate
+from sidecar.offloop import WriteGate, off_loop, writers_first
 from sidecar.server import Sidecar
 from sidecar.status.routes import Memo
 from tests.ingest.builders import gauge, number, request
@@ -188,3 +188,39 @@ async def test_the_status_page_walks_the_store_off_the_loop() -> None:
     release.set()
     assert await task is True  # released by this loop, while the walk was running
     assert not gate.reading
+
+
+async def test_a_waiting_writer_goes_before_the_next_scrape() -> None:
+    gate = WriteGate()
+    first_started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def first_render() -> None:
+        first_started.set()
+        release.wait(DEADLINE)
+
+    async def write() -> None:
+        await gate.writable()
+        order.append("write")
+
+    async def second_scrape() -> None:
+        await writers_first([GatedStore(gate)])
+        order.append("second scrape")
+
+    first = asyncio.create_task(off_loop([gate], first_render))
+    assert await asyncio.to_thread(first_started.wait, DEADLINE)
+    writer = asyncio.create_task(write())
+    async with asyncio.timeout(DEADLINE):
+        while not gate.waiting:
+            await asyncio.sleep(0.01)
+    second = asyncio.create_task(second_scrape())
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, writer, second), DEADLINE)
+    assert order == ["write", "second scrape"]
+
+
+class GatedStore:
+    """A source whose writers wait on ``gate`` (as the ingest collector)."""
+
+    def __init__(self, gate: WriteGate) -> None:
+        self.write_gate = gate
