@@ -15,7 +15,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 # The documentation whose examples must run (docs/*.md are globbed at collection).
-DOC_FILES = ("README.md", "deploy/README.md", "helm/README.md", "bench/README.md", "SECURITY.md")
+DOC_FILES = (
+    "README.md",
+    "deploy/README.md",
+    "helm/README.md",
+    "bench/README.md",
+    "SECURITY.md",
+    "CONTRIBUTING.md",
+    "CHANGELOG.md",
+)
 
 SHELL_LANGS = frozenset({"sh", "bash", "shell", "console"})
 YAML_LANGS = frozenset({"yaml", "yml"})
@@ -40,7 +48,18 @@ _MARKER = re.compile(r"^\s*<!--\s*example:\s*(?P<kind>[a-z-]+)(?::\s*(?P<reason>
 
 # Top-level keys of the sidecar config (design section 4), and what marks the other kinds.
 SIDECAR_SECTIONS = frozenset(
-    {"service", "proxy", "admin", "ingest", "events", "merge", "export", "logging", "shutdown"}
+    {
+        "service",
+        "proxy",
+        "admin",
+        "ingest",
+        "events",
+        "merge",
+        "export",
+        "logging",
+        "shutdown",
+        "relabel",
+    }
 )
 PROMETHEUS_CONFIG_KEYS = frozenset(
     {"global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read"}

@@ -4,7 +4,8 @@ How to write an example so this test can check it (CONTRIBUTING)
 ================================================================
 
 The checked files are README.md, docs/*.md, deploy/README.md, helm/README.md,
-bench/README.md and SECURITY.md. Every fenced block needs an info string (its language):
+bench/README.md, SECURITY.md, CONTRIBUTING.md and CHANGELOG.md. Every fenced block needs
+an info string (its language):
 
 - ``text`` for what is not an example (a synopsis, a layout, output); ``json`` blocks must
   parse, ``python`` blocks must compile.

@@ -43,3 +43,24 @@ def test_the_rendered_manifests_version() -> None:
         versions |= set(re.findall(r"app\.kubernetes\.io/version: (\S+)", text))
         versions |= set(re.findall(r"image: \S+/causality-sidecar:(\S+)", text))
     assert versions == {__version__}
+
+
+KINDS = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+
+
+def test_the_changelog_keeps_a_changelog() -> None:
+    """Unreleased first, then releases newest first with dates; the six kinds of change
+    only; a link for every heading. The version about to ship is the newest or none."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## (.*)$", text, re.M)
+    assert headings[0] == "[Unreleased]"
+    released = []
+    for heading in headings[1:]:
+        match = re.fullmatch(r"\[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}", heading)
+        assert match, heading
+        released.append(match.group(1))
+    assert released == sorted(released, key=lambda v: tuple(map(int, v.split("."))))[::-1]
+    assert __version__ not in released[1:]  # a released version is never reused
+    assert set(re.findall(r"^### (.*)$", text, re.M)) <= KINDS
+    for name in ["Unreleased", *released]:
+        assert re.search(rf"^\[{re.escape(name)}\]: https://", text, re.M), name
