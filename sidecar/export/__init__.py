@@ -54,7 +54,7 @@ def unified_view(unified: UnifiedCollector, scraper: MergeScraper | None = None)
         scrape = unified.with_sources(extra)  # the relabel rules too, refusals not recounted
         relabel = scrape.relabel.uncounted() if scrape.relabel is not None else None
         view = UnifiedCollector(scrape.sources, relabel=relabel, kinds=scrape.kinds)
-        exposition = view.render(OPENMETRICS_ACCEPT, "")
+        exposition = await view.render_off_loop(OPENMETRICS_ACCEPT, "")  # sidecar.offloop
         return exposition.body.decode()
 
     return view

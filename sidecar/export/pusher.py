@@ -1,10 +1,11 @@
 """The periodic OTLP/HTTP push of the unified view (``export.otlp.*``).
 
-Every ``interval`` the view is rendered on the event loop as OpenMetrics text (the
-ingest store is only consistent there, and rendering is its fast way out: ~0.1 s for
-100,000 series, against ~1 s to build prometheus_client objects; merge targets are
-fetched as for a scrape), then parsed, converted to OTLP (`sidecar.export.convert`) and
-sent by the SDK's `OTLPMetricExporter` in a worker thread, as it is synchronous.
+Every ``interval`` the view is rendered as OpenMetrics text, as a scrape renders it: in a
+worker thread from one consistent snapshot (`sidecar.offloop`; rendering is the store's
+fast way out: ~0.1 s for 100,000 series, against ~1 s to build prometheus_client
+objects; merge targets are fetched as for a scrape), then parsed, converted to OTLP
+(`sidecar.export.convert`) and sent by the SDK's `OTLPMetricExporter` in a worker thread,
+as it is synchronous.
 
 The exporter already does what a push needs: gzip, headers, and up to six attempts
 with exponential backoff and jitter on 429, 502, 503 and 504 (and connection errors),
