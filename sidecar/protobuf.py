@@ -35,9 +35,15 @@ __all__ = [
     "CONTENT_TYPE",
     "MEDIA_TYPE",
     "delimited",
+    "delimited_bytes",
+    "double",
     "encode_family",
     "family_messages",
+    "labels_bytes",
+    "length_field",
+    "text_field",
     "to_family",
+    "varint_field",
 ]
 
 MEDIA_TYPE = "application/vnd.google.protobuf"
@@ -158,7 +164,8 @@ def _histogram(message: pb.Histogram, name: str, kind: str, samples: list[Sample
             message.created_timestamp.CopyFrom(_timestamp(sample.value))
         elif sample.name == name + "_bucket":
             bound = float(sample.labels["le"])
-            if bound == math.inf:  # implicit: sample_count
+            if bound == math.inf:  # implicit: sample_count (also when text has no _count)
+                message.sample_count = round(sample.value)
                 continue
             bucket = message.bucket.add(upper_bound=bound, cumulative_count=round(sample.value))
             if sample.exemplar is not None:
@@ -179,12 +186,12 @@ def _summary(message: pb.Summary, name: str, samples: list[Sample]) -> None:
 
 def family_messages(metrics: Iterable[Metric]) -> list[bytes]:
     """Every family with series, delimited, in order (`encode_family`)."""
-    out = []
-    for metric in metrics:
-        if metric.samples:
-            data = encode_family(metric)
-            out.append(_varint(len(data)) + data)
-    return out
+    return [delimited_bytes(encode_family(metric)) for metric in metrics if metric.samples]
+
+
+def delimited_bytes(data: bytes) -> bytes:
+    """An encoded message with its length as a varint in front."""
+    return _varint(len(data)) + data
 
 
 # ---------------------------------------------------------------- the fast encoder
@@ -194,54 +201,59 @@ def family_messages(metrics: Iterable[Metric]) -> list[bytes]:
 # compares with `to_family`'s message. Both start from prometheus_client `Metric`s
 # (`to_metric`), which is most of the cost: ~25 µs a series against text's ~3 µs.
 
-_DOUBLE = struct.Struct("<d").pack
+double = struct.Struct("<d").pack
 
 
-def _len(tag: bytes, payload: bytes) -> bytes:
+def length_field(tag: bytes, payload: bytes) -> bytes:
     size = len(payload)
     return tag + (bytes((size,)) if size < 0x80 else _varint(size)) + payload
 
 
-def _uint(tag: bytes, value: int) -> bytes:
+def varint_field(tag: bytes, value: int) -> bytes:
     return tag + (bytes((value,)) if 0 <= value < 0x80 else _varint(value & (2**64 - 1)))
 
 
-def _text(tag: bytes, value: str) -> bytes:
-    return _len(tag, value.encode())
+def text_field(tag: bytes, value: str) -> bytes:
+    return length_field(tag, value.encode())
 
 
-def _labels(labels: dict[str, str]) -> bytes:
+def labels_bytes(labels: dict[str, str]) -> bytes:
     return b"".join(
-        [_len(b"\x0a", _text(b"\x0a", k) + _text(b"\x12", v)) for k, v in labels.items()]
+        [
+            length_field(b"\x0a", text_field(b"\x0a", k) + text_field(b"\x12", v))
+            for k, v in labels.items()
+        ]
     )
 
 
 def _stamp(tag: bytes, seconds: float) -> bytes:
     whole = math.floor(seconds)
     nanos = round((seconds - whole) * 1e9) % 1_000_000_000
-    body = (_uint(b"\x08", whole) if whole else b"") + (_uint(b"\x10", nanos) if nanos else b"")
-    return _len(tag, body)
+    body = (varint_field(b"\x08", whole) if whole else b"") + (
+        varint_field(b"\x10", nanos) if nanos else b""
+    )
+    return length_field(tag, body)
 
 
 def _exemplar_bytes(tag: bytes, exemplar: Exemplar) -> bytes:
-    body = _labels(exemplar.labels) + b"\x11" + _DOUBLE(exemplar.value)
+    body = labels_bytes(exemplar.labels) + b"\x11" + double(exemplar.value)
     if exemplar.timestamp is not None:
         body += _stamp(b"\x1a", float(exemplar.timestamp))
-    return _len(tag, body)
+    return length_field(tag, body)
 
 
 def _metric_head(labels: dict[str, str], samples: list[Sample]) -> bytes:
-    head = _labels(labels)
+    head = labels_bytes(labels)
     stamp = samples[0].timestamp
     if stamp is not None:
-        head += _uint(b"\x30", round(float(stamp) * 1000))
+        head += varint_field(b"\x30", round(float(stamp) * 1000))
     return head
 
 
 def _value_metric(field: bytes, labels: dict[str, str], samples: list[Sample]) -> bytes:
     # gauge (2), untyped (5): a message with one double, field 1
-    value = _len(field, b"\x09" + _DOUBLE(samples[-1].value))
-    return _len(b"\x22", _metric_head(labels, samples) + value)
+    value = length_field(field, b"\x09" + double(samples[-1].value))
+    return length_field(b"\x22", _metric_head(labels, samples) + value)
 
 
 def _counter_metric(name: str, labels: dict[str, str], samples: list[Sample]) -> bytes:
@@ -251,51 +263,52 @@ def _counter_metric(name: str, labels: dict[str, str], samples: list[Sample]) ->
         if sample.name == created:
             body += _stamp(b"\x1a", sample.value)
         else:
-            body = b"\x09" + _DOUBLE(sample.value) + body
+            body = b"\x09" + double(sample.value) + body
             if sample.exemplar is not None:
                 body += _exemplar_bytes(b"\x12", sample.exemplar)
-    return _len(b"\x22", _metric_head(labels, samples) + _len(b"\x1a", body))
+    return length_field(b"\x22", _metric_head(labels, samples) + length_field(b"\x1a", body))
 
 
 def _histogram_metric(name: str, kind: str, labels: dict[str, str], samples: list[Sample]) -> bytes:
-    count, total = name + _COUNT[kind], name + _SUM[kind]
+    total = name + _SUM[kind]  # (the count is the +Inf bucket's)
     bucket_name, created = name + "_bucket", name + "_created"
     head, buckets = b"", []
     for sample in samples:
         sample_name = sample.name
         if sample_name == bucket_name:
             bound = float(sample.labels["le"])
-            if bound == math.inf:
+            if bound == math.inf:  # implicit: sample_count (also when text has no _count)
+                head = varint_field(b"\x08", round(sample.value)) + head
                 continue
-            bucket = _uint(b"\x08", round(sample.value)) + b"\x11" + _DOUBLE(bound)
+            bucket = varint_field(b"\x08", round(sample.value)) + b"\x11" + double(bound)
             if sample.exemplar is not None:
                 bucket += _exemplar_bytes(b"\x1a", sample.exemplar)
-            buckets.append(_len(b"\x1a", bucket))
-        elif sample_name == count:
-            head = _uint(b"\x08", round(sample.value)) + head
+            buckets.append(length_field(b"\x1a", bucket))
         elif sample_name == total:
-            head += b"\x11" + _DOUBLE(sample.value)
+            head += b"\x11" + double(sample.value)
         elif sample_name == created:
             buckets.append(_stamp(b"\x7a", sample.value))
-    histogram = _len(b"\x3a", head + b"".join(buckets))
-    return _len(b"\x22", _metric_head(labels, samples) + histogram)
+    histogram = length_field(b"\x3a", head + b"".join(buckets))
+    return length_field(b"\x22", _metric_head(labels, samples) + histogram)
 
 
 def _summary_metric(name: str, labels: dict[str, str], samples: list[Sample]) -> bytes:
     head, parts = b"", []
     for sample in samples:
         if sample.name == name + "_count":
-            head = _uint(b"\x08", round(sample.value)) + head
+            head = varint_field(b"\x08", round(sample.value)) + head
         elif sample.name == name + "_sum":
-            head += b"\x11" + _DOUBLE(sample.value)
+            head += b"\x11" + double(sample.value)
         elif sample.name == name + "_created":
             parts.append(_stamp(b"\x22", sample.value))
         elif sample.name == name:
             quantile = float(sample.labels["quantile"])
             parts.append(
-                _len(b"\x1a", b"\x09" + _DOUBLE(quantile) + b"\x11" + _DOUBLE(sample.value))
+                length_field(b"\x1a", b"\x09" + double(quantile) + b"\x11" + double(sample.value))
             )
-    return _len(b"\x22", _metric_head(labels, samples) + _len(b"\x22", head + b"".join(parts)))
+    return length_field(
+        b"\x22", _metric_head(labels, samples) + length_field(b"\x22", head + b"".join(parts))
+    )
 
 
 def encode_family(metric: Metric) -> bytes:
@@ -316,5 +329,9 @@ def encode_family(metric: Metric) -> bytes:
     else:
         shown, wire = name, pb.UNTYPED
         body = [_value_metric(b"\x2a", labels, s) for labels, s in _series(metric)]
-    head = _text(b"\x0a", shown) + _text(b"\x12", metric.documentation) + _uint(b"\x18", wire)
+    head = (
+        text_field(b"\x0a", shown)
+        + text_field(b"\x12", metric.documentation)
+        + varint_field(b"\x18", wire)
+    )
     return head + b"".join(body)

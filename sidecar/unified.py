@@ -309,8 +309,8 @@ class UnifiedCollector:
         utf8_labels_escaped = scheme is not Escaping.ALLOW_UTF8  # else they are sent quoted
         families, last_start, claimed = self._merge()
         if negotiated.format is Format.PROTOBUF:
-            metrics = (escaped(_as_metric(family), scheme) for family in families)
-            return encoded(protobuf.family_messages(metrics), content_type, accept_encoding)
+            parts = [_protobuf(family, scheme, utf8_labels_escaped) for family in families]
+            return encoded([part for part in parts if part], content_type, accept_encoding)
         chunks: list[bytes] = []
         # consecutive families of one kind are written together: prometheus_client's
         # Metric objects by its encoder, self-rendering ones as one string
@@ -381,6 +381,20 @@ class UnifiedCollector:
         if at != len(body):
             return None
         return gzip_with_tail(chunks[:tail], member, GZIP_LEVEL)
+
+
+def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: bool) -> bytes:
+    """One family as a delimited MetricFamily (empty for a family without series): its
+    own encoder when it has one and its names need no escaping, else from its `Metric`."""
+    encode = getattr(family, "protobuf", None)
+    if (
+        encode is not None
+        and is_legacy_metric_name(family.name)
+        and not (utf8_escaped and getattr(family, "utf8_labels", False))
+    ):
+        return protobuf.delimited_bytes(encode())
+    metric = escaped(_as_metric(family), scheme)
+    return protobuf.delimited_bytes(protobuf.encode_family(metric)) if metric.samples else b""
 
 
 def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:

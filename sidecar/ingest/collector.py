@@ -13,6 +13,7 @@ from prometheus_client.core import Metric as PromMetric
 
 from sidecar.ingest import text
 from sidecar.ingest.model import Kind
+from sidecar.ingest.pbencode import LabelBytes, encode_stored
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
 
@@ -22,10 +23,13 @@ __all__ = ["IngestedFamily", "OtlpCollector", "TargetInfoFamily"]
 class IngestedFamily:
     """One stored family, renderable directly or as a prometheus_client `Metric`."""
 
-    __slots__ = ("_family", "utf8_labels")
+    __slots__ = ("_family", "_label_bytes", "utf8_labels")
 
-    def __init__(self, family: Family, utf8_labels: bool = False) -> None:
+    def __init__(
+        self, family: Family, utf8_labels: bool = False, label_bytes: LabelBytes | None = None
+    ) -> None:
         self._family = family
+        self._label_bytes = label_bytes
         # label names may be outside the legacy set (quoted; ingest.translation_strategy):
         # `sidecar.unified` renders the family through `to_metric` unless they may be sent
         self.utf8_labels = utf8_labels
@@ -47,6 +51,10 @@ class IngestedFamily:
     def to_metric(self) -> PromMetric:
         """The same family as a prometheus_client `Metric`."""
         return text.to_metric(self._family)
+
+    def protobuf(self) -> bytes:
+        """The family as protobuf MetricFamily bytes (`sidecar.ingest.pbencode`)."""
+        return encode_stored(self._family, self._label_bytes or LabelBytes())
 
 
 class TargetInfoFamily:
@@ -78,6 +86,7 @@ class OtlpCollector:
     def __init__(self, store: MetricStore, *, utf8_labels: bool = False) -> None:
         self.store = store
         self.utf8_labels = utf8_labels  # the translation strategy keeps UTF-8 names
+        self._label_bytes = LabelBytes()  # protobuf scrapes: encoded labels, kept
 
     @property
     def write_gate(self) -> WriteGate:
@@ -91,7 +100,9 @@ class OtlpCollector:
             out.append(TargetInfoFamily(list(self.store.targets), self.utf8_labels))
         utf8 = self.utf8_labels
         out.extend(
-            IngestedFamily(f, utf8) for f in self.store.families.values() if f.series or f.overflow
+            IngestedFamily(f, utf8, self._label_bytes)
+            for f in self.store.families.values()
+            if f.series or f.overflow
         )
         return out
 
