@@ -1,4 +1,4 @@
-"""Configuration: one table test per rule, defaults equal the README's key table, precedence."""
+"""Configuration: one table test per rule, defaults equal the documented key table, precedence."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from sidecar.config import (
     to_dict,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"  # its table of every key
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"  # every key
 
 
 # ----------------------------------------------------------------------- values
@@ -145,7 +145,7 @@ def test_empty_file_means_defaults(tmp_path: Path) -> None:
     assert load_config(path, env={}) == Config()
 
 
-# ------------------------------------------------ defaults = the README's key table
+# ------------------------------- defaults = the key table of docs/configuration.md
 
 TABLE_SPECIAL = {
     "none": None,
@@ -156,8 +156,8 @@ TABLE_SPECIAL = {
 
 
 def _documented_defaults() -> dict[str, Any]:
-    """key path -> default, read from the README's Configuration table."""
-    section = README.read_text().split("\n## Configuration\n")[1].split("\n## ")[0]
+    """key path -> default, read from the configuration reference's table of every key."""
+    section = REFERENCE.read_text().split("\n## Every key\n")[1].split("\n## ")[0]
     out: dict[str, Any] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -206,7 +206,7 @@ def _effective(key: str) -> Any:
 
 
 def test_every_key_is_documented() -> None:
-    """The README's table lists exactly the keys the config has (one source, both ways)."""
+    """The reference's table lists exactly the keys the config has (one source, both ways)."""
     assert sorted(_documented_defaults()) == sorted(_config_keys(Config()))
 
 
