@@ -116,6 +116,32 @@ def text_samples(body: str) -> dict[str, set[Sample]]:
     return out
 
 
+NATIVE_FIELDS = (
+    "schema",
+    "zero_threshold",
+    "zero_count",
+    "negative_span",
+    "negative_delta",
+    "positive_span",
+    "positive_delta",
+)
+
+
+def native_buckets(spans, deltas) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """Prometheus bucket index → count, from spans and delta-encoded counts (zeros left out)."""
+    out, index, count, at = {}, 0, 0, 0
+    for span in spans:  # the first offset is where it starts, the next ones gaps
+        index += span.offset
+        for _ in range(span.length):
+            count += deltas[at]
+            at += 1
+            if count:
+                out[index] = count
+            index += 1
+    assert at == len(deltas)
+    return out
+
+
 def _registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     Gauge("g", "a gauge", ["a"], registry=registry).labels("1").set(1.5)
@@ -198,8 +224,15 @@ def test_stored_families_encode_as_their_metrics_do():
             fast, expected = pb.MetricFamily.FromString(encode()), to_family(family.to_metric())
             if family.name == "e":  # a negative first bound: text (so to_metric) has no
                 # _count/_sum (prometheus_client's rule); protobuf keeps the sum
-                assert fast.metric[0].histogram.sample_sum == 4.0
+                got = fast.metric[0].histogram
+                assert got.sample_sum == 4.0
                 expected.metric[0].histogram.sample_sum = 4.0
+                # and the native part: OTLP bucket k is Prometheus bucket k+1
+                assert (got.schema, got.zero_count) == (1, 1)
+                assert native_buckets(got.positive_span, got.positive_delta) == {-1: 1, 1: 3}
+                assert native_buckets(got.negative_span, got.negative_delta) == {1: 2}
+                for field in NATIVE_FIELDS:
+                    got.ClearField(field)
             assert fast == expected, family.name
 
 
@@ -226,14 +259,23 @@ async def test_prometheus_stores_the_same_series_from_protobuf_as_from_text(
     assert any(t.startswith("application/vnd.google.protobuf") for t in content_types)
     assert any(t.startswith("application/openmetrics-text") for t in content_types)
 
-    def stored(prom):  # every series of the job but the scrape's own and the _created ones
+    def stored(prom, native_names=frozenset()):  # type: ignore[no-untyped-def]
+        """Every float series of the job but the scrape's own, the _created ones and the
+        classic series of the histograms the other side stores as native ones."""
         query = '{job="sidecar",__name__!~"scrape_.*|up|.*_created"}'
-        result = prom.query(query)
-        return {
-            (frozenset(item["metric"].items()), _value(float(item["value"][1])))
-            for item in result.result
-        }
+        out = set()
+        for item in prom.query(query).result:
+            name = item["metric"]["__name__"]
+            if "value" in item and name.rpartition("_")[0] not in native_names:
+                out.add((frozenset(item["metric"].items()), _value(float(item["value"][1]))))
+        return out
 
-    from_protobuf, from_text = stored(native), stored(classic)
+    natives = {
+        item["metric"]["__name__"]
+        for item in native.query('{job="sidecar"}').result
+        if "histogram" in item
+    }
+    assert natives  # the harness's exponential histograms, stored as native ones
+    from_protobuf, from_text = stored(native), stored(classic, natives)
     assert len(from_text) > 100
     assert from_protobuf == from_text
