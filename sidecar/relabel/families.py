@@ -67,7 +67,7 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
     "histogram": ("_bucket", "_count", "_sum", "_created"),
     "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
     "summary": ("", "_count", "_sum", "_created"),
-    "info": ("_info",),
+    "info": ("_info", ""),  # ingest's target_info is an info family of one sample, target_info
     "stateset": ("",),
     "unknown": ("",),
 }

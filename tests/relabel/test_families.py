@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
+from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
@@ -204,3 +205,21 @@ def test_proxy_source_is_the_registrys_http_families() -> None:
     text = UnifiedCollector([registry], relabel=relabel).render("", "").body.decode()
     assert "sidecar_up 1.0" in text
     assert "http_request" not in text
+
+
+def test_an_info_family_whose_sample_has_the_family_name() -> None:
+    """The ingest's ``target_info``: type info, its sample named ``target_info``."""
+    info = Metric("target_info", "Target metadata", "info")
+    info.add_sample("target_info", {"service_name": "app"}, 1.0)
+
+    class Ingest:
+        relabel_source = "ingest"
+
+        def collect(self) -> list[Metric]:
+            return [info]
+
+    rules = [{"action": "drop", "match": {"__name__": "target_info"}}]
+    relabel = Relabeller(compile_rules(config_from_dict({"relabel": rules}).relabel))
+    assert relabel.apply([info], "ingest") == []
+    text = UnifiedCollector([Ingest()], relabel=relabel).render("", "").body.decode()
+    assert "target_info" not in text
