@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup help image system-deps bench-proxy bench-ingest bench-merge bench-webhook fuzz soak clean
+.PHONY: run test check setup help image system-deps bench-proxy bench-ingest bench-exposition bench-merge bench-webhook fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo
@@ -52,6 +52,9 @@ bench-proxy: $(STAMP)  ## proxy benchmark: direct vs nginx vs sidecar (installs 
 
 bench-ingest: $(STAMP)  ## ingest benchmark: points/s decoded+stored, /metrics render and RSS with 100,000 series
 	$(BIN)/python bench/ingest.py
+
+bench-exposition: $(STAMP)  ## /metrics benchmark: protobuf beside text for 100,000 series (10 % histograms)
+	$(BIN)/python bench/exposition.py
 
 bench-merge: $(STAMP)  ## merge/export benchmark: a scrape merging 20,000 series vs direct; a push of 100,000 series
 	$(BIN)/python bench/merge.py

@@ -86,7 +86,8 @@ class OtlpCollector:
     def __init__(self, store: MetricStore, *, utf8_labels: bool = False) -> None:
         self.store = store
         self.utf8_labels = utf8_labels  # the translation strategy keeps UTF-8 names
-        self._label_bytes = LabelBytes()  # protobuf scrapes: encoded labels, kept
+        # protobuf scrapes: each series' encoded labels, kept (at most twice max_series)
+        self._label_bytes = LabelBytes(2 * store.limits.max_series)
 
     @property
     def write_gate(self) -> WriteGate:

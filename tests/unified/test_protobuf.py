@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from sidecar.exposition import render
 from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 from sidecar.negotiation import negotiate
 from sidecar.protobuf import CONTENT_TYPE, encode_family, to_family
@@ -173,6 +174,15 @@ def test_protobuf_equals_text_family_by_family():
         assert by_family[name] == samples, name
     kinds = {f.type for f in families}
     assert kinds >= {pb.COUNTER, pb.GAUGE, pb.HISTOGRAM, pb.SUMMARY}
+
+
+def test_the_generic_path_serves_protobuf_too():
+    """``sidecar.exposition.render`` (a registry's /metrics) negotiates protobuf as well."""
+    registry = _registry()
+    answer = render(registry, PROTOBUF, "")
+    assert answer.content_type == CONTENT_TYPE + "; escaping=underscores"
+    names = {f.name for f in decode(answer.body)}
+    assert names == {"g", "c_total", "h_seconds", "s", "build_info"}
 
 
 def test_created_timestamps_and_exemplars():
