@@ -189,7 +189,7 @@ def cpu_seconds(pid: int) -> float:
 
 def write_bodies(folder: Path, encoding: str, events: int) -> None:
     """BODIES distinct 100-event batch bodies, each event with its own key."""
-    from sidecar.events import samples
+    from sidecar.demo import samples
 
     for index in range(BODIES):
         batch = list(samples.envelopes(events, start=index * events))

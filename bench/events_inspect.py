@@ -29,7 +29,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from sidecar.config import EventsConfig
-from sidecar.events import EventInspector, samples
+from sidecar.demo import samples
+from sidecar.events import EventInspector
 from sidecar.events.codec import decode_batch_request
 from sidecar.events.inspector import event_views
 from sidecar.events.scan import KeyMemory, new_batch_scanner

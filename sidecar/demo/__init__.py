@@ -16,8 +16,8 @@ from aiohttp import web
 
 from sidecar.config import Address
 from sidecar.demo.app import create_demo_app
+from sidecar.demo.gateway import send_event_trickle
 from sidecar.demo.workers import run_workers
-from sidecar.events.demo import send_event_trickle
 from sidecar.lifecycle import StartError
 from sidecar.server import Sidecar, run_sidecar
 

@@ -3,7 +3,7 @@
 Routes: ``/`` (hello), ``/users/{id}`` (JSON; ids above 1000 are 404), ``/slow``
 (answers after ``?ms=`` milliseconds, default 200), ``/error`` (500), ``/stream`` (a
 few server-sent events), ``/echo`` (POST: the body back) and the Causality gateway's two
-ingest routes, answered as the gateway does (`sidecar.events.demo`).
+ingest routes, answered as the gateway does (`sidecar.demo.gateway`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 
 from aiohttp import web
 
-from sidecar.events.demo import add_gateway_routes
+from sidecar.demo.gateway import add_gateway_routes
 
 __all__ = ["create_demo_app"]
 

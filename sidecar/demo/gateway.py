@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
 from sidecar.config import EventsConfig
-from sidecar.events import samples
+from sidecar.demo import samples
 from sidecar.events.codec import (
     MAX_BATCH_EVENTS,
     PAYLOAD_TYPES,
@@ -271,7 +271,7 @@ async def send_event_trickle(
     return answered
 
 
-def _main() -> None:  # pragma: no cover - manual use: python -m sidecar.events.demo PORT
+def _main() -> None:  # pragma: no cover - manual use: python -m sidecar.demo.gateway PORT
     import sys
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080

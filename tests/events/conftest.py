@@ -15,8 +15,8 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from sidecar.config import Address, Config, EventsConfig, ProxyConfig
+from sidecar.demo.gateway import GATEWAY, GatewayState, create_gateway_app
 from sidecar.events import EventInspector
-from sidecar.events.demo import GATEWAY, GatewayState, create_gateway_app
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
 from tests.events.metrics import value

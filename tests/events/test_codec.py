@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sidecar.events import samples
+from sidecar.demo import samples
 from sidecar.events.codec import (
     DEFAULT_MAX_BYTES,
     MAX_BATCH_EVENTS,

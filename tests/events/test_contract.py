@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import EnumDescriptor, FileDescriptor
 
-from sidecar.events import samples
+from sidecar.demo import samples
 from sidecar.events.codec import PAYLOAD_TYPES
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
 

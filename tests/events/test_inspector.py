@@ -12,7 +12,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.config import EventsConfig
-from sidecar.events import EventInspector, samples
+from sidecar.demo import samples
+from sidecar.events import EventInspector
 from sidecar.events.codec import PAYLOAD_TYPES
 from sidecar.events.inspector import event_views
 from sidecar.gen.causality.v1 import events_pb2, service_pb2

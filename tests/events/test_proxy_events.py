@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from sidecar.events import samples
+from sidecar.demo import samples
+from sidecar.demo.gateway import send_event_trickle
 from sidecar.events.codec import PAYLOAD_TYPES
-from sidecar.events.demo import send_event_trickle
 from sidecar.gen.causality.v1 import service_pb2
 from tests.events.conftest import EventsProxy, EventsProxyFactory
 

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.events import _scan, samples, scan
+from sidecar.demo import samples
+from sidecar.events import _scan, scan
 from sidecar.events._scan import BatchScanner, KeyMemory
 from sidecar.events.codec import (
     MAX_BATCH_EVENTS,

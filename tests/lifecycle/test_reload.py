@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.events.samples import batch_body, envelopes
+from sidecar.demo.samples import batch_body, envelopes
 from tests.lifecycle.test_lifecycle import demo_app  # noqa: F401  (fixture)
 from tests.support.process import SidecarProcess, http_get, local_ports, run_sidecar, wait_until
 

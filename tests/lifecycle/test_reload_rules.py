@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sidecar.config import Config, config_from_dict
-from sidecar.events.samples import batch_body
+from sidecar.demo.samples import batch_body
 from sidecar.reload import changed_keys, running_config
 
 
@@ -59,7 +59,7 @@ def test_inspector_reconfigure_keeps_or_replaces_the_dedup_memory() -> None:
     """Paths and limits apply at once; the key memory is replaced (empty) only when its
     own settings change, and the counts carry on either way."""
     from sidecar.config import EventsConfig
-    from sidecar.events.samples import envelope
+    from sidecar.demo.samples import envelope
     from tests.events.test_inspector import make_harness
 
     harness = make_harness(EventsConfig(enabled=True))

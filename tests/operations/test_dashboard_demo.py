@@ -143,7 +143,7 @@ def _present(prom: PrometheusServer, metric: str) -> bool:
 
 def _wait_for_demo_data(prom: PrometheusServer, proxy_port: int) -> dict[str, int | str]:
     """Send traffic until every DEMO_PRODUCES metric is there, or the deadline passes."""
-    from sidecar.events.samples import batch_body, envelopes
+    from sidecar.demo.samples import batch_body, envelopes
 
     events = batch_body(list(envelopes(5)))
     deadline = time.monotonic() + PRODUCE_TIMEOUT_S
