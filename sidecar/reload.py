@@ -4,8 +4,9 @@ A reload applies every key that needs no new socket, upstream pool, store or met
 pipeline: the proxy's routing and per-request limits, ``events``, ``merge``, ``export``,
 ``logging``, ``shutdown`` and ``relabel``. Every other key (listen addresses, timeouts
 and pool of the upstream, the ingest store's limits and ``ingest.workers``, ``admin``,
-``service``, histogram buckets) keeps its running value until the process restarts. `running_config` is the
-config in effect after a reload; `changed_keys` names what differs, as key paths.
+``service``, histogram buckets) keeps its running value until the process restarts.
+`running_config` is the config in effect after a reload; `changed_keys` names what
+differs, as key paths.
 """
 
 from __future__ import annotations
