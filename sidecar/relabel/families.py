@@ -33,7 +33,9 @@ from opentelemetry.metrics import Counter, Meter
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
+from sidecar.exposition import escape_label_value
 from sidecar.merge._runs import take_run
+from sidecar.merge.rawtext import RawFamily, label_dict
 from sidecar.relabel.rules import (
     NAME,
     Rule,
@@ -210,6 +212,7 @@ class _Out:
     with is a collision, and every series with it is dropped (none is the right one)."""
 
     metric: Metric
+    raw: bool = False  # the samples' values are their text (a merge target's RawFamily)
     series: dict[SeriesKey, list[Sample]] = field(default_factory=dict)
     collided: dict[SeriesKey, int] = field(default_factory=dict)  # key -> its series
 
@@ -220,20 +223,44 @@ class _Out:
         else:
             self.series[key] = samples
 
-    def finish(self, counts: dict[str, int]) -> Metric:
-        """The family with its series' samples; collisions counted."""
+    def numeric(self) -> None:
+        """Values as numbers (before joining a family of prometheus_client samples)."""
+        if self.raw:
+            self.raw = False
+            for key, samples in self.series.items():
+                self.series[key] = [s._replace(value=float(s.value)) for s in samples]
+
+    def finish(self, counts: dict[str, int]) -> Metric | RawFamily | None:
+        """The family with its series' samples (None: none left); collisions counted.
+        From a raw family, a raw family again: its lines written as text, not re-encoded."""
         if self.collided:
             counts[COLLISION] = counts.get(COLLISION, 0) + sum(self.collided.values())
-        self.metric.samples = [
+        samples = [
             sample
-            for key, samples in self.series.items()
+            for key, series in self.series.items()
             if key not in self.collided
-            for sample in samples
+            for sample in series
         ]
-        return self.metric
+        if not samples:
+            return None
+        metric = self.metric
+        if not self.raw:
+            metric.samples = samples
+            return metric
+        family = RawFamily(metric.name, metric.type, metric.documentation, metric.unit)
+        family.chunks = ["".join(_line(s) for s in samples)]
+        return family
 
 
 SeriesKey = frozenset[tuple[str, str]]
+
+
+def _line(sample: Sample) -> str:
+    """A sample line as text (its value is the text it had)."""
+    if not sample.labels:
+        return f"{sample.name} {sample.value}\n"
+    labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sample.labels.items())
+    return f"{sample.name}{{{labels}}} {sample.value}\n"
 
 
 def _series_key(labels: dict[str, str], skip: str | None) -> SeriesKey:
@@ -295,7 +322,8 @@ def _relabel_family(
     chain: Sequence[Rule], family: Family | Metric, counts: dict[str, int]
 ) -> list[tuple[_Out, bool]]:
     """Every sample relabelled; the families they form (True: under another name)."""
-    metric = family if isinstance(family, Metric) else family.to_metric()
+    raw = isinstance(family, RawFamily)
+    metric = _raw_metric(family) if isinstance(family, RawFamily) else _as_metric(family)
     kind = metric.type
     skip = _SERIES_LABEL.get(kind)
     groups: dict[frozenset[tuple[str, str]], list[Sample]] = {}
@@ -303,7 +331,7 @@ def _relabel_family(
         groups.setdefault(_series_key(sample.labels, skip), []).append(sample)
     outs: dict[str, _Out] = {}
     for samples in groups.values():
-        reason = _relabel_series(chain, metric, samples, skip, outs)
+        reason = _relabel_series(chain, metric, samples, skip, outs, raw)
         if reason is not None:
             counts[reason] = counts.get(reason, 0) + 1
     return [(out, name != metric.name) for name, out in outs.items()]
@@ -315,6 +343,7 @@ def _relabel_series(
     samples: list[Sample],
     skip: str | None,
     outs: dict[str, _Out],
+    raw: bool,
 ) -> str | None:
     """Relabel one series into ``outs``; the reason it was refused, or None."""
     created = metric.name + "_created"
@@ -359,7 +388,7 @@ def _relabel_series(
     out = outs.get(family_name)
     if out is None:
         out = outs[family_name] = _Out(
-            Metric(family_name, metric.documentation, metric.type, metric.unit)
+            Metric(family_name, metric.documentation, metric.type, metric.unit), raw
         )
     out.add(key, new_samples)
     return None
@@ -396,6 +425,9 @@ def _assemble(
         base = outs[at]
         into = base if isinstance(base, _Out) else _as_out(base)
         outs[at] = into
+        if into.raw != new.raw:  # text values beside numbers: numbers both
+            into.numeric()
+            new.numeric()
         for key, samples in new.series.items():
             into.add(key, samples)
     return _finished(outs, counts)
@@ -408,9 +440,9 @@ def _finished(
     out: list[Family | Metric] = []
     for family in families:
         if isinstance(family, _Out):
-            metric = family.finish(counts)
-            if metric.samples:
-                out.append(metric)
+            finished = family.finish(counts)
+            if finished is not None:
+                out.append(finished)
         else:
             out.append(family)
     return out
@@ -424,8 +456,22 @@ def _type(family: Family | Metric | _Out) -> str:
     return family.metric.type if isinstance(family, _Out) else family.type
 
 
+def _as_metric(family: Family | Metric) -> Metric:
+    return family if isinstance(family, Metric) else family.to_metric()
+
+
+def _raw_metric(family: RawFamily) -> Metric:
+    """A raw family's samples with their value text kept (written back as it was)."""
+    metric = Metric(family.name, family.documentation, family.type, family.unit)
+    metric.samples = [
+        Sample(name, label_dict(labels), value)  # type: ignore[arg-type]
+        for name, labels, value in family.lines
+    ]
+    return metric
+
+
 def _as_out(family: Family | Metric) -> _Out:
-    metric = family if isinstance(family, Metric) else family.to_metric()
+    metric = _as_metric(family)
     out = _Out(Metric(metric.name, metric.documentation, metric.type, metric.unit))
     skip = _SERIES_LABEL.get(metric.type)
     for sample in metric.samples:
