@@ -5,19 +5,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check setup help image system-deps bench-proxy bench-ingest bench-exposition bench-merge bench-webhook fuzz soak clean
+.PHONY: run test check docs setup help image system-deps bench-proxy bench-ingest bench-exposition bench-merge bench-webhook fuzz soak clean
 
 run: $(STAMP)  ## set up and run the sidecar with an embedded demo app and demo pipeline
 	$(BIN)/causality-sidecar demo
 
-test: $(STAMP) system-deps  ## set up and run every static check and the whole test suite
+test: $(STAMP) system-deps  ## set up and run every static check, the docs build and the whole test suite
 	scripts/check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the docs site: a broken link or a missing page fails
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not serial"
 	SIDECAR_NO_EXTENSIONS=1 $(BIN)/pytest -n 2 tests/events tests/merge  # the pure-Python paths
 	$(BIN)/pytest -m serial
 
 check: $(STAMP)  ## static checks only
 	scripts/check
+
+docs: $(STAMP)  ## build the docs site (docs/, mkdocs.yml) into build/site; broken links and missing pages fail
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 setup: $(STAMP)  ## create .venv and install the sidecar with its dev tools (what the others run first)
 

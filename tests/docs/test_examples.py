@@ -154,9 +154,10 @@ def rewrite_ports(text: str, demo: SidecarProcess) -> str:
 
 
 def test_the_harness_finds_the_examples() -> None:
-    """Guards the collection: the README's known examples are found with file and line."""
+    """Guards the collection: known examples of the README and docs/ are found with file and line."""
     readme = [b for b in BLOCKS if b.path == "README.md"]
-    assert any(b.lang == "yaml" and "routes:" in b.text for b in readme)
+    proxy = [b for b in BLOCKS if b.path == "docs/proxy.md"]
+    assert any(b.lang == "yaml" and "routes:" in b.text for b in proxy)
     assert any(b.lang == "sh" and "make run" in b.text for b in readme)
     assert len(YAML_BLOCKS) >= 4
     assert len(SHELL_BLOCKS) >= 5
