@@ -7,10 +7,13 @@ apart by ``service.instance.id`` and ``process.pid``) and reads the exposition t
 from __future__ import annotations
 
 import dataclasses
+import re
+import time
 from typing import Any
 
 import pytest
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+from prometheus_client import generate_latest
 
 from sidecar.config import Config, ConfigError, WorkersConfig, load_config
 from sidecar.ingest.store import OUT_OF_ORDER, STORE_FULL, StoreLimits
@@ -131,8 +134,8 @@ def test_recycled_workers_retire_and_their_last_value_stays() -> None:
 
 def test_delta_temporality_sums_naturally() -> None:
     h = harness()
-    for pid, (start, time, v) in [(101, (1, 2, 3)), (102, (1, 2, 4)), (101, (2, 3, 5))]:
-        push(h, pid, counter("requests", [number(v, start=start, time=time)], temporality=DELTA))
+    for pid, (start, at, v) in [(101, (1, 2, 3)), (102, (1, 2, 4)), (101, (2, 3, 5))]:
+        push(h, pid, counter("requests", [number(v, start=start, time=at)], temporality=DELTA))
     assert value(h, "requests_total") == 12
 
 
@@ -278,3 +281,21 @@ def test_a_reload_leaves_ingest_workers_waiting_for_a_restart() -> None:
     assert running.ingest.workers == old.ingest.workers  # the store keeps its settings
     assert changed_keys(old, running) == []
     assert changed_keys(running, new) == ["ingest.workers.attributes", "ingest.workers.idle"]
+
+
+async def test_workers_are_counted_in_the_self_metrics(ingest_factory) -> None:  # type: ignore[no-untyped-def]
+    ingest = await ingest_factory(workers=WorkersConfig(attributes=("process.pid",), idle=1.0))
+    for pid in (101, 102):
+        body = request(requests_total(1), resource={"service.name": "shop", "process.pid": pid})
+        response = await ingest.client.post(
+            "/v1/metrics",
+            data=body.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status == 200
+    text = generate_latest(ingest.module.registry).decode()
+    assert re.search(r"^sidecar_ingest_workers\{[^}]*\} 2\.0$", text, re.M), text
+    ingest.state.store.expire(time.monotonic() + 2)
+    text = generate_latest(ingest.module.registry).decode()
+    assert re.search(r"^sidecar_ingest_workers\{[^}]*\} 0\.0$", text, re.M), text
+    assert re.search(r"^sidecar_ingest_workers_retired_total\{[^}]*\} 2\.0$", text, re.M), text
