@@ -670,6 +670,10 @@ def _worker_refusal(
     bounds = point.bounds if isinstance(point, HistogramPoint) else None
     if bounds is not None and series.counts is not None and bounds != series.bounds:
         return BOUNDS_MISMATCH
+    if (bounds is not None and isinstance(series.extra, ExponentialState)) or (
+        isinstance(point, ExponentialPoint) and series.counts is not None
+    ):  # explicit and exponential buckets do not add up
+        return BOUNDS_MISMATCH
     if stream is None:
         return None
     if point.time_ns < stream.time or point.start_ns < stream.start:

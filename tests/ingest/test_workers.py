@@ -16,7 +16,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from prometheus_client import generate_latest
 
 from sidecar.config import Config, ConfigError, WorkersConfig, load_config
-from sidecar.ingest.store import OUT_OF_ORDER, STORE_FULL, StoreLimits
+from sidecar.ingest.store import BOUNDS_MISMATCH, OUT_OF_ORDER, STORE_FULL, StoreLimits
 from sidecar.reload import changed_keys, running_config
 from sidecar.status.inventory import store_sources
 from tests.ingest.builders import (
@@ -299,3 +299,11 @@ async def test_workers_are_counted_in_the_self_metrics(ingest_factory) -> None: 
     text = generate_latest(ingest.module.registry).decode()
     assert re.search(r"^sidecar_ingest_workers\{[^}]*\} 0\.0$", text, re.M), text
     assert re.search(r"^sidecar_ingest_workers_retired_total\{[^}]*\} 2\.0$", text, re.M), text
+
+
+def test_explicit_and_exponential_buckets_of_one_series_are_refused() -> None:
+    h = harness()
+    push(h, 101, histogram("size", [hpoint((1.0,), (1, 0), 0.5)]))
+    refused = push(h, 102, exponential("size", [epoint(0, (0, [1]), total=1.0)]))
+    assert refused == {BOUNDS_MISMATCH: 1}
+    assert samples(h, "size_count") == {'{service_name="shop"}': "1.0"}
