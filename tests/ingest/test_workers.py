@@ -16,6 +16,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from prometheus_client import generate_latest
 
 from sidecar.config import Config, ConfigError, WorkersConfig, load_config
+from sidecar.ingest.codec import Encoding
 from sidecar.ingest.store import BOUNDS_MISMATCH, OUT_OF_ORDER, STORE_FULL, StoreLimits
 from sidecar.reload import changed_keys, running_config
 from sidecar.status.inventory import store_sources
@@ -44,10 +45,12 @@ def harness(gauges: str = "sum", idle: float = 120.0, **limits: Any) -> Harness:
     )
 
 
-def push(h: Harness, pid: int, *metrics: pb.Metric) -> dict[str, int]:
+def push(
+    h: Harness, pid: int, *metrics: pb.Metric, encoding: Encoding | None = None
+) -> dict[str, int]:
     """Push as worker ``pid``; returns the store's rejections."""
     resource = {"service.name": "shop", "service.instance.id": f"uuid-{pid}", "process.pid": pid}
-    _, outcome = h.push(request(*metrics, resource=resource))
+    _, outcome = h.push(request(*metrics, resource=resource), encoding)
     return outcome.rejected
 
 
@@ -70,10 +73,11 @@ def requests_total(v: int, *, start: int = 1, time: int = 2) -> pb.Metric:
     return counter("requests", [number(v, start=start, time=time)])
 
 
-def test_workers_are_one_series_without_their_attributes() -> None:
+@pytest.mark.parametrize("encoding", [None, Encoding.PROTOBUF, Encoding.JSON])
+def test_workers_are_one_series_without_their_attributes(encoding: Encoding | None) -> None:
     h = harness()
-    push(h, 101, requests_total(3))
-    push(h, 102, requests_total(4))
+    push(h, 101, requests_total(3), encoding=encoding)
+    push(h, 102, requests_total(4), encoding=encoding)
     assert samples(h, "requests_total") == {'{service_name="shop"}': "7.0"}
     assert samples(h, "target_info") == {'{service_name="shop"}': "1.0"}
 
