@@ -69,6 +69,7 @@ BOUNDS_MISMATCH = "bounds_mismatch"
 WORKER_LABEL = "worker"  # the label ``ingest.workers.gauges: each`` keeps
 GAUGE_MODES = ("sum", "max", "min", "last", "each")
 FOLD = ""  # Series.combine of a worker-fed series whose increases are summed
+OVERFLOWED_STREAM = "\x00"  # label text + this + worker: a worker's stream in the overflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,9 +516,12 @@ class MetricStore:
                 series = family.series.get(point.labels)
             if series is None:
                 if len(family.series) >= self.limits.max_series_per_metric:
+                    stream_key = OVERFLOWED_STREAM + key
                     self._fold_into_overflow(
-                        family, point, metric.temporality, now, outcome, "\x00" + metric.worker
+                        family, point, metric.temporality, now, outcome, stream_key
                     )
+                    if point.labels + stream_key in family.overflowed:
+                        worker.streams.add((family.descriptor.name, point.labels + stream_key))
                     continue
                 if self.is_full or self.streams >= self.limits.max_series:
                     outcome.reject(STORE_FULL)
@@ -603,6 +607,9 @@ class MetricStore:
         worker = self.workers.pop(key)
         for name, labels in worker.streams:
             family = self.families.get(name)
+            if family is not None and OVERFLOWED_STREAM in labels:
+                family.overflowed.pop(labels, None)  # its last state in the overflow series
+                continue
             series = family.series.get(labels) if family is not None else None
             if series is None or series.workers is None:
                 continue  # expired meanwhile

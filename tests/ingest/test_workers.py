@@ -311,3 +311,23 @@ def test_explicit_and_exponential_buckets_of_one_series_are_refused() -> None:
     refused = push(h, 102, exponential("size", [epoint(0, (0, [1]), total=1.0)]))
     assert refused == {BOUNDS_MISMATCH: 1}
     assert samples(h, "size_count") == {'{service_name="shop"}': "1.0"}
+
+
+def test_a_workers_streams_beyond_the_per_metric_limit_fold_into_the_overflow() -> None:
+    h = harness(idle=30.0, max_series_per_metric=1)
+
+    def two(v: int, t: int) -> pb.Metric:
+        return counter("requests", [number(v, {"a": 1}, time=t), number(v, {"a": 2}, time=t)])
+
+    push(h, 101, two(5, 2))
+    push(h, 102, two(3, 2))
+    push(h, 101, two(7, 3))
+    assert samples(h, "requests_total") == {
+        '{a="1",service_name="shop"}': "10.0",
+        '{otel_metric_overflow="true"}': "10.0",
+    }
+    assert len(h.store.families["requests"].overflowed) == 2  # one stream per worker
+    h.now = 40.0
+    h.store.expire()
+    assert h.retired == 2
+    assert h.store.families["requests"].overflowed == {}  # nothing kept per retired worker
