@@ -196,7 +196,7 @@ merge:
   targets:
     - {{name: app, url: "http://127.0.0.1:{app}/metrics", timeout: 60s, labels: {{{labels}}}}}
 """
-LABELS = "source: app"  # the README's example: every merged series gets source="app"
+LABELS = "source: app"  # the docs' example (merge-export.md): every merged series gets source="app"
 
 
 def start_sidecar(

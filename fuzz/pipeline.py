@@ -36,7 +36,7 @@ PROMOTE = ("service.name", "service.namespace", "service.instance.id")
 TEXT = "text/plain; version=0.0.4"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 LIMITS = StoreLimits(max_series=2000, max_series_per_metric=50)
-# Findings already reported (see the README's reliability section): counted and written to
+# Findings already reported (see docs/security.md, "What the suite found"): counted and written to
 # stderr once, so the fuzzer goes on looking for new ones. FUZZ_STRICT=1 makes them crash.
 KNOWN_FINDINGS = {
     "duplicate-le-or-quantile": re.compile(r"Invalid labels: .*\b(le|quantile)=.*\b\1="),

@@ -1,7 +1,7 @@
 """The upstream side: a lean pooled HTTP/1.1 client, errors translated at one boundary.
 
 aiohttp's `ClientSession` spent ~35 % of the proxy's CPU per request (URL handling,
-header preparation, connector bookkeeping, tracing hooks) — the profile in the README.
+header preparation, connector bookkeeping, tracing hooks) — the profile in docs/proxy.md.
 The proxy needs none of that: it talks to one origin, forwards headers it already
 validated, and streams bodies. So this module keeps aiohttp's pieces that do the real
 work — its response protocol and (C) parser (`ResponseHandler`), and its request
