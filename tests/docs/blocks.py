@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# The documentation whose examples must run (docs/*.md are globbed at collection).
+# The documentation whose examples must run (docs/**/*.md are globbed at collection).
 DOC_FILES = (
     "README.md",
     "deploy/README.md",
@@ -86,7 +86,7 @@ class Block:
 def doc_files() -> list[Path]:
     """Every Markdown file whose examples are checked."""
     files = [ROOT / name for name in DOC_FILES if (ROOT / name).is_file()]
-    return files + sorted((ROOT / "docs").glob("*.md"))
+    return files + sorted((ROOT / "docs").rglob("*.md"))  # every page of the site
 
 
 def blocks_of(path: Path) -> list[Block]:
