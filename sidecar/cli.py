@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from sidecar import __version__
+from sidecar import __version__, runtime
 from sidecar.config import CONFIG_FILE_ENV, Address, Config, ConfigError, dump_yaml, load_config
 from sidecar.inject import documents as inject_documents
 from sidecar.lifecycle import StartError
 from sidecar.logs import configure_logging
-from sidecar.proxy.allocator import pin_malloc_thresholds
 
 __all__ = ["main"]
 
@@ -146,17 +144,9 @@ def _fail_config(exc: ConfigError) -> int:
 
 
 def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run on uvloop when it is installed, else asyncio's default loop."""
-    pin_malloc_thresholds()  # before large body buffers exist (see sidecar.proxy.allocator)
+    """Run on uvloop when it is installed, else asyncio's default loop (`sidecar.runtime`)."""
     try:
-        import uvloop
-
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(factory())
+        return runtime.run(factory)
     except StartError as exc:
         print(f"causality-sidecar: {exc}", file=sys.stderr)
         return EXIT_START

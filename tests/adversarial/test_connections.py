@@ -21,6 +21,7 @@ import pytest
 
 from tests.adversarial.conftest import CountingApp
 from tests.proxy.conftest import ProxyFactory, wait_for
+from tests.support.process import PROXY_ONLY
 
 LONG = pytest.mark.xdist_group("adversarial-long")
 
@@ -223,7 +224,8 @@ async def proxy_process(counting_app) -> AsyncIterator[tuple[int, int, CountingA
         sys.executable, "-c",
         "import resource, sys; s, h = resource.getrlimit(resource.RLIMIT_NOFILE); "
         "resource.setrlimit(resource.RLIMIT_NOFILE, (h, h)); "
-        "from sidecar.proxy.__main__ import main; sys.exit(main(sys.argv[1:]))",
+        "import runpy; sys.argv[0] = PATH; runpy.run_path(PATH, run_name='__main__')"
+        .replace("PATH", repr(str(PROXY_ONLY))),
         "--upstream", app.url, "--listen", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -1,6 +1,6 @@
 """1 GiB up and 1 GiB down through a proxy process whose memory must stay flat.
 
-The proxy runs alone in a subprocess (``python -m sidecar.proxy``) so its RSS is its own;
+The proxy runs alone in a subprocess (``bench/proxy_only.py``) so its RSS is its own;
 upstream and client run in the test process. Growth is the peak RSS (VmHWM) at the end
 minus the RSS after a warm-up exchange.
 """
@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
+from tests.support.process import PROXY_ONLY
 
 GIB = 2**30
 BLOCK = bytes(range(256)) * 1024  # 256 KiB
@@ -73,8 +75,7 @@ async def test_one_gib_each_way_keeps_proxy_memory_flat(aiohttp_server: Any) -> 
     upstream = await aiohttp_server(app)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "sidecar.proxy",
+        str(PROXY_ONLY),
         "--upstream",
         f"http://127.0.0.1:{upstream.port}",
         stdout=subprocess.PIPE,

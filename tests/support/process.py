@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT_S = 20.0
+# the proxy alone in its own process (its own RSS and fds), as the benchmarks run it
+PROXY_ONLY = Path(__file__).resolve().parents[2] / "bench" / "proxy_only.py"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

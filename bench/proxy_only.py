@@ -1,18 +1,18 @@
-"""A proxy-only process: ``python -m sidecar.proxy --upstream URL --listen ADDR``.
+"""A proxy-only process: ``python bench/proxy_only.py --upstream URL --listen ADDR``.
 
 For benchmarks and memory tests, which need the proxy alone in its own process (its own
-core, its own RSS). It records every metric exactly as the sidecar does; ``--no-metrics``
-turns recording off to measure what it costs; ``--access-log`` writes the access log
-(``logging.access_log``) as JSON lines to stderr; ``--no-tuning`` skips
-`sidecar.runtime.tune` (gc.freeze, GIL switch interval) to measure what it brings. It
-prints ``listening on HOST:PORT`` once bound and runs until SIGTERM or SIGINT.
+core, its own RSS), set up as the sidecar's processes are (`sidecar.runtime`). It records
+every metric exactly as the sidecar does; ``--no-metrics`` turns recording off to measure
+what it costs; ``--access-log`` writes the access log (``logging.access_log``) as JSON
+lines to stderr; ``--no-tuning`` skips `sidecar.runtime.tune` (gc.freeze, GIL switch
+interval) to measure what it brings; ``--no-uvloop`` runs asyncio's own loop. It prints
+``listening on HOST:PORT`` once bound and runs until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import signal
 import sys
@@ -21,13 +21,12 @@ from sidecar.config import Address, Config, LoggingConfig, ProxyConfig
 from sidecar.logs import configure_logging
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy, proxy_views
-from sidecar.proxy.allocator import pin_malloc_thresholds
-from sidecar.runtime import tune
+from sidecar.runtime import run, tune
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
-    parser = argparse.ArgumentParser(prog="python -m sidecar.proxy")
+    parser = argparse.ArgumentParser(prog="bench/proxy_only.py")
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--no-metrics", action="store_true")
@@ -64,14 +63,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
-    pin_malloc_thresholds()
-    if not args.no_uvloop:
-        with contextlib.suppress(ImportError):
-            import uvloop
-
-            uvloop.run(serve(args))
-            return 0
-    asyncio.run(serve(args))
+    run(lambda: serve(args), uvloop=not args.no_uvloop)
     return 0
 
 
