@@ -56,6 +56,7 @@ __all__ = [
     "Outcome",
     "Series",
     "StoreLimits",
+    "Worker",
 ]
 
 OVERFLOW_LABELS: Labels = 'otel_metric_overflow="true"'
