@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from sidecar.config import config_from_dict
 from sidecar.merge.rawtext import parse_fast
+from sidecar.relabel import families
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
@@ -223,3 +224,16 @@ def test_an_info_family_whose_sample_has_the_family_name() -> None:
     assert relabel.apply([info], "ingest") == []
     text = UnifiedCollector([Ingest()], relabel=relabel).render("", "").body.decode()
     assert "target_info" not in text
+
+
+@pytest.mark.parametrize("c_runs", [True, False], ids=["C prover", "pure Python"])
+def test_label_names_of_raw_families(monkeypatch: pytest.MonkeyPatch, c_runs: bool) -> None:
+    """Proven uniform (either prover) or found by the regex: the same names."""
+    monkeypatch.setattr(families, "C_RUNS", c_runs and families.C_RUNS)
+    body = (
+        '# TYPE a_total counter\na_total{x="1",y="2"} 1\na_total{x="3",y="4"} 2\n'
+        '# TYPE b gauge\nb{x="1"} 1\nb{z="q\\"=\\\\"} 2\nb 3\n'
+        "# TYPE c gauge\nc 1\n"
+    )
+    got = {f.name: families.label_names(f) for f in parse_fast(body, False, {})}
+    assert got == {"a": {"x", "y"}, "b": {"x", "z"}, "c": set()}
