@@ -10,7 +10,7 @@ the sidecar's proxy records its HTTP metrics through the same three HTTP instrum
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from aiohttp import web
 from opentelemetry.exporter.prometheus import PrometheusMetricReader, _CustomCollector
 from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sidecar import __version__
 from sidecar.exposition import metrics_handler
@@ -38,12 +39,15 @@ __all__ = [
     "Metrics",
     "Module",
     "PrometheusReader",
+    "SnapshotRegistry",
     "cardinality_overflow",
     "http_metrics",
     "own_resource",
 ]
 
 METER_NAME = "causality-sidecar"
+TARGET_INFO_NAME = "target"  # the exporter's target_info family, as it names it
+TARGET_INFO_HELP = "Target metadata"
 ATTRIBUTE_CACHE_MAX = 4096  # raw paths can be unbounded; the cache must not be
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,6 +68,7 @@ class _NoEmptyLabels(_CustomCollector):
     def __init__(self) -> None:
         super().__init__()
         self._padded = False
+        self._info: Metric | None = None  # target_info, as the exporter's _target_info
 
     def _build_scope_attrs(self, scope: InstrumentationScope) -> dict[str, Any]:
         attrs: dict[str, Any] = super()._build_scope_attrs(scope)
@@ -83,8 +88,35 @@ class _NoEmptyLabels(_CustomCollector):
         info: InfoMetricFamily = super()._create_info_metric(name, description, present)
         return info
 
+    def take(self) -> list[MetricsData]:
+        """The SDK's collection, on the event loop: its callbacks fold loop-owned state (the
+        proxy's batched counts); cheap next to `translate` (~10 % of a collection)."""
+        if self._callback is not None:
+            self._callback()
+        taken = list(self._metrics_datas)
+        self._metrics_datas.clear()
+        return taken
+
+    def translate(self, taken: list[MetricsData]) -> list[Metric]:
+        """``taken`` as prometheus_client families: pure, so a worker thread may run it."""
+        by_name: dict[str, Metric] = {}
+        if taken and not self._disable_target_info:
+            if self._info is None:  # the resource does not change
+                attributes: dict[str, Any] = {}
+                for resource_metrics in taken[0].resource_metrics:
+                    attributes = {**attributes, **resource_metrics.resource.attributes}
+                self._info = self._create_info_metric(
+                    TARGET_INFO_NAME, TARGET_INFO_HELP, attributes
+                )
+            by_name[TARGET_INFO_NAME] = self._info
+        for data in taken:
+            self._translate_to_prometheus(data, by_name)
+        return self._unpadded(list(by_name.values()))
+
     def collect(self) -> Iterable[Metric]:
-        families: list[Metric] = list(super().collect())
+        return self.translate(self.take())
+
+    def _unpadded(self, families: list[Metric]) -> list[Metric]:
         if self._padded:
             for family in families:
                 family.samples = [
@@ -94,6 +126,48 @@ class _NoEmptyLabels(_CustomCollector):
                     for s in family.samples
                 ]
         return families
+
+
+class SnapshotRegistry(CollectorRegistry):
+    """A registry that can also be read in two steps (`snapshot`): what must run on the
+    event loop at once, and the costly rest later, anywhere (`sidecar.offloop`)."""
+
+    def snapshot(self) -> Collector:
+        """On the loop: every collector read now, except that the OpenTelemetry part only
+        collects (`_NoEmptyLabels.take`); the returned collector translates it when read.
+        For 100 proxied routes translating is ~90 % of a ~100 ms collection."""
+        with self._lock:
+            collectors = list(self._collector_to_names)
+            info = self._target_info_metric() if self._target_info else None  # type: ignore[no-untyped-call]
+        parts: list[list[Metric] | tuple[_NoEmptyLabels, list[MetricsData]]] = []
+        for collector in collectors:
+            if isinstance(collector, _NoEmptyLabels):
+                parts.append((collector, collector.take()))
+            else:
+                parts.append(list(collector.collect()))
+        return _RegistrySnapshot(info, parts)
+
+
+class _RegistrySnapshot:
+    """`SnapshotRegistry.snapshot`'s result: its families as the registry had them."""
+
+    def __init__(
+        self,
+        info: Metric | None,
+        parts: list[list[Metric] | tuple[_NoEmptyLabels, list[MetricsData]]],
+    ) -> None:
+        self._info = info
+        self._parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        """The registry's order: target info, then each collector's families."""
+        if self._info is not None:
+            yield self._info
+        for part in self._parts:
+            if isinstance(part, tuple):
+                yield from part[0].translate(part[1])
+            else:
+                yield from part
 
 
 class PrometheusReader(PrometheusMetricReader):
@@ -146,7 +220,7 @@ class Module:
             instance_key: tells two instances on one host apart when there is no pod
                 (`sidecar.instance`); the sidecar passes its admin listen address.
         """
-        registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        registry = SnapshotRegistry(auto_describe=True) if registry is None else registry
         reader = PrometheusReader(registry)
         resource = own_resource(service_name, instance_key)
         provider = MeterProvider(

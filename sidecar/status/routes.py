@@ -258,7 +258,7 @@ async def debug_config(request: web.Request) -> web.Response:
 
 async def _sample_forever(sampler: TrafficSampler) -> None:
     while True:
-        sampler.sample()
+        await sampler.sample_off_loop()
         await asyncio.sleep(sampler.interval)  # the sampling timer
 
 

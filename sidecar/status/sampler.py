@@ -15,8 +15,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from prometheus_client.registry import Collector
+
+from sidecar.offloop import off_loop
 
 __all__ = [
     "RouteStats",
@@ -154,6 +157,18 @@ class TrafficSampler:
     def sample(self) -> Snapshot:
         """Read the collector once and append the snapshot to the ring."""
         snapshot = Snapshot(self._clock(), route_totals(self.collector))
+        self.ring.append(snapshot)
+        return snapshot
+
+    async def sample_off_loop(self) -> Snapshot:
+        """`sample`, with the costly part of reading a `SnapshotRegistry` (translating to
+        prometheus_client families, and summing) in a worker thread (`sidecar.offloop`)."""
+        snapshot_of = getattr(self.collector, "snapshot", None)
+        if snapshot_of is None:
+            return self.sample()
+        at = self._clock()
+        taken: Collector = snapshot_of()  # on the loop: the OpenTelemetry collection
+        snapshot = Snapshot(at, await off_loop((), partial(route_totals, taken)))
         self.ring.append(snapshot)
         return snapshot
 

@@ -18,14 +18,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.pytest_plugin import AiohttpServer
+from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import config_from_dict
+from sidecar.observability import SnapshotRegistry
 from sidecar.offloop import WriteGate, off_loop, writers_first
 from sidecar.server import Sidecar
 from sidecar.status.routes import Memo
 from tests.ingest.builders import gauge, number, request
+from tests.proxy.conftest import ProxyFactory
 
 DEADLINE = 10.0  # seconds; reached only when the behaviour under test is broken
 HOOK = "test_render_hook"
@@ -224,3 +227,43 @@ class GatedStore:
 
     def __init__(self, gate: WriteGate) -> None:
         self.write_gate = gate
+
+
+async def test_the_own_registry_snapshot_holds_the_counts_of_its_moment(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy = await make_proxy()
+    registry = proxy.module.registry
+    assert isinstance(registry, SnapshotRegistry)
+
+    async def download(times: int) -> None:
+        for _ in range(times):
+            async with proxy.session.get(proxy.url + "/download?size=10") as response:
+                assert response.status == 200
+                await response.read()
+
+    await download(3)
+    taken = registry.snapshot()  # on the loop: the proxy's batched counts folded in now
+    await download(2)
+    then = text_of(taken)  # translated only now, as a worker thread would
+    assert sample_value(then, "http_request_total", path="/download") == 3
+    assert sample_value(proxy.metrics_text(), "http_request_total", path="/download") == 5
+    again = registry.snapshot()
+    assert text_of(again) == proxy.metrics_text()  # the same exposition as a direct read
+
+
+def text_of(collector: object) -> str:
+    class Fixed:
+        def collect(self) -> list[Metric]:
+            return list(collector.collect())  # type: ignore[attr-defined]
+
+    return generate_latest(Fixed()).decode()  # type: ignore[arg-type]
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
