@@ -44,6 +44,7 @@ __all__ = [
     "text_field",
     "to_family",
     "varint_field",
+    "whole",
 ]
 
 MEDIA_TYPE = "application/vnd.google.protobuf"
@@ -51,7 +52,6 @@ PROTO = "io.prometheus.client.MetricFamily"
 CONTENT_TYPE = f"{MEDIA_TYPE}; proto={PROTO}; encoding=delimited"
 
 _SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
-_COUNT = {"histogram": "_count", "gaugehistogram": "_gcount", "summary": "_count"}
 _SUM = {"histogram": "_sum", "gaugehistogram": "_gsum", "summary": "_sum"}
 
 
@@ -109,7 +109,7 @@ def _new_metric(
     message = family.metric.add()
     message.label.extend(pb.LabelPair(name=k, value=v) for k, v in labels.items())
     stamp = samples[0].timestamp
-    if stamp is not None:
+    if stamp is not None and math.isfinite(float(stamp)):
         message.timestamp_ms = round(float(stamp) * 1000)
     return message
 
@@ -124,7 +124,8 @@ def to_family(metric: Metric) -> pb.MetricFamily:
             counter = _new_metric(family, labels, samples).counter
             for sample in samples:
                 if sample.name == name + "_created":
-                    counter.created_timestamp.CopyFrom(_timestamp(sample.value))
+                    if math.isfinite(sample.value):
+                        counter.created_timestamp.CopyFrom(_timestamp(sample.value))
                 else:
                     counter.value = sample.value
                     if sample.exemplar is not None:
@@ -153,21 +154,35 @@ def to_family(metric: Metric) -> pb.MetricFamily:
     return family
 
 
+def whole(value: float) -> int | None:
+    """``value`` as a count (uint64), or None when it is not one (NaN, negative, 1.5)."""
+    if math.isfinite(value) and value >= 0 and value == int(value):
+        return int(value)
+    return None
+
+
 def _histogram(message: pb.Histogram, name: str, kind: str, samples: list[Sample]) -> None:
-    count, total = name + _COUNT[kind], name + _SUM[kind]
+    total = name + _SUM[kind]  # (the count is the +Inf bucket's)
     for sample in samples:
-        if sample.name == count:
-            message.sample_count = round(sample.value)
-        elif sample.name == total:
+        if sample.name == total:
             message.sample_sum = sample.value
         elif sample.name == name + "_created":
-            message.created_timestamp.CopyFrom(_timestamp(sample.value))
+            if math.isfinite(sample.value):
+                message.created_timestamp.CopyFrom(_timestamp(sample.value))
         elif sample.name == name + "_bucket":
             bound = float(sample.labels["le"])
+            count = whole(sample.value)
             if bound == math.inf:  # implicit: sample_count (also when text has no _count)
-                message.sample_count = round(sample.value)
+                if count is None:
+                    message.sample_count_float = sample.value
+                else:
+                    message.sample_count = count
                 continue
-            bucket = message.bucket.add(upper_bound=bound, cumulative_count=round(sample.value))
+            bucket = message.bucket.add(upper_bound=bound)
+            if count is None:
+                bucket.cumulative_count_float = sample.value
+            else:
+                bucket.cumulative_count = count
             if sample.exemplar is not None:
                 bucket.exemplar.CopyFrom(_exemplar(sample.exemplar))
 
@@ -175,11 +190,12 @@ def _histogram(message: pb.Histogram, name: str, kind: str, samples: list[Sample
 def _summary(message: pb.Summary, name: str, samples: list[Sample]) -> None:
     for sample in samples:
         if sample.name == name + "_count":
-            message.sample_count = round(sample.value)
+            message.sample_count = whole(sample.value) or 0  # no float count in a summary
         elif sample.name == name + "_sum":
             message.sample_sum = sample.value
         elif sample.name == name + "_created":
-            message.created_timestamp.CopyFrom(_timestamp(sample.value))
+            if math.isfinite(sample.value):
+                message.created_timestamp.CopyFrom(_timestamp(sample.value))
         elif sample.name == name:
             message.quantile.add(quantile=float(sample.labels["quantile"]), value=sample.value)
 
@@ -245,7 +261,7 @@ def _exemplar_bytes(tag: bytes, exemplar: Exemplar) -> bytes:
 def _metric_head(labels: dict[str, str], samples: list[Sample]) -> bytes:
     head = labels_bytes(labels)
     stamp = samples[0].timestamp
-    if stamp is not None:
+    if stamp is not None and math.isfinite(float(stamp)):
         head += varint_field(b"\x30", round(float(stamp) * 1000))
     return head
 
@@ -261,7 +277,8 @@ def _counter_metric(name: str, labels: dict[str, str], samples: list[Sample]) ->
     created = name + "_created"
     for sample in samples:
         if sample.name == created:
-            body += _stamp(b"\x1a", sample.value)
+            if math.isfinite(sample.value):
+                body += _stamp(b"\x1a", sample.value)
         else:
             body = b"\x09" + double(sample.value) + body
             if sample.exemplar is not None:
@@ -277,16 +294,21 @@ def _histogram_metric(name: str, kind: str, labels: dict[str, str], samples: lis
         sample_name = sample.name
         if sample_name == bucket_name:
             bound = float(sample.labels["le"])
+            # a count, or (not one) the *_count_float field, 4 in both messages
+            count = whole(sample.value)
+            counted = (
+                b"\x21" + double(sample.value) if count is None else varint_field(b"\x08", count)
+            )
             if bound == math.inf:  # implicit: sample_count (also when text has no _count)
-                head = varint_field(b"\x08", round(sample.value)) + head
+                head = counted + head
                 continue
-            bucket = varint_field(b"\x08", round(sample.value)) + b"\x11" + double(bound)
+            bucket = counted + b"\x11" + double(bound)
             if sample.exemplar is not None:
                 bucket += _exemplar_bytes(b"\x1a", sample.exemplar)
             buckets.append(length_field(b"\x1a", bucket))
         elif sample_name == total:
             head += b"\x11" + double(sample.value)
-        elif sample_name == created:
+        elif sample_name == created and math.isfinite(sample.value):
             buckets.append(_stamp(b"\x7a", sample.value))
     histogram = length_field(b"\x3a", head + b"".join(buckets))
     return length_field(b"\x22", _metric_head(labels, samples) + histogram)
@@ -296,10 +318,10 @@ def _summary_metric(name: str, labels: dict[str, str], samples: list[Sample]) ->
     head, parts = b"", []
     for sample in samples:
         if sample.name == name + "_count":
-            head = varint_field(b"\x08", round(sample.value)) + head
+            head = varint_field(b"\x08", whole(sample.value) or 0) + head
         elif sample.name == name + "_sum":
             head += b"\x11" + double(sample.value)
-        elif sample.name == name + "_created":
+        elif sample.name == name + "_created" and math.isfinite(sample.value):
             parts.append(_stamp(b"\x22", sample.value))
         elif sample.name == name:
             quantile = float(sample.labels["quantile"])

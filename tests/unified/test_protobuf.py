@@ -14,6 +14,7 @@ import math
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar.exposition import render
@@ -207,6 +208,30 @@ def test_the_hand_written_encoder_equals_the_protobuf_runtime():
     assert len(families) > 8
     for metric in families:
         assert pb.MetricFamily.FromString(encode_family(metric)) == to_family(metric), metric.name
+
+
+def test_odd_values_from_a_target_do_not_break_the_scrape():
+    """NaN, negative or fractional counts (a target may write them) go into the float
+    count fields or, where there is none, as 0; a NaN created time is left out."""
+    histogram = Metric("h", "", "histogram")
+    histogram.add_sample("h_bucket", {"le": "1.0"}, math.nan)
+    histogram.add_sample("h_bucket", {"le": "+Inf"}, 2.5)
+    histogram.add_sample("h_count", {}, 2.5)
+    histogram.add_sample("h_sum", {}, 1.0)
+    histogram.add_sample("h_created", {}, math.nan)
+    summary_ = Metric("s", "", "summary")
+    summary_.add_sample("s_count", {}, -1.0)
+    summary_.add_sample("s_sum", {}, 2.0)
+    counter_ = Metric("c", "", "counter")
+    counter_.add_sample("c_total", {}, 1.0)
+    counter_.add_sample("c_created", {}, math.nan)
+    metrics = [histogram, summary_, counter_]
+    for metric in metrics:
+        assert pb.MetricFamily.FromString(encode_family(metric)) == to_family(metric)
+    h = to_family(metrics[0]).metric[0].histogram
+    assert math.isnan(h.bucket[0].cumulative_count_float)
+    assert (h.sample_count_float, h.HasField("created_timestamp")) == (2.5, False)
+    assert to_family(metrics[1]).metric[0].summary.sample_count == 0
 
 
 def test_stored_families_encode_as_their_metrics_do():
