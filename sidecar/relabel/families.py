@@ -396,7 +396,7 @@ def _relabel_series(
             family_name, key = name, this_key
         elif name != family_name or this_key != key:
             return SHAPE
-        new_samples.append(sample._replace(name=new_name, labels=labels))
+        new_samples.append(Sample(new_name, labels, *sample[2:]))
     assert family_name is not None
     assert key is not None
     out = outs.get(family_name)

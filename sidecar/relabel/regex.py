@@ -9,6 +9,7 @@ Prometheus anchors it (``^(?:regex)$``), by matching it with ``fullmatch``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 
@@ -97,15 +98,30 @@ def expand(template: str, match: re.Match[str]) -> str:
     the group ``1x`` (so it is empty: write ``${1}x``)."""
     if "$" not in template:
         return template
+    out = []
+    for literal, group in _parts(template):
+        if group is None:
+            out.append(literal)
+            continue
+        with contextlib.suppress(IndexError):  # no such group: nothing
+            out.append(match.group(group) or "")
+    return "".join(out)
 
-    def one(found: re.Match[str]) -> str:
+
+@functools.lru_cache(maxsize=1024)
+def _parts(template: str) -> tuple[tuple[str, int | str | None], ...]:
+    """The template cut into literals and group references (parsed once)."""
+    parts: list[tuple[str, int | str | None]] = []
+    at = 0
+    for found in _TEMPLATE.finditer(template):
+        if found.start() > at:
+            parts.append((template[at : found.start()], None))
         name = found.group(1) or found.group(2)
         if name is None:
-            return "$"
-        try:
-            value = match.group(int(name) if name.isdigit() else name)
-        except IndexError:  # no such group
-            return ""
-        return value or ""
-
-    return _TEMPLATE.sub(one, template)
+            parts.append(("$", None))
+        else:
+            parts.append(("", int(name) if name.isdigit() else name))
+        at = found.end()
+    if at < len(template):
+        parts.append((template[at:], None))
+    return tuple(parts)

@@ -120,10 +120,12 @@ def process(rules: Sequence[Rule], labels: dict[str, str]) -> dict[str, str] | N
     for rule in rules:
         action = rule.action
         if action == "keep":
-            if not rule.matches(labels) or rule.regex.fullmatch(rule.value(labels)) is None:
+            if (rule.match and not rule.matches(labels)) or rule.regex.fullmatch(
+                rule.value(labels)
+            ) is None:
                 return None
             continue
-        if not rule.matches(labels):
+        if rule.match and not rule.matches(labels):
             continue
         if action == "drop":
             if rule.regex.fullmatch(rule.value(labels)) is not None:
