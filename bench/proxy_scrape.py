@@ -5,7 +5,8 @@
 The whole sidecar (``python -m sidecar run``: proxy, OTLP ingest, admin) runs pinned to
 the proxy's core, in front of an upstream nginx serving 20 bytes. 100,000 series are
 pushed to its ingest (90 % counters, 10 % histograms with 16 buckets, 5 attributes each,
-as bench/ingest.py builds them), and nginx also serves a 1,000-series app /metrics that the
+as bench/ingest.py builds them), 100 distinct paths are proxied once (the own registry
+of an app with 100 routes), and nginx also serves a 1,000-series app /metrics that the
 sidecar merges: every scrape goes through the merge path. wrk loads the proxy at 1 and at
 32 connections, once quietly and once while a scraper (in this process) fetches
 ``/metrics`` as Prometheus does (OpenMetrics, gzip) every second, and the status page
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from ingest import build_request
 SERIES = 100_000
 HISTOGRAM_SHARE = 0.1
 APP_SERIES = 1000
+ROUTES = 100  # distinct proxied paths: the own registry's size
 PUSH_POINTS = 1000
 SCRAPE_INTERVAL = 1.0
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
@@ -104,7 +107,13 @@ def sidecar(workdir: Path, upstream: int, cores: str) -> Iterator[Sidecar]:
 
 
 def fill(car: Sidecar) -> None:
-    """Push ``SERIES`` series, ``PUSH_POINTS`` per OTLP/HTTP request."""
+    """Push ``SERIES`` series, ``PUSH_POINTS`` per OTLP/HTTP request; proxy ``ROUTES``
+    paths once each (nginx answers 404), so the sidecar's own series are those of an app
+    with that many routes."""
+    for route in range(ROUTES):
+        with contextlib.suppress(urllib.error.HTTPError):  # the 404s
+            # "route17" is no id segment (sidecar.proxy.routes): one path label each
+            urllib.request.urlopen(f"http://127.0.0.1:{car.proxy}/route{route}", timeout=30)
     for first in range(0, SERIES, PUSH_POINTS):
         body = build_request(first, PUSH_POINTS, HISTOGRAM_SHARE, 2).SerializeToString()
         request = urllib.request.Request(
