@@ -36,6 +36,7 @@ from prometheus_client.samples import Sample
 
 from sidecar import extensions
 from sidecar.exposition import escape_label_value
+from sidecar.known_labels import zeroed
 from sidecar.merge.rawtext import RawFamily, label_dict
 from sidecar.relabel.rules import (
     NAME,
@@ -99,10 +100,11 @@ class Dropped(Protocol):
 
 def dropped_counter(meter: Meter) -> Counter:
     """``sidecar_relabel_dropped_total{reason}``: series a relabel result would have broken."""
-    return meter.create_counter(
+    counter = meter.create_counter(
         "sidecar.relabel.dropped",
         description="Series dropped because relabelling would break their family, by reason",
     )
+    return zeroed(counter, "reason", (SHAPE, COLLISION, INVALID))  # at 0 from the start
 
 
 def sample_names_of(name: str, kind: str) -> tuple[str, ...]:

@@ -196,3 +196,30 @@ async def test_the_export_path_sees_the_relabelled_view() -> None:
     exported = await unified_view(unified)()
     assert 'app_queue{queue_name="a"} 1.0' in exported
     assert "go_goroutines" not in exported
+
+
+def test_a_broken_result_is_dropped_and_counted_in_the_running_sidecar(tmp_path: Path) -> None:
+    """``le`` dropped from the ingested histogram: its series go, counted as ``shape``;
+    the counter's other reasons are at 0 from the start."""
+    ports = local_ports("proxy", "admin", "ingest")
+    config = tmp_path / "sidecar.yaml"
+    sidecar_config(config, ports, [{"action": "labeldrop", "source": "ingest", "regex": "le"}])
+    with run_sidecar(
+        ["run", "--config", str(config)], admin=f"127.0.0.1:{ports['admin']}"
+    ) as sidecar:
+        text = scrape(sidecar)
+        assert re.search(
+            r'^sidecar_relabel_dropped_total\{[^}]*reason="shape"[^}]*\} 0\.0$', text, re.M
+        )
+        push(f"http://127.0.0.1:{ports['ingest']}/v1/metrics")
+        wait_until(lambda: "queue_depth" in scrape(sidecar), 10, "the push stored")
+        text = scrape(sidecar)
+        assert "order_value_bytes" not in text
+        assert "orders_total{" in text
+        shape = re.search(
+            r'^sidecar_relabel_dropped_total\{[^}]*reason="shape"[^}]*\} (\S+)$', text, re.M
+        )
+        assert shape is not None
+        assert float(shape.group(1)) >= 1
+        check = check_metrics(text)
+        assert check.passes, check.unexpected
