@@ -223,3 +223,23 @@ def test_a_broken_result_is_dropped_and_counted_in_the_running_sidecar(tmp_path:
         assert float(shape.group(1)) >= 1
         check = check_metrics(text)
         assert check.passes, check.unexpected
+
+
+def test_sighup_swaps_the_ingest_filter(tmp_path: Path) -> None:
+    """Dropped before store, then (rules removed by SIGHUP) stored from the next push."""
+    ports = local_ports("proxy", "admin", "ingest")
+    config = tmp_path / "sidecar.yaml"
+    sidecar_config(config, ports, [{"action": "drop", "match": {"__name__": "orders_total"}}])
+    url = f"http://127.0.0.1:{ports['ingest']}/v1/metrics"
+    with run_sidecar(
+        ["run", "--config", str(config)], admin=f"127.0.0.1:{ports['admin']}"
+    ) as sidecar:
+        push(url)
+        wait_until(lambda: "queue_depth" in scrape(sidecar), 10, "the push stored")
+        assert series_held(scrape(sidecar)) == 3
+        sidecar_config(config, ports, [])
+        sidecar.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "applied: relabel" in sidecar.logs(), 10, "the reload")
+        push(url)
+        wait_until(lambda: "orders_total{" in scrape(sidecar), 10, "orders stored")
+        assert series_held(scrape(sidecar)) == 6
