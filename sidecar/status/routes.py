@@ -118,11 +118,12 @@ class Memo:
         return self._keep(name, start, compute())
 
     async def get_off_loop(
-        self, name: str, compute: Callable[[], T], gates: Sequence[WriteGate]
+        self, name: str, compute: Callable[[], T], gates: Sequence[WriteGate] | None
     ) -> T:
         """`get`, computing in a worker thread while ``gates`` hold the writers of what
-        ``compute`` reads (`sidecar.offloop`); on the loop when there are none."""
-        if not gates:
+        ``compute`` reads (`sidecar.offloop`); on the loop when ``gates`` is None (what
+        it reads is only safe to read there)."""
+        if gates is None:
             return self.get(name, compute)
         start = self._clock()
         hit = self._values.get(name)
@@ -225,6 +226,13 @@ def _own_numbers(
     )
 
 
+def _store_gates(sources: StatusSources) -> Sequence[WriteGate] | None:
+    """What a worker thread must hold to read the collectors (None: read them on the loop):
+    the ingest store's gate when there is a store."""
+    has_store = any(hasattr(c, "store") for c in sources.collectors.values())
+    return (sources.source_gates or None) if has_store else ()
+
+
 async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView:
     own = await _own_families(sources.collectors.get("sidecar"))
     store, merge_results, export_results = await off_loop((), partial(_own_numbers, own))
@@ -251,7 +259,7 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
         p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},
         sources=(
-            await memo.get_off_loop("sources", sources.sources, sources.source_gates)
+            await memo.get_off_loop("sources", sources.sources, sources.source_gates or None)
             if sources.sources
             else ()
         ),
@@ -259,11 +267,12 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         merge=merge_results,
         export=export_results,
         merge_series=merge_series,
-        top_metrics=memo.get(
+        top_metrics=await memo.get_off_loop(
             "top",
             lambda: count_series(
                 {**sources.collectors, **({"sidecar": own} if own is not None else {})}, merged
             )[:TOP_METRICS],
+            _store_gates(sources),
         ),
         refresh=refresh,
         metrics_path=config.admin.metrics_path,
