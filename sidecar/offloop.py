@@ -4,10 +4,9 @@ A scrape of 100,000 ingested series takes ~100 ms of CPU; rendered on the event 
 every proxied request waits for it. `render_off_loop` renders in a worker thread instead,
 from a snapshot taken on the loop:
 
-- the sidecar's own registry is collected on the loop (its OpenTelemetry callbacks fold
-  the proxy's batched counts, loop-owned state), and translated to prometheus_client
-  families in the thread (`sidecar.observability.SnapshotRegistry.snapshot`): with 100
-  proxied routes the translation is ~90 ms of a ~100 ms collection;
+- the sidecar's own registry is collected in the thread as well
+  (`sidecar.observability.SnapshotRegistry`: its collection is thread-safe); with 100
+  proxied routes it takes ~100 ms;
 - a source that is read cheaply (the merge targets' families, fixed once fetched) is
   read on the loop, into a fixed list;
 - a source too large to copy (the ingest store, a `GatedSource`) is read in the worker
@@ -148,7 +147,7 @@ def snapshot_sources(sources: Sequence[Collector]) -> tuple[list[Collector], lis
             continue
         snapshot = getattr(source, "snapshot", None)  # the own registry (SnapshotRegistry)
         if snapshot is not None:
-            out.append(snapshot())  # read now what must be; the rest in the thread
+            out.append(snapshot())  # read by the thread
             continue
         families = getattr(source, "families", None)
         read = list(families()) if families is not None else list(source.collect())

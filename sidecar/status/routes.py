@@ -205,7 +205,7 @@ def _read(collector: Collector) -> _Listed:
 
 
 async def _own_families(own: Collector | None) -> _Listed | None:
-    """The own registry read once: collected on the loop, translated in a worker thread
+    """The own registry read once, in a worker thread when it allows that
     (`sidecar.observability.SnapshotRegistry`; ~100 ms for 100 proxied routes)."""
     if own is None:
         return None

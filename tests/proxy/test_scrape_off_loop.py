@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from functools import partial
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.pytest_plugin import AiohttpServer
+from opentelemetry.metrics import CallbackOptions, Observation
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import config_from_dict
-from sidecar.observability import SnapshotRegistry
+from sidecar.observability import Module, SnapshotRegistry
 from sidecar.offloop import WriteGate, off_loop, writers_first
 from sidecar.server import Sidecar
 from sidecar.status.routes import Memo
@@ -229,27 +231,39 @@ class GatedStore:
         self.write_gate = gate
 
 
-async def test_the_own_registry_snapshot_holds_the_counts_of_its_moment(
-    make_proxy: ProxyFactory,
-) -> None:
+async def test_the_own_registry_is_read_in_the_render_thread() -> None:
+    module = Module.new("offloop-test")
+    started, release = threading.Event(), threading.Event()
+
+    def hook(_options: CallbackOptions) -> Iterable[Observation]:
+        started.set()
+        yield Observation(1.0 if release.wait(DEADLINE) else 0.0)
+
+    module.meter.create_observable_gauge("render_hook", callbacks=[hook])
+    registry = module.registry
+    assert isinstance(registry, SnapshotRegistry)
+    try:
+        taken = registry.snapshot()  # on the loop: must not collect (the hook would block)
+        reading = asyncio.create_task(off_loop((), partial(text_of, taken)))
+        assert await asyncio.to_thread(started.wait, DEADLINE)
+        release.set()  # by this loop, while the collection runs
+        text = await reading
+    finally:
+        module.provider.shutdown()
+    assert sample_value(text, "render_hook") == 1.0
+
+
+async def test_the_proxys_counts_read_in_a_thread_are_exact(make_proxy: ProxyFactory) -> None:
     proxy = await make_proxy()
     registry = proxy.module.registry
     assert isinstance(registry, SnapshotRegistry)
-
-    async def download(times: int) -> None:
-        for _ in range(times):
-            async with proxy.session.get(proxy.url + "/download?size=10") as response:
-                assert response.status == 200
-                await response.read()
-
-    await download(3)
-    taken = registry.snapshot()  # on the loop: the proxy's batched counts folded in now
-    await download(2)
-    then = text_of(taken)  # translated only now, as a worker thread would
-    assert sample_value(then, "http_request_total", path="/download") == 3
-    assert sample_value(proxy.metrics_text(), "http_request_total", path="/download") == 5
-    again = registry.snapshot()
-    assert text_of(again) == proxy.metrics_text()  # the same exposition as a direct read
+    for _ in range(3):
+        async with proxy.session.get(proxy.url + "/download?size=10") as response:
+            assert response.status == 200
+            await response.read()
+    in_thread = await off_loop((), partial(text_of, registry.snapshot()))
+    assert sample_value(in_thread, "http_request_total", path="/download") == 3
+    assert in_thread == proxy.metrics_text()  # the same exposition as a read on the loop
 
 
 def text_of(collector: object) -> str:
