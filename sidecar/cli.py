@@ -101,6 +101,10 @@ def _webhook_arguments(p: argparse.ArgumentParser) -> None:
     add("--image", help="sidecar image to inject (default: $SIDECAR_IMAGE)")
     add("--native", action="store_true", help="inject native sidecars (Kubernetes >= 1.32)")
     add("--config-map", metavar="NAME", help="ConfigMap with config.yaml for every sidecar")
+    add("--sidecar-config", metavar="FILE",
+        help="base sidecar config for every injected pod, re-read on change")  # fmt: skip
+    add("--admin-tls-secret", metavar="NAME",
+        help="Secret with the admin certificate when the base config has admin.tls")  # fmt: skip
     add("--upstream-port", metavar="N", type=int, help="app port when a pod does not say")
     add("--namespace", metavar="NS", help="the injector's namespace (default: $POD_NAMESPACE)")
     add("--max-body", metavar="SIZE", default="4MiB", help="largest AdmissionReview (4MiB)")

@@ -25,7 +25,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ReloadingServerContext", "TlsFileError", "TlsFiles"]
+__all__ = ["ReloadingServerContext", "TlsFileError", "TlsFiles", "file_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class TlsFiles:
     client_cert_required: bool = False
 
 
-def _identity(path: str) -> FileIdentity:
+def file_identity(path: str) -> FileIdentity:
+    """(device, inode, size, mtime) of ``path`` after symlinks; None when it is missing.
+    Also how the injector notices a changed base config (sidecar.inject.baseconfig)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -127,7 +129,7 @@ class ReloadingServerContext:
         self.reload_failures = 0
 
     def _identities(self) -> tuple[FileIdentity, ...]:
-        return tuple(_identity(p) for p in self._paths)
+        return tuple(file_identity(p) for p in self._paths)
 
     def current(self) -> ssl.SSLContext:
         """The context new handshakes get: reloaded first if the files changed."""

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from sidecar.config import ConfigError
+from sidecar.inject.baseconfig import read_base_config
 from sidecar.inject.mutate import Injection, inject_pod
 from sidecar.inject.settings import InjectSettings
 
@@ -267,6 +269,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--upstream-port", metavar="N", type=int, help="the app port to proxy (default: per pod)"
     )
+    parser.add_argument(
+        "--sidecar-config",
+        metavar="FILE",
+        help="a sidecar config every pod gets under its own part (SIDECAR_CONFIG_YAML)",
+    )
+    parser.add_argument(
+        "--admin-tls-secret",
+        metavar="NAME",
+        help="the Secret with the admin certificate, when that config turns admin.tls on",
+    )
     for flag, default, what in PORT_FLAGS:
         parser.add_argument(
             flag, metavar="N", type=int, default=default, help=f"{what} (default {default})"
@@ -280,6 +292,11 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not 1 <= value <= 65535:
             print(f"causality-sidecar inject: {flag}: not a port: {value}", file=sys.stderr)
             return 2
+    try:
+        base = read_base_config(args.sidecar_config) if args.sidecar_config else {}
+    except ConfigError as exc:
+        print(f"causality-sidecar inject: {exc}", file=sys.stderr)
+        return 2
     settings = InjectSettings(
         image=args.image,
         native=args.native,
@@ -288,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
         proxy_port=args.proxy_port,
         admin_port=args.admin_port,
         ingest_port=args.ingest_port,
+        base_config=base,
+        admin_tls_secret=args.admin_tls_secret,
     )
     try:
         if args.file == "-":

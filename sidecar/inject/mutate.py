@@ -28,7 +28,10 @@ from typing import Any
 import yaml
 
 from sidecar.config import ConfigError, config_from_dict
+from sidecar.inject.baseconfig import APP_MERGE_TARGET, admin_tls_dir, layer_config
 from sidecar.inject.settings import (
+    ADMIN_TLS_SECRET_ANNOTATION,
+    ADMIN_TLS_VOLUME,
     CONFIG_ANNOTATION,
     CONFIG_MOUNT_DIR,
     CONFIG_VOLUME,
@@ -55,7 +58,6 @@ SCRAPE = "prometheus.io/scrape"
 SCRAPE_PORT = "prometheus.io/port"
 SCRAPE_PATH = "prometheus.io/path"
 SCRAPE_SCHEME = "prometheus.io/scheme"
-APP_MERGE_TARGET = "app"
 # IANA_SVC_NAME, the rule for a container port name.
 _PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -105,6 +107,7 @@ class _Options:
     config_map: str | None
     routes: tuple[str, ...] | None
     events: bool | None
+    admin_tls_secret: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -227,7 +230,17 @@ def _options(annotations: Mapping[str, Any], settings: InjectSettings) -> _Optio
     given = annotations.get(ROUTES_ANNOTATION)
     if given is not None:
         routes = _routes(str(given), warnings)
-    return _Options(image, native, config_map, routes, events, warnings)
+    secret = settings.admin_tls_secret
+    given = annotations.get(ADMIN_TLS_SECRET_ANNOTATION)
+    if given is not None:
+        if isinstance(given, str) and len(given) <= 253 and _DNS_SUBDOMAIN.match(given):
+            secret = given
+        else:
+            default = secret or "none"
+            warnings.append(
+                f"{ADMIN_TLS_SECRET_ANNOTATION}: not a Secret name {given!r}; using {default}"
+            )
+    return _Options(image, native, config_map, routes, events, secret, warnings)
 
 
 def _routes(text: str, warnings: list[str]) -> tuple[str, ...]:
@@ -417,6 +430,9 @@ def _sidecar_container(
     if options.config_map is not None:
         args += ["--config", f"{CONFIG_MOUNT_DIR}/config.yaml"]
         mounts.append({"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_DIR, "readOnly": True})
+    tls_dir = admin_tls_dir(settings.base_config)
+    if tls_dir is not None:
+        mounts.append({"name": ADMIN_TLS_VOLUME, "mountPath": tls_dir, "readOnly": True})
     mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})  # noqa: S108 (an emptyDir in the container)
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": options.image}
     container["imagePullPolicy"] = settings.pull_policy
@@ -442,7 +458,10 @@ def _sidecar_container(
         ("livenessProbe", "/healthz", settings.liveness_probe),
         ("readinessProbe", "/readyz", settings.readiness_probe),
     ):
-        container[probe] = {"httpGet": {"path": path, "port": ports.admin_name}, **timing}
+        action = {"path": path, "port": ports.admin_name}
+        if tls_dir is not None:
+            action["scheme"] = "HTTPS"  # the kubelet does not verify the certificate
+        container[probe] = {"httpGet": action, **timing}
     container["securityContext"] = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -485,6 +504,12 @@ def inject_pod(
     options = _options(annotations, settings)
     warnings = [*selection.warnings, *options.warnings]
     _native_for_jobs(spec, options, warnings)
+    if admin_tls_dir(settings.base_config) is not None and options.admin_tls_secret is None:
+        reason = (
+            "admin.tls is on in the injector's sidecar config, but no Secret holds the "
+            f"certificate: set {ADMIN_TLS_SECRET_ANNOTATION}"
+        )
+        return Injection(copy.deepcopy(dict(pod)), False, reason, tuple(warnings))
     upstream = _upstream(spec, annotations, settings, warnings)
     if upstream is None:
         reason = f"no TCP container port to proxy; set {UPSTREAM_PORT_ANNOTATION}"
@@ -495,7 +520,7 @@ def inject_pod(
     config = _sidecar_config(ports, upstream, options, annotations, settings, warnings)
     container = _sidecar_container(settings, options, config, ports)
     _add_to_pod(spec, container, options, settings)
-    _annotate(annotations, ports.admin, settings)
+    _annotate(annotations, ports.admin, _metrics_path(settings), settings)
     return Injection(out, True, selection.reason, tuple(warnings), upstream.number, ports.proxy)
 
 
@@ -578,7 +603,7 @@ def _sidecar_config(
             "listen": f"0.0.0.0:{ports.proxy}",
             "upstream": f"http://127.0.0.1:{upstream.number}",
         },
-        "admin": {"listen": f"0.0.0.0:{ports.admin}", "metrics_path": settings.metrics_path},
+        "admin": {"listen": f"0.0.0.0:{ports.admin}", "metrics_path": _metrics_path(settings)},
         "ingest": {"listen": f"127.0.0.1:{ports.ingest}"},
     }
     if options.routes is not None:
@@ -588,7 +613,14 @@ def _sidecar_config(
     target = _merge_target(annotations, upstream.number, warnings)
     if target is not None:
         config["merge"] = {"targets": [target]}
-    return config
+    return layer_config(settings.base_config, config) if settings.base_config else config
+
+
+def _metrics_path(settings: InjectSettings) -> str:
+    """The base config's ``admin.metrics_path``, else the settings' (what is scraped)."""
+    admin = settings.base_config.get("admin")
+    path = admin.get("metrics_path") if isinstance(admin, Mapping) else None
+    return path if isinstance(path, str) and path else settings.metrics_path
 
 
 def _add_to_pod(
@@ -603,6 +635,10 @@ def _add_to_pod(
     volumes = list(spec.get("volumes") or [])
     if options.config_map is not None:
         volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": options.config_map}})
+    if admin_tls_dir(settings.base_config) is not None and options.admin_tls_secret is not None:
+        volumes.append(
+            {"name": ADMIN_TLS_VOLUME, "secret": {"secretName": options.admin_tls_secret}}
+        )
     volumes.append({"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
     spec["volumes"] = volumes
     grace = spec.get("terminationGracePeriodSeconds")
@@ -610,10 +646,15 @@ def _add_to_pod(
     spec["terminationGracePeriodSeconds"] = max(settings.termination_grace_seconds, grace)
 
 
-def _annotate(annotations: dict[str, Any], admin_port: int, settings: InjectSettings) -> None:
-    """Scraping points at the sidecar's /metrics; the pod is marked injected."""
+def _annotate(
+    annotations: dict[str, Any], admin_port: int, metrics_path: str, settings: InjectSettings
+) -> None:
+    """Scraping points at the sidecar's /metrics (https with ``admin.tls``); the pod is
+    marked injected."""
     annotations.pop(SCRAPE_SCHEME, None)
     annotations[SCRAPE] = "true"
     annotations[SCRAPE_PORT] = str(admin_port)
-    annotations[SCRAPE_PATH] = settings.metrics_path
+    annotations[SCRAPE_PATH] = metrics_path
+    if admin_tls_dir(settings.base_config) is not None:
+        annotations[SCRAPE_SCHEME] = "https"
     annotations[STATUS_ANNOTATION] = STATUS_INJECTED

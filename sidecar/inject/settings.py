@@ -11,6 +11,8 @@ from typing import Any
 from sidecar.config import CONFIG_YAML_ENV
 
 __all__ = [
+    "ADMIN_TLS_SECRET_ANNOTATION",
+    "ADMIN_TLS_VOLUME",
     "ANNOTATION_PREFIX",
     "CONFIG_ANNOTATION",
     "CONFIG_MOUNT_DIR",
@@ -44,6 +46,8 @@ NATIVE_ANNOTATION = "sidecar.causality.dev/native"  # "true": restartable init c
 IMAGE_ANNOTATION = "sidecar.causality.dev/image"
 ROUTES_ANNOTATION = "sidecar.causality.dev/routes"  # comma-separated route templates
 EVENTS_ANNOTATION = "sidecar.causality.dev/events"  # "true": event inspection on
+# A Secret with the admin port's certificate files, when the base config turns admin.tls on.
+ADMIN_TLS_SECRET_ANNOTATION = "sidecar.causality.dev/admin-tls-secret"  # noqa: S105 (a name)
 # Set by the injector on what it injected (also how "already injected" is recognised).
 STATUS_ANNOTATION = "sidecar.causality.dev/status"
 STATUS_INJECTED = "injected"
@@ -55,9 +59,11 @@ CONTAINER_NAME = "causality-sidecar"
 CONFIG_MOUNT_DIR = "/etc/causality-sidecar"
 CONFIG_VOLUME = "causality-sidecar-config"
 TMP_VOLUME = "causality-sidecar-tmp"
+ADMIN_TLS_VOLUME = "causality-sidecar-admin-tls"
 
 # The chart's defaults (helm/causality-sidecar/values.yaml), so an injected sidecar looks
 # like the one the chart renders.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _RESOURCES: Mapping[str, Any] = MappingProxyType(
     {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 )
@@ -90,6 +96,12 @@ class InjectSettings:
         termination_grace_seconds: the least ``terminationGracePeriodSeconds`` of an
             injected pod; outlasts the default drain (5s delay + 30s timeout).
         resources, startup_probe, liveness_probe, readiness_probe: as the chart's values.
+        base_config: a sidecar config (raw mapping, validated by
+            `sidecar.inject.baseconfig.read_base_config`) every injected pod gets under its
+            own part in ``SIDECAR_CONFIG_YAML`` (``--sidecar-config``).
+        admin_tls_secret: the Secret with the admin port's certificate files when
+            ``base_config`` turns ``admin.tls`` on (``sidecar.causality.dev/admin-tls-secret``
+            overrides it per pod).
     """
 
     image: str
@@ -108,3 +120,5 @@ class InjectSettings:
     startup_probe: Mapping[str, int] = field(default_factory=lambda: _STARTUP)
     liveness_probe: Mapping[str, int] = field(default_factory=lambda: _LIVENESS)
     readiness_probe: Mapping[str, int] = field(default_factory=lambda: _READINESS)
+    base_config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    admin_tls_secret: str | None = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import re
@@ -42,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily
 from sidecar.admin import Readiness, healthz, readyz
 from sidecar.config import Address, ConfigError, parse_duration, parse_size
 from sidecar.exposition import metrics_handler
+from sidecar.inject.baseconfig import BaseConfigFile, read_base_config
 from sidecar.inject.mutate import Injection, inject_pod, wants_injection
 from sidecar.inject.patch import json_patch
 from sidecar.inject.settings import NAMESPACE_LABEL, NAMESPACE_LABEL_ENABLED, InjectSettings
@@ -96,6 +98,7 @@ class WebhookConfig:
     health_listen: Address = DEFAULT_HEALTH_LISTEN
     max_body: int = DEFAULT_MAX_BODY
     drain_delay: float = 5.0
+    sidecar_config: str | None = None  # re-read on change (settings.base_config: at start)
 
 
 class _Rejected(Exception):
@@ -129,6 +132,19 @@ class Webhook:
     max_body: int = DEFAULT_MAX_BODY
     tls: ReloadingServerContext | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    base_config: BaseConfigFile | None = None
+    _base_seen: Any = field(default=None, init=False)
+    _settings: InjectSettings | None = field(default=None, init=False)
+
+    def current_settings(self) -> InjectSettings:
+        """The settings with the newest valid base config (`BaseConfigFile`, one ``stat``)."""
+        if self.base_config is None:
+            return self.settings
+        base = self.base_config.current()
+        if base is not self._base_seen or self._settings is None:
+            self._base_seen = base
+            self._settings = dataclasses.replace(self.settings, base_config=base)
+        return self._settings
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -240,11 +256,12 @@ class Webhook:
         labels: Mapping[str, str] = (
             {NAMESPACE_LABEL: NAMESPACE_LABEL_ENABLED} if namespace_enabled else {}
         )
-        selection = wants_injection(pod, self.settings, namespace=ns, namespace_labels=labels)
+        settings = self.current_settings()
+        selection = wants_injection(pod, settings, namespace=ns, namespace_labels=labels)
         if not selection.wanted:
             body = _review(ADMISSION_V1, uid, selection.warnings)
             return _Answer(200, body, "skipped", selection.reason)
-        injection = inject_pod(pod, self.settings, namespace=ns, namespace_labels=labels)
+        injection = inject_pod(pod, settings, namespace=ns, namespace_labels=labels)
         if not injection.injected:
             warnings = [*injection.warnings, f"not injected: {injection.reason}"]
             return _Answer(200, _review(ADMISSION_V1, uid, warnings), "error", injection.reason)
@@ -301,6 +318,15 @@ class _ReloadCollector:
         family.add_metric(["ok"], float(tls.reloads if tls else 0))
         family.add_metric(["failed"], float(tls.reload_failures if tls else 0))
         yield family
+        base = self._webhook.base_config
+        family = CounterMetricFamily(
+            "sidecar_injector_config_reloads",
+            "Changes of the --sidecar-config file seen, by whether they loaded",
+            labels=["result"],
+        )
+        family.add_metric(["ok"], float(base.reloads if base else 0))
+        family.add_metric(["failed"], float(base.reload_failures if base else 0))
+        yield family
 
 
 WEBHOOK_KEY = web.AppKey("webhook", Webhook)
@@ -345,12 +371,16 @@ def webhook_config(args: argparse.Namespace, env: Mapping[str, str]) -> WebhookC
         raise ConfigError("--image", "is required (or the SIDECAR_IMAGE environment variable)")
     if args.upstream_port is not None and not 1 <= args.upstream_port <= 65535:
         raise ConfigError("--upstream-port", f"expected 1..65535, got {args.upstream_port}")
+    sidecar_config = getattr(args, "sidecar_config", None)
+    admin_tls_secret = getattr(args, "admin_tls_secret", None)
     settings = InjectSettings(
         image=image,
         native=args.native,
         config_map=args.config_map,
         upstream_port=args.upstream_port,
         injector_namespace=args.namespace or env.get("POD_NAMESPACE") or None,
+        base_config=read_base_config(sidecar_config) if sidecar_config else {},
+        admin_tls_secret=admin_tls_secret or None,
     )
     files = TlsFiles(args.tls_cert, args.tls_key)
     return WebhookConfig(
@@ -360,6 +390,7 @@ def webhook_config(args: argparse.Namespace, env: Mapping[str, str]) -> WebhookC
         health_listen=parsed("--health-listen", Address.parse, args.health_listen),
         max_body=parsed("--max-body", parse_size, args.max_body),
         drain_delay=parsed("--drain-delay", parse_duration, args.drain_delay),
+        sidecar_config=sidecar_config or None,
     )
 
 
@@ -374,7 +405,14 @@ def load_tls(files: TlsFiles) -> ReloadingServerContext:
 
 async def run_webhook(config: WebhookConfig, tls: ReloadingServerContext) -> int:
     """Serve until SIGTERM/SIGINT; then not ready, ``drain_delay``, close; exit code."""
-    webhook = Webhook(config.settings, config.max_body, tls)
+    base = None
+    if config.sidecar_config is not None:
+        try:
+            base = BaseConfigFile(config.sidecar_config)
+        except ConfigError as exc:  # changed since webhook_config validated it
+            log.error("cannot start: %s", exc, extra={"event": "start_failed"})
+            return 2
+    webhook = Webhook(config.settings, config.max_body, tls, base_config=base)
     readiness = Readiness()
     serving = AiohttpComponent("webhook", create_webhook_app(webhook), [config.listen])
     serving.ssl_context = tls.context
