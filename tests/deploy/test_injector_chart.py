@@ -26,14 +26,11 @@ import yaml
 
 from sidecar import __version__
 from sidecar.config import config_from_dict
-from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import (
-    CONFIG_ANNOTATION,
     CONFIG_YAML_ENV,
     CONTAINER_NAME,
     INJECT_ANNOTATION,
     NAMESPACE_LABEL,
-    InjectSettings,
 )
 from sidecar.inject.webhook import NAMESPACE_PATH, OPT_IN_PATH
 from tests.deploy.chart import (
@@ -381,11 +378,13 @@ def _run_rendered_webhook(
     rendered: Render, tmp_path: Path
 ) -> tuple[int, AbstractContextManager[SidecarProcess]]:
     """The Deployment's webhook container as the pod would run it: its own args, the
-    Secret's files written to ``tmp_path``, listeners moved from 0.0.0.0 to 127.0.0.1 (same
-    ports; render with `_free_ports`). Returns the HTTPS port and the running process."""
+    Secret's files and the base config's ConfigMap (`_write_sidecar_config`) written to
+    ``tmp_path``, listeners moved from 0.0.0.0 to 127.0.0.1 (same ports; render with
+    `_free_ports`). Returns the HTTPS port and the running process."""
     cert, key, _ = _generated_tls(rendered)
     cert_file, key_file = _write_tls(tmp_path, cert, key)
     args = list(webhook_container(rendered)["args"])
+    args[args.index("--sidecar-config") + 1] = str(_write_sidecar_config(rendered, tmp_path))
     for name in ("--listen", "--health-listen"):
         index = args.index(name) + 1
         assert args[index].startswith("0.0.0.0:"), args[index]
@@ -395,6 +394,23 @@ def _run_rendered_webhook(
     port = int(args[args.index("--listen") + 1].rpartition(":")[2])
     health = args[args.index("--health-listen") + 1]
     return port, run_sidecar([*args, "--drain-delay", "0s"], admin=health)
+
+
+def _write_sidecar_config(rendered: Render, tmp_path: Path) -> Path:
+    """The base config ConfigMap's files where the Deployment mounts it, moved under
+    ``tmp_path``; returns the file the webhook's ``--sidecar-config`` names there."""
+    container = webhook_container(rendered)
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "sidecar-config"]
+    [volume] = [v for v in rendered.pod_spec["volumes"] if v["name"] == mount["name"]]
+    config_map = rendered.one("ConfigMap", volume["configMap"]["name"])
+    directory = tmp_path / "sidecar-config"
+    directory.mkdir(exist_ok=True)
+    for key, text in config_map["data"].items():
+        (directory / key).write_text(text)
+    wanted = flag(container, "--sidecar-config")
+    assert wanted is not None
+    assert wanted.startswith(mount["mountPath"] + "/")
+    return directory / wanted.removeprefix(mount["mountPath"] + "/")
 
 
 def _post(port: int, context: ssl.SSLContext, hostname: str, path: str, body: str) -> Any:
@@ -678,9 +694,11 @@ def test_webhook_args_carry_the_injection_settings(scenario: tuple[str, Render])
     assert flag(container, "--upstream-port") == (
         str(sidecar["upstreamPort"]) if sidecar.get("upstreamPort") else None
     )
-    config_map = sidecar.get("configMap", {})
-    expected = config_map.get("name") if config_map.get("everyPod") else None
-    assert flag(container, "--config-map") == expected
+    assert flag(container, "--config-map") is None  # the base config needs no ConfigMap per pod
+    assert flag(container, "--sidecar-config") == (
+        "/etc/causality-sidecar-injector/sidecar-config/config.yaml"
+    )
+    assert flag(container, "--admin-tls-secret") == (sidecar.get("adminTlsSecret") or None)
 
 
 def test_image_repository_is_required() -> None:
@@ -703,61 +721,78 @@ def test_image_repository_is_required() -> None:
 # ---------------------------------------------------------- the default sidecar config
 
 
-def _config_maps(rendered: Render) -> list[dict[str, Any]]:
-    return rendered.of_kind("ConfigMap")
-
-
-def test_default_config_map_in_each_listed_namespace() -> None:
-    values = CHART.scenario_values("native-sidecar")
-    rendered = CHART.render(values)
-    config_maps = _config_maps(rendered)
-    wanted = values["sidecar"]["configMap"]
-    assert sorted(c["metadata"]["namespace"] for c in config_maps) == sorted(wanted["namespaces"])
-    for config_map in config_maps:
-        assert config_map["metadata"]["name"] == wanted["name"]
-        assert yaml.safe_load(config_map["data"]["config.yaml"]) == values["sidecar"]["config"]
-    assert _config_maps(CHART.render()) == []  # none unless namespaces are listed
-
-
-def test_every_pod_config_map_needs_its_namespaces() -> None:
-    with pytest.raises(helm.HelmError, match=r"everyPod needs sidecar\.configMap\.namespaces"):
-        CHART.render({"sidecar": {"configMap": {"everyPod": True}}})
-
-
-def test_sidecar_config_passes_check_config(scenario: tuple[str, Render], tmp_path: Path) -> None:
-    """The ConfigMap's config.yaml, under the SIDECAR_CONFIG_YAML an injection gives a pod
-    naming it, is what that sidecar loads: `check-config` accepts it, and its drain fits in
-    the injected pod's grace period."""
-    name, _ = scenario
-    values = deep_merge(CHART.scenario_values(name), {"sidecar": {"configMap": {"namespaces": ["shop"]}}})  # fmt: skip
-    [config_map] = _config_maps(CHART.render(values))
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(config_map["data"]["config.yaml"])
-    settings = InjectSettings(image="registry.example.com/causality-sidecar:1.0.0")
-    pod = {
-        "metadata": {"annotations": {INJECT_ANNOTATION: "true", CONFIG_ANNOTATION: config_map["metadata"]["name"]}},
-        "spec": {"containers": [{"name": "app", "image": "nginx", "ports": [{"name": "http", "containerPort": 8080}]}]},
-    }  # fmt: skip
-    injection = inject_pod(pod, settings, namespace="shop")
-    assert injection.injected, injection.reason
-    sidecar = next(c for c in containers(injection.pod["spec"]) if c["name"] == CONTAINER_NAME)
-    inline = next(e["value"] for e in sidecar["env"] if e["name"] == CONFIG_YAML_ENV)
-    done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "check-config", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": os.environ["PATH"], CONFIG_YAML_ENV: inline},
+def test_the_base_config_is_one_config_map_mounted_into_the_webhook(
+    scenario: tuple[str, Render],
+) -> None:
+    """sidecar.config is rendered once, in the release's namespace, and mounted as a
+    directory (no subPath: an update reaches the file, and the webhook re-reads it)."""
+    name, rendered = scenario
+    [config_map] = rendered.of_kind("ConfigMap")
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    assert (
+        config_map["metadata"]["name"]
+        == f"{rendered.deployment['metadata']['name']}-sidecar-config"
     )
-    assert done.returncode == 0, f"{name}: {done.stderr}"
-    effective = yaml.safe_load(done.stdout)
-    assert effective["proxy"]["upstream"] == "http://127.0.0.1:8080"  # the injection's
-    file_config = yaml.safe_load(config_map["data"]["config.yaml"])
-    assert effective["logging"]["level"] == file_config["logging"]["level"]  # the ConfigMap's
-    shutdown = config_from_dict(effective).shutdown
-    grace = injection.pod["spec"]["terminationGracePeriodSeconds"]
-    assert shutdown.drain_delay + shutdown.drain_timeout < grace, name
+    values = deep_merge(yaml.safe_load((CHART.directory / "values.yaml").read_text()), CHART.scenario_values(name))  # fmt: skip
+    assert yaml.safe_load(config_map["data"]["config.yaml"]) == values["sidecar"]["config"]
+    container = webhook_container(rendered)
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "sidecar-config"]
+    assert "subPath" not in mount
+    assert mount["readOnly"] is True
+    [volume] = [v for v in rendered.pod_spec["volumes"] if v["name"] == "sidecar-config"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert flag(container, "--sidecar-config") == f"{mount['mountPath']}/config.yaml"
+
+
+def test_the_rendered_webhook_injects_the_base_config(
+    scenario: tuple[str, Render], tmp_path: Path
+) -> None:
+    """The webhook started from the Deployment's args with the ConfigMap's file puts the
+    base config into the injected pod's SIDECAR_CONFIG_YAML, which `check-config` loads
+    (for admin.tls, only the certificate files, mounted from the Secret in a cluster, are
+    missing here); the drain fits in the injected pod's grace period."""
+    name, _ = scenario
+    values = CHART.scenario_values(
+        name
+    )  # certificates by the chart (cert-manager's: no Secret here)
+    rendered = CHART.render(_free_ports(deep_merge(values, {"certManager": {"enabled": False}})))
+    _, _, bundle = _generated_tls(rendered)
+    url, review, _ = _helm_test(rendered)
+    hostname, _, rest = url.removeprefix("https://").partition(":")
+    port, running = _run_rendered_webhook(rendered, tmp_path)
+    with running:
+        answer = _post(port, _trusting(bundle), hostname, "/" + rest.partition("/")[2], review)
+    patch = json.loads(base64.b64decode(answer["response"]["patch"]))
+    pod = jsonpatch.apply_patch(json.loads(review)["request"]["object"], patch)
+    [sidecar] = [c for c in containers(pod["spec"]) if c["name"] == CONTAINER_NAME]
+    inline = next(e["value"] for e in sidecar["env"] if e["name"] == CONFIG_YAML_ENV)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check-config", str(empty)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": os.environ["PATH"], CONFIG_YAML_ENV: inline},
+    )  # fmt: skip
+    base = yaml.safe_load(rendered.one("ConfigMap")["data"]["config.yaml"])
+    tls = base.get("admin", {}).get("tls")
+    if tls:
+        assert done.returncode == 2
+        assert f"admin.tls.cert_file (from {CONFIG_YAML_ENV}): cannot read file {tls['cert_file']!r}" in done.stderr  # fmt: skip
+        assert pod["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+        assert sidecar["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+        mount = next(m for m in sidecar["volumeMounts"] if m["mountPath"] == os.path.dirname(tls["cert_file"]))  # fmt: skip
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == values["sidecar"]["adminTlsSecret"]
+        effective = config_from_dict(yaml.safe_load(inline))
+    else:
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+        effective = config_from_dict(yaml.safe_load(done.stdout))
+    assert effective.proxy.upstream.startswith("http://127.0.0.1:")  # the injection's
+    assert yaml.safe_load(inline)["logging"] == base["logging"]  # the base config's
+    shutdown = effective.shutdown
+    assert (
+        shutdown.drain_delay + shutdown.drain_timeout < pod["spec"]["terminationGracePeriodSeconds"]
+    )
 
 
 # --------------------------------------------------------------------------- NOTES
@@ -791,13 +826,13 @@ def test_notes_name_the_label_and_the_annotation() -> None:
         ({"certManager": {"duration": "90 days"}}, "duration"),
         ({"sidecar": {"native": "yes"}}, "native"),
         ({"sidecar": {"config": {"proxy": {"bogus": True}}}}, "bogus"),
-        ({"sidecar": {"configMap": {"namespaces": ["Not_A_Namespace"]}}}, "namespaces"),
+        ({"sidecar": {"adminTlsSecret": "Not_A_Secret"}}, "adminTlsSecret"),
         ({"containerSecurityContext": {"allowPrivilegeEscalation": True}}, "allowPrivilege"),
     ],
     ids=[
         "zero-replicas", "unknown-key", "bad-failure-policy", "timeout-over-30",
         "bad-reinvocation", "bad-selector-operator", "bad-issuer-kind", "bad-duration",
-        "bool-as-string", "unknown-config-key", "bad-namespace", "privilege-escalation",
+        "bool-as-string", "unknown-config-key", "bad-secret-name", "privilege-escalation",
     ],
 )  # fmt: skip
 def test_schema_rejects_bad_values(values: dict[str, Any], message: str) -> None:

@@ -107,3 +107,12 @@ which entry called (sidecar/inject/webhook.py NAMESPACE_PATH, OPT_IN_PATH). */}}
 {{- define "causality-sidecar-injector.podPath" -}}
 /mutate/opt-in
 {{- end }}
+
+{{/* The ConfigMap holding the base sidecar config (sidecar.config), and where the webhook
+reads it (a ConfigMap volume: updates reach the file, the webhook re-reads it). */}}
+{{- define "causality-sidecar-injector.sidecarConfigName" -}}
+{{- include "causality-sidecar-injector.fullname" . }}-sidecar-config
+{{- end }}
+{{- define "causality-sidecar-injector.sidecarConfigDir" -}}
+/etc/causality-sidecar-injector/sidecar-config
+{{- end }}
