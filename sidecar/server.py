@@ -38,6 +38,7 @@ from sidecar.export import OtlpPusher, create_export
 from sidecar.export.pusher import export_counter
 from sidecar.ingest import SeriesGauge, create_ingest
 from sidecar.ingest.instruments import merge_conflicts
+from sidecar.ingest.store import MetricStore
 from sidecar.lifecycle import AiohttpComponent, Component, StartError
 from sidecar.logs import configure_logging
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
@@ -45,8 +46,8 @@ from sidecar.observability import Metrics, Module
 from sidecar.offloop import WriteGate
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
 from sidecar.relabel.families import Relabeller, dropped_counter
-from sidecar.relabel.ingest import IngestFilter
-from sidecar.relabel.rules import compile_rules
+from sidecar.relabel.ingest import IngestRelabel
+from sidecar.relabel.rules import Rule, compile_rules
 from sidecar.reload import changed_keys, running_config
 from sidecar.runtime import tune
 from sidecar.status import StatusSources, TrafficSampler, add_status_routes
@@ -98,7 +99,9 @@ class Sidecar:
     inspector: EventInspector | None = field(default=None, init=False)
     _export_results: Counter | None = field(default=None, init=False)
     _relabel_dropped: Counter | None = field(default=None, init=False)
-    ingest_filter: IngestFilter = field(default_factory=IngestFilter, init=False)
+    ingest_relabel: IngestRelabel = field(default_factory=IngestRelabel, init=False)
+    _ingest_store: MetricStore | None = field(default=None, init=False)
+    _ingest_swap: asyncio.Future[None] | None = field(default=None, init=False)
     _export_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _export_swap: asyncio.Future[None] | None = field(default=None, init=False)
     admin_tls: ReloadingServerContext | None = field(default=None, init=False)
@@ -127,7 +130,7 @@ class Sidecar:
         registry, the ingested families, then the merge targets fetched per scrape.
         """
         config = self.config
-        self.ingest_filter.update(compile_rules(config.relabel))
+        self.ingest_relabel.update(compile_rules(config.relabel))
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
         series = SeriesGauge(self.module.meter)  # sidecar_series{source}, one for all sources
         if config.proxy.enabled:
@@ -139,8 +142,9 @@ class Sidecar:
         store_gates: tuple[WriteGate, ...] = ()  # the status page reads the store off the loop
         if config.ingest.enabled:
             ingest, ingest_collector = create_ingest(
-                config, self.module, series=series, relabel=self.ingest_filter
+                config, self.module, series=series, relabel=self.ingest_relabel
             )
+            self._ingest_store = ingest_collector.store
             self.components.append(ingest)
             collectors["ingest"] = ingest_collector
             store_view = partial(store_sources, ingest_collector.store)
@@ -222,6 +226,7 @@ class Sidecar:
             return None
         if self._relabel_dropped is None:  # one counter for every rule set of this process
             self._relabel_dropped = dropped_counter(self.module.meter)
+            self.ingest_relabel.dropped = self._relabel_dropped  # refusals before the store
         return Relabeller(compile_rules(config.relabel), self._relabel_dropped)
 
     def _new_exporter(self, config: Config) -> OtlpPusher | None:
@@ -313,14 +318,29 @@ class Sidecar:
         if self.scraper is not None:
             self.scraper.targets = running.merge.targets
         if running.relabel != old.relabel:
-            self.ingest_filter.update(compile_rules(running.relabel))
             if self.unified is not None:  # the next scrape and push use the new rules
                 self.unified.relabel = self._relabeller(running)
+            rules = compile_rules(running.relabel)
+            store = self._ingest_store
+            if store is not None and self.ingest_relabel.stale(rules):
+                self._ingest_swap = asyncio.ensure_future(self._swap_ingest_rules(store, rules))
+                notes.append(
+                    "the ingest store starts empty (its series were relabelled by the old "
+                    "rules; cumulative ones return with their next push)"
+                )
+            else:
+                self.ingest_relabel.update(rules)
         if running.export != old.export:
             self._export_swap = asyncio.ensure_future(self._restart_export())
             if old.export.otlp.endpoint is not None:
                 notes.append("the OTLP export restarts after a last push to the old endpoint")
         return notes
+
+    async def _swap_ingest_rules(self, store: MetricStore, rules: tuple[Rule, ...]) -> None:
+        """New ingest rules and an empty store at once, while no scrape reads it."""
+        await store.gate.writable()  # no await from here on: no push sees one without the other
+        self.ingest_relabel.update(rules)
+        store.clear_series()
 
     async def _restart_export(self) -> None:
         """Stop the pusher (its final push) and start one for the running config."""

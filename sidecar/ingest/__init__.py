@@ -15,7 +15,7 @@ from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.observability import Module
-from sidecar.relabel.ingest import IngestFilter
+from sidecar.relabel.ingest import IngestRelabel
 
 __all__ = ["OtlpCollector", "SeriesGauge", "create_ingest", "ingest_state"]
 
@@ -27,7 +27,7 @@ def ingest_state(
     config: Config,
     module: Module,
     series: SeriesGauge | None = None,
-    relabel: IngestFilter | None = None,
+    relabel: IngestRelabel | None = None,
 ) -> IngestState:
     """The store, translator and instruments of one ingest instance."""
     ingest = config.ingest
@@ -61,7 +61,7 @@ def create_ingest(
     module: Module,
     *,
     series: SeriesGauge | None = None,
-    relabel: IngestFilter | None = None,
+    relabel: IngestRelabel | None = None,
 ) -> tuple[Component, OtlpCollector]:
     """The ingest listener (``ingest.listen``; also ``[::1]`` when that is 127.0.0.1).
 
@@ -69,7 +69,7 @@ def create_ingest(
         config: the whole configuration (``ingest.*`` is used).
         module: the sidecar's module: its meter gets the ingest self metrics.
         series: the shared ``sidecar_series{source}`` gauge, when other sources report too.
-        relabel: the relabel rules' pre-store filter (drop before store), if any.
+        relabel: the relabel rules run before the store, if any (`sidecar.relabel.ingest`).
 
     Returns:
         The component to start and stop, and the collector of the ingested families.
@@ -83,4 +83,4 @@ def create_ingest(
         "ingest", create_ingest_app(state), [listen], optional_listen=optional, **SERVER_KWARGS
     )
     utf8 = not TranslationStrategy(config.ingest.translation_strategy).escapes
-    return component, OtlpCollector(state.store, utf8_labels=utf8)
+    return component, OtlpCollector(state.store, utf8_labels=utf8, relabel=relabel)

@@ -8,6 +8,7 @@ hands `sidecar.unified` families that write their own exposition text fast.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client.core import Metric as PromMetric
 
@@ -17,19 +18,34 @@ from sidecar.ingest.pbencode import LabelBytes, encode_stored
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
 
-__all__ = ["IngestedFamily", "OtlpCollector", "TargetInfoFamily"]
+__all__ = ["IngestedFamily", "OtlpCollector", "PreRelabel", "TargetInfoFamily"]
+
+
+class PreRelabel(Protocol):
+    """The relabel rules run before the store (`sidecar.relabel.ingest.IngestRelabel`)."""
+
+    @property
+    def applies(self) -> bool:
+        """The stored families are relabelled already (the exposition skips them)."""
+        ...
 
 
 class IngestedFamily:
     """One stored family, renderable directly or as a prometheus_client `Metric`."""
 
-    __slots__ = ("_family", "_label_bytes", "utf8_labels")
+    __slots__ = ("_family", "_label_bytes", "relabelled", "utf8_labels")
 
     def __init__(
-        self, family: Family, utf8_labels: bool = False, label_bytes: LabelBytes | None = None
+        self,
+        family: Family,
+        utf8_labels: bool = False,
+        label_bytes: LabelBytes | None = None,
+        relabelled: bool = False,
     ) -> None:
         self._family = family
         self._label_bytes = label_bytes
+        # the ``relabel:`` rules ran before the store: `sidecar.relabel` passes it as it is
+        self.relabelled = relabelled
         # label names may be outside the legacy set (quoted; ingest.translation_strategy):
         # `sidecar.unified` renders the family through `to_metric` unless they may be sent
         self.utf8_labels = utf8_labels
@@ -83,8 +99,11 @@ class OtlpCollector:
 
     relabel_source = "ingest"  # what ``relabel:`` rules name it (``source: ingest``)
 
-    def __init__(self, store: MetricStore, *, utf8_labels: bool = False) -> None:
+    def __init__(
+        self, store: MetricStore, *, utf8_labels: bool = False, relabel: PreRelabel | None = None
+    ) -> None:
         self.store = store
+        self.relabel = relabel  # the relabel rules run before the store, if any
         self.utf8_labels = utf8_labels  # the translation strategy keeps UTF-8 names
         # protobuf scrapes: each series' encoded labels, kept (at most twice max_series)
         self._label_bytes = LabelBytes(2 * store.limits.max_series)
@@ -100,8 +119,9 @@ class OtlpCollector:
         if self.store.targets:
             out.append(TargetInfoFamily(list(self.store.targets), self.utf8_labels))
         utf8 = self.utf8_labels
+        relabelled = self.relabel is not None and self.relabel.applies
         out.extend(
-            IngestedFamily(f, utf8, self._label_bytes)
+            IngestedFamily(f, utf8, self._label_bytes, relabelled)
             for f in self.store.families.values()
             if f.series or f.overflow
         )

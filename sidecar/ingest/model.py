@@ -126,6 +126,9 @@ class Metric:
     points: list[Point]
     source: SourceKey = ("", "")  # the pushing resource's (service.name, service.instance.id)
     worker: str = ""  # the pushing worker process (ingest.workers.attributes), "" = none
+    # the points' labels hold the ``worker`` label already (``gauges: each``), relabelled
+    # with them before the store (`sidecar.relabel.ingest`): the store adds none
+    worker_labelled: bool = False
 
 
 @dataclass(slots=True)

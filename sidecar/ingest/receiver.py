@@ -38,7 +38,7 @@ from sidecar.ingest.jsonview import JsonShapeError
 from sidecar.ingest.model import Batch
 from sidecar.ingest.store import STORE_FULL, MetricStore, Outcome
 from sidecar.ingest.translate import AttributeTooDeep, Translator
-from sidecar.relabel.ingest import IngestFilter
+from sidecar.relabel.ingest import IngestRelabel
 
 __all__ = ["INGEST_PATH", "SERVER_KWARGS", "IngestState", "create_ingest_app"]
 
@@ -66,7 +66,7 @@ class IngestState:
     translator: Translator
     instruments: IngestInstruments
     max_body_bytes: int
-    relabel: IngestFilter | None = None  # relabel rules' drop before store (sidecar.relabel)
+    relabel: IngestRelabel | None = None  # relabel rules before the store (sidecar.relabel)
 
 
 STATE = web.AppKey("ingest_state", IngestState)
@@ -161,7 +161,7 @@ async def _export(
         raise _error(400, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
     await state.store.gate.writable()  # not while a scrape reads it; no await until written
     if state.relabel is not None:
-        state.relabel.filter(batch)  # a series the relabel rules drop is never stored
+        state.relabel.apply(batch, state.store)  # stored relabelled; a dropped one never
     outcome = state.store.apply(batch)
     rejected = _merge_rejections(batch, outcome)
     _record(state.instruments, batch, outcome, rejected)

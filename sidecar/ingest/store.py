@@ -57,6 +57,7 @@ __all__ = [
     "Series",
     "StoreLimits",
     "Worker",
+    "with_label",
 ]
 
 OVERFLOW_LABELS: Labels = 'otel_metric_overflow="true"'
@@ -510,10 +511,8 @@ class MetricStore:
                     series.seen = now
                     outcome.accepted += 1
                     continue
-            if mode == "each":
-                point = point._replace(
-                    labels=_with_label(point.labels, WORKER_LABEL, metric.worker)
-                )
+            if mode == "each" and not metric.worker_labelled:
+                point = point._replace(labels=with_label(point.labels, WORKER_LABEL, metric.worker))
                 series = family.series.get(point.labels)
             if series is None:
                 if len(family.series) >= self.limits.max_series_per_metric:
@@ -636,6 +635,27 @@ class MetricStore:
             self._on_retired(len(idle))
         return len(idle)
 
+    def forget(self, name: str, labels: Labels) -> bool:
+        """Remove one series (two relabelled series that collide: `sidecar.relabel.ingest`)."""
+        family = self.families.get(name)
+        gone = family.series.pop(labels, None) if family is not None else None
+        if gone is None:
+            return False
+        if gone.workers:
+            self.streams -= len(gone.workers)
+        self._size -= 1
+        return True
+
+    def clear_series(self) -> int:
+        """Forget every metric series and worker (``target_info`` and the per-source
+        counts stay): the relabel rules changed (`sidecar.server`); how many went."""
+        held = self._size
+        self.families.clear()
+        self.workers.clear()
+        self._size = 0
+        self.streams = 0
+        return held
+
     # ------------------------------------------------------------------ expiry
 
     def expire(self, now: float | None = None) -> int:
@@ -712,7 +732,7 @@ def _combined(series: Series, latest: float | None) -> float:
 _LABEL_PAIR = re.compile(r'([^=,]+)="((?:[^"\\]|\\.)*)"')
 
 
-def _with_label(labels: Labels, name: str, value: str) -> Labels:
+def with_label(labels: Labels, name: str, value: str) -> Labels:
     """``labels`` with ``name="value"`` added in sorted place (replacing one of that name)."""
     pairs = {m.group(1): m.group(0) for m in _LABEL_PAIR.finditer(labels)}
     pairs[name] = f'{name}="{escape_label_value(value)}"'

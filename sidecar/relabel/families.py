@@ -318,7 +318,9 @@ class Relabeller:
             if source == "sidecar" and family.name.startswith(PROXY_PREFIX):
                 kind = "proxy"
             chain = self.chain(kind)
-            verdict = probe(chain, family) if chain else KEEP
+            # an ingested family relabelled before the store (`sidecar.relabel.ingest`)
+            relabelled = getattr(family, "relabelled", False)
+            verdict = probe(chain, family) if chain and not relabelled else KEEP
             if verdict == KEEP:
                 kept.append(family)
             elif verdict == SLOW:

@@ -10,19 +10,36 @@ The verdict is remembered per family when no rule can make it depend on more tha
 name (``keep``/``drop`` on the name only, no rule that can write ``__name__``: the
 issue's example): then a point costs nothing, a metric one look-up. Otherwise it is
 remembered per (family, label text), at most `MAX_REMEMBERED`, then forgotten at once.
+
+`IngestRelabel` goes further and is what the receiver runs: the whole chain for the
+``ingest`` source before the store, so the store holds (and a scrape serves, with no
+relabelling) the relabelled series. Each distinct (family, label text) is relabelled
+once, as the exposition would relabel the samples the store renders for it
+(`relabel_series`), and the result (new family name and label text, or why it went) is
+remembered: a steady stream of pushes pays a dict look-up per point, not a regex run.
+Two label sets that become one series are both dropped from then on (the stored one
+forgotten), counted as ``collision``, as at exposition; a result that breaks the
+family's shape is dropped and counted. A chain with a rule that reads ``le`` or
+``quantile`` (or maps labels whose names can be those) cannot be decided before the
+buckets exist: it runs at exposition as before, its drops before the store
+(`IngestFilter`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Protocol
 
-from sidecar.exposition import unescape_label_value
-from sidecar.ingest.model import Batch
-from sidecar.relabel.families import sample_names_of
-from sidecar.relabel.rules import NAME, Rule, process
+from sidecar.exposition import escape_label_value, unescape_label_value
+from sidecar.ingest.model import Batch, Kind, Metric, Point, Temporality
+from sidecar.ingest.store import WORKER_LABEL, MetricStore, with_label
+from sidecar.ingest.text import parse_labels
+from sidecar.relabel.families import COLLISION, INVALID, SHAPE, sample_names_of
+from sidecar.relabel.rules import NAME, Rule, is_label_name, is_metric_name, process
 
-__all__ = ["MAX_REMEMBERED", "IngestFilter"]
+__all__ = ["MAX_REMEMBERED", "IngestFilter", "IngestRelabel", "prestorable", "relabel_series"]
 
 MAX_REMEMBERED = 200_000
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -38,6 +55,8 @@ class IngestFilter:
         """Use these rules (all of them: the ``ingest`` ones are picked here)."""
         self.chain = tuple(r for r in rules if r.source in (None, "ingest"))
         self.by_name_only = all(_name_only(r) for r in self.chain)
+        # a rule reads le/quantile: a bucket's (a quantile's) fate waits for its value
+        self._undecided = not prestorable(self.chain)
         self._families: dict[tuple[str, str], bool] = {}
         self._series: dict[tuple[str, str], dict[str, bool]] = {}
         self._remembered = 0
@@ -91,8 +110,9 @@ class IngestFilter:
         """Kept when the rules keep any of the series' sample names (but ``_created``:
         a series of its ``_created`` sample alone is no series, `sidecar.relabel.families`)."""
         created = name + "_created"
+        undecided = (name + _PER_SAMPLE[kind][0]) if self._undecided and kind in _PER_SAMPLE else ""
         return any(
-            process(self.chain, {**labels, NAME: sample}) is not None
+            sample == undecided or process(self.chain, {**labels, NAME: sample}) is not None
             for sample in sample_names_of(name, kind)
             if sample != created
         )
@@ -108,3 +128,238 @@ def _name_only(rule: Rule) -> bool:
     if rule.action == "labelmap":
         return "$" not in rule.replacement and rule.replacement != NAME
     return True  # labeldrop, labelkeep: a series without a name is refused at exposition
+
+
+# ----------------------------------------------------- the whole chain before the store
+
+# the samples the store renders per series (`sidecar.ingest.text`), by family type, and
+# the label a family's samples differ by (its value stands in for every bucket)
+_RENDERED: dict[str, tuple[str, ...]] = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("", "_count", "_sum"),
+}
+_PER_SAMPLE = {"histogram": ("_bucket", "le"), "summary": ("", "quantile")}
+_PLACEHOLDER = "\x00"  # the value of ``le``/``quantile`` while relabelling a series
+DROPPED = ""  # a result: the rules drop the series (nothing counted)
+
+Result = tuple[str, str] | str  # (family name, label text), or why it went (DROPPED)
+
+
+class Dropped(Protocol):
+    """``sidecar_relabel_dropped_total{reason}`` (an OTel counter)."""
+
+    def add(self, amount: int, attributes: dict[str, str]) -> None: ...
+
+
+def _ingest_chain(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    return tuple(r for r in rules if r.source in (None, "ingest"))
+
+
+def prestorable(chain: Sequence[Rule]) -> bool:
+    """The chain's result for a series does not depend on a bucket's ``le`` or a
+    quantile's ``quantile`` value: no rule reads them, none maps them to another name."""
+    for rule in chain:
+        if not rule.reads.isdisjoint(("le", "quantile")):
+            return False
+        if rule.action == "labelmap" and any(
+            rule.regex.fullmatch(n) is not None for n in ("le", "quantile")
+        ):
+            return False
+    return True
+
+
+def relabel_series(chain: Sequence[Rule], name: str, kind: str, labels: dict[str, str]) -> Result:
+    """One stored series relabelled as the exposition relabels its samples
+    (`sidecar.relabel.families`): its new family name and label text, `DROPPED`, or the
+    reason it is refused (``shape``, ``invalid``). ``chain`` must be `prestorable`."""
+    per_sample, skip = _PER_SAMPLE.get(kind, (None, None))
+    results: list[tuple[str, dict[str, str]]] = []
+    lost = 0
+    for suffix in _RENDERED.get(kind, ("",)):
+        given = {NAME: name + suffix, **labels}
+        if suffix == per_sample and skip is not None:
+            given[skip] = _PLACEHOLDER
+        out = process(chain, given)
+        if out is None:
+            lost += 1
+        else:
+            results.append((suffix, out))
+    if not results:
+        return DROPPED
+    if lost:
+        return SHAPE
+    family: str | None = None
+    key: frozenset[tuple[str, str]] | None = None
+    for suffix, out in results:
+        new_name = out.pop(NAME, None)
+        for temporary in [n for n in out if n.startswith("__")]:
+            del out[temporary]
+        if new_name is None or (new_name != name + suffix and not is_metric_name(new_name)):
+            return INVALID
+        if not all(n in labels or is_label_name(n) for n in out):
+            return INVALID
+        if not new_name.endswith(suffix) or len(new_name) == len(suffix):
+            return SHAPE
+        if skip is not None:
+            had = _PLACEHOLDER if suffix == per_sample else None
+            if out.pop(skip, None) != had:
+                return SHAPE  # a bucket lost or changed its le, or a _count got one
+        this = frozenset(out.items())
+        new_family = new_name[: len(new_name) - len(suffix)] if suffix else new_name
+        if family is None:
+            family, key = new_family, this
+        elif new_family != family or this != key:
+            return SHAPE
+    assert family is not None
+    assert key is not None
+    return family, _label_text(key)
+
+
+def _label_text(labels: Iterable[tuple[str, str]]) -> str:
+    """Label text as the translator writes it: sorted, escaped, UTF-8 names quoted."""
+    named = sorted((n if is_label_name(n) else f'"{escape_label_value(n)}"', v) for n, v in labels)
+    return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in named)
+
+
+class IngestRelabel:
+    """The ingest source's rules before the store (see the module doc); `update` swaps
+    them (reload). ``applies``: the whole chain runs here and the stored families are
+    relabelled already (else only its drops, `IngestFilter`)."""
+
+    def __init__(self, rules: Sequence[Rule] = (), dropped: Dropped | None = None) -> None:
+        self.dropped = dropped
+        self.chain: tuple[Rule, ...] = ()
+        self.applies = False
+        self._filter = IngestFilter()
+        self.update(rules)
+
+    def update(self, rules: Sequence[Rule]) -> None:
+        """Use these rules (the ``ingest`` ones are picked here); what was remembered goes."""
+        self.chain = _ingest_chain(rules)
+        self.applies = bool(self.chain) and prestorable(self.chain)
+        self._filter.update(() if self.applies else self.chain)
+        self._results: dict[tuple[str, str], dict[str, Result]] = {}
+        self._owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._remembered = 0
+        self._forgotten = 0  # stored series forgotten (a collision) in this batch
+
+    def stale(self, rules: Sequence[Rule]) -> bool:
+        """The series stored under the running rules are not what ``rules`` would store
+        (relabelled by the running ones, or to be relabelled by the new ones)."""
+        chain = _ingest_chain(rules)
+        return chain != self.chain and (self.applies or (bool(chain) and prestorable(chain)))
+
+    def apply(self, batch: Batch, store: MetricStore) -> int:
+        """Relabel ``batch`` for ``store`` (dropped points removed; refusals counted);
+        how many points went."""
+        if not self.applies:
+            return self._filter.filter(batch) if self.chain else 0
+        counts: dict[str, int] = {}
+        removed = 0
+        collided: list[tuple[str, str, str]] = []
+        each = store.limits.worker_gauges == "each"
+        out: list[Metric] = []
+        for metric in batch.metrics:
+            d = metric.descriptor
+            name, kind = d.name, d.kind.value
+            labelled = (
+                each
+                and bool(metric.worker)
+                and metric.temporality is Temporality.GAUGE
+                and d.kind is Kind.GAUGE
+            )
+            results = self._results.get((name, kind))
+            if results is None:
+                results = self._results[(name, kind)] = {}
+            groups: dict[str, list[Point]] = {}
+            for point in metric.points:
+                labels = point.labels
+                if labelled:  # the store's worker label, seen by the rules as at exposition
+                    labels = with_label(labels, WORKER_LABEL, metric.worker)
+                result = results.get(labels)
+                if result is None:
+                    result = self._relabel(name, kind, labels, collided, store)
+                    results = self._results.setdefault((name, kind), {})
+                if isinstance(result, str):
+                    removed += 1
+                    if result:
+                        counts[result] = counts.get(result, 0) + 1
+                    continue
+                new_name, new_labels = result
+                if new_labels != point.labels:
+                    point = point._replace(labels=new_labels)
+                group = groups.get(new_name)
+                if group is None:
+                    group = groups[new_name] = []
+                group.append(point)
+            for new_name, points in groups.items():
+                if new_name == name:
+                    out.append(replace(metric, points=points, worker_labelled=labelled))
+                    continue
+                held = store.families.get(new_name)
+                if held is not None and held.descriptor.kind is not d.kind:
+                    counts[COLLISION] = counts.get(COLLISION, 0) + len(points)
+                    removed += len(points)  # a renamed family on another type's name
+                    continue
+                renamed = replace(d, name=new_name)
+                out.append(
+                    replace(metric, descriptor=renamed, points=points, worker_labelled=labelled)
+                )
+        if collided:  # points relabelled earlier in this batch into a collided series
+            removed += _without(out, set(collided), counts)
+        if self._forgotten:
+            counts[COLLISION] = counts.get(COLLISION, 0) + self._forgotten
+            self._forgotten = 0
+        batch.metrics[:] = [m for m in out if m.points]
+        if counts and self.dropped is not None:
+            for reason, count in counts.items():
+                self.dropped.add(count, {"reason": reason})
+        return removed
+
+    def _relabel(
+        self,
+        name: str,
+        kind: str,
+        labels: str,
+        collided: list[tuple[str, str, str]],
+        store: MetricStore,
+    ) -> Result:
+        """A new label set's result, remembered; a second label set that becomes the
+        same series makes both `COLLISION` (the stored one is forgotten)."""
+        if self._remembered >= MAX_REMEMBERED:
+            self._results.clear()
+            self._owners.clear()
+            self._remembered = 0
+        result = relabel_series(self.chain, name, kind, parse_labels(labels))
+        if not isinstance(result, str):
+            new_name, new_labels = result
+            key = (new_name, kind, new_labels)
+            owner = self._owners.setdefault(key, (name, labels))
+            if owner != (name, labels):
+                self._results.setdefault((owner[0], kind), {})[owner[1]] = COLLISION
+                if store.forget(new_name, new_labels):  # stored by an earlier push
+                    self._forgotten += 1
+                collided.append(key)
+                result = COLLISION
+        self._results.setdefault((name, kind), {})[labels] = result
+        self._remembered += 1
+        return result
+
+
+def _without(
+    metrics: list[Metric], collided: set[tuple[str, str, str]], counts: dict[str, int]
+) -> int:
+    """Remove the points of collided series; how many went (counted as collisions)."""
+    removed = 0
+    for metric in metrics:
+        d = metric.descriptor
+        kind = d.kind.value
+        kept = [p for p in metric.points if (d.name, kind, p.labels) not in collided]
+        gone = len(metric.points) - len(kept)
+        if gone:
+            metric.points[:] = kept
+            removed += gone
+            counts[COLLISION] = counts.get(COLLISION, 0) + gone
+    return removed
