@@ -243,3 +243,46 @@ def test_sighup_swaps_the_ingest_filter(tmp_path: Path) -> None:
         push(url)
         wait_until(lambda: "orders_total{" in scrape(sidecar), 10, "orders stored")
         assert series_held(scrape(sidecar)) == 6
+
+
+def test_the_issues_rules_run_before_the_store_and_a_reload_starts_it_anew(
+    tmp_path: Path,
+) -> None:
+    """The OTel SDK's push is stored relabelled (the scrape relabels nothing more); a
+    SIGHUP with other ingest rules empties the store, and the next push is stored under
+    the new rules (no series of the old ones left)."""
+    ports = local_ports("proxy", "admin", "ingest")
+    config = tmp_path / "sidecar.yaml"
+    rules: list[dict[str, Any]] = [
+        {"action": "drop", "match": {"__name__": "go_.*"}},
+        {"action": "labeldrop", "regex": "otel_scope_.*"},
+        {"action": "replace", "source_labels": ["service_name"], "target_label": "job"},
+    ]
+    sidecar_config(config, ports, rules)
+    url = f"http://127.0.0.1:{ports['ingest']}/v1/metrics"
+    with run_sidecar(
+        ["run", "--config", str(config)], admin=f"127.0.0.1:{ports['admin']}"
+    ) as sidecar:
+        push(url)
+        wait_until(lambda: "queue_depth" in scrape(sidecar), 10, "the push stored")
+        text = scrape(sidecar)
+        assert re.search(
+            r'^orders_total\{job="app",service_instance_id="[^"]+",service_name="app",shop="a"\} 5.0$',
+            text,
+            re.M,
+        ), text
+        assert "otel_scope_name" not in text
+        assert check_metrics(text).passes
+        sidecar_config(config, ports, rules[:2])  # job no more
+        sidecar.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "the ingest store starts empty" in sidecar.logs(), 10, "reload")
+        wait_until(lambda: "orders_total{" not in scrape(sidecar), 10, "the store emptied")
+        push(url)
+        wait_until(lambda: "orders_total{" in scrape(sidecar), 10, "stored again")
+        text = scrape(sidecar)
+        assert re.search(
+            r'^orders_total\{service_instance_id="[^"]+",service_name="app",shop="a"\} 5.0$',
+            text,
+            re.M,
+        ), text
+        assert 'job="app"' not in text
