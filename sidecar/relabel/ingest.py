@@ -142,9 +142,11 @@ _RENDERED: dict[str, tuple[str, ...]] = {
 }
 _PER_SAMPLE = {"histogram": ("_bucket", "le"), "summary": ("", "quantile")}
 _PLACEHOLDER = "\x00"  # the value of ``le``/``quantile`` while relabelling a series
-DROPPED = ""  # a result: the rules drop the series (nothing counted)
+_new = tuple.__new__
+DROPPED = ""  # the reason of a series the rules drop (nothing counted)
 
-Result = tuple[str, str] | str  # (family name, label text), or why it went (DROPPED)
+# (family name, label text), or (None, why it went: a reason counted, or DROPPED)
+Result = tuple[str | None, str]
 
 
 class Dropped(Protocol):
@@ -170,10 +172,13 @@ def prestorable(chain: Sequence[Rule]) -> bool:
     return True
 
 
-def relabel_series(chain: Sequence[Rule], name: str, kind: str, labels: dict[str, str]) -> Result:
+def relabel_series(
+    chain: Sequence[Rule], name: str, kind: str, labels: dict[str, str], text: str = ""
+) -> Result:
     """One stored series relabelled as the exposition relabels its samples
-    (`sidecar.relabel.families`): its new family name and label text, `DROPPED`, or the
-    reason it is refused (``shape``, ``invalid``). ``chain`` must be `prestorable`."""
+    (`sidecar.relabel.families`): its new family name and label text (``text``, the
+    label text of ``labels``, when unchanged), or None and `DROPPED` or the reason it is
+    refused (``shape``, ``invalid``). ``chain`` must be `prestorable`."""
     per_sample, skip = _PER_SAMPLE.get(kind, (None, None))
     results: list[tuple[str, dict[str, str]]] = []
     lost = 0
@@ -187,9 +192,9 @@ def relabel_series(chain: Sequence[Rule], name: str, kind: str, labels: dict[str
         else:
             results.append((suffix, out))
     if not results:
-        return DROPPED
+        return None, DROPPED
     if lost:
-        return SHAPE
+        return None, SHAPE
     family: str | None = None
     key: frozenset[tuple[str, str]] | None = None
     for suffix, out in results:
@@ -197,24 +202,25 @@ def relabel_series(chain: Sequence[Rule], name: str, kind: str, labels: dict[str
         for temporary in [n for n in out if n.startswith("__")]:
             del out[temporary]
         if new_name is None or (new_name != name + suffix and not is_metric_name(new_name)):
-            return INVALID
+            return None, INVALID
         if not all(n in labels or is_label_name(n) for n in out):
-            return INVALID
+            return None, INVALID
         if not new_name.endswith(suffix) or len(new_name) == len(suffix):
-            return SHAPE
+            return None, SHAPE
         if skip is not None:
             had = _PLACEHOLDER if suffix == per_sample else None
             if out.pop(skip, None) != had:
-                return SHAPE  # a bucket lost or changed its le, or a _count got one
+                return None, SHAPE  # a bucket lost or changed its le, or a _count got one
         this = frozenset(out.items())
         new_family = new_name[: len(new_name) - len(suffix)] if suffix else new_name
         if family is None:
             family, key = new_family, this
         elif new_family != family or this != key:
-            return SHAPE
+            return None, SHAPE
     assert family is not None
     assert key is not None
-    return family, _label_text(key)
+    new_text = _label_text(key)
+    return (name if family == name else family), (text if new_text == text else new_text)
 
 
 def _label_text(labels: Iterable[tuple[str, str]]) -> str:
@@ -241,9 +247,14 @@ class IngestRelabel:
         self.applies = bool(self.chain) and prestorable(self.chain)
         self._filter.update(() if self.applies else self.chain)
         self._results: dict[tuple[str, str], dict[str, Result]] = {}
+        # label text -> relabelled text of the label sets kept in their family
+        self._plain: dict[tuple[str, str], dict[str, str]] = {}
         self._owners: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._remembered = 0
         self._forgotten = 0  # stored series forgotten (a collision) in this batch
+        # keep/drop by the name alone: nothing else can change, a verdict per family
+        self._by_name = all(r.action in ("keep", "drop") and r.reads <= {NAME} for r in self.chain)
+        self._families: dict[tuple[str, str], Result] = {}
 
     def stale(self, rules: Sequence[Rule]) -> bool:
         """The series stored under the running rules are not what ``rules`` would store
@@ -270,34 +281,55 @@ class IngestRelabel:
                 and metric.temporality is Temporality.GAUGE
                 and d.kind is Kind.GAUGE
             )
+            if self._by_name:  # keep/drop by name only: one verdict for the family
+                verdict, reason = self._family(name, kind)
+                if verdict is None:
+                    removed += len(metric.points)
+                    if reason:
+                        counts[reason] = counts.get(reason, 0) + len(metric.points)
+                else:
+                    out.append(metric)
+                continue
+            plain = self._plain.get((name, kind))
+            if plain is not None and not labelled:  # the common case: all seen, all kept
+                lookup = plain.get
+                found = [lookup(p[0]) for p in metric.points]
+                if None not in found:
+                    rebuilt: list[Point] = [
+                        _new(p.__class__, (text, *p[1:]))
+                        for p, text in zip(metric.points, found, strict=True)
+                    ]
+                    out.append(replace(metric, points=rebuilt))
+                    continue
             results = self._results.get((name, kind))
             if results is None:
                 results = self._results[(name, kind)] = {}
-            groups: dict[str, list[Point]] = {}
+            same: list[Point] = []
+            others: dict[str, list[Point]] = {}
+            get, keep = results.get, same.append
             for point in metric.points:
-                labels = point.labels
+                labels = point[0]
                 if labelled:  # the store's worker label, seen by the rules as at exposition
                     labels = with_label(labels, WORKER_LABEL, metric.worker)
-                result = results.get(labels)
+                result = get(labels)
                 if result is None:
                     result = self._relabel(name, kind, labels, collided, store)
-                    results = self._results.setdefault((name, kind), {})
-                if isinstance(result, str):
-                    removed += 1
-                    if result:
-                        counts[result] = counts.get(result, 0) + 1
-                    continue
+                    get = self._results.setdefault((name, kind), {}).get
                 new_name, new_labels = result
-                if new_labels != point.labels:
-                    point = point._replace(labels=new_labels)
-                group = groups.get(new_name)
-                if group is None:
-                    group = groups[new_name] = []
-                group.append(point)
-            for new_name, points in groups.items():
-                if new_name == name:
-                    out.append(replace(metric, points=points, worker_labelled=labelled))
+                if new_name is None:
+                    removed += 1
+                    if new_labels:
+                        counts[new_labels] = counts.get(new_labels, 0) + 1
                     continue
+                if labelled or new_labels != labels:  # built as _replace builds it
+                    point = _new(point.__class__, (new_labels, *point[1:]))
+                if new_name == name:
+                    keep(point)
+                else:
+                    others.setdefault(new_name, []).append(point)
+            if same:
+                out.append(replace(metric, points=same, worker_labelled=labelled))
+            for new_name, points in others.items():
                 held = store.families.get(new_name)
                 if held is not None and held.descriptor.kind is not d.kind:
                     counts[COLLISION] = counts.get(COLLISION, 0) + len(points)
@@ -318,6 +350,14 @@ class IngestRelabel:
                 self.dropped.add(count, {"reason": reason})
         return removed
 
+    def _family(self, name: str, kind: str) -> Result:
+        verdict = self._families.get((name, kind))
+        if verdict is None:
+            if len(self._families) >= MAX_REMEMBERED:
+                self._families.clear()
+            verdict = self._families[(name, kind)] = relabel_series(self.chain, name, kind, {})
+        return verdict
+
     def _relabel(
         self,
         name: str,
@@ -330,20 +370,24 @@ class IngestRelabel:
         same series makes both `COLLISION` (the stored one is forgotten)."""
         if self._remembered >= MAX_REMEMBERED:
             self._results.clear()
+            self._plain.clear()
             self._owners.clear()
             self._remembered = 0
-        result = relabel_series(self.chain, name, kind, parse_labels(labels))
-        if not isinstance(result, str):
-            new_name, new_labels = result
+        result = relabel_series(self.chain, name, kind, parse_labels(labels), labels)
+        new_name, new_labels = result
+        if new_name is not None:
             key = (new_name, kind, new_labels)
             owner = self._owners.setdefault(key, (name, labels))
             if owner != (name, labels):
-                self._results.setdefault((owner[0], kind), {})[owner[1]] = COLLISION
+                self._results.setdefault((owner[0], kind), {})[owner[1]] = (None, COLLISION)
+                self._plain.get((owner[0], kind), {}).pop(owner[1], None)
                 if store.forget(new_name, new_labels):  # stored by an earlier push
                     self._forgotten += 1
                 collided.append(key)
-                result = COLLISION
+                result = (None, COLLISION)
         self._results.setdefault((name, kind), {})[labels] = result
+        if result[0] == name:  # kept in its family: the fast path's too
+            self._plain.setdefault((name, kind), {})[labels] = new_labels
         self._remembered += 1
         return result
 
