@@ -33,7 +33,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from sidecar.exposition import escape_label_value, unescape_label_value
-from sidecar.ingest.model import Batch, Kind, Metric, Point, Temporality
+from sidecar.ingest.model import Batch, Kind, Metric, NumberPoint, Point, Temporality
 from sidecar.ingest.store import WORKER_LABEL, MetricStore, with_label
 from sidecar.ingest.text import parse_labels
 from sidecar.relabel.families import COLLISION, INVALID, SHAPE, sample_names_of
@@ -295,10 +295,18 @@ class IngestRelabel:
                 lookup = plain.get
                 found = [lookup(p[0]) for p in metric.points]
                 if None not in found:
-                    rebuilt: list[Point] = [
-                        _new(p.__class__, (text, *p[1:]))
-                        for p, text in zip(metric.points, found, strict=True)
-                    ]
+                    rebuilt: list[Point]
+                    cls = metric.points[0].__class__ if metric.points else NumberPoint
+                    if cls is NumberPoint:  # a metric's points are of one type (translator)
+                        rebuilt = [
+                            _new(cls, (text, p[1], p[2], p[3]))
+                            for p, text in zip(metric.points, found, strict=True)
+                        ]
+                    else:
+                        rebuilt = [
+                            _new(cls, (text, *p[1:]))
+                            for p, text in zip(metric.points, found, strict=True)
+                        ]
                     out.append(replace(metric, points=rebuilt))
                     continue
             results = self._results.get((name, kind))

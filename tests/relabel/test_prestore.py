@@ -101,6 +101,11 @@ def both_ways(
     store.apply(relabelled)
     expected = served(OtlpCollector(plain), rules, at_scrape)
     got = served(OtlpCollector(store, relabel=relabel), rules, before)
+    again = batch(series)  # the same series pushed again: the remembered results
+    relabel.dropped = Recorded()  # (counted per push: the first one's counts compared)
+    relabel.apply(again, store)
+    store.apply(again)
+    assert served(OtlpCollector(store, relabel=relabel), rules, Recorded()) == got
     return expected, got, at_scrape, before, relabel, store
 
 
