@@ -25,10 +25,12 @@ its sample names and, only when a rule needs them, its label names.
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry.metrics import Counter, Meter
 from prometheus_client.core import Metric
@@ -80,6 +82,9 @@ C_RUNS = extensions.enabled("sidecar.merge._runs")
 if C_RUNS:
     from sidecar.merge._runs import take_run
 _LABEL_IN_TEXT = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
+# raw families whose relabelling is remembered (each plan holds a family's lines' label
+# text and results: about as much memory as the family's text)
+MAX_PLANS = 4096
 
 
 class Family(Protocol):
@@ -225,14 +230,15 @@ class _Present(Protocol):
 @dataclass(slots=True)
 class _Out:
     """One output family being built from relabelled series; a key two series end up
-    with is a collision, and every series with it is dropped (none is the right one)."""
+    with is a collision, and every series with it is dropped (none is the right one).
+    A raw one (from a merge target's `RawFamily`) holds each series as its lines' text."""
 
     metric: Metric
-    raw: bool = False  # the samples' values are their text (a merge target's RawFamily)
-    series: dict[SeriesKey, list[Sample]] = field(default_factory=dict)
+    raw: bool = False  # each series is its output lines' text (a merge target's RawFamily)
+    series: dict[SeriesKey, Any] = field(default_factory=dict)  # list[Sample] | str (raw)
     collided: dict[SeriesKey, int] = field(default_factory=dict)  # key -> its series
 
-    def add(self, key: SeriesKey, samples: list[Sample]) -> None:
+    def add(self, key: SeriesKey, samples: list[Sample] | str) -> None:
         """One series in, unless another has its key."""
         if key in self.series:
             self.collided[key] = self.collided.get(key, 1) + 1
@@ -240,43 +246,56 @@ class _Out:
             self.series[key] = samples
 
     def numeric(self) -> None:
-        """Values as numbers (before joining a family of prometheus_client samples)."""
+        """Samples with numbers (before joining a family of prometheus_client samples)."""
         if self.raw:
             self.raw = False
-            for key, samples in self.series.items():
-                self.series[key] = [s._replace(value=float(s.value)) for s in samples]
+            for key, text in self.series.items():
+                self.series[key] = _samples_of(text)
 
     def finish(self, counts: dict[str, int]) -> Metric | RawFamily | None:
         """The family with its series' samples (None: none left); collisions counted.
         From a raw family, a raw family again: its lines written as text, not re-encoded."""
         if self.collided:
             counts[COLLISION] = counts.get(COLLISION, 0) + sum(self.collided.values())
-        samples = [
-            sample
-            for key, series in self.series.items()
-            if key not in self.collided
-            for sample in series
-        ]
-        if not samples:
+            kept = [v for key, v in self.series.items() if key not in self.collided]
+        else:
+            kept = list(self.series.values())
+        if not kept:
             return None
         metric = self.metric
         if not self.raw:
-            metric.samples = samples
+            metric.samples = [sample for series in kept for sample in series]
             return metric
         family = RawFamily(metric.name, metric.type, metric.documentation, metric.unit)
-        family.chunks = ["".join(_line(s) for s in samples)]
+        family.chunks = ["".join(kept)]
         return family
 
 
 SeriesKey = frozenset[tuple[str, str]]
 
 
-def _line(sample: Sample) -> str:
-    """A sample line as text (its value is the text it had)."""
-    if not sample.labels:
-        return f"{sample.name} {sample.value}\n"
-    labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sample.labels.items())
-    return f"{sample.name}{{{labels}}} {sample.value}\n"
+def _prefix(name: str, labels: dict[str, str]) -> str:
+    """A sample line up to its value: ``name{labels} ``."""
+    if not labels:
+        return f"{name} "
+    text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
+    return f"{name}{{{text}}} "
+
+
+def _samples_of(text: str) -> list[Sample]:
+    """A raw series' lines as samples with numbers."""
+    out = []
+    for line in text.split("\n")[:-1]:
+        prefix, _, value = line.rpartition(" ")
+        name, labels = _cut(prefix)
+        out.append(Sample(name, label_dict(labels), float(value)))
+    return out
+
+
+def _cut(prefix: str) -> tuple[str, str]:
+    """``name{labels}`` as its name and label text."""
+    brace = prefix.find("{")
+    return (prefix, "") if brace < 0 else (prefix[:brace], prefix[brace + 1 : -1])
 
 
 def _series_key(labels: dict[str, str], skip: str | None) -> SeriesKey:
@@ -290,10 +309,15 @@ class Relabeller:
     rules: tuple[Rule, ...]
     dropped: Dropped | Counter | None = None
     _chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    # merge targets' raw families relabelled, by source, family and first line (two
+    # targets' families of one name apart); a new rule set is a new Relabeller
+    _plans: dict[tuple[str, str, str, str], _RawPlan] = field(default_factory=dict)
+    _generation: int = 0
+    remember: bool = True  # False: every raw family relabelled anew (the tests' reference)
 
     def uncounted(self) -> Relabeller:
         """The same rules, counting nothing (a second reading of what a scrape counts)."""
-        return Relabeller(self.rules)
+        return Relabeller(self.rules, remember=self.remember)
 
     def chain(self, source: str) -> tuple[Rule, ...]:
         """The rules that apply to ``source`` (``proxy``, ``ingest``, ``merge``, ``sidecar``)."""
@@ -324,7 +348,11 @@ class Relabeller:
             if verdict == KEEP:
                 kept.append(family)
             elif verdict == SLOW:
-                for out, is_renamed in _relabel_family(chain, family, counts):
+                if isinstance(family, RawFamily):
+                    outs = self._relabel_raw(chain, kind, family, counts)
+                else:
+                    outs = _relabel_family(chain, family, counts)
+                for out, is_renamed in outs:
                     if is_renamed:
                         renamed.append(out)
                     else:
@@ -335,45 +363,81 @@ class Relabeller:
                 self.dropped.add(count, {"reason": reason})
         return result
 
+    def _relabel_raw(
+        self, chain: Sequence[Rule], kind: str, family: RawFamily, counts: dict[str, int]
+    ) -> list[tuple[_Out, bool]]:
+        """A raw family relabelled by its plan: made again only when its lines' label
+        sets changed, and then only their new series relabelled."""
+        found = [m for chunk in family.chunks for m in _RAW_LINE.findall(chunk)]
+        if not found:
+            return []
+        prefixes = [prefix for prefix, _ in found]
+        memo = (kind, family.name, family.type, prefixes[0])
+        plan = self._plans.get(memo) if self.remember else None
+        if plan is None or plan.prefixes != prefixes:
+            plan = _raw_plan(chain, family, prefixes, plan)
+            if self.remember:
+                self._remember(memo, plan)
+        plan.used = self._generation = self._generation + 1
+        for reason, count in plan.refused.items():
+            counts[reason] = counts.get(reason, 0) + count
+        return _raw_outs(family, plan, [value for _, value in found])
+
+    def _remember(self, memo: tuple[str, str, str, str], plan: _RawPlan) -> None:
+        """Keep ``plan``; past `MAX_PLANS` families, the half least recently used go."""
+        self._plans[memo] = plan
+        if len(self._plans) > MAX_PLANS:
+            by_use = sorted(self._plans.items(), key=lambda item: item[1].used)
+            for old, _ in by_use[: len(by_use) // 2]:
+                del self._plans[old]
+
 
 def _relabel_family(
     chain: Sequence[Rule], family: Family | Metric, counts: dict[str, int]
 ) -> list[tuple[_Out, bool]]:
     """Every sample relabelled; the families they form (True: under another name)."""
-    raw = isinstance(family, RawFamily)
-    metric = _raw_metric(family) if isinstance(family, RawFamily) else _as_metric(family)
-    kind = metric.type
-    skip = _SERIES_LABEL.get(kind)
+    metric = _as_metric(family)
+    skip = _SERIES_LABEL.get(metric.type)
     groups: dict[frozenset[tuple[str, str]], list[Sample]] = {}
     for sample in metric.samples:
         groups.setdefault(_series_key(sample.labels, skip), []).append(sample)
     outs: dict[str, _Out] = {}
     for samples in groups.values():
-        reason = _relabel_series(chain, metric, samples, skip, outs, raw)
-        if reason is not None:
-            counts[reason] = counts.get(reason, 0) + 1
+        result = _series_result(chain, metric.name, samples, skip)
+        if isinstance(result, str):
+            counts[result] = counts.get(result, 0) + 1
+        elif result is not None:
+            name, key, new_samples, _ = result
+            out = outs.get(name)
+            if out is None:
+                out = outs[name] = _Out(
+                    Metric(name, metric.documentation, metric.type, metric.unit)
+                )
+            out.add(key, new_samples)
     return [(out, name != metric.name) for name, out in outs.items()]
 
 
-def _relabel_series(
-    chain: Sequence[Rule],
-    metric: Metric,
-    samples: list[Sample],
-    skip: str | None,
-    outs: dict[str, _Out],
-    raw: bool,
-) -> str | None:
-    """Relabel one series into ``outs``; the reason it was refused, or None."""
-    created = metric.name + "_created"
+# a series relabelled: its family, key, samples and which input samples they are
+_Result = str | tuple[str, SeriesKey, list[Sample], tuple[int, ...]] | None
+
+
+def _series_result(
+    chain: Sequence[Rule], family: str, samples: list[Sample], skip: str | None
+) -> _Result:
+    """One series relabelled: its family name, key and samples; the reason it was
+    refused; or None (dropped by a rule, wholly)."""
+    created = family + "_created"
     results: list[tuple[Sample, dict[str, str]]] = []
+    kept: list[int] = []
     lost = 0
-    for sample in samples:
+    for index, sample in enumerate(samples):
         labels = process(chain, {NAME: sample.name, **sample.labels})
         if labels is None:
             if sample.name != created:
                 lost += 1
             continue
         results.append((sample, labels))
+        kept.append(index)
     if not results:
         return None  # dropped by a rule, wholly
     if lost:
@@ -389,7 +453,7 @@ def _relabel_series(
             return INVALID
         if not all(n in sample.labels or is_label_name(n) for n in labels):
             return INVALID
-        suffix = sample.name[len(metric.name) :]
+        suffix = sample.name[len(family) :]
         if not new_name.endswith(suffix) or len(new_name) == len(suffix):
             return SHAPE
         name = new_name[: len(new_name) - len(suffix)] if suffix else new_name
@@ -403,13 +467,121 @@ def _relabel_series(
         new_samples.append(Sample(new_name, labels, *sample[2:]))
     assert family_name is not None
     assert key is not None
-    out = outs.get(family_name)
-    if out is None:
-        out = outs[family_name] = _Out(
-            Metric(family_name, metric.documentation, metric.type, metric.unit), raw
-        )
-    out.add(key, new_samples)
-    return None
+    return family_name, key, new_samples, tuple(kept)
+
+
+# a raw family's sample line: its ``name{labels}`` and its value with the newline
+_RAW_LINE = re.compile(r"([^\n]*) ([^ \n]*\n)")
+
+
+@dataclass(slots=True)
+class _RawOut:
+    """How one output family is made from a raw family's lines (see `_RawPlan`)."""
+
+    name: str
+    keys: list[SeriesKey] = field(default_factory=list)  # its series, in order
+    collided: dict[SeriesKey, int] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)  # the input lines it takes, in order
+    prefixes: list[str] = field(default_factory=list)  # each one's new ``name{labels} ``
+    widths: list[int] = field(default_factory=list)  # lines per series
+    taken: set[SeriesKey] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _RawPlan:
+    """A raw family relabelled, its values left out: valid for any scrape whose lines
+    have these ``name{labels}`` in this order (merged series repeat from scrape to
+    scrape). ``keys`` and ``results`` remember each line's series key and each series'
+    result for the next plan; ``used``: the generation that last used it."""
+
+    prefixes: list[str]
+    outs: list[_RawOut]
+    refused: dict[str, int]
+    keys: dict[str, SeriesKey]
+    results: dict[tuple[str, ...], _Result]
+    used: int = 0
+
+
+def _raw_plan(
+    chain: Sequence[Rule], family: RawFamily, prefixes: list[str], old: _RawPlan | None
+) -> _RawPlan:
+    """The plan of a raw family's lines (series and results taken from ``old`` when it
+    has them: only new label sets are relabelled)."""
+    skip = _SERIES_LABEL.get(family.type)
+    old_keys = old.keys if old is not None else {}
+    old_results = old.results if old is not None else {}
+    keys: dict[str, SeriesKey] = {}
+    samples: dict[str, Sample] = {}
+    groups: dict[SeriesKey, list[int]] = {}
+    for index, prefix in enumerate(prefixes):
+        key = keys.get(prefix)
+        if key is None:
+            key = old_keys.get(prefix)
+            if key is None:
+                name, text = _cut(prefix)
+                labels = label_dict(text)
+                samples[prefix] = Sample(name, labels, None)  # type: ignore[arg-type]
+                key = _series_key(labels, skip)
+            keys[prefix] = key
+        groups.setdefault(key, []).append(index)
+    results: dict[tuple[str, ...], _Result] = {}
+    refused: dict[str, int] = {}
+    outs: dict[str, _RawOut] = {}
+    for lines in groups.values():
+        signature = tuple(prefixes[i] for i in lines)
+        if signature in results:
+            result = results[signature]
+        elif signature in old_results:
+            result = results[signature] = old_results[signature]
+        else:
+            series = []
+            for prefix in signature:
+                sample = samples.get(prefix)
+                if sample is None:
+                    name, text = _cut(prefix)
+                    sample = samples[prefix] = Sample(name, label_dict(text), None)  # type: ignore[arg-type]
+                series.append(sample)
+            result = results[signature] = _series_result(chain, family.name, series, skip)
+        if isinstance(result, str):
+            refused[result] = refused.get(result, 0) + 1
+            continue
+        if result is None:
+            continue
+        name, new_key, new_samples, positions = result
+        out = outs.get(name)
+        if out is None:
+            out = outs[name] = _RawOut(name)
+        if new_key in out.taken:
+            out.collided[new_key] = out.collided.get(new_key, 1) + 1
+            continue
+        out.taken.add(new_key)
+        out.keys.append(new_key)
+        out.order.extend(lines[i] for i in positions)
+        out.prefixes.extend(_prefix(s.name, s.labels) for s in new_samples)
+        out.widths.append(len(positions))
+    for out in outs.values():
+        out.taken = set()  # not needed any more
+    return _RawPlan(prefixes, list(outs.values()), refused, keys, results)
+
+
+def _raw_outs(family: RawFamily, plan: _RawPlan, values: list[str]) -> list[tuple[_Out, bool]]:
+    """The output families of a plan, with this scrape's values (C-speed joins)."""
+    built = []
+    for spec in plan.outs:
+        lines = list(map(operator.add, spec.prefixes, map(values.__getitem__, spec.order)))
+        width = spec.widths[0]
+        texts: Iterable[str]
+        if width == 1 and len(lines) == len(spec.widths):
+            texts = lines
+        elif all(w == width for w in spec.widths):
+            texts = map("".join, zip(*[iter(lines)] * width, strict=True))
+        else:
+            bounds = list(itertools.accumulate(spec.widths, initial=0))
+            texts = ["".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
+        metric = Metric(spec.name, family.documentation, family.type, family.unit)
+        out = _Out(metric, True, dict(zip(spec.keys, texts, strict=True)), dict(spec.collided))
+        built.append((out, spec.name != family.name))
+    return built
 
 
 def _claims(name: str, kind: str) -> tuple[str, ...]:
@@ -476,16 +648,6 @@ def _type(family: Family | Metric | _Out) -> str:
 
 def _as_metric(family: Family | Metric) -> Metric:
     return family if isinstance(family, Metric) else family.to_metric()
-
-
-def _raw_metric(family: RawFamily) -> Metric:
-    """A raw family's samples with their value text kept (written back as it was)."""
-    metric = Metric(family.name, family.documentation, family.type, family.unit)
-    metric.samples = [
-        Sample(name, label_dict(labels), value)  # type: ignore[arg-type]
-        for name, labels, value in family.lines
-    ]
-    return metric
 
 
 def _as_out(family: Family | Metric) -> _Out:
