@@ -1,21 +1,10 @@
 """Metric and label names outside the legacy character set, escaped for one scraper.
 
-Prometheus's escaping schemes (the ``escaping`` parameter of ``Accept``/``Content-Type``,
-`sidecar.negotiation`), with the rules of ``EscapeName`` and ``EscapeMetricFamily`` in
-prometheus/common ``model/metric.go``:
-
-- a name in the legacy set (metric ``[a-zA-Z_:][a-zA-Z0-9_:]*``, label
-  ``[a-zA-Z_][a-zA-Z0-9_]*``) is never changed, whatever the scheme;
-- ``allow-utf-8``: names are sent as they are (the 1.0.0 formats quote them);
-- ``underscores``: every character outside the set (a leading digit too) becomes ``_``;
-- ``dots``: ``_`` becomes ``__``, ``.`` becomes ``_dot_``, any other character outside
-  the set ``__``;
-- ``values``: ``U__`` then the name with ``_`` as ``__`` and every character outside the
-  set as ``_<hex code point>_``.
-
-A family's sample names are its escaped name plus the sample's suffix (``_bucket``,
-``_total``...), so the suffixes stay readable and the family stays one family.
-Label names follow the label set (no ``:``), so what is written is valid text 0.0.4.
+Prometheus's escaping schemes (``allow-utf-8``, ``underscores``, ``dots``, ``values``:
+the ``escaping`` parameter read by `sidecar.negotiation`), with the rules of
+``EscapeName`` and ``EscapeMetricFamily`` in prometheus/common ``model/metric.go``. A
+family's sample names are its escaped name plus the sample's suffix, so the family stays
+one family. The rules of each scheme: docs/ingest.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """One gzip stream from freshly compressed bytes followed by a gzip member that already exists.
 
 A merged scrape whose last part is, byte for byte, the body a merge target sent gzipped
-need not compress that part again: its deflate blocks can follow ours in one stream.
-This is how ``pigz`` joins independently compressed pieces (RFC 1951/1952):
-
-- our part is raw deflate flushed with ``Z_SYNC_FLUSH``, so it ends on a byte boundary
-  without a final block, and the next block may start right after it;
-- the member's deflate data (between its header and its 8-byte trailer) goes on as it
-  came; it ends with the stream's final block, and refers back only to its own bytes;
-- the trailer is the CRC-32 of the whole, combined from both parts' without reading the
-  member's body again (``crc32_combine``), and the whole length modulo 2**32.
-
-Compressing the 1.9 MB of a 20,000-series target costs ~1.2 ms; this costs what
-compressing the prefix costs. `gzip_with_tail` is only called with a member whose body
-was inflated and checked by `sidecar.inflate` (so its CRC is right) and compared with
-what the scrape would have sent (so the bytes are the same).
+need not compress that part again: our part is raw deflate ended with ``Z_SYNC_FLUSH``,
+the member's deflate data follows as it came, and the trailer's CRC-32 is combined
+(``crc32_combine``), as ``pigz`` joins pieces (RFC 1951/1952). `gzip_with_tail` is only
+called with a member `sidecar.inflate` checked and whose body equals what the scrape would
+have sent. When it applies and what it saves: docs/merge-export.md.
 """
 
 from __future__ import annotations

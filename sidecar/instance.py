@@ -1,21 +1,9 @@
 """The sidecar's ``service.instance.id``: the same at every restart, different per instance.
 
-The OpenTelemetry SDK draws a random UUID v4 at every start, so every restart of the
-sidecar began new series (``target_info``, and every exported resource). The semantic
-conventions (``service.instance.id``) let an implementation use "an inherent unique ID
-as the source of this value if stability is desirable", turned into a UUID v5 in the
-namespace `NAMESPACE`; the underlying names stay out of the id (the conventions ask to
-treat pod name and namespace as confidential unless the user exposes them). The source,
-first that applies:
-
-1. ``service.instance.id`` set explicitly (``OTEL_RESOURCE_ATTRIBUTES``): kept as given
-   (`Module.new` does not call this then);
-2. Kubernetes: the ``k8s.namespace.name``, ``k8s.pod.name`` and ``k8s.container.name``
-   resource attributes (the chart sets them from the downward API), joined with ``.``:
-   the same for every container restart in one pod, different in every other pod;
-3. otherwise the host: ``/etc/machine-id`` (when readable), the hostname, and a
-   discriminator the caller passes (the admin listen address: two sidecars on one host
-   cannot share it).
+A UUID v5 in the namespace `NAMESPACE` of the first source that applies: the explicit
+``service.instance.id``, the pod's Kubernetes resource attributes, or the host (machine-id,
+hostname and a caller's discriminator); the names themselves stay out of the id. Why the
+SDK's random id is not enough, and the rules in full: docs/deployment.md.
 """
 
 from __future__ import annotations

@@ -1,33 +1,10 @@
 """Which exposition format and name escaping a scraper gets: the ``Accept`` header read.
 
-The ``Accept`` header is split into its media ranges, each with its parameters and its
-``q`` (RFC 9110 §12.5.1); ranges are tried from the highest ``q`` down (in header order
-among equal ones, ``q=0`` never) and the first one we serve is answered:
-
-============================================================  ==========================
-media range (parameters)                                      answer
-============================================================  ==========================
-``application/vnd.google.protobuf`` (``proto=io.prometheus.   protobuf (`sidecar.protobuf`)
-client.MetricFamily;encoding=delimited``)
-``application/openmetrics-text;version=1.0.0`` (or none)      OpenMetrics 1.0.0
-``application/openmetrics-text;version=0.0.1``                OpenMetrics 0.0.1
-``text/plain;version=1.0.0``                                  text 1.0.0
-``text/plain;version=0.0.4`` (or none)                        text 0.0.4
-``*/*``, ``text/*``                                           text 0.0.4
-``application/*``                                             OpenMetrics 1.0.0
-anything else (another version or encoding, ``text/html``)   skipped
-============================================================  ==========================
-
-and when no range is served, text 0.0.4 as Prometheus itself falls back to.
-
-The ``escaping`` parameter of the chosen range names how metric and label names outside
-the legacy character set are written (`sidecar.escaping`): ``allow-utf-8``,
-``underscores``, ``dots`` or ``values``; a missing or unknown one means ``underscores``
-(Prometheus 2 and every older scraper), so they get the bytes they always got. The 0.0.x
-formats cannot carry UTF-8 names: ``allow-utf-8`` there is ``underscores``. The
-Content-Type states the version and, for the 1.0.0 formats and protobuf, the escaping
-applied (for a 0.0.x format only when it is not ``underscores``, so a Prometheus 2
-scrape's header is today's).
+The header's media ranges are tried from the highest ``q`` down (RFC 9110 §12.5.1) and
+the first one served is answered (protobuf, OpenMetrics 1.0.0/0.0.1, text 1.0.0/0.0.4),
+else text 0.0.4 as Prometheus falls back; the chosen range's ``escaping`` parameter says
+how names outside the legacy set are written (`sidecar.escaping`). The rules in full
+(which range gets which answer, the Content-Type): docs/ingest.md.
 """
 
 from __future__ import annotations

@@ -2,26 +2,11 @@
 run``/``demo``/``webhook``, bench/proxy_only.py) do, never a library function or a test's
 embedded sidecar.
 
-Before the event loop starts (`run`):
-
-- glibc's allocator thresholds pinned (`pin_malloc_thresholds`): untuned, 1 MiB bodies
-  flip at random into a mode with hundreds of minor page faults per request and half the
-  throughput, because glibc hands the large read buffers back to the kernel and faults
-  fresh pages in on the next request. An mmap threshold of 4 MiB and a trim threshold of
-  64 MiB (what ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` do) remove that mode.
-- The event loop: uvloop when it is installed, else asyncio's own (`loop_factory`).
-
-Once the sidecar has started (`tune`):
-
-- ``gc.freeze()``: everything that exists once the listeners are bound (modules, config,
-  aiohttp apps, the OpenTelemetry SDK: ~10^5 objects) goes to the permanent generation,
-  so no later full collection walks it again; the proxy's p99 at one connection is where
-  those collections showed.
-- A larger first generation (`GEN0_THRESHOLD` container allocations instead of 700):
-  fewer young collections per request, each still small.
-- A 0.5 ms GIL switch interval (CPython's default is 5 ms): a ``/metrics`` render runs in
-  a worker thread (`sidecar.offloop`), and the event loop waits up to one interval for
-  the GIL every time it wakes for a request while a render runs.
+Before the event loop starts (`run`): glibc's allocator thresholds pinned
+(`pin_malloc_thresholds`) and the event loop chosen (uvloop when installed,
+`loop_factory`). Once the sidecar has started (`tune`): ``gc.freeze()``, a larger first
+generation (`GEN0_THRESHOLD`) and a 0.5 ms GIL switch interval. Why each, and what it
+measured: docs/proxy.md and docs/tail-latency.md.
 """
 
 from __future__ import annotations

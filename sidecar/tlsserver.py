@@ -1,20 +1,10 @@
 """A TLS server context that picks up a rotated certificate without a restart.
 
 Used by the injection webhook (``--tls-cert``/``--tls-key``) and by the admin listener
-(``admin.tls.*``). cert-manager, the kubelet's Secret volumes and most rotation tools
-replace the files (the kubelet swaps a ``..data`` symlink), so on every TLS handshake the
-server looks at the files' identity (device, inode, size, mtime: one ``stat`` each, a few
-microseconds) and, when any of them changed, loads a fresh context from them. The new
-certificate serves from that handshake on; connections already open keep theirs.
-
-A half-written rotation (the new certificate beside the old key) does not take the server
-down: the fresh context fails to load, the running one stays, one warning is logged, and
-the load is tried again when the files change again.
-
-The swap uses the one hook OpenSSL offers per handshake, the server-name callback, which
-it calls for every ClientHello (with or without SNI): the connection's context is replaced
-by the freshest one there. Every context made here has the same verify mode, so swapping
-never changes whether a client certificate is asked for.
+(``admin.tls.*``). On every handshake (the server-name callback OpenSSL calls for every
+ClientHello) the files' identity is compared (one ``stat`` each) and, when it changed, a
+fresh context is loaded and swapped in; a half-written rotation keeps the running context
+and logs one warning. Every context has the same verify mode. Docs: docs/security.md.
 """
 
 from __future__ import annotations

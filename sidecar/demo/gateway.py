@@ -1,17 +1,10 @@
 """A stand-in for the Causality gateway's ingest routes, and a client trickling events.
 
 `add_gateway_routes` adds ``POST /v1/events/ingest`` and ``POST /v1/events/batch`` to an
-aiohttp application, answering as the gateway does: the full protobuf decoders (JSON
-mapping by default, binary for ``application/x-protobuf`` and
-``application/octet-stream``), 1 to 1000 events a batch, server-side deduplication on
-the idempotency key, an ID (UUID v7) for every event that has none, and the answer in the
-request's encoding. An event without a payload is rejected, so the demo shows
-``causality_events_rejected_total`` moving. Bad bodies get 400 with a gRPC-gateway style
-JSON error, other content types 415.
-
-`send_event_trickle` posts a mix of single events and batches, JSON and binary, through
-the proxy until told to stop; some events are retries with an idempotency key already
-sent, some have no key, so every event metric shows on ``/metrics``.
+aiohttp application, answering as the gateway does (protobuf JSON mapping or binary,
+deduplication on the idempotency key, IDs, rejections, gRPC-gateway style errors).
+`send_event_trickle` posts a mix of single events and batches, retries and events without
+a key, through the proxy until told to stop, so every event metric shows on ``/metrics``.
 """
 
 from __future__ import annotations

@@ -1,31 +1,12 @@
 """Decoding of the gateway's event routes: request bodies to (type, key) pairs, responses
 to their rejected count.
 
-The gateway accepts the protobuf JSON mapping by default (lowerCamelCase and original
-field names alike) and binary protobuf for ``application/x-protobuf`` and
-``application/octet-stream``.
-
-How a batch body is read:
-
-- `decode_batch_request`, the exact reference: (type, key) per event. Binary bodies are
-  parsed by the protobuf runtime into a view of the envelope built from its own
-  descriptor (`_binary_batch_view`): the idempotency key and the ``payload`` oneof with
-  every member as ``bytes`` (wire-compatible with the messages), the other fields kept
-  as unknown bytes, ~3 times faster than the full message. JSON bodies are parsed by
-  msgspec into the envelope objects' members, each value kept as raw, syntax-checked
-  JSON: only the parts the metrics need are read and checked (the envelope objects,
-  the ``events`` array, the ``payload`` oneof, the idempotency key), because
-  ``json.loads`` costs ~4 times and ``json_format.Parse`` ~100 times more per event. A
-  deeper field error that the gateway would reject shows up in its ``rejected_count``.
-- The inspector's hot path is not here: `sidecar.events.scan` reads a batch in C (no
-  Python object per event) and hands anything off the plain path back to
-  `decode_batch_request`, so the answers and the error reasons are this module's.
-
-A gzip body (recognised by its magic bytes, which neither JSON nor these messages can
-start with) is decompressed first, up to the same size limit as plain bodies, so SDKs
-and gateways that compress keep their metrics.
-
-A body that cannot be read raises `DecodeError` with one of the `DecodeReason` values.
+`decode_batch_request` is the exact reference (the C scanner of `sidecar.events.scan`
+hands anything off its plain path back here): protobuf JSON mapping by default, binary
+protobuf for ``application/x-protobuf`` and ``application/octet-stream``, a gzip body
+inflated first, and only the parts the metrics need read and checked. A body that cannot
+be read raises `DecodeError` with one of the `DecodeReason` values. How and why a body is
+read so, with the costs: docs/events.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """The unified view (Prometheus families) → OTLP metrics data, resources regrouped.
 
-What /metrics serves is what is pushed. Each series goes back under a resource and an
-instrumentation scope, undoing what the ingest translation (design §8) did:
-
-- a series carrying promoted resource labels (``service_name``, … from
-  ``ingest.promote_resource_attributes``) was ingested: its resource is rebuilt from
-  those labels (original attribute keys) plus the ``target_info`` series with the same
-  values (attribute keys there are the sanitized label names: the dots are lost);
-- any other series (the sidecar's own, merged targets) goes under the sidecar's resource;
-- ``otel_scope_name``/``otel_scope_version`` become the scope; the other labels are the
-  point's attributes. ``target_info`` itself is not pushed: resources carry it.
-
-Types: counters are cumulative monotonic sums (named as the family, without ``_total``),
-gauges and unknown/untyped are gauges, histograms are explicit-bucket histograms (no
-min/max: Prometheus does not have them). OTLP/HTTP through the SDK's encoder has no
-summary: a summary is pushed as gauges of its quantiles, ``_sum`` and ``_count``, which
-keeps every sample's name and value; info, stateset and gauge-histogram samples are
-gauges named as their samples. ``_created`` samples give the start time; without one,
-the exporter's own start time is used.
+What /metrics serves is what is pushed: each series goes back under a resource and an
+instrumentation scope, undoing what the ingest translation (design §8) did (promoted
+resource labels and ``target_info`` rebuild an ingested series' resource; the sidecar's
+own and merged series go under the sidecar's resource), and each family type maps to an
+OTLP type. The mapping in full: docs/merge-export.md ("Push to an OpenTelemetry
+collector").
 """
 
 from __future__ import annotations

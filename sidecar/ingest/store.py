@@ -1,27 +1,11 @@
 """The metric store: one cumulative state per series, like the Collector's accumulator.
 
-Delta points are accumulated, cumulative points replace (a start time that moved forward
-is a reset and passes through), gauges and summaries keep their last value. Every
-series is stamped with the store clock when written; `MetricStore.expire` drops the idle
-ones (the receiver runs it on a timer). Per metric, new series beyond
-``max_series_per_metric`` are folded into one overflow series labelled
-``otel_metric_overflow="true"`` whose totals stay right; ``max_series`` bounds the whole
-store. A rejected point never touches a series: every check happens before any write.
-
-Pod-level aggregation (``ingest.workers``): a point of a resource that names a worker
-(`Metric.worker`) writes one pod-level series shared by every worker, while each worker's
-stream keeps its own last state (start, time, value). Cumulative points add their increase
-since the worker's last point (all of it after a reset, as the overflow series does), delta
-points add themselves: the pod-level value is the sum of every increase ever, so a retired
-or restarted worker's last value stays folded in and a counter never decreases. Gauges
-combine the live workers' last values (``sum``, ``max``, ``min``, ``last``) or stay one
-series per worker (``each``: a ``worker`` label). A worker silent for ``worker_idle`` is
-retired by `MetricStore.expire`: its streams go (nothing is kept per retired worker), its
-gauges leave the combination. At most ``max_series`` worker streams are live.
-
-The store is not thread-safe: it is mutated on the event loop only. A scrape renders it in
-a worker thread (`sidecar.offloop`) while `MetricStore.gate` holds every write: writers
-``await store.gate.writable()`` right before they write, so a scrape sees one state.
+Delta points are accumulated, cumulative points replace, gauges and summaries keep their
+last value; idle series expire (`MetricStore.expire`), series beyond the limits fold into
+an overflow series, and a rejected point never touches a series. Worker processes' points
+are aggregated into pod-level series (``ingest.workers``). Not thread-safe: mutated on the
+event loop only, while `MetricStore.gate` holds writes during a scrape's off-loop render
+(`sidecar.offloop`). The rules in full: docs/ingest.md ("The store", "One series per pod").
 """
 
 from __future__ import annotations

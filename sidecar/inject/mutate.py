@@ -2,18 +2,9 @@
 
 Pure: plain JSON data in, a new object out, the input never touched. Both entry points call
 `inject_pod`: ``causality-sidecar inject`` (sidecar.inject.documents) and the admission
-webhook (sidecar.inject.webhook).
-
-What injection does (docs/injection.md):
-- adds the sidecar container, configured entirely in its spec (``SIDECAR_CONFIG_YAML``, or a
-  ConfigMap mount plus that variable for the per-pod part), as the first container, or as
-  the first init container with ``restartPolicy: Always`` (native);
-- swaps port names instead of redirecting with iptables: the app's port keeps its number and
-  gets a new name, the sidecar's proxy port takes the old name, so a Service with
-  ``targetPort: http`` reaches the sidecar; the app's probes on that name get the number;
-- points ``prometheus.io/*`` at the sidecar's admin port; an app endpoint those annotations
-  named before becomes a merge target, so nothing scraped before disappears;
-- raises ``terminationGracePeriodSeconds`` to outlast the sidecar's drain.
+webhook (sidecar.inject.webhook). What injection does to a pod (the sidecar container,
+port names swapped instead of iptables, the ``prometheus.io/*`` annotations, the grace
+period): docs/injection.md.
 """
 
 from __future__ import annotations

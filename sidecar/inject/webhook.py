@@ -1,24 +1,12 @@
 """The injection webhook: ``causality-sidecar webhook`` (docs/injection.md).
 
-``POST /mutate`` over TLS answers an ``admission.k8s.io/v1`` AdmissionReview for a Pod
-CREATE with ``allowed: true`` and, when the pod is injected, a base64 ``JSONPatch`` from
-the pod it was sent to `inject_pod`'s result (`sidecar.inject.patch`). It never denies a
-pod: on any error it allows without a patch and says why in ``response.warnings``. Every
-answer is counted in ``sidecar_injector_requests_total{result}``.
-
-The AdmissionReview carries no namespace labels, so the path tells which entry of the
-MutatingWebhookConfiguration called: ``/mutate`` is the entry whose namespaceSelector
-matched ``sidecar.causality.dev/injection: enabled`` (every pod of the namespace is
-injected unless it opts out); ``/mutate/opt-in`` the entry for the other namespaces,
-where only pods annotated ``sidecar.causality.dev/inject: "true"`` are.
-
-Bodies are bounded (``--max-body``): a larger one is not read; when its first bytes hold
-the review's uid (the API server writes ``request.uid`` first) the answer is still
-``allowed`` with a warning, else 413. A body that is not an AdmissionReview gets 400 with
-a short reason; a review of another ``admission.k8s.io`` version is allowed with a
-warning in that version. The certificate is re-read when its files change
-(`sidecar.tlsserver`). ``/healthz``, ``/readyz`` and ``/metrics`` are served on a
-separate plain-HTTP port.
+``POST /mutate`` (and ``/mutate/opt-in``, for namespaces not labelled for injection) over
+TLS answers an ``admission.k8s.io/v1`` AdmissionReview for a Pod CREATE with ``allowed:
+true`` and, when the pod is injected, the ``JSONPatch`` of `inject_pod`'s result. It never
+denies a pod: on any error it allows without a patch and says why in ``warnings``.
+Bodies are bounded (``--max-body``), the certificate is re-read when its files change
+(`sidecar.tlsserver`), and ``/healthz``, ``/readyz``, ``/metrics`` are on a plain-HTTP
+port. The answers in full: docs/injection.md ("The webhook").
 """
 
 from __future__ import annotations

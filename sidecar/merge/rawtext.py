@@ -1,33 +1,12 @@
 """A fast path for the common families of a target's exposition, checked against prometheus_client.
 
-prometheus_client's parsers cost ~20 µs a sample and its encoders ~7 µs more to write
-each sample back out: for an app with 20,000 series that is most of a scrape. Most of
-an app's lines are plain counter, gauge and untyped samples (``name{labels} value``),
-so those families are kept as text (`RawFamily` renders itself for `sidecar.unified`,
-in either format) and everything else goes to prometheus_client's parsers.
-
-The body is cut at its comment lines (``# HELP``/``# TYPE``/``# UNIT``, found with
-``str.find``) into runs of sample lines. A run of a plain family is proven whole, not
-line by line: every line names one of the family's sample names and has exactly the
-first line's label names in that order (``name{a="…",b="…"} value``, the same grammar
-as `_SAMPLE_RE`). For an ASCII body (nearly every app's) the C extension
-`sidecar.merge._runs` proves the run in one pass without the GIL and adds the configured
-labels as it copies (~0.03 µs a line); for other bodies one `re` match of a pattern
-built from the first line does it and one ``str.replace`` adds the labels. Either way
-that is far below the ~3 µs a line of the line-by-line way. A run under 256 bytes, and
-one that is not proven so (labels that vary from line to line, escapes when labels must
-be added, a label the configuration replaces, a negative OpenMetrics counter, ...), is
-checked line by line with `_SAMPLE_RE`, as before. Histograms, summaries, info,
-stateset, ... go to prometheus_client block by block; anything the fast path does not
-recognise exactly (timestamps, exemplars, escapes in HELP, a counter without
-``_total``, repeated families, comments OpenMetrics does not allow) makes the whole body
-go there, so prometheus_client decides about it.
-
-A differential test parses many generated expositions both ways and requires the same
-families, HELP, types, samples and values (``tests/merge/test_rawtext.py``); another
-requires the whole-run way to give exactly what line by line gives, with either prover,
-and the C prover to answer as the `re` grammar does on runs near the grammar's edges
-(``tests/merge/test_rawtext_runs.py``).
+Plain counter, gauge and untyped families are kept as text (`RawFamily` renders itself for
+`sidecar.unified`, in either format), their runs of sample lines proven whole by the C
+extension `sidecar.merge._runs` (ASCII bodies) or one `re` match of a pattern built from
+the run's first line; a run that is not proven so is checked line by line with
+`_SAMPLE_RE`, and everything else goes to prometheus_client's parsers. The costs behind
+this design and the differential tests that hold it to prometheus_client:
+docs/merge-export.md ("How merging stays cheap").
 """
 
 from __future__ import annotations

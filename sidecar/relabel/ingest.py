@@ -1,28 +1,10 @@
-"""Drop before store: an ingested series that the ``relabel:`` rules drop is never stored.
+"""Relabel before store: the ``relabel:`` rules for the ``ingest`` source, run on each
+translated batch before the store applies it (`sidecar.ingest.receiver`).
 
-`IngestFilter.filter` runs on each translated batch right before the store applies it
-(`sidecar.ingest.receiver`) and removes the points of the series that the rules for
-the ``ingest`` source drop as a whole (every sample name of the series dropped: a
-counter's ``x_total``, a histogram's ``x_bucket``, ``x_count``, ...). Whatever else the
-rules do (rename, labels, a partial drop) happens at exposition (`sidecar.relabel.families`).
-
-The verdict is remembered per family when no rule can make it depend on more than the
-name (``keep``/``drop`` on the name only, no rule that can write ``__name__``: the
-issue's example): then a point costs nothing, a metric one look-up. Otherwise it is
-remembered per (family, label text), at most `MAX_REMEMBERED`, then forgotten at once.
-
-`IngestRelabel` goes further and is what the receiver runs: the whole chain for the
-``ingest`` source before the store, so the store holds (and a scrape serves, with no
-relabelling) the relabelled series. Each distinct (family, label text) is relabelled
-once, as the exposition would relabel the samples the store renders for it
-(`relabel_series`), and the result (new family name and label text, or why it went) is
-remembered: a steady stream of pushes pays a dict look-up per point, not a regex run.
-Two label sets that become one series are both dropped from then on (the stored one
-forgotten), counted as ``collision``, as at exposition; a result that breaks the
-family's shape is dropped and counted. A chain with a rule that reads ``le`` or
-``quantile`` (or maps labels whose names can be those) cannot be decided before the
-buckets exist: it runs at exposition as before, its drops before the store
-(`IngestFilter`).
+`IngestRelabel` runs the whole chain, remembering the result per (family, label text), so
+the store holds the relabelled series and a steady stream of pushes pays a look-up per
+point; a chain that reads ``le`` or ``quantile`` runs at exposition instead, with only its
+whole-series drops applied here (`IngestFilter`). Rules and costs: docs/relabel.md.
 """
 
 from __future__ import annotations
