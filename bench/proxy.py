@@ -145,6 +145,7 @@ TARGETS = (
     Target("sidecar", "sidecar"),
     Target("sidecar, metrics off", "sidecar-nometrics"),
     Target("sidecar, access log", "sidecar-accesslog"),
+    Target("sidecar, native histograms", "sidecar-native"),  # proxy.native_histograms
     Target("sidecar, no runtime tuning", "sidecar-notuning"),  # no gc.freeze, 5 ms GIL interval
 )
 
@@ -231,6 +232,8 @@ def target_process(
         command.append("--no-tuning")
     if target.kind == "sidecar-accesslog":
         command.append("--access-log")  # one JSON line per request to stderr: /dev/null
+    if target.kind == "sidecar-native":
+        command.append("--native-histograms")
     env = {**os.environ, **MALLOC_ENV}
     with running(
         command, port, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -522,12 +525,20 @@ def main() -> int:
             access = measure_paired(
                 running_targets, args, load_cores, "sidecar, access log", "sidecar"
             )
+            native = measure_paired(
+                running_targets, args, load_cores, "sidecar, native histograms", "sidecar"
+            )
         # the proxies above are stopped: the scrape scenario has the cores alone
         with running(nginx(conf, workdir, "upstream", load_cores), upstream):
             print("scrape scenario:", flush=True)
             scraped = proxy_scrape.run(args, workdir, upstream, load_cores, proxy_cores)
     print()
     print(report(results, paired, access))
+    print(
+        f"- proxy.native_histograms cost (paired runs, measured; no target): "
+        f"{native.throughput_cost * 100:.1f}% of throughput, "
+        f"{native.cpu_cost * 100:+.1f}% CPU ({native.cpu_on - native.cpu_off:+.0f} µs) per request"
+    )
     print()
     print(scraped)
     return 0

@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--native-histograms", action="store_true", help="proxy.native_histograms")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--no-tuning", action="store_true", help="no sidecar.runtime.tune()")
     return parser.parse_args(argv)
@@ -39,7 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     """Run the proxy until a signal arrives."""
     proxy = dataclasses.replace(
-        ProxyConfig(), upstream=args.upstream, listen=Address.parse(args.listen)
+        ProxyConfig(),
+        upstream=args.upstream,
+        listen=Address.parse(args.listen),
+        native_histograms=args.native_histograms,
     )
     config = Config(proxy=proxy, logging=LoggingConfig(access_log=args.access_log))
     configure_logging("warning", "json")

@@ -30,7 +30,7 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import Counter, Histogram, Synchronous
@@ -44,6 +44,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
 from sidecar.observability import Module
 
 __all__ = [
+    "Batched",
     "BatchedCounter",
     "BatchedHistogram",
     "Batcher",
@@ -213,12 +214,24 @@ class BatchedHistogram:
                 live.merge(counts, total - last, low, high)
 
 
+class Batched(Protocol):
+    """What a `Batcher` flushes: a ``pending`` batch it swaps out, and ``flush`` of it."""
+
+    pending: dict[int, list[Any]]
+
+    def flush(self, pending: dict[int, list[Any]]) -> None: ...
+
+
 class Batcher:
     """One lock for the hot path and the flush of a group of batched instruments."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._instruments: list[BatchedCounter | BatchedHistogram] = []
+        self._instruments: list[Batched] = []
+
+    def add(self, instrument: Batched) -> None:
+        """Flush ``instrument``'s batches with the others (swapped under the one lock)."""
+        self._instruments.append(instrument)
 
     def counter(self, counter: Counter) -> BatchedCounter:
         """A batched counter flushed by this batcher."""

@@ -475,6 +475,7 @@ class ProxyConfig:
     latency_buckets_ms: tuple[float, ...] = field(
         default=DEFAULT_LATENCY_BUCKETS_MS, metadata=_opt(_buckets, list)
     )
+    native_histograms: bool = field(default=False, metadata=_BOOL)
     upstream_tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from sidecar import __version__
 from sidecar.exposition import metrics_handler
 from sidecar.instance import stable_instance_id
+from sidecar.protobuf import NativeParts
 
 __all__ = [
     "Metrics",
@@ -63,9 +64,10 @@ class _NoEmptyLabels(_CustomCollector):
     scrape pays nothing).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, natives: NativeParts) -> None:
         super().__init__()
         self._padded = False
+        self._natives = natives
 
     def _build_scope_attrs(self, scope: InstrumentationScope) -> dict[str, Any]:
         attrs: dict[str, Any] = super()._build_scope_attrs(scope)
@@ -87,6 +89,10 @@ class _NoEmptyLabels(_CustomCollector):
 
     def collect(self) -> Iterable[Metric]:
         families: list[Metric] = list(super().collect())
+        natives = self._natives
+        for family in families:  # (`proxy.native_histograms`: their native parts)
+            if natives.of(family.name) is not None:
+                family.native_parts = natives  # type: ignore[attr-defined]
         if self._padded:
             for family in families:
                 family.samples = [
@@ -128,10 +134,10 @@ class _Deferred:
 class PrometheusReader(PrometheusMetricReader):
     """The exporter's reader with `_NoEmptyLabels` as its collector in ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, natives: NativeParts | None = None) -> None:
         super().__init__(registry=registry)
         registry.unregister(self._collector)
-        self._collector = _NoEmptyLabels()
+        self._collector = _NoEmptyLabels(NativeParts() if natives is None else natives)
         registry.register(self._collector)  # before the callback: registering collects once
         self._collector._callback = self.collect  # type: ignore[assignment]
 
@@ -154,6 +160,7 @@ class Module:
     provider: MeterProvider
     registry: CollectorRegistry
     resource: Resource
+    natives: NativeParts = field(default_factory=NativeParts)  # the native histograms' parts
 
     @classmethod
     def new(
@@ -176,13 +183,18 @@ class Module:
                 (`sidecar.instance`); the sidecar passes its admin listen address.
         """
         registry = SnapshotRegistry(auto_describe=True) if registry is None else registry
-        reader = PrometheusReader(registry)
+        natives = NativeParts()
+        reader = PrometheusReader(registry, natives)
         resource = own_resource(service_name, instance_key)
         provider = MeterProvider(
             resource=resource, metric_readers=[reader, *extra_readers], views=list(views)
         )
         return cls(
-            service_name=service_name, provider=provider, registry=registry, resource=resource
+            service_name=service_name,
+            provider=provider,
+            registry=registry,
+            resource=resource,
+            natives=natives,
         )
 
     @property

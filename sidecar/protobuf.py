@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client.core import Metric
@@ -34,6 +34,8 @@ from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 __all__ = [
     "CONTENT_TYPE",
     "MEDIA_TYPE",
+    "NativeParts",
+    "SeriesParts",
     "delimited",
     "delimited_bytes",
     "double",
@@ -50,6 +52,40 @@ __all__ = [
 MEDIA_TYPE = "application/vnd.google.protobuf"
 PROTO = "io.prometheus.client.MetricFamily"
 CONTENT_TYPE = f"{MEDIA_TYPE}; proto={PROTO}; encoding=delimited"
+
+# labels (an instrument's attribute names and values, as text) -> (count, native fields)
+SeriesParts = dict[frozenset[tuple[str, str]], tuple[int, bytes]]
+
+
+class NativeParts:
+    """The published native fields, by family name: written by a collection, read by a
+    protobuf render (one dict swapped whole, so a reader sees one collection's)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, SeriesParts] = {}
+        self.label_names: dict[str, tuple[str, ...]] = {}
+
+    def publish(self, family: str, label_names: tuple[str, ...], parts: SeriesParts) -> None:
+        """Replace ``family``'s series parts."""
+        self.label_names[family] = label_names
+        self._families = {**self._families, family: parts}
+
+    def of(self, family: str) -> Mapping[frozenset[tuple[str, str]], tuple[int, bytes]] | None:
+        """``family``'s series parts, or None when it has none."""
+        return self._families.get(family)
+
+    def lookup(self, family: str, labels: Mapping[str, str], count: int) -> bytes:
+        """The native fields of one series of ``family`` whose classic count is ``count``
+        (empty when there are none, or they were collected with another count)."""
+        parts = self._families.get(family)
+        if parts is None:
+            return b""
+        key = frozenset((name, labels[name]) for name in self.label_names[family] if name in labels)
+        found = parts.get(key)
+        if found is None or found[0] != count:
+            return b""
+        return found[1]
+
 
 _SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
 _SUM = {"histogram": "_sum", "gaugehistogram": "_gsum", "summary": "_sum"}
@@ -286,7 +322,13 @@ def _counter_metric(name: str, labels: dict[str, str], samples: list[Sample]) ->
     return length_field(b"\x22", _metric_head(labels, samples) + length_field(b"\x1a", body))
 
 
-def _histogram_metric(name: str, kind: str, labels: dict[str, str], samples: list[Sample]) -> bytes:
+def _histogram_metric(
+    name: str,
+    kind: str,
+    labels: dict[str, str],
+    samples: list[Sample],
+    natives: NativeParts | None = None,
+) -> bytes:
     total = name + _SUM[kind]  # (the count is the +Inf bucket's)
     bucket_name, created = name + "_bucket", name + "_created"
     head, buckets = b"", []
@@ -301,6 +343,8 @@ def _histogram_metric(name: str, kind: str, labels: dict[str, str], samples: lis
             )
             if bound == math.inf:  # implicit: sample_count (also when text has no _count)
                 head = counted + head
+                if natives is not None and count is not None:  # both parts, one count
+                    buckets.append(natives.lookup(name, labels, count))
                 continue
             bucket = counted + b"\x11" + double(bound)
             if sample.exemplar is not None:
@@ -341,7 +385,8 @@ def encode_family(metric: Metric) -> bytes:
         body = [_counter_metric(name, labels, s) for labels, s in _series(metric)]
     elif kind in ("histogram", "gaugehistogram"):
         shown, wire = name, pb.HISTOGRAM if kind == "histogram" else pb.GAUGE_HISTOGRAM
-        body = [_histogram_metric(name, kind, labels, s) for labels, s in _series(metric)]
+        natives: NativeParts | None = getattr(metric, "native_parts", None)
+        body = [_histogram_metric(name, kind, labels, s, natives) for labels, s in _series(metric)]
     elif kind == "summary":
         shown, wire = name, pb.SUMMARY
         body = [_summary_metric(name, labels, s) for labels, s in _series(metric)]

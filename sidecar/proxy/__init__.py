@@ -44,6 +44,7 @@ def create_proxy(
         lambda: holder[0].in_flight if holder else 0,
         aggregations=mergeable_aggregations(module),
         enabled=record_metrics,
+        natives=module.natives if config.proxy.native_histograms else None,
     )
     p = config.proxy
     labeler = RouteLabeler(

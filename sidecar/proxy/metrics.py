@@ -36,6 +36,8 @@ from sidecar.batching import (
 from sidecar.config import ProxyConfig
 from sidecar.known_labels import zeroed
 from sidecar.observability import Metrics, cardinality_overflow
+from sidecar.protobuf import NativeParts
+from sidecar.proxy.native import NativeHistogram
 
 __all__ = [
     "BODY_SIZE_BUCKETS_BYTES",
@@ -71,6 +73,11 @@ Exchange = tuple[str, str, int, float, float | None, int, int]
 # Exchanges logged before the loop's thread folds them into the instruments itself (a
 # collection folds first anyway): bounds the log when nothing collects (~1 MB).
 FOLD_EVERY = 4096
+# the latency families' names in the exposition, and their label names
+DURATION_FAMILY = "http_request_duration_milliseconds"
+TTFB_FAMILY = "http_request_time_to_first_byte_milliseconds"
+STATUS_LABELS = ("method", "path", "status", *REPORTER)
+ROUTE_LABELS = ("method", "path", *REPORTER)
 HISTOGRAMS = (
     "http.request.duration",
     "http.request.time_to_first_byte",
@@ -105,6 +112,7 @@ class ProxyMetrics:
         aggregations: Mapping[str, MergeableHistogramAggregation] | None = None,
         enabled: bool = True,
         fold_every: int = FOLD_EVERY,
+        natives: NativeParts | None = None,
     ) -> None:
         self.enabled = enabled
         self._log: deque[Exchange] = deque()
@@ -136,6 +144,13 @@ class ProxyMetrics:
             ERROR_REASONS,
         )
         self._overflow = batcher.counter(cardinality_overflow(meter))
+        # proxy.native_histograms: the latencies as native histograms too (`native`)
+        self._native_duration = self._native_ttfb = None
+        if natives is not None and self.batched_histograms:
+            self._native_duration = NativeHistogram(DURATION_FAMILY, STATUS_LABELS, natives)
+            self._native_ttfb = NativeHistogram(TTFB_FAMILY, ROUTE_LABELS, natives)
+            batcher.add(self._native_duration)
+            batcher.add(self._native_ttfb)
         self._in_flight = in_flight
         meter.create_observable_up_down_counter(
             "http.requests.in_flight",
@@ -214,6 +229,7 @@ class ProxyMetrics:
         status_key = self._status_key
         duration, total, errors = self._duration, self._total, self._errors
         ttfb, request_size, response_size = self._ttfb, self._request_size, self._response_size
+        native_duration, native_ttfb = self._native_duration, self._native_ttfb
         with self._batcher.lock:
             for _ in range(len(log)):
                 method, path, status, duration_ms, ttfb_ms, request_bytes, response_bytes = (
@@ -226,6 +242,10 @@ class ProxyMetrics:
                     errors.add(attrs)
                 if ttfb_ms is not None:
                     ttfb.record(ttfb_ms, route)
+                if native_duration is not None:
+                    native_duration.record(duration_ms, attrs)
+                    if ttfb_ms is not None:
+                        native_ttfb.record(ttfb_ms, route)  # type: ignore[union-attr]
                 request_size.record(request_bytes, route)
                 response_size.record(response_bytes, route)
 
