@@ -1,0 +1,147 @@
+"""A merge target's families relabelled by a remembered plan give what relabelling them
+anew gives, scrape after scrape (values changing, series coming and going), with the
+same refusals counted per scrape; and a scrape whose label sets did not change
+relabels no series."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from sidecar.config import config_from_dict
+from sidecar.merge.rawtext import RawFamily
+from sidecar.relabel import families as families_module
+from sidecar.relabel.families import Relabeller
+from sidecar.relabel.rules import Rule, compile_rules, process
+from tests.relabel.test_families import Recorded, Target
+from tests.relabel.test_properties import rule
+
+CODES = ["200", "404", "500", "5xx", 'a"b\\c']
+# a series: (family, code, x); the body holds each once, values drawn per scrape
+series_strategy = st.tuples(
+    st.sampled_from(["app_requests", "app_queue", "app_other"]),
+    st.sampled_from(CODES),
+    st.sampled_from(["", "1", "2"]),
+)
+
+
+def body(series: list[tuple[str, str, str]], values: list[int], openmetrics: bool) -> str:
+    """An app's exposition: counters ``app_requests``, gauges ``app_queue`` and
+    ``app_other`` (labels ``code`` and ``x``)."""
+    registry = CollectorRegistry()
+    kinds: dict[str, Any] = {
+        "app_requests": Counter("app_requests", "R", ["code", "x"], registry=registry),
+        "app_queue": Gauge("app_queue", "Q", ["code", "x"], registry=registry),
+        "app_other": Gauge("app_other", "O", ["code", "x"], registry=registry),
+    }
+    for (name, code, x), value in zip(series, values, strict=False):
+        metric = kinds[name].labels(code, x)
+        if name == "app_requests":
+            metric.inc(value)
+        else:
+            metric.set(value)
+    return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
+
+
+def shown(families: list[Any]) -> list[tuple[str, str, Any]]:
+    """Families as comparable values (a raw family: its text)."""
+    return [
+        (f.name, f.type, f.chunks if isinstance(f, RawFamily) else _samples(f)) for f in families
+    ]
+
+
+def numeric(families: list[Any]) -> list[tuple[str, str, Any]]:
+    """Families as numeric samples (a raw family converted as the merge converts it)."""
+    return [
+        (f.name, f.type, _samples(f.to_metric() if isinstance(f, RawFamily) else f))
+        for f in families
+    ]
+
+
+def _samples(metric: Metric) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, s.labels, s.value) for s in metric.samples]
+
+
+def compiled(rules: list[dict[str, Any]]) -> tuple[Rule, ...]:
+    return compile_rules(config_from_dict({"relabel": rules}).relabel)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(rule, min_size=1, max_size=3),
+    first=st.lists(series_strategy, min_size=1, max_size=12, unique=True),
+    later=st.lists(series_strategy, max_size=12, unique=True),
+    values=st.lists(st.integers(0, 10**6), min_size=12, max_size=12),
+    openmetrics=st.booleans(),
+)
+def test_remembered_plans_give_what_relabelling_anew_gives(
+    rules: list[dict[str, Any]],
+    first: list[tuple[str, str, str]],
+    later: list[tuple[str, str, str]],
+    values: list[int],
+    openmetrics: bool,
+) -> None:
+    chain = compiled(rules)
+    remembered_counts = Recorded()
+    remembered = Relabeller(chain, remembered_counts)
+    # the same label sets three times (values changing), then others, then the first again
+    scrapes = [first, first, first, later, first]
+    for number, series in enumerate(scrapes):
+        text = body(series, [v + number for v in values], openmetrics)
+        anew_counts = Recorded()
+        before = dict(remembered_counts.counts)
+        got = remembered.apply(Target(text, openmetrics).families(), "merge")
+        anew = Relabeller(chain, anew_counts, remember=False).apply(
+            Target(text, openmetrics).families(), "merge"
+        )
+        added = {k: v - before.get(k, 0) for k, v in remembered_counts.counts.items()}
+        assert shown(got) == shown(anew)
+        assert {k: v for k, v in added.items() if v} == {
+            k: v for k, v in anew_counts.counts.items() if v
+        }
+        # and what the samples relabelled as prometheus_client samples give
+        reference_counts = Recorded()
+        metrics = [f.to_metric() for f in Target(text, openmetrics).families()]
+        reference = Relabeller(chain, reference_counts).apply(metrics, "merge")
+        assert numeric(got) == numeric(reference)
+        assert {k: v for k, v in added.items() if v} == {
+            k: v for k, v in reference_counts.counts.items() if v
+        }
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_unchanged_label_sets_are_not_relabelled_again(
+    monkeypatch: pytest.MonkeyPatch, openmetrics: bool
+) -> None:
+    calls: list[str] = []
+    original = process
+
+    def counted(chain: Any, labels: dict[str, str]) -> dict[str, str] | None:
+        calls.append(labels["code"])
+        return original(chain, labels)
+
+    monkeypatch.setattr(families_module, "process", counted)
+    chain = compiled([{"source_labels": ["code"], "regex": "(.).*", "target_label": "class",
+                       "replacement": "${1}xx"}])  # fmt: skip
+    relabeller = Relabeller(chain)
+    series = [("app_requests", code, "") for code in CODES[:3]]
+    relabeller.apply(Target(body(series, [1, 2, 3], openmetrics), openmetrics).families(), "merge")
+    assert sorted(set(calls)) == ["200", "404", "500"]
+    calls.clear()
+    text = body(series, [4, 5, 6], openmetrics)
+    got = relabeller.apply(Target(text, openmetrics).families(), "merge")
+    assert calls == []
+    assert isinstance(got[0], RawFamily)  # still text
+    assert 'app_requests_total{code="404",class="4xx"} 5.0\n' in got[0].chunks[0]
+    series.append(("app_requests", "5xx", "1"))  # one new series: only it is relabelled
+    relabeller.apply(
+        Target(body(series, [4, 5, 6, 7], openmetrics), openmetrics).families(), "merge"
+    )
+    assert set(calls) == {"5xx"}
