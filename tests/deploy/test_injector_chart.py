@@ -48,8 +48,8 @@ from tests.deploy.chart import (
     leaf_paths,
     schema_at,
 )
-from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.inject.pss import violations
+from tests.support.kubernetes import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, run_sidecar
 from tests.support.prometheus import start_prometheus
 

@@ -19,22 +19,13 @@ from typing import Any
 import yaml
 
 from tests.deploy.chart import ROOT
+from tests.support.kubernetes import KUBERNETES_CONFIG, kubernetes_config_with_file_sd
 from tests.support.prometheus import promtool
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
-KUBERNETES_CONFIG = PROMETHEUS_DIR / "scrape-kubernetes.yaml"
 LOCAL_CONFIG = PROMETHEUS_DIR / "scrape-local.yaml"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 DEBIAN_NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"
-
-
-def kubernetes_config_with_file_sd(sd_file: Path) -> dict[str, Any]:
-    """scrape-kubernetes.yaml with its pod discovery replaced by ``file_sd_configs``."""
-    config: dict[str, Any] = yaml.safe_load(KUBERNETES_CONFIG.read_text())
-    for job in config["scrape_configs"]:
-        assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
-        job["file_sd_configs"] = [{"files": [str(sd_file)], "refresh_interval": "1s"}]
-    return config
 
 
 def _check(path: Path) -> tuple[int, str]:

@@ -4,7 +4,7 @@ change to the mutation: ``python -m tests.inject.corpus_golden``; review the dif
 from __future__ import annotations
 
 from sidecar.inject.documents import inject_text
-from tests.inject.test_mutation import CORPUS, SETTINGS, corpus_names
+from tests.support.kubernetes import CORPUS, SETTINGS, corpus_names
 
 
 def main() -> None:

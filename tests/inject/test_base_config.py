@@ -28,8 +28,8 @@ from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
 from tests.deploy.chart import KUBE_VERSIONS
 from tests.inject.pss import violations
-from tests.inject.test_mutation import IMAGE, containers, sidecar_config
 from tests.inject.test_webhook import cli_inject, patched, review, start_webhook
+from tests.support.kubernetes import IMAGE, containers, sidecar_config
 from tests.support.process import http_get, wait_until
 from tests.support.tls import Pki, write_atomically
 

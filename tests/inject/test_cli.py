@@ -14,7 +14,7 @@ import yaml
 
 from tests.deploy.chart import KUBE_VERSIONS, ROOT
 from tests.inject.pss import violations
-from tests.inject.test_mutation import CORPUS, IMAGE, containers, sidecar_config
+from tests.support.kubernetes import CORPUS, IMAGE, containers, sidecar_config
 
 SIDECAR = [sys.executable, "-m", "sidecar"]
 POD = {

@@ -20,9 +20,8 @@ import pytest
 import yaml
 
 from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
-from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
 from tests.inject.test_e2e_inject import POD_NAME, _kubelet_env, _port_named
-from tests.inject.test_mutation import IMAGE, containers
+from tests.support.kubernetes import IMAGE, containers, kubernetes_config_with_file_sd
 from tests.support.process import free_port, run_sidecar, wait_until
 from tests.support.prometheus import start_prometheus
 from tests.support.tls import Pki

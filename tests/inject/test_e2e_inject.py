@@ -35,9 +35,8 @@ import pytest
 import yaml
 
 from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
-from tests.deploy.test_prometheus_configs import kubernetes_config_with_file_sd
-from tests.inject.test_mutation import IMAGE, containers
 from tests.proxy.tls_upstream import _wait_port
+from tests.support.kubernetes import IMAGE, containers, kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar
 from tests.support.prometheus import PrometheusServer, poll, require_tool, start_prometheus
 

@@ -15,7 +15,6 @@ import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -28,16 +27,16 @@ from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
 from tests.deploy.chart import KUBE_VERSIONS
 from tests.inject.pss import violations
+from tests.support.kubernetes import (
+    CORPUS,
+    IMAGE,
+    SETTINGS,
+    containers,
+    corpus_names,
+    sidecar_config,
+)
 
-CORPUS = Path(__file__).parent / "corpus"
-IMAGE = "registry.example.com/causality-sidecar:0.1.0"
-SETTINGS = InjectSettings(image=IMAGE)
 SIDECAR = "causality-sidecar"
-
-
-def corpus_names() -> list[str]:
-    """The corpus inputs, by stem (golden outputs end in .injected.yaml)."""
-    return sorted(p.stem for p in CORPUS.glob("*.yaml") if not p.stem.endswith(".injected"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +86,6 @@ def template(obj: Mapping[str, Any]) -> dict[str, Any]:
     for key in TEMPLATE_PATHS[obj["kind"]]:
         node = node[key]
     return dict(node)
-
-
-def containers(pod: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every container and init container of a pod (template), by name."""
-    spec = pod["spec"]
-    return {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
-
-
-def sidecar_config(container: Mapping[str, Any]) -> dict[str, Any]:
-    """The sidecar's config from its SIDECAR_CONFIG_YAML, parsed."""
-    [value] = [e["value"] for e in container["env"] if e["name"] == "SIDECAR_CONFIG_YAML"]
-    parsed: dict[str, Any] = yaml.safe_load(value)
-    return parsed
 
 
 # ------------------------------------------------------------------ the whole corpus

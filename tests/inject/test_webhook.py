@@ -29,9 +29,9 @@ import jsonpatch
 import pytest
 import yaml
 
-from tests.inject.test_mutation import CORPUS, corpus_names
-from tests.inject.test_mutation import IMAGE as CORPUS_IMAGE
 from tests.inject.test_patch import pod_templates
+from tests.support.kubernetes import CORPUS, corpus_names
+from tests.support.kubernetes import IMAGE as CORPUS_IMAGE
 from tests.support.process import (
     SidecarProcess,
     free_port,
