@@ -9,49 +9,17 @@ body to it. Rendering a raw family must also parse back to the same family.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
-from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest as render_text
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as parse_openmetrics,
-)
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar.merge.fetch import parse_exposition
-from sidecar.merge.rawtext import RawFamily, Unsupported, fold_created, parse_fast
-
-Normal = list[tuple[str, str, str, str, list[tuple[str, tuple[tuple[str, str], ...], str]]]]
-
-
-def normal(families: Iterable[RawFamily | Metric]) -> Normal:
-    out = []
-    for family in families:
-        metric = family.to_metric() if isinstance(family, RawFamily) else family
-        samples = [
-            (s.name, tuple(sorted(s.labels.items())), repr(float(s.value))) for s in metric.samples
-        ]
-        out.append((metric.name, metric.type, metric.documentation, metric.unit, samples))
-    return out
-
-
-def reference(body: str, openmetrics: bool, labels: Mapping[str, str]) -> Normal:
-    """prometheus_client alone (plus the _created fold and configured labels)."""
-    metrics = list(parse_openmetrics(body) if openmetrics else parse_text(body))
-    for metric in metrics:
-        for i, s in enumerate(metric.samples):
-            merged = dict(s.labels)
-            for k, v in labels.items():
-                if k in merged:
-                    merged["exported_" + k] = merged[k]
-                merged[k] = v
-            metric.samples[i] = s._replace(labels=merged)
-    return normal(metrics if openmetrics else fold_created(metrics))
+from sidecar.merge.rawtext import parse_fast
+from tests.support.rawtext import check_same, reference
 
 
 def registry(values: list[str], help_text: str, number: float) -> CollectorRegistry:
@@ -76,26 +44,6 @@ BODIES = {
     "text": lambda r: render_text(r).decode(),
     "openmetrics": lambda r: render_openmetrics(r).decode(),
 }
-
-
-def check_same(body: str, openmetrics: bool, labels: Mapping[str, str]) -> None:
-    expected = reference(body, openmetrics, labels)
-    try:
-        fast = parse_fast(body, openmetrics, labels)
-    except Unsupported:
-        fast = None
-    if fast is not None:
-        assert normal(fast) == expected
-        for family in fast:  # each raw family renders to text prometheus_client reads back the same
-            if isinstance(family, RawFamily):
-                out: list[str] = []
-                family.render(openmetrics, out)
-                again = "".join(out) + ("# EOF\n" if openmetrics else "")
-                parsed = list(parse_openmetrics(again) if openmetrics else parse_text(again))
-                assert normal(fold_created(parsed) if not openmetrics else parsed) == normal(
-                    [family]
-                )
-    assert normal(parse_exposition(body, openmetrics, labels)) == expected
 
 
 label_values = st.lists(

@@ -14,31 +14,19 @@ from collections.abc import Mapping
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client.core import Metric
 
-from sidecar.merge import _runs, rawtext
+from sidecar.merge import rawtext
 from sidecar.merge._runs import split_created, take_run
-from sidecar.merge.fetch import parse_exposition
 from sidecar.merge.rawtext import RawFamily, Unsupported, parse_fast
-from tests.merge.test_rawtext import check_same, reference
 from tests.support.prometheus import check_metrics
-
-Outcome = list[tuple[str, str, str, str, str]] | str
-
-
-def rendered(families: list[RawFamily | Metric]) -> Outcome:
-    """Each family's name, type, kind and its exact text in both formats."""
-    out = []
-    for family in families:
-        if not isinstance(family, RawFamily):
-            out.append((family.name, family.type, "Metric", repr(family.samples), ""))
-            continue
-        text: list[str] = []
-        om: list[str] = []
-        family.render(False, text)
-        family.render(True, om)
-        out.append((family.name, family.type, "RawFamily", "".join(text), "".join(om)))
-    return out
+from tests.support.rawtext import (
+    Outcome,
+    assert_as_prometheus_client,
+    bodies,
+    mutated,
+    rendered,
+    use_c_paths,
+)
 
 
 def parse_both(
@@ -57,17 +45,6 @@ def parse_both(
     return outcomes[0], outcomes[1]
 
 
-def assert_as_prometheus_client(body: str, openmetrics: bool, labels: Mapping[str, str]) -> None:
-    """The same families as prometheus_client's parser, or refused as it refuses them."""
-    try:
-        reference(body, openmetrics, labels)
-    except ValueError:
-        with pytest.raises(ValueError):  # noqa: PT011  # both parsers raise plain ValueError
-            parse_exposition(body, openmetrics, labels)
-    else:
-        check_same(body, openmetrics, labels)
-
-
 @pytest.fixture(params=[True, False], ids=["c", "re"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Every run tried whole, however short, and proven in C (as runs of ASCII bodies
@@ -81,15 +58,6 @@ def use_engine(monkeypatch: pytest.MonkeyPatch, use_c: bool) -> None:
     monkeypatch.setattr(rawtext, "SHORT_RUN", 0)
     use_c_paths(monkeypatch, use_c)
     monkeypatch.setattr(rawtext._Splitter, "whole_body", False)  # runs, not whole bodies
-
-
-def use_c_paths(monkeypatch: pytest.MonkeyPatch, use_c: bool) -> None:
-    """Prove runs (and scan whole bodies) in C or not, whatever ``SIDECAR_NO_EXTENSIONS``
-    says: with it, rawtext does not import the C module, so the tests hand it over."""
-    monkeypatch.setattr(rawtext._Splitter, "use_c", use_c)
-    monkeypatch.setattr(rawtext._Splitter, "whole_body", use_c)
-    for name in ("scan_text", "split_created", "take_run"):
-        monkeypatch.setattr(rawtext, name, getattr(_runs, name), raising=False)
 
 
 @pytest.fixture
@@ -289,50 +257,6 @@ def test_golden_text_of_whole_runs_in_both_formats(taken: list[bool], engine: bo
     assert check.passes, check.findings
 
 
-# Generated bodies: families whose lines mostly share label names (the whole-run path)
-# and sometimes do not, with values that need escapes, in both formats.
-label_value = st.text(alphabet=st.sampled_from('ab "\\\n}{,=é'), max_size=6)
-label_set = st.sampled_from([(), ("x",), ("x", "y"), ("y", "x"), ("source",)])
-
-
-def _value_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-@st.composite
-def bodies(draw: st.DrawFn) -> tuple[str, bool]:
-    openmetrics = draw(st.booleans())
-    lines = []
-    for index in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["counter", "gauge", "untyped"]))
-        kind = "unknown" if kind == "untyped" and openmetrics else kind
-        family = f"f{index}"
-        names = {"counter": [family + "_total"], "gauge": [family], "untyped": [family]}
-        names["unknown"] = [family]
-        if kind == "counter" and openmetrics:
-            names["counter"].append(family + "_created")
-        header = family + "_total" if kind == "counter" and not openmetrics else family
-        lines.append(f"# HELP {header} Help {index}.")
-        lines.append(f"# TYPE {header} {kind}")
-        uniform = draw(label_set)
-        # one series once: a label set in another order is the same series (a target that
-        # repeats a series is malformed; README "merge-export" says what the fast path does)
-        seen: set[frozenset[tuple[str, str]]] = set()
-        for _ in range(draw(st.integers(0, 5))):
-            keys = uniform if draw(st.integers(0, 4)) else draw(label_set)
-            values = tuple(draw(label_value) for _ in keys)
-            series = frozenset(zip(keys, values, strict=True))
-            if series in seen:
-                continue
-            seen.add(series)
-            pairs = ",".join(f'{k}="{_value_text(v)}"' for k, v in zip(keys, values, strict=True))
-            value = draw(st.sampled_from(["1", "2.5", "-3e+09", "+Inf", "NaN", ".5", "-0.0", "+2"]))
-            for name in names[kind]:
-                lines.append(f"{name}{{{pairs}}} {value}" if keys else f"{name} {value}")
-    body = "\n".join(lines) + "\n"
-    return (body + "# EOF\n" if openmetrics else body), openmetrics
-
-
 @pytest.mark.parametrize("engine_used", ["c", "re", "by-size"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=bodies(), configured=st.sampled_from([{}, {"source": "app"}, {"z": 'a"\\b'}]))
@@ -346,21 +270,6 @@ def test_generated_bodies_whole_runs_equal_line_by_line(
         whole, by_line = parse_both(body, openmetrics, configured, monkeypatch)
     assert whole == by_line
     assert_as_prometheus_client(body, openmetrics, configured)
-
-
-_MUTANTS = '"\\{}=, \n#-+.eEINaf0_\x00\t:é'
-
-
-@st.composite
-def mutated(draw: st.DrawFn) -> tuple[str, bool]:
-    """A generated body with a few characters inserted, replaced or deleted."""
-    body, openmetrics = draw(bodies())
-    for _ in range(draw(st.integers(1, 4))):
-        at = draw(st.integers(0, len(body)))
-        edit = draw(st.sampled_from(["insert", "replace", "delete"]))
-        char = draw(st.sampled_from(_MUTANTS)) if edit != "delete" else ""
-        body = body[:at] + char + body[at + (edit != "insert") :]
-    return body, openmetrics
 
 
 def parse_with(body: str, openmetrics: bool, labels: Mapping[str, str], use_c: bool) -> Outcome:

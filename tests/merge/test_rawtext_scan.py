@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from sidecar.merge import rawtext
 from sidecar.merge._runs import scan_text
 from sidecar.merge.rawtext import Unsupported, parse_fast
-from tests.merge.test_rawtext_runs import (
+from tests.support.rawtext import (
     Outcome,
     assert_as_prometheus_client,
     bodies,
