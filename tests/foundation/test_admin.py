@@ -20,7 +20,7 @@ from sidecar import __version__, extensions
 from sidecar.admin import create_admin_app
 from sidecar.config import AdminConfig, Config, ConfigError
 from sidecar.server import Sidecar
-from tests.foundation.test_observability import record_everything
+from tests.support.observability import record_everything
 from tests.support.prometheus import check_metrics
 
 TEXT_CT = "text/plain; version=0.0.4; charset=utf-8"

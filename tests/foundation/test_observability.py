@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.exposition import render
 from sidecar.observability import Metrics, Module, http_metrics
+from tests.support.observability import record_everything
 
 # (Prometheus family name as exposed, type, HELP) for every design §6 catalogue instrument.
 CATALOGUE = [
@@ -38,19 +39,6 @@ EXPOSED_NAMES = [
     "dedup_dropped_total", "dlq_depth", "rules_evaluated_total", "alerts_fired_total",
     "webhook_success_total", "webhook_failure_total",
 ]  # fmt: skip
-
-
-def record_everything(metrics: Metrics) -> None:
-    attrs = {"stream": "events"}
-    for name in ("http_request_duration", "nats_batch_size", "nats_flush_latency",
-                 "nats_ack_latency", "s3_file_size"):  # fmt: skip
-        getattr(metrics, name).record(7, attrs)
-    for name in ("http_request_total", "http_request_errors", "nats_messages_processed",
-                 "s3_files_written", "dedup_dropped", "rules_evaluated", "alerts_fired",
-                 "webhook_success", "webhook_failure"):  # fmt: skip
-        getattr(metrics, name).add(1, attrs)
-    metrics.dlq_depth.add(3, attrs)
-    metrics.dlq_depth.add(-1, attrs)
 
 
 @pytest.fixture
