@@ -9,7 +9,6 @@ import pytest
 
 from sidecar.demo import samples
 from sidecar.events.codec import (
-    DEFAULT_MAX_BYTES,
     MAX_BATCH_EVENTS,
     NO_TYPE,
     DecodeError,
@@ -22,7 +21,8 @@ from sidecar.events.codec import (
     encoding_of,
     summarize_ingest_request,
 )
-from sidecar.gen.causality.v1 import events_pb2, service_pb2
+from sidecar.gen.causality.v1 import service_pb2
+from tests.support.events import BATCH_ERRORS, json_batch
 
 R = DecodeReason
 
@@ -113,57 +113,6 @@ def test_json_mixed_spellings_and_nulls() -> None:
     ]
 
 
-def _events(count: int) -> bytes:
-    return json.dumps({"events": [{"idempotencyKey": str(i)} for i in range(count)]}).encode()
-
-
-def _binary_events(count: int) -> bytes:
-    return service_pb2.IngestEventBatchRequest(
-        events=[events_pb2.EventEnvelope() for _ in range(count)]
-    ).SerializeToString()
-
-
-BATCH_ERRORS = [
-    ("not-json", b"{nope", "application/json", R.INVALID_JSON),
-    ("not-utf8", b'{"events": [{"idempotencyKey": "\xff"}]}', None, R.INVALID_JSON),
-    ("bad-nested-json", b'{"events": [{"screenView": {"a": }}]}', None, R.INVALID_JSON),
-    ("trailing-garbage", b'{"events": [{}]} x', None, R.INVALID_JSON),
-    (
-        "too-deep",
-        b'{"events": [{"customEvent": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
-        None,
-        R.INVALID_JSON,
-    ),
-    ("truncated-gzip", gzip.compress(b'{"events": [{}]}')[:-9], None, R.INVALID_GZIP),
-    ("corrupt-gzip", b"\x1f\x8b\x08\x00garbage", None, R.INVALID_GZIP),
-    ("gzip-bomb", gzip.compress(b" " * (DEFAULT_MAX_BYTES + 1)), None, R.BODY_TOO_LARGE),
-    ("not-protobuf", b"\xff\xff\xff\xff", "application/x-protobuf", R.INVALID_PROTOBUF),
-    (
-        "truncated-protobuf",
-        _binary_events(2)[:-1] + b"\x0a\x05ab",
-        "application/octet-stream",
-        R.INVALID_PROTOBUF,
-    ),
-    ("array-body", b"[]", None, R.SCHEMA),
-    ("events-not-array", b'{"events": {}}', None, R.SCHEMA),
-    ("event-not-object", b'{"events": [1]}', None, R.SCHEMA),
-    ("key-not-string", b'{"events": [{"idempotencyKey": 5}]}', None, R.SCHEMA),
-    ("two-payloads", b'{"events": [{"screenView": {}, "buttonTap": {}}]}', None, R.SCHEMA),
-    ("payload-not-object", b'{"events": [{"screenView": "x"}]}', None, R.SCHEMA),
-    ("empty-json", b"{}", None, R.EMPTY_BATCH),
-    ("empty-array", b'{"events": []}', None, R.EMPTY_BATCH),
-    ("empty-protobuf", b"", "application/x-protobuf", R.EMPTY_BATCH),
-    ("1001-json", _events(MAX_BATCH_EVENTS + 1), None, R.TOO_MANY_EVENTS),
-    (
-        "1001-protobuf",
-        _binary_events(MAX_BATCH_EVENTS + 1),
-        "application/x-protobuf",
-        R.TOO_MANY_EVENTS,
-    ),
-    ("form", b"a=b", "application/x-www-form-urlencoded", R.UNSUPPORTED_CONTENT_TYPE),
-]
-
-
 @pytest.mark.parametrize(
     ("body", "content_type", "reason"),
     [case[1:] for case in BATCH_ERRORS],
@@ -176,7 +125,7 @@ def test_batch_decode_errors(body: bytes, content_type: str | None, reason: Deco
 
 
 def test_batch_of_exactly_1000_is_fine() -> None:
-    assert len(decode_batch_request(_events(MAX_BATCH_EVENTS), None)) == MAX_BATCH_EVENTS
+    assert len(decode_batch_request(json_batch(MAX_BATCH_EVENTS), None)) == MAX_BATCH_EVENTS
 
 
 INGEST_ERRORS = [

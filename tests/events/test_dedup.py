@@ -5,7 +5,6 @@ a plain reference. Both implementations, whichever runs (`sidecar.extensions`): 
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from sidecar.events import _scan, pyscan
 from sidecar.events.scan import KeyMemory
+from tests.support.events import ReferenceMemory
 
 pytestmark = pytest.mark.parametrize(
     "memory_class", [_scan.KeyMemory, pyscan.KeyMemory], ids=["c", "python"]
@@ -144,34 +144,10 @@ def test_find_duplicates(
     assert memory.forgotten == forgotten
 
 
-class _Reference:
-    """The memory's contract written plainly: an ordered dict in first-seen order."""
-
-    def __init__(self, window: float, max_keys: int) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self.keys: OrderedDict[str, float] = OrderedDict()
-        self.forgotten = 0
-
-    def find_duplicates(self, batch: list[str], now: float) -> list[int]:
-        while self.keys and next(iter(self.keys.values())) <= now - self.window:
-            self.keys.popitem(last=False)
-        found = []
-        for index, key in enumerate(batch):
-            if key in self.keys:
-                found.append(index)
-            else:
-                self.keys[key] = now
-        while len(self.keys) > self.max_keys:
-            self.keys.popitem(last=False)
-            self.forgotten += 1
-        return found
-
-
 def test_find_duplicates_agrees_with_a_plain_reference(memory_class: type[KeyMemory]) -> None:
     rng = random.Random("dedup")
     bulk = memory_class(window=5.0, max_keys=20)
-    reference = _Reference(window=5.0, max_keys=20)
+    reference = ReferenceMemory(window=5.0, max_keys=20)
     now = 0.0
     for _ in range(500):
         now += rng.choice([0.0, 0.5, 2.0, 6.0])
@@ -205,7 +181,7 @@ def test_agrees_with_the_reference_on_any_sequence(
     batches: list[tuple[float, list[str]]],
 ) -> None:
     memory = memory_class(window=window, max_keys=max_keys)
-    reference = _Reference(window=window, max_keys=max_keys)
+    reference = ReferenceMemory(window=window, max_keys=max_keys)
     now = 0.0
     for step, keys in batches:
         now += step
@@ -219,7 +195,7 @@ def test_growth_and_evictions_keep_every_key(memory_class: type[KeyMemory]) -> N
     """Far more keys than the first ring (1,024) and many evictions: the ring and table
     grow, and deletions by backward shift run many times over."""
     memory = memory_class(window=1e9, max_keys=5_000)
-    reference = _Reference(window=1e9, max_keys=5_000)
+    reference = ReferenceMemory(window=1e9, max_keys=5_000)
     rng = random.Random("growth")
     for step in range(300):
         keys = [f"key-{rng.randint(0, 12_000)}" for _ in range(rng.choice([1, 50, 1000]))]

@@ -32,8 +32,7 @@ from sidecar.events.codec import (
 )
 from sidecar.events.scan import KINDS
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
-from tests.events.test_codec import BATCH_ERRORS
-from tests.events.test_dedup import _Reference
+from tests.support.events import BATCH_ERRORS, ReferenceMemory
 
 CONTENT_TYPES = {
     "json": None,
@@ -60,7 +59,7 @@ class _Pair:
     def __init__(self, window: float = 1e9, max_keys: int = 1_000_000) -> None:
         self.scanner = new_batch_scanner()
         self.memory = KeyMemory(window, max_keys)
-        self.reference = _Reference(window, max_keys)
+        self.reference = ReferenceMemory(window, max_keys)
         self.expected: Totals = ({}, {}, 0)
 
     def feed(self, body: bytes, content_type: str | None, now: float = 0.0) -> int | None:
