@@ -28,10 +28,10 @@ from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
 from tests.deploy.chart import KUBE_VERSIONS
 from tests.inject.pss import violations
-from tests.inject.test_webhook import cli_inject, patched, review, start_webhook
 from tests.support.kubernetes import IMAGE, containers, sidecar_config
 from tests.support.process import http_get, wait_until
 from tests.support.tls import Pki, write_atomically
+from tests.support.webhook import cli_inject, patched, review, start_webhook
 
 SIDECAR = "causality-sidecar"
 TLS_DIR = "/etc/causality-sidecar-tls"

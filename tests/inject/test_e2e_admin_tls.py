@@ -20,8 +20,14 @@ import pytest
 import yaml
 
 from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
-from tests.inject.test_e2e_inject import POD_NAME, _kubelet_env, _port_named
-from tests.support.kubernetes import IMAGE, containers, kubernetes_config_with_file_sd
+from tests.support.kubernetes import (
+    IMAGE,
+    POD_NAME,
+    containers,
+    kubelet_env,
+    kubernetes_config_with_file_sd,
+    port_named,
+)
 from tests.support.process import free_port, run_sidecar, wait_until
 from tests.support.prometheus import start_prometheus
 from tests.support.tls import Pki
@@ -83,14 +89,14 @@ def test_an_injected_admin_tls_sidecar_is_probed_and_scraped_over_https(tmp_path
     [mount] = [m for m in sidecar["volumeMounts"] if m["mountPath"] == str(secret_dir)]
     [volume] = [v for v in template["spec"]["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "web-metrics-tls"
-    env = _kubelet_env(sidecar["env"], {"metadata.name": POD_NAME, "metadata.namespace": NAMESPACE})
+    env = kubelet_env(sidecar["env"], {"metadata.name": POD_NAME, "metadata.namespace": NAMESPACE})
     env["SIDECAR_LISTEN"] = f"127.0.0.1:{ports['proxy']}"  # 0.0.0.0 -> loopback, same port
     env["SIDECAR_ADMIN_LISTEN"] = f"127.0.0.1:{ports['admin']}"
     with run_sidecar(sidecar["args"], env=env, wait_ready=False) as process:
         for name in ("startupProbe", "livenessProbe", "readinessProbe"):
             probe = sidecar[name]["httpGet"]
             assert probe["scheme"] == "HTTPS", name
-            port = _port_named(template, probe["port"])
+            port = port_named(template, probe["port"])
             url = f"https://127.0.0.1:{port}{probe['path']}"
             wait_until(lambda u=url: _kubelet_get(u) == 200, 30, f"{name} {url}")
         sd_file = tmp_path / "pods.json"

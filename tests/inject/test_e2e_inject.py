@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,14 +35,20 @@ import yaml
 
 from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
 from tests.proxy.tls_upstream import _wait_port
-from tests.support.kubernetes import IMAGE, containers, kubernetes_config_with_file_sd
+from tests.support.kubernetes import (
+    IMAGE,
+    POD_NAME,
+    containers,
+    kubelet_env,
+    kubernetes_config_with_file_sd,
+    port_named,
+)
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar
 from tests.support.prometheus import PrometheusServer, poll, require_tool, start_prometheus
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("e2e-inject")]
 
 REQUESTS = 20
-POD_NAME = "web-6f7d9c8b5-q8x2z"
 APP_METRICS = (
     "# HELP nginx_app_connections_accepted_total Connections the app accepted.\n"
     "# TYPE nginx_app_connections_accepted_total counter\n"
@@ -167,7 +172,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InjectedPod]:
     [before, _] = yaml.safe_load_all(text)
     [after, service] = yaml.safe_load_all(done.stdout)
     sidecar = containers(after["spec"]["template"])["causality-sidecar"]
-    env = _kubelet_env(sidecar["env"], {"metadata.name": POD_NAME, "metadata.namespace": NAMESPACE})
+    env = kubelet_env(sidecar["env"], {"metadata.name": POD_NAME, "metadata.namespace": NAMESPACE})
     env["SIDECAR_LISTEN"] = f"127.0.0.1:{ports['proxy']}"  # 0.0.0.0 -> loopback, same port
     env["SIDECAR_ADMIN_LISTEN"] = f"127.0.0.1:{ports['admin']}"
     sd_file = workdir / "pods.json"
@@ -186,34 +191,9 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InjectedPod]:
             prometheus.stop()
 
 
-def _kubelet_env(entries: list[dict[str, Any]], fields: dict[str, str]) -> dict[str, str]:
-    """A container's environment as the kubelet gives it: downward-API fields filled in,
-    ``$(VAR)`` expanded from the variables defined before."""
-    env: dict[str, str] = {}
-    for entry in entries:
-        if "valueFrom" in entry:
-            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
-        else:
-            env[entry["name"]] = re.sub(
-                r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), entry["value"]
-            )
-    return env
-
-
 def _value(prom: PrometheusServer, expr: str) -> float | None:
     values = prom.query(expr).values()
     return values[0] if values else None
-
-
-def _port_named(pod_template: dict[str, Any], name: str) -> int:
-    """How a Service resolves a named targetPort: the container port of that name."""
-    [number] = [
-        p["containerPort"]
-        for c in containers(pod_template).values()
-        for p in c.get("ports", [])
-        if p.get("name") == name
-    ]
-    return int(number)
 
 
 def test_prometheus_finds_the_sidecar_through_the_injected_annotations(pod: InjectedPod) -> None:
@@ -231,7 +211,7 @@ def test_the_service_reaches_the_sidecar_and_requests_are_counted_exactly(
     target_port = pod.service["spec"]["ports"][0]["targetPort"]
     assert target_port == "http"  # the Service was not changed...
     template = pod.after["spec"]["template"]
-    assert _port_named(template, target_port) == pod.ports["proxy"]  # ...and reaches the sidecar
+    assert port_named(template, target_port) == pod.ports["proxy"]  # ...and reaches the sidecar
     prom = pod.prometheus
     route = 'sum(http_request_total{path="/users/{id}", status="200"}) or vector(0)'
     every = "sum(http_request_total) or vector(0)"

@@ -22,27 +22,13 @@ from hypothesis import strategies as st
 from sidecar.inject.mutate import inject_pod
 from sidecar.inject.patch import json_patch
 from sidecar.inject.settings import InjectSettings
+from tests.support.kubernetes import CORPUS, pod_templates
 
-CORPUS = Path(__file__).parent / "corpus"
 REVIEW = Path(__file__).parent / "reviews" / "deployment-pod.json"
 
 
 def apply(src: Any, ops: list[dict[str, Any]]) -> Any:
     return jsonpatch.apply_patch(copy.deepcopy(src), json.loads(json.dumps(ops)))
-
-
-def pod_templates(doc: Any) -> list[dict[str, Any]]:
-    """Every pod template (or Pod) in a corpus document."""
-    if not isinstance(doc, dict):
-        return []
-    if doc.get("kind") == "Pod":
-        return [doc]
-    if doc.get("kind") == "List":
-        return [t for item in doc.get("items", []) for t in pod_templates(item)]
-    spec = doc.get("spec") or {}
-    if "jobTemplate" in spec:
-        return [spec["jobTemplate"]["spec"]["template"]]
-    return [spec["template"]] if "template" in spec else []
 
 
 def _corpus_pods() -> list[Any]:
