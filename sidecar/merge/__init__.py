@@ -18,7 +18,12 @@ from sidecar.merge.fetch import (
     parse_exposition,
 )
 from sidecar.merge.handler import SCRAPE_TIMEOUT_HEADER, merged_metrics_handler
-from sidecar.merge.scraper import FetchedFamilies, MergeScraper, scrapes_counter
+from sidecar.merge.scraper import (
+    FetchedFamilies,
+    MergeScraper,
+    natives_dropped_counter,
+    scrapes_counter,
+)
 
 __all__ = [
     "ACCEPT",
@@ -37,4 +42,6 @@ __all__ = [
 
 def create_merge(config: MergeConfig, meter: Meter) -> MergeScraper:
     """The scraper of ``merge.targets``, counting into ``sidecar_merge_scrapes_total``."""
-    return MergeScraper(config.targets, scrapes_counter(meter))
+    return MergeScraper(
+        config.targets, scrapes_counter(meter), natives_dropped=natives_dropped_counter(meter)
+    )

@@ -22,10 +22,17 @@ from prometheus_client.core import Metric
 from sidecar.config import MergeTarget
 from sidecar.gzipjoin import GzipMember
 from sidecar.known_labels import zeroed
-from sidecar.merge.fetch import ACCEPT, TEXT_ACCEPT, Result, Scrape, fetch_target
+from sidecar.merge.fetch import ACCEPT, PROTOBUF_ACCEPT, TEXT_ACCEPT, Result, Scrape, fetch_target
 from sidecar.merge.rawtext import RawFamily
 
-__all__ = ["RECENT_S", "FetchedFamilies", "MergeScraper", "margin", "scrapes_counter"]
+__all__ = [
+    "RECENT_S",
+    "FetchedFamilies",
+    "MergeScraper",
+    "margin",
+    "natives_dropped_counter",
+    "scrapes_counter",
+]
 
 MIN_MARGIN = 0.1  # seconds kept for rendering and sending the reply, at least
 MAX_MARGIN = 1.0  # ... and at most
@@ -46,6 +53,15 @@ TargetKey = tuple[str, str]  # (name, url)
 
 def _key(target: MergeTarget) -> TargetKey:
     return (target.name, target.url)
+
+
+def natives_dropped_counter(meter: Meter) -> Counter:
+    """``sidecar_merge_native_histograms_dropped_total{target}``: native histogram series
+    of a target's protobuf reply left out of an answer that was not protobuf."""
+    return meter.create_counter(
+        "sidecar.merge.native_histograms.dropped",
+        description="Native histogram series of merge targets left out of non-protobuf answers",
+    )
 
 
 def scrapes_counter(meter: Meter) -> Counter:
@@ -100,11 +116,15 @@ class MergeScraper:
         scrapes: Counter,
         *,
         session: aiohttp.ClientSession | None = None,
+        natives_dropped: Counter | None = None,
     ) -> None:
         self.targets = tuple(targets)
         self._scrapes = scrapes
+        self._natives_dropped = natives_dropped
         for target in self.targets:  # every outcome at 0 from the start
             zeroed(scrapes, "result", [r.value for r in Result], {"target": target.name})
+            if natives_dropped is not None:
+                natives_dropped.add(0, {"target": target.name})
         self._session = session
         self._owns_session = session is None
         # what the scrapes learnt, per target (name and URL: a reload may change either)
@@ -127,13 +147,15 @@ class MergeScraper:
         return self._session
 
     async def scrape(
-        self, scrape_timeout: float | None = None, *, text: bool = False
+        self, scrape_timeout: float | None = None, *, text: bool = False, protobuf: bool = False
     ) -> list[Scrape]:
         """Every target's outcome, in configuration order; each outcome is counted.
-        ``text``: the scraper wants text 0.0.4, so targets are asked for it first."""
+        ``text``: the scraper wants text 0.0.4, so targets are asked for it first;
+        ``protobuf``: it wants protobuf, so targets are asked for that first."""
         if not self.targets:  # none (yet: a reload may add some): no session to open
             return []
-        return await self._scrape(self.targets, scrape_timeout, TEXT_ACCEPT if text else ACCEPT)
+        accept = PROTOBUF_ACCEPT if protobuf else TEXT_ACCEPT if text else ACCEPT
+        return await self._scrape(self.targets, scrape_timeout, accept)
 
     async def _scrape(
         self, targets: Sequence[MergeTarget], scrape_timeout: float | None, accept: str
@@ -154,6 +176,8 @@ class MergeScraper:
         now = time.monotonic()
         for s in scrapes:
             self._scrapes.add(1, {"target": s.target.name, "result": s.result.value})
+            if s.natives_dropped and self._natives_dropped is not None:
+                self._natives_dropped.add(s.natives_dropped, {"target": s.target.name})
             if s.result is Result.SUCCESS:
                 self._last[_key(s.target)] = (now, s)
                 if s.size <= SMALL_REPLY:
@@ -180,10 +204,10 @@ class MergeScraper:
         return {key[0]: last for key, (_, last) in self._last.items() if key in current}
 
     async def fetch(
-        self, scrape_timeout: float | None = None, *, text: bool = False
+        self, scrape_timeout: float | None = None, *, text: bool = False, protobuf: bool = False
     ) -> list[FetchedFamilies]:
         """One source per target that answered with usable metrics (failures are skipped)."""
-        scrapes = await self.scrape(scrape_timeout, text=text)
+        scrapes = await self.scrape(scrape_timeout, text=text, protobuf=protobuf)
         return [FetchedFamilies(s) for s in scrapes if s.result is Result.SUCCESS]
 
     async def close(self) -> None:

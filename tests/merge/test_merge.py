@@ -255,7 +255,8 @@ async def test_missing_content_type_is_read_as_text(make_rig: MakeRig) -> None:
 @pytest.mark.parametrize(
     ("reply", "result"),
     [
-        pytest.param(Target(b"\x0a\x05hello\x12\x01x", PROTOBUF_CT), "unsupported_format", id="protobuf"),
+        pytest.param(Target(b"\x0a\x05hello\x12\x01x", PROTOBUF_CT), "malformed", id="truncated-protobuf"),
+        pytest.param(Target(b"\x03\x0a\x01x", "application/vnd.google.protobuf; proto=other.Message; encoding=delimited"), "unsupported_format", id="other-protobuf"),
         pytest.param(Target(b"<html>oops</html>", "text/html"), "unsupported_format", id="html"),
         pytest.param(Target(b"this is { not metrics\n"), "malformed", id="garbage-text"),
         pytest.param(Target(b"# TYPE x counter\nx_total{a=1} 1\n# EOF\n", OPENMETRICS_CT), "malformed", id="bad-openmetrics"),

@@ -13,7 +13,7 @@ from sidecar.ingest import store
 from sidecar.ingest.instruments import IngestInstruments, merge_conflicts
 from sidecar.known_labels import MERGE_CONFLICT_KINDS, OTLP_REJECT_REASONS
 from sidecar.merge.fetch import Result
-from sidecar.merge.scraper import MergeScraper, scrapes_counter
+from sidecar.merge.scraper import MergeScraper, natives_dropped_counter, scrapes_counter
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.metrics import ERROR_REASONS, ProxyMetrics
 
@@ -41,7 +41,11 @@ def test_every_known_label_value_is_at_zero_before_any_event(module):
     merge_conflicts(module.meter)
     IngestInstruments.create(module.meter, lambda: 0)
     targets = [MergeTarget(name="app", url="http://127.0.0.1:1/metrics")]
-    MergeScraper(targets, scrapes_counter(module.meter))
+    MergeScraper(
+        targets,
+        scrapes_counter(module.meter),
+        natives_dropped=natives_dropped_counter(module.meter),
+    )
     ProxyMetrics(module.meter, Metrics.create(module.meter), lambda: 0)
     export_counter(module.meter)
 
@@ -53,6 +57,9 @@ def test_every_known_label_value_is_at_zero_before_any_event(module):
     }
     assert _series(module, "sidecar_merge_scrapes_total") == {
         (("result", r.value), ("target", "app")): 0.0 for r in Result
+    }
+    assert _series(module, "sidecar_merge_native_histograms_dropped_total") == {
+        (("target", "app"),): 0.0
     }
     assert _series(module, "sidecar_proxy_errors_total") == {
         (("reason", reason),): 0.0 for reason in ERROR_REASONS

@@ -1,0 +1,145 @@
+"""Merge targets answering protobuf (delimited ``io.prometheus.client.MetricFamily``).
+
+The sidecar asks its targets in the scraper's order: a scraper asking for protobuf
+(Prometheus with native histograms on) has the targets asked for protobuf first. Real
+client_golang targets (node_exporter, Prometheus's own /metrics) answer it; the merged
+protobuf answer holds their families as they served them. A target's native histograms
+(here a second sidecar serving OTLP exponential histograms as native histograms) come
+through intact into a protobuf answer and into a real Prometheus; when its protobuf reply
+ends in a text answer, they are left out and counted in
+``sidecar_merge_native_histograms_dropped_total``, at 0 from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
+from sidecar.protobuf import CONTENT_TYPE
+from sidecar.unified import UnifiedCollector
+from tests.ingest.builders import Harness, epoint, exponential, request
+from tests.merge.conftest import PROTOBUF_CT, MakeRig, StartTarget, Target, target, value
+from tests.support.prometheus import PrometheusFactory, static_scrape_config
+
+PROMETHEUS_NATIVE_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+    "encoding=delimited;q=0.7,application/openmetrics-text;version=1.0.0;q=0.6,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)  # Prometheus 2.42 with --enable-feature=native-histograms
+DROPPED = "sidecar_merge_native_histograms_dropped_total"
+
+
+def decode(body: bytes) -> dict[str, pb.MetricFamily]:
+    """Delimited MetricFamily messages by name."""
+    out: dict[str, pb.MetricFamily] = {}
+    at = 0
+    while at < len(body):
+        size, shift = 0, 0
+        while True:
+            byte = body[at]
+            at += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        family = pb.MetricFamily()
+        family.ParseFromString(body[at : at + size])
+        at += size
+        assert family.name not in out, family.name
+        out[family.name] = family
+    return out
+
+
+async def get(url: str, headers: Mapping[str, str]) -> tuple[str, bytes]:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as r:
+        assert r.status == 200
+        return r.headers["Content-Type"], await r.read()
+
+
+def shape(family: pb.MetricFamily) -> tuple[str, int, str, frozenset[frozenset[tuple[str, str]]]]:
+    """A family without its values (they move between scrapes): name, type, help, series."""
+    series = frozenset(frozenset((p.name, p.value) for p in m.label) for m in family.metric)
+    return family.name, family.type, family.help, series
+
+
+async def test_a_real_exporter_answers_protobuf_and_its_families_come_through(
+    exporter_url: str, make_rig: MakeRig
+) -> None:
+    rig = await make_rig([target("exporter", exporter_url)])
+    content_type, direct_body = await get(exporter_url, {"Accept": PROMETHEUS_NATIVE_ACCEPT})
+    assert content_type.startswith("application/vnd.google.protobuf")  # client_golang
+    response = await rig.client.get("/metrics", headers={"Accept": PROMETHEUS_NATIVE_ACCEPT})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/vnd.google.protobuf")
+    merged = decode(await response.read())
+    _, after_body = await get(exporter_url, {"Accept": PROMETHEUS_NATIVE_ACCEPT})
+    direct, after = decode(direct_body), decode(after_body)
+    assert len(direct) > 20
+    for name, family in direct.items():
+        if name not in after:
+            continue
+        assert name in merged, name
+        got = shape(merged[name])
+        assert got[:3] == shape(family)[:3], name
+        # every series present before and after the merged scrape is in it
+        assert shape(family)[3] & shape(after[name])[3] <= got[3], name
+    assert value(await rig.scrape(), "sidecar_merge_scrapes_total", result="success") == 2
+
+
+def _native_body() -> bytes:
+    """A target serving native histograms: a sidecar's protobuf answer after an OTLP push
+    of exponential histograms (13 observations; 10 more at scale 12)."""
+    harness = Harness()
+    harness.push(
+        request(
+            exponential("latency", [epoint(0, (-1, [2, 0, 0, 10]), zero_count=1, total=55.0)]),
+            exponential("fine", [epoint(12, (4096, [5, 5]), total=21.0)]),
+            resource={},
+        )
+    )
+    return UnifiedCollector([harness.collector]).render(CONTENT_TYPE, "").body
+
+
+async def test_native_histograms_kept_in_protobuf_dropped_and_counted_in_text(
+    start_target: StartTarget, make_rig: MakeRig
+) -> None:
+    body = _native_body()
+    served = decode(body)
+    assert served["latency"].metric[0].histogram.positive_span  # native indeed
+    app = Target(body, PROTOBUF_CT)
+    rig = await make_rig([target("app", await start_target(app))])
+    response = await rig.client.get("/metrics", headers={"Accept": PROMETHEUS_NATIVE_ACCEPT})
+    merged = decode(await response.read())
+    assert app.requests[-1]["Accept"].startswith("application/vnd.google.protobuf")
+    for name in ("latency", "fine"):
+        assert merged[name] == served[name], name  # native parts intact, classic ones too
+    (dropped,) = merged[DROPPED].metric
+    assert dropped.counter.value == 0  # at 0 from the start
+    text = await rig.scrape({"Accept": "text/plain;version=0.0.4"})
+    assert app.requests[-1]["Accept"].startswith("text/plain")
+    assert value(text, "latency_count") == 13  # the classic conversion stays
+    assert value(text, "latency_bucket", le="8.0") == 13
+    after = await rig.scrape({"Accept": "text/plain;version=0.0.4"})
+    assert value(after, DROPPED, target="app") == 4  # 2 series, in each of 2 text answers
+
+
+async def test_prometheus_with_native_histograms_stores_a_targets_native_series(
+    start_target: StartTarget,
+    make_rig: MakeRig,
+    prometheus_factory: PrometheusFactory,
+) -> None:
+    rig = await make_rig([target("app", await start_target(Target(_native_body(), PROTOBUF_CT)))])
+    server = rig.client.server
+    prom = prometheus_factory(
+        [static_scrape_config("sidecar", f"{server.host}:{server.port}")],
+        extra_args=["--enable-feature=native-histograms"],
+    )
+    await prom.await_targets_up()
+    assert (await prom.await_result("histogram_count(latency)")).values() == [13.0]
+    assert (await prom.aquery("histogram_sum(latency)")).values() == [55.0]
+    p90 = (await prom.aquery("histogram_quantile(0.9, latency)")).values()[0]
+    assert 4.0 < p90 <= 8.0
+    assert (await prom.aquery("latency_bucket")).is_empty  # stored native, not classic
+    assert (await prom.aquery(f'{DROPPED}{{target="app"}}')).values() == [0.0]
