@@ -275,11 +275,11 @@ SeriesKey = frozenset[tuple[str, str]]
 
 
 def _prefix(name: str, labels: dict[str, str]) -> str:
-    """A sample line up to its value: ``name{labels} ``."""
+    """A sample line up to the space before its value: ``name{labels}``."""
     if not labels:
-        return f"{name} "
+        return name
     text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
-    return f"{name}{{{text}}} "
+    return f"{name}{{{text}}}"
 
 
 def _samples_of(text: str) -> list[Sample]:
@@ -368,20 +368,30 @@ class Relabeller:
     ) -> list[tuple[_Out, bool]]:
         """A raw family relabelled by its plan: made again only when its lines' label
         sets changed, and then only their new series relabelled."""
-        found = [m for chunk in family.chunks for m in _RAW_LINE.findall(chunk)]
-        if not found:
+        values: list[str] = []
+        for chunk in family.chunks:
+            values += _VALUE_TEXT.findall(chunk)  # C speed: no Python call a line
+        if not values:
             return []
-        prefixes = [prefix for prefix, _ in found]
-        memo = (kind, family.name, family.type, prefixes[0])
+        first = family.chunks[0]
+        memo = (kind, family.name, family.type, first[: first.find("\n")].rpartition(" ")[0])
         plan = self._plans.get(memo) if self.remember else None
-        if plan is None or plan.prefixes != prefixes:
+        # the plan holds when its lines' label text with these values is the family's text
+        if (
+            plan is None
+            or len(plan.prefixes) != len(values)
+            or "".join(map(operator.add, plan.prefixes, values)) != "".join(family.chunks)
+        ):
+            prefixes: list[str] = []
+            for chunk in family.chunks:
+                prefixes += _RAW_VALUE.split(chunk)[0:-1:2]
             plan = _raw_plan(chain, family, prefixes, plan)
             if self.remember:
                 self._remember(memo, plan)
         plan.used = self._generation = self._generation + 1
         for reason, count in plan.refused.items():
             counts[reason] = counts.get(reason, 0) + count
-        return _raw_outs(family, plan, [value for _, value in found])
+        return _raw_outs(family, plan, values)
 
     def _remember(self, memo: tuple[str, str, str, str], plan: _RawPlan) -> None:
         """Keep ``plan``; past `MAX_PLANS` families, the half least recently used go."""
@@ -470,8 +480,9 @@ def _series_result(
     return family_name, key, new_samples, tuple(kept)
 
 
-# a raw family's sample line: its ``name{labels}`` and its value with the newline
-_RAW_LINE = re.compile(r"([^\n]*) ([^ \n]*\n)")
+# a raw family's sample lines split at their values: ``name{labels}``, `` value\n``, ...
+_RAW_VALUE = re.compile(r"( [^ \n]*\n)")
+_VALUE_TEXT = re.compile(r" [^ \n]*\n")  # each line's `` value\n`` (its last space on)
 
 
 @dataclass(slots=True)
@@ -482,9 +493,11 @@ class _RawOut:
     keys: list[SeriesKey] = field(default_factory=list)  # its series, in order
     collided: dict[SeriesKey, int] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)  # the input lines it takes, in order
-    prefixes: list[str] = field(default_factory=list)  # each one's new ``name{labels} ``
+    prefixes: list[str] = field(default_factory=list)  # each one's new ``name{labels}``
     widths: list[int] = field(default_factory=list)  # lines per series
     taken: set[SeriesKey] = field(default_factory=set)
+    width: int = 0  # lines of every series (0: not all alike)
+    whole: bool = False  # it takes every input line, in order
 
 
 @dataclass(slots=True)
@@ -561,6 +574,9 @@ def _raw_plan(
         out.widths.append(len(positions))
     for out in outs.values():
         out.taken = set()  # not needed any more
+        first = out.widths[0] if out.widths else 0
+        out.width = first if all(w == first for w in out.widths) else 0
+        out.whole = out.order == list(range(len(prefixes)))
     return _RawPlan(prefixes, list(outs.values()), refused, keys, results)
 
 
@@ -568,12 +584,13 @@ def _raw_outs(family: RawFamily, plan: _RawPlan, values: list[str]) -> list[tupl
     """The output families of a plan, with this scrape's values (C-speed joins)."""
     built = []
     for spec in plan.outs:
-        lines = list(map(operator.add, spec.prefixes, map(values.__getitem__, spec.order)))
-        width = spec.widths[0]
+        taken = values if spec.whole else map(values.__getitem__, spec.order)
+        lines = list(map(operator.add, spec.prefixes, taken))
+        width = spec.width
         texts: Iterable[str]
-        if width == 1 and len(lines) == len(spec.widths):
+        if width == 1:
             texts = lines
-        elif all(w == width for w in spec.widths):
+        elif width:
             texts = map("".join, zip(*[iter(lines)] * width, strict=True))
         else:
             bounds = list(itertools.accumulate(spec.widths, initial=0))
