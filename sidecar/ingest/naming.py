@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "TranslationStrategy",
+    "compliant_name",
     "family_name",
     "label_name",
     "label_value",
@@ -28,6 +29,7 @@ __all__ = [
 
 _SANITIZE_NAME_RE = re.compile(r"[^a-zA-Z0-9:]+")
 _SANITIZE_LABEL_RE = re.compile(r"[^a-zA-Z0-9]+")
+_NOT_NAME_RE = re.compile(r"[^a-zA-Z0-9:_]+")  # what separates a name's fields (not "_")
 _UNIT_ANNOTATION_RE = re.compile(r"{.*}")
 
 UNIT_MAPPINGS: Mapping[str, str] = {
@@ -88,6 +90,21 @@ def sanitize_metric_name(name: str) -> str:
     return _SANITIZE_NAME_RE.sub("_", name)
 
 
+def compliant_name(name: str) -> str:
+    """A name escaped as Prometheus's OTLP receiver does without suffixes
+    (prometheus/otlptranslator ``buildCompliantMetricName``, its simple case): the runs of
+    characters outside ``[a-zA-Z0-9:_]`` separate fields joined by one ``_`` (so leading
+    and trailing ones go, and existing underscores stay as they are), then ``_`` before a
+    leading digit. Nothing is taken off: a unit already in the name (``_seconds``) stays.
+    Empty when the escaped name is only underscores (the receiver refuses that metric)."""
+    escaped = "_".join(field for field in _NOT_NAME_RE.split(name) if field)
+    if escaped and escaped[0].isdigit():
+        escaped = "_" + escaped
+    if escaped != name and not escaped.strip("_"):
+        return ""
+    return escaped
+
+
 def sanitize_label(key: str) -> str:
     """Replace runs of characters outside ``[a-zA-Z0-9]`` by ``_``; a leading digit too."""
     if key and key[0].isdigit():
@@ -137,9 +154,11 @@ def metric_name(
     name: str, unit: str, *, is_counter: bool, strategy: TranslationStrategy = DEFAULT_STRATEGY
 ) -> str:
     """The family name of an OTLP metric (``unit`` as OTLP wrote it) under ``strategy``;
-    empty when nothing is left of it."""
+    empty when nothing is left of it. With suffixes, escaped as the OpenTelemetry
+    Prometheus exporter does (today's names); without, as Prometheus's OTLP receiver
+    does (`compliant_name`). No strategy removes a unit the name already carries."""
     if strategy.escapes:
-        name = sanitize_metric_name(name)
+        name = sanitize_metric_name(name) if strategy.suffixes else compliant_name(name)
     if not name:
         return ""
     suffix = map_unit(unit) if strategy.suffixes else ""
