@@ -19,17 +19,8 @@ from sidecar.demo.gateway import GATEWAY, GatewayState, create_gateway_app
 from sidecar.events import EventInspector
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
-from tests.events.metrics import value
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.event_metrics import value
+from tests.support.events import FakeClock
 
 
 @dataclass

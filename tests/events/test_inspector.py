@@ -4,65 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
-from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.config import EventsConfig
 from sidecar.demo import samples
-from sidecar.events import EventInspector
 from sidecar.events.codec import PAYLOAD_TYPES
-from sidecar.events.inspector import event_views
-from sidecar.gen.causality.v1 import events_pb2, service_pb2
-from tests.events.conftest import FakeClock
-from tests.events.metrics import event_family_names, value
-from tests.events.metrics import samples as samples_of
+from sidecar.gen.causality.v1 import service_pb2
+from tests.support.event_metrics import event_family_names, value
+from tests.support.event_metrics import samples as samples_of
+from tests.support.events import BATCH, JSON, PROTOBUF, Harness, make_harness
 from tests.support.prometheus import check_metrics
 
-BATCH = "/v1/events/batch"
 INGEST = "/v1/events/ingest"
-JSON = "application/json"
-PROTOBUF = "application/x-protobuf"
-
-
-@dataclass
-class Harness:
-    inspector: EventInspector
-    registry: CollectorRegistry
-    clock: FakeClock
-
-    def text(self) -> str:
-        return generate_latest(self.registry).decode()
-
-    def value(self, name: str, **labels: str) -> float:
-        return value(self.text(), name, labels)
-
-    def batch(self, events: list[events_pb2.EventEnvelope], encoding: str = "json") -> None:
-        content_type = PROTOBUF if encoding == "protobuf" else JSON
-        self.inspector.inspect_request(BATCH, content_type, samples.batch_body(events, encoding))
-
-
-def make_harness(config: EventsConfig | None = None, *, batched: bool = True) -> Iterator[Harness]:
-    """An inspector on a real SDK provider; `batched`: with `event_views` installed, as the
-    sidecar runs it (batch sizes added to the histogram in bulk at collection)."""
-    registry = CollectorRegistry()
-    views = event_views() if batched else ()
-    provider = MeterProvider(
-        metric_readers=[PrometheusMetricReader(registry=registry)], views=views
-    )
-    aggregation = views[0]._aggregation if views else None  # what mergeable_aggregations reads
-    clock = FakeClock()
-    inspector = EventInspector(
-        config or EventsConfig(enabled=True),
-        provider.get_meter("t"),
-        clock=clock,
-        batch_size_aggregation=aggregation,
-    )
-    yield Harness(inspector, registry, clock)
-    provider.shutdown()
 
 
 @pytest.fixture

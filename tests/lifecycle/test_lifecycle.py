@@ -10,8 +10,6 @@ import contextlib
 import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -22,31 +20,11 @@ import pytest
 
 from tests.support.process import (
     SidecarProcess,
-    free_port,
     http_get,
     local_ports,
     run_sidecar,
     wait_until,
 )
-
-
-@pytest.fixture
-def demo_app() -> Iterator[str]:
-    """The demo app as its own process; yields its host:port."""
-    address = f"127.0.0.1:{free_port()}"
-    proc = subprocess.Popen([sys.executable, "-m", "sidecar.demo", address])
-    try:
-        wait_until(lambda: _answers(f"http://{address}/"), 15, "demo app up")
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _answers(url: str) -> bool:
-    with contextlib.suppress(OSError):
-        return http_get(url, timeout=1)[0] == 200
-    return False
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.demo.samples import batch_body, envelopes
-from tests.lifecycle.test_lifecycle import demo_app  # noqa: F401  (fixture)
 from tests.support.process import SidecarProcess, http_get, local_ports, run_sidecar, wait_until
 
 APP_METRICS = b"# TYPE app_queue_depth gauge\napp_queue_depth 42\n"
@@ -120,7 +119,7 @@ shutdown: {drain_delay: 0}
 
 
 def test_sighup_applies_routes_merge_export_and_shows_the_running_config(
-    demo_app: str,  # noqa: F811
+    demo_app: str,
     app_metrics: str,
     collector: tuple[SidecarProcess, str],
     tmp_path: Path,
@@ -208,7 +207,7 @@ def _post_batch(proxy: str) -> int:
 
 
 def test_sighup_switches_logging_format_and_turns_events_on(
-    demo_app: str,  # noqa: F811
+    demo_app: str,
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "config.yaml"

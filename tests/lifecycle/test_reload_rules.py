@@ -60,7 +60,7 @@ def test_inspector_reconfigure_keeps_or_replaces_the_dedup_memory() -> None:
     own settings change, and the counts carry on either way."""
     from sidecar.config import EventsConfig
     from sidecar.demo.samples import envelope
-    from tests.events.test_inspector import make_harness
+    from tests.support.events import make_harness
 
     harness = make_harness(EventsConfig(enabled=True))
     h = next(harness)

@@ -1,14 +1,25 @@
-"""Shared data of the event decoding and scanning tests: batches the decoder must refuse,
-and the idempotency-key memory's contract written plainly."""
+"""Shared parts of the event tests: batches the decoder must refuse, the idempotency-key
+memory's contract written plainly, and an inspector on a real SDK provider."""
 
 from __future__ import annotations
 
 import gzip
 import json
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry, generate_latest
+
+from sidecar.config import EventsConfig
+from sidecar.demo import samples
+from sidecar.events import EventInspector
 from sidecar.events.codec import DEFAULT_MAX_BYTES, MAX_BATCH_EVENTS, DecodeReason
+from sidecar.events.inspector import event_views
 from sidecar.gen.causality.v1 import events_pb2, service_pb2
+from tests.support.event_metrics import value
 
 R = DecodeReason
 
@@ -89,3 +100,61 @@ class ReferenceMemory:
             self.keys.popitem(last=False)
             self.forgotten += 1
         return found
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+BATCH = "/v1/events/batch"
+
+
+JSON = "application/json"
+
+
+PROTOBUF = "application/x-protobuf"
+
+
+@dataclass
+class Harness:
+    """An event inspector on a real SDK provider, its exposition and its clock."""
+
+    inspector: EventInspector
+    registry: CollectorRegistry
+    clock: FakeClock
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+    def value(self, name: str, **labels: str) -> float:
+        return value(self.text(), name, labels)
+
+    def batch(self, events: list[events_pb2.EventEnvelope], encoding: str = "json") -> None:
+        content_type = PROTOBUF if encoding == "protobuf" else JSON
+        self.inspector.inspect_request(BATCH, content_type, samples.batch_body(events, encoding))
+
+
+def make_harness(config: EventsConfig | None = None, *, batched: bool = True) -> Iterator[Harness]:
+    """An inspector on a real SDK provider; `batched`: with `event_views` installed, as the
+    sidecar runs it (batch sizes added to the histogram in bulk at collection)."""
+    registry = CollectorRegistry()
+    views = event_views() if batched else ()
+    provider = MeterProvider(
+        metric_readers=[PrometheusMetricReader(registry=registry)], views=views
+    )
+    aggregation = views[0]._aggregation if views else None  # what mergeable_aggregations reads
+    clock = FakeClock()
+    inspector = EventInspector(
+        config or EventsConfig(enabled=True),
+        provider.get_meter("t"),
+        clock=clock,
+        batch_size_aggregation=aggregation,
+    )
+    yield Harness(inspector, registry, clock)
+    provider.shutdown()

@@ -1,4 +1,4 @@
-"""The project's demo app (`python -m sidecar.demo`) as a subprocess, for the deploy tests."""
+"""The project's demo app (`python -m sidecar.demo`) as a subprocess."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
-from tests.deploy.chart import ROOT
 from tests.support.process import http_get, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def answers(url: str) -> bool:
