@@ -1,8 +1,8 @@
 """Fenced code blocks of the project's Markdown, with their file, line and marker.
 
 Pure text handling, no I/O beyond reading the files: what the blocks are, which kind a YAML
-block is, and which logical commands a shell block holds. The rules are documented at the
-top of test_examples.py.
+block is, which logical commands a shell block holds, and its ports moved to the demo's.
+The rules are documented at the top of test_examples.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from tests.support.process import SidecarProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 # The documentation whose examples must run (docs/**/*.md are globbed at collection).
@@ -238,3 +240,20 @@ def split_comment(line: str) -> tuple[str, str | None]:
     if position is None:
         return line.rstrip(), None
     return line[:position].rstrip(), line[position + 1 :]
+
+
+# The ports the docs use, by what listens there in `causality-sidecar demo`.
+DOC_PORTS = {8000: "proxy", 9464: "admin", 4318: "otlp", 8080: "app"}
+_HOST_PORT = re.compile(r"(?<![\w.-])(?:localhost|127\.0\.0\.1):(\d+)\b")
+
+
+def rewrite_ports(text: str, demo: SidecarProcess) -> str:
+    """The docs' well-known host:port pairs moved to the demo's ports (on 127.0.0.1)."""
+
+    def move(match: re.Match[str]) -> str:
+        role = DOC_PORTS.get(int(match.group(1)))
+        if role is None:
+            return match.group(0)  # left alone: the example will fail, as it should
+        return f"127.0.0.1:{demo.ports[role]}"
+
+    return _HOST_PORT.sub(move, text)

@@ -101,6 +101,7 @@ from tests.docs.blocks import (
     all_blocks,
     blocks_of,
     commands_of,
+    rewrite_ports,
     yaml_kind,
 )
 from tests.support.process import SidecarProcess, free_port, run_sidecar
@@ -113,9 +114,6 @@ CLI = str(Path(sys.executable).with_name("causality-sidecar"))
 COMMAND_TIMEOUT_S = 60
 # At most this many blocks may be marked not runnable (the goal is zero).
 MAX_NOT_RUNNABLE = 0
-# The ports the docs use, by what listens there in `causality-sidecar demo`.
-DOC_PORTS = {8000: "proxy", 9464: "admin", 4318: "otlp", 8080: "app"}
-_HOST_PORT = re.compile(r"(?<![\w.-])(?:localhost|127\.0\.0\.1):(\d+)\b")
 # An image reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
 _IMAGE_REF = re.compile(
     r"(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
@@ -136,18 +134,6 @@ SHELL_BLOCKS = [b for b in _of_langs(SHELL_LANGS) if b.marker != "otel-sdk-env"]
 
 
 # ------------------------------------------------------------------------ the demo
-
-
-def rewrite_ports(text: str, demo: SidecarProcess) -> str:
-    """The docs' well-known host:port pairs moved to the demo's ports (on 127.0.0.1)."""
-
-    def move(match: re.Match[str]) -> str:
-        role = DOC_PORTS.get(int(match.group(1)))
-        if role is None:
-            return match.group(0)  # left alone: the example will fail, as it should
-        return f"127.0.0.1:{demo.ports[role]}"
-
-    return _HOST_PORT.sub(move, text)
 
 
 # ----------------------------------------------------------------------- the inventory

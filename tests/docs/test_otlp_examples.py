@@ -20,8 +20,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.docs.blocks import Block, all_blocks, commands_of
-from tests.docs.test_examples import rewrite_ports
+from tests.docs.blocks import Block, all_blocks, commands_of, rewrite_ports
 from tests.support.process import SidecarProcess, http_get, wait_until
 
 pytestmark = pytest.mark.xdist_group("docs-examples")
