@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.exposition import render
 from sidecar.observability import Metrics, Module, http_metrics
-from tests.support.observability import record_everything
+from tests.support.observability import EXPOSED_NAMES, record_everything
 
 # (Prometheus family name as exposed, type, HELP) for every design §6 catalogue instrument.
 CATALOGUE = [
@@ -31,14 +31,6 @@ CATALOGUE = [
     ("webhook_success", "counter", "Webhook deliveries that succeeded"),
     ("webhook_failure", "counter", "Webhook deliveries that failed"),
 ]
-# The sample names the issue lists, as they appear in the text.
-EXPOSED_NAMES = [
-    "http_request_duration_milliseconds", "http_request_total", "http_request_errors_total",
-    "nats_messages_processed_total", "nats_batch_size", "nats_flush_latency_milliseconds",
-    "nats_ack_latency_milliseconds", "s3_files_written_total", "s3_file_size_bytes",
-    "dedup_dropped_total", "dlq_depth", "rules_evaluated_total", "alerts_fired_total",
-    "webhook_success_total", "webhook_failure_total",
-]  # fmt: skip
 
 
 @pytest.fixture

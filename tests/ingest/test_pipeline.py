@@ -11,14 +11,7 @@ from sidecar.ingest import create_ingest
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
 from tests.ingest.conftest import make_config
-
-CATALOGUE = [
-    "http_request_duration_milliseconds", "http_request_total", "http_request_errors_total",
-    "nats_messages_processed_total", "nats_batch_size", "nats_flush_latency_milliseconds",
-    "nats_ack_latency_milliseconds", "s3_files_written_total", "s3_file_size_bytes",
-    "dedup_dropped_total", "dlq_depth", "rules_evaluated_total", "alerts_fired_total",
-    "webhook_success_total", "webhook_failure_total",
-]  # fmt: skip
+from tests.support.observability import EXPOSED_NAMES
 
 
 def _types(text: str) -> set[str]:
@@ -36,11 +29,11 @@ async def test_catalogue_visible_within_ten_seconds():
         task = asyncio.create_task(
             run_pipeline(f"http://127.0.0.1:{port}/v1/metrics", stop, interval=0.5)
         )
-        missing = set(CATALOGUE)
+        missing = set(EXPOSED_NAMES)
         while missing and time.monotonic() - started < 10:
             await asyncio.sleep(0.1)
             text = UnifiedCollector([collector]).render("", "").body.decode()
-            missing = set(CATALOGUE) - _types(text)
+            missing = set(EXPOSED_NAMES) - _types(text)
         assert not missing
         assert 'service_name="causality-demo-pipeline"' in text
         stop.set()

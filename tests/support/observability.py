@@ -1,8 +1,18 @@
-"""Recording into every instrument of the sidecar's catalogue (`sidecar.observability`)."""
+"""The sidecar's instrument catalogue (`sidecar.observability`): the names it exposes, and
+recording into every instrument."""
 
 from __future__ import annotations
 
 from sidecar.observability import Metrics
+
+# The sample names the issue lists, as they appear in the text.
+EXPOSED_NAMES = [
+    "http_request_duration_milliseconds", "http_request_total", "http_request_errors_total",
+    "nats_messages_processed_total", "nats_batch_size", "nats_flush_latency_milliseconds",
+    "nats_ack_latency_milliseconds", "s3_files_written_total", "s3_file_size_bytes",
+    "dedup_dropped_total", "dlq_depth", "rules_evaluated_total", "alerts_fired_total",
+    "webhook_success_total", "webhook_failure_total",
+]  # fmt: skip
 
 
 def record_everything(metrics: Metrics) -> None:
