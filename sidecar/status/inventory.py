@@ -7,7 +7,6 @@ Computed on request (``GET /debug/series``, the status page) by walking the coll
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +32,6 @@ __all__ = [
 
 # a histogram's or summary's samples of one label set count as one series
 _COMPONENT_LABELS = ("le", "quantile")
-_LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 MAX_COUNTED_SOURCES = 20  # beyond, series per source are not counted on the page
 SourceKey = tuple[str, str]  # (service_name, service_instance_id)
 
@@ -164,11 +162,6 @@ class SourceInfo:
     def key(self) -> SourceKey:
         """(service_name, service_instance_id)."""
         return (self.service_name, self.service_instance_id)
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """``a="1",b="x"`` label text into a dict (escapes kept as written)."""
-    return dict(_LABEL_RE.findall(text))
 
 
 def label_value(text: str, name: str) -> str:
