@@ -15,13 +15,12 @@ import zlib
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.pytest_plugin import AiohttpServer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Gauge
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.exposition import generate_latest as render_text
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
-from sidecar.gzipjoin import deflate_span
 from tests.merge.conftest import (
     OPENMETRICS_CT,
     TEXT_CT,
@@ -32,23 +31,11 @@ from tests.merge.conftest import (
     target,
     value,
 )
+from tests.support.passthrough import app_registry, blocks
 from tests.support.prometheus import check_metrics, prometheus_factory, static_scrape_config  # noqa: F401
 
 OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 TEXT_ACCEPT = "text/plain;version=0.0.4"
-
-
-def app_registry() -> CollectorRegistry:
-    """An app of 600 series: counters (with _created), gauges and a histogram."""
-    registry = CollectorRegistry()
-    requests = Counter("app_requests", "Requests", ["route", "code"], registry=registry)
-    inflight = Gauge("app_inflight", "In flight", ["route"], registry=registry)
-    latency = Histogram("app_latency_seconds", "Latency", registry=registry)
-    for i in range(300):
-        requests.labels(f"/r/{i}", "200").inc(i)
-        inflight.labels(f"/r/{i}").set(i % 7)
-    latency.observe(0.3)
-    return registry
 
 
 async def scrape_raw(rig: Rig, accept: str) -> tuple[ClientResponse, bytes]:
@@ -67,14 +54,6 @@ def inflated(raw: bytes) -> bytes:
     assert inflater.eof
     assert inflater.unused_data == b""
     return plain
-
-
-def blocks(body: bytes) -> bytes:
-    """The deflate blocks of the member the test target sends for ``body``."""
-    member = gzip.compress(body)  # the target's compression; gzip's blocks do not vary
-    span = deflate_span(member)
-    assert span is not None
-    return member[span[0] : span[1]]
 
 
 @pytest.mark.parametrize(

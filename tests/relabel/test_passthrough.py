@@ -19,7 +19,7 @@ from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
 from tests.merge.conftest import TEXT_CT, StartTarget, Target, start_target, target
-from tests.merge.test_passthrough import app_registry, blocks
+from tests.support.passthrough import app_registry, blocks
 from tests.support.prometheus import check_metrics
 
 __all__ = ["start_target"]  # fixture
