@@ -386,6 +386,7 @@ class Relabeller:
             for chunk in family.chunks:
                 prefixes += _RAW_VALUE.split(chunk)[0:-1:2]
             plan = _raw_plan(chain, family, prefixes, plan)
+            plan.used = self._generation + 1  # not the least recently used
             if self.remember:
                 self._remember(memo, plan)
         plan.used = self._generation = self._generation + 1

@@ -145,3 +145,23 @@ def test_unchanged_label_sets_are_not_relabelled_again(
         Target(body(series, [4, 5, 6, 7], openmetrics), openmetrics).families(), "merge"
     )
     assert set(calls) == {"5xx"}
+
+
+def test_plans_are_bounded_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(families_module, "MAX_PLANS", 4)
+    chain = compiled([{"action": "labeldrop", "regex": "x"}])
+    relabeller = Relabeller(chain)
+    targets = {
+        code: Target(body([("app_queue", code, "1")], [1], False)).families() for code in CODES
+    }
+    relabeller.apply(targets["200"], "merge")
+    for code in CODES[1:4]:  # four families remembered; "200" used again, then a fifth
+        relabeller.apply(targets[code], "merge")
+    relabeller.apply(targets["200"], "merge")
+    relabeller.apply(targets[CODES[4]], "merge")
+    remembered = {memo[3] for memo in relabeller._plans}
+    assert len(remembered) <= 4
+    assert 'app_queue{code="200",x="1"}' in remembered  # the most recently used stay
+    assert 'app_queue{code="a\\"b\\\\c",x="1"}' in remembered  # the one just made
+    assert 'app_queue{code="404",x="1"}' not in remembered  # the least recently used went
+    assert 'app_queue{code="500",x="1"}' not in remembered
