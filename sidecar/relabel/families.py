@@ -272,6 +272,7 @@ class _Out:
 
 
 SeriesKey = frozenset[tuple[str, str]]
+_Memo = tuple[str, str, str, str, bool]  # source, family name and type, first line, format
 
 
 def _prefix(name: str, labels: dict[str, str]) -> str:
@@ -309,9 +310,10 @@ class Relabeller:
     rules: tuple[Rule, ...]
     dropped: Dropped | Counter | None = None
     _chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
-    # merge targets' raw families relabelled, by source, family and first line (two
-    # targets' families of one name apart); a new rule set is a new Relabeller
-    _plans: dict[tuple[str, str, str, str], _RawPlan] = field(default_factory=dict)
+    # merge targets' raw families relabelled, by source, family, first line (two
+    # targets' families of one name apart) and format (a text counter's lines come in
+    # another order); a new rule set is a new Relabeller
+    _plans: dict[_Memo, _RawPlan] = field(default_factory=dict)
     _generation: int = 0
     remember: bool = True  # False: every raw family relabelled anew (the tests' reference)
 
@@ -374,7 +376,8 @@ class Relabeller:
         if not values:
             return []
         first = family.chunks[0]
-        memo = (kind, family.name, family.type, first[: first.find("\n")].rpartition(" ")[0])
+        line = first[: first.find("\n")].rpartition(" ")[0]
+        memo = (kind, family.name, family.type, line, family.split is None)
         plan = self._plans.get(memo) if self.remember else None
         # the plan holds when its lines' label text with these values is the family's text
         if (
@@ -394,7 +397,7 @@ class Relabeller:
             counts[reason] = counts.get(reason, 0) + count
         return _raw_outs(family, plan, values)
 
-    def _remember(self, memo: tuple[str, str, str, str], plan: _RawPlan) -> None:
+    def _remember(self, memo: _Memo, plan: _RawPlan) -> None:
         """Keep ``plan``; past `MAX_PLANS` families, the half least recently used go."""
         self._plans[memo] = plan
         if len(self._plans) > MAX_PLANS:
