@@ -13,7 +13,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# A C compiler for the two extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c);
+# A C compiler for the extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c,
+# sidecar/ingest/_pblabels.c);
 # this stage is discarded, the runtime image has no compiler. The official python images
 # carry the Python headers; a plain Debian python3 gets them from python3-dev. Debian
 # stable's packages, not pinned: they only build, and take the security updates of the

@@ -28,11 +28,11 @@ setup: $(STAMP)  ## create .venv and install the sidecar with its dev tools (wha
 help:  ## list these targets
 	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The C extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c) are built in place by the
-# editable install: a change to one re-runs the install. They need gcc (installed here on
+# The C extensions (sidecar/events/_scan.c, sidecar/merge/_runs.c, sidecar/ingest/_pblabels.c)
+# are built in place by the editable install: a change to one re-runs the install. They need gcc (installed here on
 # Debian when missing) and the Python headers (in every CPython install; Debian's python3
 # has them in python3-dev).
-$(STAMP): pyproject.toml setup.py sidecar/events/_scan.c sidecar/merge/_runs.c
+$(STAMP): pyproject.toml setup.py sidecar/events/_scan.c sidecar/merge/_runs.c sidecar/ingest/_pblabels.c
 	scripts/ensure-debian-packages gcc:gcc
 	$(PYTHON) -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
 	  || scripts/ensure-debian-packages python3-dev:python3-config

@@ -1,5 +1,6 @@
-"""The C extensions: the event inspector's hot path (sidecar/events/_scan.c) and the
-merge fast path's run prover (sidecar/merge/_runs.c).
+"""The C extensions: the event inspector's hot path (sidecar/events/_scan.c), the
+merge fast path's run prover (sidecar/merge/_runs.c) and the protobuf scrape's label
+encoder (sidecar/ingest/_pblabels.c).
 
 Everything else about the package is in pyproject.toml; setuptools reads both. Building
 them needs a C compiler and the Python headers (the Makefile installs them on Debian when
@@ -24,6 +25,7 @@ FLAGS = [
 EXTENSIONS = [
     ("sidecar.events._scan", "sidecar/events/_scan.c"),
     ("sidecar.merge._runs", "sidecar/merge/_runs.c"),
+    ("sidecar.ingest._pblabels", "sidecar/ingest/_pblabels.c"),
 ]
 
 setup(

@@ -1,8 +1,9 @@
 """Which code runs the two hot paths: the C extensions, or their pure-Python equivalents.
 
 The C extensions are built when a compiler is there (``setup.py`` marks them optional):
-``sidecar.events._scan`` (batch scanner and key memory of the event inspector) and
-``sidecar.merge._runs`` (the merge fast path's run prover and whole-body scan). Their
+``sidecar.events._scan`` (batch scanner and key memory of the event inspector),
+``sidecar.merge._runs`` (the merge fast path's run prover and whole-body scan) and
+``sidecar.ingest._pblabels`` (a series' label text as protobuf label pairs). Their
 modules ask `enabled` here, the one place that honours ``SIDECAR_NO_EXTENSIONS`` (any
 non-empty value; aiohttp's ``AIOHTTP_NO_EXTENSIONS`` is the model): set, or a module not
 built, and that module's pure-Python path runs, with the same results. `label` is
@@ -20,7 +21,7 @@ __all__ = ["ENV", "MODULES", "NO_EXTENSIONS", "built", "describe", "enabled", "l
 
 ENV: Final = "SIDECAR_NO_EXTENSIONS"
 NO_EXTENSIONS: Final = bool(os.environ.get(ENV))
-MODULES: Final = ("sidecar.events._scan", "sidecar.merge._runs")
+MODULES: Final = ("sidecar.events._scan", "sidecar.merge._runs", "sidecar.ingest._pblabels")
 
 
 @functools.cache

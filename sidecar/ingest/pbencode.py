@@ -1,15 +1,22 @@
 """Stored families straight to protobuf MetricFamily bytes (the scrape's fast path).
 
 The same messages `sidecar.protobuf.encode_family` writes from the family's `to_metric`,
-without the prometheus_client objects in between: the encoded label pairs of each series'
-label text are kept in a `LabelBytes` cache from scrape to scrape (label text changes
-only with the series), so a series costs its value's few bytes.
+without the prometheus_client objects in between. Labels cost once, not per scrape: a
+`LabelBytes` keeps each series' encoded label pairs (keyed by its label text, which
+changes only with the series), and builds them for a new series from the label pairs
+it has seen before (``route="/a"``, ``method="GET"`` repeat across thousands of series),
+so a scrape after a restart or after new series costs little more than the next one.
+Lengths below 16,384 come from a table, not a varint loop.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import struct
+from itertools import accumulate
 
+from sidecar import extensions
 from sidecar.ingest.model import Kind
 from sidecar.ingest.store import ExponentialState, Family, Series
 from sidecar.ingest.text import classic_buckets, parse_labels
@@ -17,27 +24,113 @@ from sidecar.protobuf import double, labels_bytes, length_field, text_field, var
 
 __all__ = ["LabelBytes", "encode_stored"]
 
+C_LABELS = extensions.enabled("sidecar.ingest._pblabels")
+if C_LABELS:
+    from sidecar.ingest import _pblabels
 LABEL_CACHE_MAX = 1 << 18  # label texts kept; started afresh beyond (≥ ingest.max_series)
 INF = math.inf
 MIN_SCHEMA, MAX_SCHEMA = -4, 8  # the native histogram schemas Prometheus knows
 _COUNTER, _GAUGE, _SUMMARY, _HISTOGRAM = 0, 1, 2, 4  # io.prometheus.client.MetricType
+# one pair's text without its closing quote, backslash-free, as the store writes it
+_PIECE = re.compile(r'(?:[a-zA-Z_][a-zA-Z0-9_]*|"[^"]*")="[^"]*')
+_SMALL = 1 << 14  # the varints of 0 .. _SMALL-1 (one or two bytes), precomputed
+_VARINT = tuple(
+    bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7)) for n in range(_SMALL)
+)
+_SCALAR = 11  # a counter's or gauge's value message with its tag and length: 1 + 1 + 9
+# tag 1 (double) of the value message, behind the message's tag (counter 3, gauge 2)
+_COUNTER_VALUE = struct.Struct("<3sd").pack
+_COUNTER_HEAD, _GAUGE_HEAD = b"\x1a\x09\x09", b"\x12\x09\x09"
+# a classic bucket: tag 3, length, cumulative_count (1, varint), then upper_bound (2, double)
+_BUCKET_HEAD = tuple(bytes((0x1A, 10 + size, 0x08)) for size in range(11))
+
+
+def _uvarint(value: int) -> bytes:
+    """``value`` as a varint, negative ones as uint64 (as `varint_field`)."""
+    if 0 <= value < _SMALL:
+        return _VARINT[value]
+    return varint_field(b"", value)
+
+
+def _pair(name: str, value: str) -> bytes:
+    """One ``LabelPair`` as field 1 of a Metric (`labels_bytes` of one label)."""
+    n, v = name.encode(), value.encode()
+    inner = b"\x0a" + _uvarint(len(n)) + n + b"\x12" + _uvarint(len(v)) + v
+    return b"\x0a" + _uvarint(len(inner)) + inner
 
 
 class LabelBytes:
-    """Encoded ``LabelPair`` fields of label texts; bounded, kept between scrapes."""
+    """Encoded ``LabelPair`` fields of label texts; bounded, kept between scrapes.
 
-    def __init__(self, limit: int = LABEL_CACHE_MAX) -> None:
+    Three maps, each started afresh when it reaches ``limit``: label text -> its pairs
+    (histograms, summaries); label text -> a whole counter/gauge Metric's head (tag,
+    length, pairs: only the value follows); and one label pair's text (``name="value``)
+    -> its encoded pair, which is what makes a new series cheap.
+    """
+
+    def __init__(self, limit: int = LABEL_CACHE_MAX, *, use_c: bool = C_LABELS) -> None:
         self._limit = limit
+        self._c = use_c and C_LABELS  # (tests run both ways)
         self._cache: dict[str, bytes] = {}
+        self._scalar: dict[str, bytes] = {}
+        self._pairs: dict[str, bytes] = {}
+        self._names: dict[str, str] = {}  # a pair's text -> its name
 
     def __call__(self, text: str) -> bytes:
         encoded = self._cache.get(text)
         if encoded is None:
-            encoded = labels_bytes(parse_labels(text))
+            encoded = self.encode(text)
             if len(self._cache) >= self._limit:
                 self._cache.clear()
             self._cache[text] = encoded
         return encoded
+
+    def scalar(self, text: str) -> bytes:
+        """The head of a counter's or gauge's Metric: tag 4, its length, its label pairs."""
+        head = self._scalar.get(text)
+        if head is None:
+            encoded = self.encode(text)
+            head = b"\x22" + _uvarint(len(encoded) + _SCALAR) + encoded
+            if len(self._scalar) >= self._limit:
+                self._scalar.clear()
+            self._scalar[text] = head
+        return head
+
+    def encode(self, text: str) -> bytes:
+        """``labels_bytes(parse_labels(text))``: in C (`_pblabels`) where it is built, else
+        from the label pairs seen before."""
+        if self._c:
+            encoded = _pblabels.encode(text)
+            if encoded is not None:
+                return encoded
+            return labels_bytes(parse_labels(text))
+        return self._from_pairs(text)
+
+    def _from_pairs(self, text: str) -> bytes:
+        if not text:
+            return b""
+        if "\\" in text:  # escapes: the general parser (rare; only then can a pair's
+            return labels_bytes(parse_labels(text))  # text hold '",' or '="')
+        # without a backslash no quoted part holds a '"': '",' ends a pair, '="' ends its name
+        pieces = text[:-1].split('",')
+        pairs, names = self._pairs, self._names
+        encoded = list(map(pairs.get, pieces))
+        if None in encoded:
+            if len(pairs) + len(pieces) > self._limit:
+                pairs.clear()
+                names.clear()
+            for i, piece in enumerate(pieces):
+                if piece not in pairs:
+                    if not _PIECE.fullmatch(piece):  # not as the store writes it
+                        return labels_bytes(parse_labels(text))
+                    name, _, value = piece.partition('="')
+                    if name[:1] == '"':  # a quoted (UTF-8) name
+                        name = name[1:-1]
+                    names[piece] = name
+                    encoded[i] = pairs[piece] = _pair(name, value)
+        if len(set(map(names.__getitem__, pieces))) < len(pieces):  # a name twice:
+            return labels_bytes(parse_labels(text))  # the dict keeps one
+        return b"".join(encoded)  # type: ignore[arg-type]
 
 
 def _sint(value: int) -> int:
@@ -61,7 +154,7 @@ def _side(buckets: dict[int, int], by: int) -> tuple[list[bytes], bytes]:
     offset = length = 0
     for index in sorted(buckets):
         count = buckets[index]
-        deltas.append(varint_field(b"", _sint(count - previous_count)))
+        deltas.append(_uvarint(_sint(count - previous_count)))
         previous_count = count
         if previous is not None and index == previous + 1:
             length += 1
@@ -78,7 +171,7 @@ def _side(buckets: dict[int, int], by: int) -> tuple[list[bytes], bytes]:
 
 
 def _span(offset: int, length: int) -> bytes:
-    return varint_field(b"\x08", _sint(offset)) + varint_field(b"\x10", length)
+    return b"\x08" + _uvarint(_sint(offset)) + b"\x10" + _uvarint(length)
 
 
 def native(state: ExponentialState) -> bytes:
@@ -104,27 +197,48 @@ def native(state: ExponentialState) -> bytes:
     return b"".join(out)
 
 
-def _histogram(series: Series) -> bytes:
-    if series.extra is not None and not isinstance(series.extra, tuple):
-        bounds, counts = classic_buckets(series.extra)
-        total = series.extra.sum
+class _Bounds:
+    """Each explicit bound's ``upper_bound`` field (None for ``+Inf``), by bounds tuple."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[float, ...], list[bytes | None]] = {}
+
+    def __call__(self, bounds: tuple[float, ...]) -> list[bytes | None]:
+        fields = self._known.get(bounds)
+        if fields is None:
+            fields = self._known[bounds] = _bound_fields([*bounds, INF])
+        return fields
+
+
+def _bound_fields(bounds: list[float]) -> list[bytes | None]:
+    return [None if bound == INF else b"\x11" + double(bound) for bound in bounds]
+
+
+def _histogram(series: Series, known: _Bounds) -> bytes:
+    """A Metric's histogram field (7)."""
+    extra = series.extra
+    if extra is not None and not isinstance(extra, tuple):
+        bounds, counts = classic_buckets(extra)
+        fields, total = _bound_fields(bounds), extra.sum
     else:
-        bounds, counts = [*series.bounds, INF], series.counts or [0]
-        total = series.sum
-    parts = []
-    running = 0
-    for bound, count in zip(bounds, counts, strict=True):
-        running += count
-        if bound != INF:  # the +Inf bucket is sample_count
-            parts.append(
-                length_field(
-                    b"\x1a", varint_field(b"\x08", round(running)) + b"\x11" + double(bound)
-                )
-            )
-    head = varint_field(b"\x08", round(running)) + b"\x11" + double(total)
-    if isinstance(series.extra, ExponentialState):  # classic buckets and native ones
-        parts.append(native(series.extra))
-    return length_field(b"\x3a", head + b"".join(parts))
+        fields, counts, total = known(series.bounds), series.counts or [0], series.sum
+    if len(fields) != len(counts):
+        raise ValueError(f"{len(counts)} bucket counts for {len(fields)} bounds")
+    running = [round(count) for count in accumulate(counts)]
+    heads, small, varint = _BUCKET_HEAD, _SMALL, _VARINT
+    # the +Inf bucket is sample_count; the others: head, cumulative count, upper bound
+    buckets = [
+        heads[len(v)] + v + field
+        for v, field in zip(
+            [varint[c] if 0 <= c < small else _uvarint(c) for c in running], fields, strict=True
+        )
+        if field is not None
+    ]
+    if isinstance(extra, ExponentialState):  # classic buckets and native ones
+        buckets.append(native(extra))
+    count = running[-1] if running else 0
+    body = b"\x08" + _uvarint(count) + b"\x11" + double(total) + b"".join(buckets)
+    return b"\x3a" + _uvarint(len(body)) + body
 
 
 def _summary(series: Series) -> bytes:
@@ -134,24 +248,30 @@ def _summary(series: Series) -> bytes:
     return length_field(b"\x22", head + b"".join(parts))
 
 
+def _metric(labels: bytes, body: bytes) -> bytes:
+    """A Metric (tag 4, length) of label pairs and one value field."""
+    return b"\x22" + _uvarint(len(labels) + len(body)) + labels + body
+
+
 def encode_stored(family: Family, labels: LabelBytes) -> bytes:
     """One stored family as MetricFamily bytes (not delimited)."""
     d = family.descriptor
     kind = d.kind
-    out: list[bytes] = []
+    out: list[bytes]
     if kind is Kind.COUNTER or kind is Kind.GAUGE:
         counter = kind is Kind.COUNTER
-        name, wire, field = (
-            (d.name + "_total", _COUNTER, b"\x1a") if counter else (d.name, _GAUGE, b"\x12")
+        name, wire, value_head = (
+            (d.name + "_total", _COUNTER, _COUNTER_HEAD)
+            if counter
+            else (d.name, _GAUGE, _GAUGE_HEAD)
         )
-        for s in family.all_series():
-            value = length_field(field, b"\x09" + double(s.value))
-            out.append(length_field(b"\x22", labels(s.labels) + value))
+        scalar, pack = labels.scalar, _COUNTER_VALUE
+        out = [scalar(s.labels) + pack(value_head, s.value) for s in family.all_series()]
     elif kind is Kind.HISTOGRAM:
-        name, wire = d.name, _HISTOGRAM
-        out = [length_field(b"\x22", labels(s.labels) + _histogram(s)) for s in family.all_series()]
+        name, wire, known = d.name, _HISTOGRAM, _Bounds()
+        out = [_metric(labels(s.labels), _histogram(s, known)) for s in family.all_series()]
     else:
         name, wire = d.name, _SUMMARY
-        out = [length_field(b"\x22", labels(s.labels) + _summary(s)) for s in family.all_series()]
+        out = [_metric(labels(s.labels), _summary(s)) for s in family.all_series()]
     head = text_field(b"\x0a", name) + text_field(b"\x12", d.help) + varint_field(b"\x18", wire)
     return head + b"".join(out)

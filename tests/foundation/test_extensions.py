@@ -52,7 +52,7 @@ def _flags() -> list[str]:
 
 # SIDECAR_NO_EXTENSIONS value -> (label, what the start log says); "" counts as unset
 MODES = {
-    "unset": ("", "c", "C extensions in use: sidecar.events._scan, sidecar.merge._runs"),
+    "unset": ("", "c", "C extensions in use: " + ", ".join(extensions.MODULES)),
     "set": ("1", "python", "C extensions off (SIDECAR_NO_EXTENSIONS is set)"),
     "any-value": ("yes", "python", "C extensions off (SIDECAR_NO_EXTENSIONS is set)"),
 }
