@@ -45,7 +45,7 @@ from sidecar.escaping import escaped, is_legacy_metric_name
 from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, gzip_with_tail
 from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
-from sidecar.offloop import off_loop, snapshot_sources, writers_first
+from sidecar.offloop import RenderClock, off_loop, snapshot_sources, writers_first
 
 if TYPE_CHECKING:  # (sidecar.relabel reads sidecar.merge, which reads this module)
     from sidecar.relabel.families import Relabeller
@@ -221,8 +221,10 @@ class UnifiedCollector:
         *,
         relabel: Relabeller | None = None,
         kinds: Sequence[str] | None = None,
+        clock: RenderClock | None = None,
     ) -> None:
         self.sources = tuple(sources)
+        self.clock = RenderClock() if clock is None else clock  # shared by its per-scrape views
         self._conflicts = conflicts
         self.relabel = relabel  # ``relabel:`` rules (swapped on reload)
         # each source's name for relabel rules' ``source`` (a snapshot keeps the originals')
@@ -235,15 +237,21 @@ class UnifiedCollector:
             self._conflicts,
             relabel=self.relabel,
             kinds=(*self.kinds, *_kinds(extra)),
+            clock=self.clock,
         )
 
     async def render_off_loop(self, accept: str, accept_encoding: str) -> Exposition:
         """`render` in a worker thread, from a snapshot taken now on the loop
-        (`sidecar.offloop`): a scrape never stalls the loop, and sees one state."""
+        (`sidecar.offloop`): a scrape never stalls the loop, and sees one state. A render
+        that was cheap last time runs on the loop instead (`RenderClock`)."""
+        render = functools.partial(self.render, accept, accept_encoding)
+        if self.clock.inline(self.sources):
+            return self.clock.timed(render)()
         await writers_first(self.sources)  # then no await until the snapshot is taken
         sources, gates = snapshot_sources(self.sources)
         frozen = UnifiedCollector(sources, self._conflicts, relabel=self.relabel, kinds=self.kinds)
-        return await off_loop(gates, functools.partial(frozen.render, accept, accept_encoding))
+        work = functools.partial(frozen.render, accept, accept_encoding)
+        return await off_loop(gates, self.clock.timed(work))
 
     def _relabelled(self, source: Collector, kind: str) -> Iterable[Metric | RenderedFamily]:
         """The source's families after the ``relabel:`` rules for it (`sidecar.relabel`)."""

@@ -231,7 +231,7 @@ class MetricStore:
         self._on_retired = on_retired
         self._size = 0
         self.streams = 0  # live worker streams (bounded by max_series)
-        self.gate = WriteGate()  # writes wait while a scrape's worker thread reads
+        self.gate = WriteGate(self.__len__)  # writes wait while a scrape's thread reads
 
     def __len__(self) -> int:
         """Series held, overflow and target_info series included."""
