@@ -39,6 +39,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "format_duration",
+    "layer_raw",
     "load_config",
     "parse_duration",
     "parse_size",
@@ -868,7 +869,7 @@ def load_config(
     came_from: dict[str, str] = {}
     if env.get(CONFIG_YAML_ENV):
         inline = _read_inline_config(env[CONFIG_YAML_ENV])
-        raw = _layer(raw, inline)
+        raw = layer_raw(raw, inline)
         came_from.update(dict.fromkeys(_leaf_paths(inline, ""), CONFIG_YAML_ENV))
     for var, key_path in ENV_OVERRIDES.items():
         if env.get(var):
@@ -902,13 +903,14 @@ def _read_inline_config(text: str) -> dict[str, Any]:
     return raw
 
 
-def _layer(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``: mappings merged key by key, anything else (lists too) replaced."""
+def layer_raw(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base`` (raw config mappings): mappings merged key by key, anything
+    else (lists too) replaced."""
     out = dict(base)
     for key, value in top.items():
         below = out.get(key)
-        if isinstance(value, dict) and isinstance(below, dict):
-            out[key] = _layer(below, value)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            out[key] = layer_raw(below, value)
         else:
             out[key] = value
     return out

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sidecar.config import ConfigError, config_from_dict, read_config_file
+from sidecar.config import ConfigError, config_from_dict, layer_raw, read_config_file
 from sidecar.inject.settings import CONFIG_MOUNT_DIR
 from sidecar.tlsserver import file_identity
 
@@ -56,24 +56,13 @@ def layer_config(base: Mapping[str, Any], pod: Mapping[str, Any]) -> dict[str, A
     """``pod`` over ``base``: mappings merged key by key, anything else replaced, except
     ``merge.targets``: the pod's targets are added to the base's (a base target of the
     same name is replaced), so a pod's own metrics never drop the platform's targets."""
-    out = _layer(base, pod)
+    out = layer_raw(base, pod)
     base_targets = _targets(base)
     pod_targets = _targets(pod)
     if base_targets and pod_targets:
         names = {t.get("name") for t in pod_targets}
         kept = [t for t in base_targets if t.get("name") not in names]
         out["merge"]["targets"] = [*kept, *pod_targets]
-    return out
-
-
-def _layer(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        below = out.get(key)
-        if isinstance(value, Mapping) and isinstance(below, Mapping):
-            out[key] = _layer(below, value)
-        else:
-            out[key] = value
     return out
 
 
@@ -122,7 +111,7 @@ def read_base_config(path: str) -> dict[str, Any]:
     """
     try:
         raw = read_config_file(path)
-        config_from_dict(_layer(raw, _SAMPLE_POD_PART))
+        config_from_dict(layer_raw(raw, _SAMPLE_POD_PART))
         _check_admin_tls(raw)
     except ConfigError as exc:
         where = f"{FLAG} {path}"
