@@ -30,7 +30,7 @@ from sidecar.offloop import WriteGate, off_loop, writers_first
 from sidecar.server import Sidecar
 from sidecar.status.routes import Memo
 from tests.ingest.builders import gauge, number, request
-from tests.proxy.conftest import ProxyFactory
+from tests.proxy.conftest import ProxyFactory, wait_for
 
 DEADLINE = 10.0  # seconds; reached only when the behaviour under test is broken
 HOOK = "test_render_hook"
@@ -166,9 +166,7 @@ async def test_a_push_during_a_scrape_waits_and_the_scrape_sees_one_state(car: S
         assert await asyncio.to_thread(hook.started.wait, DEADLINE)
         pushing = asyncio.create_task(push(session, car, 2.0))
         gate = car.unified.sources[2].write_gate  # type: ignore[attr-defined]
-        async with asyncio.timeout(DEADLINE):
-            while not gate.waiting:  # the push has arrived and waits for the render
-                await asyncio.sleep(0.01)
+        await wait_for(lambda: gate.waiting > 0, DEADLINE)  # the push arrived, waits for the render
         assert not pushing.done()
         hook.release.set()
         first = await scraping
@@ -215,9 +213,7 @@ async def test_a_waiting_writer_goes_before_the_next_scrape() -> None:
     first = asyncio.create_task(off_loop([gate], first_render))
     assert await asyncio.to_thread(first_started.wait, DEADLINE)
     writer = asyncio.create_task(write())
-    async with asyncio.timeout(DEADLINE):
-        while not gate.waiting:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: gate.waiting > 0, DEADLINE)
     second = asyncio.create_task(second_scrape())
     release.set()
     await asyncio.wait_for(asyncio.gather(first, writer, second), DEADLINE)
