@@ -22,6 +22,7 @@ from sidecar.unified import UnifiedCollector
 from tests.ingest.builders import Harness, epoint, exponential, request
 from tests.merge.conftest import PROTOBUF_CT, MakeRig, StartTarget, Target, target, value
 from tests.support.prometheus import PrometheusFactory, static_scrape_config
+from tests.support.protobuf import by_name
 
 PROMETHEUS_NATIVE_ACCEPT = (
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
@@ -29,27 +30,6 @@ PROMETHEUS_NATIVE_ACCEPT = (
     "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 )  # Prometheus 2.42 with --enable-feature=native-histograms
 DROPPED = "sidecar_merge_native_histograms_dropped_total"
-
-
-def decode(body: bytes) -> dict[str, pb.MetricFamily]:
-    """Delimited MetricFamily messages by name."""
-    out: dict[str, pb.MetricFamily] = {}
-    at = 0
-    while at < len(body):
-        size, shift = 0, 0
-        while True:
-            byte = body[at]
-            at += 1
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        family = pb.MetricFamily()
-        family.ParseFromString(body[at : at + size])
-        at += size
-        assert family.name not in out, family.name
-        out[family.name] = family
-    return out
 
 
 async def get(url: str, headers: Mapping[str, str]) -> tuple[str, bytes]:
@@ -73,9 +53,9 @@ async def test_a_real_exporter_answers_protobuf_and_its_families_come_through(
     response = await rig.client.get("/metrics", headers={"Accept": PROMETHEUS_NATIVE_ACCEPT})
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("application/vnd.google.protobuf")
-    merged = decode(await response.read())
+    merged = by_name(await response.read())
     _, after_body = await get(exporter_url, {"Accept": PROMETHEUS_NATIVE_ACCEPT})
-    direct, after = decode(direct_body), decode(after_body)
+    direct, after = by_name(direct_body), by_name(after_body)
     assert len(direct) > 20
     for name, family in direct.items():
         if name not in after:
@@ -106,12 +86,12 @@ async def test_native_histograms_kept_in_protobuf_dropped_and_counted_in_text(
     start_target: StartTarget, make_rig: MakeRig
 ) -> None:
     body = _native_body()
-    served = decode(body)
+    served = by_name(body)
     assert served["latency"].metric[0].histogram.positive_span  # native indeed
     app = Target(body, PROTOBUF_CT)
     rig = await make_rig([target("app", await start_target(app))])
     response = await rig.client.get("/metrics", headers={"Accept": PROMETHEUS_NATIVE_ACCEPT})
-    merged = decode(await response.read())
+    merged = by_name(await response.read())
     assert app.requests[-1]["Accept"].startswith("application/vnd.google.protobuf")
     for name in ("latency", "fine"):
         assert merged[name] == served[name], name  # native parts intact, classic ones too

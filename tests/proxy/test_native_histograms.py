@@ -21,29 +21,11 @@ from sidecar.proxy.native import SCHEMA, bucket_index
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.proxy.conftest import Proxied, ProxyFactory
 from tests.support.prometheus import check_metrics, prometheus_factory, static_scrape_config  # noqa: F401
+from tests.support.protobuf import by_name
 
 DURATION = "http_request_duration_milliseconds"
 TTFB = "http_request_time_to_first_byte_milliseconds"
 REQUESTS = 40
-
-
-def _families(body: bytes) -> dict[str, pb.MetricFamily]:
-    out: dict[str, pb.MetricFamily] = {}
-    at = 0
-    while at < len(body):
-        size, shift = 0, 0
-        while True:
-            byte = body[at]
-            at += 1
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        family = pb.MetricFamily()
-        family.ParseFromString(body[at : at + size])
-        at += size
-        out[family.name] = family
-    return out
 
 
 def _labels(metric: pb.Metric) -> dict[str, str]:
@@ -60,7 +42,7 @@ async def _proxied(p: Proxied, count: int = REQUESTS) -> None:
 def _protobuf(p: Proxied) -> dict[str, pb.MetricFamily]:
     answer = UnifiedCollector([p.module.registry]).render(CONTENT_TYPE, "")
     assert answer.content_type.startswith("application/vnd.google.protobuf")
-    return _families(answer.body)
+    return by_name(answer.body)
 
 
 def _native_total(h: pb.Histogram) -> int:

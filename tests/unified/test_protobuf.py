@@ -36,6 +36,7 @@ from tests.ingest.builders import (
     summary,
 )
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
+from tests.support.protobuf import delimited
 
 PROTOBUF = f"{CONTENT_TYPE};q=0.7,application/openmetrics-text;version=1.0.0;q=0.6,*/*;q=0.1"
 TEXT = "text/plain;version=0.0.4"
@@ -44,27 +45,6 @@ Sample = tuple[str, frozenset[tuple[str, str]], float | str]
 
 def _value(value: float) -> float | str:
     return "NaN" if math.isnan(value) else value  # NaN equals nothing, not even NaN
-
-
-def _varint(body: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = body[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, at
-
-
-def decode(body: bytes) -> list[pb.MetricFamily]:
-    """A delimited stream of MetricFamily messages (each behind its varint length)."""
-    out, at = [], 0
-    while at < len(body):
-        size, at = _varint(body, at)
-        out.append(pb.MetricFamily.FromString(body[at : at + size]))
-        at += size
-    return out
 
 
 def _bound(value: float) -> str:
@@ -163,7 +143,7 @@ def test_protobuf_equals_text_family_by_family():
     unified = UnifiedCollector([_registry(), mixed_harness(30).collector])
     answer = unified.render(PROTOBUF, "gzip")
     assert answer.content_type == CONTENT_TYPE + "; escaping=underscores"
-    families = decode(gzip.decompress(answer.body))
+    families = delimited(gzip.decompress(answer.body))
     text = text_samples(unified.render(TEXT, "").body.decode())
     by_family: dict[str, set[Sample]] = {}
     for family in families:
@@ -182,7 +162,7 @@ def test_the_generic_path_serves_protobuf_too():
     registry = _registry()
     answer = render(registry, PROTOBUF, "")
     assert answer.content_type == CONTENT_TYPE + "; escaping=underscores"
-    names = {f.name for f in decode(answer.body)}
+    names = {f.name for f in delimited(answer.body)}
     assert names == {"g", "c_total", "h_seconds", "s", "build_info"}
 
 
@@ -190,7 +170,7 @@ def test_created_timestamps_and_exemplars():
     registry = CollectorRegistry()
     Counter("c", "a counter", registry=registry).inc(1, exemplar={"trace_id": "abc"})
     body = UnifiedCollector([registry]).render(PROTOBUF, "").body
-    (family,) = decode(body)
+    (family,) = delimited(body)
     counter = family.metric[0].counter
     assert family.name == "c_total"
     assert counter.created_timestamp.seconds > 1_700_000_000
