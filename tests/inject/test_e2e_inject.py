@@ -34,7 +34,6 @@ import pytest
 import yaml
 
 from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
-from tests.proxy.tls_upstream import _wait_port
 from tests.support.kubernetes import (
     IMAGE,
     POD_NAME,
@@ -43,8 +42,9 @@ from tests.support.kubernetes import (
     kubernetes_config_with_file_sd,
     port_named,
 )
+from tests.support.nginx import running_nginx
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar
-from tests.support.prometheus import PrometheusServer, poll, require_tool, start_prometheus
+from tests.support.prometheus import PrometheusServer, poll, start_prometheus
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("e2e-inject")]
 
@@ -139,26 +139,10 @@ def _inject(text: str, ports: dict[str, int]) -> subprocess.CompletedProcess[str
     return subprocess.run(command, input=text, capture_output=True, text=True, timeout=60)
 
 
-@contextlib.contextmanager
-def _nginx(directory: Path, ports: dict[str, int]) -> Iterator[None]:
-    nginx = require_tool("nginx", "nginx")
+def _nginx(directory: Path, ports: dict[str, int]) -> contextlib.AbstractContextManager[None]:
     (directory / "metrics.txt").write_text(APP_METRICS)
-    conf = directory / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=directory, **ports))
-    log = directory / "startup.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_port(ports["http"], process, log)
-        _wait_port(ports["metrics"], process, log)
-        yield
-    finally:
-        process.terminate()
-        process.wait(10)
+    conf = NGINX_CONF.format(dir=directory, **ports)
+    return running_nginx(directory, conf, (ports["http"], ports["metrics"]))
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import nginx
 from tests.support.process import free_port
 from tests.support.prometheus import require_tool
 
 SERVER_NAME = "upstream.test"
-START_TIMEOUT_S = 10.0
 
 NGINX_CONF = """
 {user}
@@ -129,52 +127,21 @@ class TlsUpstream:
         return f"https://127.0.0.1:{self.tls_port}"
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"nginx exited with {process.returncode}: {log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"nginx did not listen on {port} within {START_TIMEOUT_S}s")
-
-
 @contextlib.contextmanager
 def running_nginx(
     directory: Path, app_port: int, static: bytes, metrics: str = ""
 ) -> Iterator[TlsUpstream]:
     """nginx with fresh certificates in ``directory``, in front of ``app_port``."""
-    nginx = require_tool("nginx", "nginx")
     certificates = make_certificates(directory)
     (directory / "static.bin").write_bytes(static)
     (directory / "metrics.txt").write_text(metrics)
     tls_port, plain_port = free_port(), free_port()
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            user="user root;" if os.geteuid() == 0 else "",  # workers read the test's files
-            dir=directory,
-            tls_port=tls_port,
-            plain_port=plain_port,
-            app_port=app_port,
-        )
+    conf = NGINX_CONF.format(
+        user="user root;" if os.geteuid() == 0 else "",  # workers read the test's files
+        dir=directory,
+        tls_port=tls_port,
+        plain_port=plain_port,
+        app_port=app_port,
     )
-    log = directory / "startup.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_port(tls_port, process, log)
-        _wait_port(plain_port, process, log)
+    with nginx.running_nginx(directory, conf, (tls_port, plain_port)):
         yield TlsUpstream(tls_port, plain_port, certificates, static)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
