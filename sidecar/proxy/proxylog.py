@@ -162,6 +162,9 @@ class AccessLog:
 
     def write(self, request: web.BaseRequest, ex: Exchange) -> None:
         """Log a finished request: labels, status, timings, sizes, never header values."""
+        logger = self._log
+        if not logger.isEnabledFor(logging.INFO):
+            return
         duration = (time.perf_counter() - ex.start) * 1000.0
         ttfb = None if ex.ttfb is None else round((ex.ttfb - ex.start) * 1000.0, 3)
         version = request.version
@@ -180,6 +183,4 @@ class AccessLog:
         request_id = request.headers.get("X-Request-Id")
         if request_id is not None and _REQUEST_ID_RE.fullmatch(request_id):
             fields["request_id"] = request_id
-        logger = self._log
-        if logger.isEnabledFor(logging.INFO):
-            logger.handle(_AccessRecord("%s %s %d", (ex.method, ex.path, ex.status), fields))
+        logger.handle(_AccessRecord("%s %s %d", (ex.method, ex.path, ex.status), fields))
