@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,3 +250,35 @@ def kubernetes_sd_targets(rendered: Render, pod_name: str) -> list[dict[str, Any
             }
             targets.append({"targets": [f"127.0.0.1:{number}"], "labels": labels})
     return targets
+
+
+def lint_problems(directory: Path, values: dict[str, Any]) -> list[Any]:
+    """``helm lint --strict`` errors and warnings (severity >= 2) for the chart in ``directory``.
+
+    Severity 1 (info) is only "icon is recommended", so it is left out.
+    """
+    report = helm.lint(directory, values, strict=True, kube_version=f"v{KUBE_VERSIONS[0]}.0")
+    return [*report["errors"], *(m for m in report["messages"] if m["severity"] >= 2)]
+
+
+def validated_kinds(
+    rendered: Render, kube_version: str, skip: frozenset[str] = frozenset()
+) -> list[str]:
+    """The kinds of ``rendered``'s documents, each validated strictly against Kubernetes
+    ``kube_version`` (kinds in ``skip``, e.g. CRDs, are left out).
+
+    Raises:
+        AssertionError: a document breaks the schema; names it and the field path.
+    """
+    kinds = []
+    for doc in rendered.docs:
+        if doc["kind"] in skip:
+            continue
+        try:
+            kubernetes_validate.validate(doc, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            where = ".".join(map(str, err.path))
+            name = f"{doc['kind']}/{doc['metadata']['name']}"
+            raise AssertionError(f"{name} at {where}: {err}") from err
+        kinds.append(doc["kind"])
+    return kinds

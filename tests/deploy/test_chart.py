@@ -30,18 +30,20 @@ from tests.deploy.chart import (
     deep_merge,
     documented_values,
     leaf_paths,
+    lint_problems,
     port_of,
     render,
     scenario_values,
     scenarios,
     schema_at,
+    validated_kinds,
 )
 from tests.support.prometheus import check_rules
 
 SCENARIOS = scenarios()
 # prometheus-operator kinds: kubernetes-validate ships no schema for CRDs; they are checked
 # by test_operator_objects (structure) and test_prometheus_rule_passes_promtool (rules).
-CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = frozenset({"PodMonitor", "ServiceMonitor", "PrometheusRule"})
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
@@ -66,12 +68,7 @@ def test_every_required_scenario_exists() -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_lint_is_clean(name: str) -> None:
-    report = helm.lint(
-        CHART_DIR, scenario_values(name), strict=True, kube_version=f"v{KUBE_VERSIONS[0]}.0"
-    )
-    assert report["errors"] == []
-    # severity 1 (info) is only "icon is recommended"; warnings (2) and errors (3) fail
-    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+    assert lint_problems(CHART_DIR, scenario_values(name)) == []
 
 
 # ----------------------------------------------------------------- kubernetes schemas
@@ -82,17 +79,8 @@ def test_every_manifest_validates_against_kubernetes(
     scenario: tuple[str, Render], kube_version: str
 ) -> None:
     name, rendered = scenario
-    checked = 0
-    for doc in rendered.docs:
-        if doc["kind"] in CRD_KINDS:
-            continue
-        try:
-            kubernetes_validate.validate(doc, kube_version, strict=True)
-        except kubernetes_validate.ValidationError as err:
-            where = ".".join(map(str, err.path))
-            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} at {where}: {err}")
-        checked += 1
-    assert checked >= 4  # ConfigMap, Deployment, two Services at least
+    kinds = validated_kinds(rendered, kube_version, skip=CRD_KINDS)
+    assert len(kinds) >= 4, name  # ConfigMap, Deployment, two Services at least
 
 
 def test_validation_catches_a_broken_manifest() -> None:

@@ -46,7 +46,9 @@ from tests.deploy.chart import (
     documented_values,
     kubernetes_sd_targets,
     leaf_paths,
+    lint_problems,
     schema_at,
+    validated_kinds,
 )
 from tests.inject.pss import violations
 from tests.support.kubernetes import kubernetes_config_with_file_sd
@@ -58,7 +60,7 @@ SCENARIOS = CHART.scenarios()
 FULLNAME = f"{RELEASE}-causality-sidecar-injector"
 WEBHOOK_POD = f"{FULLNAME}-6c8d9f7b5-q7x2m"
 # cert-manager kinds: kubernetes-validate has no CRD schemas; test_cert_manager_* check them.
-CERT_MANAGER_KINDS = {"Certificate", "Issuer", "ClusterIssuer"}
+CERT_MANAGER_KINDS = frozenset({"Certificate", "Issuer", "ClusterIssuer"})
 WEBHOOK_NAMES = {NAMESPACE_PATH: "namespace.sidecar.causality.dev", OPT_IN_PATH: "pod.sidecar.causality.dev"}  # fmt: skip
 
 
@@ -104,15 +106,7 @@ def test_every_scenario_sets_the_image() -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_lint_is_clean(name: str) -> None:
-    report = helm.lint(
-        CHART.directory,
-        CHART.scenario_values(name),
-        strict=True,
-        kube_version=f"v{KUBE_VERSIONS[0]}.0",
-    )
-    assert report["errors"] == []
-    # severity 1 (info) is only "icon is recommended"; warnings (2) and errors (3) fail
-    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+    assert lint_problems(CHART.directory, CHART.scenario_values(name)) == []
 
 
 # ----------------------------------------------------------------- kubernetes schemas
@@ -123,17 +117,8 @@ def test_every_manifest_validates_against_kubernetes(
     scenario: tuple[str, Render], kube_version: str
 ) -> None:
     name, rendered = scenario
-    checked = set()
-    for doc in rendered.docs:
-        if doc["kind"] in CERT_MANAGER_KINDS:
-            continue
-        try:
-            kubernetes_validate.validate(doc, kube_version, strict=True)
-        except kubernetes_validate.ValidationError as err:
-            where = ".".join(map(str, err.path))
-            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} at {where}: {err}")
-        checked.add(doc["kind"])
-    assert checked >= {"Deployment", "Service", "MutatingWebhookConfiguration", "Pod"}
+    kinds = validated_kinds(rendered, kube_version, skip=CERT_MANAGER_KINDS)
+    assert set(kinds) >= {"Deployment", "Service", "MutatingWebhookConfiguration", "Pod"}, name
 
 
 def test_validation_catches_a_broken_webhook_configuration() -> None:
