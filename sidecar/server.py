@@ -130,7 +130,8 @@ class Sidecar:
         registry, the ingested families, then the merge targets fetched per scrape.
         """
         config = self.config
-        self.ingest_relabel.update(compile_rules(config.relabel))
+        rules = compile_rules(config.relabel)  # one compile for the store and the view
+        self.ingest_relabel.update(rules)
         collectors: dict[str, Collector] = {"sidecar": self.module.registry}
         series = SeriesGauge(self.module.meter)  # sidecar_series{source}, one for all sources
         if config.proxy.enabled:
@@ -152,7 +153,7 @@ class Sidecar:
         self.unified = UnifiedCollector(
             list(collectors.values()),
             merge_conflicts(self.module.meter),
-            relabel=self._relabeller(config),
+            relabel=self._relabeller(rules),
         )
         # a scraper always: a reload may add targets (its session opens on first use)
         scraper = self.scraper = create_merge(config.merge, self.module.meter)
@@ -220,14 +221,14 @@ class Sidecar:
         aggregation = mergeable_aggregations(self.module).get(BATCH_SIZE)
         return EventInspector(config.events, self.module.meter, batch_size_aggregation=aggregation)
 
-    def _relabeller(self, config: Config) -> Relabeller | None:
-        """The ``relabel:`` rules for the unified view (None: no rules)."""
-        if not config.relabel:
+    def _relabeller(self, rules: tuple[Rule, ...]) -> Relabeller | None:
+        """The compiled ``relabel:`` rules for the unified view (None: no rules)."""
+        if not rules:
             return None
         if self._relabel_dropped is None:  # one counter for every rule set of this process
             self._relabel_dropped = dropped_counter(self.module.meter)
             self.ingest_relabel.dropped = self._relabel_dropped  # refusals before the store
-        return Relabeller(compile_rules(config.relabel), self._relabel_dropped)
+        return Relabeller(rules, self._relabel_dropped)
 
     def _new_exporter(self, config: Config) -> OtlpPusher | None:
         if config.export.otlp.endpoint is None or self.unified is None:
@@ -318,9 +319,9 @@ class Sidecar:
         if self.scraper is not None:
             self.scraper.targets = running.merge.targets
         if running.relabel != old.relabel:
-            if self.unified is not None:  # the next scrape and push use the new rules
-                self.unified.relabel = self._relabeller(running)
             rules = compile_rules(running.relabel)
+            if self.unified is not None:  # the next scrape and push use the new rules
+                self.unified.relabel = self._relabeller(rules)
             store = self._ingest_store
             if store is not None and self.ingest_relabel.stale(rules):
                 self._ingest_swap = asyncio.ensure_future(self._swap_ingest_rules(store, rules))
