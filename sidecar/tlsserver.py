@@ -38,7 +38,7 @@ class TlsFiles:
     With ``client_ca_file`` a client may present a certificate, which must then verify
     against those CAs; ``client_cert_required`` makes the handshake fail without one.
     The admin listener leaves it optional at the handshake (kubelet probes present none)
-    and requires it per path (`peer_certificate`).
+    and requires it per path (`sidecar.admin.client_cert_auth`).
     """
 
     cert_file: str
