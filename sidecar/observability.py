@@ -41,7 +41,6 @@ __all__ = [
     "Module",
     "PrometheusReader",
     "SnapshotRegistry",
-    "cardinality_overflow",
     "http_metrics",
     "own_resource",
 ]
@@ -280,19 +279,6 @@ class Metrics:
                 "webhook.failure", description="Webhook deliveries that failed"
             ),
         )
-
-
-def cardinality_overflow(meter: Meter) -> Counter:
-    """``sidecar_cardinality_overflow_total{metric}``: one instrument for every limit.
-
-    The proxy's route labels and the ingest store both count into it; creating it
-    through this one function keeps name and description identical, so the SDK hands
-    both the same instrument instead of a conflicting duplicate.
-    """
-    return meter.create_counter(
-        "sidecar.cardinality.overflow",
-        description="New series or label values folded into an overflow by a cardinality limit",
-    )
 
 
 def route_label(request: web.Request) -> str:

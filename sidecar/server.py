@@ -36,9 +36,9 @@ from sidecar.events import EventInspector
 from sidecar.events.inspector import BATCH_SIZE, event_views
 from sidecar.export import OtlpPusher, create_export
 from sidecar.export.pusher import export_counter
-from sidecar.ingest import SeriesGauge, create_ingest
-from sidecar.ingest.instruments import merge_conflicts
+from sidecar.ingest import create_ingest
 from sidecar.ingest.store import MetricStore
+from sidecar.instruments import SeriesGauge, merge_conflicts
 from sidecar.lifecycle import AiohttpComponent, Component, StartError
 from sidecar.logs import configure_logging
 from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from sidecar.config import Address, Config
 from sidecar.ingest.collector import OtlpCollector
-from sidecar.ingest.instruments import IngestInstruments, SeriesGauge
+from sidecar.ingest.instruments import IngestInstruments
 from sidecar.ingest.naming import TranslationStrategy
 from sidecar.ingest.receiver import SERVER_KWARGS, IngestState, create_ingest_app
 from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
+from sidecar.instruments import SeriesGauge
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.observability import Module
 from sidecar.relabel.ingest import IngestRelabel
 
-__all__ = ["OtlpCollector", "SeriesGauge", "create_ingest", "ingest_state"]
+__all__ = ["OtlpCollector", "create_ingest", "ingest_state"]
 
 IPV4_LOOPBACK = "127.0.0.1"
 IPV6_LOOPBACK = "::1"

@@ -1,10 +1,9 @@
 """The ingest side's self metrics (design §6), as OpenTelemetry instruments on the module meter.
 
 The OpenTelemetry Prometheus exporter names them: ``sidecar.otlp.requests`` becomes
-``sidecar_otlp_requests_total`` and so on (a test checks every exposed name). The
-proxy records ``sidecar_cardinality_overflow_total`` too: `cardinality_overflow` creates
-it with the exact name, unit and description both sides must use, so the SDK hands back
-one instrument.
+``sidecar_otlp_requests_total`` and so on (a test checks every exposed name). The ones
+other subsystems record into as well (``sidecar_cardinality_overflow_total``,
+``sidecar_series{source}``) are created in `sidecar.instruments`.
 """
 
 from __future__ import annotations
@@ -14,43 +13,12 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
 
-from sidecar.known_labels import MERGE_CONFLICT_KINDS, OTLP_REJECT_REASONS, zeroed
-from sidecar.observability import cardinality_overflow
+from sidecar.instruments import SeriesGauge, cardinality_overflow
+from sidecar.known_labels import OTLP_REJECT_REASONS, zeroed
 
-__all__ = ["IngestInstruments", "SeriesGauge", "cardinality_overflow", "merge_conflicts"]
+__all__ = ["IngestInstruments"]
 
 SOURCE_INGEST = "ingest"
-
-
-def merge_conflicts(meter: Meter) -> Counter:
-    """``sidecar_merge_conflicts_total{kind}`` (design §9)."""
-    counter = meter.create_counter(
-        "sidecar.merge.conflicts",
-        description="Series or families dropped from /metrics because a higher source had them",
-    )
-    return zeroed(counter, "kind", MERGE_CONFLICT_KINDS)
-
-
-class SeriesGauge:
-    """``sidecar_series{source}``: one observable gauge fed by any number of sources.
-
-    The SDK keeps only the first callback of an instrument name, so every source (ingest,
-    merge targets) registers here, on the one object the server creates per meter.
-    """
-
-    def __init__(self, meter: Meter) -> None:
-        self._sources: dict[str, Callable[[], int]] = {}
-        meter.create_observable_gauge(
-            "sidecar.series", callbacks=[self._observe], description="Series held, by source"
-        )
-
-    def add_source(self, source: str, count: Callable[[], int]) -> None:
-        """Report ``count()`` as ``sidecar_series{source=...}`` from now on."""
-        self._sources[source] = count
-
-    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
-        for source, count in self._sources.items():
-            yield Observation(count(), {"source": source})
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,9 @@ from sidecar.batching import (
     mergeable_aggregations,
 )
 from sidecar.config import ProxyConfig
+from sidecar.instruments import cardinality_overflow
 from sidecar.known_labels import zeroed
-from sidecar.observability import Metrics, cardinality_overflow
+from sidecar.observability import Metrics
 from sidecar.protobuf import NativeParts
 from sidecar.proxy.native import NativeHistogram
 

@@ -45,7 +45,7 @@ from sidecar.export import create_export, metrics_url, unified_view
 from sidecar.export.convert import ResourceRules
 from sidecar.export.pusher import OtlpPusher, create_exporter, export_counter
 from sidecar.ingest import create_ingest
-from sidecar.ingest.instruments import merge_conflicts
+from sidecar.instruments import merge_conflicts
 from sidecar.lifecycle import Component
 from sidecar.merge import create_merge
 from sidecar.merge.fetch import parse_exposition

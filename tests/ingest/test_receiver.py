@@ -17,9 +17,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from prometheus_client.exposition import generate_latest
 
 from sidecar.config import Config
-from sidecar.ingest import SeriesGauge, ingest_state
+from sidecar.ingest import ingest_state
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.receiver import OFFLOAD_BYTES
+from sidecar.instruments import SeriesGauge
 from sidecar.observability import Module
 from tests.ingest.builders import DELTA, counter, gauge, number, request
 from tests.ingest.builders import PROTOBUF_HEADERS as PROTOBUF

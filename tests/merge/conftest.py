@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import AdminConfig, MergeConfig, MergeTarget
-from sidecar.ingest.instruments import merge_conflicts
+from sidecar.instruments import merge_conflicts
 from sidecar.merge import _runs, create_merge, merged_metrics_handler, rawtext
 from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import Module

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from prometheus_client.registry import Collector
 
 from sidecar.config import MergeTarget
-from sidecar.ingest.instruments import merge_conflicts
+from sidecar.instruments import merge_conflicts
 from sidecar.merge import fetch
 from sidecar.merge.fetch import Result, Scrape, parse_exposition
 from sidecar.merge.rawtext import Unsupported

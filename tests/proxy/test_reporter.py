@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sidecar import __version__
 from sidecar.batching import mergeable_aggregations
 from sidecar.config import ProxyConfig
-from sidecar.ingest.instruments import merge_conflicts
+from sidecar.instruments import merge_conflicts
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.metrics import ProxyMetrics, proxy_views
 from sidecar.unified import UnifiedCollector

@@ -10,7 +10,8 @@ import pytest
 from sidecar.config import MergeTarget
 from sidecar.export.pusher import FAILURE, SUCCESS, export_counter
 from sidecar.ingest import store
-from sidecar.ingest.instruments import IngestInstruments, merge_conflicts
+from sidecar.ingest.instruments import IngestInstruments
+from sidecar.instruments import merge_conflicts
 from sidecar.known_labels import MERGE_CONFLICT_KINDS, OTLP_REJECT_REASONS
 from sidecar.merge.fetch import Result
 from sidecar.merge.scraper import MergeScraper, natives_dropped_counter, scrapes_counter

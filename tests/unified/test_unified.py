@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 from prometheus_client.exposition import generate_latest
 
 from sidecar.exposition import render
-from sidecar.ingest.instruments import merge_conflicts
+from sidecar.instruments import merge_conflicts
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.ingest.builders import Harness, gauge, histogram, hpoint, mixed_harness, number, request
