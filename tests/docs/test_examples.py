@@ -60,6 +60,8 @@ an info string (its language):
     webhook, one whose namespaceSelector the label (and only with it) matches;
     ``kubectl rollout restart KIND``: a kind that restarts.
   - ``export NAME=VALUE``: set for the block's later commands.
+  - ``causality-sidecar ... | kubectl apply -f -``: the sidecar command runs for real and what
+    it prints must be manifests that validate (as ``kubectl apply -f PATH`` above).
 
   Any other command fails the test: add a checker here, or mark the block.
 - A block that truly cannot be exercised gets ``<!-- example: not-runnable: REASON -->``.
@@ -302,11 +304,44 @@ def test_shell_example(block: Block, demo: SidecarProcess, tmp_path: Path) -> No
         words = _words(command.source)
         assert words, f"README line {command.line}: cannot parse {command.source!r}"
         program = Path(words[0]).name
+        stages = _stages(command.source)
+        if program != "curl" and len(stages) > 1:
+            run_pipeline(command, stages, session)
+            continue
         checker = SHELL_CHECKS.get(program)
         assert checker is not None, (
             f"{block.path}:{command.line}: no checker for {program!r} (add one or mark the block)"
         )
         checker(command, words, session)
+
+
+def _stages(source: str) -> list[list[str]]:
+    """The words of each command of a pipeline (``a | b`` -> ``[[a], [b]]``)."""
+    lexer = shlex.shlex(source, posix=True, punctuation_chars="|&;<>()")
+    lexer.whitespace_split = True
+    stages: list[list[str]] = [[]]
+    for token in lexer:
+        if token == "|":
+            stages.append([])
+        else:
+            stages[-1].append(token)
+    return stages
+
+
+def run_pipeline(command: Command, stages: list[list[str]], session: Session) -> None:
+    """``causality-sidecar ... | kubectl apply -f -``: the first command runs for real and
+    what it prints must be manifests that validate, as ``kubectl apply`` would need."""
+    producer, *consumers = stages
+    where = f"{session.block.path}:{command.line}"
+    assert Path(producer[0]).name == "causality-sidecar", f"{where}: no checker for this pipe"
+    assert consumers == [["kubectl", "apply", "-f", "-"]], f"{where}: no checker for this pipe"
+    done = _run([CLI, *producer[1:]], env={**os.environ, **session.env})
+    assert done.returncode == 0, f"{where}: {done.stdout}{done.stderr}"
+    documents = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    assert documents, f"{where}: {producer[0]} printed no manifest for kubectl apply"
+    for doc in documents:
+        assert isinstance(doc, dict) and "kind" in doc, f"{where}: not a manifest: {doc!r:.200}"
+    check_kubernetes(done.stdout, session.tmp_path)
 
 
 def _words(source: str) -> list[str]:
@@ -850,6 +885,11 @@ def test_commands_are_split_as_documented() -> None:
         ("sh", "docker run --rm --privileged causality-sidecar:dev\n"),
         ("sh", "wget http://127.0.0.1:9464/metrics\n"),
         ("sh", "kubectl label namespace shop sidecar.causality.dev/injection=on!\n"),
+        ("sh", "causality-sidecar version | kubectl apply -f -\n"),
+        (
+            "sh",
+            "causality-sidecar inject --image x:1 docs/examples/shop.yaml | kubectl delete -f -\n",
+        ),
     ],
     ids=[
         "flow-list-routes",
@@ -867,6 +907,8 @@ def test_commands_are_split_as_documented() -> None:
         "unknown-run-flag",
         "unknown-command",
         "bad-label-value",
+        "pipe-no-manifest",
+        "pipe-unknown-consumer",
     ],
 )
 def test_a_broken_example_fails(lang: str, text: str, demo: SidecarProcess, tmp_path: Path) -> None:
