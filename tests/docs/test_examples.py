@@ -340,7 +340,8 @@ def run_pipeline(command: Command, stages: list[list[str]], session: Session) ->
     documents = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
     assert documents, f"{where}: {producer[0]} printed no manifest for kubectl apply"
     for doc in documents:
-        assert isinstance(doc, dict) and "kind" in doc, f"{where}: not a manifest: {doc!r:.200}"
+        assert isinstance(doc, dict), f"{where}: not a manifest: {doc!r:.200}"
+        assert "kind" in doc, f"{where}: not a manifest: {doc!r:.200}"
     check_kubernetes(done.stdout, session.tmp_path)
 
 
