@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "TranslationStrategy",
+    "compliant_label_name",
     "compliant_name",
     "family_name",
     "label_name",
@@ -151,20 +152,98 @@ def label_value(value: object) -> str:
 
 
 def metric_name(
-    name: str, unit: str, *, is_counter: bool, strategy: TranslationStrategy = DEFAULT_STRATEGY
+    name: str,
+    unit: str,
+    *,
+    is_counter: bool,
+    strategy: TranslationStrategy = DEFAULT_STRATEGY,
+    is_gauge: bool = False,
 ) -> str:
     """The family name of an OTLP metric (``unit`` as OTLP wrote it) under ``strategy``;
-    empty when nothing is left of it. With suffixes, escaped as the OpenTelemetry
-    Prometheus exporter does (today's names); without, as Prometheus's OTLP receiver
-    does (`compliant_name`). No strategy removes a unit the name already carries."""
-    if strategy.escapes:
-        name = sanitize_metric_name(name) if strategy.suffixes else compliant_name(name)
+    empty when nothing is left of it. ``UnderscoreEscapingWithSuffixes`` (the default)
+    escapes as the OpenTelemetry Prometheus exporter does (today's names); the other
+    three build the name as Prometheus's OTLP receiver does (prometheus/otlptranslator
+    ``MetricNamer.Build``). ``is_gauge``: an OTLP gauge (not a non-monotonic sum), whose
+    unit ``1`` becomes ``_ratio`` under ``NoUTF8EscapingWithSuffixes``. A counter's family
+    name is its samples' name without ``_total``."""
+    if strategy is DEFAULT_STRATEGY:
+        name = sanitize_metric_name(name)
+        return family_name(name, map_unit(unit), is_counter=is_counter) if name else ""
+    if strategy.escapes:  # UnderscoreEscapingWithoutSuffixes
+        name = compliant_name(name)
+        return family_name(name, "", is_counter=is_counter) if name else ""
     if not name:
         return ""
-    suffix = map_unit(unit) if strategy.suffixes else ""
-    return family_name(name, suffix, is_counter=is_counter)
+    if not strategy.suffixes:  # NoTranslation
+        return family_name(name, "", is_counter=is_counter)
+    return _utf8_name_with_suffixes(name, unit, is_counter=is_counter, is_gauge=is_gauge)
+
+
+def _trim_suffix(name: str, suffix: str) -> str:
+    """otlptranslator ``trimSuffixAndDelimiter``: ``suffix`` and the one character before it."""
+    if name.endswith(suffix) and len(name) > len(suffix) + 1:
+        return name[: -(len(suffix) + 1)]
+    return name
+
+
+def _unit_suffixes(unit: str) -> tuple[str, str]:
+    """otlptranslator ``buildUnitSuffixes``: the main and ``per_`` suffixes of a unit,
+    not escaped; a part with ``{`` or ``}`` is left out."""
+    main_otel, slash, per_otel = unit.partition("/")
+    main_otel, per_otel = main_otel.strip(), per_otel.strip()
+    main = ""
+    if main_otel and not ("{" in main_otel or "}" in main_otel):
+        main = UNIT_MAPPINGS.get(main_otel, main_otel)
+    per = ""
+    if slash and per_otel and not ("{" in per_otel or "}" in per_otel):
+        per = "per_" + PER_UNIT_MAPPINGS.get(per_otel, per_otel)
+    return main, per
+
+
+def _utf8_name_with_suffixes(name: str, unit: str, *, is_counter: bool, is_gauge: bool) -> str:
+    """otlptranslator ``buildMetricName`` with suffixes (``NoUTF8EscapingWithSuffixes``),
+    ``_total`` left to the samples."""
+    ratio = unit == "1" and is_gauge
+    if ratio:
+        name = _trim_suffix(name, "ratio")
+    if is_counter:
+        name = _trim_suffix(name, "total")
+    main, per = _unit_suffixes(unit)
+    if per:
+        name = _trim_suffix(name, per)
+    if main and not name.endswith(main):
+        name += "_" + main
+    if per:
+        name += "_" + per
+    if ratio:
+        name += "_ratio"
+    return name
 
 
 def label_name(key: str, strategy: TranslationStrategy = DEFAULT_STRATEGY) -> str:
-    """The label name of an OTLP attribute key under ``strategy``."""
-    return sanitize_label(key) if strategy.escapes else key
+    """The label name of an OTLP attribute key under ``strategy``; empty when refused
+    (the label is then left out). The default escapes as the OpenTelemetry Prometheus
+    exporter does (today's names); the other strategies as Prometheus's OTLP receiver
+    (prometheus/otlptranslator ``LabelNamer``, its defaults): `compliant_label_name`
+    when escaping, else the key as is unless it is empty or only underscores."""
+    if strategy is DEFAULT_STRATEGY:
+        return sanitize_label(key)
+    if strategy.escapes:
+        return compliant_label_name(key)
+    return "" if not key.strip("_") else key
+
+
+def compliant_label_name(key: str) -> str:
+    """otlptranslator ``LabelNamer.Build`` (no UTF-8): each run of characters outside
+    ``[a-zA-Z0-9]`` (underscores too) becomes one ``_``; a reserved name
+    (``__x__``) keeps its two leading and trailing underscores; ``key_`` before a
+    leading digit; empty (refused) when nothing but underscores is left."""
+    if not key:
+        return ""
+    reserved = len(key) >= 4 and key.startswith("__") and key.endswith("__")
+    name = _SANITIZE_LABEL_RE.sub("_", key[2:-2] if reserved else key)
+    if reserved:
+        name = f"__{name}__"
+    if name[0].isdigit():
+        name = "key_" + name
+    return name if name.strip("_") else ""

@@ -92,7 +92,7 @@ class Translator:
     def __init__(self, rules: TranslationRules) -> None:
         self._rules = rules
         self._label_names: dict[str, str] = {}
-        self._descriptors: dict[tuple[str, str, str, Kind], Descriptor | None] = {}
+        self._descriptors: dict[tuple[str, str, str, Kind, bool], Descriptor | None] = {}
         # per resource+scope (its base label text): raw attribute identity → label text
         self._label_sets: dict[str, dict[Any, Labels]] = {}
         self._label_set_count = 0
@@ -234,14 +234,21 @@ class Translator:
     # ----------------------------------------------------------------- metrics
 
     def _descriptor(self, metric: pb.Metric, kind: Kind) -> Descriptor | None:
-        cache_key = (metric.name, metric.unit, metric.description, kind)
+        is_gauge = metric.WhichOneof("data") == "gauge"  # `_ratio` (NoUTF8EscapingWithSuffixes)
+        cache_key = (metric.name, metric.unit, metric.description, kind, is_gauge)
         if cache_key in self._descriptors:
             return self._descriptors[cache_key]
         strategy = self._rules.strategy
         family = naming.metric_name(
-            metric.name, metric.unit, is_counter=kind is Kind.COUNTER, strategy=strategy
+            metric.name,
+            metric.unit,
+            is_counter=kind is Kind.COUNTER,
+            strategy=strategy,
+            is_gauge=is_gauge,
         )
         unit = naming.map_unit(metric.unit) if strategy.suffixes else ""
+        if unit and not family.endswith("_" + unit):  # OpenMetrics: the name ends in its unit
+            unit = ""
         descriptor = None
         if family:
             descriptor = Descriptor(valid_utf8(family), kind, valid_utf8(metric.description), unit)
