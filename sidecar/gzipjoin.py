@@ -6,6 +6,11 @@ the member's deflate data follows as it came, and the trailer's CRC-32 is combin
 (``crc32_combine``), as ``pigz`` joins pieces (RFC 1951/1952). `gzip_with_tail` is only
 called with a member `sidecar.inflate` checked and whose body equals what the scrape would
 have sent. When it applies and what it saves: docs/merge-export.md.
+
+The same join serves the render cache (`sidecar.rendercache`): pieces kept compressed
+(`Deflated`, each raw deflate from a fresh compressor ended with ``Z_SYNC_FLUSH``) go
+between freshly compressed parts, which end with ``Z_FULL_FLUSH`` before each piece so
+nothing after a piece refers back past it (`gzip_parts`); docs/tail-latency.md.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 from isal import isal_zlib
 
-__all__ = ["GzipMember", "deflate_span", "gzip_with_tail"]
+__all__ = ["Deflated", "GzipMember", "deflate_span", "gzip_parts", "gzip_with_tail", "inflated"]
 
 GZIP_MAGIC = b"\x1f\x8b\x08"  # ID1, ID2, CM = deflate
 HEADER = GZIP_MAGIC + b"\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"  # no flags, mtime 0, OS unknown
@@ -30,6 +35,70 @@ class GzipMember:
 
     body: bytes
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Deflated:
+    """A piece of a body, compressed on its own: raw deflate blocks that refer to nothing
+    before them, ended with ``Z_SYNC_FLUSH`` (byte-aligned, not final)."""
+
+    data: bytes
+    crc: int  # CRC-32 of the uncompressed piece
+    size: int  # its uncompressed length
+
+    @classmethod
+    def of(cls, raw: bytes, level: int) -> Deflated:
+        """``raw`` compressed at ``level`` by a fresh compressor."""
+        packer = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+        data = packer.compress(raw) + packer.flush(isal_zlib.Z_SYNC_FLUSH)
+        return cls(data, isal_zlib.crc32(raw), len(raw))
+
+
+Part = bytes | Deflated
+
+
+def _deflate(
+    parts: Sequence[Part], level: int, end: int
+) -> tuple[list[bytes | memoryview], int, int]:
+    """A gzip header and the raw deflate data of ``parts``, ended by the flush ``end``;
+    the CRC-32 and length of what they hold."""
+    packer = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+    out: list[bytes | memoryview] = [HEADER]
+    crc = length = 0
+    fresh = False  # the packer holds data that is not flushed yet
+    for part in parts:
+        if isinstance(part, Deflated):
+            if fresh:  # what follows the piece must not refer back past it
+                out.append(packer.flush(isal_zlib.Z_FULL_FLUSH))
+                fresh = False
+            out.append(part.data)
+            crc = isal_zlib.crc32_combine(crc, part.crc, part.size)
+            length += part.size
+            continue
+        out.append(packer.compress(part))
+        crc = isal_zlib.crc32(part, crc)
+        length += len(part)
+        fresh = True
+    out.append(packer.flush(end))
+    return out, crc, length
+
+
+def gzip_parts(parts: Sequence[Part], level: int) -> bytes:
+    """One gzip member of the parts' concatenation: bytes compressed at ``level``,
+    `Deflated` pieces as they are."""
+    out, crc, length = _deflate(parts, level, isal_zlib.Z_FINISH)
+    out.append(TRAILER.pack(crc, length & 0xFFFFFFFF))
+    return b"".join(out)
+
+
+def inflated(parts: Sequence[Part]) -> list[bytes]:
+    """The parts uncompressed (for a scraper that does not take gzip)."""
+    return [
+        isal_zlib.decompressobj(-isal_zlib.MAX_WBITS).decompress(part.data)
+        if isinstance(part, Deflated)
+        else part
+        for part in parts
+    ]
 
 
 def deflate_span(data: bytes) -> tuple[int, int] | None:
@@ -51,7 +120,7 @@ def deflate_span(data: bytes) -> tuple[int, int] | None:
     return (pos, end) if pos <= end else None
 
 
-def gzip_with_tail(prefix: Sequence[bytes], tail: GzipMember, level: int) -> bytes | None:
+def gzip_with_tail(prefix: Sequence[Part], tail: GzipMember, level: int) -> bytes | None:
     """A gzip stream of ``prefix`` (compressed at ``level``) then ``tail.body``, whose
     compressed form is taken from ``tail.data``; None when that is not one whole member
     of exactly that body (the caller then compresses everything itself)."""
@@ -62,14 +131,7 @@ def gzip_with_tail(prefix: Sequence[bytes], tail: GzipMember, level: int) -> byt
     tail_crc, size = TRAILER.unpack_from(tail.data, end)
     if size != len(tail.body) & 0xFFFFFFFF:
         return None
-    packer = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
-    out: list[bytes | memoryview] = [HEADER]
-    crc = length = 0
-    for part in prefix:
-        out.append(packer.compress(part))
-        crc = isal_zlib.crc32(part, crc)
-        length += len(part)
-    out.append(packer.flush(isal_zlib.Z_SYNC_FLUSH))
+    out, crc, length = _deflate(prefix, level, isal_zlib.Z_SYNC_FLUSH)
     out.append(memoryview(tail.data)[start:end])
     crc = isal_zlib.crc32_combine(crc, tail_crc, len(tail.body))
     out.append(TRAILER.pack(crc, (length + len(tail.body)) & 0xFFFFFFFF))

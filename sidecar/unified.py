@@ -43,7 +43,7 @@ from prometheus_client.samples import Sample
 from sidecar import protobuf
 from sidecar.escaping import escaped, is_legacy_metric_name
 from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
-from sidecar.gzipjoin import GzipMember, gzip_with_tail
+from sidecar.gzipjoin import GzipMember, Part, gzip_parts, gzip_with_tail, inflated
 from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
 from sidecar.offloop import RenderClock, off_loop, snapshot_sources, writers_first
 
@@ -319,7 +319,7 @@ class UnifiedCollector:
         if negotiated.format is Format.PROTOBUF:
             parts = [_protobuf(family, scheme, utf8_labels_escaped) for family in families]
             return encoded([part for part in parts if part], content_type, accept_encoding)
-        chunks: list[bytes] = []
+        chunks: list[Part] = []
         # consecutive families of one kind are written together: prometheus_client's
         # Metric objects by its encoder, self-rendering ones as one string
         pending: list[Metric] = []
@@ -360,6 +360,12 @@ class UnifiedCollector:
                 if pending:
                     flush()
                 family.render(openmetrics, lines)
+                cached = getattr(family, "parts", None)  # `sidecar.rendercache`
+                pieces: list[Part] | None = cached(openmetrics) if cached is not None else None
+                if pieces is not None:
+                    flush()
+                    chunks.extend(pieces)
+                    continue
                 if len(lines) >= FLUSH_LINES:
                     flush()
         flush()
@@ -369,9 +375,9 @@ class UnifiedCollector:
             joined = self._passed_through(chunks, tail, openmetrics)
             if joined is not None:
                 return Exposition(joined, content_type, "gzip")
-        return encoded(chunks, content_type, accept_encoding)
+        return _packed(chunks, content_type, accept_encoding)
 
-    def _passed_through(self, chunks: list[bytes], tail: int, openmetrics: bool) -> bytes | None:
+    def _passed_through(self, chunks: list[Part], tail: int, openmetrics: bool) -> bytes | None:
         """The gzipped answer with the last source's own member as its end, when
         ``chunks[tail:]`` are byte for byte the body that member holds; else None."""
         # (an isinstance() check of a runtime_checkable Protocol costs ~50 µs in 3.11)
@@ -383,7 +389,7 @@ class UnifiedCollector:
             return None
         body, at = member.body, 0
         for chunk in chunks[tail:]:
-            if not body.startswith(chunk, at):
+            if not isinstance(chunk, bytes) or not body.startswith(chunk, at):
                 return None
             at += len(chunk)
         if at != len(body):
@@ -392,6 +398,15 @@ class UnifiedCollector:
 
 
 def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: bool) -> bytes:
+def _packed(chunks: list[Part], content_type: str, accept_encoding: str) -> Exposition:
+    """`encoded`, for chunks of which some may be compressed already (`Deflated`)."""
+    if all(type(chunk) is bytes for chunk in chunks):
+        return encoded(cast(list[bytes], chunks), content_type, accept_encoding)
+    if gzip_accepted(accept_encoding):
+        return Exposition(gzip_parts(chunks, GZIP_LEVEL), content_type, "gzip")
+    return Exposition(b"".join(inflated(chunks)), content_type, None)
+
+
     """One family as a delimited MetricFamily (empty for a family without series): its
     own encoder when it has one and its names need no escaping, else from its `Metric`."""
     encode = getattr(family, "protobuf", None)

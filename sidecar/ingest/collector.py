@@ -12,11 +12,13 @@ from typing import Protocol
 
 from prometheus_client.core import Metric as PromMetric
 
+from sidecar.gzipjoin import Part
 from sidecar.ingest import text
 from sidecar.ingest.model import Kind
 from sidecar.ingest.pbencode import LabelBytes, encode_stored
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
+from sidecar.rendercache import RenderCache, family_parts
 
 __all__ = ["IngestedFamily", "OtlpCollector", "PreRelabel", "TargetInfoFamily"]
 
@@ -33,7 +35,7 @@ class PreRelabel(Protocol):
 class IngestedFamily:
     """One stored family, renderable directly or as a prometheus_client `Metric`."""
 
-    __slots__ = ("_family", "_label_bytes", "relabelled", "utf8_labels")
+    __slots__ = ("_cache", "_family", "_label_bytes", "relabelled", "utf8_labels")
 
     def __init__(
         self,
@@ -41,9 +43,11 @@ class IngestedFamily:
         utf8_labels: bool = False,
         label_bytes: LabelBytes | None = None,
         relabelled: bool = False,
+        cache: RenderCache | None = None,
     ) -> None:
         self._family = family
         self._label_bytes = label_bytes
+        self._cache = cache
         # the ``relabel:`` rules ran before the store: `sidecar.relabel` passes it as it is
         self.relabelled = relabelled
         # label names may be outside the legacy set (quoted; ingest.translation_strategy):
@@ -63,6 +67,13 @@ class IngestedFamily:
     def render(self, openmetrics: bool, out: list[str]) -> None:
         """Append this family's exposition lines to ``out``."""
         text.render_family(self._family, openmetrics, out)
+
+    def parts(self, openmetrics: bool) -> list[Part] | None:
+        """The same lines as `render`, unchanged chunks compressed from the render cache
+        (`sidecar.rendercache`); None without a cache."""
+        if self._cache is None:
+            return None
+        return family_parts(self._family, openmetrics, self._cache)
 
     def to_metric(self) -> PromMetric:
         """The same family as a prometheus_client `Metric`."""
@@ -100,13 +111,20 @@ class OtlpCollector:
     relabel_source = "ingest"  # what ``relabel:`` rules name it (``source: ingest``)
 
     def __init__(
-        self, store: MetricStore, *, utf8_labels: bool = False, relabel: PreRelabel | None = None
+        self,
+        store: MetricStore,
+        *,
+        utf8_labels: bool = False,
+        relabel: PreRelabel | None = None,
+        cache: bool = True,
     ) -> None:
         self.store = store
         self.relabel = relabel  # the relabel rules run before the store, if any
         self.utf8_labels = utf8_labels  # the translation strategy keeps UTF-8 names
         # protobuf scrapes: each series' encoded labels, kept (at most twice max_series)
         self._label_bytes = LabelBytes(2 * store.limits.max_series)
+        # text scrapes: unchanged chunks of series rendered and compressed once
+        self.render_cache = RenderCache() if cache else None
 
     @property
     def write_gate(self) -> WriteGate:
@@ -121,7 +139,7 @@ class OtlpCollector:
         utf8 = self.utf8_labels
         relabelled = self.relabel is not None and self.relabel.applies
         out.extend(
-            IngestedFamily(f, utf8, self._label_bytes, relabelled)
+            IngestedFamily(f, utf8, self._label_bytes, relabelled, self.render_cache)
             for f in self.store.families.values()
             if f.series or f.overflow
         )

@@ -56,6 +56,7 @@ WORKER_LABEL = "worker"  # the label ``ingest.workers.gauges: each`` keeps
 GAUGE_MODES = ("sum", "max", "min", "last", "each")
 FOLD = ""  # Series.combine of a worker-fed series whose increases are summed
 OVERFLOWED_STREAM = "\x00"  # label text + this + worker: a worker's stream in the overflow
+CHUNK_SHIFT = 8  # 256 series per chunk of a family (`Family`, `sidecar.rendercache`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ class Series:
     """
 
     __slots__ = (
-        "bounds", "combine", "counts", "extra", "labels", "seen", "start", "sum", "time",
+        "bounds", "combine", "counts", "extra", "labels", "seen", "seq", "start", "sum", "time",
         "value", "workers",
     )  # fmt: skip
 
@@ -189,19 +190,60 @@ class Series:
         # worker-fed series only: each live worker's last state, and how they combine
         self.workers: dict[str, Series] | None = None
         self.combine = FOLD
+        self.seq = 0  # its place in its family (`Family.insert`): chunk ``seq >> CHUNK_SHIFT``
 
 
 class Family:
-    """One metric family: its descriptor, its series by label text, its overflow series."""
+    """One metric family: its descriptor, its series by label text, its overflow series.
 
-    __slots__ = ("descriptor", "overflow", "overflowed", "series")
+    For the render cache (`sidecar.rendercache`) the series are kept in chunks of
+    ``1 << CHUNK_SHIFT`` by insertion order (``Series.seq``): ``sizes`` holds each chunk's
+    live series count (chunks in order, as the series dict holds them), ``versions`` the
+    store's write epoch that last changed what a chunk renders. ``serial`` tells the
+    family from an earlier one of the same name.
+    """
 
-    def __init__(self, descriptor: Descriptor) -> None:
+    __slots__ = (
+        "descriptor", "next_seq", "overflow", "overflowed", "serial", "series", "sizes",
+        "versions",
+    )  # fmt: skip
+
+    def __init__(self, descriptor: Descriptor, serial: int = 0) -> None:
         self.descriptor = descriptor
+        self.serial = serial
         self.series: dict[Labels, Series] = {}
         self.overflow: Series | None = None
         # label text → last cumulative state of each label set folded into the overflow
         self.overflowed: dict[Labels, Series] = {}
+        self.next_seq = 0
+        self.sizes: dict[int, int] = {}  # chunk → live series in it (ascending chunks)
+        self.versions: dict[int, int] = {}  # chunk → epoch of its last change
+
+    def insert(self, series: Series, epoch: int) -> None:
+        """Add a new series at the end (in the last chunk, or a new one)."""
+        series.seq = seq = self.next_seq
+        self.next_seq = seq + 1
+        chunk = seq >> CHUNK_SHIFT
+        self.sizes[chunk] = self.sizes.get(chunk, 0) + 1
+        self.versions[chunk] = epoch
+        self.series[series.labels] = series
+
+    def pop(self, labels: Labels, epoch: int) -> Series | None:
+        """Remove one series (None when there is none with these labels)."""
+        series = self.series.pop(labels, None)
+        if series is not None:
+            chunk = series.seq >> CHUNK_SHIFT
+            left = self.sizes[chunk] - 1
+            if left:
+                self.sizes[chunk] = left
+                self.versions[chunk] = epoch
+            else:
+                del self.sizes[chunk], self.versions[chunk]
+        return series
+
+    def touch(self, series: Series, epoch: int) -> None:
+        """What ``series`` renders has changed."""
+        self.versions[series.seq >> CHUNK_SHIFT] = epoch
 
     def all_series(self) -> Iterator[Series]:
         """Every series, the overflow one last."""
@@ -231,6 +273,9 @@ class MetricStore:
         self._on_retired = on_retired
         self._size = 0
         self.streams = 0  # live worker streams (bounded by max_series)
+        # bumped by every write (a scrape renders between two): `Family.versions`
+        self.epoch = 0
+        self._serial = 0  # of the last family created
         self.gate = WriteGate(self.__len__)  # writes wait while a scrape's thread reads
 
     def __len__(self) -> int:
@@ -247,6 +292,7 @@ class MetricStore:
     def apply(self, batch: Batch) -> Outcome:
         """Apply every translated point; each is accepted or rejected as a whole."""
         now = self._clock()
+        self.epoch += 1
         outcome = Outcome()
         for labels in batch.resources:
             if labels in self.targets or not self.is_full:
@@ -274,7 +320,8 @@ class MetricStore:
         descriptor = metric.descriptor
         family = self.families.get(descriptor.name)
         if family is None:
-            family = self.families[descriptor.name] = Family(descriptor)
+            self._serial += 1
+            family = self.families[descriptor.name] = Family(descriptor, self._serial)
         elif family.descriptor.kind is not descriptor.kind:
             for _ in metric.points:
                 outcome.reject(TYPE_CONFLICT)
@@ -293,6 +340,7 @@ class MetricStore:
             elif not self._update(series, point, metric.temporality, outcome):
                 continue
             series.seen = now
+            family.touch(series, self.epoch)
             outcome.accepted += 1
 
     def _new_series(
@@ -306,7 +354,7 @@ class MetricStore:
             return None
         series = Series(point.labels, point.start_ns, point.time_ns, now)
         self._set(series, point)
-        family.series[point.labels] = series
+        family.insert(series, self.epoch)
         self._size += 1
         return series
 
@@ -493,6 +541,7 @@ class MetricStore:
                     if point.time_ns > series.time:
                         series.time = point.time_ns
                     series.seen = now
+                    family.touch(series, self.epoch)
                     outcome.accepted += 1
                     continue
             if mode == "each" and not metric.worker_labelled:
@@ -513,17 +562,18 @@ class MetricStore:
                 series = Series(point.labels, point.start_ns, point.time_ns, now)
                 series.workers = {}
                 series.combine = mode
-                family.series[point.labels] = series
+                family.insert(series, self.epoch)
                 self._size += 1
             elif series.workers is None:  # a series a worker-less resource writes too
                 outcome.reject(TYPE_CONFLICT)
                 continue
             if not self._worker_point(series, point, metric, worker, outcome):
                 if not series.workers:  # a new series whose first point was refused
-                    del family.series[point.labels]
+                    family.pop(point.labels, self.epoch)
                     self._size -= 1
                 continue
             series.seen = now
+            family.touch(series, self.epoch)
             outcome.accepted += 1
 
     def _worker_point(
@@ -601,16 +651,18 @@ class MetricStore:
                 self.streams -= 1
             if series.combine == FOLD:
                 continue
+            assert family is not None
             if series.workers:
                 series.value = _combined(series, None)
+                family.touch(series, self.epoch)
             else:  # a gauge no live worker reports any more
-                assert family is not None
-                del family.series[labels]
+                family.pop(labels, self.epoch)
                 self._size -= 1
 
     def retire_idle_workers(self, now: float | None = None) -> int:
         """Retire every worker silent for longer than ``worker_idle``; returns how many."""
         now = self._clock() if now is None else now
+        self.epoch += 1
         deadline = now - self.limits.worker_idle
         idle = [key for key, worker in self.workers.items() if worker.seen < deadline]
         for key in idle:
@@ -622,7 +674,8 @@ class MetricStore:
     def forget(self, name: str, labels: Labels) -> bool:
         """Remove one series (two relabelled series that collide: `sidecar.relabel.ingest`)."""
         family = self.families.get(name)
-        gone = family.series.pop(labels, None) if family is not None else None
+        self.epoch += 1
+        gone = family.pop(labels, self.epoch) if family is not None else None
         if gone is None:
             return False
         if gone.workers:
@@ -634,6 +687,7 @@ class MetricStore:
         """Forget every metric series and worker (``target_info`` and the per-source
         counts stay): the relabel rules changed (`sidecar.server`); how many went."""
         held = self._size
+        self.epoch += 1
         self.families.clear()
         self.workers.clear()
         self._size = 0
@@ -645,6 +699,7 @@ class MetricStore:
     def expire(self, now: float | None = None) -> int:
         """Drop every series idle for longer than the TTL; returns how many went."""
         now = self._clock() if now is None else now
+        self.epoch += 1
         if self.workers:
             self.retire_idle_workers(now)
         deadline = now - self.limits.series_ttl
@@ -653,8 +708,8 @@ class MetricStore:
             family = self.families[name]
             idle = [key for key, s in family.series.items() if s.seen < deadline]
             for key in idle:
-                gone = family.series.pop(key)
-                if gone.workers:
+                gone = family.pop(key, self.epoch)
+                if gone is not None and gone.workers:
                     self.streams -= len(gone.workers)
             expired += len(idle)
             if family.overflow is not None and family.overflow.seen < deadline:

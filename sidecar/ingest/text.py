@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 from prometheus_client.core import Metric as PromMetric
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from sidecar.exposition import unescape_label_value
-from sidecar.ingest.model import Kind, Labels
+from sidecar.ingest.model import Descriptor, Kind, Labels
 from sidecar.ingest.store import ExponentialState, Family, Series
 
 __all__ = [
     "classic_buckets",
     "parse_labels",
     "render_family",
+    "render_series",
     "render_targets",
     "to_metric",
 ]
@@ -176,16 +177,21 @@ def render_family(family: Family, openmetrics: bool, out: list[str]) -> None:
     """Append a family's lines (header and samples) to ``out``."""
     d = family.descriptor
     out.append(header(d.name, d.kind, d.help, d.unit, openmetrics))
+    render_series(d, family.all_series(), out)
+
+
+def render_series(d: Descriptor, series: Iterable[Series], out: list[str]) -> None:
+    """Append the sample lines of ``series`` of a family (the same in every text format)."""
     if d.kind is Kind.COUNTER or d.kind is Kind.GAUGE:
         sample = d.name + "_total" if d.kind is Kind.COUNTER else d.name
-        for s in family.all_series():
+        for s in series:
             labels = "{" + s.labels + "}" if s.labels else ""
             out.append(f"{sample}{labels} {floatToGoString(s.value)}\n")
     elif d.kind is Kind.HISTOGRAM:
-        for s in family.all_series():
+        for s in series:
             _histogram_lines(d.name, s, out)
     else:
-        for s in family.all_series():
+        for s in series:
             _summary_lines(d.name, s, out)
 
 

@@ -1,0 +1,106 @@
+"""The ingested series' rendered lines, kept compressed from one scrape to the next.
+
+With 100,000 ingested series a scrape is ~63 MB of text, ~0.3-0.5 s of CPU to render and
+gzip, though most series have not changed since the last scrape. The store keeps each
+family's series in chunks of 256 by insertion order and stamps a chunk with its write
+epoch whenever what it renders changes (`sidecar.ingest.store.Family`). A render takes
+each unchanged chunk from here, compressed (`sidecar.gzipjoin.Deflated`), and renders and
+compresses only the changed ones; the gzip answer joins the pieces as they are, a scraper
+without gzip gets them inflated. A chunk's lines are the same in every text format (the
+format only changes a family's header, rendered each time), so one piece serves all.
+
+Held: the compressed pieces only, at most `MAX_BYTES`, least recently used dropped first.
+Thread-safe (renders run in worker threads, `sidecar.offloop`). What it saves and what
+it does not: docs/tail-latency.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from itertools import islice
+
+from sidecar.exposition import GZIP_LEVEL
+from sidecar.gzipjoin import Deflated, Part
+from sidecar.ingest import text
+from sidecar.ingest.store import Family
+
+__all__ = ["MAX_BYTES", "RenderCache", "family_parts"]
+
+MAX_BYTES = 32 << 20  # compressed pieces held (100,000 bench series: ~3 MB)
+
+Key = tuple[int, int]  # (family serial, chunk)
+
+
+class RenderCache:
+    """Compressed chunks by (family, chunk), each with the version it was rendered at."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._pieces: OrderedDict[Key, tuple[int, Deflated]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = 0  # compressed bytes held
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        """Pieces held."""
+        return len(self._pieces)
+
+    def lookup(self, key: Key, version: int) -> Deflated | None:
+        """The piece kept for ``key`` if it was rendered at ``version``."""
+        with self._lock:
+            kept = self._pieces.get(key)
+            if kept is None or kept[0] != version:
+                self.misses += 1
+                return None
+            self._pieces.move_to_end(key)
+            self.hits += 1
+            return kept[1]
+
+    def keep(self, key: Key, version: int, piece: Deflated) -> None:
+        """Keep ``piece`` (replacing an older version), dropping the least recently used
+        pieces while more than ``max_bytes`` are held."""
+        with self._lock:
+            old = self._pieces.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old[1].data)
+            if len(piece.data) > self.max_bytes:
+                return
+            self._pieces[key] = (version, piece)
+            self.bytes += len(piece.data)
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._pieces.popitem(last=False)
+                self.bytes -= len(dropped.data)
+
+    def clear(self) -> None:
+        """Forget every piece."""
+        with self._lock:
+            self._pieces.clear()
+            self.bytes = 0
+
+
+def family_parts(family: Family, openmetrics: bool, cache: RenderCache) -> list[Part]:
+    """A stored family's exposition: its header, then each chunk's lines compressed (from
+    ``cache`` when unchanged), then its overflow series; the same text as
+    `sidecar.ingest.text.render_family`."""
+    d = family.descriptor
+    parts: list[Part] = [text.header(d.name, d.kind, d.help, d.unit, openmetrics).encode()]
+    series = iter(family.series.values())  # in chunk order (`Family.insert`)
+    versions = family.versions
+    for chunk, size in family.sizes.items():
+        key, version = (family.serial, chunk), versions[chunk]
+        piece = cache.lookup(key, version)
+        if piece is None:
+            lines: list[str] = []
+            text.render_series(d, islice(series, size), lines)
+            piece = Deflated.of("".join(lines).encode(), GZIP_LEVEL)
+            cache.keep(key, version, piece)
+        else:
+            next(islice(series, size, size), None)  # past the chunk's series
+        parts.append(piece)
+    if family.overflow is not None:
+        lines = []
+        text.render_series(d, (family.overflow,), lines)
+        parts.append("".join(lines).encode())
+    return parts
