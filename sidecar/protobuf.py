@@ -53,8 +53,10 @@ MEDIA_TYPE = "application/vnd.google.protobuf"
 PROTO = "io.prometheus.client.MetricFamily"
 CONTENT_TYPE = f"{MEDIA_TYPE}; proto={PROTO}; encoding=delimited"
 
-# labels (an instrument's attribute names and values, as text) -> (count, native fields)
-SeriesParts = dict[frozenset[tuple[str, str]], tuple[int, bytes]]
+# labels (an instrument's attribute names and values, as text) -> (count, native fields);
+# the count is an int, or a float for a float histogram (whose count is then written as
+# ``sample_count_float``, which is how Prometheus tells the two kinds apart)
+SeriesParts = dict[frozenset[tuple[str, str]], tuple[int | float, bytes]]
 
 
 class NativeParts:
@@ -70,21 +72,24 @@ class NativeParts:
         self.label_names[family] = label_names
         self._families = {**self._families, family: parts}
 
-    def of(self, family: str) -> Mapping[frozenset[tuple[str, str]], tuple[int, bytes]] | None:
+    def of(
+        self, family: str
+    ) -> Mapping[frozenset[tuple[str, str]], tuple[int | float, bytes]] | None:
         """``family``'s series parts, or None when it has none."""
         return self._families.get(family)
 
-    def lookup(self, family: str, labels: Mapping[str, str], count: int) -> bytes:
+    def lookup(self, family: str, labels: Mapping[str, str], count: float) -> tuple[bytes, bool]:
         """The native fields of one series of ``family`` whose classic count is ``count``
-        (empty when there are none, or they were collected with another count)."""
+        (empty when there are none, or they were collected with another count), and
+        whether they are a float histogram's."""
         parts = self._families.get(family)
         if parts is None:
-            return b""
+            return b"", False
         key = frozenset((name, labels[name]) for name in self.label_names[family] if name in labels)
         found = parts.get(key)
         if found is None or found[0] != count:
-            return b""
-        return found[1]
+            return b"", False
+        return found[1], isinstance(found[0], float)
 
 
 _SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
@@ -332,19 +337,25 @@ def _histogram_metric(
     total = name + _SUM[kind]  # (the count is the +Inf bucket's)
     bucket_name, created = name + "_bucket", name + "_created"
     head, buckets = b"", []
+    native, floats = b"", False
+    if natives is not None:  # both parts, one count (the +Inf bucket's)
+        for sample in samples:
+            if sample.name == bucket_name and float(sample.labels["le"]) == math.inf:
+                # a float histogram's counts are floats, also the whole ones
+                native, floats = natives.lookup(name, labels, sample.value)
+                break
     for sample in samples:
         sample_name = sample.name
         if sample_name == bucket_name:
             bound = float(sample.labels["le"])
             # a count, or (not one) the *_count_float field, 4 in both messages
-            count = whole(sample.value)
+            count = None if floats else whole(sample.value)
             counted = (
                 b"\x21" + double(sample.value) if count is None else varint_field(b"\x08", count)
             )
             if bound == math.inf:  # implicit: sample_count (also when text has no _count)
                 head = counted + head
-                if natives is not None and count is not None:  # both parts, one count
-                    buckets.append(natives.lookup(name, labels, count))
+                buckets.append(native)
                 continue
             bucket = counted + b"\x11" + double(bound)
             if sample.exemplar is not None:

@@ -8,7 +8,9 @@ the merge rules treat them as any other family; a histogram series' native part 
 zero bucket, spans, deltas, its exemplars) is kept as the encoded fields and written back
 into the protobuf answer by `sidecar.protobuf.encode_family` (`NativeParts`), intact. A
 native-only series keeps its count and sum (a ``+Inf`` bucket), as client_golang writes
-one in text. When the reply was not asked for in protobuf (a text or OpenMetrics answer,
+one in text. Float histograms (``sample_count_float``, ``zero_count_float``, float
+``positive_count``/``negative_count``) are kept as they are, their count written back as a
+float. When the reply was not asked for in protobuf (a text or OpenMetrics answer,
 the OTLP export, the status pages), the native parts are left out and counted.
 """
 
@@ -162,8 +164,11 @@ def parse_protobuf(
                     created = _seconds(h.created_timestamp)
                     samples.append(Sample(name + "_created", series, created, stamp))
                 if _is_native(h):
-                    if keep_native and not h.sample_count_float:
-                        parts[frozenset(series.items())] = (h.sample_count, _native_bytes(h))
+                    if keep_native:
+                        # a float histogram as Prometheus tells it (its counts are floats)
+                        floats = h.sample_count_float > 0 or h.zero_count_float > 0
+                        native_count = h.sample_count_float if floats else h.sample_count
+                        parts[frozenset(series.items())] = (native_count, _native_bytes(h))
                         names.update(series)
                     else:
                         dropped += 1

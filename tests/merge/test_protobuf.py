@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
-from sidecar.protobuf import CONTENT_TYPE
+from sidecar.protobuf import CONTENT_TYPE, delimited
 from sidecar.unified import UnifiedCollector
 from tests.ingest.builders import Harness, epoint, exponential, request
 from tests.merge.conftest import PROTOBUF_CT, MakeRig, StartTarget, Target, target, value
@@ -123,3 +123,62 @@ async def test_prometheus_with_native_histograms_stores_a_targets_native_series(
     assert 4.0 < p90 <= 8.0
     assert (await prom.aquery("latency_bucket")).is_empty  # stored native, not classic
     assert (await prom.aquery(f'{DROPPED}{{target="app"}}')).values() == [0.0]
+
+
+def _float_native_body() -> bytes:
+    """A target serving a float native histogram (``sample_count_float``,
+    ``zero_count_float``, absolute float ``positive_count``: what a histogram of weighted
+    or rate-derived observations is), 7.5 observations: 1.5 in the zero bucket, 2.5 in
+    (1, 2], 3.5 in (2, 4] (schema 0), summing to 20.25, with one classic float bucket."""
+    histogram = pb.Histogram(
+        sample_count_float=7.5,
+        sample_sum=20.25,
+        schema=0,
+        zero_threshold=1e-128,
+        zero_count_float=1.5,
+        positive_span=[pb.BucketSpan(offset=1, length=2)],
+        positive_count=[2.5, 3.5],
+        bucket=[pb.Bucket(upper_bound=2.0, cumulative_count_float=4.0)],
+    )
+    family = pb.MetricFamily(
+        name="weighted",
+        help="Weighted observations.",
+        type=pb.HISTOGRAM,
+        metric=[pb.Metric(label=[pb.LabelPair(name="path", value="/a")], histogram=histogram)],
+    )
+    return delimited(family)
+
+
+async def test_float_native_histograms_are_kept_in_protobuf(
+    start_target: StartTarget, make_rig: MakeRig
+) -> None:
+    body = _float_native_body()
+    served = by_name(body)
+    app = Target(body, PROTOBUF_CT)
+    rig = await make_rig([target("app", await start_target(app))])
+    response = await rig.client.get("/metrics", headers={"Accept": PROMETHEUS_NATIVE_ACCEPT})
+    merged = by_name(await response.read())
+    assert merged["weighted"] == served["weighted"]  # float counts and native part intact
+    (dropped,) = merged[DROPPED].metric
+    assert dropped.counter.value == 0
+    text = await rig.scrape({"Accept": "text/plain;version=0.0.4"})
+    assert value(text, "weighted_count", path="/a") == 7.5  # the classic part in text
+    assert value(text, "weighted_bucket", path="/a", le="2.0") == 4.0
+
+
+async def test_prometheus_stores_a_targets_float_native_histogram(
+    start_target: StartTarget,
+    make_rig: MakeRig,
+    prometheus_factory: PrometheusFactory,
+) -> None:
+    body = _float_native_body()
+    rig = await make_rig([target("app", await start_target(Target(body, PROTOBUF_CT)))])
+    server = rig.client.server
+    prom = prometheus_factory(
+        [static_scrape_config("sidecar", f"{server.host}:{server.port}")],
+        extra_args=["--enable-feature=native-histograms"],
+    )
+    await prom.await_targets_up()
+    assert (await prom.await_result("histogram_count(weighted)")).values() == [7.5]
+    assert (await prom.aquery("histogram_sum(weighted)")).values() == [20.25]
+    assert (await prom.aquery("weighted_bucket")).is_empty  # stored native, not classic
