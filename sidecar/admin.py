@@ -1,7 +1,7 @@
 """The admin listener: ``/metrics``, ``/healthz``, ``/readyz`` (design §5).
 
 ``/metrics`` serves one collector (the unified view of every source) with content
-negotiation and gzip (`sidecar.exposition`). When ``admin.bearer_token_file`` is set,
+negotiation and gzip (`sidecar.unified.metrics_handler`). When ``admin.bearer_token_file`` is set,
 ``/metrics`` (and any other page registered as protected) needs that bearer token; the
 comparison is constant-time. Probes stay open: kubelet sends no token.
 
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
 from prometheus_client.registry import Collector
 
 from sidecar.config import AdminConfig, ConfigError, read_token_file
-from sidecar.exposition import metrics_handler
 from sidecar.tlsserver import ReloadingServerContext, TlsFileError, TlsFiles
+from sidecar.unified import Handler, ScrapeSources, UnifiedCollector, metrics_handler
 
 __all__ = [
     "READINESS_KEY",
@@ -35,8 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -135,24 +132,27 @@ def create_admin_app(
     collector: Collector,
     readiness: Readiness,
     *,
-    metrics: Handler | None = None,
+    extra: ScrapeSources | None = None,
 ) -> web.Application:
     """The admin application.
 
     Args:
         config: the ``admin`` section.
-        collector: what ``/metrics`` serves (the unified view).
+        collector: what ``/metrics`` serves (the unified view; any other collector is
+            served as the only source of one).
         readiness: shared with the lifecycle, which flips it.
-        metrics: a replacement ``/metrics`` handler (e.g. one that fetches merge targets
-            before rendering); the default renders ``collector``.
+        extra: the sources fetched for each scrape (`sidecar.merge.merge_sources`).
     """
+    unified = (
+        collector if isinstance(collector, UnifiedCollector) else UnifiedCollector([collector])
+    )
     app = web.Application(middlewares=[client_cert_auth, bearer_auth])
     app[READINESS_KEY] = readiness
     app[PROTECTED_KEY] = {config.metrics_path}
     app[CLIENT_CERT_KEY] = config.tls.client_ca_file is not None
     if config.bearer_token_file:
         app[TOKEN_KEY] = read_bearer_token(config.bearer_token_file)
-    app.router.add_get(config.metrics_path, metrics or metrics_handler(collector))
+    app.router.add_get(config.metrics_path, metrics_handler(unified, extra))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

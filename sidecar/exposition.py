@@ -1,16 +1,16 @@
-"""Prometheus exposition over HTTP: content negotiation, gzip, the aiohttp handler.
+"""Prometheus exposition over HTTP: content negotiation, gzip, the aiohttp response.
 
 The format and name escaping follow the ``Accept`` header (`sidecar.negotiation`): text
 0.0.4 by default, text 1.0.0, OpenMetrics 1.0.0/0.0.1 (ending in ``# EOF``), each with the
 exact Content-Type it needs. The body is gzipped when ``Accept-Encoding`` allows it.
+The ``/metrics`` handler that uses them is `sidecar.unified.metrics_handler`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 
 from aiohttp import hdrs, web
 from isal import isal_zlib
@@ -25,9 +25,7 @@ __all__ = [
     "Exposition",
     "encoded",
     "escape_label_value",
-    "metrics_handler",
     "render",
-    "respond",
     "to_response",
     "unescape_label_value",
 ]
@@ -97,12 +95,6 @@ def encoded(body: bytes | list[bytes], content_type: str, accept_encoding: str) 
     return Exposition(b"".join(packed), content_type, "gzip")
 
 
-def respond(request: web.Request, render: Callable[[str, str], Exposition]) -> web.Response:
-    """Answer ``request`` with ``render(Accept, Accept-Encoding)``."""
-    headers = request.headers
-    return to_response(render(headers.get(hdrs.ACCEPT, ""), headers.get(hdrs.ACCEPT_ENCODING, "")))
-
-
 def to_response(exposition: Exposition) -> web.Response:
     """Wrap a rendered exposition into an aiohttp response."""
     response = web.Response(body=exposition.body)
@@ -111,14 +103,3 @@ def to_response(exposition: Exposition) -> web.Response:
     if exposition.content_encoding:
         response.headers[hdrs.CONTENT_ENCODING] = exposition.content_encoding
     return response
-
-
-def metrics_handler(
-    collector: Collector,
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """An aiohttp handler that serves ``collector`` as Prometheus exposition."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return respond(request, partial(render, collector))
-
-    return handle

@@ -32,7 +32,6 @@ from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
-from sidecar.exposition import metrics_handler
 from sidecar.instance import stable_instance_id
 from sidecar.protobuf import NativeParts
 
@@ -200,10 +199,6 @@ class Module:
     def meter(self) -> Meter:
         """The module's meter (instrumentation scope ``causality-sidecar``)."""
         return self.provider.get_meter(METER_NAME, __version__)
-
-    def metrics_handler(self) -> Handler:
-        """An aiohttp handler serving this module's registry as Prometheus exposition."""
-        return metrics_handler(self.registry)
 
     async def shutdown(self) -> None:
         """Flush and shut the provider down (unregisters the exporter's collector)."""

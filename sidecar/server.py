@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aiohttp import web
 from opentelemetry.metrics import Counter
 from prometheus_client import ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
@@ -41,7 +40,7 @@ from sidecar.ingest.store import MetricStore
 from sidecar.instruments import SeriesGauge, merge_conflicts
 from sidecar.lifecycle import AiohttpComponent, Component, StartError
 from sidecar.logs import configure_logging
-from sidecar.merge import MergeScraper, create_merge, merged_metrics_handler
+from sidecar.merge import MergeScraper, create_merge, merge_sources
 from sidecar.observability import Metrics, Module
 from sidecar.offloop import WriteGate
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
@@ -54,7 +53,6 @@ from sidecar.status import StatusSources, TrafficSampler, add_status_routes
 from sidecar.status.inventory import store_sources
 from sidecar.tlsserver import ReloadingServerContext
 from sidecar.unified import UnifiedCollector
-from sidecar.unified import metrics_handler as unified_metrics_handler
 
 __all__ = ["Sidecar", "run_sidecar"]
 
@@ -157,14 +155,10 @@ class Sidecar:
         )
         # a scraper always: a reload may add targets (its session opens on first use)
         scraper = self.scraper = create_merge(config.merge, self.module.meter)
-        merged = merged_metrics_handler(self.unified, scraper)
-        plain = unified_metrics_handler(self.unified)
-
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return await (merged if scraper.targets else plain)(request)
-
         self.exporter = self._new_exporter(config)
-        admin_app = create_admin_app(config.admin, self.unified, self.readiness, metrics=handler)
+        admin_app = create_admin_app(
+            config.admin, self.unified, self.readiness, extra=merge_sources(scraper)
+        )
         status = StatusSources(
             config=config,
             readiness=self.readiness,

@@ -52,17 +52,18 @@ if TYPE_CHECKING:  # (sidecar.relabel reads sidecar.merge, which reads this modu
 
 __all__ = [
     "FamilySource",
+    "Handler",
     "PassThroughSource",
     "RenderedFamily",
+    "ScrapeSources",
     "UnifiedCollector",
     "claimed_names",
     "metrics_handler",
-    "respond_off_loop",
     "sample_names",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ExtraSources = Callable[[], Awaitable[Sequence[Collector]]]
+ScrapeSources = Callable[[web.Request], Awaitable[Sequence[Collector]]]
 
 OPENMETRICS_TYPE = "application/openmetrics-text"
 OPENMETRICS_EOF = b"# EOF\n"
@@ -440,24 +441,25 @@ def _families_of(source: Collector) -> Iterable[Metric | RenderedFamily]:
     return source.collect()
 
 
-async def respond_off_loop(request: web.Request, collector: UnifiedCollector) -> web.Response:
-    """Answer a scrape with ``collector`` rendered off the loop (`render_off_loop`)."""
-    headers = request.headers
-    accept, encoding = headers.get(hdrs.ACCEPT, ""), headers.get(hdrs.ACCEPT_ENCODING, "")
-    return to_response(await collector.render_off_loop(accept, encoding))
+def metrics_handler(unified: UnifiedCollector, extra: ScrapeSources | None = None) -> Handler:
+    """The aiohttp ``/metrics`` handler: ``unified`` rendered for each scraper (format by
+    ``Accept``, gzip by ``Accept-Encoding``), off the loop (`render_off_loop`).
 
-
-def metrics_handler(unified: UnifiedCollector, extra: ExtraSources | None = None) -> Handler:
-    """An aiohttp ``/metrics`` handler on the fast path.
+    The one handler of every ``/metrics``: the sidecar's admin listener, the injection
+    webhook's (a registry alone: ``UnifiedCollector([registry])``), the tests' apps.
 
     Args:
         unified: the sources known at start.
-        extra: awaited before each scrape for lower-priority sources of that scrape only
-            (merge targets fetched concurrently); never fails the scrape by itself.
+        extra: awaited with the request before each scrape, for lower-priority sources of
+            that scrape only (the merge targets: `sidecar.merge.merge_sources`); never
+            fails the scrape by itself. With none, ``unified`` is rendered as it is.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        collector = unified if extra is None else unified.with_sources(await extra())
-        return await respond_off_loop(request, collector)
+        sources = () if extra is None else await extra(request)
+        collector = unified.with_sources(sources) if sources else unified
+        headers = request.headers
+        accept, encoding = headers.get(hdrs.ACCEPT, ""), headers.get(hdrs.ACCEPT_ENCODING, "")
+        return to_response(await collector.render_off_loop(accept, encoding))
 
     return handle

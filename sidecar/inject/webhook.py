@@ -30,13 +30,13 @@ from prometheus_client.core import CounterMetricFamily
 
 from sidecar.admin import Readiness, healthz, readyz
 from sidecar.config import Address, ConfigError, parse_duration, parse_size
-from sidecar.exposition import metrics_handler
 from sidecar.inject.baseconfig import BaseConfigFile, read_base_config
 from sidecar.inject.mutate import Injection, inject_pod, wants_injection
 from sidecar.inject.patch import json_patch
 from sidecar.inject.settings import NAMESPACE_LABEL, NAMESPACE_LABEL_ENABLED, InjectSettings
 from sidecar.lifecycle import AiohttpComponent
 from sidecar.tlsserver import ReloadingServerContext, TlsFileError, TlsFiles
+from sidecar.unified import UnifiedCollector, metrics_handler
 
 __all__ = [
     "ADMISSION_V1",
@@ -337,7 +337,7 @@ def create_health_app(webhook: Webhook, readiness: Readiness) -> web.Application
     app[ADMIN_READINESS] = readiness
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler(webhook.registry))
+    app.router.add_get("/metrics", metrics_handler(UnifiedCollector([webhook.registry])))
     return app
 
 

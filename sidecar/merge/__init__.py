@@ -1,7 +1,7 @@
 """Merge targets (design §9, ``merge.targets``): apps' own /metrics served in the sidecar's.
 
-`create_merge` builds the scraper from the config; `merged_metrics_handler` is the
-``/metrics`` handler that fetches every target before rendering the unified view.
+`create_merge` builds the scraper from the config; `merge_sources` hands its targets,
+fetched for each scrape, to the ``/metrics`` handler (`sidecar.unified.metrics_handler`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from sidecar.merge.fetch import (
     fetch_target,
     parse_exposition,
 )
-from sidecar.merge.handler import SCRAPE_TIMEOUT_HEADER, merged_metrics_handler
 from sidecar.merge.scraper import (
     FetchedFamilies,
     MergeScraper,
     natives_dropped_counter,
     scrapes_counter,
 )
+from sidecar.merge.sources import SCRAPE_TIMEOUT_HEADER, merge_sources
 
 __all__ = [
     "ACCEPT",
@@ -35,7 +35,7 @@ __all__ = [
     "Scrape",
     "create_merge",
     "fetch_target",
-    "merged_metrics_handler",
+    "merge_sources",
     "parse_exposition",
 ]
 

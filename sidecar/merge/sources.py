@@ -1,17 +1,22 @@
-"""The ``/metrics`` handler for a sidecar with merge targets: fetch, then render the union."""
+"""The merge targets as the extra sources of one scrape of ``/metrics``.
+
+`merge_sources` is what `sidecar.unified.metrics_handler` awaits before each render:
+every target fetched, in the format the scraper asked for, within its timeout.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from aiohttp import hdrs, web
+from prometheus_client.registry import Collector
 
-from sidecar.admin import Handler
 from sidecar.merge.scraper import MergeScraper
 from sidecar.negotiation import Format, negotiate
-from sidecar.unified import UnifiedCollector, respond_off_loop
+from sidecar.unified import ScrapeSources
 
-__all__ = ["SCRAPE_TIMEOUT_HEADER", "merged_metrics_handler", "scrape_timeout"]
+__all__ = ["SCRAPE_TIMEOUT_HEADER", "merge_sources", "scrape_timeout"]
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
@@ -25,21 +30,22 @@ def scrape_timeout(request: web.Request) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def merged_metrics_handler(unified: UnifiedCollector, scraper: MergeScraper) -> Handler:
-    """A ``/metrics`` handler: every merge target fetched, then the unified view rendered.
+def merge_sources(scraper: MergeScraper) -> ScrapeSources:
+    """Every merge target of ``scraper``, fetched for one scrape (none while it has none).
 
     Targets are asked for the format the scraper asked for first (protobuf or OpenMetrics,
     as Prometheus asks, or text 0.0.4), so an unchanged target's reply is sent on as it came.
-
-    Pass it as ``create_admin_app(..., metrics=merged_metrics_handler(unified, scraper))``.
     A target that fails is skipped (and counted); the scrape itself never fails for it.
+
+    Pass it as ``metrics_handler(unified, merge_sources(scraper))``.
     """
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    async def fetch(request: web.Request) -> Sequence[Collector]:
+        if not scraper.targets:  # (a reload may add some: read on every scrape)
+            return ()
         negotiated = negotiate(request.headers.get(hdrs.ACCEPT, ""))
         protobuf = negotiated.format is Format.PROTOBUF
         text = not negotiated.openmetrics and not protobuf
-        sources = await scraper.fetch(scrape_timeout(request), text=text, protobuf=protobuf)
-        return await respond_off_loop(request, unified.with_sources(sources))
+        return await scraper.fetch(scrape_timeout(request), text=text, protobuf=protobuf)
 
-    return handle
+    return fetch

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.exposition import render
 from sidecar.observability import Metrics, Module, http_metrics
+from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.support.observability import EXPOSED_NAMES, record_everything
 
 # (Prometheus family name as exposed, type, HELP) for every design §6 catalogue instrument.
@@ -109,12 +110,12 @@ async def test_middleware_records_method_path_status(
     assert samples[("http_request_errors_total", "POST", "/broken", "503")] == 1
 
 
-async def test_module_metrics_handler_serves_its_registry(
+async def test_metrics_handler_serves_a_module_registry(
     module: Module, aiohttp_client: AiohttpClient
 ) -> None:
     Metrics.create(module.meter).alerts_fired.add(3)
     app = web.Application()
-    app.router.add_get("/metrics", module.metrics_handler())
+    app.router.add_get("/metrics", metrics_handler(UnifiedCollector([module.registry])))
     client = await aiohttp_client(app)
     response = await client.get("/metrics")
     assert response.status == 200

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import AdminConfig, MergeConfig, MergeTarget
 from sidecar.instruments import merge_conflicts
-from sidecar.merge import _runs, create_merge, merged_metrics_handler, rawtext
+from sidecar.merge import _runs, create_merge, merge_sources, rawtext
 from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
@@ -137,9 +137,7 @@ async def make_rig(aiohttp_client: AiohttpClient) -> AsyncIterator[MakeRig]:
         scraper = create_merge(MergeConfig(tuple(targets)), module.meter)
         readiness = Readiness()
         readiness.set_ready()
-        app = create_admin_app(
-            AdminConfig(), unified, readiness, metrics=merged_metrics_handler(unified, scraper)
-        )
+        app = create_admin_app(AdminConfig(), unified, readiness, extra=merge_sources(scraper))
         rig = Rig(module, await aiohttp_client(app), scraper)
         rigs.append(rig)
         return rig

@@ -13,7 +13,7 @@ from prometheus_client.exposition import generate_latest as render_text
 
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import AdminConfig, MergeConfig, config_from_dict
-from sidecar.merge import create_merge, merged_metrics_handler
+from sidecar.merge import create_merge, merge_sources
 from sidecar.observability import Module
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
@@ -55,9 +55,7 @@ async def test_pass_through_only_when_no_series_changed(
     scraper = create_merge(MergeConfig((target("app", url),)), module.meter)
     readiness = Readiness()
     readiness.set_ready()
-    app = create_admin_app(
-        AdminConfig(), unified, readiness, metrics=merged_metrics_handler(unified, scraper)
-    )
+    app = create_admin_app(AdminConfig(), unified, readiness, extra=merge_sources(scraper))
     client = await aiohttp_client(app)
     try:
         response = await client.get("/metrics", headers=ACCEPT, auto_decompress=False)

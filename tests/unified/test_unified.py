@@ -145,8 +145,8 @@ async def test_metrics_handler_serves_the_fast_path_with_extra_sources(aiohttp_c
     Gauge("from_target", "target", registry=lower).set(9)
     calls = []
 
-    async def extra():
-        calls.append(1)
+    async def extra(request: web.Request):
+        calls.append(request.path)
         return [lower]
 
     app = web.Application()
@@ -164,7 +164,7 @@ async def test_metrics_handler_serves_the_fast_path_with_extra_sources(aiohttp_c
     assert "from_target 9.0" in body
     assert "only_ingested 7.0" in body
     assert body.endswith("# EOF\n")
-    assert calls == [1]
+    assert calls == ["/metrics"]
 
 
 def test_empty_label_values_do_not_make_a_series_distinct(module):
