@@ -39,6 +39,7 @@ from tests.deploy.chart import (
     validated_kinds,
 )
 from tests.support.prometheus import check_rules
+from tests.support.tls import Pki
 
 SCENARIOS = scenarios()
 # prometheus-operator kinds: kubernetes-validate ships no schema for CRDs; they are checked
@@ -107,6 +108,12 @@ def test_configmap_config_passes_check_config(scenario: tuple[str, Render], tmp_
         token = tmp_path / "token"
         token.write_text("s3cret\n")
         config["admin"]["bearer_token_file"] = str(token)
+    if "tls" in config["admin"]:  # the mounted Secret's files, here
+        pki = Pki(tmp_path / "tls")
+        issued = pki.server("tls")
+        files = {"cert_file": issued.cert, "key_file": issued.key, "client_ca_file": pki.ca_file}
+        for key in config["admin"]["tls"]:
+            config["admin"]["tls"][key] = str(files[key])
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     done = subprocess.run(
@@ -188,8 +195,9 @@ def test_ports_and_probes_agree_with_the_config(scenario: tuple[str, Render]) ->
     assert ports["metrics"] == port_of(config["admin"]["listen"]), name
     assert port_of(config["ingest"]["listen"]) not in ports.values()  # loopback only
     probes = {kind: rendered.sidecar[f"{kind}Probe"]["httpGet"] for kind in _PROBES}
+    scheme = {"scheme": "HTTPS"} if config["admin"].get("tls") else {}  # test_chart_admin_tls
     for kind, path in _PROBES.items():
-        assert probes[kind] == {"path": path, "port": "metrics"}, kind
+        assert probes[kind] == {"path": path, "port": "metrics", **scheme}, kind
 
 
 _PROBES = {"startup": "/healthz", "liveness": "/healthz", "readiness": "/readyz"}
@@ -416,14 +424,6 @@ def test_upstream_tls_and_access_log_pass_the_chart() -> None:
     parsed = config_from_dict(rendered.sidecar_config)
     assert parsed.proxy.upstream_tls.server_name == "app.internal"
     assert parsed.logging.access_log is True
-
-
-def test_admin_tls_is_refused_until_the_chart_speaks_https() -> None:
-    """The schema knows admin.tls (every config key), but a pod whose probes and scrapers
-    speak HTTP to an HTTPS port would never be ready: the render fails, saying why."""
-    tls = {"cert_file": "/tls/tls.crt", "key_file": "/tls/tls.key"}
-    with pytest.raises(helm.HelmError, match=r"sidecar\.config\.admin\.tls is not supported"):
-        render({"sidecar": {"config": {"admin": {"tls": tls}}}})
 
 
 def test_sidecar_image_repository_is_required() -> None:

@@ -100,9 +100,7 @@ install error instead of ImagePullBackOff). Build and push it from the project's
 {{- define "causality-sidecar.sidecarContainer" -}}
 {{- $ := index . 0 }}
 {{- $native := index . 1 -}}
-{{- if (($.Values.sidecar.config.admin | default dict).tls) }}
-{{- fail "sidecar.config.admin.tls is not supported by this chart yet: its probes, scrape annotations, monitors and helm test speak plain HTTP to the admin port" }}
-{{- end }}
+{{- $tlsDir := include "causality-sidecar.adminTlsDir" $ }}
 - name: {{ $.Values.sidecar.name }}
   image: {{ include "causality-sidecar.sidecarImage" $ | quote }}
   imagePullPolicy: {{ $.Values.sidecar.image.pullPolicy }}
@@ -144,16 +142,25 @@ install error instead of ImagePullBackOff). Build and push it from the project's
     httpGet:
       path: /healthz
       port: metrics
+      {{- if $tlsDir }}
+      scheme: HTTPS  # the kubelet does not verify the certificate
+      {{- end }}
     {{- toYaml $.Values.sidecar.probes.startup | nindent 4 }}
   livenessProbe:
     httpGet:
       path: /healthz
       port: metrics
+      {{- if $tlsDir }}
+      scheme: HTTPS  # the kubelet does not verify the certificate
+      {{- end }}
     {{- toYaml $.Values.sidecar.probes.liveness | nindent 4 }}
   readinessProbe:
     httpGet:
       path: /readyz
       port: metrics
+      {{- if $tlsDir }}
+      scheme: HTTPS  # the kubelet does not verify the certificate
+      {{- end }}
     {{- toYaml $.Values.sidecar.probes.readiness | nindent 4 }}
   securityContext:
     {{- toYaml $.Values.containerSecurityContext | nindent 4 }}
@@ -170,6 +177,11 @@ install error instead of ImagePullBackOff). Build and push it from the project's
     {{- if $.Values.sidecar.metricsAuth.secretName }}
     - name: metrics-auth
       mountPath: {{ include "causality-sidecar.authDir" $ }}
+      readOnly: true
+    {{- end }}
+    {{- if $tlsDir }}
+    - name: admin-tls
+      mountPath: {{ $tlsDir }}
       readOnly: true
     {{- end }}
     {{- with $.Values.sidecar.volumeMounts }}
@@ -201,4 +213,62 @@ install error instead of ImagePullBackOff). Build and push it from the project's
 {{- $_ := set $config "admin" $admin }}
 {{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/*
+The directory the admin.tls Secret (sidecar.adminTlsSecret) is mounted at: the directory of
+sidecar.config.admin.tls.cert_file, "" without admin.tls. Fails, as the injector does
+(sidecar/inject/baseconfig.py), when no Secret is named, when cert_file is not absolute or
+sits where the chart mounts something else, and when key_file or client_ca_file is in
+another directory.
+*/}}
+{{- define "causality-sidecar.adminTlsDir" -}}
+{{- $tls := (.Values.sidecar.config.admin | default dict).tls }}
+{{- if $tls }}
+{{- $cert := $tls.cert_file | default "" | toString }}
+{{- if not $cert }}
+{{- fail "sidecar.config.admin.tls.cert_file is required with admin.tls: the chart mounts sidecar.adminTlsSecret at its directory" }}
+{{- end }}
+{{- if not (isAbs $cert) }}
+{{- fail (printf "sidecar.config.admin.tls.cert_file: must be an absolute path in the pod, got %q" $cert) }}
+{{- end }}
+{{- $dir := dir $cert }}
+{{- $taken := list "/" "/tmp" "/etc/causality-sidecar" (include "causality-sidecar.authDir" .) }}
+{{- if has $dir $taken }}
+{{- fail (printf "sidecar.config.admin.tls.cert_file: is in %s, where the chart mounts something else: choose a directory of its own, e.g. /etc/causality-sidecar-tls/tls.crt" $dir) }}
+{{- end }}
+{{- range $name := list "key_file" "client_ca_file" }}
+{{- $path := index $tls $name }}
+{{- if and $path (ne (dir (toString $path)) $dir) }}
+{{- fail (printf "sidecar.config.admin.tls.%s: must be in the directory of admin.tls.cert_file (%s): the chart mounts one Secret there" $name $dir) }}
+{{- end }}
+{{- end }}
+{{- if not .Values.sidecar.adminTlsSecret }}
+{{- fail (printf "sidecar.config.admin.tls is on, but no Secret holds the certificate: set sidecar.adminTlsSecret to a Secret in namespace %s with the files, mounted read-only at %s" .Release.Namespace $dir) }}
+{{- end }}
+{{- $dir }}
+{{- end }}
+{{- end }}
+
+{{/* "https" when the admin port speaks TLS (sidecar.config.admin.tls), else "http". */}}
+{{- define "causality-sidecar.adminScheme" -}}
+{{- if include "causality-sidecar.adminTlsDir" . }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+The scheme and tlsConfig lines of a PodMonitor / ServiceMonitor endpoint.
+Usage: include "causality-sidecar.monitorTls" (list . "podMonitor")
+*/}}
+{{- define "causality-sidecar.monitorTls" -}}
+{{- $root := index . 0 }}
+{{- $kind := index . 1 }}
+{{- if include "causality-sidecar.adminTlsDir" $root }}
+{{- $tlsConfig := index $root.Values.metrics $kind "tlsConfig" }}
+{{- if not $tlsConfig }}
+{{- fail (printf "metrics.%s.tlsConfig is empty, but sidecar.config.admin.tls is on: Prometheus must trust the sidecar's certificate (and present a client certificate with client_ca_file); set it, e.g. ca from the Secret %s (docs/deployment.md, \"HTTPS on the admin port\")" $kind $root.Values.sidecar.adminTlsSecret) }}
+{{- end }}
+scheme: https
+tlsConfig:
+  {{- toYaml $tlsConfig | nindent 2 }}
+{{- end }}
 {{- end }}
