@@ -49,7 +49,7 @@ an info string (its language):
     others. The image itself is built and run with podman by tests/deploy/test_image.py.
   - ``docker compose``, ``podman-compose``, ``docker-compose`` ``-f FILE``: FILE is checked as
     a compose file (above).
-  - ``helm install|upgrade|template RELEASE CHART --set ... -f ...``: the chart is rendered
+  - ``helm install|upgrade|template RELEASE CHART --set ... --set-json ... -f ...``: the chart is rendered
     with exactly those values by the real Helm engine (tests/deploy/chart.py); ``helm
     test RELEASE``: that release's documented install renders a test hook; ``helm lint``:
     lint is clean. Only charts of this repository (``helm/*``) can be checked.
@@ -607,11 +607,15 @@ def _helm_value(text: str) -> Any:
 def _set(values: dict[str, Any], assignment: str, typed: bool) -> None:
     for item in assignment.split(","):
         key, _, raw = item.partition("=")
-        node = values
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = _helm_value(raw) if typed else raw
+        _put(values, key, _helm_value(raw) if typed else raw)
+
+
+def _put(values: dict[str, Any], key: str, value: Any) -> None:
+    node = values
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
 
 
 def parse_helm(args: list[str]) -> tuple[list[str], dict[str, Any], str]:
@@ -624,6 +628,10 @@ def parse_helm(args: list[str]) -> tuple[list[str], dict[str, Any], str]:
         arg = args[index]
         if arg in {"--set", "--set-string"}:
             _set(values, args[index + 1], typed=arg == "--set")
+            index += 2
+        elif arg == "--set-json":  # one KEY=JSON assignment
+            key, _, raw = args[index + 1].partition("=")
+            _put(values, key, json.loads(raw))
             index += 2
         elif arg in {"-f", "--values"}:
             values = deep_merge(values, yaml.safe_load((ROOT / args[index + 1]).read_text()))
