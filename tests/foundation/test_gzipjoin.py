@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import gzip
 import io
+import subprocess
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from isal import igzip
 
-from sidecar.gzipjoin import GzipMember, deflate_span, gzip_with_tail
+from sidecar.gzipjoin import (
+    Deflated,
+    GzipMember,
+    Part,
+    deflate_span,
+    gzip_parts,
+    gzip_with_tail,
+    inflated,
+)
 
 
 def gzip_file(body: bytes, **kwargs: object) -> bytes:
@@ -96,3 +106,49 @@ def test_what_is_not_one_member_of_the_body_is_refused(make: object) -> None:
     body = b"m 1\n" * 20
     # two-members: the trailer's size is the second member's, not the body's
     assert gzip_with_tail([b"p\n"], GzipMember(body, make(body)), 2) is None  # type: ignore[operator]
+
+
+# (bytes compressed now, or a `Deflated` piece compressed earlier) at every level
+PARTS = st.lists(
+    st.tuples(st.booleans(), BODIES | st.binary(max_size=300), st.sampled_from((0, 1, 2, 3))),
+    max_size=8,
+)
+
+
+def as_parts(drawn: list[tuple[bool, bytes, int]]) -> list[Part]:
+    return [Deflated.of(raw, level) if kept else raw for kept, raw, level in drawn]
+
+
+@settings(max_examples=150, deadline=None)
+@given(drawn=PARTS, level=st.sampled_from((0, 2, 3)))
+def test_pieces_and_fresh_parts_inflate_to_their_concatenation(
+    drawn: list[tuple[bool, bytes, int]], level: int
+) -> None:
+    parts = as_parts(drawn)
+    plain = b"".join(raw for _, raw, _ in drawn)
+    assert inflate_all_ways(gzip_parts(parts, level)) == plain
+    assert b"".join(inflated(parts)) == plain
+
+
+@settings(max_examples=40, deadline=None)
+@given(drawn=PARTS, body=BODIES)
+def test_pieces_before_a_passed_through_member(
+    drawn: list[tuple[bool, bytes, int]], body: bytes
+) -> None:
+    joined = gzip_with_tail(as_parts(drawn), GzipMember(body, gzip.compress(body)), 2)
+    assert joined is not None
+    assert inflate_all_ways(joined) == b"".join(raw for _, raw, _ in drawn) + body
+
+
+def test_gnu_gzip_reads_pieces_joined_between_fresh_parts(tmp_path: Path) -> None:
+    lines = [b'm_total{i="%d"} %d\n' % (i, i) for i in range(3000)]
+    pieces = [Deflated.of(b"".join(lines[i : i + 256]), 2) for i in range(0, 3000, 256)]
+    parts: list[Part] = []
+    for number, piece in enumerate(pieces):  # a fresh header before each piece
+        parts += [b"# HELP m %d\n" % number, piece]
+    (tmp_path / "m.gz").write_bytes(gzip_parts([*parts, b"# EOF\n"], 2))
+    done = subprocess.run(["gzip", "-dc", "m.gz"], cwd=tmp_path, capture_output=True, check=True)
+    want = b"".join(
+        b"# HELP m %d\n" % n + b"".join(lines[n * 256 : n * 256 + 256]) for n in range(12)
+    )
+    assert done.stdout == want + b"# EOF\n"
