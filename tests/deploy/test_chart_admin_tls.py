@@ -41,12 +41,14 @@ from tests.deploy.chart import (
     RELEASE,
     Render,
     deep_merge,
+    kubernetes_sd_targets,
     lint_problems,
     port_of,
     render,
     scenario_values,
     validated_kinds,
 )
+from tests.support.kubernetes import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, run_sidecar, wait_until
 from tests.support.prometheus import PrometheusServer, start_prometheus, static_scrape_config
 from tests.support.tls import Pki, SecretVolume
@@ -56,6 +58,7 @@ SECRET = "causality-sidecar-admin-tls"
 TLS_DIR = "/etc/causality-sidecar-tls"
 # The name the helm test verifies (the headless metrics Service) and the monitors' serverName.
 SERVICE_DNS = f"{RELEASE}-causality-sidecar-metrics.{NAMESPACE}.svc"
+POD_NAME = "demo-causality-sidecar-5f7c9d8b4-tls01"
 CRD_KINDS = frozenset({"PodMonitor", "ServiceMonitor", "PrometheusRule"})
 _PROBES = {"startup": "/healthz", "liveness": "/healthz", "readiness": "/readyz"}
 _MONITORS = (("PodMonitor", "podMetricsEndpoints"), ("ServiceMonitor", "endpoints"))
@@ -343,7 +346,14 @@ def https_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsPod]:
         only_ca = json.loads(json.dumps(with_cert))
         only_ca["job_name"] = "no-client-cert"
         del only_ca["tls_config"]["cert_file"], only_ca["tls_config"]["key_file"]
-        prometheus = start_prometheus(workdir / "prometheus", [with_cert, only_ca])
+        # the annotations, as deploy/prometheus/scrape-kubernetes.yaml reads them (file SD
+        # standing in for Kubernetes SD), given the same tls_config
+        sd_file = workdir / "pods.json"
+        sd_file.write_text(json.dumps(kubernetes_sd_targets(rendered, POD_NAME)))
+        [annotations] = kubernetes_config_with_file_sd(sd_file)["scrape_configs"]
+        annotations["tls_config"] = with_cert["tls_config"]
+        jobs = [with_cert, only_ca, annotations]
+        prometheus = start_prometheus(workdir / "prometheus", jobs)
         try:
             yield HttpsPod(rendered, sidecar, admin_port, secret_dir, workdir, prometheus)
         finally:
@@ -352,6 +362,7 @@ def https_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsPod]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.xdist_group("chart-admin-tls")  # one module fixture: one sidecar, one Prometheus
 def test_kubelet_probes_pass_over_https_without_a_client_certificate(https_pod: HttpsPod) -> None:
     ports = {p["name"]: p["containerPort"] for p in https_pod.rendered.sidecar["ports"]}
     for kind, path in _PROBES.items():
@@ -364,6 +375,7 @@ def test_kubelet_probes_pass_over_https_without_a_client_certificate(https_pod: 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.xdist_group("chart-admin-tls")  # one module fixture: one sidecar, one Prometheus
 def test_prometheus_scrapes_with_the_documented_tls_config(https_pod: HttpsPod) -> None:
     prom = https_pod.prometheus
     build_info = prom.wait_for_result('sidecar_build_info{job="podmonitor"}', timeout=30)
@@ -380,6 +392,17 @@ def test_prometheus_scrapes_with_the_documented_tls_config(https_pod: HttpsPod) 
     [up] = [t for t in prom.targets() if t["labels"]["job"] == "podmonitor"]
     assert up["scrapeUrl"] == f"https://127.0.0.1:{https_pod.admin_port}/metrics"
     assert up["lastError"] == ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.xdist_group("chart-admin-tls")  # one module fixture: one sidecar, one Prometheus
+def test_scrape_annotations_lead_prometheus_to_https(https_pod: HttpsPod) -> None:
+    prom = https_pod.prometheus
+    selector = f'sidecar_build_info{{job="kubernetes-pods", pod="{POD_NAME}"}}'
+    assert prom.wait_for_result(selector, timeout=30).values() == [1.0]
+    [target] = [t for t in prom.targets() if t["labels"]["job"] == "kubernetes-pods"]
+    assert target["scrapeUrl"] == f"https://127.0.0.1:{https_pod.admin_port}/metrics"
 
 
 def _helm_test_script(pod: HttpsPod) -> tuple[str, Path]:
@@ -402,6 +425,7 @@ def _helm_test_script(pod: HttpsPod) -> tuple[str, Path]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.xdist_group("chart-admin-tls")  # one module fixture: one sidecar, one Prometheus
 def test_helm_test_script_reads_metrics_with_curl(https_pod: HttpsPod) -> None:
     script, home = _helm_test_script(https_pod)
     assert "--cert " in script  # mutual TLS: the Secret's certificate is the client's
