@@ -12,20 +12,18 @@ golden tests render both and compare — so the unified exposition stays one for
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 from prometheus_client.core import Metric as PromMetric
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
-from sidecar.exposition import unescape_label_value
+from sidecar.exposition import LABEL_PAIR_RE, escape_help, label_name, parse_labels
 from sidecar.ingest.model import Descriptor, Kind, Labels
 from sidecar.ingest.store import ExponentialState, Family, Series
 
 __all__ = [
     "classic_buckets",
-    "parse_labels",
     "render_family",
     "render_series",
     "render_targets",
@@ -33,8 +31,6 @@ __all__ = [
 ]
 
 INF = math.inf
-# a label: its name (or, kept UTF-8 by ingest.translation_strategy, quoted) and its value
-_LABEL_RE = re.compile(r'(?:([a-zA-Z_][a-zA-Z0-9_]*)|"((?:[^"\\]|\\.)*)")="((?:[^"\\]|\\.)*)"')
 # prometheus_client's own value formatter (Go float syntax), typed for mypy.
 floatToGoString = cast(Callable[[float], str], _float_to_go_string)
 TARGET_NAME = "target"
@@ -56,10 +52,10 @@ def header(name: str, kind: Kind, help_text: str, unit: str, openmetrics: bool) 
     """The HELP, TYPE (and, in OpenMetrics, UNIT) lines of a family."""
     shown = exposed_name(name, kind, openmetrics)
     if openmetrics:
-        doc = help_text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+        doc = escape_help(help_text, openmetrics)
         lines = f"# HELP {shown} {doc}\n# TYPE {shown} {kind.value}\n"
         return lines + (f"# UNIT {shown} {unit}\n" if unit else "")
-    doc = help_text.replace("\\", r"\\").replace("\n", r"\n")
+    doc = escape_help(help_text, openmetrics)
     kind_text = "gauge" if kind is Kind.INFO else kind.value
     return f"# HELP {shown} {doc}\n# TYPE {shown} {kind_text}\n"
 
@@ -70,8 +66,8 @@ def _braced(labels: str) -> str:
 
 def _split(labels: Labels, name: str) -> tuple[str, str]:
     """The label text before and after where label ``name`` sorts in (commas included)."""
-    for match in _LABEL_RE.finditer(labels):
-        if _name(match) > name:
+    for match in LABEL_PAIR_RE.finditer(labels):  # (a name kept UTF-8 is quoted)
+        if label_name(match) > name:
             at = match.start()
             return labels[:at], "," + labels[at:]
     return (labels + "," if labels else ""), ""
@@ -203,19 +199,6 @@ def render_targets(targets: list[Labels], openmetrics: bool, out: list[str]) -> 
 
 
 # ------------------------------------------------------------ the generic path
-
-
-def parse_labels(labels: Labels) -> dict[str, str]:
-    """Label text back to a dict (unescaped)."""
-    return {
-        name or unescape_label_value(quoted): unescape_label_value(value)
-        for name, quoted, value in _LABEL_RE.findall(labels)
-    }
-
-
-def _name(match: re.Match[str]) -> str:
-    name = match.group(1)
-    return name if name is not None else unescape_label_value(match.group(2))
 
 
 def to_metric(family: Family) -> PromMetric:

@@ -40,6 +40,11 @@
  * or None for anything else (rawtext.py's way then reads the body and says why). Sample
  * lines are then exactly what rawtext's line-by-line way keeps of them.
  *
+ * apply_plan(chunks, olds, order, news) writes a relabelled family from a plan that
+ * sidecar/relabel/families.py remembered: each line's new `name{labels}` with the line's
+ * value, once it has checked that every line still has the plan's old `name{labels}`
+ * (tests/relabel/test_apply_plan.py holds it to the Python spelling, `_apply_plan`).
+ *
  * tests/merge/test_rawtext_runs.py holds this to the same answers as the `re` spelling
  * of the grammar and as the line-by-line way, on tables and on generated runs.
  */
@@ -677,7 +682,145 @@ error:
     return NULL;
 }
 
+/* apply_plan(chunks, olds, order, news): a merge target's family relabelled by a
+ * remembered plan (sidecar/relabel/families.py, `_apply_plan` is the same in Python).
+ * Line i of the ASCII `chunks` (each a run of whole lines) must be olds[i], one space
+ * and a value without a space, then '\n' (the value is the line's last space on), and
+ * there must be exactly len(olds) lines. The result is news[k] followed by the value of
+ * line order[k], for every k (order: a buffer of int64 line numbers, or None for line k
+ * itself), as one str; None when a line does not match its old prefix (the plan does
+ * not hold for this scrape). */
+typedef struct {
+    const char *text;
+    Py_ssize_t len;
+} Span;
+
+static int
+ascii_spans(PyObject *seq, Span *spans, Py_ssize_t n, const char *what)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item)) {
+            PyErr_Format(PyExc_TypeError, "%s must hold ASCII str", what);
+            return -1;
+        }
+        spans[i].text = (const char *)PyUnicode_DATA(item);
+        spans[i].len = PyUnicode_GET_LENGTH(item);
+    }
+    return 0;
+}
+
+static PyObject *
+apply_plan(PyObject *module, PyObject *args)
+{
+    PyObject *chunks_arg, *olds_arg, *order_arg, *news_arg;
+    if (!PyArg_ParseTuple(args, "OOOO:apply_plan", &chunks_arg, &olds_arg, &order_arg, &news_arg))
+        return NULL;
+    PyObject *chunks = PySequence_Fast(chunks_arg, "chunks must be a sequence");
+    PyObject *olds = chunks ? PySequence_Fast(olds_arg, "olds must be a sequence") : NULL;
+    PyObject *news = olds ? PySequence_Fast(news_arg, "news must be a sequence") : NULL;
+    Py_buffer order = {0};
+    int have_order = 0;
+    Span *old = NULL, *new = NULL, *values = NULL;
+    PyObject *result = NULL;
+    if (news == NULL)
+        goto done;
+    Py_ssize_t n_chunks = PySequence_Fast_GET_SIZE(chunks);
+    Py_ssize_t n_lines = PySequence_Fast_GET_SIZE(olds);
+    Py_ssize_t n_out = PySequence_Fast_GET_SIZE(news);
+    if (order_arg != Py_None) {
+        if (PyObject_GetBuffer(order_arg, &order, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        have_order = 1;
+        if (order.itemsize != 8 || order.format == NULL
+            || (strcmp(order.format, "q") != 0 && strcmp(order.format, "l") != 0)) {
+            PyErr_SetString(PyExc_TypeError, "order must be a buffer of int64");
+            goto done;
+        }
+        if (order.len / 8 != n_out) {
+            PyErr_SetString(PyExc_ValueError, "order and news must have one length");
+            goto done;
+        }
+    } else if (n_out != n_lines) {
+        PyErr_SetString(PyExc_ValueError, "without order, olds and news must have one length");
+        goto done;
+    }
+    old = PyMem_Malloc(sizeof(Span) * (size_t)(n_lines ? n_lines : 1));
+    new = PyMem_Malloc(sizeof(Span) * (size_t)(n_out ? n_out : 1));
+    values = PyMem_Malloc(sizeof(Span) * (size_t)(n_lines ? n_lines : 1));
+    if (old == NULL || new == NULL || values == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (ascii_spans(olds, old, n_lines, "olds") < 0 || ascii_spans(news, new, n_out, "news") < 0)
+        goto done;
+    /* every line: its old prefix, ' ', a value without a space, '\n' */
+    Py_ssize_t line = 0;
+    for (Py_ssize_t c = 0; c < n_chunks; c++) {
+        PyObject *chunk = PySequence_Fast_GET_ITEM(chunks, c);
+        if (!PyUnicode_Check(chunk) || !PyUnicode_IS_ASCII(chunk)) {
+            PyErr_SetString(PyExc_TypeError, "chunks must hold ASCII str");
+            goto done;
+        }
+        const char *p = (const char *)PyUnicode_DATA(chunk);
+        const char *end = p + PyUnicode_GET_LENGTH(chunk);
+        while (p < end) {
+            if (line == n_lines)
+                goto mismatch;
+            Py_ssize_t len = old[line].len;
+            if (end - p <= len || p[len] != ' ' || memcmp(p, old[line].text, (size_t)len) != 0)
+                goto mismatch;
+            const char *value = p + len;
+            const char *nl = memchr(value, '\n', (size_t)(end - value));
+            if (nl == NULL || memchr(value + 1, ' ', (size_t)(nl - value - 1)) != NULL)
+                goto mismatch;
+            values[line].text = value;
+            values[line].len = nl + 1 - value;
+            line++;
+            p = nl + 1;
+        }
+    }
+    if (line != n_lines)
+        goto mismatch;
+    const int64_t *at = have_order ? (const int64_t *)order.buf : NULL;
+    Py_ssize_t size = 0;
+    for (Py_ssize_t k = 0; k < n_out; k++) {
+        int64_t i = at ? at[k] : k;
+        if (i < 0 || i >= n_lines) {
+            PyErr_SetString(PyExc_IndexError, "order names a line the chunks do not have");
+            goto done;
+        }
+        size += new[k].len + values[i].len;
+    }
+    result = PyUnicode_New(size, 127);
+    if (result == NULL)
+        goto done;
+    char *w = (char *)PyUnicode_DATA(result);
+    for (Py_ssize_t k = 0; k < n_out; k++) {
+        const Span *v = &values[at ? at[k] : k];
+        memcpy(w, new[k].text, (size_t)new[k].len);
+        w += new[k].len;
+        memcpy(w, v->text, (size_t)v->len);
+        w += v->len;
+    }
+    goto done;
+mismatch:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(old);
+    PyMem_Free(new);
+    PyMem_Free(values);
+    if (have_order)
+        PyBuffer_Release(&order);
+    Py_XDECREF(chunks);
+    Py_XDECREF(olds);
+    Py_XDECREF(news);
+    return result;
+}
+
 static PyMethodDef runs_methods[] = {
+    {"apply_plan", apply_plan, METH_VARARGS,
+     "apply_plan(chunks, olds, order, news) -> str | None"},
     {"scan_text", scan_text, METH_VARARGS,
      "scan_text(body) -> [(name, kind, help, header, start, end), ...] | None"},
     {"split_created", split_created, METH_VARARGS,

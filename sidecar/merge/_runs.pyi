@@ -1,5 +1,8 @@
 """Types of the C extension `sidecar/merge/_runs.c` (see its header comment)."""
 
+from array import array
+from collections.abc import Sequence
+
 def take_run(
     body: str,
     start: int,
@@ -20,3 +23,14 @@ def split_created(chunk: str, created: str, /) -> tuple[str, str]:
 def scan_text(body: str, /) -> list[tuple[str, str, str | None, int, int, int]] | None:
     """The families of an ASCII text 0.0.4 body laid out as client_golang writes it:
     ``(name, kind, help, header start, samples start, end)`` each, or None."""
+
+def apply_plan(
+    chunks: Sequence[str],
+    olds: Sequence[str],
+    order: array[int] | None,
+    news: Sequence[str],
+    /,
+) -> str | None:
+    """``news[k]`` plus the value of line ``order[k]`` (int64s; None: line ``k``) of the
+    ASCII ``chunks``, for every k, once each line ``i`` is ``olds[i]``, one space, a value
+    without a space and a newline; None when a line is not."""

@@ -21,7 +21,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from sidecar import extensions
-from sidecar.exposition import escape_label_value, unescape_label_value
+from sidecar.exposition import LABEL_PAIR_RE, escape_help, escape_label_value, parse_labels
 from sidecar.unified import sample_names
 
 # the C prover and whole-body scan, unless `sidecar.extensions` says the pure paths run:
@@ -34,7 +34,6 @@ __all__ = [
     "RawFamily",
     "Unsupported",
     "fold_created",
-    "label_dict",
     "parse_fast",
     "parse_small",
     "with_labels",
@@ -53,7 +52,6 @@ _VALUE = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]Inf|NaN
 _SAMPLE_RE = re.compile(
     rf"({_METRIC_NAME})(?:\{{((?:{_ONE_LABEL}(?:,{_ONE_LABEL})*)?)\}})? ({_VALUE})"
 )
-_LABEL_RE = re.compile(rf'([a-zA-Z_][a-zA-Z0-9_]*)="({_LABEL_VALUE})"(?:,|$)')
 _LABEL_NAME_RE = re.compile(rf'([a-zA-Z_][a-zA-Z0-9_]*)="{_LABEL_VALUE}"')
 _NAME_RE = re.compile(_METRIC_NAME)
 SIMPLE_TEXT_TYPES = frozenset({"counter", "gauge", "untyped"})
@@ -76,11 +74,6 @@ Family = Metric  # what prometheus_client hands back for delegated blocks
 
 class Unsupported(Exception):
     """The fast path does not handle this body; prometheus_client's parser must."""
-
-
-def label_dict(labels: str) -> dict[str, str]:
-    """A (checked) label text as a dict of unescaped values."""
-    return {name: unescape_label_value(value) for name, value in _LABEL_RE.findall(labels)}
 
 
 class RawFamily:
@@ -118,9 +111,8 @@ class RawFamily:
         return out
 
     def _header(self, shown: str, kind: str, openmetrics: bool) -> str:
-        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        doc = escape_help(self.documentation, openmetrics)
         if openmetrics:
-            doc = doc.replace('"', r"\"")
             unit = f"# UNIT {shown} {self.unit}\n" if self.unit else ""
             return f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n{unit}"
         return f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n"
@@ -167,7 +159,7 @@ class RawFamily:
             totals, later = self.chunks[: self.split], self.chunks[self.split :]
         else:
             totals, later = _split_created(self.chunks, self.name + "_created")
-        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+        doc = escape_help(self.documentation, openmetrics=True)
         for suffix, kind, chunks in (("_total", "unknown", totals), ("_created", "gauge", later)):
             if chunks or suffix == "_total":
                 shown = self.name + suffix
@@ -178,7 +170,7 @@ class RawFamily:
         """The same family as a prometheus_client `Metric` (for merging and conversion)."""
         metric = Metric(self.name, self.documentation, self.type, self.unit)
         for name, labels, value in self.lines:
-            metric.add_sample(name, label_dict(labels), float(value))
+            metric.add_sample(name, parse_labels(labels), float(value))
         return metric
 
 
@@ -226,10 +218,10 @@ class _Labeller:
         if not any(n in self.extra for n in names):
             return f"{labels},{self.suffix}" if labels else self.suffix
         pairs = []
-        for match in _LABEL_RE.finditer(labels):
+        for match in LABEL_PAIR_RE.finditer(labels):  # (checked: legacy names only)
             name = match.group(1)
             prefix = EXPORTED_PREFIX if name in self.extra else ""
-            pairs.append(f'{prefix}{name}="{match.group(2)}"')
+            pairs.append(f'{prefix}{name}="{match.group(3)}"')
         renamed = [EXPORTED_PREFIX + n if n in self.extra else n for n in names]
         if len({*renamed, *self.extra}) != len(renamed) + len(self.extra):
             raise Unsupported("exported_ label clash")  # e.g. x and exported_x both scraped

@@ -28,6 +28,7 @@ import functools
 import itertools
 import operator
 import re
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ from sidecar import extensions
 from sidecar.exposition import escape_label_value
 from sidecar.known_labels import zeroed
 from sidecar.merge.rawtext import RawFamily, label_dict
+from sidecar.protobuf import series_natives, with_natives
 from sidecar.relabel.rules import (
     NAME,
     Rule,
@@ -80,7 +82,7 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
 # the merge's C run prover proves label names too, unless the pure-Python paths run
 C_RUNS = extensions.enabled("sidecar.merge._runs")
 if C_RUNS:
-    from sidecar.merge._runs import take_run
+    from sidecar.merge._runs import apply_plan, take_run
 _LABEL_IN_TEXT = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
 # raw families whose relabelling is remembered (each plan holds a family's lines' label
 # text and results: about as much memory as the family's text)
@@ -237,6 +239,22 @@ class _Out:
     raw: bool = False  # each series is its output lines' text (a merge target's RawFamily)
     series: dict[SeriesKey, Any] = field(default_factory=dict)  # list[Sample] | str (raw)
     collided: dict[SeriesKey, int] = field(default_factory=dict)  # key -> its series
+    # a remembered plan's output (`_Fast`): every kept series' lines as one text, cut
+    # into ``series`` only when a renamed family joins it (`cut`)
+    text: str | None = None
+    fast: _Fast | None = None
+    # the native parts of histogram series, by key (`sidecar.protobuf.series_natives`)
+    natives: dict[SeriesKey, tuple[int | float, bytes]] = field(default_factory=dict)
+
+    def cut(self) -> None:
+        """``text`` as ``series`` (a renamed family's series are to join them)."""
+        if self.text is None or self.fast is None:
+            return
+        lines = [line + "\n" for line in self.text.split("\n")[:-1]]
+        bounds = itertools.accumulate(self.fast.widths, initial=0)
+        texts = ["".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
+        self.series = dict(zip(self.fast.keys, texts, strict=True))
+        self.text = None
 
     def add(self, key: SeriesKey, samples: list[Sample] | str) -> None:
         """One series in, unless another has its key."""
@@ -257,6 +275,10 @@ class _Out:
         From a raw family, a raw family again: its lines written as text, not re-encoded."""
         if self.collided:
             counts[COLLISION] = counts.get(COLLISION, 0) + sum(self.collided.values())
+        kept: list[Any]
+        if self.text is not None:  # (collided series already left out)
+            kept = [self.text] if self.text else []
+        elif self.collided:
             kept = [v for key, v in self.series.items() if key not in self.collided]
         else:
             kept = list(self.series.values())
@@ -265,6 +287,9 @@ class _Out:
         metric = self.metric
         if not self.raw:
             metric.samples = [sample for series in kept for sample in series]
+            if self.natives:  # (a collided series' part goes with it)
+                parts = {k: v for k, v in self.natives.items() if k not in self.collided}
+                with_natives(metric, parts)
             return metric
         family = RawFamily(metric.name, metric.type, metric.documentation, metric.unit)
         family.chunks = ["".join(kept)]
@@ -346,6 +371,11 @@ class Relabeller:
             chain = self.chain(kind)
             # an ingested family relabelled before the store (`sidecar.relabel.ingest`)
             relabelled = getattr(family, "relabelled", False)
+            if chain and not relabelled and isinstance(family, RawFamily):
+                remembered = self._remembered(kind, family, counts)
+                if remembered is not None:  # (its plan holds: no probe needed either)
+                    kept.extend(remembered)
+                    continue
             verdict = probe(chain, family) if chain and not relabelled else KEEP
             if verdict == KEEP:
                 kept.append(family)
@@ -364,6 +394,32 @@ class Relabeller:
             for reason, count in counts.items():
                 self.dropped.add(count, {"reason": reason})
         return result
+
+    def _remembered(
+        self, kind: str, family: RawFamily, counts: dict[str, int]
+    ) -> list[_Out] | None:
+        """The family by its remembered plan, in one pass (`_apply`), when there is one
+        and its lines still have the plan's label sets; else None. A plan is made only
+        for a family `probe` found `SLOW`, and the probe reads only label sets: when
+        they are the plan's, so is its answer."""
+        if not self.remember or not family.chunks:
+            return None
+        first = family.chunks[0]
+        line = first[: first.find("\n")].rpartition(" ")[0]
+        plan = self._plans.get((kind, family.name, family.type, line, family.split is None))
+        fast = plan.fast if plan is not None else None
+        if plan is None or fast is None:
+            return None
+        text = _apply(family.chunks, plan.prefixes, fast)
+        if text is None:
+            return None
+        plan.used = self._generation = self._generation + 1
+        for reason, count in plan.refused.items():
+            counts[reason] = counts.get(reason, 0) + count
+        if fast.spec is None:  # no series left
+            return []
+        metric = Metric(family.name, family.documentation, family.type, family.unit)
+        return [_Out(metric, True, {}, dict(fast.spec.collided), text, fast)]
 
     def _relabel_raw(
         self, chain: Sequence[Rule], kind: str, family: RawFamily, counts: dict[str, int]
@@ -416,7 +472,8 @@ def _relabel_family(
     for sample in metric.samples:
         groups.setdefault(_series_key(sample.labels, skip), []).append(sample)
     outs: dict[str, _Out] = {}
-    for samples in groups.values():
+    natives = series_natives(metric)  # a histogram's native parts follow its series
+    for group, samples in groups.items():
         result = _series_result(chain, metric.name, samples, skip)
         if isinstance(result, str):
             counts[result] = counts.get(result, 0) + 1
@@ -428,6 +485,8 @@ def _relabel_family(
                     Metric(name, metric.documentation, metric.type, metric.unit)
                 )
             out.add(key, new_samples)
+            if group in natives:
+                out.natives[key] = natives[group]
     return [(out, name != metric.name) for name, out in outs.items()]
 
 
@@ -517,6 +576,67 @@ class _RawPlan:
     keys: dict[str, SeriesKey]
     results: dict[tuple[str, ...], _Result]
     used: int = 0
+    fast: _Fast | None = None  # when the family keeps its name (or loses every series)
+
+
+@dataclass(slots=True)
+class _Fast:
+    """A plan whose output is one family of the input's name (or none): its text is
+    the new ``name{labels}`` ``news[k]`` with the value of input line ``order[k]``
+    (None: line k), collided series left out; ``keys`` and ``widths`` (lines per
+    series) cut it into series (`_Out.cut`)."""
+
+    order: array[int] | None
+    news: list[str]
+    spec: _RawOut | None  # the output family (None: no series left)
+    keys: list[SeriesKey]
+    widths: list[int]
+    ascii: bool  # olds and news: then `sidecar.merge._runs.apply_plan` applies it
+
+
+def _fast(prefixes: list[str], outs: list[_RawOut], name: str) -> _Fast | None:
+    """The plan's `_Fast`, when its outputs are none or one family named ``name``."""
+    if not outs:
+        return _Fast(array("q"), [], None, [], [], True)
+    if len(outs) > 1 or outs[0].name != name:
+        return None
+    spec = outs[0]
+    order, news, keys, widths = spec.order, spec.prefixes, spec.keys, spec.widths
+    if spec.collided:  # the series another one collided with are left out
+        order, news, keys, widths = [], [], [], []
+        at = 0
+        for key, width in zip(spec.keys, spec.widths, strict=True):
+            if key not in spec.collided:
+                order += spec.order[at : at + width]
+                news += spec.prefixes[at : at + width]
+                keys.append(key)
+                widths.append(width)
+            at += width
+    ascii = all(map(str.isascii, prefixes)) and all(map(str.isascii, news))
+    whole = order == list(range(len(prefixes)))
+    return _Fast(None if whole else array("q", order), news, spec, keys, widths, ascii)
+
+
+def _apply(chunks: list[str], olds: list[str], fast: _Fast) -> str | None:
+    """`apply_plan` (C) when it can read them, else `_apply_plan`."""
+    if C_RUNS and fast.ascii and all(map(str.isascii, chunks)):
+        return apply_plan(chunks, olds, fast.order, fast.news)
+    return _apply_plan(chunks, olds, fast.order, fast.news)
+
+
+def _apply_plan(
+    chunks: list[str], olds: list[str], order: array[int] | None, news: list[str]
+) -> str | None:
+    """``news[k]`` with the value of line ``order[k]`` (None: line k) of ``chunks``,
+    joined, when every line ``i`` of them is ``olds[i]`` with a value (its last space
+    on); else None. `sidecar.merge._runs.apply_plan` in Python."""
+    values: list[str] = []
+    for chunk in chunks:
+        values += _VALUE_TEXT.findall(chunk)  # C speed: no Python call a line
+    if len(values) != len(olds) or "".join(map(operator.add, olds, values)) != "".join(chunks):
+        return None
+    taken = values if order is None else map(values.__getitem__, order)
+    return "".join(map(operator.add, news, taken))
 
 
 def _raw_plan(
@@ -581,7 +701,9 @@ def _raw_plan(
         first = out.widths[0] if out.widths else 0
         out.width = first if all(w == first for w in out.widths) else 0
         out.whole = out.order == list(range(len(prefixes)))
-    return _RawPlan(prefixes, list(outs.values()), refused, keys, results)
+    specs = list(outs.values())
+    fast = _fast(prefixes, specs, family.name)
+    return _RawPlan(prefixes, specs, refused, keys, results, fast=fast)
 
 
 def _raw_outs(family: RawFamily, plan: _RawPlan, values: list[str]) -> list[tuple[_Out, bool]]:
@@ -635,12 +757,14 @@ def _assemble(
             continue
         base = outs[at]
         into = base if isinstance(base, _Out) else _as_out(base)
+        into.cut()
         outs[at] = into
         if into.raw != new.raw:  # text values beside numbers: numbers both
             into.numeric()
             new.numeric()
         for key, samples in new.series.items():
             into.add(key, samples)
+        into.natives.update(new.natives)
     return _finished(outs, counts)
 
 
@@ -677,4 +801,5 @@ def _as_out(family: Family | Metric) -> _Out:
     skip = _SERIES_LABEL.get(metric.type)
     for sample in metric.samples:
         out.series.setdefault(_series_key(sample.labels, skip), []).append(sample)
+    out.natives = series_natives(metric)
     return out
