@@ -22,9 +22,13 @@ from sidecar.escaping import escaped
 from sidecar.negotiation import Escaping, encoder_for, negotiate
 
 __all__ = [
+    "LABEL_PAIR_RE",
     "Exposition",
     "encoded",
+    "escape_help",
     "escape_label_value",
+    "label_name",
+    "parse_labels",
     "render",
     "to_response",
     "unescape_label_value",
@@ -32,6 +36,11 @@ __all__ = [
 
 _UNESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
 _UNESCAPE_RE = re.compile(r"\\[\\n\"]")
+# one label of a label text: its name (bare, or quoted as text format 1.0.0 writes a name
+# outside the legacy set, e.g. ``"my.label"``; groups 1 and 2) and its value (group 3).
+# Quoted parts unrolled with possessive loops: ~10-30 % faster than ``(?:[^"\\]|\\.)*``.
+_QUOTED = r'([^"\\]*+(?:\\.[^"\\]*+)*+)'
+LABEL_PAIR_RE = re.compile(rf'(?:([a-zA-Z_][a-zA-Z0-9_]*+)|"{_QUOTED}")="{_QUOTED}"')
 # ISA-L's igzip at its default level (2 of 0-3). prometheus_client uses zlib level 9, Go's
 # client_golang level 6. For a 1.9 MB exposition (20,000 series): zlib 9/6/1 cost 61/27/4.7
 # ms of CPU for 159/163/193 kB, igzip 2 costs 1.2 ms for 186 kB; a scrape is compressed once
@@ -61,6 +70,31 @@ def unescape_label_value(text: str) -> str:
     if "\\" not in text:
         return text
     return _UNESCAPE_RE.sub(lambda m: _UNESCAPES[m.group(0)], text)
+
+
+def escape_help(text: str, openmetrics: bool) -> str:
+    """HELP text escaped: backslash and newline; in OpenMetrics the double quote too."""
+    doc = text.replace("\\", r"\\").replace("\n", r"\n")
+    return doc.replace('"', r"\"") if openmetrics else doc
+
+
+def label_name(match: re.Match[str]) -> str:
+    """The (unquoted, unescaped) label name of a `LABEL_PAIR_RE` match."""
+    name = match.group(1)
+    return name if name is not None else unescape_label_value(match.group(2))
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """A label text (``a="1",b="x\\"y"``, no braces) as a dict of unescaped values.
+
+    Text format 1.0.0's meaning: a name outside the legacy set is quoted and escaped as a
+    value is (``"my.label"="v"``). Written by the sidecar or checked before, the text is
+    not validated again: what does not match a label is skipped.
+    """
+    return {
+        name or unescape_label_value(quoted): unescape_label_value(value)
+        for name, quoted, value in LABEL_PAIR_RE.findall(text)
+    }
 
 
 def render(collector: Collector, accept: str, accept_encoding: str) -> Exposition:

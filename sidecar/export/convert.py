@@ -30,9 +30,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client.core import Metric as Family
 
+from sidecar.exposition import parse_labels
 from sidecar.ingest.naming import sanitize_label
 from sidecar.merge.fetch import parse_exposition
-from sidecar.merge.rawtext import RawFamily, label_dict
+from sidecar.merge.rawtext import RawFamily
 
 __all__ = ["ResourceRules", "exposition_to_metrics_data", "to_metrics_data"]
 
@@ -159,7 +160,7 @@ def _samples(family: Family | RawFamily) -> Iterator[tuple[str, dict[str, str], 
     """(name, labels, value) of every sample; raw families are read from their text."""
     if isinstance(family, RawFamily):
         for name, labels, value in family.lines:
-            yield name, label_dict(labels), float(value)
+            yield name, parse_labels(labels), float(value)
     else:
         for sample in family.samples:
             yield sample.name, sample.labels, float(sample.value)

@@ -17,9 +17,10 @@ import struct
 from itertools import accumulate
 
 from sidecar import extensions
+from sidecar.exposition import parse_labels
 from sidecar.ingest.model import Kind
 from sidecar.ingest.store import ExponentialState, Family, Series
-from sidecar.ingest.text import classic_buckets, parse_labels
+from sidecar.ingest.text import classic_buckets
 from sidecar.protobuf import double, labels_bytes, length_field, text_field, varint_field
 
 __all__ = ["LabelBytes", "encode_stored"]

@@ -38,9 +38,9 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
 from sidecar import extensions
-from sidecar.exposition import escape_label_value
+from sidecar.exposition import escape_label_value, parse_labels
 from sidecar.known_labels import zeroed
-from sidecar.merge.rawtext import RawFamily, label_dict
+from sidecar.merge.rawtext import RawFamily
 from sidecar.protobuf import series_natives, with_natives
 from sidecar.relabel.rules import (
     NAME,
@@ -314,7 +314,7 @@ def _samples_of(text: str) -> list[Sample]:
     for line in text.split("\n")[:-1]:
         prefix, _, value = line.rpartition(" ")
         name, labels = _cut(prefix)
-        out.append(Sample(name, label_dict(labels), float(value)))
+        out.append(Sample(name, parse_labels(labels), float(value)))
     return out
 
 
@@ -656,7 +656,7 @@ def _raw_plan(
             key = old_keys.get(prefix)
             if key is None:
                 name, text = _cut(prefix)
-                labels = label_dict(text)
+                labels = parse_labels(text)
                 samples[prefix] = Sample(name, labels, None)  # type: ignore[arg-type]
                 key = _series_key(labels, skip)
             keys[prefix] = key
@@ -676,7 +676,7 @@ def _raw_plan(
                 sample = samples.get(prefix)
                 if sample is None:
                     name, text = _cut(prefix)
-                    sample = samples[prefix] = Sample(name, label_dict(text), None)  # type: ignore[arg-type]
+                    sample = samples[prefix] = Sample(name, parse_labels(text), None)  # type: ignore[arg-type]
                 series.append(sample)
             result = results[signature] = _series_result(chain, family.name, series, skip)
         if isinstance(result, str):

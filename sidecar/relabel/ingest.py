@@ -9,22 +9,19 @@ whole-series drops applied here (`IngestFilter`). Rules and costs: docs/relabel.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from sidecar.exposition import escape_label_value, unescape_label_value
+from sidecar.exposition import escape_label_value, parse_labels
 from sidecar.ingest.model import Batch, Kind, Metric, NumberPoint, Point, Temporality
 from sidecar.ingest.store import WORKER_LABEL, MetricStore, with_label
-from sidecar.ingest.text import parse_labels
 from sidecar.relabel.families import COLLISION, INVALID, SHAPE, sample_names_of
 from sidecar.relabel.rules import NAME, Rule, is_label_name, is_metric_name, process
 
 __all__ = ["MAX_REMEMBERED", "IngestFilter", "IngestRelabel", "prestorable", "relabel_series"]
 
 MAX_REMEMBERED = 200_000
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class IngestFilter:
@@ -83,8 +80,7 @@ class IngestFilter:
                 self._series.clear()
                 self._remembered = 0
                 verdicts = self._series.setdefault((name, kind), {})
-            parsed = {n: unescape_label_value(v) for n, v in _LABEL_RE.findall(labels)}
-            verdict = verdicts[labels] = self._decide(name, kind, parsed)
+            verdict = verdicts[labels] = self._decide(name, kind, parse_labels(labels))
             self._remembered += 1
         return verdict
 

@@ -9,9 +9,10 @@ import random
 import pytest
 
 from sidecar import extensions
+from sidecar.exposition import parse_labels
 from sidecar.ingest.pbencode import C_LABELS, LabelBytes, encode_stored
 from sidecar.ingest.store import ExponentialState
-from sidecar.ingest.text import parse_labels, to_metric
+from sidecar.ingest.text import to_metric
 from sidecar.ingest.translate import label_text
 from sidecar.protobuf import labels_bytes, to_family
 from tests.ingest.builders import mixed_harness
