@@ -17,8 +17,7 @@ from sidecar.merge._runs import apply_plan
 from sidecar.merge.rawtext import RawFamily
 from sidecar.relabel import families as families_module
 from sidecar.relabel.families import Relabeller, _apply_plan
-from tests.relabel.test_families import Recorded, Target
-from tests.relabel.test_remembered import body, compiled, shown
+from tests.support.relabel import Recorded, Target, body, compiled, shown
 
 LINES = ['a{x="1"} 1\n', 'a{x="2"} 2.5 17\n', "b 3\n"]
 OLDS = ['a{x="1"}', 'a{x="2"} 2.5', "b"]  # a line's prefix: up to its last space

@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -24,51 +22,7 @@ from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
 from tests.support.prometheus import check_metrics
-
-OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-
-
-def app_exposition(openmetrics: bool = False) -> str:
-    registry = CollectorRegistry()
-    requests = Counter("app_requests", "Requests", ["code", "otel_scope_name"], registry=registry)
-    requests.labels("200", "lib").inc(3)
-    requests.labels("500", "lib").inc(1)
-    latency = Histogram("app_latency_seconds", "Latency", ["code"], registry=registry,
-                        buckets=(0.1, 1.0))  # fmt: skip
-    latency.labels("200").observe(0.05)
-    latency.labels("500").observe(2)
-    size = Summary("app_size_bytes", "Sizes", ["code"], registry=registry)
-    size.labels("200").observe(10)
-    Gauge("go_goroutines", "Goroutines", registry=registry).set(7)
-    Gauge("app_queue", "Queue", ["queue"], registry=registry).labels("a").set(1)
-    Info("app_build", "Build", registry=registry).info({"version": "1.2"})
-    return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
-
-
-class Recorded:
-    """``sidecar_relabel_dropped_total`` as a plain tally (our `Dropped` interface)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def add(self, amount: int, attributes: dict[str, str]) -> None:
-        reason = attributes["reason"]
-        self.counts[reason] = self.counts.get(reason, 0) + amount
-
-
-class Target:
-    """A merge target's families (as `sidecar.merge` parses them)."""
-
-    relabel_source = "merge"
-
-    def __init__(self, body: str, openmetrics: bool = False) -> None:
-        self._families = parse_fast(body, openmetrics, {})
-
-    def families(self) -> list[Any]:
-        return list(self._families)
-
-    def collect(self) -> list[Any]:
-        return [f.to_metric() if hasattr(f, "to_metric") else f for f in self._families]
+from tests.support.relabel import OPENMETRICS, Recorded, Target, app_exposition
 
 
 def relabelled(rules: list[dict[str, Any]]) -> tuple[str, str, Recorded]:

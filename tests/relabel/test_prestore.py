@@ -29,8 +29,7 @@ from sidecar.relabel.families import Relabeller
 from sidecar.relabel.ingest import IngestRelabel
 from sidecar.relabel.rules import Rule, compile_rules
 from sidecar.unified import UnifiedCollector
-from tests.relabel.test_families import Recorded
-from tests.relabel.test_properties import rule
+from tests.support.relabel import Recorded, rule
 
 ISSUE_RULES: list[dict[str, Any]] = [
     {"action": "drop", "match": {"__name__": "go_.*"}},

@@ -15,36 +15,7 @@ from sidecar.config import config_from_dict
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
-from tests.relabel.test_families import OPENMETRICS, Recorded, Target, app_exposition
-
-LABELS = ["code", "otel_scope_name", "queue", "le", "quantile", "version", "__name__", "x"]
-REGEXES = ["5..", "200", ".*", "", "app_.*", ".*_created", ".*_bucket", "go_.*", "(.*)", "l.*"]
-
-rule = st.one_of(
-    st.builds(
-        lambda action, labels, regex: {"action": action, "source_labels": labels, "regex": regex},
-        st.sampled_from(["keep", "drop"]),
-        st.lists(st.sampled_from(LABELS), min_size=1, max_size=2),
-        st.sampled_from(REGEXES),
-    ),
-    st.builds(
-        lambda labels, regex, target, replacement: {
-            "source_labels": labels,
-            "regex": regex,
-            "target_label": target,
-            "replacement": replacement,
-        },
-        st.lists(st.sampled_from(LABELS), max_size=2),
-        st.sampled_from(REGEXES),
-        st.sampled_from(LABELS),
-        st.sampled_from(["$1", "", "x", "app_y", "${1}_z", "app_queue"]),
-    ),
-    st.builds(
-        lambda action, regex: {"action": action, "regex": regex},
-        st.sampled_from(["labeldrop", "labelkeep", "labelmap"]),
-        st.sampled_from(["code|le|quantile|__name__", *REGEXES]),
-    ),
-)
+from tests.support.relabel import OPENMETRICS, Recorded, Target, app_exposition, rule
 
 TEXT = app_exposition()
 OM = app_exposition(True)

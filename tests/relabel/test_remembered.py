@@ -10,18 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from sidecar.config import config_from_dict
 from sidecar.merge.rawtext import RawFamily
 from sidecar.relabel import families as families_module
 from sidecar.relabel.families import Relabeller
-from sidecar.relabel.rules import Rule, compile_rules, process
-from tests.relabel.test_families import Recorded, Target
-from tests.relabel.test_properties import rule
+from sidecar.relabel.rules import process
+from tests.support.relabel import Recorded, Target, body, compiled, rule, samples_of, shown
 
 CODES = ["200", "404", "500", "5xx", 'a"b\\c']
 # a series: (family, code, x); the body holds each once, values drawn per scrape
@@ -32,45 +26,12 @@ series_strategy = st.tuples(
 )
 
 
-def body(series: list[tuple[str, str, str]], values: list[int], openmetrics: bool) -> str:
-    """An app's exposition: counters ``app_requests``, gauges ``app_queue`` and
-    ``app_other`` (labels ``code`` and ``x``)."""
-    registry = CollectorRegistry()
-    kinds: dict[str, Any] = {
-        "app_requests": Counter("app_requests", "R", ["code", "x"], registry=registry),
-        "app_queue": Gauge("app_queue", "Q", ["code", "x"], registry=registry),
-        "app_other": Gauge("app_other", "O", ["code", "x"], registry=registry),
-    }
-    for (name, code, x), value in zip(series, values, strict=False):
-        metric = kinds[name].labels(code, x)
-        if name == "app_requests":
-            metric.inc(value)
-        else:
-            metric.set(value)
-    return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
-
-
-def shown(families: list[Any]) -> list[tuple[str, str, Any]]:
-    """Families as comparable values (a raw family: its text)."""
-    return [
-        (f.name, f.type, f.chunks if isinstance(f, RawFamily) else _samples(f)) for f in families
-    ]
-
-
 def numeric(families: list[Any]) -> list[tuple[str, str, Any]]:
     """Families as numeric samples (a raw family converted as the merge converts it)."""
     return [
-        (f.name, f.type, _samples(f.to_metric() if isinstance(f, RawFamily) else f))
+        (f.name, f.type, samples_of(f.to_metric() if isinstance(f, RawFamily) else f))
         for f in families
     ]
-
-
-def _samples(metric: Metric) -> list[tuple[str, dict[str, str], float]]:
-    return [(s.name, s.labels, s.value) for s in metric.samples]
-
-
-def compiled(rules: list[dict[str, Any]]) -> tuple[Rule, ...]:
-    return compile_rules(config_from_dict({"relabel": rules}).relabel)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
