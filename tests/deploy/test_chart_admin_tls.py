@@ -104,7 +104,7 @@ def test_secret_is_mounted_where_the_config_reads_the_files() -> None:
         assert tls[key].rpartition("/")[0] == mount["mountPath"], key
     assert _volume(rendered.pod_spec, "admin-tls") == {
         "name": "admin-tls",
-        "secret": {"secretName": SECRET},
+        "secret": {"secretName": SECRET, "defaultMode": 0o440},  # the key: fsGroup only
     }
 
 
@@ -157,7 +157,10 @@ def test_helm_test_pod_trusts_the_secret_ca(mutual: bool) -> None:
         "mountPath": TLS_DIR,
         "readOnly": True,
     }
-    assert _volume(pod["spec"], "admin-tls")["secret"] == {"secretName": SECRET}
+    assert _volume(pod["spec"], "admin-tls")["secret"] == {
+        "secretName": SECRET,
+        "defaultMode": 0o440,
+    }
     script = container["args"][0]
     assert f'url="https://{SERVICE_DNS}:9464/metrics"' in script
     assert f"--cacert {TLS_DIR}/ca.crt" in script

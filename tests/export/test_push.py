@@ -41,7 +41,7 @@ from sidecar.config import (
     MergeTarget,
     OtlpExportConfig,
 )
-from sidecar.export import create_export, metrics_url, unified_view
+from sidecar.export import create_export, metrics_url, resource_rules, unified_view
 from sidecar.export.convert import ResourceRules
 from sidecar.export.pusher import OtlpPusher, create_exporter, export_counter
 from sidecar.ingest import create_ingest
@@ -170,17 +170,22 @@ async def test_one_sidecars_push_shows_in_anothers_metrics(
         export=ExportConfig(OtlpExportConfig(endpoint=b.url, interval=3600.0)),
     )
     scraper = create_merge(config.merge, a.module.meter)
-    pusher = create_export(config, a.module, a.unified, scraper)
-    assert pusher is not None
     pushed: list[str] = []
-    view = pusher._view
+    view = unified_view(a.unified, scraper)
 
     async def recording_view() -> str:
         text = await view()
         pushed.append(text)
         return text
 
-    pusher._view = recording_view  # record exactly what was pushed, to compare with B
+    # `create_export`'s pusher, with its view recording exactly what was pushed (for B)
+    pusher = OtlpPusher(
+        create_exporter(config.export.otlp),
+        recording_view,
+        resource_rules(config, a.module),
+        config.export.otlp.interval,
+        export_counter(a.module.meter),
+    )
     try:
         assert await pusher.push()
     finally:
