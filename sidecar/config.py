@@ -478,6 +478,9 @@ class ProxyConfig:
     )
     native_histograms: bool = field(default=False, metadata=_BOOL)
     upstream_tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
+    engine: Literal["lean", "aiohttp"] = field(
+        default="aiohttp", metadata=_opt(_one_of("lean", "aiohttp"))
+    )
 
     def __post_init__(self) -> None:
         if self.upstream_tls != UpstreamTlsConfig() and urlsplit(self.upstream).scheme != "https":

@@ -28,6 +28,7 @@ from sidecar.config import format_duration
 from sidecar.logs import ACCESS_LOGGER
 
 if TYPE_CHECKING:
+    from sidecar.proxy.lean import LeanRequest
     from sidecar.proxy.server import Exchange
 
 __all__ = ["ACCESS_LOGGER", "FAILURE_WINDOW_SECONDS", "AccessLog", "FailureLog"]
@@ -160,7 +161,7 @@ class AccessLog:
         self.upstream = upstream
         self._log = logging.getLogger(ACCESS_LOGGER)
 
-    def write(self, request: web.BaseRequest, ex: Exchange) -> None:
+    def write(self, request: web.BaseRequest | LeanRequest, ex: Exchange) -> None:
         """Log a finished request: labels, status, timings, sizes, never header values."""
         logger = self._log
         if not logger.isEnabledFor(logging.INFO):

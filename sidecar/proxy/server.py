@@ -14,24 +14,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.hdrs import CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING
-from aiohttp.helpers import should_remove_content_length
-from aiohttp.http import HttpVersion10, HttpVersion11
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.hdrs import CONNECTION
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 from sidecar.config import Address, Config
 from sidecar.lifecycle import bound_addresses
+from sidecar.proxy.framing import frame_response
 from sidecar.proxy.headers import request_headers, response_headers
 from sidecar.proxy.inspection import EventInspector, ResponseTee, call_safely
+from sidecar.proxy.lean import (
+    LINGER_BYTES,
+    LINGER_SECONDS,
+    LeanListener,
+    LeanRequest,
+    RelayResponse,
+    refusal,
+)
 from sidecar.proxy.metrics import STATUS_CLIENT_CLOSED, ProxyMetrics
 from sidecar.proxy.parser import strict_request_parser
 from sidecar.proxy.proxylog import AccessLog, FailureLog
@@ -44,13 +53,15 @@ __all__ = ["ProxyComponent", "ProxyHandler"]
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
-# Lingering close after an error answered while the client may still be sending (nginx's
-# lingering_close): input is read and dropped for at most this long or this many bytes.
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 4 * 2**20
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
-NOT_MODIFIED = 304
 UPSTREAM_BODY_ERRORS = (aiohttp.ClientError, HttpProcessingError, TimeoutError, OSError)
+
+
+# A request as either engine hands it to `ProxyHandler.handle`, the response a relayed
+# one is streamed into (made by the engine's ``respond``), and what the handler returns.
+Request = web.BaseRequest | LeanRequest
+Respond = Callable[[int, str, CIMultiDict[str]], RelayResponse]
+Answer = web.StreamResponse | RelayResponse
 
 
 class RequestTooLarge(Exception):
@@ -76,7 +87,7 @@ def _plain(status: int, text: str, headers: Mapping[str, str] | None = None) -> 
     return web.Response(status=status, text=text + "\n", headers=headers)
 
 
-def _header_section_size(request: web.BaseRequest) -> int:
+def _header_section_size(request: Request) -> int:
     """Bytes of the request line and header section as received."""
     line = len(request.method) + len(request.raw_path) + 11
     return line + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 2
@@ -130,7 +141,13 @@ class ProxyHandler:
             )
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Proxy one request (the low-level server's handler)."""
+        """Proxy one request (the aiohttp engine's handler: the low-level server's)."""
+        answer = await self.handle(request, _relayed)
+        assert isinstance(answer, web.StreamResponse)
+        return answer
+
+    async def handle(self, request: Request, respond: Respond) -> Answer:
+        """Proxy one request; a relayed response streams into what ``respond`` makes."""
         ex = Exchange(
             method_label(request.method), self._labeler.label(request.raw_path), time.perf_counter()
         )
@@ -140,7 +157,7 @@ class ProxyHandler:
         self.in_flight += 1
         self.idle.clear()
         try:
-            return await self._handle(request, ex)
+            return await self._handle(request, ex, respond)
         except asyncio.CancelledError:
             self._client_left(ex)
             raise
@@ -191,7 +208,7 @@ class ProxyHandler:
         response.force_close()  # the rest of the body is not read
         return response
 
-    async def _handle(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
+    async def _handle(self, request: Request, ex: Exchange, respond: Respond) -> Answer:
         if _header_section_size(request) > self._proxy.max_header_bytes:
             response = self._reject(ex, 431, "bad_request", "request header section too large")
             response.force_close()
@@ -200,7 +217,7 @@ class ProxyHandler:
         length = request.content_length
         if limit and length is not None and length > limit:
             return self._too_large(ex)
-        if is_websocket_upgrade(request):
+        if isinstance(request, web.BaseRequest) and is_websocket_upgrade(request):
             ex.websocket = True
             session = await relay_websocket(
                 request,
@@ -231,11 +248,11 @@ class ProxyHandler:
                 return self._too_large(ex)
             self.failures.failed(exc.reason, ex.method, ex.path, exc.status, _detail(exc))
             return self._reject(ex, exc.status, exc.reason, exc.message)
-        return await self._relay(request, upstream, ex)
+        return await self._relay(request, upstream, ex, respond)
 
     # ----------------------------------------------------------------- request body
 
-    async def _request_body(self, request: web.BaseRequest, ex: Exchange) -> Body:
+    async def _request_body(self, request: Request, ex: Exchange) -> Body:
         if not request.body_exists:
             return None
         inspector = self._inspector
@@ -256,7 +273,7 @@ class ProxyHandler:
         return self._stream_body(request, ex, b"")
 
     def _inspect_whole(
-        self, request: web.BaseRequest, inspector: EventInspector, path: str, body: bytes
+        self, request: Request, inspector: EventInspector, path: str, body: bytes
     ) -> None:
         """Inspect a wanted body already read whole (skipped past the limit)."""
         if len(body) > self._events.max_body_bytes:
@@ -266,7 +283,7 @@ class ProxyHandler:
             call_safely("inspect_request", inspector.inspect_request, path, content_type, body)
 
     async def _inspected_body(
-        self, request: web.BaseRequest, ex: Exchange, inspector: EventInspector, path: str
+        self, request: Request, ex: Exchange, inspector: EventInspector, path: str
     ) -> Body:
         """Read a wanted body whole when it fits the limit; else stream it uninspected."""
         limit = self._events.max_body_bytes
@@ -303,7 +320,7 @@ class ProxyHandler:
             ex.body_too_large = True
             raise RequestTooLarge
 
-    def _send_continue(self, request: web.BaseRequest) -> None:
+    def _send_continue(self, request: Request) -> None:
         """Answer ``Expect: 100-continue`` once the proxy starts reading the body."""
         if request.headers.get("Expect", "").lower() == "100-continue":
             transport = request.transport
@@ -311,7 +328,7 @@ class ProxyHandler:
                 transport.write(CONTINUE_LINE)
 
     async def _stream_body(
-        self, request: web.BaseRequest, ex: Exchange, prefix: bytes
+        self, request: Request, ex: Exchange, prefix: bytes
     ) -> AsyncIterator[bytes]:
         """The client's body, chunk by chunk as it arrives (the upstream sends it on)."""
         if prefix:
@@ -330,16 +347,12 @@ class ProxyHandler:
     # ---------------------------------------------------------------- response body
 
     async def _relay(
-        self, request: web.BaseRequest, upstream: UpstreamResponse, ex: Exchange
-    ) -> web.StreamResponse:
+        self, request: Request, upstream: UpstreamResponse, ex: Exchange, respond: Respond
+    ) -> Answer:
         """Stream the upstream response to the client; abort the client on upstream failure."""
         complete = False
         try:
-            response = _RelayedResponse(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=response_headers(upstream.headers),
-            )
+            response = respond(upstream.status, upstream.reason, response_headers(upstream.headers))
             ex.status = upstream.status
             try:
                 await response.prepare(request)
@@ -381,7 +394,7 @@ class ProxyHandler:
             else:
                 upstream.close()
 
-    def _upstream_broke(self, request: web.BaseRequest, ex: Exchange, exc: BaseException) -> None:
+    def _upstream_broke(self, request: Request, ex: Exchange, exc: BaseException) -> None:
         """The upstream failed mid-body: abort the client rather than end the body cleanly."""
         timeout = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
         reason = "upstream_timeout" if timeout else "upstream_reset"
@@ -392,7 +405,7 @@ class ProxyHandler:
         if transport is not None:
             transport.abort()
 
-    def _tee(self, request: web.BaseRequest) -> ResponseTee | None:
+    def _tee(self, request: Request) -> ResponseTee | None:
         inspector = self._inspector
         if inspector is None:
             return None
@@ -440,30 +453,24 @@ class _RelayedResponse(web.StreamResponse):
         assert request is not None
         assert writer is not None
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
-        version = request.version
-        headers = self._headers
-        if self._must_be_empty_body:
-            # RFC 9110 §8.6: none on 1xx and 204; a 304's (the 200's length) is kept
-            if (
-                self.status != NOT_MODIFIED
-                and CONTENT_LENGTH in headers
-                and should_remove_content_length(request.method, self.status)
-            ):
-                del headers[CONTENT_LENGTH]
-        else:
-            writer.length = self.content_length
-            if writer.length is None:
-                if version >= HttpVersion11:
-                    writer.enable_chunking()
-                    headers[TRANSFER_ENCODING] = "chunked"
-                else:
-                    keep_alive = False  # the body ends with the connection
-        self._keep_alive = keep_alive
-        if keep_alive:
-            if version == HttpVersion10:
-                headers[CONNECTION] = "keep-alive"
-        elif version == HttpVersion11:
-            headers[CONNECTION] = "close"
+        framing = frame_response(
+            self._headers,
+            request.method,
+            self.status,
+            request.version,
+            keep_alive,
+            self.content_length,
+        )
+        if not framing.empty:
+            writer.length = framing.length
+            if framing.chunked:
+                writer.enable_chunking()
+        self._keep_alive = framing.keep_alive
+
+
+def _relayed(status: int, reason: str, headers: CIMultiDict[str]) -> _RelayedResponse:
+    """The aiohttp engine's ``respond``."""
+    return _RelayedResponse(status=status, reason=reason, headers=headers)
 
 
 def _websocket_opened(ex: Exchange) -> None:
@@ -479,7 +486,7 @@ def _detail(exc: UpstreamError) -> str:
     return exc.detail or ("" if cause is None else type(cause).__name__)
 
 
-def _target(request: web.BaseRequest) -> str:
+def _target(request: Request) -> str:
     """The request target as the client sent it (origin form), for the upstream."""
     raw = request.raw_path
     return raw if raw.startswith("/") else request.rel_url.raw_path_qs
@@ -639,9 +646,7 @@ class ProxyRequestHandler(RequestHandler):
             if self.metrics is not None:
                 self.metrics.error("bad_request")
             self.close()  # parse nothing more on this connection
-            if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
-                return _ClosingAnswer(self, 431, "request header section too large")
-            return _ClosingAnswer(self, 400, "bad request")
+            return _ClosingAnswer(self, *refusal(exc))
         return super().handle_error(request, status, exc, message)
 
 
@@ -664,7 +669,9 @@ class ProxyServer(web.Server):
 
 
 class ProxyComponent:
-    """The proxy listener as a lifecycle `Component`."""
+    """The proxy listener as a lifecycle `Component`, with either engine
+    (``proxy.engine``): aiohttp's server, or the lean protocol (`sidecar.proxy.lean`),
+    which hands protocol switches to the aiohttp engine's connection handler."""
 
     name = "proxy"
 
@@ -692,24 +699,62 @@ class ProxyComponent:
             read_bufsize=2**18,
         )
         self._runner = web.ServerRunner(self.server, handle_signals=False)
+        self.engine = proxy.engine
+        self._metrics = metrics
+        self._header_timeout = proxy.header_timeout
+        self._max_header_bytes = proxy.max_header_bytes
+        self.lean: LeanListener | None = None
+        self._servers: list[asyncio.Server] = []
 
     async def start(self) -> None:
         """Open the upstream pool and bind the listener."""
         await self._upstream.start()
         try:
+            if self.engine == "lean":
+                await self._start_lean()
+                return
             await self._runner.setup()
             for address in self._listen:
                 site = web.TCPSite(self._runner, address.host, address.port, reuse_address=True)
                 await site.start()
         except BaseException:
+            await self._close_listeners()
             await self._runner.cleanup()
             await self._upstream.close()
             raise
 
+    async def _start_lean(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.lean = LeanListener(
+            self.handler,
+            self._metrics,
+            self.server,
+            header_timeout=self._header_timeout,
+            max_header_bytes=self._max_header_bytes,
+        )
+        for address in self._listen:
+            server = await loop.create_server(
+                self.lean, address.host, address.port, reuse_address=True
+            )
+            self._servers.append(server)
+
+    async def _close_listeners(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
     @property
     def addresses(self) -> list[Address]:
         """Bound addresses."""
-        return bound_addresses(self._runner)
+        if self.engine != "lean":
+            return bound_addresses(self._runner)
+        out: list[Address] = []
+        for server in self._servers:
+            for sock in server.sockets:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    host, port = sock.getsockname()[:2]
+                    out.append(Address(host, port))
+        return out
 
     @property
     def in_flight(self) -> int:
@@ -721,11 +766,20 @@ class ProxyComponent:
         up to the timeout, close the rest (the number returned)."""
         for site in list(self._runner.sites):
             await site.stop()
+        listening = list(self._servers)
+        await self._close_listeners()
         self.handler.going_away.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await self.handler.idle.wait()
         cut = self.handler.in_flight
+        if self.lean is not None:
+            self.lean.close_all()
+            await self.server.shutdown(0.001)  # the connections handed to aiohttp
+            for server in listening:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(drain_timeout or 0.001):
+                        await server.wait_closed()
         # Already waited; cut the rest now. Not 0: aiohttp's ceil_timeout(0) means "no timeout".
         self._runner._shutdown_timeout = 0.001
         await self._runner.cleanup()

@@ -19,6 +19,7 @@ from sidecar.demo.gateway import GATEWAY, GatewayState, create_gateway_app
 from sidecar.events import EventInspector
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
+from tests.proxy.conftest import proxy_engine  # noqa: F401  (fixture)
 from tests.support.event_metrics import value
 from tests.support.events import FakeClock
 
@@ -70,8 +71,12 @@ EventsProxyFactory = Callable[..., Awaitable[EventsProxy]]
 
 
 @pytest.fixture
-async def events_proxy_factory(aiohttp_server: Any) -> AsyncIterator[EventsProxyFactory]:
-    """Start gateway + proxy; keyword arguments override `EventsConfig` fields."""
+async def events_proxy_factory(
+    aiohttp_server: Any,
+    proxy_engine: str,  # noqa: F811  (the fixture imported above)
+) -> AsyncIterator[EventsProxyFactory]:
+    """Start gateway + proxy (under both engines: `proxy_engine`); keyword arguments
+    override `EventsConfig` fields."""
     started: list[EventsProxy] = []
 
     async def factory(**events: Any) -> EventsProxy:
@@ -81,6 +86,7 @@ async def events_proxy_factory(aiohttp_server: Any) -> AsyncIterator[EventsProxy
             ProxyConfig(),
             listen=Address("127.0.0.1", 0),
             upstream=f"http://127.0.0.1:{server.port}",
+            engine=proxy_engine,
         )
         events_config = dataclasses.replace(EventsConfig(enabled=True), **events)
         config = Config(proxy=proxy_config, events=events_config)

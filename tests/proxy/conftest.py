@@ -224,9 +224,19 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
         await asyncio.sleep(0.01)
 
 
+ENGINES = ("aiohttp", "lean")
+
+
+@pytest.fixture(params=ENGINES)
+def proxy_engine(request: pytest.FixtureRequest) -> str:
+    """``proxy.engine``: every test that builds a proxy runs under both engines."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def make_proxy(aiohttp_server: Any) -> AsyncIterator[ProxyFactory]:
-    """Build a proxy (default: in front of `upstream_app`) with config overrides."""
+async def make_proxy(aiohttp_server: Any, proxy_engine: str) -> AsyncIterator[ProxyFactory]:
+    """Build a proxy (default: in front of `upstream_app`) with config overrides, under
+    the engine `proxy_engine` says unless ``engine=`` is given."""
     started: list[Proxied] = []
 
     async def factory(
@@ -237,6 +247,7 @@ async def make_proxy(aiohttp_server: Any) -> AsyncIterator[ProxyFactory]:
             app = upstream_app()
             server = await aiohttp_server(app)
             upstream = f"http://127.0.0.1:{server.port}"
+        proxy.setdefault("engine", proxy_engine)
         proxy_config = dataclasses.replace(
             ProxyConfig(), listen=Address("127.0.0.1", 0), upstream=upstream, **proxy
         )
