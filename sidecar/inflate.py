@@ -60,6 +60,12 @@ class BoundedDecompressor:
         self.members = 0  # whole gzip (or zlib) members inflated so far
         self._fed: list[bytes] | None = [] if keep_member and encoding in GZIP else None
 
+    @property
+    def inflated(self) -> int:
+        """Output bytes held so far (at most ``limit + 1``: the byte that proves a body
+        too large)."""
+        return self._size
+
     def _new_decompressor(self) -> _Decompress | None:
         if self._encoding in GZIP:
             return isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)

@@ -248,6 +248,17 @@ class EventInspector:
         self._dedup = dedup
         return True
 
+    @property
+    def batch_sizes_batched(self) -> bool:
+        """True when batch sizes are recorded in bulk at collection (`event_views`
+        installed the mergeable aggregation), not through the SDK one by one."""
+        return self._instruments.batch_size.batched
+
+    @property
+    def content_types_remembered(self) -> int:
+        """How many Content-Type values' encodings are remembered now (a bounded few)."""
+        return len(self._binary)
+
     def wants_request(self, method: str, path: str) -> bool:
         """True for a POST to the ingest or batch path (the request path, no query)."""
         return method == "POST" and (path == self._ingest_path or path == self._batch_path)

@@ -98,6 +98,11 @@ class Translator:
         self._label_set_count = 0
         self._bounds: dict[tuple[float, ...], object] = {}
 
+    @property
+    def cached_label_sets(self) -> int:
+        """How many label sets the cache holds now (at most ``LABEL_SET_CACHE_MAX``)."""
+        return sum(len(sets) for sets in self._label_sets.values())
+
     def translate(self, request: ExportMetricsServiceRequest | Any) -> Batch:
         """Translate a request (the real class, or `ShadowExportRequest`) into one `Batch`."""
         batch = Batch()

@@ -131,7 +131,7 @@ def test_batched_batch_sizes_equal_direct_recording() -> None:
     texts: dict[bool, list[str]] = {}
     for batched in (True, False):
         for h in make_harness(batched=batched):
-            assert (h.inspector._instruments.batch_size.batched) is batched
+            assert h.inspector.batch_sizes_batched is batched
             texts[batched] = []
             for size in (1, 3, 100, 7, 1000, 2):
                 h.batch([samples.envelope("app_start", idempotency_key="") for _ in range(size)])
@@ -310,4 +310,4 @@ def test_many_content_type_spellings_are_each_read_right(harness: Harness) -> No
         harness.value("causality_event_decode_errors_total", reason="unsupported_content_type")
         == 40
     )
-    assert len(harness.inspector._binary) <= 16
+    assert harness.inspector.content_types_remembered <= 16

@@ -65,7 +65,7 @@ def test_a_bomb_stops_one_byte_past_the_limit():
     d = BoundedDecompressor("gzip", 1 << 20)
     with pytest.raises(BodyTooLarge):
         d.feed(gzip.compress(b"\0" * (64 << 20)))  # 64 MiB that gzip packs into ~64 kB
-    assert d._size == (1 << 20) + 1  # never inflated more than that
+    assert d.inflated == (1 << 20) + 1  # never inflated more than that
 
 
 @pytest.mark.parametrize(

@@ -199,8 +199,12 @@ class Harness:
     ) -> None:
         self.now = 0.0
         self.retired = 0
+        self.expired: list[int] = []  # what each expiry reported (``on_expired``)
         self.store = MetricStore(
-            limits or StoreLimits(), clock=lambda: self.now, on_retired=self._count_retired
+            limits or StoreLimits(),
+            clock=lambda: self.now,
+            on_expired=self.expired.append,
+            on_retired=self._count_retired,
         )
         self.translator = Translator(
             TranslationRules(

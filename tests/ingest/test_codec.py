@@ -66,5 +66,4 @@ def test_label_set_cache_is_bounded(monkeypatch):
         )
         batch = translator.translate(decode_request(req.SerializeToString(), Encoding.PROTOBUF))
         assert batch.metrics[0].points[0].labels == f'k="{i}",service_instance_id="pod-{i}"'
-    assert translator._label_set_count <= 10
-    assert len(translator._label_sets) <= 10
+    assert 0 < translator.cached_label_sets <= 10

@@ -35,9 +35,7 @@ def _values(text: str, prefix: str) -> dict[str, float]:
 
 
 def test_ttl_expiry_with_a_controllable_clock():
-    expired: list[int] = []
     harness = Harness(StoreLimits(series_ttl=60.0), target_info=True)
-    harness.store._on_expired = expired.append
     harness.push(request(gauge("a", [number(1)])))
     harness.now = 30.0
     harness.push(request(gauge("b", [number(1)])))
@@ -46,12 +44,12 @@ def test_ttl_expiry_with_a_controllable_clock():
     text = harness.text()
     assert "a{" not in text
     assert "b{" in text
-    assert expired == [1]
+    assert harness.expired == [1]
     harness.now = 200.0
     harness.store.expire()
     assert harness.text() == ""
     assert len(harness.store) == 0
-    assert expired == [1, 2]  # b and the target_info series
+    assert harness.expired == [1, 2]  # b and the target_info series
 
 
 def test_written_series_stay_alive():
