@@ -43,10 +43,12 @@ __all__ = [
     "family_messages",
     "labels_bytes",
     "length_field",
+    "series_natives",
     "text_field",
     "to_family",
     "varint_field",
     "whole",
+    "with_natives",
 ]
 
 MEDIA_TYPE = "application/vnd.google.protobuf"
@@ -65,10 +67,12 @@ class NativeParts:
 
     def __init__(self) -> None:
         self._families: dict[str, SeriesParts] = {}
-        self.label_names: dict[str, tuple[str, ...]] = {}
+        # the label names a series' parts are found by (None: all of its labels)
+        self.label_names: dict[str, tuple[str, ...] | None] = {}
 
-    def publish(self, family: str, label_names: tuple[str, ...], parts: SeriesParts) -> None:
-        """Replace ``family``'s series parts."""
+    def publish(self, family: str, label_names: tuple[str, ...] | None, parts: SeriesParts) -> None:
+        """Replace ``family``'s series parts (``label_names``: the labels of a series
+        that its key holds; None: all of them)."""
         self.label_names[family] = label_names
         self._families = {**self._families, family: parts}
 
@@ -85,11 +89,46 @@ class NativeParts:
         parts = self._families.get(family)
         if parts is None:
             return b"", False
-        key = frozenset((name, labels[name]) for name in self.label_names[family] if name in labels)
+        names = self.label_names[family]
+        if names is None:
+            key = frozenset(labels.items())
+        else:
+            key = frozenset((name, labels[name]) for name in names if name in labels)
         found = parts.get(key)
         if found is None or found[0] != count:
             return b"", False
         return found[1], isinstance(found[0], float)
+
+
+def series_natives(metric: Metric) -> SeriesParts:
+    """The native parts of ``metric``'s histogram series, by each series' labels (``le``
+    left out), for code that builds the family anew (merge, relabel, escaping): empty
+    when it has none. `with_natives` hands them to the new family."""
+    natives: NativeParts | None = getattr(metric, "native_parts", None)
+    if natives is None:
+        return {}
+    name = metric.name
+    bucket = name + "_bucket"
+    out: SeriesParts = {}
+    for labels, samples in _series(metric):
+        for sample in samples:
+            if sample.name == bucket and float(sample.labels["le"]) == math.inf:
+                native, floats = natives.lookup(name, labels, sample.value)
+                if native:
+                    count = float(sample.value) if floats else int(sample.value)
+                    out[frozenset(labels.items())] = (count, native)
+                break
+    return out
+
+
+def with_natives(metric: Metric, parts: SeriesParts) -> Metric:
+    """``metric`` with the native parts of its series (`series_natives`' keys: each
+    series' labels without ``le``); itself, unchanged, when there are none."""
+    if parts:
+        natives = NativeParts()
+        natives.publish(metric.name, None, parts)
+        metric.native_parts = natives  # type: ignore[attr-defined]
+    return metric
 
 
 _SERIES_LABEL = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
@@ -177,8 +216,12 @@ def to_family(metric: Metric) -> pb.MetricFamily:
             help=metric.documentation,
             type=pb.HISTOGRAM if kind == "histogram" else pb.GAUGE_HISTOGRAM,
         )
+        natives: NativeParts | None = getattr(metric, "native_parts", None)
         for labels, samples in _series(metric):
-            _histogram(_new_metric(family, labels, samples).histogram, name, kind, samples)
+            histogram = _new_metric(family, labels, samples).histogram
+            _histogram(histogram, name, kind, samples)
+            if natives is not None:
+                _add_native(histogram, natives.lookup(name, labels, histogram_count(histogram)))
     elif kind == "summary":
         family = pb.MetricFamily(name=name, help=metric.documentation, type=pb.SUMMARY)
         for labels, samples in _series(metric):
@@ -226,6 +269,27 @@ def _histogram(message: pb.Histogram, name: str, kind: str, samples: list[Sample
                 bucket.cumulative_count = count
             if sample.exemplar is not None:
                 bucket.exemplar.CopyFrom(_exemplar(sample.exemplar))
+
+
+def histogram_count(message: pb.Histogram) -> float:
+    """A histogram message's count, from whichever field holds it."""
+    return message.sample_count_float or float(message.sample_count)
+
+
+def _add_native(message: pb.Histogram, found: tuple[bytes, bool]) -> None:
+    """A series' native part (`NativeParts.lookup`) into its histogram message; a float
+    histogram's counts all in the float fields."""
+    native, floats = found
+    if not native:
+        return
+    message.MergeFromString(native)
+    if floats:
+        message.sample_count_float = histogram_count(message)
+        message.ClearField("sample_count")
+        for bucket in message.bucket:
+            if not bucket.HasField("cumulative_count_float"):
+                bucket.cumulative_count_float = float(bucket.cumulative_count)
+                bucket.ClearField("cumulative_count")
 
 
 def _summary(message: pb.Summary, name: str, samples: list[Sample]) -> None:

@@ -152,19 +152,32 @@ class _Slot:
     first: Metric | RenderedFamily
     merged: Metric | None = None
     keys: set[SeriesKey] = field(default_factory=set)
+    natives: protobuf.SeriesParts = field(default_factory=dict)  # the kept series' ones
 
     def absorb(self, family: Metric | RenderedFamily) -> int:
         """Merge a lower family's series in; returns how many series were dropped."""
         if self.merged is None:
-            self.merged = _copy(_as_metric(self.first))
+            first = _as_metric(self.first)
+            self.merged = _copy(first)
             self.keys = {key for key, _ in _by_series(self.merged)}
+            self.natives = protobuf.series_natives(first)
         dropped = 0
-        for key, samples in _by_series(_as_metric(family)):
+        metric = _as_metric(family)
+        added: set[SeriesKey] = set()
+        for key, samples in _by_series(metric):
             if key in self.keys:
                 dropped += 1
                 continue
             self.keys.add(key)
+            added.add(key)
             self.merged.samples.extend(samples)
+        lower = protobuf.series_natives(metric)  # (keyed by all labels, empty ones too)
+        self.natives.update(
+            (labels, part)
+            for labels, part in lower.items()
+            if frozenset(item for item in labels if item[1]) in added
+        )
+        protobuf.with_natives(self.merged, self.natives)
         return dropped
 
     @property
@@ -360,13 +373,13 @@ class UnifiedCollector:
             else:
                 if pending:
                     flush()
-                family.render(openmetrics, lines)
                 cached = getattr(family, "parts", None)  # `sidecar.rendercache`
                 pieces: list[Part] | None = cached(openmetrics) if cached is not None else None
                 if pieces is not None:
                     flush()
                     chunks.extend(pieces)
                     continue
+                family.render(openmetrics, lines)
                 if len(lines) >= FLUSH_LINES:
                     flush()
         flush()
@@ -398,7 +411,6 @@ class UnifiedCollector:
         return gzip_with_tail(chunks[:tail], member, GZIP_LEVEL)
 
 
-def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: bool) -> bytes:
 def _packed(chunks: list[Part], content_type: str, accept_encoding: str) -> Exposition:
     """`encoded`, for chunks of which some may be compressed already (`Deflated`)."""
     if all(type(chunk) is bytes for chunk in chunks):
@@ -408,6 +420,7 @@ def _packed(chunks: list[Part], content_type: str, accept_encoding: str) -> Expo
     return Exposition(b"".join(inflated(chunks)), content_type, None)
 
 
+def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: bool) -> bytes:
     """One family as a delimited MetricFamily (empty for a family without series): its
     own encoder when it has one and its names need no escaping, else from its `Metric`."""
     encode = getattr(family, "protobuf", None)

@@ -15,9 +15,10 @@ from prometheus_client.core import Metric as PromMetric
 from sidecar.gzipjoin import Part
 from sidecar.ingest import text
 from sidecar.ingest.model import Kind
-from sidecar.ingest.pbencode import LabelBytes, encode_stored
+from sidecar.ingest.pbencode import LabelBytes, encode_stored, series_natives
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
+from sidecar.protobuf import with_natives
 from sidecar.rendercache import RenderCache, family_parts
 
 __all__ = ["IngestedFamily", "OtlpCollector", "PreRelabel", "TargetInfoFamily"]
@@ -76,8 +77,8 @@ class IngestedFamily:
         return family_parts(self._family, openmetrics, self._cache)
 
     def to_metric(self) -> PromMetric:
-        """The same family as a prometheus_client `Metric`."""
-        return text.to_metric(self._family)
+        """The same family as a prometheus_client `Metric` (its native parts with it)."""
+        return with_natives(text.to_metric(self._family), series_natives(self._family))
 
     def protobuf(self) -> bytes:
         """The family as protobuf MetricFamily bytes (`sidecar.ingest.pbencode`)."""

@@ -21,9 +21,16 @@ from sidecar.exposition import parse_labels
 from sidecar.ingest.model import Kind
 from sidecar.ingest.store import ExponentialState, Family, Series
 from sidecar.ingest.text import classic_buckets
-from sidecar.protobuf import double, labels_bytes, length_field, text_field, varint_field
+from sidecar.protobuf import (
+    SeriesParts,
+    double,
+    labels_bytes,
+    length_field,
+    text_field,
+    varint_field,
+)
 
-__all__ = ["LabelBytes", "encode_stored"]
+__all__ = ["LabelBytes", "encode_stored", "series_natives"]
 
 C_LABELS = extensions.enabled("sidecar.ingest._pblabels")
 if C_LABELS:
@@ -276,3 +283,21 @@ def encode_stored(family: Family, labels: LabelBytes) -> bytes:
         out = [_metric(labels(s.labels), _summary(s)) for s in family.all_series()]
     head = text_field(b"\x0a", name) + text_field(b"\x12", d.help) + varint_field(b"\x18", wire)
     return head + b"".join(out)
+
+
+def series_natives(family: Family) -> SeriesParts:
+    """The native parts of a stored histogram family's exponential series, by each
+    series' labels, with the count of their classic conversion (`text.to_metric`'s
+    ``+Inf`` bucket): what `sidecar.protobuf.with_natives` gives the family's `Metric`
+    when it is built anew (merged, relabelled, escaped)."""
+    if family.descriptor.kind is not Kind.HISTOGRAM:
+        return {}
+    out: SeriesParts = {}
+    for series in family.all_series():
+        extra = series.extra
+        if isinstance(extra, ExponentialState):
+            fields = native(extra)
+            if fields:
+                count = sum(classic_buckets(extra)[1])
+                out[frozenset(parse_labels(series.labels).items())] = (count, fields)
+    return out

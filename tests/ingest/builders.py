@@ -16,6 +16,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from sidecar.ingest.codec import Encoding, decode_request
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.model import Batch
+from sidecar.ingest.naming import TranslationStrategy
 from sidecar.ingest.store import MetricStore, Outcome, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
 
@@ -196,6 +197,7 @@ class Harness:
         scope_labels: bool = False,
         target_info: bool = False,
         workers: tuple[str, ...] = (),
+        strategy: TranslationStrategy = TranslationStrategy.UNDERSCORE_ESCAPING_WITH_SUFFIXES,
     ) -> None:
         self.now = 0.0
         self.retired = 0
@@ -212,9 +214,10 @@ class Harness:
                 scope_labels=scope_labels,
                 target_info=target_info,
                 worker_attributes=workers,
+                strategy=strategy,
             )
         )
-        self.collector = OtlpCollector(self.store)
+        self.collector = OtlpCollector(self.store, utf8_labels=not strategy.escapes)
 
     def _count_retired(self, count: int) -> None:
         self.retired += count
