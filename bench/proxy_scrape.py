@@ -12,6 +12,13 @@ sidecar merges: every scrape goes through the merge path. wrk loads the proxy at
 ``/metrics`` as Prometheus does (OpenMetrics, gzip) every second, and the status page
 ``/`` right after it. Runs alternate quiet / scraped; medians are printed side by side.
 After the runs one scrape is parsed whole: it must hold every ingested and merged series.
+
+Two scenarios: the store unchanged between scrapes, and a pusher (a thread of this
+process, on wrk's core) pushing 10 % of the series again every second with new values,
+in the quiet runs too, as SDKs exporting every 10 s would: what the render cache
+(`sidecar.rendercache`) does not save shows there. Each also measures the sidecar's CPU
+per scrape (/proc, scrapes vs none over the same seconds). ``--sidecar-root`` runs the
+sidecar of another checkout (e.g. one without the render cache) for a before/after.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ APP_SERIES = 1000
 ROUTES = 100  # distinct proxied paths: the own registry's size
 PUSH_POINTS = 1000
 SCRAPE_INTERVAL = 1.0
+CHURN_SHARE = 0.1  # of the series pushed again every second (the churn scenario)
+CPU_SCRAPES = 10  # scrapes timed for CPU per scrape
+SCENARIOS = (("unchanged", False), ("10 %/s pushed", True))
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -76,17 +86,18 @@ class Sidecar:
 
 
 @contextlib.contextmanager
-def sidecar(workdir: Path, upstream: int, cores: str) -> Iterator[Sidecar]:
-    """The real sidecar pinned to ``cores``, filled with ``SERIES`` ingested series."""
+def sidecar(workdir: Path, upstream: int, cores: str, root: Path = ROOT) -> Iterator[Sidecar]:
+    """The real sidecar (of the checkout at ``root``) pinned to ``cores``, filled with
+    ``SERIES`` ingested series."""
     ports = {"proxy": free_port(), "admin": free_port(), "ingest": free_port()}
     config = workdir / "sidecar.yaml"
     config.write_text(SIDECAR_CONFIG.format(upstream=upstream, **ports))
     command = ["taskset", "-c", cores, sys.executable, "-m", "sidecar", "run", "--config"]
-    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(root)}
     log = workdir / "sidecar.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*command, str(config)], cwd=ROOT, env=env, stdout=out, stderr=out
+            [*command, str(config)], cwd=root, env=env, stdout=out, stderr=out
         )
     try:
         for port in ports.values():
@@ -115,15 +126,76 @@ def fill(car: Sidecar) -> None:
             # "route17" is no id segment (sidecar.proxy.routes): one path label each
             urllib.request.urlopen(f"http://127.0.0.1:{car.proxy}/route{route}", timeout=30)
     for first in range(0, SERIES, PUSH_POINTS):
-        body = build_request(first, PUSH_POINTS, HISTOGRAM_SHARE, 2).SerializeToString()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{car.ingest}/v1/metrics",
-            data=body,
-            headers={"Content-Type": "application/x-protobuf"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if response.status != 200:
-                raise SystemExit(f"bench: ingest answered {response.status}")
+        push(car, first, 2)
+
+
+def push(car: Sidecar, first: int, t: int) -> None:
+    """Push ``PUSH_POINTS`` series from ``first`` on, with values of time ``t``."""
+    body = build_request(first, PUSH_POINTS, HISTOGRAM_SHARE, t).SerializeToString()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{car.ingest}/v1/metrics",
+        data=body,
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        if response.status != 200:
+            raise SystemExit(f"bench: ingest answered {response.status}")
+
+
+@contextlib.contextmanager
+def pushing(car: Sidecar, cores: str, on: bool = True) -> Iterator[list[int]]:
+    """While inside (when ``on``), push ``CHURN_SHARE`` of the series every second with
+    new values, the next share each second (as SDKs exporting on a 10 s interval);
+    yields the list of pushes made. The pushing thread runs on ``cores``."""
+    done: list[int] = []
+    if not on:
+        yield done
+        return
+    stop = threading.Event()
+    per_second = int(SERIES * CHURN_SHARE) // PUSH_POINTS
+
+    def run() -> None:
+        os.sched_setaffinity(0, {int(core) for core in cores.split(",")})  # this thread
+        next_at, first, t = time.monotonic(), 0, 3
+        while not stop.is_set():
+            for _ in range(per_second):
+                push(car, first, t)
+                done.append(first)
+                first = (first + PUSH_POINTS) % SERIES
+                t += first == 0  # a new value once every series had its turn
+            next_at += 1.0
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=run, name="pusher")
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape_cpu(car: Sidecar, cores: str, churn: bool) -> float:
+    """The sidecar's CPU seconds per ``/metrics`` scrape: ``CPU_SCRAPES`` seconds with a
+    scrape each second minus as many seconds without (the pusher on in both if ``churn``)."""
+    with pushing(car, cores, churn):
+        spent = []
+        for scraped in (False, True):
+            before = cpu_seconds(car.process.pid)
+            next_at = time.monotonic()
+            for _ in range(CPU_SCRAPES):
+                if scraped:
+                    scrape(car.admin, "/metrics", METRICS_HEADERS)
+                next_at += SCRAPE_INTERVAL
+                time.sleep(max(0.0, next_at - time.monotonic()))  # pacing, not a wait
+            spent.append(cpu_seconds(car.process.pid) - before)
+    return (spent[1] - spent[0]) / CPU_SCRAPES
 
 
 @dataclass
@@ -214,27 +286,37 @@ class Row:
     quiet: list[WrkResult] = field(default_factory=list)
     scraped: list[WrkResult] = field(default_factory=list)
     scrapes: list[Scrapes] = field(default_factory=list)
+    cpu_per_scrape: float = 0.0  # sidecar CPU seconds (`scrape_cpu`)
+    pushes: int = 0  # requests of the pusher (the churn scenario)
 
 
-def measure(car: Sidecar, args: argparse.Namespace, load_cores: str) -> dict[str, Row]:
-    """Quiet and scraped runs, alternating, of every case."""
+def measure(
+    car: Sidecar, args: argparse.Namespace, load_cores: str, churn: bool = False
+) -> dict[str, Row]:
+    """Quiet and scraped runs, alternating, of every case (with the pusher on throughout
+    when ``churn``); the first row also holds the CPU per scrape."""
     url = f"http://127.0.0.1:{car.proxy}/small"
     rows = {case: Row() for case, _ in CASES}
     for _, conns in CASES:
         run_wrk(url, conns, 1, load_cores)  # warm-up
     scrape(car.admin, "/metrics", METRICS_HEADERS)
+    first = rows[CASES[0][0]]
+    first.cpu_per_scrape = scrape_cpu(car, load_cores, churn)
+    print(f"  CPU per scrape: {first.cpu_per_scrape * 1000:.0f} ms", flush=True)
     for run in range(args.runs):
         for case, conns in CASES:
             row = rows[case]
             for scraped in (run % 2 == 1, run % 2 == 0):  # alternate which comes first
-                if scraped:
-                    with scraping(car.admin) as seen:
+                with pushing(car, load_cores, churn) as pushes:
+                    if scraped:
+                        with scraping(car.admin) as seen:
+                            result = run_wrk(url, conns, args.duration, load_cores)
+                        row.scraped.append(result)
+                        row.scrapes.append(seen)
+                    else:
                         result = run_wrk(url, conns, args.duration, load_cores)
-                    row.scraped.append(result)
-                    row.scrapes.append(seen)
-                else:
-                    result = run_wrk(url, conns, args.duration, load_cores)
-                    row.quiet.append(result)
+                        row.quiet.append(result)
+                row.pushes += len(pushes)
                 label = "scraped" if scraped else "quiet"
                 print(
                     f"  run {run + 1}: {case:16} {label:8} {result.rps:10,.0f} req/s "
@@ -249,19 +331,23 @@ def pair(quiet: list[float], scraped: list[float], form: str) -> str:
     return f"{form.format(median(quiet))} / {form.format(median(scraped))}"
 
 
-def report(rows: dict[str, Row]) -> tuple[str, list[tuple[str, bool]]]:
+def report(scenarios: dict[str, dict[str, Row]]) -> tuple[str, list[tuple[str, bool]]]:
     """The side-by-side table and the target's verdicts."""
     table = []
     checks = []
-    for case, _ in CASES:
-        row = rows[case]
+    cells = [
+        (scenario, case, row) for scenario, rows in scenarios.items() for case, row in rows.items()
+    ]
+    for scenario, case, row in cells:
         quiet_p99 = median([r.p99_us for r in row.quiet])
         scraped_p99 = median([r.p99_us for r in row.scraped])
         durations = [s for seen in row.scrapes for s in seen.seconds]
         pages = [s for seen in row.scrapes for s in seen.page_seconds]
         failures = sum(seen.failures for seen in row.scrapes)
+        cpu = f"{row.cpu_per_scrape * 1000:.0f}" if row.cpu_per_scrape else ""
         table.append(
             [
+                scenario,
                 case,
                 pair([r.rps for r in row.quiet], [r.rps for r in row.scraped], "{:,.0f}"),
                 pair([r.p50_us for r in row.quiet], [r.p50_us for r in row.scraped], "{:.0f}"),
@@ -270,17 +356,20 @@ def report(rows: dict[str, Row]) -> tuple[str, list[tuple[str, bool]]]:
                 f"{len(durations)}, {median(durations) * 1000:.0f} / {max(durations) * 1000:.0f}",
                 f"{median(pages) * 1000:.0f}",
                 str(failures + sum(r.errors for r in row.quiet + row.scraped)),
+                cpu,
             ]
         )
         added = (scraped_p99 - quiet_p99) / 1000
         checks.append(
             (
-                f"{case}: p99 {scraped_p99 / 1000:.2f} ms with a scrape every second vs "
-                f"{quiet_p99 / 1000:.2f} ms without ({added:+.2f} ms; target within 2 ms)",
+                f"{scenario}, {case}: p99 {scraped_p99 / 1000:.2f} ms with a scrape every "
+                f"second vs {quiet_p99 / 1000:.2f} ms without ({added:+.2f} ms; target within "
+                "2 ms)",
                 added <= 2.0,
             )
         )
     headers = [
+        "store between scrapes",
         f"{SERIES:,} ingested series + {APP_SERIES:,} merged, quiet / scraped",
         "req/s",
         "p50 µs",
@@ -289,16 +378,22 @@ def report(rows: dict[str, Row]) -> tuple[str, list[tuple[str, bool]]]:
         "scrapes, median / max ms",
         "status page ms",
         "errors",
+        "CPU ms per scrape",
     ]
     return render_table(headers, table), checks
 
 
 def run(args: argparse.Namespace, workdir: Path, upstream: int, load_cores: str, cores: str) -> str:
     """The scenario against an upstream nginx already serving /small and /metrics."""
-    with sidecar(workdir, upstream, cores) as car:
-        rows = measure(car, args, load_cores)
-        parsed = check_exposition(car.admin)
-    table, checks = report(rows)
+    root = Path(getattr(args, "sidecar_root", None) or ROOT)
+    scenarios = {}
+    for scenario, churn in SCENARIOS:
+        with sidecar(workdir, upstream, cores, root) as car:
+            print(f" {scenario}:", flush=True)
+            scenarios[scenario] = measure(car, args, load_cores, churn)
+            if not churn:
+                parsed = check_exposition(car.admin)
+    table, checks = report(scenarios)
     verdicts = "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
     return f"{table}\n\n{parsed}\n{verdicts}"
 
@@ -313,6 +408,9 @@ def main() -> int:
         "--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10))
     )
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
+    parser.add_argument(
+        "--sidecar-root", type=Path, help="run the sidecar of this checkout (a before/after)"
+    )
     args = parser.parse_args()
     ensure_tools("wrk:wrk", "nginx:nginx")
     load_cores, proxy_cores = cpu_layout()
