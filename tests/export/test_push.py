@@ -52,7 +52,7 @@ from sidecar.merge.fetch import parse_exposition
 from sidecar.merge.rawtext import RawFamily
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector
-from tests.merge.conftest import samples, value
+from tests.support.merge import samples, value
 
 APP_METRICS = b"""\
 # HELP app_jobs_total Jobs done

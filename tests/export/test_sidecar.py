@@ -17,7 +17,7 @@ from aiohttp.pytest_plugin import AiohttpServer
 
 from sidecar.config import config_from_dict
 from sidecar.server import Sidecar
-from tests.merge.conftest import value
+from tests.support.merge import value
 
 LOOPBACK_ANY = "127.0.0.1:0"
 APP_METRICS = b"# HELP app_jobs_total Jobs\n# TYPE app_jobs_total counter\napp_jobs_total 42\n"

@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.parser import (
 
 from sidecar.merge import ACCEPT, TEXT_ACCEPT, rawtext
 from sidecar.merge.scraper import SMALL_REPLY, budget
-from tests.merge.conftest import (
+from tests.support.merge import (
     OPENMETRICS_CT,
     PROTOBUF_CT,
     MakeRig,

@@ -21,7 +21,7 @@ from prometheus_client.exposition import generate_latest as render_text
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
-from tests.merge.conftest import (
+from tests.support.merge import (
     OPENMETRICS_CT,
     TEXT_CT,
     MakeRig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Gauge
 
-from tests.merge.conftest import OPENMETRICS_CT, MakeRig, StartTarget, Target, target
+from tests.support.merge import OPENMETRICS_CT, MakeRig, StartTarget, Target, target
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
 
 APP = b"""\

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from sidecar.merge import rawtext
 from sidecar.merge.fetch import Result, fetch_target, parse_exposition
-from tests.merge.conftest import MakeRig, target, value
+from tests.support.merge import MakeRig, target, value
 from tests.support.node_exporter import NodeExporter
 from tests.support.process import local_ports, run_sidecar
 from tests.support.prometheus import PrometheusFactory, poll, static_scrape_config

@@ -18,7 +18,7 @@ from sidecar.observability import Module
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
-from tests.merge.conftest import TEXT_CT, StartTarget, Target, start_target, target
+from tests.support.merge import TEXT_CT, StartTarget, Target, start_target, target
 from tests.support.passthrough import app_registry, blocks
 from tests.support.prometheus import check_metrics
 
