@@ -20,7 +20,7 @@ import yaml
 from sidecar.config import Config, config_from_dict, parse_duration
 from sidecar.instance import NAMESPACE
 from sidecar.observability import own_resource
-from tests.deploy.chart import (
+from tests.support.chart import (
     CHART_DIR,
     CONFIG_MOUNT,
     KUBE_VERSIONS,

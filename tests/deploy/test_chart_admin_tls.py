@@ -34,7 +34,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from tests.deploy.chart import (
+from tests.support.chart import (
     CHART_DIR,
     KUBE_VERSIONS,
     NAMESPACE,

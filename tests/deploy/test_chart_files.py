@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART_DIR, ROOT
+from tests.support.chart import CHART_DIR, ROOT
 
 # source (the file people edit) -> the copy under helm/causality-sidecar/files/
 COPIES = {

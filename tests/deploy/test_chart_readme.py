@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.deploy.chart import CHART_DIR, INJECTOR_CHART_DIR, ROOT, documented_values
+from tests.support.chart import CHART_DIR, INJECTOR_CHART_DIR, ROOT, documented_values
 
 SCRIPT = ROOT / "scripts" / "chart-readme"
 CHARTS = pytest.mark.parametrize("chart", [CHART_DIR, INJECTOR_CHART_DIR], ids=lambda p: p.name)

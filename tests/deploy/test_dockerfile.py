@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy.chart import ROOT
+from tests.support.chart import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.demo.pipeline import record_round
 from sidecar.observability import Metrics
-from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets, port_of, render
+from tests.support.chart import NAMESPACE, Render, kubernetes_sd_targets, port_of, render
 from tests.support.demo_app import demo_app
 from tests.support.kubernetes import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, http_get, run_sidecar, wait_until

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import __version__
 from sidecar.observability import Metrics
-from tests.deploy.chart import CONFIG_MOUNT, ROOT, render
+from tests.support.chart import CONFIG_MOUNT, ROOT, render
 from tests.support.demo_app import answers, demo_app
 from tests.support.process import free_port, http_get, wait_until
 

@@ -33,7 +33,7 @@ from sidecar.inject.settings import (
     NAMESPACE_LABEL,
 )
 from sidecar.inject.webhook import NAMESPACE_PATH, OPT_IN_PATH
-from tests.deploy.chart import (
+from tests.support.chart import (
     CHART_DIR,
     INJECTOR_CHART,
     KUBE_VERSIONS,
@@ -50,10 +50,10 @@ from tests.deploy.chart import (
     schema_at,
     validated_kinds,
 )
-from tests.inject.pss import violations
 from tests.support.kubernetes import kubernetes_config_with_file_sd
 from tests.support.process import SidecarProcess, free_port, run_sidecar
 from tests.support.prometheus import start_prometheus
+from tests.support.pss import violations
 
 CHART = INJECTOR_CHART
 SCENARIOS = CHART.scenarios()

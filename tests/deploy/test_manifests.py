@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.chart import KUBE_VERSIONS, ROOT
+from tests.support.chart import KUBE_VERSIONS, ROOT
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.chart import ROOT
+from tests.support.chart import ROOT
 from tests.support.kubernetes import KUBERNETES_CONFIG, kubernetes_config_with_file_sd
 from tests.support.prometheus import promtool
 

@@ -91,7 +91,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART_DIR, KUBE_VERSIONS, SIDECAR_IMAGE, deep_merge
 from tests.docs.blocks import (
     INERT_LANGS,
     MARKER_KINDS,
@@ -106,6 +105,7 @@ from tests.docs.blocks import (
     rewrite_ports,
     yaml_kind,
 )
+from tests.support.chart import CHART_DIR, KUBE_VERSIONS, SIDECAR_IMAGE, deep_merge
 from tests.support.process import SidecarProcess, free_port, run_sidecar
 from tests.support.prometheus import promtool
 

@@ -26,10 +26,10 @@ from sidecar.config import ConfigError
 from sidecar.inject.baseconfig import BaseConfigFile, layer_config, read_base_config
 from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
-from tests.deploy.chart import KUBE_VERSIONS
-from tests.inject.pss import violations
+from tests.support.chart import KUBE_VERSIONS
 from tests.support.kubernetes import IMAGE, containers, sidecar_config
 from tests.support.process import http_get, wait_until
+from tests.support.pss import violations
 from tests.support.tls import Pki, write_atomically
 from tests.support.webhook import cli_inject, patched, review, start_webhook
 

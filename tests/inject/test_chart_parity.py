@@ -12,7 +12,7 @@ import yaml
 
 from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
-from tests.deploy.chart import Render, render, scenario_values
+from tests.support.chart import Render, render, scenario_values
 
 CHART_IMAGE = "registry.example.com/causality-sidecar:0.1.0"  # the repository + appVersion
 POD = {

@@ -12,9 +12,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.chart import KUBE_VERSIONS, ROOT
-from tests.inject.pss import violations
+from tests.support.chart import KUBE_VERSIONS, ROOT
 from tests.support.kubernetes import CORPUS, IMAGE, containers, sidecar_config
+from tests.support.pss import violations
 
 SIDECAR = [sys.executable, "-m", "sidecar"]
 POD = {

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.chart import NAMESPACE, Render, kubernetes_sd_targets
+from tests.support.chart import NAMESPACE, Render, kubernetes_sd_targets
 from tests.support.kubernetes import (
     IMAGE,
     POD_NAME,

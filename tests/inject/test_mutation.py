@@ -25,8 +25,7 @@ from sidecar.config import Address, load_config
 from sidecar.inject.documents import TEMPLATE_PATHS, inject_documents, inject_text
 from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
-from tests.deploy.chart import KUBE_VERSIONS
-from tests.inject.pss import violations
+from tests.support.chart import KUBE_VERSIONS
 from tests.support.kubernetes import (
     CORPUS,
     IMAGE,
@@ -35,6 +34,7 @@ from tests.support.kubernetes import (
     corpus_names,
     sidecar_config,
 )
+from tests.support.pss import violations
 
 SIDECAR = "causality-sidecar"
 

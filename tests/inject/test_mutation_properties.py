@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sidecar.config import load_config
 from sidecar.inject.mutate import inject_pod
 from sidecar.inject.settings import InjectSettings
-from tests.deploy.chart import KUBE_VERSIONS
+from tests.support.chart import KUBE_VERSIONS
 from tests.support.kubernetes import IMAGE, containers
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
