@@ -5,7 +5,8 @@ core, its own RSS), set up as the sidecar's processes are (`sidecar.runtime`). I
 every metric exactly as the sidecar does; ``--no-metrics`` turns recording off to measure
 what it costs; ``--access-log`` writes the access log (``logging.access_log``) as JSON
 lines to stderr; ``--no-tuning`` skips `sidecar.runtime.tune` (gc.freeze, GIL switch
-interval) to measure what it brings; ``--no-uvloop`` runs asyncio's own loop. It prints
+interval) to measure what it brings; ``--no-uvloop`` runs asyncio's own loop;
+``--engine`` is ``proxy.engine``. It prints
 ``listening on HOST:PORT`` once bound and runs until SIGTERM or SIGINT.
 """
 
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--native-histograms", action="store_true", help="proxy.native_histograms")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--no-tuning", action="store_true", help="no sidecar.runtime.tune()")
+    parser.add_argument("--engine", choices=("lean", "aiohttp"), default="aiohttp")
     return parser.parse_args(argv)
 
 
@@ -44,6 +46,7 @@ async def serve(args: argparse.Namespace) -> None:
         upstream=args.upstream,
         listen=Address.parse(args.listen),
         native_histograms=args.native_histograms,
+        engine=args.engine,
     )
     config = Config(proxy=proxy, logging=LoggingConfig(access_log=args.access_log))
     configure_logging("warning", "json")

@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
+from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy, RawRequestMessage
 from aiohttp.http_writer import HttpVersion, StreamWriter
+from aiohttp.http_writer import _serialize_headers as serialize_headers  # C when built
 from aiohttp.streams import EMPTY_PAYLOAD, EmptyStreamReader, StreamReader
 from aiohttp.tcp_helpers import tcp_keepalive
 from aiohttp.web_protocol import MAX_MSG_QUEUE_SIZE, RequestPayloadError
@@ -73,6 +75,7 @@ READ_BUFSIZE = 2**18
 MAX_QUEUE = MAX_MSG_QUEUE_SIZE  # parsed requests waiting; reading pauses past this
 RESUME_QUEUE = MAX_QUEUE // 2
 _TIMER_SLACK = 0.001
+SEPARATE_WRITE = 2**16  # a head goes in the same write as body bytes shorter than this
 
 
 class RelayResponse(Protocol):
@@ -144,10 +147,21 @@ class LeanRequest:
 
 
 class LeanResponse:
-    """A relayed response written with aiohttp's `StreamWriter` (C header serialisation):
-    the head is held until the first body bytes and sent in the same write."""
+    """A relayed response written straight to the transport: the head (serialised by
+    aiohttp's C serialiser) goes in the same write as the first body bytes; chunked
+    framing for a body of unknown length to an HTTP/1.1 client; writes wait while the
+    transport's buffer is over its high-water mark."""
 
-    __slots__ = ("_conn", "_empty", "_writer", "headers", "keep_alive", "reason", "status")
+    __slots__ = (
+        "_chunked",
+        "_conn",
+        "_head",
+        "_left",
+        "headers",
+        "keep_alive",
+        "reason",
+        "status",
+    )
 
     def __init__(self, conn: LeanConnection, status: int, reason: str, headers: CIMultiDict[str]):
         self._conn = conn
@@ -155,8 +169,9 @@ class LeanResponse:
         self.reason = reason
         self.headers = headers
         self.keep_alive = False
-        self._empty = False
-        self._writer: StreamWriter | None = None
+        self._head = b""  # serialised at prepare(), until it is written
+        self._chunked = False
+        self._left: int | None = None  # body bytes still allowed (None: no length)
 
     async def prepare(self, request: LeanRequest) -> None:
         """Frame the body for this client; raise ValueError (nothing sent) on a header
@@ -168,32 +183,49 @@ class LeanResponse:
         framing = frame_response(
             headers, request.method, self.status, version, request.keep_alive, length
         )
-        writer = StreamWriter(self._conn, self._conn.loop)
-        if framing.empty:
-            writer.length = 0
-            self._empty = True
-        else:
-            writer.length = framing.length
-            writer.chunked = framing.chunked
         line = f"HTTP/{version.major}.{version.minor} {self.status} {self.reason}"
-        await writer.write_headers(line, headers)
+        self._head = serialize_headers(line, headers)
+        self._left = 0 if framing.empty else framing.length
+        self._chunked = framing.chunked
         self.keep_alive = framing.keep_alive
-        self._writer = writer
+
+    def _send(self, data: bytes, last: bool) -> None:
+        left = self._left
+        if left is not None and len(data) > left:  # never past the length announced
+            data = data[:left]
+        if left is not None:
+            self._left = left - len(data)
+        if self._chunked:
+            if data:
+                data = b"%x\r\n%b\r\n" % (len(data), data)
+            if last:
+                data += b"0\r\n\r\n"
+        transport = self._conn.transport
+        if transport is None or transport.is_closing():
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        head = self._head
+        if head:
+            self._head = b""
+            if len(data) < SEPARATE_WRITE:
+                transport.write(head + data)
+                return
+            transport.write(head)
+        if data:
+            transport.write(data)
 
     async def write(self, data: bytes) -> None:
-        """Body bytes; ``b""`` sends the head now."""
-        writer = self._writer
-        assert writer is not None
-        if data:
-            await writer.write(data)
-        else:
-            writer.send_headers()
+        """Body bytes (``b""`` sends the head now)."""
+        self._send(data, False)
+        conn = self._conn
+        if conn.writing_paused:
+            await conn._drain_helper()
 
     async def write_eof(self, data: bytes = b"") -> None:
         """The last body bytes, and the end of the body."""
-        writer = self._writer
-        assert writer is not None
-        await writer.write_eof(b"" if self._empty else data)
+        self._send(data, True)
+        conn = self._conn
+        if conn.writing_paused:
+            await conn._drain_helper()
 
 
 Answer = web.StreamResponse | LeanResponse
