@@ -56,6 +56,7 @@ from sidecar.merge.rawtext import (
     parse_small,
     with_labels,
 )
+from sidecar.negotiation import Escaping
 
 __all__ = [
     "ACCEPT",
@@ -64,6 +65,7 @@ __all__ = [
     "TEXT_ACCEPT",
     "Result",
     "Scrape",
+    "accept_for",
     "fetch_target",
     "parse_exposition",
 ]
@@ -86,6 +88,34 @@ PROTOBUF_ACCEPT = f"{PROTOBUF_TYPE};proto={PROTOBUF_PROTO};encoding=delimited;q=
 # most other agents): text, so the reply needs no conversion. OpenMetrics is not named at
 # all: prometheus_client answers OpenMetrics to any Accept that names it, whatever its q.
 TEXT_ACCEPT = "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+
+
+def accept_for(*, protobuf: bool, text: bool, escaping: Escaping) -> str:
+    """The ``Accept`` a target is asked with for one scraper: `PROTOBUF_ACCEPT`,
+    `TEXT_ACCEPT` or `ACCEPT`, carrying the scraper's ``escaping`` offer on the formats
+    that know it (OpenMetrics 1.0.0, text 1.0.0, protobuf), as Prometheus 3 asks: a
+    target serving UTF-8 names sends them as they are to a scraper that allows them, and
+    escapes them by the scheme the scraper asked for otherwise. ``underscores`` (also
+    what no ``escaping`` means) asks as Prometheus 2 does: today's headers."""
+    if escaping is Escaping.UNDERSCORES:
+        return PROTOBUF_ACCEPT if protobuf else TEXT_ACCEPT if text else ACCEPT
+    e = escaping.value
+    if text:
+        return f"text/plain;version=1.0.0;escaping={e};q=0.6,{TEXT_ACCEPT}"
+    accept = (
+        f"application/openmetrics-text;version=1.0.0;escaping={e};q=0.5,"
+        "application/openmetrics-text;version=0.0.1;q=0.4,"
+        f"text/plain;version=1.0.0;escaping={e};q=0.35,"
+        "text/plain;version=0.0.4;q=0.3,"
+        "*/*;q=0.1"
+    )
+    if protobuf:
+        return (
+            f"{PROTOBUF_TYPE};proto={PROTOBUF_PROTO};encoding=delimited;escaping={e};q=0.6,{accept}"
+        )
+    return accept
+
+
 READ_CHUNK = 256 * 1024
 MAX_BODY_BYTES = 64 * 2**20  # after decompression; a bigger reply is an error, not OOM
 OPENMETRICS_TYPE = "application/openmetrics-text"

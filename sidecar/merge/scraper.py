@@ -22,8 +22,9 @@ from prometheus_client.core import Metric
 from sidecar.config import MergeTarget
 from sidecar.gzipjoin import GzipMember
 from sidecar.known_labels import zeroed
-from sidecar.merge.fetch import ACCEPT, PROTOBUF_ACCEPT, TEXT_ACCEPT, Result, Scrape, fetch_target
+from sidecar.merge.fetch import ACCEPT, TEXT_ACCEPT, Result, Scrape, accept_for, fetch_target
 from sidecar.merge.rawtext import RawFamily
+from sidecar.negotiation import Escaping
 
 __all__ = [
     "RECENT_S",
@@ -147,18 +148,29 @@ class MergeScraper:
         return self._session
 
     async def scrape(
-        self, scrape_timeout: float | None = None, *, text: bool = False, protobuf: bool = False
+        self,
+        scrape_timeout: float | None = None,
+        *,
+        text: bool = False,
+        protobuf: bool = False,
+        escaping: Escaping = Escaping.UNDERSCORES,
     ) -> list[Scrape]:
         """Every target's outcome, in configuration order; each outcome is counted.
         ``text``: the scraper wants text 0.0.4, so targets are asked for it first;
-        ``protobuf``: it wants protobuf, so targets are asked for that first."""
+        ``protobuf``: it wants protobuf, so targets are asked for that first;
+        ``escaping``: the scraper's offer, passed on (`accept_for`)."""
         if not self.targets:  # none (yet: a reload may add some): no session to open
             return []
-        accept = PROTOBUF_ACCEPT if protobuf else TEXT_ACCEPT if text else ACCEPT
-        return await self._scrape(self.targets, scrape_timeout, accept)
+        accept = accept_for(protobuf=protobuf, text=text, escaping=escaping)
+        text_accept = accept_for(protobuf=False, text=True, escaping=escaping)
+        return await self._scrape(self.targets, scrape_timeout, accept, text_accept)
 
     async def _scrape(
-        self, targets: Sequence[MergeTarget], scrape_timeout: float | None, accept: str
+        self,
+        targets: Sequence[MergeTarget],
+        scrape_timeout: float | None,
+        accept: str,
+        text_accept: str = TEXT_ACCEPT,
     ) -> list[Scrape]:
         session = self._pooled_session()
         scrapes = await asyncio.gather(
@@ -167,7 +179,7 @@ class MergeScraper:
                     session,
                     t,
                     budget(t, scrape_timeout),
-                    TEXT_ACCEPT if _key(t) in self._text_first else accept,
+                    text_accept if _key(t) in self._text_first else accept,
                     gzip=_key(t) not in self._small,
                 )
                 for t in targets
@@ -204,10 +216,15 @@ class MergeScraper:
         return {key[0]: last for key, (_, last) in self._last.items() if key in current}
 
     async def fetch(
-        self, scrape_timeout: float | None = None, *, text: bool = False, protobuf: bool = False
+        self,
+        scrape_timeout: float | None = None,
+        *,
+        text: bool = False,
+        protobuf: bool = False,
+        escaping: Escaping = Escaping.UNDERSCORES,
     ) -> list[FetchedFamilies]:
         """One source per target that answered with usable metrics (failures are skipped)."""
-        scrapes = await self.scrape(scrape_timeout, text=text, protobuf=protobuf)
+        scrapes = await self.scrape(scrape_timeout, text=text, protobuf=protobuf, escaping=escaping)
         return [FetchedFamilies(s) for s in scrapes if s.result is Result.SUCCESS]
 
     async def close(self) -> None:

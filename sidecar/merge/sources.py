@@ -46,6 +46,8 @@ def merge_sources(scraper: MergeScraper) -> ScrapeSources:
         negotiated = negotiate(request.headers.get(hdrs.ACCEPT, ""))
         protobuf = negotiated.format is Format.PROTOBUF
         text = not negotiated.openmetrics and not protobuf
-        return await scraper.fetch(scrape_timeout(request), text=text, protobuf=protobuf)
+        return await scraper.fetch(
+            scrape_timeout(request), text=text, protobuf=protobuf, escaping=negotiated.escaping
+        )
 
     return fetch
