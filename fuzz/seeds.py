@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from tests.ingest.builders import (
+from tests.support.otlp import (
     DELTA,
     counter,
     epoint,

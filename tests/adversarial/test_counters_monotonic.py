@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.ingest.store import StoreLimits
-from tests.ingest.builders import DELTA, Harness, counter, histogram, hpoint, number, request
+from tests.support.otlp import DELTA, Harness, counter, histogram, hpoint, number, request
 
 TTL = 10.0
 LABEL_SETS = st.integers(min_value=0, max_value=5)

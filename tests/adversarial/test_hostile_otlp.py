@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
 
 from sidecar.ingest.collector import OtlpCollector
-from tests.ingest.builders import (
+from tests.support.otlp import (
     counter,
     histogram,
     hpoint,
@@ -311,7 +311,7 @@ def test_the_hand_encoded_nesting_is_what_the_classes_decode() -> None:
 async def test_an_extreme_exponential_histogram_never_breaks_the_scrape(ingest_factory) -> None:
     """Found by the fuzzer: scale -10 with bucket offset 10^6 stored fine, then every
     render raised OverflowError (math.ldexp in text._power) until the series expired."""
-    from tests.ingest.builders import epoint, exponential
+    from tests.support.otlp import epoint, exponential
 
     ingest, before = await _seeded(ingest_factory)
     body = request(exponential("e", [epoint(-10, (1_000_000, [1]))], description="d"))
@@ -332,7 +332,7 @@ async def test_exponential_buckets_near_zero_keep_distinct_increasing_bounds(
     duplicate series that OpenMetrics parsers (and Prometheus) refuse."""
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-    from tests.ingest.builders import epoint, exponential
+    from tests.support.otlp import epoint, exponential
 
     ingest, before = await _seeded(ingest_factory)
     point = epoint(-6, (-19, [1, 0, 4]), negative=(-53, [1, 0, 4, 2, 2]), zero_count=1)

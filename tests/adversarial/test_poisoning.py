@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.unified import UnifiedCollector
-from tests.ingest.builders import counter, histogram, hpoint, number, request, summary
 from tests.proxy.conftest import ProxyFactory, raw_exchange, split_response
+from tests.support.otlp import counter, histogram, hpoint, number, request, summary
 from tests.support.prometheus import check_metrics
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}

@@ -11,7 +11,7 @@ from sidecar.ingest.codec import (
 )
 from sidecar.ingest.shadow import ShadowExportRequest
 from sidecar.ingest.translate import TranslationRules, Translator
-from tests.ingest.builders import (
+from tests.support.otlp import (
     PROMOTE,
     counter,
     epoint,

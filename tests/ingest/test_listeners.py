@@ -9,8 +9,8 @@ import aiohttp
 from sidecar.config import Address
 from sidecar.ingest import create_ingest
 from sidecar.observability import Module
-from tests.ingest.builders import PROTOBUF_HEADERS, gauge, number, request
 from tests.ingest.conftest import make_config
+from tests.support.otlp import PROTOBUF_HEADERS, gauge, number, request
 from tests.support.prometheus import free_port
 
 ATTEMPTS = 3  # a port free a moment ago can be taken before we bind it

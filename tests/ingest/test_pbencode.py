@@ -15,7 +15,7 @@ from sidecar.ingest.store import ExponentialState
 from sidecar.ingest.text import to_metric
 from sidecar.ingest.translate import label_text
 from sidecar.protobuf import labels_bytes, to_family
-from tests.ingest.builders import mixed_harness
+from tests.support.otlp import mixed_harness
 
 # the C encoder where it is built (`C_LABELS`), and the pure-Python one
 PATHS = {"C": True, "pure Python": False}

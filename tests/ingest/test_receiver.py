@@ -22,8 +22,8 @@ from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.receiver import OFFLOAD_BYTES
 from sidecar.instruments import SeriesGauge
 from sidecar.observability import Module
-from tests.ingest.builders import DELTA, counter, gauge, number, request
-from tests.ingest.builders import PROTOBUF_HEADERS as PROTOBUF
+from tests.support.otlp import DELTA, counter, gauge, number, request
+from tests.support.otlp import PROTOBUF_HEADERS as PROTOBUF
 
 JSON = {"Content-Type": "application/json"}
 ONE_GIB = 1 << 30

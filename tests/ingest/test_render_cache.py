@@ -25,7 +25,7 @@ from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.store import StoreLimits
 from sidecar.rendercache import RenderCache
 from sidecar.unified import UnifiedCollector, metrics_handler
-from tests.ingest.builders import (
+from tests.support.otlp import (
     DELTA,
     Harness,
     counter,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sidecar.ingest.store import StoreLimits
 from sidecar.status.inventory import store_sources
-from tests.ingest.builders import DELTA, Harness, counter, gauge, number, request
+from tests.support.otlp import DELTA, Harness, counter, gauge, number, request
 
 
 def resource(name: str, instance: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.ingest.store import StoreLimits
-from tests.ingest.builders import (
+from tests.support.otlp import (
     CUMULATIVE,
     DELTA,
     PROTOBUF_HEADERS,

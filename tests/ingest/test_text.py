@@ -9,7 +9,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from sidecar.ingest.store import StoreLimits
-from tests.ingest.builders import (
+from tests.support.otlp import (
     DELTA,
     Harness,
     counter,

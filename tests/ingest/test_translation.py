@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.ingest.codec import Encoding
 from sidecar.ingest.store import StoreLimits
-from tests.ingest.builders import (
+from tests.support.otlp import (
     DELTA,
     Harness,
     counter,

@@ -18,7 +18,7 @@ from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
 from sidecar.negotiation import negotiate
 from sidecar.unified import UnifiedCollector
-from tests.ingest.builders import counter, gauge, histogram, hpoint, number, request
+from tests.support.otlp import counter, gauge, histogram, hpoint, number, request
 from tests.support.prometheus import check_metrics
 
 S = TranslationStrategy

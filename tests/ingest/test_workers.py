@@ -20,7 +20,7 @@ from sidecar.ingest.codec import Encoding
 from sidecar.ingest.store import BOUNDS_MISMATCH, OUT_OF_ORDER, STORE_FULL, StoreLimits
 from sidecar.reload import changed_keys, running_config
 from sidecar.status.inventory import store_sources
-from tests.ingest.builders import (
+from tests.support.otlp import (
     DELTA,
     Harness,
     counter,

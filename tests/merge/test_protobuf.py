@@ -19,8 +19,8 @@ import aiohttp
 from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 from sidecar.protobuf import CONTENT_TYPE, delimited
 from sidecar.unified import UnifiedCollector
-from tests.ingest.builders import Harness, epoint, exponential, request
 from tests.support.merge import PROTOBUF_CT, MakeRig, StartTarget, Target, target, value
+from tests.support.otlp import Harness, epoint, exponential, request
 from tests.support.prometheus import PrometheusFactory, static_scrape_config
 from tests.support.protobuf import by_name
 

@@ -23,8 +23,8 @@ from sidecar.ingest.codec import Encoding, decode_request
 from sidecar.ingest.naming import sanitize_label
 from sidecar.ingest.store import StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
-from tests.ingest.builders import Harness
 from tests.properties.strategies import point_count, requests
+from tests.support.otlp import Harness
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROMOTE = ("service.name", "service.namespace", "service.instance.id")

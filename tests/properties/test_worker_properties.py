@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.ingest.store import StoreLimits
-from tests.ingest.builders import CUMULATIVE, DELTA, Harness, counter, number, request
+from tests.support.otlp import CUMULATIVE, DELTA, Harness, counter, number, request
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IDLE = 30.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.unified import UnifiedCollector, metrics_handler
-from tests.ingest.builders import Harness, epoint, exponential, request
+from tests.support.otlp import Harness, epoint, exponential, request
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
 
 DELTA = 1  # AGGREGATION_TEMPORALITY_DELTA

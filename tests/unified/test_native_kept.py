@@ -21,7 +21,7 @@ from sidecar.protobuf import CONTENT_TYPE
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
-from tests.ingest.builders import Harness, epoint, exponential, request
+from tests.support.otlp import Harness, epoint, exponential, request
 from tests.support.protobuf import by_name
 
 PROTOBUF_UNDERSCORES = f"{CONTENT_TYPE};escaping=underscores"

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from sidecar.exposition import render
 from sidecar.negotiation import Escaping, Format, negotiate, parse_accept
 from sidecar.unified import UnifiedCollector
-from tests.ingest.builders import mixed_harness
+from tests.support.otlp import mixed_harness
 from tests.support.prometheus import check_metrics
 
 PROMETHEUS_3 = (

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
-from tests.ingest.builders import mixed_harness
+from tests.support.otlp import mixed_harness
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
 
 

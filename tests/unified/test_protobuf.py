@@ -22,7 +22,7 @@ from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 from sidecar.negotiation import negotiate
 from sidecar.protobuf import CONTENT_TYPE, encode_family, to_family
 from sidecar.unified import UnifiedCollector, metrics_handler
-from tests.ingest.builders import (
+from tests.support.otlp import (
     Harness,
     counter,
     epoint,

@@ -13,7 +13,7 @@ from sidecar.exposition import render
 from sidecar.instruments import merge_conflicts
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
-from tests.ingest.builders import Harness, gauge, histogram, hpoint, mixed_harness, number, request
+from tests.support.otlp import Harness, gauge, histogram, hpoint, mixed_harness, number, request
 from tests.support.prometheus import check_metrics
 
 TEXT = "text/plain"
