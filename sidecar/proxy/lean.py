@@ -453,8 +453,8 @@ class LeanConnection(BaseProtocol):
                     await self._refuse(message)
                     return
                 if message.upgrade or message.method == "CONNECT":
-                    if not payload.is_eof():  # llhttp switches once the body is complete
-                        await payload.wait_eof()
+                    if self._tail is None and not payload.is_eof():
+                        await payload.wait_eof()  # llhttp switches once the body is complete
                     if self._tail is not None and not queue:  # the switch: aiohttp's
                         self._hand_off(message, payload)
                         return
