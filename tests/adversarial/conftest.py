@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from tests.proxy.conftest import make_proxy, proxy_engine, raw_upstream  # noqa: F401
+from tests.support.proxy import make_proxy, proxy_engine, raw_upstream  # noqa: F401
 
 
 def pytest_configure(config: pytest.Config) -> None:

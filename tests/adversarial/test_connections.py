@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from tests.adversarial.conftest import CountingApp
-from tests.proxy.conftest import ProxyFactory, wait_for
 from tests.support.process import PROXY_ONLY
+from tests.support.proxy import ProxyFactory, wait_for
 
 LONG = pytest.mark.xdist_group("adversarial-long")
 

@@ -17,7 +17,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import RELEASE, WS_CLOSES, ProxyFactory, wait_for
+from tests.support.proxy import RELEASE, WS_CLOSES, ProxyFactory, wait_for
 
 GOING_AWAY = 1001
 

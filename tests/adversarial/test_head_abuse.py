@@ -16,7 +16,7 @@ import resource
 import pytest
 
 from tests.adversarial.conftest import CountingApp
-from tests.proxy.conftest import ProxyFactory, raw_exchange, split_response
+from tests.support.proxy import ProxyFactory, raw_exchange, split_response
 
 HEAD = b"GET /x HTTP/1.1\r\nHost: app.example\r\n"
 CLOSE = b"Connection: close\r\n\r\n"

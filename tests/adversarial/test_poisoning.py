@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.unified import UnifiedCollector
-from tests.proxy.conftest import ProxyFactory, raw_exchange, split_response
 from tests.support.otlp import counter, histogram, hpoint, number, request, summary
 from tests.support.prometheus import check_metrics
+from tests.support.proxy import ProxyFactory, raw_exchange, split_response
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}

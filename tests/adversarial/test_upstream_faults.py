@@ -16,8 +16,8 @@ import struct
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, wait_for
 from tests.support.process import free_port
+from tests.support.proxy import ProxyFactory, wait_for
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 FAULTS: dict[str, tuple[bytes | None, int | None, str]] = {

@@ -19,9 +19,9 @@ from sidecar.demo.gateway import GATEWAY, GatewayState, create_gateway_app
 from sidecar.events import EventInspector
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import ProxyComponent, create_proxy, proxy_views
-from tests.proxy.conftest import proxy_engine  # noqa: F401  (fixture)
 from tests.support.event_metrics import value
 from tests.support.events import FakeClock
+from tests.support.proxy import proxy_engine  # noqa: F401  (fixture)
 
 
 @dataclass

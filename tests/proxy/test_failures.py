@@ -9,7 +9,7 @@ import struct
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import (
+from tests.support.proxy import (
     HITS,
     RELEASE,
     ProxyFactory,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.config import EventsConfig
-from tests.proxy.conftest import ProxyFactory, split_response
+from tests.support.proxy import ProxyFactory, split_response
 
 LIMIT = 4096
 EVENTS = EventsConfig(enabled=True, max_body_bytes=LIMIT)

@@ -13,7 +13,7 @@ from sidecar.config import Address, Config, ProxyConfig
 from sidecar.lifecycle import Component
 from sidecar.observability import Metrics, Module
 from sidecar.proxy import create_proxy
-from tests.proxy.conftest import RELEASE, ProxyFactory, wait_for
+from tests.support.proxy import RELEASE, ProxyFactory, wait_for
 
 
 async def test_stop_drains_in_flight_requests(make_proxy: ProxyFactory) -> None:

@@ -15,8 +15,8 @@ from sidecar.batching import mergeable_aggregations
 from sidecar.config import ProxyConfig
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.metrics import ProxyMetrics, proxy_views
-from tests.proxy.conftest import RELEASE, ProxyFactory, wait_for
 from tests.support.prometheus import check_metrics
+from tests.support.proxy import RELEASE, ProxyFactory, wait_for
 
 PROXY_FAMILIES = {
     "http_request_duration_milliseconds",

@@ -19,9 +19,9 @@ from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 from sidecar.protobuf import CONTENT_TYPE
 from sidecar.proxy.native import SCHEMA, bucket_index
 from sidecar.unified import UnifiedCollector, metrics_handler
-from tests.proxy.conftest import Proxied, ProxyFactory
 from tests.support.prometheus import check_metrics, prometheus_factory, static_scrape_config  # noqa: F401
 from tests.support.protobuf import by_name
+from tests.support.proxy import Proxied, ProxyFactory
 
 DURATION = "http_request_duration_milliseconds"
 TTFB = "http_request_time_to_first_byte_milliseconds"

@@ -29,8 +29,8 @@ from sidecar.observability import Module, SnapshotRegistry
 from sidecar.offloop import WriteGate, off_loop, writers_first
 from sidecar.server import Sidecar
 from sidecar.status.routes import Memo
-from tests.proxy.conftest import ProxyFactory, wait_for
 from tests.support.otlp import gauge, number, request
+from tests.support.proxy import ProxyFactory, wait_for
 
 DEADLINE = 10.0  # seconds; reached only when the behaviour under test is broken
 HOOK = "test_render_hook"

@@ -1,4 +1,4 @@
-from tests.proxy.conftest import ProxyFactory
+from tests.support.proxy import ProxyFactory
 
 
 async def test_get(make_proxy: ProxyFactory) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import http_parser
 
-from tests.proxy.conftest import ENGINES, ProxyFactory, raw_exchange, replying, split_response
+from tests.support.proxy import ENGINES, ProxyFactory, raw_exchange, replying, split_response
 
 PURE_PYTHON_RUN = os.environ.get("AIOHTTP_NO_EXTENSIONS") == "1"
 POST = b"POST /x HTTP/1.1\r\nHost: a\r\n"

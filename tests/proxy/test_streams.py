@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import (
+from tests.support.proxy import (
     RELEASE,
     WS_CLOSES,
     WS_HEADERS,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, blob, raw_exchange, replying, split_response
+from tests.support.proxy import ProxyFactory, blob, raw_exchange, replying, split_response
 
 
 async def _chunks(data: bytes, size: int = 7919) -> AsyncIterator[bytes]:
