@@ -83,4 +83,4 @@ async def counting_app(aiohttp_server) -> Callable[..., Awaitable[CountingApp]]:
     return start
 
 
-from tests.ingest.conftest import ingest_factory  # noqa: E402, F401  (fixture)
+from tests.support.ingest import ingest_factory  # noqa: E402, F401  (fixture)

@@ -30,7 +30,7 @@ from sidecar.ingest import create_ingest
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
 from tests.ingest import workload
-from tests.ingest.conftest import make_config
+from tests.support.ingest import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMOTED = {"service_name", "service_namespace", "service_instance_id"}

@@ -9,7 +9,7 @@ import aiohttp
 from sidecar.config import Address
 from sidecar.ingest import create_ingest
 from sidecar.observability import Module
-from tests.ingest.conftest import make_config
+from tests.support.ingest import make_config
 from tests.support.otlp import PROTOBUF_HEADERS, gauge, number, request
 from tests.support.prometheus import free_port
 

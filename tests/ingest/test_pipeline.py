@@ -10,7 +10,7 @@ from sidecar.demo.pipeline import run_pipeline
 from sidecar.ingest import create_ingest
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
-from tests.ingest.conftest import make_config
+from tests.support.ingest import make_config
 from tests.support.observability import EXPOSED_NAMES
 
 
