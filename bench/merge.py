@@ -340,8 +340,9 @@ RELABEL_BUDGET = 0.20  # issue 20: relabelling costs at most 20 % of the scrape
 
 async def bench_relabel(series: int, rounds: int) -> tuple[list[tuple[str, ...]], bool]:
     """The static app through a sidecar without rules and one with each rule set, scraped
-    in turn (plain, relabelled, plain, ...): one row per rule set and format. Held: the
-    issue's rule set within `RELABEL_BUDGET` of the plain merged scrape."""
+    in turn (plain, relabelled, plain, ...): one row per rule set and format, with each
+    sidecar's CPU per scrape (less moved by a busy machine than the wall time). Held:
+    the issue's rule set within `RELABEL_BUDGET` of the plain merged scrape."""
     child, port = spawn("app", "--series", str(series), "--mode", "static")
     rows: list[tuple[str, ...]] = []
     held = True
@@ -356,14 +357,19 @@ async def bench_relabel(series: int, rounds: int) -> tuple[list[tuple[str, ...]]
                         # its first scrape (every label set new) against one without rules
                         first = await first_scrapes(plain_admin, admin, FORMATS[0][1])
                         for label, accept in FORMATS:
+                            cpu = counters(plain.pid).cpu, counters(sidecar.pid).cpu
                             without, with_rules = await relabel_pair(
                                 plain_admin, admin, accept, rounds
                             )
+                            cpu_without = (counters(plain.pid).cpu - cpu[0]) / (rounds + 1)
+                            cpu_with = (counters(sidecar.pid).cpu - cpu[1]) / (rounds + 1)
                             added = with_rules / without - 1
                             held = held and (index > 0 or added <= RELABEL_BUDGET)
                             rows.append((f"{name}, {label}", f"{without * 1000:.1f} ms",
                                          f"{with_rules * 1000:.1f} ms",
-                                         f"{added:+.0%}", first))  # fmt: skip
+                                         f"{added:+.0%}",
+                                         f"{cpu_without * 1000:.1f} / {cpu_with * 1000:.1f} ms",
+                                         first))  # fmt: skip
                             first = ""
                     finally:
                         sidecar.terminate()
@@ -598,6 +604,7 @@ async def main_async(args: argparse.Namespace) -> None:
         relabel_rows, held = await bench_relabel(args.series, args.static_rounds)
         relabel_header = (f"relabel a {args.series:,}-series merged target", "no rules",
                           "rules", f"added (issue's rules ≤ {RELABEL_BUDGET:.0%})",
+                          "sidecar CPU a scrape (no rules / rules)",
                           "first scrape (no rules / rules)")  # fmt: skip
         print(render_table(relabel_header, relabel_rows))
         print()

@@ -40,7 +40,7 @@
  * or None for anything else (rawtext.py's way then reads the body and says why). Sample
  * lines are then exactly what rawtext's line-by-line way keeps of them.
  *
- * apply_plan(chunks, olds, order, news) writes a relabelled family from a plan that
+ * apply_plan(chunks, olds, order, news, split) writes a relabelled family from a plan that
  * sidecar/relabel/families.py remembered: each line's new `name{labels}` with the line's
  * value, once it has checked that every line still has the plan's old `name{labels}`
  * (tests/relabel/test_apply_plan.py holds it to the Python spelling, `_apply_plan`).
@@ -682,14 +682,14 @@ error:
     return NULL;
 }
 
-/* apply_plan(chunks, olds, order, news): a merge target's family relabelled by a
- * remembered plan (sidecar/relabel/families.py, `_apply_plan` is the same in Python).
+/* apply_plan(chunks, olds, order, news, split): a merge target's family relabelled by
+ * a remembered plan (sidecar/relabel/families.py, `_apply_plan` is the same in Python).
  * Line i of the ASCII `chunks` (each a run of whole lines) must be olds[i], one space
  * and a value without a space, then '\n' (the value is the line's last space on), and
- * there must be exactly len(olds) lines. The result is news[k] followed by the value of
- * line order[k], for every k (order: a buffer of int64 line numbers, or None for line k
- * itself), as one str; None when a line does not match its old prefix (the plan does
- * not hold for this scrape). */
+ * there must be exactly len(olds) lines. The output lines are news[k] followed by the
+ * value of line order[k], for every k (order: a buffer of int64 line numbers, or None
+ * for line k itself); the result is (lines before `split`, lines from it) as two str,
+ * or None when a line does not match its old prefix (the plan does not hold). */
 typedef struct {
     const char *text;
     Py_ssize_t len;
@@ -714,7 +714,9 @@ static PyObject *
 apply_plan(PyObject *module, PyObject *args)
 {
     PyObject *chunks_arg, *olds_arg, *order_arg, *news_arg;
-    if (!PyArg_ParseTuple(args, "OOOO:apply_plan", &chunks_arg, &olds_arg, &order_arg, &news_arg))
+    Py_ssize_t split;
+    if (!PyArg_ParseTuple(args, "OOOOn:apply_plan", &chunks_arg, &olds_arg, &order_arg,
+                          &news_arg, &split))
         return NULL;
     PyObject *chunks = PySequence_Fast(chunks_arg, "chunks must be a sequence");
     PyObject *olds = chunks ? PySequence_Fast(olds_arg, "olds must be a sequence") : NULL;
@@ -743,6 +745,10 @@ apply_plan(PyObject *module, PyObject *args)
         }
     } else if (n_out != n_lines) {
         PyErr_SetString(PyExc_ValueError, "without order, olds and news must have one length");
+        goto done;
+    }
+    if (split < 0 || split > n_out) {
+        PyErr_SetString(PyExc_ValueError, "split must be within news");
         goto done;
     }
     old = PyMem_Malloc(sizeof(Span) * (size_t)(n_lines ? n_lines : 1));
@@ -783,26 +789,34 @@ apply_plan(PyObject *module, PyObject *args)
     if (line != n_lines)
         goto mismatch;
     const int64_t *at = have_order ? (const int64_t *)order.buf : NULL;
-    Py_ssize_t size = 0;
+    Py_ssize_t sizes[2] = {0, 0};
     for (Py_ssize_t k = 0; k < n_out; k++) {
         int64_t i = at ? at[k] : k;
         if (i < 0 || i >= n_lines) {
             PyErr_SetString(PyExc_IndexError, "order names a line the chunks do not have");
             goto done;
         }
-        size += new[k].len + values[i].len;
+        sizes[k >= split] += new[k].len + values[i].len;
     }
-    result = PyUnicode_New(size, 127);
-    if (result == NULL)
+    PyObject *parts[2] = {PyUnicode_New(sizes[0], 127), NULL};
+    parts[1] = parts[0] ? PyUnicode_New(sizes[1], 127) : NULL;
+    if (parts[1] == NULL) {
+        Py_XDECREF(parts[0]);
         goto done;
-    char *w = (char *)PyUnicode_DATA(result);
-    for (Py_ssize_t k = 0; k < n_out; k++) {
-        const Span *v = &values[at ? at[k] : k];
-        memcpy(w, new[k].text, (size_t)new[k].len);
-        w += new[k].len;
-        memcpy(w, v->text, (size_t)v->len);
-        w += v->len;
     }
+    for (int part = 0; part < 2; part++) {
+        char *w = (char *)PyUnicode_DATA(parts[part]);
+        for (Py_ssize_t k = part ? split : 0; k < (part ? n_out : split); k++) {
+            const Span *v = &values[at ? at[k] : k];
+            memcpy(w, new[k].text, (size_t)new[k].len);
+            w += new[k].len;
+            memcpy(w, v->text, (size_t)v->len);
+            w += v->len;
+        }
+    }
+    result = PyTuple_Pack(2, parts[0], parts[1]);
+    Py_DECREF(parts[0]);
+    Py_DECREF(parts[1]);
     goto done;
 mismatch:
     result = Py_NewRef(Py_None);
@@ -820,7 +834,7 @@ done:
 
 static PyMethodDef runs_methods[] = {
     {"apply_plan", apply_plan, METH_VARARGS,
-     "apply_plan(chunks, olds, order, news) -> str | None"},
+     "apply_plan(chunks, olds, order, news, split) -> (str, str) | None"},
     {"scan_text", scan_text, METH_VARARGS,
      "scan_text(body) -> [(name, kind, help, header, start, end), ...] | None"},
     {"split_created", split_created, METH_VARARGS,

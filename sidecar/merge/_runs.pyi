@@ -29,8 +29,10 @@ def apply_plan(
     olds: Sequence[str],
     order: array[int] | None,
     news: Sequence[str],
+    split: int,
     /,
-) -> str | None:
+) -> tuple[str, str] | None:
     """``news[k]`` plus the value of line ``order[k]`` (int64s; None: line ``k``) of the
-    ASCII ``chunks``, for every k, once each line ``i`` is ``olds[i]``, one space, a value
-    without a space and a newline; None when a line is not."""
+    ASCII ``chunks``, for every k, those before ``split`` and those from it, once each
+    line ``i`` is ``olds[i]``, one space, a value without a space and a newline; None
+    when a line is not."""

@@ -82,7 +82,7 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
 # the merge's C run prover proves label names too, unless the pure-Python paths run
 C_RUNS = extensions.enabled("sidecar.merge._runs")
 if C_RUNS:
-    from sidecar.merge._runs import apply_plan, take_run
+    from sidecar.merge._runs import apply_plan, split_created, take_run
 _LABEL_IN_TEXT = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
 # raw families whose relabelling is remembered (each plan holds a family's lines' label
 # text and results: about as much memory as the family's text)
@@ -239,10 +239,12 @@ class _Out:
     raw: bool = False  # each series is its output lines' text (a merge target's RawFamily)
     series: dict[SeriesKey, Any] = field(default_factory=dict)  # list[Sample] | str (raw)
     collided: dict[SeriesKey, int] = field(default_factory=dict)  # key -> its series
-    # a remembered plan's output (`_Fast`): every kept series' lines as one text, cut
-    # into ``series`` only when a renamed family joins it (`cut`)
-    text: str | None = None
+    # a remembered plan's output (`_Fast`): every kept series' lines as text (a text
+    # counter's: its _total lines, then its _created ones), cut into ``series`` only
+    # when a renamed family joins it (`cut`)
+    text: tuple[str, str] | None = None
     fast: _Fast | None = None
+    split: bool = False  # a counter read from text: its _created lines go after the others
     # the native parts of histogram series, by key (`sidecar.protobuf.series_natives`)
     natives: dict[SeriesKey, tuple[int | float, bytes]] = field(default_factory=dict)
 
@@ -250,7 +252,9 @@ class _Out:
         """``text`` as ``series`` (a renamed family's series are to join them)."""
         if self.text is None or self.fast is None:
             return
-        lines = [line + "\n" for line in self.text.split("\n")[:-1]]
+        lines = [line + "\n" for line in "".join(self.text).split("\n")[:-1]]
+        if self.fast.perm is not None:  # back in the plan's order
+            lines = [lines[at] for at in sorted(range(len(lines)), key=self.fast.perm.__getitem__)]
         bounds = itertools.accumulate(self.fast.widths, initial=0)
         texts = ["".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
         self.series = dict(zip(self.fast.keys, texts, strict=True))
@@ -277,7 +281,7 @@ class _Out:
             counts[COLLISION] = counts.get(COLLISION, 0) + sum(self.collided.values())
         kept: list[Any]
         if self.text is not None:  # (collided series already left out)
-            kept = [self.text] if self.text else []
+            kept = [self.text] if any(self.text) else []
         elif self.collided:
             kept = [v for key, v in self.series.items() if key not in self.collided]
         else:
@@ -292,8 +296,28 @@ class _Out:
                 with_natives(metric, parts)
             return metric
         family = RawFamily(metric.name, metric.type, metric.documentation, metric.unit)
-        family.chunks = ["".join(kept)]
+        if self.text is not None:
+            texts = self.text
+        elif self.split:  # as the family came: _total lines, then _created ones
+            texts = _split_counter("".join(kept), metric.name + "_created")
+        else:
+            texts = ("".join(kept), "")
+        family.chunks = [text for text in texts if text]
+        if self.split:
+            family.split = 1 if texts[0] else 0
         return family
+
+
+def _split_counter(text: str, created: str) -> tuple[str, str]:
+    """A counter's lines without and with the sample name ``created``, each in order."""
+    if C_RUNS and text.isascii():
+        return split_created(text, created)
+    starts = (created + "{", created + " ")
+    lines = [line + "\n" for line in text.split("\n")[:-1]]  # (not splitlines: \x1c ...)
+    return (
+        "".join(line for line in lines if not line.startswith(starts)),
+        "".join(line for line in lines if line.startswith(starts)),
+    )
 
 
 SeriesKey = frozenset[tuple[str, str]]
@@ -419,7 +443,8 @@ class Relabeller:
         if fast.spec is None:  # no series left
             return []
         metric = Metric(family.name, family.documentation, family.type, family.unit)
-        return [_Out(metric, True, {}, dict(fast.spec.collided), text, fast)]
+        split = family.split is not None
+        return [_Out(metric, True, {}, dict(fast.spec.collided), text, fast, split=split)]
 
     def _relabel_raw(
         self, chain: Sequence[Rule], kind: str, family: RawFamily, counts: dict[str, int]
@@ -581,24 +606,28 @@ class _RawPlan:
 
 @dataclass(slots=True)
 class _Fast:
-    """A plan whose output is one family of the input's name (or none): its text is
+    """A plan whose output is one family of the input's name (or none): its lines are
     the new ``name{labels}`` ``news[k]`` with the value of input line ``order[k]``
-    (None: line k), collided series left out; ``keys`` and ``widths`` (lines per
-    series) cut it into series (`_Out.cut`)."""
+    (None: line k), collided series left out, and a counter read from text has its
+    ``_created`` lines from ``split`` on (``perm``: each line's place in the plan's
+    order). ``keys`` and ``widths`` (lines per series) cut them into series
+    (`_Out.cut`)."""
 
     order: array[int] | None
     news: list[str]
+    split: int
+    perm: list[int] | None
     spec: _RawOut | None  # the output family (None: no series left)
     keys: list[SeriesKey]
     widths: list[int]
     ascii: bool  # olds and news: then `sidecar.merge._runs.apply_plan` applies it
 
 
-def _fast(prefixes: list[str], outs: list[_RawOut], name: str) -> _Fast | None:
-    """The plan's `_Fast`, when its outputs are none or one family named ``name``."""
+def _fast(prefixes: list[str], outs: list[_RawOut], family: RawFamily) -> _Fast | None:
+    """The plan's `_Fast`, when its outputs are none or one family of its name."""
     if not outs:
-        return _Fast(array("q"), [], None, [], [], True)
-    if len(outs) > 1 or outs[0].name != name:
+        return _Fast(array("q"), [], 0, None, None, [], [], True)
+    if len(outs) > 1 or outs[0].name != family.name:
         return None
     spec = outs[0]
     order, news, keys, widths = spec.order, spec.prefixes, spec.keys, spec.widths
@@ -612,31 +641,41 @@ def _fast(prefixes: list[str], outs: list[_RawOut], name: str) -> _Fast | None:
                 keys.append(key)
                 widths.append(width)
             at += width
+    split, perm = len(news), None
+    if family.split is not None:  # _created lines last, as `_Out.finish` puts them
+        created = family.name + "_created"
+        later = [p == created or p.startswith(created + "{") for p in news]
+        if any(later):
+            perm = sorted(range(len(news)), key=later.__getitem__)  # (stable)
+            split = len(news) - sum(later)
+            order, news = [order[k] for k in perm], [news[k] for k in perm]
     ascii = all(map(str.isascii, prefixes)) and all(map(str.isascii, news))
     whole = order == list(range(len(prefixes)))
-    return _Fast(None if whole else array("q", order), news, spec, keys, widths, ascii)
+    return _Fast(None if whole else array("q", order), news, split, perm, spec, keys, widths, ascii)
 
 
-def _apply(chunks: list[str], olds: list[str], fast: _Fast) -> str | None:
+def _apply(chunks: list[str], olds: list[str], fast: _Fast) -> tuple[str, str] | None:
     """`apply_plan` (C) when it can read them, else `_apply_plan`."""
     if C_RUNS and fast.ascii and all(map(str.isascii, chunks)):
-        return apply_plan(chunks, olds, fast.order, fast.news)
-    return _apply_plan(chunks, olds, fast.order, fast.news)
+        return apply_plan(chunks, olds, fast.order, fast.news, fast.split)
+    return _apply_plan(chunks, olds, fast.order, fast.news, fast.split)
 
 
 def _apply_plan(
-    chunks: list[str], olds: list[str], order: array[int] | None, news: list[str]
-) -> str | None:
-    """``news[k]`` with the value of line ``order[k]`` (None: line k) of ``chunks``,
-    joined, when every line ``i`` of them is ``olds[i]`` with a value (its last space
-    on); else None. `sidecar.merge._runs.apply_plan` in Python."""
+    chunks: list[str], olds: list[str], order: array[int] | None, news: list[str], split: int
+) -> tuple[str, str] | None:
+    """``news[k]`` with the value of line ``order[k]`` (None: line k) of ``chunks``, the
+    lines before ``split`` joined and those from it, when every line ``i`` of them is
+    ``olds[i]`` with a value (its last space on); else None.
+    `sidecar.merge._runs.apply_plan` in Python."""
     values: list[str] = []
     for chunk in chunks:
         values += _VALUE_TEXT.findall(chunk)  # C speed: no Python call a line
     if len(values) != len(olds) or "".join(map(operator.add, olds, values)) != "".join(chunks):
         return None
     taken = values if order is None else map(values.__getitem__, order)
-    return "".join(map(operator.add, news, taken))
+    lines = list(map(operator.add, news, taken))
+    return "".join(lines[:split]), "".join(lines[split:])
 
 
 def _raw_plan(
@@ -702,7 +741,7 @@ def _raw_plan(
         out.width = first if all(w == first for w in out.widths) else 0
         out.whole = out.order == list(range(len(prefixes)))
     specs = list(outs.values())
-    fast = _fast(prefixes, specs, family.name)
+    fast = _fast(prefixes, specs, family)
     return _RawPlan(prefixes, specs, refused, keys, results, fast=fast)
 
 
@@ -723,6 +762,7 @@ def _raw_outs(family: RawFamily, plan: _RawPlan, values: list[str]) -> list[tupl
             texts = ["".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
         metric = Metric(spec.name, family.documentation, family.type, family.unit)
         out = _Out(metric, True, dict(zip(spec.keys, texts, strict=True)), dict(spec.collided))
+        out.split = family.split is not None
         built.append((out, spec.name != family.name))
     return built
 

@@ -23,29 +23,37 @@ LINES = ['a{x="1"} 1\n', 'a{x="2"} 2.5 17\n', "b 3\n"]
 OLDS = ['a{x="1"}', 'a{x="2"} 2.5', "b"]  # a line's prefix: up to its last space
 
 
-def both(chunks: list[str], olds: list[str], order: array[int] | None, news: list[str]) -> Any:
+def both(
+    chunks: list[str], olds: list[str], order: array[int] | None, news: list[str], split: int
+) -> Any:
     """The answer of C and of Python, which must agree."""
-    got = apply_plan(chunks, olds, order, news)
-    assert got == _apply_plan(chunks, olds, order, news)
+    got = apply_plan(chunks, olds, order, news, split)
+    assert got == _apply_plan(chunks, olds, order, news, split)
     return got
 
 
+ABC = ["A", "B", "C"]
+
+
 @pytest.mark.parametrize(
-    ("chunks", "olds", "order", "news", "expected"),
+    ("chunks", "olds", "order", "news", "split", "expected"),
     [
-        (LINES, OLDS, None, ["A", "B", "C"], "A 1\nB 17\nC 3\n"),
-        (["".join(LINES)], OLDS, None, ["A", "B", "C"], "A 1\nB 17\nC 3\n"),
-        (LINES, OLDS, array("q", [2, 0]), ["C", "A"], "C 3\nA 1\n"),
-        (LINES, OLDS, array("q", []), [], ""),
-        ([], [], None, [], ""),
-        (LINES, ['a{x="1"}', 'a{x="2"}', "b"], None, ["A", "B", "C"], None),  # a value moved
-        (LINES, ['a{x="1"}', 'a{x="3"} 2.5', "b"], None, ["A", "B", "C"], None),  # a label
-        (LINES, OLDS[:2], None, ["A", "B"], None),  # a line more than the plan's
-        (LINES, [*OLDS, "c"], None, ["A", "B", "C", "D"], None),  # a line fewer
-        (['a{x="1"} 1'], OLDS[:1], None, ["A"], None),  # no newline at the end
-        (["\n"], [""], None, ["A"], None),  # an empty line
-        (["a 1\n"], ["a 1"], None, ["A"], None),  # no value after the prefix
-        (["ab 1\n"], ["a"], None, ["A"], None),  # the prefix is shorter than the line's
+        (LINES, OLDS, None, ABC, 3, ("A 1\nB 17\nC 3\n", "")),
+        (["".join(LINES)], OLDS, None, ABC, 3, ("A 1\nB 17\nC 3\n", "")),
+        (LINES, OLDS, None, ABC, 1, ("A 1\n", "B 17\nC 3\n")),
+        (LINES, OLDS, None, ABC, 0, ("", "A 1\nB 17\nC 3\n")),
+        (LINES, OLDS, array("q", [2, 0]), ["C", "A"], 2, ("C 3\nA 1\n", "")),
+        (LINES, OLDS, array("q", [0, 0]), ["A", "a"], 1, ("A 1\n", "a 1\n")),
+        (LINES, OLDS, array("q", []), [], 0, ("", "")),
+        ([], [], None, [], 0, ("", "")),
+        (LINES, ['a{x="1"}', 'a{x="2"}', "b"], None, ABC, 3, None),  # a value moved
+        (LINES, ['a{x="1"}', 'a{x="3"} 2.5', "b"], None, ABC, 3, None),  # a label
+        (LINES, OLDS[:2], None, ["A", "B"], 2, None),  # a line more than the plan's
+        (LINES, [*OLDS, "c"], None, [*ABC, "D"], 4, None),  # a line fewer
+        (['a{x="1"} 1'], OLDS[:1], None, ["A"], 1, None),  # no newline at the end
+        (["\n"], [""], None, ["A"], 1, None),  # an empty line
+        (["a 1\n"], ["a 1"], None, ["A"], 1, None),  # no value after the prefix
+        (["ab 1\n"], ["a"], None, ["A"], 1, None),  # the prefix is shorter than the line's
     ],
 )  # fmt: skip
 def test_table(
@@ -53,28 +61,33 @@ def test_table(
     olds: list[str],
     order: array[int] | None,
     news: list[str],
-    expected: str | None,
+    split: int,
+    expected: tuple[str, str] | None,
 ) -> None:
-    assert both(chunks, olds, order, news) == expected
+    assert both(chunks, olds, order, news, split) == expected
 
 
 def test_c_refuses_what_it_cannot_read() -> None:
     with pytest.raises(TypeError, match="ASCII"):
-        apply_plan(["é 1\n"], ["é"], None, ["A"])
+        apply_plan(["é 1\n"], ["é"], None, ["A"], 1)
     with pytest.raises(TypeError, match="int64"):
-        apply_plan(LINES, OLDS, array("i", [0]), ["A"])
+        apply_plan(LINES, OLDS, array("i", [0]), ["A"], 1)
     with pytest.raises(ValueError, match="one length"):
-        apply_plan(LINES, OLDS, array("q", [0, 1]), ["A"])
+        apply_plan(LINES, OLDS, array("q", [0, 1]), ["A"], 1)
+    with pytest.raises(ValueError, match="split"):
+        apply_plan(LINES, OLDS, None, ABC, 4)
     with pytest.raises(IndexError):
-        apply_plan(LINES, OLDS, array("q", [3]), ["A"])
+        apply_plan(LINES, OLDS, array("q", [3]), ["A"], 1)
 
 
+Plan = tuple[list[str], list[str], "array[int]", list[str], int]
 TEXT = st.text(alphabet='ab{}=" ,\\', max_size=6)
 
 
 @st.composite
-def plans(draw: st.DrawFn) -> tuple[list[str], list[str], array[int], list[str]]:
-    """Lines cut into chunks, each line's prefix (sometimes another), an order, news."""
+def plans(draw: st.DrawFn) -> Plan:
+    """Lines cut into chunks, each line's prefix (sometimes another), an order, news and
+    where to split them."""
     lines = [
         f"{draw(TEXT)} {draw(st.text(alphabet='0 1', min_size=0, max_size=3))}\n"
         for _ in range(draw(st.integers(0, 6)))
@@ -88,14 +101,14 @@ def plans(draw: st.DrawFn) -> tuple[list[str], list[str], array[int], list[str]]
         chunks[-1] = chunks[-1][: -draw(st.integers(1, len(chunks[-1])))]
     order = draw(st.lists(st.integers(0, max(len(olds) - 1, 0)), max_size=8)) if olds else []
     news = draw(st.lists(TEXT, min_size=len(order), max_size=len(order)))
-    return chunks, olds, array("q", order), news
+    return chunks, olds, array("q", order), news, draw(st.integers(0, len(order)))
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=plans())
-def test_c_and_python_agree(plan: tuple[list[str], list[str], array[int], list[str]]) -> None:
-    chunks, olds, order, news = plan
-    got = both(chunks, olds, order, news)
+def test_c_and_python_agree(plan: Plan) -> None:
+    chunks, olds, order, news, split = plan
+    got = both(chunks, olds, order, news, split)
     lines = "".join(chunks).split("\n")
     holds = lines[-1] == "" and [line.rpartition(" ")[0] for line in lines[:-1]] == olds
     assert (got is not None) == (holds and all(" " in line for line in lines[:-1]))

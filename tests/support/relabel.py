@@ -110,9 +110,11 @@ def body(series: list[tuple[str, str, str]], values: list[int], openmetrics: boo
 
 
 def shown(families: list[Any]) -> list[tuple[str, str, Any]]:
-    """Families as comparable values (a raw family: its text)."""
+    """Families as comparable values (a raw family: its text, and where a counter's
+    ``_created`` lines begin when it came as text)."""
     return [
-        (f.name, f.type, f.chunks if isinstance(f, RawFamily) else samples_of(f)) for f in families
+        (f.name, f.type, (f.chunks, f.split) if isinstance(f, RawFamily) else samples_of(f))
+        for f in families
     ]
 
 
