@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--native-histograms", action="store_true", help="proxy.native_histograms")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--no-tuning", action="store_true", help="no sidecar.runtime.tune()")
-    parser.add_argument("--engine", choices=("lean", "aiohttp"), default="aiohttp")
+    parser.add_argument("--engine", choices=("lean", "aiohttp"), default=ProxyConfig().engine)
     return parser.parse_args(argv)
 
 

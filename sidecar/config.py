@@ -479,7 +479,7 @@ class ProxyConfig:
     native_histograms: bool = field(default=False, metadata=_BOOL)
     upstream_tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
     engine: Literal["lean", "aiohttp"] = field(
-        default="aiohttp", metadata=_opt(_one_of("lean", "aiohttp"))
+        default="lean", metadata=_opt(_one_of("lean", "aiohttp"))
     )
 
     def __post_init__(self) -> None:

@@ -107,6 +107,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("dedup-keys-too-many", "events: {dedup_max_keys: 2000000000}", r"^events\.dedup_max_keys: expected at most 100,000,000 keys"),
     ("dedup-keys-zero", "events: {dedup_max_keys: 0}", r"^events\.dedup_max_keys: expected an integer >= 1"),
     ("bad-choice", "proxy: {unmatched_routes: drop}", r"^proxy\.unmatched_routes: expected one of template, raw, other"),
+    ("bad-engine", "proxy: {engine: fast}", r"^proxy\.engine: expected one of lean, aiohttp"),
     ("bad-level", "logging: {level: loud}", r"^logging\.level: expected one of"),
     ("bad-route", "proxy: {routes: [users]}", r"^proxy\.routes: expected a route template"),
     ("bad-buckets", "proxy: {latency_buckets_ms: [5, 1]}", r"^proxy\.latency_buckets_ms: bucket bounds"),
