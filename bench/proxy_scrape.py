@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import http.client
 import os
@@ -34,7 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,39 @@ def send(car: Sidecar, body: bytes) -> None:
 
 
 @contextlib.contextmanager
+def each_second(name: str, step: Callable[[], None], cores: str | None = None) -> Iterator[None]:
+    """``step()`` once a second in a thread (pinned to ``cores``) while inside."""
+    stop = threading.Event()
+
+    def run() -> None:
+        if cores is not None:  # (pid 0: this thread only)
+            os.sched_setaffinity(0, {int(core) for core in cores.split(",")})
+        next_at = time.monotonic()
+        while not stop.is_set():
+            step()
+            next_at += SCRAPE_INTERVAL
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@functools.lru_cache(maxsize=1)
+def churn_requests() -> list[ExportMetricsServiceRequest]:
+    """A request per ``PUSH_POINTS`` series, built once: a push moves its values on
+    (`advanced`); building them anew each second would take ~1 s of wrk's core."""
+    return [
+        build_request(first, PUSH_POINTS, HISTOGRAM_SHARE, 3)
+        for first in range(0, SERIES, PUSH_POINTS)
+    ]
+
+
+@contextlib.contextmanager
 def pushing(car: Sidecar, cores: str, on: bool = True) -> Iterator[list[int]]:
     """While inside (when ``on``), push ``CHURN_SHARE`` of the series every second with
     new values, the next share each second (as SDKs exporting on a 10 s interval);
@@ -158,32 +192,17 @@ def pushing(car: Sidecar, cores: str, on: bool = True) -> Iterator[list[int]]:
     if not on:
         yield done
         return
-    stop = threading.Event()
+    requests = churn_requests()
     per_second = int(SERIES * CHURN_SHARE) // PUSH_POINTS
-    # built once: each push only moves the values on (building costs wrk's core ~1 s/s)
-    requests = [
-        build_request(first, PUSH_POINTS, HISTOGRAM_SHARE, 3)
-        for first in range(0, SERIES, PUSH_POINTS)
-    ]
 
-    def run() -> None:
-        os.sched_setaffinity(0, {int(core) for core in cores.split(",")})  # this thread
-        next_at, turn = time.monotonic(), 0
-        while not stop.is_set():
-            for _ in range(per_second):
-                send(car, advanced(requests[turn % len(requests)]).SerializeToString())
-                done.append(turn)
-                turn += 1
-            next_at += 1.0
-            stop.wait(max(0.0, next_at - time.monotonic()))
+    def step() -> None:
+        for _ in range(per_second):
+            turn = len(done)
+            send(car, advanced(requests[turn % len(requests)]).SerializeToString())
+            done.append(turn)
 
-    thread = threading.Thread(target=run, name="pusher")
-    thread.start()
-    try:
+    with each_second("pusher", step, cores):
         yield done
-    finally:
-        stop.set()
-        thread.join()
 
 
 def advanced(request: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest:
@@ -255,29 +274,19 @@ METRICS_HEADERS = {
 def scraping(admin: int) -> Iterator[Scrapes]:
     """Scrape /metrics (then the status page) every ``SCRAPE_INTERVAL`` while inside."""
     seen = Scrapes()
-    stop = threading.Event()
 
-    def run() -> None:
-        next_at = time.monotonic()
-        while not stop.is_set():
-            start = time.perf_counter()
-            status, body = scrape(admin, "/metrics", METRICS_HEADERS)
-            seen.seconds.append(time.perf_counter() - start)
-            seen.sizes.append(len(body))
-            start = time.perf_counter()
-            page, _ = scrape(admin, "/?refresh=0", {})
-            seen.page_seconds.append(time.perf_counter() - start)
-            seen.failures += status != 200 or page != 200
-            next_at += SCRAPE_INTERVAL
-            stop.wait(max(0.0, next_at - time.monotonic()))
+    def step() -> None:
+        start = time.perf_counter()
+        status, body = scrape(admin, "/metrics", METRICS_HEADERS)
+        seen.seconds.append(time.perf_counter() - start)
+        seen.sizes.append(len(body))
+        start = time.perf_counter()
+        page, _ = scrape(admin, "/?refresh=0", {})
+        seen.page_seconds.append(time.perf_counter() - start)
+        seen.failures += status != 200 or page != 200
 
-    thread = threading.Thread(target=run, name="scraper")
-    thread.start()
-    try:
+    with each_second("scraper", step):
         yield seen
-    finally:
-        stop.set()
-        thread.join()
 
 
 def check_exposition(admin: int) -> str:
@@ -423,6 +432,52 @@ def run(args: argparse.Namespace, workdir: Path, upstream: int, load_cores: str,
     return f"{table}\n\n{parsed}\n{verdicts}"
 
 
+def render_cpu() -> str:
+    """CPU of rendering the ``SERIES`` ingested series alone, in this process (OpenMetrics,
+    gzip): without the render cache, with it (first, unchanged, ``CHURN_SHARE`` pushed)."""
+    from ingest import _translator
+
+    from sidecar.ingest.codec import Encoding, decode_request
+    from sidecar.ingest.collector import OtlpCollector
+    from sidecar.ingest.store import MetricStore, StoreLimits
+    from sidecar.unified import UnifiedCollector
+
+    store, translator = MetricStore(StoreLimits(max_series=2 * SERIES)), _translator()
+    requests = [
+        build_request(f, PUSH_POINTS, HISTOGRAM_SHARE, 3) for f in range(0, SERIES, PUSH_POINTS)
+    ]
+
+    def apply(request: ExportMetricsServiceRequest) -> None:
+        store.apply(
+            translator.translate(decode_request(request.SerializeToString(), Encoding.PROTOBUF))
+        )
+
+    for request in requests:
+        apply(request)
+    plain = UnifiedCollector([OtlpCollector(store, cache=False)])
+    cached = UnifiedCollector([OtlpCollector(store)])
+
+    def timed(view: UnifiedCollector) -> float:
+        started = time.process_time()
+        view.render(PROMETHEUS_ACCEPT, "gzip")
+        return time.process_time() - started
+
+    rows = [["no cache", f"{min(timed(plain) for _ in range(3)) * 1000:.0f}"]]
+    rows.append(["cache, first render", f"{timed(cached) * 1000:.0f}"])
+    rows.append(["cache, nothing changed", f"{min(timed(cached) for _ in range(3)) * 1000:.1f}"])
+    changed = []
+    for turn in range(3):
+        share = int(len(requests) * CHURN_SHARE)
+        for request in requests[turn * share : (turn + 1) * share]:
+            apply(advanced(request))
+        changed.append(timed(cached))
+    rows.append(
+        [f"cache, {CHURN_SHARE:.0%} of the series pushed since", f"{min(changed) * 1000:.0f}"]
+    )
+    headers = [f"render of {SERIES:,} ingested series (OpenMetrics, gzip)", "CPU ms"]
+    return render_table(headers, rows)
+
+
 def main() -> int:
     """Standalone: start an upstream nginx and run the scenario."""
     from common import congestion_control, cpu_layout, ensure_tools
@@ -436,7 +491,13 @@ def main() -> int:
     parser.add_argument(
         "--sidecar-root", type=Path, help="run the sidecar of this checkout (a before/after)"
     )
+    parser.add_argument(
+        "--render-only", action="store_true", help="only time renders in this process"
+    )
     args = parser.parse_args()
+    if args.render_only:
+        print(render_cpu())
+        return 0
     ensure_tools("wrk:wrk", "nginx:nginx")
     load_cores, proxy_cores = cpu_layout()
     import tempfile
