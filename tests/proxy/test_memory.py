@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.process import PROXY_ONLY
+from tests.support.proxy import ENGINES
 
 GIB = 2**30
 BLOCK = bytes(range(256)) * 1024  # 256 KiB
@@ -68,7 +69,8 @@ async def _round_trip(session: aiohttp.ClientSession, url: str, size: int) -> No
 
 
 @pytest.mark.slow
-async def test_one_gib_each_way_keeps_proxy_memory_flat(aiohttp_server: Any) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_one_gib_each_way_keeps_proxy_memory_flat(aiohttp_server: Any, engine: str) -> None:
     app = web.Application(client_max_size=2 * GIB)
     app.router.add_post("/sink", _sink)
     app.router.add_get("/source", _source)
@@ -78,6 +80,8 @@ async def test_one_gib_each_way_keeps_proxy_memory_flat(aiohttp_server: Any) -> 
         str(PROXY_ONLY),
         "--upstream",
         f"http://127.0.0.1:{upstream.port}",
+        "--engine",
+        engine,
         stdout=subprocess.PIPE,
     )
     try:
