@@ -9,15 +9,18 @@ compresses only the changed ones; the gzip answer joins the pieces as they are, 
 without gzip gets them inflated. A chunk's lines are the same in every text format (the
 format only changes a family's header, rendered each time), so one piece serves all.
 
-Held: the compressed pieces only, at most `MAX_BYTES`, least recently used dropped first.
-Thread-safe (renders run in worker threads, `sidecar.offloop`). What it saves and what
-it does not: docs/tail-latency.md.
+Held: the compressed pieces only, at most `MAX_BYTES`; pieces of families and chunks that
+are gone are dropped at each render (`RenderCache.prune`). At the bound a new piece is not
+kept: with more series than the bound holds, a steady share of the chunks stays cached
+(an LRU would evict, chunk by chunk, what the same scrape needs next). Thread-safe
+(renders run in worker threads, `sidecar.offloop`). What it saves and what it does not:
+docs/tail-latency.md.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections.abc import Iterable
 from itertools import islice
 
 from sidecar.exposition import GZIP_LEVEL
@@ -37,7 +40,7 @@ class RenderCache:
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._pieces: OrderedDict[Key, tuple[int, Deflated]] = OrderedDict()
+        self._pieces: dict[Key, tuple[int, Deflated]] = {}
         self._lock = threading.Lock()
         self.bytes = 0  # compressed bytes held
         self.hits = 0
@@ -54,30 +57,30 @@ class RenderCache:
             if kept is None or kept[0] != version:
                 self.misses += 1
                 return None
-            self._pieces.move_to_end(key)
             self.hits += 1
             return kept[1]
 
     def keep(self, key: Key, version: int, piece: Deflated) -> None:
-        """Keep ``piece`` (replacing an older version), dropping the least recently used
-        pieces while more than ``max_bytes`` are held."""
+        """Keep ``piece``, in place of an older version of it; not when the bound is
+        reached (the pieces held stay: they are in use, `prune` drops the others)."""
         with self._lock:
             old = self._pieces.pop(key, None)
             if old is not None:
                 self.bytes -= len(old[1].data)
-            if len(piece.data) > self.max_bytes:
+            if self.bytes + len(piece.data) > self.max_bytes:
                 return
             self._pieces[key] = (version, piece)
             self.bytes += len(piece.data)
-            while self.bytes > self.max_bytes:
-                _, (_, dropped) = self._pieces.popitem(last=False)
-                self.bytes -= len(dropped.data)
 
-    def clear(self) -> None:
-        """Forget every piece."""
+    def prune(self, families: Iterable[Family]) -> None:
+        """Drop the pieces of families and chunks that are gone."""
+        chunks = {family.serial: family.sizes for family in families}
         with self._lock:
-            self._pieces.clear()
-            self.bytes = 0
+            dead = [
+                key for key in self._pieces if key[0] not in chunks or key[1] not in chunks[key[0]]
+            ]
+            for key in dead:
+                self.bytes -= len(self._pieces.pop(key)[1].data)
 
 
 def family_parts(family: Family, openmetrics: bool, cache: RenderCache) -> list[Part]:

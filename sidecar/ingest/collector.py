@@ -139,6 +139,8 @@ class OtlpCollector:
             out.append(TargetInfoFamily(list(self.store.targets), self.utf8_labels))
         utf8 = self.utf8_labels
         relabelled = self.relabel is not None and self.relabel.applies
+        if self.render_cache is not None:
+            self.render_cache.prune(self.store.families.values())
         out.extend(
             IngestedFamily(f, utf8, self._label_bytes, relabelled, self.render_cache)
             for f in self.store.families.values()
