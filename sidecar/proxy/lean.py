@@ -38,7 +38,7 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy, RawRequestMessage
-from aiohttp.http_writer import HttpVersion, StreamWriter
+from aiohttp.http_writer import HttpVersion
 from aiohttp.http_writer import _serialize_headers as serialize_headers  # C when built
 from aiohttp.streams import EMPTY_PAYLOAD, EmptyStreamReader, StreamReader
 from aiohttp.tcp_helpers import tcp_keepalive
@@ -523,10 +523,12 @@ class LeanConnection(BaseProtocol):
             headers["Connection"] = "close"
         elif version.minor == 0:
             headers["Connection"] = "keep-alive"
-        writer = StreamWriter(self, self.loop)
         line = f"HTTP/{version.major}.{version.minor} {answer.status} {answer.reason}"
-        await writer.write_headers(line, headers)
-        await writer.write_eof(body)
+        head = serialize_headers(line, headers)
+        # HEAD: the length the GET would have, no body (RFC 9110 §9.3.2)
+        transport.write(head if request.method == "HEAD" else head + body)
+        if self.writing_paused:
+            await self._drain_helper()
         return keep
 
     # ---------------------------------------------------------------- refusals, closing

@@ -128,3 +128,21 @@ async def test_websocket_upgrade_pipelined_behind_a_request(make_proxy: ProxyFac
     assert first[2] == blob(3, seed=3)
     assert head.startswith(b"HTTP/1.1 101 ")
     assert frame == bytes([0x81, len(payload)]) + payload  # echoed through the relay
+
+
+async def test_the_proxys_own_answer_to_head_has_no_body(make_proxy: ProxyFactory) -> None:
+    """A 502 to HEAD says its length but sends no body: the next answer on the
+    connection must not start with one."""
+    p = await make_proxy(upstream="http://127.0.0.1:1")  # nothing listens: 502
+    reader, writer = await connect(p.url)
+    try:
+        writer.write(b"HEAD /x HTTP/1.1\r\nHost: app\r\n\r\n" + get("/y"))
+        async with asyncio.timeout(10):
+            head = await read_response(reader, "HEAD")
+            after = await read_response(reader)
+    finally:
+        writer.close()
+    assert head[0] == 502
+    assert int(head[1]["content-length"]) > 0
+    assert after[0] == 502
+    assert after[2] == b"upstream connection failed\n"
