@@ -11,10 +11,14 @@ Lengths below 16,384 come from a table, not a varint loop.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import re
 import struct
-from itertools import accumulate
+from bisect import bisect_right
+from collections.abc import Iterable
+from itertools import accumulate, compress, repeat
 
 from sidecar import extensions
 from sidecar.exposition import parse_labels
@@ -46,6 +50,10 @@ _VARINT = tuple(
     bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7)) for n in range(_SMALL)
 )
 _SCALAR = 11  # a counter's or gauge's value message with its tag and length: 1 + 1 + 9
+# a LabelPair field's head (tag 1, length) by its size
+_PAIR_HEADS = tuple(b"\x0a" + varint for varint in _VARINT)
+# a counter's or gauge's Metric head (tag 4, length) by the size of its label pairs
+_SCALAR_HEADS = tuple(b"\x22" + _VARINT[size + _SCALAR] for size in range(_SMALL - _SCALAR))
 # tag 1 (double) of the value message, behind the message's tag (counter 3, gauge 2)
 _COUNTER_VALUE = struct.Struct("<3sd").pack
 _COUNTER_HEAD, _GAUGE_HEAD = b"\x1a\x09\x09", b"\x12\x09\x09"
@@ -62,9 +70,44 @@ def _uvarint(value: int) -> bytes:
 
 def _pair(name: str, value: str) -> bytes:
     """One ``LabelPair`` as field 1 of a Metric (`labels_bytes` of one label)."""
-    n, v = name.encode(), value.encode()
-    inner = b"\x0a" + _uvarint(len(n)) + n + b"\x12" + _uvarint(len(v)) + v
+    v = value.encode()
+    inner = _name_field(name) + _uvarint(len(v)) + v
     return b"\x0a" + _uvarint(len(inner)) + inner
+
+
+def _new_pairs(pieces: list[str], pairs: dict[str, bytes], names: dict[str, str]) -> bool:
+    """Encode the new pair texts ``pieces`` (``name="value``) into ``pairs`` and ``names``
+    with C loops only (`map`: no Python frame a pair); False, with nothing added, when one
+    is not as the store writes it, has a quoted name or too long a value or pair (then
+    each is taken alone)."""
+    if not all(map(_PIECE.fullmatch, pieces)):
+        return False
+    split = list(map(str.partition, pieces, repeat('="')))
+    keys = list(map(operator.itemgetter(0), split))
+    if any(map(operator.methodcaller("startswith", '"'), keys)):
+        return False
+    values = list(map(str.encode, map(operator.itemgetter(2), split)))
+    try:
+        inners = list(
+            map(
+                operator.add,
+                map(_name_field, keys),
+                map(operator.add, map(_VARINT.__getitem__, map(len, values)), values),
+            )
+        )
+        encoded = list(map(operator.add, map(_PAIR_HEADS.__getitem__, map(len, inners)), inners))
+    except IndexError:  # a length past the tables
+        return False
+    pairs.update(zip(pieces, encoded, strict=True))
+    names.update(zip(pieces, keys, strict=True))
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_field(name: str) -> bytes:
+    """A LabelPair's name field and the value's tag (names repeat: kept)."""
+    n = name.encode()
+    return b"\x0a" + _uvarint(len(n)) + n + b"\x12"
 
 
 class LabelBytes:
@@ -103,6 +146,82 @@ class LabelBytes:
                 self._scalar.clear()
             self._scalar[text] = head
         return head
+
+    def prime(self, series: list[Series], *, scalar: bool) -> None:
+        """Encode the label texts of one family's series that are not cached yet, all in
+        one pass (the pure-Python path; the C encoder needs none): a first scrape, or one
+        after many new series. Their pairs are split, looked up and joined for all of them
+        at once, and the duplicate-name check is one comparison when they all name the
+        same labels (as a family's series do) instead of a few calls per series. A text
+        this pass does not take is encoded one by one, as before. ``scalar``: fill the
+        counter/gauge heads (`scalar`), else the label pairs (`__call__`)."""
+        cache = self._scalar if scalar else self._cache
+        if self._c or not series or series[0].labels in cache:  # (cached: a later scrape)
+            return
+        fresh = [t for t in [s.labels for s in series] if t not in cache and t and "\\" not in t]
+        if not fresh:
+            return
+        widths = [t.count('",') + 1 for t in fresh]
+        flat = '",'.join([t[:-1] for t in fresh]).split('",')
+        if len(flat) != sum(widths):  # (a text the split reads otherwise)
+            return
+        pairs, names = self._pairs, self._names
+        if len(pairs) + len(flat) > self._limit:
+            pairs.clear()
+            names.clear()
+        encoded = list(map(pairs.get, flat))
+        bad: set[int] = set()  # texts not as the store writes them
+        missing = list(compress(range(len(flat)), map(operator.is_, encoded, repeat(None))))
+        if missing and _new_pairs(
+            list(dict.fromkeys(map(flat.__getitem__, missing))), pairs, names
+        ):
+            encoded = list(map(pairs.get, flat))
+        elif missing:
+            starts = list(accumulate(widths, initial=0))
+            for i in missing:
+                piece = flat[i]
+                hit = pairs.get(piece)  # (new in an earlier text of these)
+                if hit is None:
+                    if not _PIECE.fullmatch(piece):
+                        bad.add(bisect_right(starts, i) - 1)
+                        continue
+                    name, _, value = piece.partition('="')
+                    if name[:1] == '"':  # a quoted (UTF-8) name
+                        name = name[1:-1]
+                    names[piece] = name
+                    hit = pairs[piece] = _pair(name, value)
+                encoded[i] = hit
+        named = list(map(names.get, flat))
+        first = widths[0]
+        # the same label names in every text, none twice: one check for all of them
+        same = (
+            widths.count(first) == len(widths)
+            and named == named[:first] * len(widths)
+            and len(set(named[:first])) == first
+        )
+        if len(cache) + len(fresh) > self._limit:
+            cache.clear()
+        if same and not bad:  # each text's bytes cut from one join, in C loops
+            blob = b"".join(encoded)  # type: ignore[arg-type]
+            bounds = list(accumulate(map(len, encoded), initial=0))[::first]  # type: ignore[arg-type]
+            chunks: Iterable[bytes] = map(blob.__getitem__, map(slice, bounds, bounds[1:]))
+            if scalar:
+                sizes = list(map(operator.sub, bounds[1:], bounds))
+                if max(sizes) < _SMALL - _SCALAR:
+                    chunks = map(operator.add, map(_SCALAR_HEADS.__getitem__, sizes), chunks)
+                else:
+                    chunks = (b"\x22" + _uvarint(len(c) + _SCALAR) + c for c in list(chunks))
+            cache.update(zip(fresh, chunks, strict=True))
+            return
+        at = 0
+        for index, (text, width) in enumerate(zip(fresh, widths, strict=True)):
+            end = at + width
+            if index not in bad and (same or len(set(named[at:end])) == width):
+                joined = b"".join(encoded[at:end])  # type: ignore[arg-type]
+                if scalar:
+                    joined = b"\x22" + _uvarint(len(joined) + _SCALAR) + joined
+                cache[text] = joined
+            at = end
 
     def encode(self, text: str) -> bytes:
         """``labels_bytes(parse_labels(text))``: in C (`_pblabels`) where it is built, else
@@ -210,11 +329,21 @@ class _Bounds:
 
     def __init__(self) -> None:
         self._known: dict[tuple[float, ...], list[bytes | None]] = {}
+        self._ending: dict[tuple[float, ...], list[bytes | None]] = {}  # (``+Inf`` last)
 
     def __call__(self, bounds: tuple[float, ...]) -> list[bytes | None]:
         fields = self._known.get(bounds)
         if fields is None:
             fields = self._known[bounds] = _bound_fields([*bounds, INF])
+        return fields
+
+    def with_inf(self, bounds: list[float]) -> list[bytes | None]:
+        """`__call__` for bounds that end in ``+Inf`` already (an exponential series'
+        classic conversion: the series of one scale and offset share them)."""
+        key = tuple(bounds)
+        fields = self._ending.get(key)
+        if fields is None:
+            fields = self._ending[key] = _bound_fields(bounds)
         return fields
 
 
@@ -227,7 +356,7 @@ def _histogram(series: Series, known: _Bounds) -> bytes:
     extra = series.extra
     if extra is not None and not isinstance(extra, tuple):
         bounds, counts = classic_buckets(extra)
-        fields, total = _bound_fields(bounds), extra.sum
+        fields, total = known.with_inf(bounds), extra.sum
     else:
         fields, counts, total = known(series.bounds), series.counts or [0], series.sum
     if len(fields) != len(counts):
@@ -274,13 +403,19 @@ def encode_stored(family: Family, labels: LabelBytes) -> bytes:
             else (d.name, _GAUGE, _GAUGE_HEAD)
         )
         scalar, pack = labels.scalar, _COUNTER_VALUE
-        out = [scalar(s.labels) + pack(value_head, s.value) for s in family.all_series()]
+        series = list(family.all_series())
+        labels.prime(series, scalar=True)
+        out = [scalar(s.labels) + pack(value_head, s.value) for s in series]
     elif kind is Kind.HISTOGRAM:
         name, wire, known = d.name, _HISTOGRAM, _Bounds()
-        out = [_metric(labels(s.labels), _histogram(s, known)) for s in family.all_series()]
+        series = list(family.all_series())
+        labels.prime(series, scalar=False)
+        out = [_metric(labels(s.labels), _histogram(s, known)) for s in series]
     else:
         name, wire = d.name, _SUMMARY
-        out = [_metric(labels(s.labels), _summary(s)) for s in family.all_series()]
+        series = list(family.all_series())
+        labels.prime(series, scalar=False)
+        out = [_metric(labels(s.labels), _summary(s)) for s in series]
     head = text_field(b"\x0a", name) + text_field(b"\x12", d.help) + varint_field(b"\x18", wire)
     return head + b"".join(out)
 

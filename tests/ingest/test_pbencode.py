@@ -88,6 +88,39 @@ def test_random_label_sets_encode_as_the_general_parser_reads_them(use_c: bool) 
         assert labels.encode(text) == labels_bytes(parse_labels(text)), text
 
 
+@pytest.mark.parametrize("scalar", [True, False], ids=["counter heads", "label pairs"])
+def test_a_familys_texts_primed_at_once_encode_as_one_by_one(scalar: bool) -> None:
+    """`LabelBytes.prime` (the pure-Python first scrape: all of a family's new label texts
+    in one pass) leaves exactly what encoding each alone gives: the awkward texts above,
+    families naming the same labels (the one-check case) and mixed ones, shared pairs."""
+    rng = random.Random(19)
+    values = ["".join(rng.choices(ALPHABET, k=rng.randrange(6))) for _ in range(40)]
+    same = sorted(rng.sample(NAMES, 3))
+    families = [
+        list(TEXTS),
+        [label_text({n: rng.choice(values) for n in same}) for _ in range(300)],
+        [label_text({n: rng.choice(values) for n in same}) for _ in range(30)] + ['a="1",a="2"'],
+        [
+            label_text({n: rng.choice(values) for n in rng.sample(NAMES, rng.randrange(5))})
+            for _ in range(300)
+        ],
+    ]
+    labels = LabelBytes(use_c=False)
+    for texts in families:
+        labels.prime([Series(text) for text in texts], scalar=scalar)
+        for text in texts:
+            expected = labels_bytes(parse_labels(text))
+            assert (labels.scalar(text) if scalar else labels(text)).endswith(expected), text
+            assert labels(text) == expected
+
+
+class Series:
+    """What `prime` reads of a stored series: its label text."""
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+
+
 @pytest.mark.parametrize("use_c", PATHS.values(), ids=PATHS)
 def test_stored_families_are_the_protobuf_runtimes_bytes(use_c: bool) -> None:
     """`encode_stored` writes exactly what the protobuf runtime serializes for the family's
