@@ -40,10 +40,11 @@
  * or None for anything else (rawtext.py's way then reads the body and says why). Sample
  * lines are then exactly what rawtext's line-by-line way keeps of them.
  *
- * apply_plan(chunks, olds, order, news, split) writes a relabelled family from a plan that
- * sidecar/relabel/families.py remembered: each line's new `name{labels}` with the line's
- * value, once it has checked that every line still has the plan's old `name{labels}`
- * (tests/relabel/test_apply_plan.py holds it to the Python spelling, `_apply_plan`).
+ * apply_plan(chunks, olds, old_ends, order, news, new_ends, split) writes a relabelled
+ * family from a plan that sidecar/relabel/families.py remembered: each line's new
+ * `name{labels}` with the line's value, once it has checked that every line still has
+ * the plan's old `name{labels}` (tests/relabel/test_apply_plan.py holds it to the
+ * Python spelling, `_apply_plan`).
  *
  * tests/merge/test_rawtext_runs.py holds this to the same answers as the `re` spelling
  * of the grammar and as the line-by-line way, on tables and on generated runs.
@@ -682,30 +683,52 @@ error:
     return NULL;
 }
 
-/* apply_plan(chunks, olds, order, news, split): a merge target's family relabelled by
- * a remembered plan (sidecar/relabel/families.py, `_apply_plan` is the same in Python).
- * Line i of the ASCII `chunks` (each a run of whole lines) must be olds[i], one space
- * and a value without a space, then '\n' (the value is the line's last space on), and
- * there must be exactly len(olds) lines. The output lines are news[k] followed by the
- * value of line order[k], for every k (order: a buffer of int64 line numbers, or None
- * for line k itself); the result is (lines before `split`, lines from it) as two str,
- * or None when a line does not match its old prefix (the plan does not hold). */
+/* apply_plan(chunks, olds, old_ends, order, news, new_ends, split): a merge target's
+ * family relabelled by a remembered plan (sidecar/relabel/families.py; `_apply_plan` is
+ * the same in Python). `olds` holds every input line's `name{labels}` and `news` every
+ * output line's, one after the other in one ASCII str each (read in order: no object a
+ * line to chase), line i ending at old_ends[i] (new_ends[k]), int64 buffers. Line i of
+ * the ASCII `chunks` (each a run of whole lines) must be its old `name{labels}`, a space,
+ * then a value without a space and '\n' (so the value is the line's last space on), and
+ * the chunks must have exactly len(old_ends) lines. Output line k is the k-th new
+ * `name{labels}` followed by the value of line order[k] (order: an int64 buffer, or None
+ * for line k itself); the result is (output lines before `split`, those from it) as two
+ * str, or None when a line does not match (the plan does not hold for this scrape). */
 typedef struct {
     const char *text;
     Py_ssize_t len;
 } Span;
 
+/* A buffer of int64 ("q" or "l"): 0, or -1 with an error set. */
 static int
-ascii_spans(PyObject *seq, Span *spans, Py_ssize_t n, const char *what)
+int64_buffer(PyObject *obj, Py_buffer *view, const char *what)
 {
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->itemsize != 8 || view->format == NULL
+        || (strcmp(view->format, "q") != 0 && strcmp(view->format, "l") != 0)) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s must be a buffer of int64", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ends[] cut text of length len into pieces: non-decreasing, the last one len */
+static int
+valid_ends(const int64_t *ends, Py_ssize_t n, Py_ssize_t len, const char *what)
+{
+    int64_t at = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item)) {
-            PyErr_Format(PyExc_TypeError, "%s must hold ASCII str", what);
+        if (ends[i] < at) {
+            PyErr_Format(PyExc_ValueError, "%s must not decrease", what);
             return -1;
         }
-        spans[i].text = (const char *)PyUnicode_DATA(item);
-        spans[i].len = PyUnicode_GET_LENGTH(item);
+        at = ends[i];
+    }
+    if (at != len) {
+        PyErr_Format(PyExc_ValueError, "%s must end where its text ends", what);
+        return -1;
     }
     return 0;
 }
@@ -713,55 +736,56 @@ ascii_spans(PyObject *seq, Span *spans, Py_ssize_t n, const char *what)
 static PyObject *
 apply_plan(PyObject *module, PyObject *args)
 {
-    PyObject *chunks_arg, *olds_arg, *order_arg, *news_arg;
+    PyObject *chunks_arg, *olds, *old_ends_arg, *order_arg, *news, *new_ends_arg;
     Py_ssize_t split;
-    if (!PyArg_ParseTuple(args, "OOOOn:apply_plan", &chunks_arg, &olds_arg, &order_arg,
-                          &news_arg, &split))
+    if (!PyArg_ParseTuple(args, "OUOOUOn:apply_plan", &chunks_arg, &olds, &old_ends_arg,
+                          &order_arg, &news, &new_ends_arg, &split))
         return NULL;
-    PyObject *chunks = PySequence_Fast(chunks_arg, "chunks must be a sequence");
-    PyObject *olds = chunks ? PySequence_Fast(olds_arg, "olds must be a sequence") : NULL;
-    PyObject *news = olds ? PySequence_Fast(news_arg, "news must be a sequence") : NULL;
-    Py_buffer order = {0};
-    int have_order = 0;
-    Span *old = NULL, *new = NULL, *values = NULL;
-    PyObject *result = NULL;
-    if (news == NULL)
+    if (!PyUnicode_IS_ASCII(olds) || !PyUnicode_IS_ASCII(news)) {
+        PyErr_SetString(PyExc_TypeError, "olds and news must be ASCII str");
+        return NULL;
+    }
+    Py_buffer old_ends, new_ends, order;
+    if (int64_buffer(old_ends_arg, &old_ends, "old_ends") < 0)
+        return NULL;
+    if (int64_buffer(new_ends_arg, &new_ends, "new_ends") < 0) {
+        PyBuffer_Release(&old_ends);
+        return NULL;
+    }
+    int have_order = order_arg != Py_None;
+    if (have_order && int64_buffer(order_arg, &order, "order") < 0) {
+        PyBuffer_Release(&old_ends);
+        PyBuffer_Release(&new_ends);
+        return NULL;
+    }
+    PyObject *chunks = NULL, *result = NULL;
+    Span *values = NULL;
+    Py_ssize_t n_lines = old_ends.len / 8, n_out = new_ends.len / 8;
+    const int64_t *o_ends = old_ends.buf, *n_ends = new_ends.buf;
+    const char *o = (const char *)PyUnicode_DATA(olds);
+    const char *n_text = (const char *)PyUnicode_DATA(news);
+    if (valid_ends(o_ends, n_lines, PyUnicode_GET_LENGTH(olds), "old_ends") < 0
+        || valid_ends(n_ends, n_out, PyUnicode_GET_LENGTH(news), "new_ends") < 0)
         goto done;
-    Py_ssize_t n_chunks = PySequence_Fast_GET_SIZE(chunks);
-    Py_ssize_t n_lines = PySequence_Fast_GET_SIZE(olds);
-    Py_ssize_t n_out = PySequence_Fast_GET_SIZE(news);
-    if (order_arg != Py_None) {
-        if (PyObject_GetBuffer(order_arg, &order, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
-            goto done;
-        have_order = 1;
-        if (order.itemsize != 8 || order.format == NULL
-            || (strcmp(order.format, "q") != 0 && strcmp(order.format, "l") != 0)) {
-            PyErr_SetString(PyExc_TypeError, "order must be a buffer of int64");
-            goto done;
-        }
-        if (order.len / 8 != n_out) {
-            PyErr_SetString(PyExc_ValueError, "order and news must have one length");
-            goto done;
-        }
-    } else if (n_out != n_lines) {
-        PyErr_SetString(PyExc_ValueError, "without order, olds and news must have one length");
+    if (have_order ? order.len / 8 != n_out : n_out != n_lines) {
+        PyErr_SetString(PyExc_ValueError,
+                        "order (or else old_ends) and new_ends must have one length");
         goto done;
     }
     if (split < 0 || split > n_out) {
         PyErr_SetString(PyExc_ValueError, "split must be within news");
         goto done;
     }
-    old = PyMem_Malloc(sizeof(Span) * (size_t)(n_lines ? n_lines : 1));
-    new = PyMem_Malloc(sizeof(Span) * (size_t)(n_out ? n_out : 1));
-    values = PyMem_Malloc(sizeof(Span) * (size_t)(n_lines ? n_lines : 1));
-    if (old == NULL || new == NULL || values == NULL) {
-        PyErr_NoMemory();
+    chunks = PySequence_Fast(chunks_arg, "chunks must be a sequence");
+    values = chunks ? PyMem_Malloc(sizeof(Span) * (size_t)(n_lines ? n_lines : 1)) : NULL;
+    if (values == NULL) {
+        if (chunks != NULL)
+            PyErr_NoMemory();
         goto done;
     }
-    if (ascii_spans(olds, old, n_lines, "olds") < 0 || ascii_spans(news, new, n_out, "news") < 0)
-        goto done;
-    /* every line: its old prefix, ' ', a value without a space, '\n' */
-    Py_ssize_t line = 0;
+    /* every line: its old `name{labels}`, a space, a value without a space, '\n' */
+    Py_ssize_t n_chunks = PySequence_Fast_GET_SIZE(chunks), line = 0;
+    int64_t start = 0;
     for (Py_ssize_t c = 0; c < n_chunks; c++) {
         PyObject *chunk = PySequence_Fast_GET_ITEM(chunks, c);
         if (!PyUnicode_Check(chunk) || !PyUnicode_IS_ASCII(chunk)) {
@@ -773,30 +797,33 @@ apply_plan(PyObject *module, PyObject *args)
         while (p < end) {
             if (line == n_lines)
                 goto mismatch;
-            Py_ssize_t len = old[line].len;
-            if (end - p <= len || p[len] != ' ' || memcmp(p, old[line].text, (size_t)len) != 0)
+            Py_ssize_t len = (Py_ssize_t)(o_ends[line] - start);
+            if (end - p <= len || p[len] != ' ' || memcmp(p, o + start, (size_t)len) != 0)
                 goto mismatch;
-            const char *value = p + len;
-            const char *nl = memchr(value, '\n', (size_t)(end - value));
-            if (nl == NULL || memchr(value + 1, ' ', (size_t)(nl - value - 1)) != NULL)
+            const char *value = p + len, *q = value + 1;
+            while (q < end && *q != '\n' && *q != ' ')
+                q++;
+            if (q == end || *q != '\n')
                 goto mismatch;
             values[line].text = value;
-            values[line].len = nl + 1 - value;
+            values[line].len = q + 1 - value;
+            start = o_ends[line];
             line++;
-            p = nl + 1;
+            p = q + 1;
         }
     }
     if (line != n_lines)
         goto mismatch;
     const int64_t *at = have_order ? (const int64_t *)order.buf : NULL;
-    Py_ssize_t sizes[2] = {0, 0};
+    Py_ssize_t sizes[2] = {split ? n_ends[split - 1] : 0, 0};
+    sizes[1] = PyUnicode_GET_LENGTH(news) - sizes[0];
     for (Py_ssize_t k = 0; k < n_out; k++) {
         int64_t i = at ? at[k] : k;
         if (i < 0 || i >= n_lines) {
             PyErr_SetString(PyExc_IndexError, "order names a line the chunks do not have");
             goto done;
         }
-        sizes[k >= split] += new[k].len + values[i].len;
+        sizes[k >= split] += values[i].len;
     }
     PyObject *parts[2] = {PyUnicode_New(sizes[0], 127), NULL};
     parts[1] = parts[0] ? PyUnicode_New(sizes[1], 127) : NULL;
@@ -804,12 +831,14 @@ apply_plan(PyObject *module, PyObject *args)
         Py_XDECREF(parts[0]);
         goto done;
     }
+    int64_t from = 0;
     for (int part = 0; part < 2; part++) {
         char *w = (char *)PyUnicode_DATA(parts[part]);
         for (Py_ssize_t k = part ? split : 0; k < (part ? n_out : split); k++) {
             const Span *v = &values[at ? at[k] : k];
-            memcpy(w, new[k].text, (size_t)new[k].len);
-            w += new[k].len;
+            memcpy(w, n_text + from, (size_t)(n_ends[k] - from));
+            w += n_ends[k] - from;
+            from = n_ends[k];
             memcpy(w, v->text, (size_t)v->len);
             w += v->len;
         }
@@ -821,20 +850,18 @@ apply_plan(PyObject *module, PyObject *args)
 mismatch:
     result = Py_NewRef(Py_None);
 done:
-    PyMem_Free(old);
-    PyMem_Free(new);
     PyMem_Free(values);
+    Py_XDECREF(chunks);
+    PyBuffer_Release(&old_ends);
+    PyBuffer_Release(&new_ends);
     if (have_order)
         PyBuffer_Release(&order);
-    Py_XDECREF(chunks);
-    Py_XDECREF(olds);
-    Py_XDECREF(news);
     return result;
 }
 
 static PyMethodDef runs_methods[] = {
     {"apply_plan", apply_plan, METH_VARARGS,
-     "apply_plan(chunks, olds, order, news, split) -> (str, str) | None"},
+     "apply_plan(chunks, olds, old_ends, order, news, new_ends, split) -> (str, str) | None"},
     {"scan_text", scan_text, METH_VARARGS,
      "scan_text(body) -> [(name, kind, help, header, start, end), ...] | None"},
     {"split_created", split_created, METH_VARARGS,

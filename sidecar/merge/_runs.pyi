@@ -26,13 +26,16 @@ def scan_text(body: str, /) -> list[tuple[str, str, str | None, int, int, int]] 
 
 def apply_plan(
     chunks: Sequence[str],
-    olds: Sequence[str],
+    olds: str,
+    old_ends: array[int],
     order: array[int] | None,
-    news: Sequence[str],
+    news: str,
+    new_ends: array[int],
     split: int,
     /,
 ) -> tuple[str, str] | None:
-    """``news[k]`` plus the value of line ``order[k]`` (int64s; None: line ``k``) of the
-    ASCII ``chunks``, for every k, those before ``split`` and those from it, once each
-    line ``i`` is ``olds[i]``, one space, a value without a space and a newline; None
-    when a line is not."""
+    """Output line k: the k-th ``name{labels}`` of ASCII ``news`` (``new_ends``: where
+    each ends) plus the value of line ``order[k]`` (None: line ``k``) of the ASCII
+    ``chunks``; those before ``split`` and those from it, once each chunk line ``i`` is
+    the i-th ``name{labels}`` of ``olds`` (cut at ``old_ends``), one space, a value
+    without a space and a newline; None when a line is not. Buffers of int64."""

@@ -434,7 +434,7 @@ class Relabeller:
         fast = plan.fast if plan is not None else None
         if plan is None or fast is None:
             return None
-        text = _apply(family.chunks, plan.prefixes, fast)
+        text = _apply(family.chunks, fast)
         if text is None:
             return None
         plan.used = self._generation = self._generation + 1
@@ -606,15 +606,20 @@ class _RawPlan:
 
 @dataclass(slots=True)
 class _Fast:
-    """A plan whose output is one family of the input's name (or none): its lines are
-    the new ``name{labels}`` ``news[k]`` with the value of input line ``order[k]``
-    (None: line k), collided series left out, and a counter read from text has its
-    ``_created`` lines from ``split`` on (``perm``: each line's place in the plan's
-    order). ``keys`` and ``widths`` (lines per series) cut them into series
-    (`_Out.cut`)."""
+    """A plan whose output is one family of the input's name (or none). ``olds`` holds
+    each input line's ``name{labels}`` and ``news`` each output line's, one after the
+    other (one text each, read in order: no object a line), ending at ``old_ends[i]``
+    (``new_ends[k]``); output line k is the k-th of ``news`` with the value of input
+    line ``order[k]`` (None: line k), collided series left out, and a counter read
+    from text has its ``_created`` lines from ``split`` on (``perm``: each line's place
+    in the plan's order). ``keys`` and ``widths`` (lines per series) cut them into
+    series (`_Out.cut`)."""
 
+    olds: str
+    old_ends: array[int]
     order: array[int] | None
-    news: list[str]
+    news: str
+    new_ends: array[int]
     split: int
     perm: list[int] | None
     spec: _RawOut | None  # the output family (None: no series left)
@@ -623,10 +628,17 @@ class _Fast:
     ascii: bool  # olds and news: then `sidecar.merge._runs.apply_plan` applies it
 
 
+def _joined(texts: list[str]) -> tuple[str, array[int]]:
+    """``texts`` as one text and where each ends in it."""
+    return "".join(texts), array("q", itertools.accumulate(map(len, texts)))
+
+
 def _fast(prefixes: list[str], outs: list[_RawOut], family: RawFamily) -> _Fast | None:
     """The plan's `_Fast`, when its outputs are none or one family of its name."""
+    olds, old_ends = _joined(prefixes)
     if not outs:
-        return _Fast(array("q"), [], 0, None, None, [], [], True)
+        none = array("q")
+        return _Fast(olds, old_ends, none, "", none, 0, None, None, [], [], olds.isascii())
     if len(outs) > 1 or outs[0].name != family.name:
         return None
     spec = outs[0]
@@ -649,32 +661,54 @@ def _fast(prefixes: list[str], outs: list[_RawOut], family: RawFamily) -> _Fast 
             perm = sorted(range(len(news)), key=later.__getitem__)  # (stable)
             split = len(news) - sum(later)
             order, news = [order[k] for k in perm], [news[k] for k in perm]
-    ascii = all(map(str.isascii, prefixes)) and all(map(str.isascii, news))
+    new_text, new_ends = _joined(news)
     whole = order == list(range(len(prefixes)))
-    return _Fast(None if whole else array("q", order), news, split, perm, spec, keys, widths, ascii)
+    return _Fast(
+        olds,
+        old_ends,
+        None if whole else array("q", order),
+        new_text,
+        new_ends,
+        split,
+        perm,
+        spec,
+        keys,
+        widths,
+        olds.isascii() and new_text.isascii(),
+    )
 
 
-def _apply(chunks: list[str], olds: list[str], fast: _Fast) -> tuple[str, str] | None:
+def _apply(chunks: list[str], fast: _Fast) -> tuple[str, str] | None:
     """`apply_plan` (C) when it can read them, else `_apply_plan`."""
-    if C_RUNS and fast.ascii and all(map(str.isascii, chunks)):
-        return apply_plan(chunks, olds, fast.order, fast.news, fast.split)
-    return _apply_plan(chunks, olds, fast.order, fast.news, fast.split)
+    run = apply_plan if C_RUNS and fast.ascii and all(map(str.isascii, chunks)) else _apply_plan
+    return run(chunks, fast.olds, fast.old_ends, fast.order, fast.news, fast.new_ends, fast.split)
 
 
 def _apply_plan(
-    chunks: list[str], olds: list[str], order: array[int] | None, news: list[str], split: int
+    chunks: list[str],
+    olds: str,
+    old_ends: array[int],
+    order: array[int] | None,
+    news: str,
+    new_ends: array[int],
+    split: int,
 ) -> tuple[str, str] | None:
-    """``news[k]`` with the value of line ``order[k]`` (None: line k) of ``chunks``, the
-    lines before ``split`` joined and those from it, when every line ``i`` of them is
-    ``olds[i]`` with a value (its last space on); else None.
-    `sidecar.merge._runs.apply_plan` in Python."""
+    """Output line k is the k-th ``name{labels}`` of ``news`` (cut at ``new_ends``)
+    with the value of line ``order[k]`` (None: line k) of ``chunks``; the output lines
+    before ``split`` joined and those from it, when every line ``i`` of the chunks is
+    the i-th ``name{labels}`` of ``olds`` (cut at ``old_ends``) with a value (its last
+    space on); else None. `sidecar.merge._runs.apply_plan` in Python."""
     values: list[str] = []
     for chunk in chunks:
         values += _VALUE_TEXT.findall(chunk)  # C speed: no Python call a line
-    if len(values) != len(olds) or "".join(map(operator.add, olds, values)) != "".join(chunks):
+    if len(values) != len(old_ends):
+        return None
+    old_lines = map(olds.__getitem__, map(slice, [0, *old_ends], old_ends))
+    if "".join(map(operator.add, old_lines, values)) != "".join(chunks):
         return None
     taken = values if order is None else map(values.__getitem__, order)
-    lines = list(map(operator.add, news, taken))
+    new_lines = map(news.__getitem__, map(slice, [0, *new_ends], new_ends))
+    lines = list(map(operator.add, new_lines, taken))
     return "".join(lines[:split]), "".join(lines[split:])
 
 

@@ -5,6 +5,7 @@ joining it or not, in C and in Python alike."""
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from typing import Any
 
@@ -26,10 +27,16 @@ OLDS = ['a{x="1"}', 'a{x="2"} 2.5', "b"]  # a line's prefix: up to its last spac
 def both(
     chunks: list[str], olds: list[str], order: array[int] | None, news: list[str], split: int
 ) -> Any:
-    """The answer of C and of Python, which must agree."""
-    got = apply_plan(chunks, olds, order, news, split)
-    assert got == _apply_plan(chunks, olds, order, news, split)
+    """The answer of C and of Python (given their texts joined), which must agree."""
+    old_text, old_ends = joined(olds)
+    new_text, new_ends = joined(news)
+    got = apply_plan(chunks, old_text, old_ends, order, new_text, new_ends, split)
+    assert got == _apply_plan(chunks, old_text, old_ends, order, new_text, new_ends, split)
     return got
+
+
+def joined(texts: list[str]) -> tuple[str, array[int]]:
+    return "".join(texts), array("q", itertools.accumulate(map(len, texts)))
 
 
 ABC = ["A", "B", "C"]
@@ -68,16 +75,30 @@ def test_table(
 
 
 def test_c_refuses_what_it_cannot_read() -> None:
+    olds, ends = joined(OLDS)
+    abc, abc_ends = joined(ABC)
+    one, one_end = array("q", [0]), array("q", [1])
     with pytest.raises(TypeError, match="ASCII"):
-        apply_plan(["é 1\n"], ["é"], None, ["A"], 1)
+        apply_plan(["é 1\n"], "é", one_end, None, "A", one_end, 1)
+    with pytest.raises(TypeError, match="ASCII"):
+        apply_plan(LINES, olds, ends, None, "ABé", abc_ends, 1)
     with pytest.raises(TypeError, match="int64"):
-        apply_plan(LINES, OLDS, array("i", [0]), ["A"], 1)
+        apply_plan(LINES, olds, ends, array("i", [0]), "A", one_end, 1)
+    with pytest.raises(TypeError, match="int64"):
+        apply_plan(LINES, olds, array("i", ends), None, abc, abc_ends, 1)
     with pytest.raises(ValueError, match="one length"):
-        apply_plan(LINES, OLDS, array("q", [0, 1]), ["A"], 1)
+        apply_plan(LINES, olds, ends, array("q", [0, 1]), "A", one_end, 1)
+    with pytest.raises(ValueError, match="one length"):
+        apply_plan(LINES, olds, ends, None, "A", one_end, 1)
+    with pytest.raises(ValueError, match="where its text ends"):
+        apply_plan(LINES, olds, ends, None, abc + "D", abc_ends, 1)
+    with pytest.raises(ValueError, match="decrease"):
+        apply_plan(LINES, olds, ends, None, abc, array("q", [2, 1, 3]), 1)
     with pytest.raises(ValueError, match="split"):
-        apply_plan(LINES, OLDS, None, ABC, 4)
+        apply_plan(LINES, olds, ends, None, abc, abc_ends, 4)
     with pytest.raises(IndexError):
-        apply_plan(LINES, OLDS, array("q", [3]), ["A"], 1)
+        apply_plan(LINES, olds, ends, array("q", [3]), "A", one_end, 1)
+    assert apply_plan(LINES, olds, ends, one, "A", one_end, 1) == ("A 1\n", "")
 
 
 Plan = tuple[list[str], list[str], "array[int]", list[str], int]
