@@ -21,7 +21,7 @@ from sidecar.protobuf import CONTENT_TYPE, delimited
 from sidecar.unified import UnifiedCollector
 from tests.support.merge import PROTOBUF_CT, MakeRig, StartTarget, Target, target, value
 from tests.support.otlp import Harness, epoint, exponential, request
-from tests.support.prometheus import PrometheusFactory, static_scrape_config
+from tests.support.prometheus import PrometheusFactory, PrometheusServer, static_scrape_config
 from tests.support.protobuf import by_name
 
 PROMETHEUS_NATIVE_ACCEPT = (
@@ -105,18 +105,30 @@ async def test_native_histograms_kept_in_protobuf_dropped_and_counted_in_text(
     assert value(after, DROPPED, target="app") == 4  # 2 series, in each of 2 text answers
 
 
-async def test_prometheus_with_native_histograms_stores_a_targets_native_series(
+async def _prometheus_scraping(
+    body: bytes,
     start_target: StartTarget,
     make_rig: MakeRig,
     prometheus_factory: PrometheusFactory,
-) -> None:
-    rig = await make_rig([target("app", await start_target(Target(_native_body(), PROTOBUF_CT)))])
+) -> PrometheusServer:
+    """A real Prometheus with native histograms on, scraping a sidecar that merges a
+    target answering ``body`` in protobuf; its target is up."""
+    rig = await make_rig([target("app", await start_target(Target(body, PROTOBUF_CT)))])
     server = rig.client.server
     prom = prometheus_factory(
         [static_scrape_config("sidecar", f"{server.host}:{server.port}")],
         extra_args=["--enable-feature=native-histograms"],
     )
     await prom.await_targets_up()
+    return prom
+
+
+async def test_prometheus_with_native_histograms_stores_a_targets_native_series(
+    start_target: StartTarget,
+    make_rig: MakeRig,
+    prometheus_factory: PrometheusFactory,
+) -> None:
+    prom = await _prometheus_scraping(_native_body(), start_target, make_rig, prometheus_factory)
     assert (await prom.await_result("histogram_count(latency)")).values() == [13.0]
     assert (await prom.aquery("histogram_sum(latency)")).values() == [55.0]
     p90 = (await prom.aquery("histogram_quantile(0.9, latency)")).values()[0]
@@ -172,13 +184,7 @@ async def test_prometheus_stores_a_targets_float_native_histogram(
     prometheus_factory: PrometheusFactory,
 ) -> None:
     body = _float_native_body()
-    rig = await make_rig([target("app", await start_target(Target(body, PROTOBUF_CT)))])
-    server = rig.client.server
-    prom = prometheus_factory(
-        [static_scrape_config("sidecar", f"{server.host}:{server.port}")],
-        extra_args=["--enable-feature=native-histograms"],
-    )
-    await prom.await_targets_up()
+    prom = await _prometheus_scraping(body, start_target, make_rig, prometheus_factory)
     assert (await prom.await_result("histogram_count(weighted)")).values() == [7.5]
     assert (await prom.aquery("histogram_sum(weighted)")).values() == [20.25]
     assert (await prom.aquery("weighted_bucket")).is_empty  # stored native, not classic
