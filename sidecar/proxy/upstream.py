@@ -377,6 +377,11 @@ class Upstream:
         assert self._session is not None, "Upstream.start() first"
         return self._session
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port connections go to (the scheme's default port when none)."""
+        return self._host, self._port
+
     async def send(
         self,
         method: str,

@@ -23,7 +23,7 @@ async def test_stop_drains_in_flight_requests(make_proxy: ProxyFactory) -> None:
     slow = asyncio.ensure_future(p.session.get(p.url + "/slow"))
     await wait_for(lambda: component.in_flight == 1)
     stopping = asyncio.ensure_future(component.stop(10.0))
-    await wait_for(lambda: not p.component._runner.sites)
+    await wait_for(lambda: not p.component.addresses)  # listeners closed
     async with aiohttp.ClientSession() as fresh:
         try:
             async with fresh.get(p.url + "/x") as r:

@@ -167,7 +167,7 @@ async def test_websocket_to_an_untrusted_upstream_is_502(
 
 def test_https_default_port_is_443() -> None:
     upstream = Upstream(ProxyConfig(upstream="https://app.internal"))
-    assert (upstream._host, upstream._port) == ("app.internal", 443)
+    assert upstream.address == ("app.internal", 443)
     assert upstream.display == "https://app.internal"
 
 

@@ -208,7 +208,7 @@ async def test_http10_client_without_host_gets_the_upstream_authority(
     assert status == 200
     headers = json.loads(body)["headers"]
     assert [h for h in headers if h[0].lower() == "host"] == [
-        ["Host", p.component._upstream.base.removeprefix("http://")]
+        ["Host", p.upstream.removeprefix("http://")]
     ]
 
 

@@ -197,6 +197,7 @@ class Proxied:
     component: ProxyComponent
     module: Module
     url: str
+    upstream: str  # the base URL the proxy forwards to
     upstream_app: web.Application | None
     session: aiohttp.ClientSession
     extra: dict[str, Any] = field(default_factory=dict)
@@ -261,7 +262,8 @@ async def make_proxy(aiohttp_server: Any, proxy_engine: str) -> AsyncIterator[Pr
         await component.start()
         address = component.addresses[0]
         session = aiohttp.ClientSession(auto_decompress=False)
-        proxied = Proxied(component, module, f"http://127.0.0.1:{address.port}", app, session)
+        url = f"http://127.0.0.1:{address.port}"
+        proxied = Proxied(component, module, url, upstream, app, session)
         started.append(proxied)
         return proxied
 
