@@ -15,10 +15,9 @@ from prometheus_client.core import Metric as PromMetric
 from sidecar.gzipjoin import Part
 from sidecar.ingest import text
 from sidecar.ingest.model import Kind
-from sidecar.ingest.pbencode import LabelBytes, encode_stored, series_natives
+from sidecar.ingest.pbencode import LabelBytes, StoredNatives, encode_stored
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
-from sidecar.protobuf import with_natives
 from sidecar.rendercache import RenderCache, family_parts
 
 __all__ = ["IngestedFamily", "OtlpCollector", "PreRelabel", "TargetInfoFamily"]
@@ -77,8 +76,12 @@ class IngestedFamily:
         return family_parts(self._family, openmetrics, self._cache)
 
     def to_metric(self) -> PromMetric:
-        """The same family as a prometheus_client `Metric` (its native parts with it)."""
-        return with_natives(text.to_metric(self._family), series_natives(self._family))
+        """The same family as a prometheus_client `Metric`; a histogram's carries its
+        native parts (`StoredNatives`: worked out only when a protobuf answer asks)."""
+        metric = text.to_metric(self._family)
+        if self._family.descriptor.kind is Kind.HISTOGRAM:
+            metric.native_parts = StoredNatives(self._family)  # type: ignore[attr-defined]
+        return metric
 
     def protobuf(self) -> bytes:
         """The family as protobuf MetricFamily bytes (`sidecar.ingest.pbencode`)."""
