@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.adversarial.conftest import CountingApp
+from tests.support.counting import CountingApp
 from tests.support.process import PROXY_ONLY
 from tests.support.proxy import ProxyFactory, wait_for
 

@@ -15,7 +15,7 @@ import resource
 
 import pytest
 
-from tests.adversarial.conftest import CountingApp
+from tests.support.counting import CountingApp
 from tests.support.proxy import ProxyFactory, raw_exchange, split_response
 
 HEAD = b"GET /x HTTP/1.1\r\nHost: app.example\r\n"
