@@ -17,7 +17,7 @@ from sidecar.demo import samples
 from sidecar.demo.gateway import send_event_trickle
 from sidecar.events.codec import PAYLOAD_TYPES
 from sidecar.gen.causality.v1 import service_pb2
-from tests.events.conftest import EventsProxy, EventsProxyFactory
+from tests.support.events_proxy import EventsProxy, EventsProxyFactory
 
 BATCH = "/v1/events/batch"
 INGEST = "/v1/events/ingest"
