@@ -29,6 +29,7 @@ prometheus_client objects.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
@@ -39,6 +40,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from sidecar import protobuf
 from sidecar.escaping import escaped, is_legacy_metric_name
@@ -76,6 +78,11 @@ CLAIMS_CACHED = 1 << 16  # family names whose claimed names are kept from scrape
 FLUSH_LINES = 4096
 
 SeriesKey = frozenset[tuple[str, str]]
+# names the OpenMetrics encoder writes as they are (a sample name is escaped as a label
+# name is: a colon in one would be replaced)
+_LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*").fullmatch
+_LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*").fullmatch
+_go_float = cast(Callable[[float], str], _float_to_go_string)
 
 _SUFFIXES: dict[str, tuple[str, ...]] = {
     "counter": ("", "_total", "_created"),
@@ -152,7 +159,8 @@ class _Slot:
     first: Metric | RenderedFamily
     merged: Metric | None = None
     keys: set[SeriesKey] = field(default_factory=set)
-    natives: protobuf.SeriesParts = field(default_factory=dict)  # the kept series' ones
+    # the merged families with native parts, each with the series it brought (None: all)
+    natives: list[tuple[Metric, set[SeriesKey] | None]] = field(default_factory=list)
 
     def absorb(self, family: Metric | RenderedFamily) -> int:
         """Merge a lower family's series in; returns how many series were dropped."""
@@ -160,7 +168,7 @@ class _Slot:
             first = _as_metric(self.first)
             self.merged = _copy(first)
             self.keys = {key for key, _ in _by_series(self.merged)}
-            self.natives = protobuf.series_natives(first)
+            self._carry(first, None)
         dropped = 0
         metric = _as_metric(family)
         added: set[SeriesKey] = set()
@@ -171,19 +179,32 @@ class _Slot:
             self.keys.add(key)
             added.add(key)
             self.merged.samples.extend(samples)
-        lower = protobuf.series_natives(metric)  # (keyed by all labels, empty ones too)
-        self.natives.update(
-            (labels, part)
-            for labels, part in lower.items()
-            if frozenset(item for item in labels if item[1]) in added
-        )
-        protobuf.with_natives(self.merged, self.natives)
+        self._carry(metric, added)
         return dropped
+
+    def _carry(self, metric: Metric, added: set[SeriesKey] | None) -> None:
+        """The native parts of ``metric``'s series that the merge kept go with it."""
+        if getattr(metric, "native_parts", None) is None or self.merged is None:
+            return
+        self.natives.append((metric, added))
+        if len(self.natives) == 1:
+            parts = functools.partial(_merged_natives, self.natives)
+            self.merged.native_parts = protobuf.DerivedNatives(self.merged.name, parts)  # type: ignore[attr-defined]
 
     @property
     def output(self) -> Metric | RenderedFamily:
         """What to expose."""
         return self.merged if self.merged is not None else self.first
+
+
+def _merged_natives(sources: list[tuple[Metric, set[SeriesKey] | None]]) -> protobuf.SeriesParts:
+    """The native parts of a merged family: each source's, for the series it brought."""
+    out: protobuf.SeriesParts = {}
+    for metric, added in sources:
+        for labels, part in protobuf.series_natives(metric).items():  # (empty values too)
+            if added is None or frozenset(item for item in labels if item[1]) in added:
+                out[labels] = part
+    return out
 
 
 def _as_metric(family: Metric | RenderedFamily) -> Metric:
@@ -437,8 +458,44 @@ def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: b
 def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:
     if not metrics:
         return b""
+    if openmetrics:  # each family written directly when it can be (`_openmetrics_text`)
+        texts = [_openmetrics_text(metric) for metric in metrics]
+        if None not in texts:
+            return "".join(cast(list[str], texts)).encode()
     body: bytes = encoder(_Fixed(metrics))  # type: ignore[operator]
     return body.removesuffix(OPENMETRICS_EOF) if openmetrics else body
+
+
+def _openmetrics_text(metric: Metric) -> str | None:
+    """The lines prometheus_client's OpenMetrics encoder writes for ``metric`` (either
+    escaping: for names in the legacy set both write them as they are), written directly:
+    it escapes every sample name a character at a time, ~60 % of a cached scrape's CPU
+    with 100 proxied routes. None when a name is outside the legacy set or a sample has
+    an exemplar or a native histogram: the encoder writes those."""
+    name = metric.name
+    if not _LEGACY_METRIC_NAME(name):
+        return None
+    doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    out = [f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n"]
+    if metric.unit:
+        out.append(f"# UNIT {name} {metric.unit}\n")
+    for sample in metric.samples:
+        if sample.exemplar or sample.native_histogram or not _LEGACY_LABEL_NAME(sample.name):
+            return None
+        labels = ""
+        if sample.labels:
+            pairs = []
+            for key, value in sorted(sample.labels.items()):
+                if not _LEGACY_LABEL_NAME(key):
+                    return None
+                if "\\" in value or "\n" in value or '"' in value:
+                    value = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+                pairs.append(f'{key}="{value}"')
+            labels = "{" + ",".join(pairs) + "}"
+        shown = "" if sample.value is None else _go_float(sample.value)
+        stamp = "" if sample.timestamp is None else f" {sample.timestamp}"
+        out.append(f"{sample.name}{labels} {shown}{stamp}\n")
+    return "".join(out)
 
 
 def _kinds(sources: Sequence[Collector]) -> tuple[str, ...]:
