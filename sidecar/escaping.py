@@ -16,7 +16,7 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
 from sidecar.negotiation import Escaping
-from sidecar.protobuf import series_natives, with_natives
+from sidecar.protobuf import DerivedNatives, SeriesParts, series_natives
 
 __all__ = [
     "escape_label_name",
@@ -117,16 +117,18 @@ def escape_metric(metric: Metric, scheme: Escaping) -> Metric:
     family = escape_metric_name(metric.name, scheme)
     out = Metric(family, metric.documentation, metric.type, metric.unit)
     out.samples = [_escape_sample(s, metric.name, family, scheme) for s in metric.samples]
-    natives = series_natives(metric)  # a histogram's native parts, under the new labels
-    if natives:
-        with_natives(
-            out,
-            {
-                frozenset((escape_label_name(k, scheme), v) for k, v in labels): part
-                for labels, part in natives.items()
-            },
+    if getattr(metric, "native_parts", None) is not None:  # a histogram's, new labels
+        out.native_parts = DerivedNatives(  # type: ignore[attr-defined]
+            family, functools.partial(_escaped_natives, metric, scheme)
         )
     return out
+
+
+def _escaped_natives(metric: Metric, scheme: Escaping) -> SeriesParts:
+    return {
+        frozenset((escape_label_name(k, scheme), v) for k, v in labels): part
+        for labels, part in series_natives(metric).items()
+    }
 
 
 def _escape_sample(sample: Sample, name: str, family: str, scheme: Escaping) -> Sample:

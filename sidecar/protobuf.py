@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client.core import Metric
@@ -34,6 +34,7 @@ from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 __all__ = [
     "CONTENT_TYPE",
     "MEDIA_TYPE",
+    "DerivedNatives",
     "NativeParts",
     "SeriesParts",
     "delimited",
@@ -98,6 +99,33 @@ class NativeParts:
         if found is None or found[0] != count:
             return b"", False
         return found[1], isinstance(found[0], float)
+
+
+class DerivedNatives(NativeParts):
+    """A family's native parts worked out by ``parts`` on the first lookup (from a stored
+    family's state, or from the families it was built from): a path that never writes
+    protobuf (text answers, the OTLP export) never pays for them. ``parts`` may read a
+    state that moved on since the family's samples were taken: the count check of
+    `lookup` then finds no part for that series, never a wrong one."""
+
+    def __init__(self, family: str, parts: Callable[[], SeriesParts]) -> None:
+        super().__init__()
+        self._pending: tuple[str, Callable[[], SeriesParts]] | None = (family, parts)
+
+    def _load(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.publish(pending[0], None, pending[1]())
+
+    def of(
+        self, family: str
+    ) -> Mapping[frozenset[tuple[str, str]], tuple[int | float, bytes]] | None:
+        self._load()
+        return super().of(family)
+
+    def lookup(self, family: str, labels: Mapping[str, str], count: float) -> tuple[bytes, bool]:
+        self._load()
+        return super().lookup(family, labels, count)
 
 
 def series_natives(metric: Metric) -> SeriesParts:

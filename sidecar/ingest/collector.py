@@ -7,6 +7,7 @@ hands `sidecar.unified` families that write their own exposition text fast.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -15,9 +16,10 @@ from prometheus_client.core import Metric as PromMetric
 from sidecar.gzipjoin import Part
 from sidecar.ingest import text
 from sidecar.ingest.model import Kind
-from sidecar.ingest.pbencode import LabelBytes, StoredNatives, encode_stored
+from sidecar.ingest.pbencode import LabelBytes, encode_stored, series_natives
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
+from sidecar.protobuf import DerivedNatives
 from sidecar.rendercache import RenderCache, family_parts
 
 __all__ = ["IngestedFamily", "OtlpCollector", "PreRelabel", "TargetInfoFamily"]
@@ -77,10 +79,12 @@ class IngestedFamily:
 
     def to_metric(self) -> PromMetric:
         """The same family as a prometheus_client `Metric`; a histogram's carries its
-        native parts (`StoredNatives`: worked out only when a protobuf answer asks)."""
-        metric = text.to_metric(self._family)
-        if self._family.descriptor.kind is Kind.HISTOGRAM:
-            metric.native_parts = StoredNatives(self._family)  # type: ignore[attr-defined]
+        native parts (worked out only when a protobuf answer asks: `DerivedNatives`)."""
+        family = self._family
+        metric = text.to_metric(family)
+        if family.descriptor.kind is Kind.HISTOGRAM:
+            parts = functools.partial(series_natives, family)
+            metric.native_parts = DerivedNatives(metric.name, parts)  # type: ignore[attr-defined]
         return metric
 
     def protobuf(self) -> bytes:

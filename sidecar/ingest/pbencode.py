@@ -17,7 +17,7 @@ import operator
 import re
 import struct
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from itertools import accumulate, compress, repeat
 
 from sidecar import extensions
@@ -26,7 +26,6 @@ from sidecar.ingest.model import Kind
 from sidecar.ingest.store import ExponentialState, Family, Series
 from sidecar.ingest.text import classic_buckets
 from sidecar.protobuf import (
-    NativeParts,
     SeriesParts,
     double,
     labels_bytes,
@@ -35,7 +34,7 @@ from sidecar.protobuf import (
     varint_field,
 )
 
-__all__ = ["LabelBytes", "StoredNatives", "encode_stored", "series_natives"]
+__all__ = ["LabelBytes", "encode_stored", "series_natives"]
 
 C_LABELS = extensions.enabled("sidecar.ingest._pblabels")
 if C_LABELS:
@@ -421,37 +420,10 @@ def encode_stored(family: Family, labels: LabelBytes) -> bytes:
     return head + b"".join(out)
 
 
-class StoredNatives(NativeParts):
-    """A stored histogram family's native parts (`series_natives`), worked out on the
-    first lookup: its `Metric` (`IngestedFamily.to_metric`) carries them, and a path that
-    never writes protobuf (the OTLP export, text answers) never pays for them. A lookup
-    matches a series only at the count it was collected with, so a state that moved on
-    since gives no part, never a wrong one."""
-
-    def __init__(self, family: Family) -> None:
-        super().__init__()
-        self._family: Family | None = family
-
-    def _load(self) -> None:
-        family, self._family = self._family, None
-        if family is not None:
-            self.publish(family.descriptor.name, None, series_natives(family))
-
-    def of(
-        self, family: str
-    ) -> Mapping[frozenset[tuple[str, str]], tuple[int | float, bytes]] | None:
-        self._load()
-        return super().of(family)
-
-    def lookup(self, family: str, labels: Mapping[str, str], count: float) -> tuple[bytes, bool]:
-        self._load()
-        return super().lookup(family, labels, count)
-
-
 def series_natives(family: Family) -> SeriesParts:
     """The native parts of a stored histogram family's exponential series, by each
     series' labels, with the count of their classic conversion (`text.to_metric`'s
-    ``+Inf`` bucket): what `sidecar.protobuf.with_natives` gives the family's `Metric`
+    ``+Inf`` bucket): what the family's `Metric` carries (`sidecar.protobuf.DerivedNatives`)
     when it is built anew (merged, relabelled, escaped)."""
     if family.descriptor.kind is not Kind.HISTOGRAM:
         return {}

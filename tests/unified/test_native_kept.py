@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
 from prometheus_client.core import Metric
 
 from sidecar.config import RelabelRule
 from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
+from sidecar.ingest import collector
 from sidecar.ingest.naming import TranslationStrategy
+from sidecar.ingest.store import Family
 from sidecar.merge.pbparse import parse_protobuf
-from sidecar.protobuf import CONTENT_TYPE
+from sidecar.protobuf import CONTENT_TYPE, SeriesParts
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import compile_rules
 from sidecar.unified import UnifiedCollector
@@ -150,3 +153,23 @@ def test_escaped_names_keep_their_native_parts() -> None:
 
 def _own_body(harness: Harness) -> bytes:
     return UnifiedCollector([harness.collector]).render(CONTENT_TYPE, "").body
+
+
+def test_text_answers_never_work_out_native_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored family's native parts are worked out only for a protobuf answer: a text
+    answer that merges the family (so builds its `Metric`) pays nothing for them."""
+    calls: list[str] = []
+    real = collector.series_natives
+
+    def counted(family: Family) -> SeriesParts:
+        calls.append(family.descriptor.name)
+        return real(family)
+
+    monkeypatch.setattr(collector, "series_natives", counted)
+    own = _harness("/a")
+    target, _ = _target("/b")
+    unified = UnifiedCollector([own.collector, target])
+    assert "latency_count" in unified.render("text/plain;version=0.0.4", "").body.decode()
+    assert calls == []
+    assert len(_natives(unified.render(CONTENT_TYPE, "").body, "latency")) == 2
+    assert calls == ["latency"]
