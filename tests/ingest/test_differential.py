@@ -1,6 +1,6 @@
 """Differential acceptance test (issue 4): OTLP ingest vs the in-process Prometheus exporter.
 
-The same instruments and measurements (`tests.ingest.workload`) are recorded (a) in this
+The same instruments and measurements (`tests.support.workload`) are recorded (a) in this
 process with the SDK and ``PrometheusMetricReader`` and (b) in a subprocess with the SDK
 and pushed over OTLP/HTTP (protobuf via ``OTLPMetricExporter``; JSON via the SDK's
 encoder), gzip on and off, to a running ingest listener on loopback. /metrics must show
@@ -29,7 +29,7 @@ from sidecar.config import Address
 from sidecar.ingest import create_ingest
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
-from tests.ingest import workload
+from tests.support import workload
 from tests.support.ingest import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ def _in_process() -> str:
 async def _push(endpoint: str, encoding: str, compression: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.ingest.workload", endpoint, encoding, compression,
+        sys.executable, "-m", "tests.support.workload", endpoint, encoding, compression,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await asyncio.wait_for(process.communicate(), 60)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.operations import dashboard
+from tests.support import dashboard
 from tests.support.prometheus import PrometheusFactory, PromQLError
 
 HISTOGRAMS = {

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operations import dashboard
+from tests.support import dashboard
 from tests.support.process import SidecarProcess
 from tests.support.prometheus import (
     PrometheusFactory,

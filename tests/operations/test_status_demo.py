@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sidecar.demo.pipeline import PIPELINE_SERVICE
-from tests.operations import browser
+from tests.support import browser
 from tests.support.process import SidecarProcess, http_get
 from tests.support.prometheus import poll
 

@@ -29,7 +29,7 @@ from sidecar.proxy import create_proxy
 from sidecar.server import Sidecar
 from sidecar.status import StatusSources, TrafficSampler, add_status_routes
 from sidecar.status.routes import upstream_state
-from tests.operations import browser
+from tests.support import browser
 
 TOKEN = "t0ps3cret-token"
 EXPORT_SECRET = "Bearer s3cr3t-export"

@@ -1,6 +1,6 @@
 """Properties of the OTLP decoder and translator over random valid requests.
 
-Requests are drawn from the opentelemetry-proto classes (`tests.properties.strategies`):
+Requests are drawn from the opentelemetry-proto classes (`tests.support.strategies`):
 every metric kind, every AnyValue kind, odd Unicode in names, keys and values.
 
 - Decoding is exact: a protobuf body decodes to the message that was encoded.
@@ -23,8 +23,8 @@ from sidecar.ingest.codec import Encoding, decode_request
 from sidecar.ingest.naming import sanitize_label
 from sidecar.ingest.store import StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
-from tests.properties.strategies import point_count, requests
 from tests.support.otlp import Harness
+from tests.support.strategies import point_count, requests
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROMOTE = ("service.name", "service.namespace", "service.instance.id")

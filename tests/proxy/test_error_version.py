@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.proxy.tls_upstream import TlsUpstream, running_nginx
 from tests.support.process import free_port
 from tests.support.proxy import ProxyFactory, raw_exchange
+from tests.support.tls_upstream import TlsUpstream, running_nginx
 
 CASES = {
     "http11-content-length-not-a-number": (

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from sidecar.proxy.proxylog import FailureLog
-from tests.proxy.tls_upstream import TlsUpstream, running_nginx
 from tests.support.process import (
     SidecarProcess,
     free_port,
@@ -26,6 +25,7 @@ from tests.support.process import (
     wait_until,
 )
 from tests.support.proxy import ProxyFactory, wait_for
+from tests.support.tls_upstream import TlsUpstream, running_nginx
 
 SECRET_HEADER = "Bearer s3cr3t-h3ad3r-value"
 SECRET_QUERY = "s3cr3t-qu3ry-value"

@@ -20,9 +20,9 @@ import pytest
 
 from sidecar.config import ProxyConfig, UpstreamTlsConfig
 from sidecar.proxy.upstream import Upstream
-from tests.proxy.tls_upstream import SERVER_NAME, TlsUpstream, running_nginx
 from tests.support.process import http_get, local_ports, run_sidecar, wait_until
 from tests.support.proxy import ProxyFactory, blob, upstream_app
+from tests.support.tls_upstream import SERVER_NAME, TlsUpstream, running_nginx
 
 STATIC = blob(3 * 2**20 + 17, seed=7)  # served by nginx itself, over TLS
 

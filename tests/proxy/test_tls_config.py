@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sidecar.config import ConfigError, UpstreamTlsConfig, config_from_dict, load_config
-from tests.proxy.tls_upstream import make_certificates
+from tests.support.tls_upstream import make_certificates
 
 NOT_PEM = "just some text\n"
 BROKEN_PEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"

@@ -1,6 +1,6 @@
 """One set of instruments and measurements, recorded identically in and out of process.
 
-``python -m tests.ingest.workload ENDPOINT {protobuf,json} {gzip,none}`` records it with
+``python -m tests.support.workload ENDPOINT {protobuf,json} {gzip,none}`` records it with
 the OpenTelemetry SDK and pushes it once to ``ENDPOINT/v1/metrics``: protobuf through the
 SDK's own ``OTLPMetricExporter``; JSON through the SDK's OTLP encoder
 (``encode_metrics``) and ``json_format`` — the Python SDK ships no OTLP/JSON exporter.
