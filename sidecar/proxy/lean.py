@@ -380,7 +380,9 @@ class LeanConnection(BaseProtocol):
             self._arm(self._deadline_head)
 
     def eof_received(self) -> bool | None:
-        """The client finished sending: the transport closes (as aiohttp's does)."""
+        """The client's FIN: the transport closes, and a request in progress is the
+        client leaving (499, the upstream request cancelled), as under aiohttp's server
+        and nginx. A FIN cannot tell a half-close from a close."""
         return None
 
     def connection_lost(self, exc: BaseException | None) -> None:
