@@ -91,7 +91,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.docs.blocks import (
+from tests.support.chart import CHART_DIR, KUBE_VERSIONS, SIDECAR_IMAGE, deep_merge
+from tests.support.doc_blocks import (
     INERT_LANGS,
     MARKER_KINDS,
     ROOT,
@@ -105,7 +106,6 @@ from tests.docs.blocks import (
     rewrite_ports,
     yaml_kind,
 )
-from tests.support.chart import CHART_DIR, KUBE_VERSIONS, SIDECAR_IMAGE, deep_merge
 from tests.support.process import SidecarProcess, free_port, run_sidecar
 from tests.support.prometheus import promtool
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.docs.blocks import Block, all_blocks, commands_of, rewrite_ports
+from tests.support.doc_blocks import Block, all_blocks, commands_of, rewrite_ports
 from tests.support.process import SidecarProcess, http_get, wait_until
 
 pytestmark = pytest.mark.xdist_group("docs-examples")

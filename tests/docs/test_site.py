@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from markdown.extensions.toc import slugify
 
-from tests.docs.blocks import ROOT, doc_files
+from tests.support.doc_blocks import ROOT, doc_files
 
 MKDOCS = [sys.executable, "-m", "mkdocs"]
 ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}

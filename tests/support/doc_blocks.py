@@ -2,7 +2,7 @@
 
 Pure text handling, no I/O beyond reading the files: what the blocks are, which kind a YAML
 block is, which logical commands a shell block holds, and its ports moved to the demo's.
-The rules are documented at the top of test_examples.py.
+The rules are documented at the top of tests/docs/test_examples.py.
 """
 
 from __future__ import annotations
