@@ -517,7 +517,8 @@ class LeanConnection(BaseProtocol):
             return False  # never sent: the client left
         body = answer.body
         assert isinstance(body, bytes)
-        keep = request.keep_alive and answer.keep_alive is not False
+        # a body not read to its end closes the connection (`_answer`): say so
+        keep = request.keep_alive and answer.keep_alive is not False and request.content.is_eof()
         headers = CIMultiDict(answer.headers)
         headers["Content-Length"] = str(len(body))
         version = request.version

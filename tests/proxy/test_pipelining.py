@@ -8,6 +8,8 @@ import asyncio
 import hashlib
 import os
 
+import pytest
+
 from tests.support.proxy import ProxyFactory, blob
 
 HEAD_END = b"\r\n\r\n"
@@ -146,3 +148,22 @@ async def test_the_proxys_own_answer_to_head_has_no_body(make_proxy: ProxyFactor
     assert int(head[1]["content-length"]) > 0
     assert after[0] == 502
     assert after[2] == b"upstream connection failed\n"
+
+
+@pytest.mark.parametrize("proxy_engine", ["lean"])  # aiohttp reads the rest, up to 10 s
+async def test_an_answer_before_the_whole_body_says_close(make_proxy: ProxyFactory) -> None:
+    """The lean engine closes a connection whose request body it did not read to the end;
+    its answer says so, and the connection then closes."""
+    p = await make_proxy(upstream="http://127.0.0.1:1")  # nothing listens: 502
+    reader, writer = await connect(p.url)
+    try:
+        writer.write(b"POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc")
+        async with asyncio.timeout(10):
+            status, headers, _ = await read_response(reader)
+            writer.write(b"defghij")  # the rest of the body, read and dropped
+            rest = await reader.read()
+    finally:
+        writer.close()
+    assert status == 502
+    assert headers["connection"] == "close"
+    assert rest == b""
