@@ -18,7 +18,11 @@ from sidecar.merge._runs import apply_plan
 from sidecar.merge.rawtext import RawFamily
 from sidecar.relabel import families as families_module
 from sidecar.relabel.families import Relabeller, _apply_plan
-from tests.support.relabel import Recorded, Target, body, compiled, shown
+from sidecar.unified import UnifiedCollector
+from tests.support.relabel import Recorded, Target, body, compiled, rule, shown
+
+TEXT_ACCEPT = "text/plain;version=0.0.4"
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0"
 
 LINES = ['a{x="1"} 1\n', 'a{x="2"} 2.5 17\n', "b 3\n"]
 OLDS = ['a{x="1"}', 'a{x="2"} 2.5', "b"]  # a line's prefix: up to its last space
@@ -197,3 +201,38 @@ def test_a_renamed_family_joins_a_remembered_one(
     assert 'app_queue{code="500"} 12.0\n' in queue
     assert ('app_queue{code="404"} 22.0\n' in queue) is (other == "404")
     assert ('app_queue{code="200"}' in queue) is (other != "200")
+
+
+CODES = ["200", "404", "500", 'a"b\\c', "é"]  # (a non-ASCII value: the Python spelling)
+series_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["app_requests", "app_queue", "app_other"]),
+        st.sampled_from(CODES),
+        st.sampled_from(["", "1"]),
+    ),
+    min_size=1,
+    max_size=8,
+    unique=True,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=st.lists(rule, min_size=1, max_size=3), series=series_strategy)
+def test_a_scrape_by_plan_renders_what_one_without_plans_renders(
+    rules: list[dict[str, Any]], series: list[tuple[str, str, str]]
+) -> None:
+    """The same bytes in both formats, whichever format the target was read in: the
+    plans made by the first scrape, used by the second (values changed)."""
+    chain = compiled(rules)
+    for read_as_openmetrics in (False, True):
+        remembered = Relabeller(chain)
+        for scrape in range(2):
+            text = body(series, list(range(scrape, scrape + len(series))), read_as_openmetrics)
+            for accept in (TEXT_ACCEPT, OPENMETRICS_ACCEPT):
+                got = UnifiedCollector(
+                    [Target(text, read_as_openmetrics)], relabel=remembered
+                ).render(accept, "")
+                anew = UnifiedCollector(
+                    [Target(text, read_as_openmetrics)], relabel=Relabeller(chain, remember=False)
+                ).render(accept, "")
+                assert got.body == anew.body
