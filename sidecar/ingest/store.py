@@ -331,6 +331,7 @@ class MetricStore:
         if metric.worker:
             self._apply_worker_metric(family, metric, now, outcome)
             return
+        versions, epoch, shift = family.versions, self.epoch, CHUNK_SHIFT  # (`Family.touch`)
         for point in metric.points:
             series = family.series.get(point.labels)
             if series is None:
@@ -340,7 +341,7 @@ class MetricStore:
             elif not self._update(series, point, metric.temporality, outcome):
                 continue
             series.seen = now
-            family.touch(series, self.epoch)
+            versions[series.seq >> shift] = epoch
             outcome.accepted += 1
 
     def _new_series(
@@ -516,6 +517,7 @@ class MetricStore:
             mode = self.limits.worker_gauges
         key, monotonic = metric.worker, family.descriptor.kind is Kind.COUNTER
         cumulative = metric.temporality is Temporality.CUMULATIVE
+        versions, epoch, shift = family.versions, self.epoch, CHUNK_SHIFT  # (`Family.touch`)
         for point in metric.points:
             series = family.series.get(point.labels)
             if (
@@ -541,7 +543,7 @@ class MetricStore:
                     if point.time_ns > series.time:
                         series.time = point.time_ns
                     series.seen = now
-                    family.touch(series, self.epoch)
+                    versions[series.seq >> shift] = epoch
                     outcome.accepted += 1
                     continue
             if mode == "each" and not metric.worker_labelled:
