@@ -200,7 +200,9 @@ class Family:
     ``1 << CHUNK_SHIFT`` by insertion order (``Series.seq``): ``sizes`` holds each chunk's
     live series count (chunks in order, as the series dict holds them), ``versions`` the
     store's write epoch that last changed what a chunk renders. ``serial`` tells the
-    family from an earlier one of the same name.
+    family from an earlier one of the same name. ``series`` is changed only through
+    `insert` and `pop` (they keep ``sizes``), and every change to what a series renders
+    stamps its chunk (`touch`).
     """
 
     __slots__ = (
