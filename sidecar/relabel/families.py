@@ -854,6 +854,8 @@ def _assemble(
             new.numeric()
         for key, samples in new.series.items():
             into.add(key, samples)
+        for key, count in new.collided.items():  # its own collisions go with it: ``count``
+            into.collided[key] = into.collided.get(key, 1) + count - 1  # (add() saw one)
         into.natives.update(new.natives)
     return _finished(outs, counts)
 

@@ -191,3 +191,20 @@ def test_label_names_of_raw_families(monkeypatch: pytest.MonkeyPatch, c_runs: bo
     )
     got = {f.name: families.label_names(f) for f in parse_fast(body, False, {})}
     assert got == {"a": {"x", "y"}, "b": {"x", "z"}, "c": set()}
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_renamed_family_brings_its_own_collisions(openmetrics: bool) -> None:
+    """app_a's two series become one (both dropped) and join app_b, which has that
+    series too: all three go, and all three are counted."""
+    text = (
+        '# HELP app_a A\n# TYPE app_a gauge\napp_a{x="1"} 1.0\napp_a{x="2"} 2.0\n'
+        '# HELP app_b B\n# TYPE app_b gauge\napp_b 3.0\napp_b{y="1"} 4.0\n'
+    ) + ("# EOF\n" if openmetrics else "")
+    rules = [{"action": "labeldrop", "regex": "x"},
+             {"match": {"__name__": "app_a"}, "target_label": "__name__", "replacement": "app_b"}]  # fmt: skip
+    recorded = Recorded()
+    relabel = Relabeller(compile_rules(config_from_dict({"relabel": rules}).relabel), recorded)
+    out = UnifiedCollector([Target(text, openmetrics)], relabel=relabel).render("", "")
+    assert series(out.body.decode()) == {"app_b{y=1}"}
+    assert recorded.counts == {"collision": 3}
