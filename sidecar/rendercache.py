@@ -8,6 +8,9 @@ each unchanged chunk from here, compressed (`sidecar.gzipjoin.Deflated`), and re
 compresses only the changed ones; the gzip answer joins the pieces as they are, a scraper
 without gzip gets them inflated. A chunk's lines are the same in every text format (the
 format only changes a family's header, rendered each time), so one piece serves all.
+A protobuf answer has pieces of its own (`family_protobuf_parts`): a chunk's ``metric``
+entries, encoded and compressed; a family's delimited header (length, name, help, type)
+is written fresh with the length of all its pieces.
 
 Held: the compressed pieces only, at most `MAX_BYTES`; pieces of families and chunks that
 are gone are dropped at each render (`RenderCache.prune`). At the bound a new piece is not
@@ -26,17 +29,21 @@ from itertools import islice
 from sidecar.exposition import GZIP_LEVEL
 from sidecar.gzipjoin import Deflated, Part
 from sidecar.ingest import text
+from sidecar.ingest.pbencode import LabelBytes, encode_series, family_head
 from sidecar.ingest.store import Family
+from sidecar.protobuf import varint_field
 
-__all__ = ["MAX_BYTES", "RenderCache", "family_parts"]
+__all__ = ["MAX_BYTES", "RenderCache", "family_parts", "family_protobuf_parts"]
 
 MAX_BYTES = 32 << 20  # compressed pieces held (100,000 bench series: ~3 MB)
 
-Key = tuple[int, int]  # (family serial, chunk)
+TEXT, PROTOBUF = 0, 1  # a piece's variant: sample lines (every text format), Metric entries
+Key = tuple[int, int, int]  # (family serial, chunk, variant)
 
 
 class RenderCache:
-    """Compressed chunks by (family, chunk), each with the version it was rendered at."""
+    """Compressed chunks by (family, chunk, variant), each with the version it was
+    rendered at."""
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
@@ -92,7 +99,7 @@ def family_parts(family: Family, openmetrics: bool, cache: RenderCache) -> list[
     series = iter(family.series.values())  # in chunk order (`Family.insert`)
     versions = family.versions
     for chunk, size in family.sizes.items():
-        key, version = (family.serial, chunk), versions[chunk]
+        key, version = (family.serial, chunk, TEXT), versions[chunk]
         piece = cache.lookup(key, version)
         if piece is None:
             lines: list[str] = []
@@ -107,3 +114,32 @@ def family_parts(family: Family, openmetrics: bool, cache: RenderCache) -> list[
         text.render_series(d, (family.overflow,), lines)
         parts.append("".join(lines).encode())
     return parts
+
+
+def family_protobuf_parts(family: Family, labels: LabelBytes, cache: RenderCache) -> list[Part]:
+    """A stored family as a delimited MetricFamily: length and header fields written
+    fresh, then each chunk's ``metric`` entries compressed (from ``cache`` when
+    unchanged), then its overflow series' entry; the same bytes as
+    ``delimited_bytes(encode_stored(family, labels))`` (`sidecar.ingest.pbencode`)."""
+    series = iter(family.series.values())  # in chunk order (`Family.insert`)
+    versions = family.versions
+    pieces: list[Part] = []
+    length = 0
+    for chunk, size in family.sizes.items():
+        key, version = (family.serial, chunk, PROTOBUF), versions[chunk]
+        piece = cache.lookup(key, version)
+        if piece is None:
+            piece = Deflated.of(
+                encode_series(family, list(islice(series, size)), labels), GZIP_LEVEL
+            )
+            cache.keep(key, version, piece)
+        else:
+            next(islice(series, size, size), None)  # past the chunk's series
+        pieces.append(piece)
+        length += piece.size
+    if family.overflow is not None:
+        entry = encode_series(family, [family.overflow], labels)
+        pieces.append(entry)
+        length += len(entry)
+    head = family_head(family)
+    return [varint_field(b"", len(head) + length) + head, *pieces]

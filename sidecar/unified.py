@@ -40,7 +40,6 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from sidecar import protobuf
 from sidecar.escaping import escaped, is_legacy_metric_name
@@ -48,6 +47,7 @@ from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
 from sidecar.gzipjoin import GzipMember, Part, gzip_parts, gzip_with_tail, inflated
 from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
 from sidecar.offloop import RenderClock, off_loop, snapshot_sources, writers_first
+from sidecar.sampletext import cached_lines, sample_lines
 
 if TYPE_CHECKING:  # (sidecar.relabel reads sidecar.merge, which reads this module)
     from sidecar.relabel.families import Relabeller
@@ -78,11 +78,8 @@ CLAIMS_CACHED = 1 << 16  # family names whose claimed names are kept from scrape
 FLUSH_LINES = 4096
 
 SeriesKey = frozenset[tuple[str, str]]
-# names the OpenMetrics encoder writes as they are (a sample name is escaped as a label
-# name is: a colon in one would be replaced)
+# family names the OpenMetrics encoder writes as they are (sample names: `sidecar.sampletext`)
 _LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*").fullmatch
-_LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*").fullmatch
-_go_float = cast(Callable[[float], str], _float_to_go_string)
 
 _SUFFIXES: dict[str, tuple[str, ...]] = {
     "counter": ("", "_total", "_created"),
@@ -352,8 +349,10 @@ class UnifiedCollector:
         utf8_labels_escaped = scheme is not Escaping.ALLOW_UTF8  # else they are sent quoted
         families, last_start, claimed = self._merge()
         if negotiated.format is Format.PROTOBUF:
-            parts = [_protobuf(family, scheme, utf8_labels_escaped) for family in families]
-            return encoded([part for part in parts if part], content_type, accept_encoding)
+            messages: list[Part] = []
+            for family in families:
+                messages.extend(_protobuf(family, scheme, utf8_labels_escaped))
+            return _packed(messages, content_type, accept_encoding)
         chunks: list[Part] = []
         # consecutive families of one kind are written together: prometheus_client's
         # Metric objects by its encoder, self-rendering ones as one string
@@ -441,18 +440,21 @@ def _packed(chunks: list[Part], content_type: str, accept_encoding: str) -> Expo
     return Exposition(b"".join(inflated(chunks)), content_type, None)
 
 
-def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: bool) -> bytes:
-    """One family as a delimited MetricFamily (empty for a family without series): its
-    own encoder when it has one and its names need no escaping, else from its `Metric`."""
+def _protobuf(family: Metric | RenderedFamily, scheme: Escaping, utf8_escaped: bool) -> list[Part]:
+    """One family as a delimited MetricFamily (nothing for a family without series): its
+    own encoder when it has one and its names need no escaping (unchanged chunks from
+    the render cache, `sidecar.rendercache`), else from its `Metric`."""
     encode = getattr(family, "protobuf", None)
     if (
         encode is not None
         and is_legacy_metric_name(family.name)
         and not (utf8_escaped and getattr(family, "utf8_labels", False))
     ):
-        return protobuf.delimited_bytes(encode())
+        cached = getattr(family, "protobuf_parts", None)
+        pieces: list[Part] | None = cached() if cached is not None else None
+        return pieces if pieces is not None else [protobuf.delimited_bytes(encode())]
     metric = escaped(_as_metric(family), scheme)
-    return protobuf.delimited_bytes(protobuf.encode_family(metric)) if metric.samples else b""
+    return [protobuf.delimited_bytes(protobuf.encode_family(metric))] if metric.samples else []
 
 
 def _encode(encoder: object, metrics: list[Metric], openmetrics: bool) -> bytes:
@@ -471,31 +473,20 @@ def _openmetrics_text(metric: Metric) -> str | None:
     escaping: for names in the legacy set both write them as they are), written directly:
     it escapes every sample name a character at a time, ~60 % of a cached scrape's CPU
     with 100 proxied routes. None when a name is outside the legacy set or a sample has
-    an exemplar or a native histogram: the encoder writes those."""
+    an exemplar or a native histogram: the encoder writes those. The own registry's
+    unchanged histogram series bring their lines from the last scrape
+    (`sidecar.sampletext`)."""
     name = metric.name
     if not _LEGACY_METRIC_NAME(name):
         return None
     doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    out = [f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n"]
+    head = f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n"
     if metric.unit:
-        out.append(f"# UNIT {name} {metric.unit}\n")
-    for sample in metric.samples:
-        if sample.exemplar or sample.native_histogram or not _LEGACY_LABEL_NAME(sample.name):
-            return None
-        labels = ""
-        if sample.labels:
-            pairs = []
-            for key, value in sorted(sample.labels.items()):
-                if not _LEGACY_LABEL_NAME(key):
-                    return None
-                if "\\" in value or "\n" in value or '"' in value:
-                    value = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-                pairs.append(f'{key}="{value}"')
-            labels = "{" + ",".join(pairs) + "}"
-        shown = "" if sample.value is None else _go_float(sample.value)
-        stamp = "" if sample.timestamp is None else f" {sample.timestamp}"
-        out.append(f"{sample.name}{labels} {shown}{stamp}\n")
-    return "".join(out)
+        head += f"# UNIT {name} {metric.unit}\n"
+    body = cached_lines(metric)
+    if body is None:
+        body = sample_lines(metric.samples)
+    return None if body is None else head + body
 
 
 def _kinds(sources: Sequence[Collector]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from sidecar.ingest.pbencode import LabelBytes, encode_stored, series_natives
 from sidecar.ingest.store import Family, MetricStore
 from sidecar.offloop import WriteGate
 from sidecar.protobuf import DerivedNatives
-from sidecar.rendercache import RenderCache, family_parts
+from sidecar.rendercache import RenderCache, family_parts, family_protobuf_parts
 
 __all__ = ["IngestedFamily", "OtlpCollector", "PreRelabel", "TargetInfoFamily"]
 
@@ -91,6 +91,14 @@ class IngestedFamily:
         """The family as protobuf MetricFamily bytes (`sidecar.ingest.pbencode`)."""
         return encode_stored(self._family, self._label_bytes or LabelBytes())
 
+    def protobuf_parts(self) -> list[Part] | None:
+        """The same message delimited, unchanged chunks' entries compressed from the
+        render cache (`sidecar.rendercache`); None without a cache."""
+        if self._cache is None:
+            return None
+        labels = self._label_bytes or LabelBytes()
+        return family_protobuf_parts(self._family, labels, self._cache)
+
 
 class TargetInfoFamily:
     """The ``target_info`` family: one series per resource seen."""
@@ -131,7 +139,7 @@ class OtlpCollector:
         self.utf8_labels = utf8_labels  # the translation strategy keeps UTF-8 names
         # protobuf scrapes: each series' encoded labels, kept (at most twice max_series)
         self._label_bytes = LabelBytes(2 * store.limits.max_series)
-        # text scrapes: unchanged chunks of series rendered and compressed once
+        # unchanged chunks of series rendered (text) and encoded (protobuf), compressed once
         self.render_cache = RenderCache() if cache else None
 
     @property

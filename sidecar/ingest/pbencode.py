@@ -34,7 +34,13 @@ from sidecar.protobuf import (
     varint_field,
 )
 
-__all__ = ["LabelBytes", "encode_stored", "series_natives"]
+__all__ = [
+    "LabelBytes",
+    "encode_series",
+    "encode_stored",
+    "family_head",
+    "series_natives",
+]
 
 C_LABELS = extensions.enabled("sidecar.ingest._pblabels")
 if C_LABELS:
@@ -390,34 +396,40 @@ def _metric(labels: bytes, body: bytes) -> bytes:
     return b"\x22" + _uvarint(len(labels) + len(body)) + labels + body
 
 
-def encode_stored(family: Family, labels: LabelBytes) -> bytes:
-    """One stored family as MetricFamily bytes (not delimited)."""
+def family_head(family: Family) -> bytes:
+    """A stored family's MetricFamily fields before its ``metric`` entries: name, help,
+    type."""
     d = family.descriptor
     kind = d.kind
-    out: list[bytes]
-    if kind is Kind.COUNTER or kind is Kind.GAUGE:
-        counter = kind is Kind.COUNTER
-        name, wire, value_head = (
-            (d.name + "_total", _COUNTER, _COUNTER_HEAD)
-            if counter
-            else (d.name, _GAUGE, _GAUGE_HEAD)
-        )
-        scalar, pack = labels.scalar, _COUNTER_VALUE
-        series = list(family.all_series())
-        labels.prime(series, scalar=True)
-        out = [scalar(s.labels) + pack(value_head, s.value) for s in series]
-    elif kind is Kind.HISTOGRAM:
-        name, wire, known = d.name, _HISTOGRAM, _Bounds()
-        series = list(family.all_series())
-        labels.prime(series, scalar=False)
-        out = [_metric(labels(s.labels), _histogram(s, known)) for s in series]
+    if kind is Kind.COUNTER:
+        name, wire = d.name + "_total", _COUNTER
+    elif kind is Kind.GAUGE:
+        name, wire = d.name, _GAUGE
     else:
-        name, wire = d.name, _SUMMARY
-        series = list(family.all_series())
-        labels.prime(series, scalar=False)
-        out = [_metric(labels(s.labels), _summary(s)) for s in series]
-    head = text_field(b"\x0a", name) + text_field(b"\x12", d.help) + varint_field(b"\x18", wire)
-    return head + b"".join(out)
+        name, wire = d.name, _HISTOGRAM if kind is Kind.HISTOGRAM else _SUMMARY
+    return text_field(b"\x0a", name) + text_field(b"\x12", d.help) + varint_field(b"\x18", wire)
+
+
+def encode_series(family: Family, series: list[Series], labels: LabelBytes) -> bytes:
+    """The ``metric`` entries (field 4: tag, length, Metric) of some of a stored family's
+    series, in order. Repeated entries concatenate, so the entries of a family's chunks,
+    each encoded alone, join to the entries of all of them (`sidecar.rendercache`)."""
+    kind = family.descriptor.kind
+    if kind is Kind.COUNTER or kind is Kind.GAUGE:
+        value_head = _COUNTER_HEAD if kind is Kind.COUNTER else _GAUGE_HEAD
+        scalar, pack = labels.scalar, _COUNTER_VALUE
+        labels.prime(series, scalar=True)
+        return b"".join([scalar(s.labels) + pack(value_head, s.value) for s in series])
+    labels.prime(series, scalar=False)
+    if kind is Kind.HISTOGRAM:
+        known = _Bounds()
+        return b"".join([_metric(labels(s.labels), _histogram(s, known)) for s in series])
+    return b"".join([_metric(labels(s.labels), _summary(s)) for s in series])
+
+
+def encode_stored(family: Family, labels: LabelBytes) -> bytes:
+    """One stored family as MetricFamily bytes (not delimited)."""
+    return family_head(family) + encode_series(family, list(family.all_series()), labels)
 
 
 def series_natives(family: Family) -> SeriesParts:

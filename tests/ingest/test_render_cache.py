@@ -2,7 +2,8 @@
 
 Every scrape here is rendered twice from the same store: by the collector with its cache
 (pieces kept from earlier scrapes) and by one without a cache; both answers, inflated,
-must be byte for byte the same.
+must be byte for byte the same, in every text format and in protobuf (whose uncached
+answer is `sidecar.ingest.pbencode.encode_stored`'s whole-family encode).
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sidecar.exposition import Exposition
+from sidecar.gen.io.prometheus.client import metrics_pb2 as prom_pb
 from sidecar.ingest import store as store_module
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.store import StoreLimits
+from sidecar.protobuf import CONTENT_TYPE as PROTOBUF_TYPE
 from sidecar.rendercache import RenderCache
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.support.otlp import (
     DELTA,
     Harness,
     counter,
+    epoint,
+    exponential,
     gauge,
     histogram,
     hpoint,
@@ -41,10 +46,13 @@ from tests.support.prometheus import (  # noqa: F401
     prometheus_factory,
     static_scrape_config,
 )
+from tests.support.protobuf import by_name, delimited
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 TEXT = "text/plain;version=0.0.4"
-ACCEPTS = (OPENMETRICS, TEXT, "")
+# what Prometheus with native histograms on sends: protobuf first
+PROTOBUF = f"{PROTOBUF_TYPE},{OPENMETRICS};q=0.5,*/*;q=0.1"
+ACCEPTS = (OPENMETRICS, TEXT, "", PROTOBUF)
 WORKERS = ("service.instance.id", "process.pid")
 BOUNDS = (1.0, 5.0, 25.0)
 NAMES = {  # family name by kind (as promtool likes them)
@@ -53,6 +61,7 @@ NAMES = {  # family name by kind (as promtool likes them)
     "histogram": "latency",
     "delta": "bytes.sent",
     "summary": "rpc.latency",
+    "exponential": "wait.time",  # native histograms in protobuf, classic in text
 }
 KINDS = tuple(NAMES)
 
@@ -92,6 +101,14 @@ def metric(kind: str, ids: Sequence[int], value: int, t: int) -> pb.Metric:
     if kind == "histogram":
         hpoints = [hpoint(BOUNDS, [value, i, 1, 0], value * 2.5, {"i": i}, time=t) for i in ids]
         return histogram(name, hpoints, description=doc)
+    if kind == "exponential":
+        epoints = [
+            epoint(
+                i % 3, (-1, [value, i, 1]), zero_count=i, total=value + 0.5, labels={"i": i}, time=t
+            )
+            for i in ids
+        ]
+        return exponential(name, epoints, description=doc)
     quantiles = [(0.5, float(value)), (0.99, math.inf)]
     return summary(name, quantiles, value * 1.5, value, time=t, description=doc)
 
@@ -130,6 +147,9 @@ def same_answers(h: Harness, accept: str, gzipped: bool, merged: bool) -> None:
     assert answer.content_encoding == reference.content_encoding
     assert answer.content_type == reference.content_type
     assert body(answer) == body(reference)
+    if accept == PROTOBUF:  # and it reads as MetricFamily messages, every one whole
+        assert answer.content_type.startswith(PROTOBUF_TYPE)
+        assert len(delimited(body(answer))) == len(delimited(body(reference)))
 
 
 def run(h: Harness, op: tuple[Any, ...], t: int) -> None:
@@ -299,3 +319,78 @@ async def test_prometheus_reads_cached_answers_and_sees_each_change(
     assert (await prom.await_result('orders_total{i="300"} == 1300')).values() == [1300.0]
     count = await prom.await_result('count({__name__=~"orders_total|latency_count"})')
     assert count.values() == [1200.0]
+
+
+def test_a_protobuf_scrape_encodes_only_the_chunks_that_changed() -> None:
+    h = filled(1000)  # 4 chunks of 256 series in each family
+    cache = h.collector.render_cache
+    assert cache is not None
+
+    def misses_of_one_scrape(accept: str) -> int:
+        before = cache.misses
+        same_answers(h, accept, True, False)
+        return cache.misses - before
+
+    assert misses_of_one_scrape(PROTOBUF) == 8
+    assert misses_of_one_scrape(PROTOBUF) == 0
+    assert misses_of_one_scrape(TEXT) == 8  # text pieces are kept apart from protobuf's
+    assert (len(cache), misses_of_one_scrape(PROTOBUF), misses_of_one_scrape(TEXT)) == (16, 0, 0)
+    h.push(request(metric("counter", [300], 7, 3)))  # one series of chunk 1
+    assert misses_of_one_scrape(PROTOBUF) == 1
+    assert misses_of_one_scrape(TEXT) == 1
+    # no gzip: the pieces inflated, one message a family that parses as the proto says
+    plain = UnifiedCollector([h.collector]).render(PROTOBUF, "")
+    assert plain.content_encoding is None
+    families = by_name(plain.body)
+    assert [len(families[name].metric) for name in ("orders_total", "latency")] == [1000, 1000]
+    assert families["orders_total"].type == prom_pb.COUNTER
+    assert families["orders_total"].metric[300].counter.value == 307.0
+
+
+def test_cached_protobuf_keeps_native_histograms_whole() -> None:
+    h = Harness(StoreLimits(max_series_per_metric=2000))
+    h.push(request(metric("exponential", range(600), 4, 2)))
+    view = UnifiedCollector([h.collector])
+    view.render(PROTOBUF, "gzip")  # warm
+    h.push(request(metric("exponential", [7], 9, 3)))
+    answer = view.render(PROTOBUF, "gzip")
+    assert h.collector.render_cache is not None
+    assert h.collector.render_cache.hits >= 2  # chunks 1 and 2 from the cache
+    same_answers(h, PROTOBUF, True, False)
+    (family,) = delimited(gzip.decompress(answer.body))
+    seven = family.metric[7].histogram
+    # scale 7 % 3 = 1; offset -1 is Prometheus bucket 0: deltas 9, 7 - 9, 1 - 7
+    assert (seven.schema, seven.zero_count, seven.sample_count) == (1, 7, 9 + 7 + 1 + 7)
+    assert list(seven.positive_delta) == [9, -2, -6]
+    assert [(s.offset, s.length) for s in seven.positive_span] == [(0, 3)]
+    assert seven.sample_sum == 9.5
+
+
+async def test_prometheus_reads_cached_native_histograms_and_sees_each_change(
+    aiohttp_server,
+    prometheus_factory,  # noqa: F811
+):
+    h = Harness(StoreLimits(max_series_per_metric=2000))
+    h.push(request(metric("exponential", range(600), 4, 2)))
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(UnifiedCollector([h.collector])))
+    server = await aiohttp_server(app)
+    prom = prometheus_factory(
+        [static_scrape_config("sidecar", f"127.0.0.1:{server.port}")],
+        extra_args=["--enable-feature=native-histograms"],  # asks for protobuf first
+    )
+    assert (await prom.await_targets_up())[0]["lastError"] == ""
+    # series i: 4 + i + 1 observations in buckets, i zeros
+    assert (await prom.await_result('histogram_count(wait_time{i="300"})')).values() == [605.0]
+    await prom.await_scrapes(2)  # at least one answer from the cache
+    cache = h.collector.render_cache
+    assert cache is not None
+    assert cache.hits > 0
+    h.push(request(metric("exponential", [300], 1000, 3)))
+    assert (await prom.await_result('histogram_count(wait_time{i="300"}) == 1601')).values() == [
+        1601.0
+    ]
+    assert (await prom.aquery('histogram_sum(wait_time{i="300"})')).values() == [1000.5]
+    count = await prom.await_result("count(histogram_count(wait_time))")
+    assert count.values() == [600.0]
+    assert (await prom.aquery("wait_time_bucket")).is_empty  # stored as native
