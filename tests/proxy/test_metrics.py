@@ -9,12 +9,14 @@ import string
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from sidecar import __version__
 from sidecar.batching import mergeable_aggregations
 from sidecar.config import ProxyConfig
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.metrics import ProxyMetrics, proxy_views
+from sidecar.unified import UnifiedCollector
 from tests.support.prometheus import check_metrics
 from tests.support.proxy import RELEASE, ProxyFactory, wait_for
 
@@ -268,3 +270,80 @@ async def test_every_proxy_http_series_says_reporter_sidecar(make_proxy: ProxyFa
                 assert "reporter" not in s.labels, s
     assert seen == REPORTED_FAMILIES
     assert p.sample("http_request_total", status="101", reporter="sidecar") == 1
+
+
+# The own registry's collection keeps the samples (and their OpenMetrics lines) of every
+# histogram series whose values did not change (issue 19): what it serves must be what
+# a collection from nothing serves, after any sequence of changes.
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+Step = tuple[str, str, int, float, int]  # method, path, status, duration ms, response bytes
+
+
+def _module_of(steps: list[Step], module: Module | None = None) -> tuple[Module, ProxyMetrics]:
+    """``steps`` recorded into ``module`` (a new one when None), through `ProxyMetrics`."""
+    if module is None:
+        module = Module.new("cached", views=proxy_views(ProxyConfig()))
+    metrics = ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: 1,
+        aggregations=mergeable_aggregations(module),
+    )
+    for method, path, status, duration, size in steps:
+        metrics.exchange(method, path, status, duration, duration / 2, 0, size)
+    return module, metrics
+
+
+async def test_a_collection_reuses_the_samples_of_unchanged_series() -> None:
+    module, metrics = _module_of([("GET", "/a", 200, 3.0, 10), ("GET", "/b", 200, 7.0, 20)])
+    try:
+
+        def histogram_samples() -> dict[str, list[Sample]]:
+            families = list(module.registry.collect())
+            name = "http_request_duration_milliseconds"
+            samples = next(f.samples for f in families if f.name == name)
+            return {p: [s for s in samples if s.labels["path"] == p] for p in ("/a", "/b")}
+
+        first = histogram_samples()
+        metrics.exchange("GET", "/b", 200, 9.0, 4.5, 0, 20)
+        second = histogram_samples()
+        assert all(a is b for a, b in zip(first["/a"], second["/a"], strict=True))
+        assert first["/a"]
+        assert first["/b"] != second["/b"]
+        assert second["/b"][-2].value == 2  # (its _count)
+    finally:
+        await module.shutdown()
+
+
+async def test_cached_collections_serve_what_a_fresh_collection_serves() -> None:
+    """Random exchanges between collections: each exposition of the long-lived module
+    (samples and lines kept) equals, byte for byte, that of a module given the same
+    exchanges and collected once, in OpenMetrics (written directly) and text 0.0.4."""
+    rng = random.Random(19)
+    steps: list[Step] = []
+    module, metrics = _module_of([])
+    try:
+        for _ in range(12):
+            for _ in range(rng.choice((0, 1, 5))):
+                step = (
+                    rng.choice(("GET", "POST")),
+                    rng.choice(("/a", "/b", "/c", '/q"\\')),
+                    rng.choice((200, 404, 503)),
+                    rng.choice((0.3, 4.0, 80.0, 3000.0)),
+                    rng.choice((0, 100, 5000)),
+                )
+                steps.append(step)
+                metrics.exchange(*step[:4], step[3] / 2, 0, step[4])
+            fresh, _ = _module_of(steps)
+            try:
+                for accept in (OPENMETRICS, "text/plain;version=0.0.4"):
+                    got = UnifiedCollector([module.registry]).render(accept, "").body
+                    want = UnifiedCollector([fresh.registry]).render(accept, "").body
+                    assert got == want, accept
+                encoded = generate_openmetrics(module.registry)
+                assert encoded == generate_openmetrics(fresh.registry)
+            finally:
+                await fresh.shutdown()
+            assert UnifiedCollector([module.registry]).render(OPENMETRICS, "").body == encoded
+    finally:
+        await module.shutdown()
