@@ -61,7 +61,9 @@ an info string (its language):
     ``kubectl rollout restart KIND``: a kind that restarts.
   - ``export NAME=VALUE``: set for the block's later commands.
   - ``causality-sidecar ... | kubectl apply -f -``: the sidecar command runs for real and what
-    it prints must be manifests that validate (as ``kubectl apply -f PATH`` above).
+    it prints must be manifests that validate (as ``kubectl apply -f PATH`` above); piped
+    into ``grep``/``head``/``tail``/``sort``/``wc`` instead, the filter runs for real
+    (``grep`` must match).
 
   Any other command fails the test: add a checker here, or mark the block.
 - A block that truly cannot be exercised gets ``<!-- example: not-runnable: REASON -->``.
@@ -329,20 +331,40 @@ def _stages(source: str) -> list[list[str]]:
 
 
 def run_pipeline(command: Command, stages: list[list[str]], session: Session) -> None:
-    """``causality-sidecar ... | kubectl apply -f -``: the first command runs for real and
-    what it prints must be manifests that validate, as ``kubectl apply`` would need."""
+    """``causality-sidecar ... | CONSUMER``: the sidecar command runs for real (leading
+    ``VAR=value`` words set its environment) and its output goes through each consumer:
+    ``kubectl apply -f -`` needs manifests that validate; a text filter (``grep``, ``head``,
+    ``tail``, ``sort``, ``wc``) runs for real and must succeed (``grep`` must match)."""
     producer, *consumers = stages
     where = f"{session.block.path}:{command.line}"
+    env = {**os.environ, **session.env}
+    while producer and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", producer[0]):
+        name, _, value = producer.pop(0).partition("=")
+        env[name] = value
     assert Path(producer[0]).name == "causality-sidecar", f"{where}: no checker for this pipe"
-    assert consumers == [["kubectl", "apply", "-f", "-"]], f"{where}: no checker for this pipe"
-    done = _run([CLI, *producer[1:]], env={**os.environ, **session.env})
+    done = _run([CLI, *producer[1:]], env=env)
     assert done.returncode == 0, f"{where}: {done.stdout}{done.stderr}"
-    documents = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-    assert documents, f"{where}: {producer[0]} printed no manifest for kubectl apply"
-    for doc in documents:
-        assert isinstance(doc, dict), f"{where}: not a manifest: {doc!r:.200}"
-        assert "kind" in doc, f"{where}: not a manifest: {doc!r:.200}"
-    check_kubernetes(done.stdout, session.tmp_path)
+    output = done.stdout
+    for consumer in consumers:
+        if consumer == ["kubectl", "apply", "-f", "-"]:
+            documents = [doc for doc in yaml.safe_load_all(output) if doc]
+            assert documents, f"{where}: {producer[0]} printed no manifest for kubectl apply"
+            for doc in documents:
+                assert isinstance(doc, dict), f"{where}: not a manifest: {doc!r:.200}"
+                assert "kind" in doc, f"{where}: not a manifest: {doc!r:.200}"
+            check_kubernetes(output, session.tmp_path)
+            output = ""
+        else:
+            assert consumer[0] in _TEXT_FILTERS, f"{where}: no checker for `| {consumer[0]}`"
+            done = _run(consumer, input=output)
+            assert done.returncode == 0, (
+                f"{where}: `{shlex.join(consumer)}` failed on {output!r:.300}"
+            )
+            output = done.stdout
+    _assert_output(command, output)
+
+
+_TEXT_FILTERS = frozenset({"grep", "head", "tail", "sort", "wc"})
 
 
 def _words(source: str) -> list[str]:
@@ -895,6 +917,7 @@ def test_commands_are_split_as_documented() -> None:
         ("sh", "wget http://127.0.0.1:9464/metrics\n"),
         ("sh", "kubectl label namespace shop sidecar.causality.dev/injection=on!\n"),
         ("sh", "causality-sidecar version | kubectl apply -f -\n"),
+        ("sh", "causality-sidecar check-config /dev/null | grep no_such_key:\n"),
         (
             "sh",
             "causality-sidecar inject --image x:1 docs/examples/shop.yaml | kubectl delete -f -\n",
@@ -917,6 +940,7 @@ def test_commands_are_split_as_documented() -> None:
         "unknown-command",
         "bad-label-value",
         "pipe-no-manifest",
+        "pipe-grep-no-match",
         "pipe-unknown-consumer",
     ],
 )
