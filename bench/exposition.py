@@ -5,8 +5,11 @@ bench/ingest.py fills them; a second table with those histograms exponential, so
 in protobuf, classic in text, as issue 17's "10 % native histograms" says), rendered by
 `UnifiedCollector.render` as text 0.0.4 and as
 delimited protobuf MetricFamily (what Prometheus with native histograms asks for): the
-first scrape's CPU seconds (protobuf encodes every label set once and keeps it), then best
-of three, wall clock and CPU seconds of this single-threaded process, and the body sizes.
+first scrape's CPU seconds (protobuf encodes every label set once and keeps it; both fill
+the render cache, `sidecar.rendercache`), then best of three, wall clock and CPU seconds
+of this single-threaded process, and the body sizes: the store unchanged, without gzip
+(the cached pieces inflated) and with it (as Prometheus asks), and with 10 % of the series
+pushed again since the last scrape (gzip).
 
     .venv/bin/python bench/exposition.py [--series 100000]
 """
@@ -17,6 +20,7 @@ import argparse
 import gc
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +48,7 @@ FORMATS = {
 
 def exponential(req: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest:
     """``req`` with each histogram point an exponential one (scale 3, 16 positive buckets
-    and a zero bucket), attributes kept."""
+    and a zero bucket), attributes and time kept."""
     for metric in req.resource_metrics[0].scope_metrics[0].metrics:
         if not metric.HasField("histogram"):
             continue
@@ -54,9 +58,12 @@ def exponential(req: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest
         exp.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
         for p in points:
             point = exp.data_points.add(
-                attributes=p.attributes, start_time_unix_nano=1, time_unix_nano=2, scale=3
+                attributes=p.attributes,
+                start_time_unix_nano=1,
+                time_unix_nano=p.time_unix_nano,
+                scale=3,
             )
-            point.zero_count = 1
+            point.zero_count = p.time_unix_nano  # (moves on with each push)
             point.positive.offset = 10
             point.positive.bucket_counts.extend([1 + j % 5 for j in range(16)])
             point.count = sum(point.positive.bucket_counts) + point.zero_count
@@ -64,17 +71,26 @@ def exponential(req: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest
     return req
 
 
-def fill(series: int, native: bool = False) -> MetricStore:
-    """A store holding ``series`` series, filled through the protobuf decode path."""
+BATCH = 10_000  # series a push holds (10 % of the default 100,000)
+
+
+def fill(series: int, native: bool = False) -> tuple[MetricStore, Callable[[int, int], None]]:
+    """A store holding ``series`` series, filled through the protobuf decode path, and
+    what pushes batch ``n`` of them again at time ``t`` (new values)."""
     store = MetricStore(StoreLimits(max_series=2 * series, max_series_per_metric=1000))
     translator = Translator(TranslationRules(("service.name",)))
-    for first in range(0, series, 10_000):
-        req = build_request(first, min(10_000, series - first), HISTOGRAM_SHARE, 2)
+
+    def push(batch: int, t: int) -> None:
+        first = batch * BATCH % series
+        req = build_request(first, min(BATCH, series - first), HISTOGRAM_SHARE, t)
         if native:
             req = exponential(req)
         body = req.SerializeToString()
         store.apply(translator.translate(decode_request(body, Encoding.PROTOBUF)))
-    return store
+
+    for batch in range(-(-series // BATCH)):
+        push(batch, 2)
+    return store, push
 
 
 def main() -> None:
@@ -82,28 +98,42 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100_000)
     args = parser.parse_args()
     for native in (False, True):
-        table(fill(args.series, native), "native" if native else "classic")
+        table(*fill(args.series, native), "native" if native else "classic")
 
 
-def table(store: MetricStore, histograms: str) -> None:
-    """One table: every format's first scrape, then best of three."""
+def table(store: MetricStore, push: Callable[[int, int], None], histograms: str) -> None:
+    """One table: every format's first scrape, then best of three: unchanged, without
+    and with gzip, then with a batch of series pushed again before each scrape."""
     unified = UnifiedCollector([OtlpCollector(store)])
     print(f"\n| /metrics, {len(store):,} series (10 % {histograms} histograms) | wall s | CPU s "
           "| body bytes |")  # fmt: skip
     print("|---|---|---|---|")
+    t = 3
     for name, accept in FORMATS.items():
         gc.collect()
         cpu_started = time.process_time()
         unified.render(accept, "")  # the first scrape: protobuf fills its label cache
         print(f"| {name}, first scrape | | {time.process_time() - cpu_started:.3f} | |")
+        for row, encoding in ((name, ""), (f"{name}, gzip", "gzip")):
+            walls, cpus = [], []
+            for _ in range(3):
+                gc.collect()
+                started, cpu_started = time.perf_counter(), time.process_time()
+                body = unified.render(accept, encoding).body
+                walls.append(time.perf_counter() - started)
+                cpus.append(time.process_time() - cpu_started)
+            print(f"| {row} | {min(walls):.3f} | {min(cpus):.3f} | {len(body):,} |")
         walls, cpus = [], []
         for _ in range(3):
+            push(t, t)  # (another 10 % each time, new values)
+            t += 1
             gc.collect()
             started, cpu_started = time.perf_counter(), time.process_time()
-            body = unified.render(accept, "").body
+            body = unified.render(accept, "gzip").body
             walls.append(time.perf_counter() - started)
             cpus.append(time.process_time() - cpu_started)
-        print(f"| {name} | {min(walls):.3f} | {min(cpus):.3f} | {len(body):,} |")
+        print(f"| {name}, gzip, 10 % pushed since | {min(walls):.3f} | {min(cpus):.3f} | "
+              f"{len(body):,} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Proxied latency while /metrics is scraped: 100,000 ingested series, a scrape every second.
 
     .venv/bin/python bench/proxy_scrape.py [--duration 10 --runs 3]   # also run by bench/proxy.py
+    .venv/bin/python bench/proxy_scrape.py --render-only [--protobuf]  # renders alone
 
 The whole sidecar (``python -m sidecar run``: proxy, OTLP ingest, admin) runs pinned to
 the proxy's core, in front of an upstream nginx serving 20 bytes. 100,000 series are
@@ -59,6 +60,10 @@ SCENARIOS = (("unchanged", False), ("10 %/s pushed", True))
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROTOBUF_ACCEPT = (  # what it sends with native histograms on: protobuf first
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+    "encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,*/*;q=0.1"
 )
 CASES = (("20 B, 1 conn", 1), ("20 B, 32 conns", 32))
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "67108864"}
@@ -432,9 +437,10 @@ def run(args: argparse.Namespace, workdir: Path, upstream: int, load_cores: str,
     return f"{table}\n\n{parsed}\n{verdicts}"
 
 
-def render_cpu() -> str:
+def render_cpu(protobuf: bool = False) -> str:
     """CPU of rendering the ``SERIES`` ingested series alone, in this process (OpenMetrics,
-    gzip): without the render cache, with it (first, unchanged, ``CHURN_SHARE`` pushed)."""
+    or protobuf when ``protobuf``; gzip): without the render cache, with it (first,
+    unchanged, ``CHURN_SHARE`` pushed)."""
     from ingest import _translator
 
     from sidecar.ingest.codec import Encoding, decode_request
@@ -457,9 +463,11 @@ def render_cpu() -> str:
     plain = UnifiedCollector([OtlpCollector(store, cache=False)])
     cached = UnifiedCollector([OtlpCollector(store)])
 
+    accept = PROTOBUF_ACCEPT if protobuf else PROMETHEUS_ACCEPT
+
     def timed(view: UnifiedCollector) -> float:
         started = time.process_time()
-        view.render(PROMETHEUS_ACCEPT, "gzip")
+        view.render(accept, "gzip")
         return time.process_time() - started
 
     rows = [["no cache", f"{min(timed(plain) for _ in range(3)) * 1000:.0f}"]]
@@ -474,7 +482,8 @@ def render_cpu() -> str:
     rows.append(
         [f"cache, {CHURN_SHARE:.0%} of the series pushed since", f"{min(changed) * 1000:.0f}"]
     )
-    headers = [f"render of {SERIES:,} ingested series (OpenMetrics, gzip)", "CPU ms"]
+    form = "protobuf" if protobuf else "OpenMetrics"
+    headers = [f"render of {SERIES:,} ingested series ({form}, gzip)", "CPU ms"]
     return render_table(headers, rows)
 
 
@@ -494,9 +503,14 @@ def main() -> int:
     parser.add_argument(
         "--render-only", action="store_true", help="only time renders in this process"
     )
+    parser.add_argument(
+        "--protobuf",
+        action="store_true",
+        help="with --render-only: ask for protobuf (Prometheus with native histograms on)",
+    )
     args = parser.parse_args()
     if args.render_only:
-        print(render_cpu())
+        print(render_cpu(args.protobuf))
         return 0
     ensure_tools("wrk:wrk", "nginx:nginx")
     load_cores, proxy_cores = cpu_layout()

@@ -13,7 +13,7 @@ from sidecar.ingest.naming import TranslationStrategy
 from sidecar.ingest.receiver import SERVER_KWARGS, IngestState, create_ingest_app
 from sidecar.ingest.store import MetricStore, StoreLimits
 from sidecar.ingest.translate import TranslationRules, Translator
-from sidecar.instruments import SeriesGauge
+from sidecar.instruments import SeriesGauge, render_cache
 from sidecar.lifecycle import AiohttpComponent, Component
 from sidecar.observability import Module
 from sidecar.relabel.ingest import IngestRelabel
@@ -84,4 +84,7 @@ def create_ingest(
         "ingest", create_ingest_app(state), [listen], optional_listen=optional, **SERVER_KWARGS
     )
     utf8 = not TranslationStrategy(config.ingest.translation_strategy).escapes
-    return component, OtlpCollector(state.store, utf8_labels=utf8, relabel=relabel)
+    collector = OtlpCollector(state.store, utf8_labels=utf8, relabel=relabel)
+    if collector.render_cache is not None:
+        render_cache(module.meter, collector.render_cache)
+    return component, collector

@@ -20,11 +20,14 @@ from hypothesis import strategies as st
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from sidecar.config import Config
 from sidecar.exposition import Exposition
 from sidecar.gen.io.prometheus.client import metrics_pb2 as prom_pb
+from sidecar.ingest import create_ingest
 from sidecar.ingest import store as store_module
 from sidecar.ingest.collector import OtlpCollector
 from sidecar.ingest.store import StoreLimits
+from sidecar.observability import Module
 from sidecar.protobuf import CONTENT_TYPE as PROTOBUF_TYPE
 from sidecar.rendercache import RenderCache
 from sidecar.unified import UnifiedCollector, metrics_handler
@@ -394,3 +397,57 @@ async def test_prometheus_reads_cached_native_histograms_and_sees_each_change(
     count = await prom.await_result("count(histogram_count(wait_time))")
     assert count.values() == [600.0]
     assert (await prom.aquery("wait_time_bucket")).is_empty  # stored as native
+
+
+def test_the_cache_reports_its_size_hits_and_misses_as_self_metrics() -> None:
+    module = Module.new("render-cache-metrics")
+    try:
+        _, collector = create_ingest(Config(), module)
+        h = filled(600)  # 3 chunks in each of 2 families, pushed into the sidecar's store
+        collector.store.apply(h.translator.translate(request(metric("counter", range(600), 1, 2))))
+        collector.store.apply(
+            h.translator.translate(request(metric("histogram", range(600), 3, 2)))
+        )
+        cache = collector.render_cache
+        assert cache is not None
+        own = UnifiedCollector([SelfOnly(module)])
+
+        def reported() -> dict[str, str]:
+            text = body(own.render(TEXT, "")).decode()
+            lines = [line for line in text.splitlines() if line.startswith("sidecar_render_cache")]
+            return {line.split("{")[0]: line.rsplit(" ", 1)[1] for line in lines}
+
+        names = {
+            "sidecar_render_cache_bytes",
+            "sidecar_render_cache_hits_total",
+            "sidecar_render_cache_misses_total",
+        }
+        assert reported() == dict.fromkeys(names, "0.0")
+        view = UnifiedCollector([collector])
+        for accept in (TEXT, PROTOBUF, TEXT):
+            view.render(accept, "gzip")
+        assert (cache.hits, cache.misses) == (6, 12)
+        assert 0 < cache.bytes
+        assert reported() == {
+            "sidecar_render_cache_bytes": f"{float(cache.bytes)}",
+            "sidecar_render_cache_hits_total": "6.0",
+            "sidecar_render_cache_misses_total": "12.0",
+        }
+        text = body(own.render(TEXT, "")).decode()
+        for name, kind in (("sidecar_render_cache_bytes", "gauge"),
+                           ("sidecar_render_cache_hits_total", "counter"),
+                           ("sidecar_render_cache_misses_total", "counter")):  # fmt: skip
+            assert f"# TYPE {name} {kind}\n" in text, text
+            assert f"# HELP {name} " in text
+    finally:
+        module.provider.shutdown()
+
+
+class SelfOnly:
+    """The sidecar's own registry as the unified view's only source."""
+
+    def __init__(self, module: Module) -> None:
+        self._registry = module.registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self._registry.collect()
