@@ -19,7 +19,6 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from opentelemetry.metrics import Counter
@@ -50,7 +49,7 @@ from sidecar.relabel.rules import Rule, compile_rules
 from sidecar.reload import changed_keys, running_config
 from sidecar.runtime import tune
 from sidecar.status import StatusSources, TrafficSampler, add_status_routes
-from sidecar.status.inventory import store_sources
+from sidecar.status.inventory import StoreSources
 from sidecar.tlsserver import ReloadingServerContext
 from sidecar.unified import UnifiedCollector
 
@@ -146,7 +145,7 @@ class Sidecar:
             self._ingest_store = ingest_collector.store
             self.components.append(ingest)
             collectors["ingest"] = ingest_collector
-            store_view = partial(store_sources, ingest_collector.store)
+            store_view = StoreSources(ingest_collector.store)  # recounts changed chunks only
             store_gates = (ingest_collector.store.gate,)
         self.unified = UnifiedCollector(
             list(collectors.values()),

@@ -7,10 +7,12 @@ Computed on request (``GET /debug/series``, the status page) by walking the coll
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -21,7 +23,9 @@ from sidecar.merge.rawtext import RawFamily
 
 __all__ = [
     "MetricCount",
+    "SourceCounter",
     "SourceInfo",
+    "StoreSources",
     "count_series",
     "ingest_sources",
     "merge_counts",
@@ -46,10 +50,14 @@ class MetricCount:
 
 
 def _family_series(samples: Iterable[object]) -> int:
-    keys = set()
+    keys: set[frozenset[tuple[str, str]]] = set()
     for sample in samples:
-        labels = getattr(sample, "labels", {})
-        keys.add(tuple(sorted((k, v) for k, v in labels.items() if k not in _COMPONENT_LABELS)))
+        labels: dict[str, str] = getattr(sample, "labels", {})
+        key = frozenset(labels.items())
+        for component in _COMPONENT_LABELS:
+            if component in labels:
+                key = key.difference(((component, labels[component]),))
+        keys.add(key)
     return len(keys)
 
 
@@ -229,26 +237,115 @@ def ingest_sources(
     unknown); without resources (``ingest.target_info: false``) sources come from the
     series' own ``service_name``/``service_instance_id`` labels.
     """
-    now = clock()
-    seen: dict[SourceKey, float] = {}
-    for labels, last in targets.items():
-        key = (label_value(labels, "service_name"), label_value(labels, "service_instance_id"))
-        seen[key] = max(last, seen.get(key, last))
-    if not seen:
-        counts = _series_per_label_parse(series_labels)
-        return [SourceInfo(k[0], k[1], None, n) for k, n in sorted(counts.items())]
-    counted = len(seen) <= MAX_COUNTED_SOURCES
-    counts = _series_per_instance(seen, series_labels) if counted else Counter()
-    return [
-        SourceInfo(key[0], key[1], now - seen[key], counts[key] if counted else None)
-        for key in sorted(seen)
-    ]
+    counter = SourceCounter.of(targets)
+    return counter.infos(counter.count(series_labels), clock())
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCounter:
+    """How series are counted per source, given the store's resources (`ingest_sources`):
+    by each resource's ``service_instance_id`` (or ``service_name``) pair, by parsing
+    each series' own labels when there are no resources, or not at all (too many)."""
+
+    seen: Mapping[SourceKey, float]  # each resource's last push (monotonic seconds)
+    counted: bool
+
+    @classmethod
+    def of(cls, targets: Mapping[str, float]) -> SourceCounter:
+        """The counter for a store with these resources (label text → last seen)."""
+        seen: dict[SourceKey, float] = {}
+        for labels, last in targets.items():
+            key = (label_value(labels, "service_name"), label_value(labels, "service_instance_id"))
+            seen[key] = max(last, seen.get(key, last))
+        return cls(seen, len(seen) <= MAX_COUNTED_SOURCES)
+
+    @property
+    def mode(self) -> tuple[SourceKey, ...] | None:
+        """What a count depends on: the sources in order (None: counted by parsing)."""
+        return tuple(self.seen) if self.seen else None
+
+    def count(self, series_labels: Iterable[str]) -> Counter[SourceKey]:
+        """Series per source among ``series_labels``."""
+        if not self.seen:
+            return _series_per_label_parse(series_labels)
+        return _series_per_instance(self.seen, series_labels) if self.counted else Counter()
+
+    def infos(self, counts: Counter[SourceKey], now: float) -> list[SourceInfo]:
+        """The sources, with ``counts`` (series of every source) and their push ages."""
+        if not self.seen:
+            return [SourceInfo(k[0], k[1], None, n) for k, n in sorted(counts.items())]
+        counted, seen = self.counted, self.seen
+        return [
+            SourceInfo(key[0], key[1], now - seen[key], counts[key] if counted else None)
+            for key in sorted(seen)
+        ]
+
+
+ChunkKey = tuple[str, int, int]  # (family name, family serial, chunk)
+
+
+class StoreSources:
+    """`store_sources` of one store, counting again only what changed since the last call.
+
+    The store stamps each chunk of 256 series of a family with the write that last
+    changed it (`sidecar.ingest.store.Family`); the series per source of a chunk are kept
+    with its stamp and counted again only when the stamp moved (or the sources did). With
+    the store unchanged, a call skips over the series without reading them: ~1 ms
+    instead of ~40 ms for 100,000 series. Called in a worker thread while the store's
+    write gate holds its writers (`sidecar.status.routes`); one call at a time.
+    """
+
+    def __init__(self, store: MetricStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._mode: tuple[SourceKey, ...] | None = None
+        self._chunks: dict[ChunkKey, tuple[int, Counter[SourceKey]]] = {}
+        self.recounted = 0  # chunks counted again by the last call (for tests)
+
+    def __call__(self) -> list[SourceInfo]:
+        """The sources of the store, with the points each pushed and its live workers."""
+        store = self.store
+        with self._lock:
+            counter = SourceCounter.of(store.targets)
+            counts = self._count(counter) if counter.counted else Counter()
+        infos = counter.infos(counts, self._clock())
+        return _with_workers(store, infos)
+
+    def _count(self, counter: SourceCounter) -> Counter[SourceKey]:
+        if counter.mode != self._mode:
+            self._mode, self._chunks = counter.mode, {}
+        last, kept = self._chunks, {}
+        total: Counter[SourceKey] = Counter()
+        recounted = 0
+        for name, family in self.store.families.items():
+            series = iter(family.series.values())
+            versions = family.versions
+            if sum(family.sizes.values()) != len(family.series):  # (never: counted whole)
+                total.update(counter.count(s.labels for s in family.all_series()))
+                continue
+            for chunk, size in family.sizes.items():  # (in the order the series are held)
+                key, version = (name, family.serial, chunk), versions[chunk]
+                hit = last.get(key)
+                if hit is not None and hit[0] == version:
+                    next(islice(series, size, size), None)  # skip its series
+                else:
+                    hit = (version, counter.count(s.labels for s in islice(series, size)))
+                    recounted += 1
+                kept[key] = hit
+                total.update(hit[1])
+            if family.overflow is not None:
+                total.update(counter.count((family.overflow.labels,)))
+        self._chunks, self.recounted = kept, recounted
+        return total
 
 
 def store_sources(store: MetricStore) -> list[SourceInfo]:
     """`ingest_sources` of the ingest store, with the points each source pushed."""
-    labels = (s.labels for family in store.families.values() for s in family.all_series())
-    infos = ingest_sources(store.targets, labels)
+    return StoreSources(store)()
+
+
+def _with_workers(store: MetricStore, infos: list[SourceInfo]) -> list[SourceInfo]:
     workers: dict[SourceKey, list[str]] = {}
     for source, worker in store.workers:
         workers.setdefault(source, []).append(worker)

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sidecar.config import MergeTarget
+from sidecar.ingest import store as store_module
+from sidecar.ingest.store import StoreLimits
 from sidecar.merge import fetch
 from sidecar.merge.fetch import Result, Scrape, parse_exposition
 from sidecar.merge.rawtext import Unsupported
 from sidecar.observability import Metrics, Module
-from sidecar.status.inventory import count_series, ingest_sources, merge_counts, series_report
+from sidecar.status.inventory import (
+    StoreSources,
+    count_series,
+    ingest_sources,
+    merge_counts,
+    series_report,
+)
 from sidecar.status.page import sparkline
 from sidecar.status.sampler import TrafficSampler, histogram_quantile, route_totals
+from tests.support.otlp import Harness, gauge, number, request
 
 # the same histogram as the recording-rule test in deploy/prometheus/rules.test.yaml
 BUCKETS = ((10.0, 300.0), (100.0, 540.0), (1000.0, 600.0), (math.inf, 600.0))
@@ -357,3 +370,69 @@ def test_page_sections_for_merge_export_and_trouble() -> None:
     assert '<td>merge:app</td><td class="num">1,234</td>' in page
     assert "OTLP export" in page
     assert '<td class="num">100</td><td class="num">3</td>' in page
+
+
+# `StoreSources` counts again only the chunks whose stamp moved: after any sequence of
+# pushes (new series, new values, new sources), expiry, forgets and clears, a long-lived
+# one says what a count from nothing says.
+SOURCE_OPS = st.one_of(
+    st.tuples(
+        st.just("push"),
+        st.sampled_from(("a", "b")),  # service
+        st.sampled_from(("", "1", "2")),  # its instance id ("" = none)
+        st.sampled_from(("jobs", "temp")),  # family
+        st.lists(st.integers(0, 9), min_size=1, max_size=5, unique=True),  # series
+    ),
+    st.tuples(st.just("tick"), st.sampled_from((4.0, 11.0))),  # ttl 10 s
+    st.tuples(st.just("forget"), st.integers(0, 20)),
+    st.tuples(st.just("clear")),
+    st.tuples(st.just("check")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.booleans(), st.lists(SOURCE_OPS, min_size=1, max_size=40))
+def test_store_sources_recount_only_what_changed(
+    target_info: bool, ops: list[tuple[Any, ...]]
+) -> None:
+    # chunks of 2 series (not 256): pushes, expiry and forgets cross chunk borders
+    with mock.patch.object(store_module, "CHUNK_SHIFT", 1):
+        h = Harness(StoreLimits(series_ttl=10.0), target_info=target_info)
+        sources = StoreSources(h.store, clock=lambda: h.now)
+        for t, op in enumerate([*ops, ("check",)], start=2):
+            match op:
+                case ("push", service, instance, family, ids):
+                    resource = {"service.name": service}
+                    if instance:
+                        resource["service.instance.id"] = instance
+                    points = [number(t, {"i": i}, time=t) for i in ids]
+                    h.push(request(gauge(family, points), resource=resource))
+                case ("tick", seconds):
+                    h.now += seconds
+                    h.store.expire()
+                case ("forget", pick):
+                    series = [(n, s) for n, f in h.store.families.items() for s in f.series]
+                    if series:
+                        h.store.forget(*series[pick % len(series)])
+                case ("clear",):
+                    h.store.clear_series()
+                case ("check",):
+                    fresh = StoreSources(h.store, clock=lambda: h.now)()  # from nothing
+                    assert sources() == fresh
+                    assert sources() == fresh
+                    assert sources.recounted == 0  # nothing changed since the last call
+
+
+def test_an_unchanged_store_s_sources_are_not_counted_again() -> None:
+    h = Harness(StoreLimits(), target_info=True)
+    for service in ("a", "b"):
+        points = [number(1, {"i": i}) for i in range(600)]  # 3 chunks of 256
+        h.push(request(gauge("jobs", points), resource={"service.name": service}))
+    sources = StoreSources(h.store, clock=lambda: h.now)
+    assert [s.series for s in sources()] == [600, 600]
+    assert sources.recounted == 5  # (1,200 series: chunks of 256)
+    assert [s.series for s in sources()] == [600, 600]
+    assert sources.recounted == 0
+    h.push(request(gauge("jobs", [number(2, {"i": 0})]), resource={"service.name": "b"}))
+    assert [s.series for s in sources()] == [600, 600]
+    assert sources.recounted == 1  # the chunk of b's i=0 changed
