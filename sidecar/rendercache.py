@@ -23,14 +23,14 @@ docs/tail-latency.md.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 
 from sidecar.exposition import GZIP_LEVEL
 from sidecar.gzipjoin import Deflated, Part
 from sidecar.ingest import text
 from sidecar.ingest.pbencode import LabelBytes, encode_series, family_head
-from sidecar.ingest.store import Family
+from sidecar.ingest.store import Family, Series
 from sidecar.protobuf import varint_field
 
 __all__ = ["MAX_BYTES", "RenderCache", "family_parts", "family_protobuf_parts"]
@@ -90,30 +90,41 @@ class RenderCache:
                 self.bytes -= len(self._pieces.pop(key)[1].data)
 
 
-def family_parts(family: Family, openmetrics: bool, cache: RenderCache) -> list[Part]:
-    """A stored family's exposition: its header, then each chunk's lines compressed (from
-    ``cache`` when unchanged), then its overflow series; the same text as
-    `sidecar.ingest.text.render_family`."""
-    d = family.descriptor
-    parts: list[Part] = [text.header(d.name, d.kind, d.help, d.unit, openmetrics).encode()]
+def _pieces(
+    family: Family, variant: int, cache: RenderCache, render: Callable[[list[Series]], bytes]
+) -> list[Part]:
+    """Each chunk of ``family`` as ``render`` writes its series, compressed: from ``cache``
+    when the chunk is unchanged, else rendered and kept; then the overflow series' bytes."""
     series = iter(family.series.values())  # in chunk order (`Family.insert`)
     versions = family.versions
+    parts: list[Part] = []
     for chunk, size in family.sizes.items():
-        key, version = (family.serial, chunk, TEXT), versions[chunk]
+        key, version = (family.serial, chunk, variant), versions[chunk]
         piece = cache.lookup(key, version)
         if piece is None:
-            lines: list[str] = []
-            text.render_series(d, islice(series, size), lines)
-            piece = Deflated.of("".join(lines).encode(), GZIP_LEVEL)
+            piece = Deflated.of(render(list(islice(series, size))), GZIP_LEVEL)
             cache.keep(key, version, piece)
         else:
             next(islice(series, size, size), None)  # past the chunk's series
         parts.append(piece)
     if family.overflow is not None:
-        lines = []
-        text.render_series(d, (family.overflow,), lines)
-        parts.append("".join(lines).encode())
+        parts.append(render([family.overflow]))
     return parts
+
+
+def family_parts(family: Family, openmetrics: bool, cache: RenderCache) -> list[Part]:
+    """A stored family's exposition: its header, then each chunk's lines compressed (from
+    ``cache`` when unchanged), then its overflow series; the same text as
+    `sidecar.ingest.text.render_family`."""
+    d = family.descriptor
+
+    def lines(series: list[Series]) -> bytes:
+        out: list[str] = []
+        text.render_series(d, series, out)
+        return "".join(out).encode()
+
+    head = text.header(d.name, d.kind, d.help, d.unit, openmetrics).encode()
+    return [head, *_pieces(family, TEXT, cache, lines)]
 
 
 def family_protobuf_parts(family: Family, labels: LabelBytes, cache: RenderCache) -> list[Part]:
@@ -121,25 +132,7 @@ def family_protobuf_parts(family: Family, labels: LabelBytes, cache: RenderCache
     fresh, then each chunk's ``metric`` entries compressed (from ``cache`` when
     unchanged), then its overflow series' entry; the same bytes as
     ``delimited_bytes(encode_stored(family, labels))`` (`sidecar.ingest.pbencode`)."""
-    series = iter(family.series.values())  # in chunk order (`Family.insert`)
-    versions = family.versions
-    pieces: list[Part] = []
-    length = 0
-    for chunk, size in family.sizes.items():
-        key, version = (family.serial, chunk, PROTOBUF), versions[chunk]
-        piece = cache.lookup(key, version)
-        if piece is None:
-            piece = Deflated.of(
-                encode_series(family, list(islice(series, size)), labels), GZIP_LEVEL
-            )
-            cache.keep(key, version, piece)
-        else:
-            next(islice(series, size, size), None)  # past the chunk's series
-        pieces.append(piece)
-        length += piece.size
-    if family.overflow is not None:
-        entry = encode_series(family, [family.overflow], labels)
-        pieces.append(entry)
-        length += len(entry)
+    pieces = _pieces(family, PROTOBUF, cache, lambda series: encode_series(family, series, labels))
+    length = sum(piece.size if isinstance(piece, Deflated) else len(piece) for piece in pieces)
     head = family_head(family)
     return [varint_field(b"", len(head) + length) + head, *pieces]
