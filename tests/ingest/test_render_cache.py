@@ -427,7 +427,7 @@ def test_the_cache_reports_its_size_hits_and_misses_as_self_metrics() -> None:
         for accept in (TEXT, PROTOBUF, TEXT):
             view.render(accept, "gzip")
         assert (cache.hits, cache.misses) == (6, 12)
-        assert 0 < cache.bytes
+        assert cache.bytes > 0
         assert reported() == {
             "sidecar_render_cache_bytes": f"{float(cache.bytes)}",
             "sidecar_render_cache_hits_total": "6.0",
