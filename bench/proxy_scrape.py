@@ -56,6 +56,7 @@ PUSH_POINTS = 1000
 SCRAPE_INTERVAL = 1.0
 CHURN_SHARE = 0.1  # of the series pushed again every second (the churn scenario)
 CPU_SCRAPES = 10  # scrapes timed for CPU per scrape
+STATUS_PAGE = "/?refresh=0"
 SCENARIOS = (("unchanged", False), ("10 %/s pushed", True))
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -230,9 +231,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def scrape_cpu(car: Sidecar, cores: str, churn: bool) -> float:
-    """The sidecar's CPU seconds per ``/metrics`` scrape: ``CPU_SCRAPES`` seconds with a
-    scrape each second minus as many seconds without (the pusher on in both if ``churn``)."""
+def scrape_cpu(
+    car: Sidecar,
+    cores: str,
+    churn: bool,
+    path: str = "/metrics",
+    headers: dict[str, str] | None = None,
+) -> float:
+    """The sidecar's CPU seconds per GET of ``path`` (a ``/metrics`` scrape, or the status
+    page): ``CPU_SCRAPES`` seconds with one each second minus as many seconds without (the
+    pusher on in both if ``churn``)."""
+    headers = METRICS_HEADERS if headers is None else headers
     with pushing(car, cores, churn):
         spent = []
         for scraped in (False, True):
@@ -240,7 +249,7 @@ def scrape_cpu(car: Sidecar, cores: str, churn: bool) -> float:
             next_at = time.monotonic()
             for _ in range(CPU_SCRAPES):
                 if scraped:
-                    scrape(car.admin, "/metrics", METRICS_HEADERS)
+                    scrape(car.admin, path, headers)
                 next_at += SCRAPE_INTERVAL
                 time.sleep(max(0.0, next_at - time.monotonic()))  # pacing, not a wait
             spent.append(cpu_seconds(car.process.pid) - before)
@@ -286,7 +295,7 @@ def scraping(admin: int) -> Iterator[Scrapes]:
         seen.seconds.append(time.perf_counter() - start)
         seen.sizes.append(len(body))
         start = time.perf_counter()
-        page, _ = scrape(admin, "/?refresh=0", {})
+        page, _ = scrape(admin, STATUS_PAGE, {})
         seen.page_seconds.append(time.perf_counter() - start)
         seen.failures += status != 200 or page != 200
 
@@ -326,6 +335,7 @@ class Row:
     scraped: list[WrkResult] = field(default_factory=list)
     scrapes: list[Scrapes] = field(default_factory=list)
     cpu_per_scrape: float = 0.0  # sidecar CPU seconds (`scrape_cpu`)
+    cpu_per_page: float = 0.0  # the same, per status page fetch
     pushes: int = 0  # requests of the pusher (the churn scenario)
 
 
@@ -341,7 +351,14 @@ def measure(
     scrape(car.admin, "/metrics", METRICS_HEADERS)
     first = rows[CASES[0][0]]
     first.cpu_per_scrape = scrape_cpu(car, load_cores, churn)
-    print(f"  CPU per scrape: {first.cpu_per_scrape * 1000:.0f} ms", flush=True)
+    first.cpu_per_page = scrape_cpu(car, load_cores, churn, STATUS_PAGE, {})
+    print(
+        f"  CPU per scrape: {first.cpu_per_scrape * 1000:.0f} ms, "
+        f"per status page: {first.cpu_per_page * 1000:.0f} ms",
+        flush=True,
+    )
+    if getattr(args, "cpu_only", False):
+        return rows
     for run in range(args.runs):
         for case, conns in CASES:
             row = rows[case]
@@ -432,6 +449,15 @@ def run(args: argparse.Namespace, workdir: Path, upstream: int, load_cores: str,
             scenarios[scenario] = measure(car, args, load_cores, churn)
             if not churn:
                 parsed = check_exposition(car.admin)
+    if getattr(args, "cpu_only", False):
+        return (
+            "\n".join(
+                f"{scenario}: CPU per scrape {rows[CASES[0][0]].cpu_per_scrape * 1000:.0f} ms, "
+                f"per status page {rows[CASES[0][0]].cpu_per_page * 1000:.0f} ms"
+                for scenario, rows in scenarios.items()
+            )
+            + f"\n{parsed}"
+        )
     table, checks = report(scenarios)
     verdicts = "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
     return f"{table}\n\n{parsed}\n{verdicts}"
@@ -502,6 +528,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--render-only", action="store_true", help="only time renders in this process"
+    )
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="only the sidecar's CPU per scrape and per status page (no wrk runs)",
     )
     parser.add_argument(
         "--protobuf",

@@ -108,6 +108,7 @@ class Memo:
         self.max_age = max_age
         self._clock = clock
         self._values: dict[str, tuple[float, float, Any]] = {}  # name -> (until, age limit, value)
+        self._keyed: dict[str, tuple[object, Any]] = {}  # name -> (key, value): `of`
 
     def get(self, name: str, compute: Callable[[], T]) -> T:
         """``compute()``, or its earlier value while that is still fresh enough."""
@@ -130,6 +131,16 @@ class Memo:
         if hit is not None and start < hit[0]:
             return hit[2]  # type: ignore[no-any-return]
         return self._keep(name, start, await off_loop(gates, compute))
+
+    def of(self, name: str, key: object, compute: Callable[[], T]) -> T:
+        """``compute()``, computed again only when ``key`` is another object than last
+        time (the configuration in effect: it is replaced, never changed, on reload)."""
+        hit = self._keyed.get(name)
+        if hit is not None and hit[0] is key:
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._keyed[name] = (key, value)
+        return value
 
     def _keep(self, name: str, start: float, value: T) -> T:
         end = self._clock()
@@ -165,6 +176,8 @@ def _values(collector: Collector | None, name: str, by: str = "") -> dict[str, f
     if collector is None:
         return out
     for family in collector.collect():
+        if not name.startswith(family.name):  # (its samples' names begin with it)
+            continue
         for sample in family.samples:
             if sample.name == name:
                 key = " ".join(sample.labels.get(label, "") for label in by.split()) if by else ""
@@ -254,7 +267,7 @@ async def _view(sources: StatusSources, memo: Memo, refresh: bool) -> StatusView
         upstream=redact_url(config.proxy.upstream),
         upstream_state=state,
         upstream_ok=ok,
-        config_yaml=dump_yaml(config, redact=True),
+        config_yaml=memo.of("config", config, partial(dump_yaml, config, redact=True)),
         routes=routes,
         rate_history={p: [s.rate for s in sampler.series(p)] for p in routes},
         p99_history={p: [s.p99 for s in sampler.series(p)] for p in routes},

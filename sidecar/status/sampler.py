@@ -47,7 +47,7 @@ class RouteTotals:
     buckets: tuple[tuple[float, float], ...] = ()  # (upper bound ms, cumulative count)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Snapshot:
     """Every route's totals at one moment (monotonic seconds)."""
 
@@ -153,6 +153,8 @@ class TrafficSampler:
         self.interval = interval
         self.ring: deque[Snapshot] = deque(maxlen=int(history / interval) + 1)
         self._clock = clock
+        self._series: dict[str, list[RouteStats]] = {}  # `series` of the ring as it was
+        self._series_of: tuple[int, Snapshot, Snapshot] | None = None
 
     def sample(self) -> Snapshot:
         """Read the collector once and append the snapshot to the ring."""
@@ -191,10 +193,20 @@ class TrafficSampler:
         }
 
     def series(self, path: str) -> list[RouteStats]:
-        """The route's stats between consecutive snapshots, oldest first (sparklines)."""
-        empty = RouteTotals()
-        pairs = zip(list(self.ring)[:-1], list(self.ring)[1:], strict=True)
-        return [
-            stats_between(a.routes.get(path, empty), b.routes.get(path, empty), b.at - a.at)
-            for a, b in pairs
-        ]
+        """The route's stats between consecutive snapshots, oldest first (sparklines);
+        kept until the ring changes (the page asks for every route at every fetch, the
+        ring changes every ``interval``)."""
+        ring = self.ring
+        state = (len(ring), ring[0], ring[-1]) if ring else None
+        if state != self._series_of:  # (snapshots compare by identity: eq=False)
+            self._series.clear()
+            self._series_of = state
+        stats = self._series.get(path)
+        if stats is None:
+            empty = RouteTotals()
+            pairs = zip(list(ring)[:-1], list(ring)[1:], strict=True)
+            stats = self._series[path] = [
+                stats_between(a.routes.get(path, empty), b.routes.get(path, empty), b.at - a.at)
+                for a, b in pairs
+            ]
+        return stats

@@ -94,6 +94,13 @@ def test_sampler_window_and_history() -> None:
     history = sampler.series("/a")
     assert len(history) == 12
     assert all(s.rate == pytest.approx(4.0) for s in history)
+    assert sampler.series("/a") is history  # the ring did not change: kept
+    _record(metrics, "/a", "200", 3.0, n=60)  # 60 in the next 5 s
+    sampler.sample()  # a full ring: one in, one out
+    again = sampler.series("/a")
+    assert len(again) == 12
+    assert again[:-1] == history[1:]
+    assert again[-1].rate == pytest.approx(12.0)
 
 
 def test_series_counts_per_metric_and_source() -> None:
@@ -257,6 +264,16 @@ def test_ingest_sources_without_target_info_and_with_many_sources() -> None:
     sources = ingest_sources(many, series, clock=lambda: 1.0)
     assert len(sources) == MAX_COUNTED_SOURCES + 1
     assert {s.series for s in sources} == {None}
+
+
+def test_memo_of_computes_again_for_another_key_only() -> None:
+    from sidecar.status.routes import Memo
+
+    memo, calls = Memo(), []
+    first, second = ["config 1"], ["config 1"]  # equal, not the same object
+    for key in (first, first, second, second, first):
+        memo.of("config", key, lambda k=key: calls.append(k) or len(calls))
+    assert [c is first for c in calls] == [True, False, True]
 
 
 def test_memo_reuses_a_value_for_a_time_proportional_to_its_cost() -> None:
