@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
-__all__ = ["TextPoint", "attach_points", "cached_lines", "sample_lines"]
+__all__ = ["TextPoint", "attach_points", "cached_lines", "points_of", "sample_lines"]
 
 # names the OpenMetrics encoder writes as they are (a sample name is escaped as a label
 # name is: a colon in one would be replaced)
@@ -70,14 +70,23 @@ def attach_points(family: Metric, points: list[TextPoint]) -> None:
     setattr(family, _POINTS, (family.samples, len(family.samples), points))
 
 
-def cached_lines(family: Metric) -> str | None:
-    """The lines of ``family``'s samples from its points (`attach_points`), writing only
-    the points written for the first time; None when it has none, or they no longer hold."""
+def points_of(family: Metric) -> list[TextPoint] | None:
+    """``family``'s points (`attach_points`), one per series; None when it has none, or
+    they no longer hold."""
     held: tuple[list[Sample], int, list[TextPoint]] | None = getattr(family, _POINTS, None)
     if held is None or held[0] is not family.samples or held[1] != len(family.samples):
         return None
+    return held[2]
+
+
+def cached_lines(family: Metric) -> str | None:
+    """The lines of ``family``'s samples from its points (`attach_points`), writing only
+    the points written for the first time; None when it has none, or they no longer hold."""
+    points = points_of(family)
+    if points is None:
+        return None
     texts = []
-    for point in held[2]:
+    for point in points:
         text = point.text
         if text is None:  # (two threads may both write it: the same text)
             text = point.text = sample_lines(point.samples)

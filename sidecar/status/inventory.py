@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from sidecar.ingest.store import MetricStore, SourcePoints
 from sidecar.merge.fetch import Scrape
 from sidecar.merge.rawtext import RawFamily
+from sidecar.sampletext import points_of
 
 __all__ = [
     "MetricCount",
@@ -83,15 +84,19 @@ def _store_counts(source: str, store: MetricStore) -> list[MetricCount]:
 
 
 def _family_counts(source: str, families: Iterable[Metric | RawFamily]) -> list[MetricCount]:
-    """Series per family: a raw family counts its lines, others their label sets."""
+    """Series per family: a raw family counts its lines, the own registry's histograms
+    their series (`sidecar.sampletext.points_of`), others their label sets."""
     return [
-        MetricCount(
-            exposed_name(family.name, family.type),
-            source,
-            family.series() if isinstance(family, RawFamily) else _family_series(family.samples),
-        )
+        MetricCount(exposed_name(family.name, family.type), source, _series_in(family))
         for family in families
     ]
+
+
+def _series_in(family: Metric | RawFamily) -> int:
+    if isinstance(family, RawFamily):
+        return family.series()
+    points = points_of(family)
+    return len(points) if points is not None else _family_series(family.samples)
 
 
 def _collector_counts(source: str, collector: Collector) -> list[MetricCount]:

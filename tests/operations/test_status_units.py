@@ -453,3 +453,28 @@ def test_an_unchanged_store_s_sources_are_not_counted_again() -> None:
     h.push(request(gauge("jobs", [number(2, {"i": 0})]), resource={"service.name": "b"}))
     assert [s.series for s in sources()] == [600, 600]
     assert sources.recounted == 1  # the chunk of b's i=0 changed
+
+
+def test_the_own_histograms_series_are_counted_from_their_points() -> None:
+    from sidecar.batching import mergeable_aggregations
+    from sidecar.config import ProxyConfig
+    from sidecar.proxy.metrics import ProxyMetrics, proxy_views
+    from sidecar.status.inventory import _family_series, exposed_name
+
+    module = Module.new("status-test", views=proxy_views(ProxyConfig()))
+    metrics = ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: 0,
+        aggregations=mergeable_aggregations(module),
+    )
+    for path in ("/a", "/b", "/c"):
+        for status in (200, 500):
+            metrics.exchange("GET", path, status, 3.0, 1.0, 0, 10)
+    for _ in range(2):  # the second collection reuses the first one's points
+        counts = {c.metric: c.series for c in count_series({"sidecar": module.registry})}
+        assert counts["http_request_duration_milliseconds"] == 6
+        assert counts["http_request_time_to_first_byte_milliseconds"] == 3
+        for family in module.registry.collect():
+            name = exposed_name(family.name, family.type)
+            assert counts.get(name, 0) == _family_series(family.samples), name
