@@ -38,7 +38,10 @@
  * no label name twice and none called __name__. It returns one tuple per family,
  * (name, kind, help or None, start of its HELP/TYPE lines, start of its samples, end),
  * or None for anything else (rawtext.py's way then reads the body and says why). Sample
- * lines are then exactly what rawtext's line-by-line way keeps of them.
+ * lines are then exactly what rawtext's line-by-line way keeps of them. Each tuple ends
+ * with the distinct label names of the family's sample lines, in the order first seen
+ * (read in the same walk over every label pair; None past 64 names), so that
+ * sidecar/relabel/families.py need not read the lines again to know them.
  *
  * apply_plan(chunks, olds, old_ends, order, news, new_ends, split) writes a relabelled
  * family from a plan that sidecar/relabel/families.py remembered: each line's new
@@ -504,9 +507,58 @@ scan_name(const char *p)
 /* One sample line at p of a family allowed `allowed` names (suffixes of `family`): past its
  * newline, or NULL. Label names: at most 64 per line are checked for repeats. */
 #define MAX_CHECKED_LABELS 64
+/* The distinct label names of one family's sample lines, as spans of the body (at most
+ * MAX_FAMILY_LABELS; past that `overflow`: the names are not reported). */
+#define MAX_FAMILY_LABELS 64
+typedef struct {
+    const char *names[MAX_FAMILY_LABELS];
+    Py_ssize_t lens[MAX_FAMILY_LABELS];
+    int count;
+    int overflow;
+} LabelSet;
+
+static inline void
+label_set_add(LabelSet *set, const char *name, Py_ssize_t len, int hint)
+{
+    /* a family's lines mostly repeat the previous line's names in the same order */
+    if (hint < set->count && set->lens[hint] == len
+        && memcmp(set->names[hint], name, (size_t)len) == 0)
+        return;
+    for (int i = 0; i < set->count; i++) {
+        if (set->lens[i] == len && memcmp(set->names[i], name, (size_t)len) == 0)
+            return;
+    }
+    if (set->count == MAX_FAMILY_LABELS) {
+        set->overflow = 1;
+        return;
+    }
+    set->names[set->count] = name;
+    set->lens[set->count++] = len;
+}
+
+/* The set's names as a tuple of str (None: overflowed), in first-seen order */
+static PyObject *
+label_set_tuple(const LabelSet *set)
+{
+    if (set->overflow)
+        Py_RETURN_NONE;
+    PyObject *tuple = PyTuple_New(set->count);
+    if (tuple == NULL)
+        return NULL;
+    for (int i = 0; i < set->count; i++) {
+        PyObject *name = PyUnicode_FromStringAndSize(set->names[i], set->lens[i]);
+        if (name == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, i, name);
+    }
+    return tuple;
+}
+
 static const char *
 scan_sample(const char *p, const char *end, const char *family, Py_ssize_t family_len,
-            const char *const *suffixes)
+            const char *const *suffixes, LabelSet *seen)
 {
     const char *name_end = scan_name(p);
     Py_ssize_t len = name_end - p;
@@ -545,7 +597,9 @@ scan_sample(const char *p, const char *end, const char *family, Py_ssize_t famil
                     return NULL;
             }
             names[count] = label;
-            lens[count++] = label_len;
+            lens[count] = label_len;
+            label_set_add(seen, label, label_len, count);
+            count++;
             if (q[0] != '=' || q[1] != '"')
                 return NULL;
             int escaped = 0;
@@ -645,8 +699,10 @@ scan_text(PyObject *module, PyObject *args)
                                       : kind == 4 ? HISTOGRAM_SUFFIXES
                                                   : SIMPLE_SUFFIXES;
         p = samples;
+        LabelSet seen;
+        seen.count = seen.overflow = 0;
         while (p < end && *p != '#') {
-            p = scan_sample(p, end, name, name_len, suffixes);
+            p = scan_sample(p, end, name, name_len, suffixes, &seen);
             if (p == NULL)
                 goto unsupported;
         }
@@ -655,12 +711,15 @@ scan_text(PyObject *module, PyObject *args)
         PyObject *name_obj = PyUnicode_Substring(body, name - text, name_end - text);
         PyObject *help_obj = help == NULL ? Py_NewRef(Py_None)
                                           : PyUnicode_Substring(body, help - text, help_end - text);
-        PyObject *item = name_obj && help_obj
-                             ? Py_BuildValue("OOOnnn", name_obj, kinds[kind], help_obj,
-                                             header - text, samples - text, p - text)
+        PyObject *labels_obj = label_set_tuple(&seen);
+        PyObject *item = name_obj && help_obj && labels_obj
+                             ? Py_BuildValue("OOOnnnO", name_obj, kinds[kind], help_obj,
+                                             header - text, samples - text, p - text,
+                                             labels_obj)
                              : NULL;
         Py_XDECREF(name_obj);
         Py_XDECREF(help_obj);
+        Py_XDECREF(labels_obj);
         if (item == NULL)
             goto error;
         int appended = PyList_Append(out, item);

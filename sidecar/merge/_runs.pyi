@@ -20,9 +20,12 @@ def split_created(chunk: str, created: str, /) -> tuple[str, str]:
     """The lines of ASCII ``chunk`` without and with the sample name ``created``, in order
     (the first is ``chunk`` itself when no line has it)."""
 
-def scan_text(body: str, /) -> list[tuple[str, str, str | None, int, int, int]] | None:
+def scan_text(
+    body: str, /
+) -> list[tuple[str, str, str | None, int, int, int, tuple[str, ...] | None]] | None:
     """The families of an ASCII text 0.0.4 body laid out as client_golang writes it:
-    ``(name, kind, help, header start, samples start, end)`` each, or None."""
+    ``(name, kind, help, header start, samples start, end, label names)`` each (the
+    distinct label names of its sample lines, first seen first; None past 64), or None."""
 
 def apply_plan(
     chunks: Sequence[str],

@@ -83,7 +83,16 @@ class RawFamily:
     already added), several lines to a chunk; both formats write these lines alike.
     """
 
-    __slots__ = ("chunks", "documentation", "name", "split", "text_header", "type", "unit")
+    __slots__ = (
+        "chunks",
+        "documentation",
+        "label_names",
+        "name",
+        "split",
+        "text_header",
+        "type",
+        "unit",
+    )
 
     def __init__(self, name: str, kind: str, documentation: str, unit: str) -> None:
         self.name = name
@@ -97,6 +106,10 @@ class RawFamily:
         # its HELP and TYPE lines in text as the target wrote them, when `_header` would
         # write exactly these (set by the whole-body scan, which proves that)
         self.text_header: str | None = None
+        # every label name its sample lines carry, read as the body was cut (the C scan
+        # or `_Splitter`): `sidecar.relabel.families.probe` need not read the lines for
+        # them (None: not known; set it again, or to None, when ``chunks`` change)
+        self.label_names: frozenset[str] | None = None
 
     @property
     def lines(self) -> list[tuple[str, str, str]]:
@@ -227,6 +240,12 @@ class _Labeller:
             raise Unsupported("exported_ label clash")  # e.g. x and exported_x both scraped
         return ",".join([*pairs, self.suffix])
 
+    def names(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The label names of a line that had ``names``, once the configured ones are added."""
+        if not self.extra:
+            return tuple(names)
+        return (*(EXPORTED_PREFIX + n if n in self.extra else n for n in names), *self.extra)
+
     def run(self, text: str, names: Sequence[str]) -> str | None:
         """Configured labels added to a proven run whose lines all carry label ``names``
         (none of them a configured one); None when that needs the line-by-line way
@@ -296,6 +315,7 @@ class _Block:
         self.unit = ""
         self.text: list[str] = []  # every line of a delegated block
         self.chunks: list[str] = []  # checked sample lines of a raw block, labels added
+        self.label_names: set[str] = set()  # every label name of those lines
         self.sampled = False
         self.allowed: tuple[str, ...] | None = None  # sample names, known at the first sample
         self.delegated = False
@@ -391,6 +411,7 @@ class _Splitter:
             return -1
         end, text = taken
         block.chunks.append(text)
+        block.label_names.update(self.labeller.names(names))
         block.sampled = True
         return end
 
@@ -451,7 +472,9 @@ class _Splitter:
             ):
                 raise Unsupported("negative or NaN counter")  # prometheus_client refuses it
             labels = labels or ""
-            current.chunks.append(_line(name, labeller(labels, _label_names(labels)), value))
+            names = _label_names(labels)
+            current.chunks.append(_line(name, labeller(labels, names), value))
+            current.label_names.update(labeller.names(names))
 
 
 # prometheus_client's OpenMetrics parser: the names each family type claims; a family
@@ -566,12 +589,14 @@ def _scan_text(body: str, delegated: int | None = None) -> list[RawFamily | Fami
         return None  # a family repeated: the block-by-block way refuses it
     if delegated is not None:
         heavy = sum(
-            end - header for _, kind, _, header, _, end in scanned if kind not in SIMPLE_TEXT_TYPES
+            end - header
+            for _, kind, _, header, _, end, _ in scanned
+            if kind not in SIMPLE_TEXT_TYPES
         )
         if heavy > delegated:
             return None
     out: list[RawFamily | Family] = []
-    for name, kind, help_text, header, start, end in scanned:
+    for name, kind, help_text, header, start, end, label_names in scanned:
         if kind not in SIMPLE_TEXT_TYPES:
             out.extend(parse_text(body[header:end]))
             continue
@@ -584,6 +609,8 @@ def _scan_text(body: str, delegated: int | None = None) -> list[RawFamily | Fami
         )
         if end > start:
             family.chunks.append(body[start:end])
+        if label_names is not None:
+            family.label_names = frozenset(label_names)
         if help_text is not None:  # "# HELP name text\n# TYPE name kind\n", as written
             family.text_header = body[header:start]
         if counter:
@@ -603,6 +630,7 @@ def _raw_family(block: _Block, openmetrics: bool) -> RawFamily:
         name = name[: -len("_total")]
     family = RawFamily(name, kind, block.help or "", block.unit if openmetrics else "")
     family.chunks = block.chunks
+    family.label_names = frozenset(block.label_names)
     if kind == "counter" and not openmetrics:
         family.split = len(family.chunks)  # all _total lines (the TYPE line names them)
     return family
@@ -647,6 +675,8 @@ def fold_created(families: Sequence[RawFamily | Family]) -> list[RawFamily | Fam
 def _absorb(owner: RawFamily | Family, created: RawFamily | Family) -> None:
     if isinstance(owner, RawFamily) and isinstance(created, RawFamily):
         owner.chunks.extend(created.chunks)
+        mine, theirs = owner.label_names, created.label_names
+        owner.label_names = mine | theirs if mine is not None and theirs is not None else None
         return
     samples = created.to_metric().samples if isinstance(created, RawFamily) else created.samples
     if isinstance(owner, RawFamily):

@@ -127,6 +127,9 @@ def label_names(family: Family | Metric) -> set[str]:
         for sample in family.samples:
             names.update(sample.labels)
         return names
+    known = getattr(family, "label_names", None)  # a merge target's, read as it was cut
+    if known is not None:
+        return set(known)
     chunks = getattr(family, "chunks", None)  # a merge target's RawFamily: its sample lines
     allowed = sample_names_of(family.name, family.type)
     if chunks is None:

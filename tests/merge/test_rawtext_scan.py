@@ -104,7 +104,17 @@ def test_a_go_like_body_is_scanned_whole() -> None:
         ("no_help", "untyped", None),
         ("empty_family", "gauge", "Nothing yet."),
     ]
-    name, _, _, header, start, end = scanned[3]
+    name, _, _, header, start, end, label_names = scanned[3]
+    assert label_names == ("cpu", "mode")  # every line's, once each
+    assert [family[6] for family in scanned] == [
+        ("quantile",),
+        (),
+        (),
+        ("cpu", "mode"),
+        ("le",),
+        ("a",),
+        (),
+    ]
     assert GO_LIKE[header:start].startswith(f"# HELP {name} ")
     assert GO_LIKE[start:end] == (
         'node_cpu_seconds_total{cpu="0",mode="idle"} 2718.05\n'
