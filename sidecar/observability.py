@@ -225,8 +225,8 @@ class _NoEmptyLabels(_CustomCollector):
 
 class SnapshotRegistry(CollectorRegistry):
     """The sidecar's own registry, read by a ``/metrics`` render in a worker thread
-    (`sidecar.offloop`): with 100 proxied routes a collection takes ~100 ms (the
-    OpenTelemetry SDK's collection, then ~90 % translating to prometheus_client families).
+    (`sidecar.offloop`): with 100 proxied routes a collection takes ~5 ms when few
+    series changed (`_NoEmptyLabels` keeps unchanged histogram series), ~30 ms when all did.
 
     Reading it in another thread is safe: the OpenTelemetry SDK's collection is, and the
     callbacks of the sidecar's own observable instruments were written for a collection

@@ -219,7 +219,7 @@ def _read(collector: Collector) -> _Listed:
 
 async def _own_families(own: Collector | None) -> _Listed | None:
     """The own registry read once, in a worker thread when it allows that
-    (`sidecar.observability.SnapshotRegistry`; ~100 ms for 100 proxied routes)."""
+    (`sidecar.observability.SnapshotRegistry`; 5-30 ms for 100 proxied routes)."""
     if own is None:
         return None
     snapshot_of = getattr(own, "snapshot", None)

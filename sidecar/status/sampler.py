@@ -163,7 +163,7 @@ class TrafficSampler:
         return snapshot
 
     async def sample_off_loop(self) -> Snapshot:
-        """`sample`, reading a `SnapshotRegistry` (~100 ms for 100 proxied routes) and
+        """`sample`, reading a `SnapshotRegistry` (5-30 ms for 100 proxied routes) and
         summing in a worker thread (`sidecar.offloop`)."""
         snapshot_of = getattr(self.collector, "snapshot", None)
         if snapshot_of is None:
