@@ -31,7 +31,7 @@ import re
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from opentelemetry.metrics import Counter, Meter
 from prometheus_client.core import Metric
@@ -367,6 +367,9 @@ class Relabeller:
     # another order); a new rule set is a new Relabeller
     _plans: dict[_Memo, _RawPlan] = field(default_factory=dict)
     _generation: int = 0
+    # the other families' (the sidecar's own, a target's delegated ones) last shape and
+    # what the rules made of it, by source, name and type (`_by_shape`)
+    _shapes: dict[tuple[str, str, str], _Shaped] = field(default_factory=dict)
     remember: bool = True  # False: every raw family relabelled anew (the tests' reference)
 
     def uncounted(self) -> Relabeller:
@@ -403,6 +406,15 @@ class Relabeller:
                 if remembered is not None:  # (its plan holds: no probe needed either)
                     kept.extend(remembered)
                     continue
+            if chain and not relabelled and _shapely(family):
+                shaped = self._by_shape(chain, kind, family, counts)
+                if isinstance(shaped, str):
+                    if shaped == KEEP:
+                        kept.append(family)
+                    continue
+                for out, is_renamed in shaped:
+                    (renamed if is_renamed else kept).append(out)
+                continue
             verdict = probe(chain, family) if chain and not relabelled else KEEP
             if verdict == KEEP:
                 kept.append(family)
@@ -421,6 +433,38 @@ class Relabeller:
             for reason, count in counts.items():
                 self.dropped.add(count, {"reason": reason})
         return result
+
+    def _by_shape(
+        self, chain: Sequence[Rule], kind: str, metric: Metric, counts: dict[str, int]
+    ) -> str | list[tuple[_Out, bool]]:
+        """`KEEP`, `DROP` or the families a `Metric` makes, by what the rules made of its
+        last shape (its samples' names and label sets, in order: the sidecar's own
+        families keep theirs from scrape to scrape) when it still has it; else the
+        family is probed and relabelled, and that remembered."""
+        shape = tuple([(s.name, tuple(s.labels.items())) for s in metric.samples])
+        memo = (kind, metric.name, metric.type)
+        known = self._shapes.get(memo) if self.remember else None
+        if known is None or known.shape != shape:
+            known = _shaped(chain, metric, shape)
+            if self.remember:
+                if len(self._shapes) >= MAX_PLANS:  # (families come and go: start over)
+                    self._shapes.clear()
+                self._shapes[memo] = known
+        for reason, count in known.refused.items():
+            counts[reason] = counts.get(reason, 0) + count
+        if known.outs is None:
+            return known.verdict
+        samples = metric.samples
+        built = []
+        for name, series, collided in known.outs:
+            out = _Out(Metric(name, metric.documentation, metric.type, metric.unit))
+            out.series = {
+                key: [Sample(new, dict(labels), *samples[at][2:]) for new, labels, at in lines]
+                for key, lines in series.items()
+            }
+            out.collided = dict(collided)
+            built.append((out, name != metric.name))
+        return built
 
     def _remembered(
         self, kind: str, family: RawFamily, counts: dict[str, int]
@@ -488,6 +532,59 @@ class Relabeller:
             by_use = sorted(self._plans.items(), key=lambda item: item[1].used)
             for old, _ in by_use[: len(by_use) // 2]:
                 del self._plans[old]
+
+
+_Shape = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+# a relabelled series as `_Shaped` keeps it: each sample's new name, labels and input sample
+_ShapedSeries = list[tuple[str, dict[str, str], int]]
+
+
+@dataclass(slots=True)
+class _Shaped:
+    """What the rules make of a `Metric` of this shape: `KEEP` or `DROP` (``outs``
+    None), or each output family's name, series (by key) and collisions; ``refused``:
+    the series refused, by reason (counted at every scrape, as `_relabel_family` does)."""
+
+    shape: _Shape
+    verdict: str
+    outs: list[tuple[str, dict[SeriesKey, _ShapedSeries], dict[SeriesKey, int]]] | None
+    refused: dict[str, int]
+
+
+def _shapely(family: Family | Metric) -> TypeGuard[Metric]:
+    """A `Metric` whose relabelling `Relabeller._by_shape` may remember (not one with
+    native histogram parts, which follow the series by their values)."""
+    return isinstance(family, Metric) and getattr(family, "native_parts", None) is None
+
+
+def _shaped(chain: Sequence[Rule], metric: Metric, shape: _Shape) -> _Shaped:
+    """`_relabel_family` of ``metric`` (probed first), kept as `_Shaped`."""
+    verdict = probe(chain, metric)
+    if verdict != SLOW:
+        return _Shaped(shape, verdict, None, {})
+    skip = _SERIES_LABEL.get(metric.type)
+    groups: dict[SeriesKey, list[int]] = {}
+    for index, sample in enumerate(metric.samples):
+        groups.setdefault(_series_key(sample.labels, skip), []).append(index)
+    refused: dict[str, int] = {}
+    outs: dict[str, tuple[dict[SeriesKey, _ShapedSeries], dict[SeriesKey, int]]] = {}
+    for indexes in groups.values():
+        samples = [metric.samples[i] for i in indexes]
+        result = _series_result(chain, metric.name, samples, skip)
+        if isinstance(result, str):
+            refused[result] = refused.get(result, 0) + 1
+        elif result is not None:
+            name, key, new_samples, positions = result
+            series, collided = outs.setdefault(name, ({}, {}))
+            if key in series:  # as `_Out.add`
+                collided[key] = collided.get(key, 1) + 1
+            else:
+                series[key] = [
+                    (new.name, new.labels, indexes[at])
+                    for new, at in zip(new_samples, positions, strict=True)
+                ]
+    listed = [(name, series, collided) for name, (series, collided) in outs.items()]
+    return _Shaped(shape, SLOW, listed, refused)
 
 
 def _relabel_family(
