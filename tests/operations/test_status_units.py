@@ -456,18 +456,10 @@ def test_an_unchanged_store_s_sources_are_not_counted_again() -> None:
 
 
 def test_the_own_histograms_series_are_counted_from_their_points() -> None:
-    from sidecar.batching import mergeable_aggregations
-    from sidecar.config import ProxyConfig
-    from sidecar.proxy.metrics import ProxyMetrics, proxy_views
     from sidecar.status.inventory import _family_series, exposed_name
+    from tests.support.observability import proxy_module
 
-    module = Module.new("status-test", views=proxy_views(ProxyConfig()))
-    metrics = ProxyMetrics(
-        module.meter,
-        Metrics.create(module.meter),
-        lambda: 0,
-        aggregations=mergeable_aggregations(module),
-    )
+    module, metrics = proxy_module("status-test")
     for path in ("/a", "/b", "/c"):
         for status in (200, 500):
             metrics.exchange("GET", path, status, 3.0, 1.0, 0, 10)

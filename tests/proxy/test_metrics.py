@@ -17,6 +17,7 @@ from sidecar.config import ProxyConfig
 from sidecar.observability import Metrics, Module
 from sidecar.proxy.metrics import ProxyMetrics, proxy_views
 from sidecar.unified import UnifiedCollector
+from tests.support.observability import proxy_module
 from tests.support.prometheus import check_metrics
 from tests.support.proxy import RELEASE, ProxyFactory, wait_for
 
@@ -279,16 +280,9 @@ OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 Step = tuple[str, str, int, float, int]  # method, path, status, duration ms, response bytes
 
 
-def _module_of(steps: list[Step], module: Module | None = None) -> tuple[Module, ProxyMetrics]:
-    """``steps`` recorded into ``module`` (a new one when None), through `ProxyMetrics`."""
-    if module is None:
-        module = Module.new("cached", views=proxy_views(ProxyConfig()))
-    metrics = ProxyMetrics(
-        module.meter,
-        Metrics.create(module.meter),
-        lambda: 1,
-        aggregations=mergeable_aggregations(module),
-    )
+def _module_of(steps: list[Step]) -> tuple[Module, ProxyMetrics]:
+    """A new module with ``steps`` recorded through `ProxyMetrics`."""
+    module, metrics = proxy_module("cached", in_flight=1)
     for method, path, status, duration, size in steps:
         metrics.exchange(method, path, status, duration, duration / 2, 0, size)
     return module, metrics

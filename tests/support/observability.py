@@ -3,7 +3,10 @@ recording into every instrument."""
 
 from __future__ import annotations
 
-from sidecar.observability import Metrics
+from sidecar.batching import mergeable_aggregations
+from sidecar.config import ProxyConfig
+from sidecar.observability import Metrics, Module
+from sidecar.proxy.metrics import ProxyMetrics, proxy_views
 
 # The sample names the issue lists, as they appear in the text.
 EXPOSED_NAMES = [
@@ -27,3 +30,16 @@ def record_everything(metrics: Metrics) -> None:
         getattr(metrics, name).add(1, attrs)
     metrics.dlq_depth.add(3, attrs)
     metrics.dlq_depth.add(-1, attrs)
+
+
+def proxy_module(name: str, in_flight: int = 0) -> tuple[Module, ProxyMetrics]:
+    """A module with the proxy's views and a `ProxyMetrics` recording into it, as the
+    sidecar builds them (histograms batched); shut the module down after use."""
+    module = Module.new(name, views=proxy_views(ProxyConfig()))
+    metrics = ProxyMetrics(
+        module.meter,
+        Metrics.create(module.meter),
+        lambda: in_flight,
+        aggregations=mergeable_aggregations(module),
+    )
+    return module, metrics
