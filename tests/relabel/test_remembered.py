@@ -15,14 +15,15 @@ from sidecar.merge.rawtext import RawFamily
 from sidecar.relabel import families as families_module
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import process
-from tests.support.relabel import Recorded, Target, body, compiled, rule, samples_of, shown
-
-CODES = ["200", "404", "500", "5xx", 'a"b\\c']
-# a series: (family, code, x); the body holds each once, values drawn per scrape
-series_strategy = st.tuples(
-    st.sampled_from(["app_requests", "app_queue", "app_other"]),
-    st.sampled_from(CODES),
-    st.sampled_from(["", "1", "2"]),
+from tests.support.relabel import (
+    CODES,
+    Recorded,
+    Target,
+    body,
+    compiled,
+    rescrapes,
+    samples_of,
+    shown,
 )
 
 
@@ -38,13 +39,7 @@ def numeric(families: list[Any]) -> list[tuple[str, str, Any]]:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    rules=st.lists(rule, min_size=1, max_size=3),
-    first=st.lists(series_strategy, min_size=1, max_size=12, unique=True),
-    later=st.lists(series_strategy, max_size=12, unique=True),
-    values=st.lists(st.integers(0, 10**6), min_size=12, max_size=12),
-    openmetrics=st.booleans(),
-)
+@given(**rescrapes, openmetrics=st.booleans())
 def test_remembered_plans_give_what_relabelling_anew_gives(
     rules: list[dict[str, Any]],
     first: list[tuple[str, str, str]],

@@ -11,20 +11,13 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sidecar.relabel import families as families_module
 from sidecar.relabel.families import Relabeller
 from sidecar.relabel.rules import process
-from tests.support.relabel import Recorded, Target, body, compiled, rule, samples_of
+from tests.support.relabel import Recorded, Target, body, compiled, rescrapes, samples_of
 
-CODES = ["200", "404", "500", "5xx", 'a"b\\c']
-series_strategy = st.tuples(
-    st.sampled_from(["app_requests", "app_queue", "app_other"]),
-    st.sampled_from(CODES),
-    st.sampled_from(["", "1", "2"]),
-)
 EXAMPLE: list[dict[str, Any]] = [  # the issue's example (docs/relabel.md)
     {"action": "drop", "match": {"__name__": "go_.*"}},
     {"action": "keep", "source": "merge", "match": {"__name__": "app_.*|http_.*"}},
@@ -56,12 +49,7 @@ def numeric(families: list[Any]) -> list[tuple[str, str, Any]]:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    rules=st.lists(rule, min_size=1, max_size=3),
-    first=st.lists(series_strategy, min_size=1, max_size=12, unique=True),
-    later=st.lists(series_strategy, max_size=12, unique=True),
-    values=st.lists(st.integers(0, 10**6), min_size=12, max_size=12),
-)
+@given(**rescrapes)
 def test_remembered_shapes_give_what_relabelling_anew_gives(
     rules: list[dict[str, Any]],
     first: list[tuple[str, str, str]],

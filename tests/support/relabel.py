@@ -90,6 +90,22 @@ rule = st.one_of(
     ),
 )
 
+CODES = ["200", "404", "500", "5xx", 'a"b\\c']
+# a series of `body`: (family, code, x)
+series_strategy = st.tuples(
+    st.sampled_from(["app_requests", "app_queue", "app_other"]),
+    st.sampled_from(CODES),
+    st.sampled_from(["", "1", "2"]),
+)
+# what a remembering relabeller is held to: rules, a scrape's series, a later scrape's
+# series and the values (each body holds a series once; values drawn per scrape)
+rescrapes = {
+    "rules": st.lists(rule, min_size=1, max_size=3),
+    "first": st.lists(series_strategy, min_size=1, max_size=12, unique=True),
+    "later": st.lists(series_strategy, max_size=12, unique=True),
+    "values": st.lists(st.integers(0, 10**6), min_size=12, max_size=12),
+}
+
 
 def body(series: list[tuple[str, str, str]], values: list[int], openmetrics: bool) -> str:
     """An app's exposition: counters ``app_requests``, gauges ``app_queue`` and
