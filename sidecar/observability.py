@@ -58,7 +58,7 @@ __all__ = [
 
 METER_NAME = "causality-sidecar"
 ATTRIBUTE_CACHE_MAX = 4096  # raw paths can be unbounded; the cache must not be
-# a histogram series' identity (family, label names, label values) and its values
+# a histogram series' identity (family, its label names, label values) and its values
 # (bucket counts, sum, bounds): unchanged values reuse the last collection's samples
 PointKey = tuple[str, tuple[str, ...], tuple[str, ...]]
 PointValues = tuple[tuple[int, ...], float, tuple[float, ...]]
@@ -117,7 +117,9 @@ class _NoEmptyLabels(_CustomCollector):
             labels=keys,
             unit=unit,
         )
-        label_names = tuple(keys)
+        # what `add_metric` makes of a row depends on the family's label names only (those
+        # of the first instrument that made the family, as in the exporter)
+        label_names: tuple[str, ...] = tuple(getattr(family, "_labelnames", keys))
         last, kept = self._points, self._kept
         # (two instruments of one name, e.g. of two scopes, fill one family)
         points = self._family_points.setdefault(family_id, [])

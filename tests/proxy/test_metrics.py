@@ -341,3 +341,21 @@ async def test_cached_collections_serve_what_a_fresh_collection_serves() -> None
             assert UnifiedCollector([module.registry]).render(OPENMETRICS, "").body == encoded
     finally:
         await module.shutdown()
+
+
+async def test_a_histogram_two_scopes_fill_is_written_whole() -> None:
+    """Two instruments of one name (two meters) fill one family: the lines kept for its
+    series are those of both, in order, collection after collection."""
+    module = Module.new("scopes")
+    first = module.meter.create_histogram("work.time", unit="ms")
+    second = module.provider.get_meter("other", "1").create_histogram("work.time", unit="ms")
+    try:
+        for turn in range(3):
+            first.record(turn + 1.0, {"k": "a"})
+            if turn != 1:  # (the second unchanged in one collection)
+                second.record(turn + 2.0, {"k": "b"})
+            got = UnifiedCollector([module.registry]).render(OPENMETRICS, "").body
+            assert got == generate_openmetrics(module.registry)
+            assert got.count(b"work_time_milliseconds_count{") == 2
+    finally:
+        await module.shutdown()
