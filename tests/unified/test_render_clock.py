@@ -10,6 +10,7 @@ render (a merged node_exporter) takes. Everything else keeps rendering off the l
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
@@ -60,6 +61,22 @@ def test_timed_records_how_long_the_work_took() -> None:
     with pytest.raises(ZeroDivisionError):
         clock.timed(lambda: 1 / 0)()
     assert clock.last < INLINE_RENDER_S  # recorded also when the work failed
+
+
+def test_the_clock_counts_cpu_time_not_waiting() -> None:
+    """A render that waits (for the GIL, in the thread) is judged by its own CPU time."""
+    clock = RenderClock()
+    never = threading.Event()
+    clock.timed(lambda: never.wait(3 * INLINE_RENDER_S))()
+    assert clock.last < INLINE_RENDER_S
+
+    def busy() -> None:
+        until = time.thread_time() + 2 * INLINE_RENDER_S
+        while time.thread_time() < until:
+            pass
+
+    clock.timed(busy)()
+    assert clock.last >= 2 * INLINE_RENDER_S
 
 
 class _ThreadProbe:
