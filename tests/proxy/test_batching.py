@@ -72,7 +72,7 @@ def _lines(module: Module) -> list[str]:
     return sorted(generate_latest(module.registry).decode().splitlines())
 
 
-@pytest.mark.parametrize("fold_every", [FOLD_EVERY, 64], ids=["default", "folds-on-hot-path"])
+@pytest.mark.parametrize("fold_every", [FOLD_EVERY, 4096], ids=["default", "folds-seldom"])
 def test_batched_exposition_equals_direct_recording(fold_every: int) -> None:
     config = ProxyConfig()
     delta = InMemoryMetricReader(preferred_temporality={SdkHistogram: AggregationTemporality.DELTA})
