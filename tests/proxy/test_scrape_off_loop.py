@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from functools import partial
 
 import aiohttp
@@ -29,6 +29,7 @@ from sidecar.observability import Module, SnapshotRegistry
 from sidecar.offloop import WriteGate, off_loop, writers_first
 from sidecar.server import Sidecar
 from sidecar.status.routes import Memo
+from tests.support.families import OneFamilySource
 from tests.support.otlp import gauge, number, request
 from tests.support.proxy import ProxyFactory, wait_for
 
@@ -55,19 +56,6 @@ class BlockingFamily:
 
     def to_metric(self) -> Metric:
         return GaugeMetricFamily(HOOK, "hook", value=1.0)
-
-
-class BlockingSource:
-    """A `sidecar.unified.FamilySource` holding one `BlockingFamily`."""
-
-    def __init__(self, family: BlockingFamily) -> None:
-        self.family = family
-
-    def families(self) -> Sequence[BlockingFamily]:
-        return [self.family]
-
-    def collect(self) -> list[Metric]:
-        return [self.family.to_metric()]
 
 
 def url(car: Sidecar, component: str) -> str:
@@ -103,7 +91,7 @@ def hook_at(car: Sidecar, index: int) -> BlockingFamily:
     assert car.unified is not None
     family = BlockingFamily()
     sources = list(car.unified.sources)
-    sources.insert(index, BlockingSource(family))
+    sources.insert(index, OneFamilySource(family))
     car.unified.sources = tuple(sources)
     kinds = list(car.unified.kinds)  # each source's name for relabel rules
     kinds.insert(index, "sidecar")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sidecar.config import config_from_dict
 from sidecar.offloop import INLINE_MAX_GATED, INLINE_RENDER_S, RenderClock, WriteGate
 from sidecar.server import Sidecar
+from tests.support.families import OneFamilySource
 
 pytestmark = pytest.mark.xdist_group("render-clock")
 
@@ -96,17 +97,6 @@ class _ThreadProbe:
         return GaugeMetricFamily(NAME, "probe", value=1.0)
 
 
-class _ProbeSource:
-    def __init__(self, probe: _ThreadProbe) -> None:
-        self.probe = probe
-
-    def families(self) -> Sequence[_ThreadProbe]:
-        return [self.probe]
-
-    def collect(self) -> list[Metric]:
-        return [self.probe.to_metric()]
-
-
 @pytest.fixture
 async def car() -> AsyncIterator[Sidecar]:
     any_port = "127.0.0.1:0"
@@ -128,7 +118,7 @@ async def test_the_clock_decides_where_a_real_scrape_renders(car: Sidecar) -> No
     """Set before each scrape (a render's own duration depends on the machine's load)."""
     assert car.unified is not None
     probe = _ThreadProbe()
-    car.unified.sources = (*car.unified.sources, _ProbeSource(probe))
+    car.unified.sources = (*car.unified.sources, OneFamilySource(probe))
     car.unified.kinds = (*car.unified.kinds, "sidecar")
     admin = car.component("admin").addresses[0]
     loop_thread = threading.get_ident()
