@@ -9,17 +9,11 @@ The ``/metrics`` handler that uses them is `sidecar.unified.metrics_handler`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from isal import isal_zlib
-from prometheus_client.core import Metric
 from prometheus_client.exposition import gzip_accepted
-from prometheus_client.registry import Collector
-
-from sidecar.escaping import escaped
-from sidecar.negotiation import Escaping, encoder_for, negotiate
 
 __all__ = [
     "LABEL_PAIR_RE",
@@ -29,7 +23,6 @@ __all__ = [
     "escape_label_value",
     "label_name",
     "parse_labels",
-    "render",
     "to_response",
     "unescape_label_value",
 ]
@@ -95,24 +88,6 @@ def parse_labels(text: str) -> dict[str, str]:
         name or unescape_label_value(quoted): unescape_label_value(value)
         for name, quoted, value in LABEL_PAIR_RE.findall(text)
     }
-
-
-def render(collector: Collector, accept: str, accept_encoding: str) -> Exposition:
-    """Render ``collector`` (a registry or anything with ``collect()``) for one scraper."""
-    negotiated = negotiate(accept)
-    body = encoder_for(negotiated)(_Escaped(collector, negotiated.escaping))
-    return encoded(body, negotiated.content_type, accept_encoding)
-
-
-@dataclass(frozen=True, slots=True)
-class _Escaped:
-    """``collector``'s families with their names escaped for one scraper."""
-
-    collector: Collector
-    scheme: Escaping
-
-    def collect(self) -> Iterable[Metric]:
-        return (escaped(metric, self.scheme) for metric in self.collector.collect())
 
 
 def encoded(body: bytes | list[bytes], content_type: str, accept_encoding: str) -> Exposition:

@@ -338,9 +338,10 @@ class UnifiedCollector:
     def render(self, accept: str, accept_encoding: str) -> Exposition:
         """Render for one scraper (format by ``Accept``, gzip by ``Accept-Encoding``).
 
-        Same content as ``exposition.render(self, ...)``; self-rendering families are
-        written directly instead of through prometheus_client's per-sample objects. When
-        the answer ends with exactly the body that the last source (a merge target) sent
+        Same content as prometheus_client's encoders give (the golden tests' reference,
+        tests/support/reference_render.py); self-rendering families are written directly
+        instead of through prometheus_client's per-sample objects. When the answer ends
+        with exactly the body that the last source (a merge target) sent
         gzipped, that part is sent in the target's own compression (`sidecar.gzipjoin`).
         """
         negotiated = negotiate(accept)

@@ -9,10 +9,10 @@ from aiohttp import web
 from aiohttp.pytest_plugin import AiohttpClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.exposition import render
 from sidecar.observability import Metrics, Module, http_metrics
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.support.observability import EXPOSED_NAMES, record_everything
+from tests.support.reference_render import render
 
 # (Prometheus family name as exposed, type, HELP) for every design §6 catalogue instrument.
 CATALOGUE = [

@@ -15,11 +15,11 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from sidecar.exposition import render
 from sidecar.negotiation import Escaping, Format, negotiate, parse_accept
 from sidecar.unified import UnifiedCollector
 from tests.support.otlp import mixed_harness
 from tests.support.prometheus import check_metrics
+from tests.support.reference_render import render
 
 PROMETHEUS_3 = (
     "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"

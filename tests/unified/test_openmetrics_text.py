@@ -1,5 +1,5 @@
 """prometheus_client families written as OpenMetrics by `sidecar.unified` directly are
-byte for byte what prometheus_client's own encoder writes (`sidecar.exposition.render`),
+byte for byte what prometheus_client's own encoder writes (`tests.support.reference_render.render`),
 for any names, label values, values, timestamps and exemplars, in either escaping."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.core import Exemplar, Metric
 
-from sidecar.exposition import render
 from sidecar.unified import UnifiedCollector
+from tests.support.reference_render import render
 
 ACCEPTS = (
     "application/openmetrics-text;version=1.0.0",

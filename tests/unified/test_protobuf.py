@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from sidecar.exposition import render
 from sidecar.gen.io.prometheus.client import metrics_pb2 as pb
 from sidecar.negotiation import negotiate
 from sidecar.protobuf import CONTENT_TYPE, encode_family, to_family
@@ -37,6 +36,7 @@ from tests.support.otlp import (
 )
 from tests.support.prometheus import prometheus_factory, static_scrape_config  # noqa: F401
 from tests.support.protobuf import delimited
+from tests.support.reference_render import render
 
 PROTOBUF = f"{CONTENT_TYPE};q=0.7,application/openmetrics-text;version=1.0.0;q=0.6,*/*;q=0.1"
 TEXT = "text/plain;version=0.0.4"
@@ -147,7 +147,7 @@ def test_protobuf_equals_text_family_by_family():
 
 
 def test_the_generic_path_serves_protobuf_too():
-    """``sidecar.exposition.render`` (a registry's /metrics) negotiates protobuf as well."""
+    """``tests.support.reference_render.render`` (a registry's /metrics) negotiates protobuf as well."""
     registry = _registry()
     answer = render(registry, PROTOBUF, "")
     assert answer.content_type == CONTENT_TYPE + "; escaping=underscores"

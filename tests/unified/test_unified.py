@@ -9,12 +9,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
-from sidecar.exposition import render
 from sidecar.instruments import merge_conflicts
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.support.otlp import Harness, gauge, histogram, hpoint, mixed_harness, number, request
 from tests.support.prometheus import check_metrics
+from tests.support.reference_render import render
 
 TEXT = "text/plain"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
