@@ -97,7 +97,13 @@ def escape_label_name(name: str, scheme: Escaping) -> str:
 
 
 def metric_is_legacy(metric: Metric) -> bool:
-    """Every name of ``metric`` (family, samples, labels) is in the legacy set."""
+    """Every name of ``metric`` (family, samples, labels) is in the legacy set.
+
+    A family may say so itself (``legacy_names``, set by the own registry's collector,
+    whose label names it made): its samples are then not read."""
+    known: bool | None = getattr(metric, "legacy_names", None)
+    if known is not None:
+        return known
     if not is_legacy_metric_name(metric.name):
         return False
     sample_names: set[str] = set()

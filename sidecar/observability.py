@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -43,6 +43,7 @@ from prometheus_client.core import HistogramMetricFamily, InfoMetricFamily, Metr
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
+from sidecar.escaping import is_legacy_label_name, is_legacy_metric_name
 from sidecar.instance import stable_instance_id
 from sidecar.protobuf import NativeParts
 from sidecar.sampletext import TextPoint, attach_points
@@ -90,6 +91,7 @@ class _NoEmptyLabels(_CustomCollector):
         self._family_points: dict[str, list[TextPoint]] = {}  # this collection's families'
         self._label_names: dict[str, str] = {}  # attribute name -> label name
         self._label_texts: dict[tuple[type, Any], str] = {}  # non-text value -> label text
+        self._odd_labels = False  # a label name outside the legacy set was ever made
 
     def _translate_metric(self, *args: Any, **kwargs: Any) -> None:
         """The exporter's translation, except that a histogram series whose values did
@@ -168,6 +170,8 @@ class _NoEmptyLabels(_CustomCollector):
                 label = names.get(key)
                 if label is None:
                     label = names[key] = sanitize_attribute(key)
+                    if not is_legacy_label_name(label):  # (\w keeps non-ASCII letters)
+                        self._odd_labels = True
                 keys.add(label)
                 if type(value) is str:
                     labels[label] = value
@@ -211,9 +215,14 @@ class _NoEmptyLabels(_CustomCollector):
             families: list[Metric] = list(super().collect())
             self._points = self._kept  # series gone since are forgotten
         natives = self._natives
+        odd = self._odd_labels
         for family in families:  # (`proxy.native_histograms`: their native parts)
             if natives.of(family.name) is not None:
                 family.native_parts = natives  # type: ignore[attr-defined]
+            if family.type != "info":  # (target_info's labels are the exporter's own)
+                # every label name went through `_collect_data_points`: `metric_is_legacy`
+                # need not read the ~8,000 samples of 100 routes' histograms to know
+                family.legacy_names = not odd and is_legacy_metric_name(family.name)  # type: ignore[attr-defined]
         if self._padded:
             for family in families:
                 family.samples = [
@@ -236,9 +245,40 @@ class SnapshotRegistry(CollectorRegistry):
     lock and pops the log's deque, whose operations are atomic; the others read sizes).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last: tuple[float, list[Metric]] | None = None  # the last collection, when
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family, read now; kept for `recent` (families are made anew by each
+        collection and not changed once returned, so a kept list stays valid)."""
+        families = list(super().collect())
+        self._last = (time.monotonic(), families)
+        return iter(families)
+
     def snapshot(self) -> Collector:
         """Nothing is read on the loop: the registry is collected when the result is."""
         return _Deferred(self)
+
+    def recent(self, max_age: float) -> Collector | None:
+        """The last collection if it is at most ``max_age`` seconds old: the status page
+        and the traffic sampler read it rather than collect again right after a scrape
+        (a collection is ~5 ms with 100 proxied routes)."""
+        last = self._last
+        if last is None or time.monotonic() - last[0] > max_age:
+            return None
+        return _Kept(last[1])
+
+
+class _Kept:
+    """The families of one collection, read again."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        """The families as they were collected."""
+        return self._families
 
 
 class _Deferred:

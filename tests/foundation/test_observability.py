@@ -9,7 +9,9 @@ from aiohttp import web
 from aiohttp.pytest_plugin import AiohttpClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.observability import Metrics, Module, http_metrics
+from sidecar import observability
+from sidecar.escaping import Escaping, escaped, metric_is_legacy
+from sidecar.observability import Metrics, Module, SnapshotRegistry, http_metrics
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.support.observability import EXPOSED_NAMES, record_everything
 from tests.support.reference_render import render
@@ -121,3 +123,41 @@ async def test_metrics_handler_serves_a_module_registry(
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "\nalerts_fired_total{" in await response.text()
+
+
+def test_recent_is_the_last_collection_while_young(module: Module) -> None:
+    """The status page reads a scrape's collection rather than collect again."""
+    registry = module.registry
+    assert isinstance(registry, SnapshotRegistry)
+    assert registry.recent(3600.0) is None  # nothing collected yet
+    module.meter.create_counter("recent.events").add(3)
+    collected = list(registry.collect())
+    kept = registry.recent(3600.0)
+    assert kept is not None
+    assert list(kept.collect()) == collected
+    assert [f.name for f in kept.collect()] == [f.name for f in collected]
+    assert registry.recent(-1.0) is None  # older than asked for
+
+
+def test_own_families_say_whether_their_names_need_escaping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`metric_is_legacy` takes the own collector's word, which must be right: should
+    the exporter's sanitising ever make a label name outside the legacy set (it maps
+    to ASCII today; an empty attribute key stays empty), the family says so and is
+    escaped for a legacy scraper as any other."""
+    mod = Module.new("legacy-hint-test")
+    counter = mod.meter.create_counter("hint.requests")
+    counter.add(1, {"route": "/a"})
+    (plain,) = [f for f in mod.registry.collect() if f.name == "hint_requests"]
+    assert plain.legacy_names is True  # type: ignore[attr-defined]
+    assert metric_is_legacy(plain)
+    monkeypatch.setattr(observability, "sanitize_attribute", lambda key: key)
+    counter.add(1, {"café": "x"})
+    (odd,) = [f for f in mod.registry.collect() if f.name == "hint_requests"]
+    assert odd.legacy_names is False  # type: ignore[attr-defined]
+    assert not metric_is_legacy(odd)
+    names = {label for s in escaped(odd, Escaping.UNDERSCORES).samples for label in s.labels}
+    assert "caf_" in names
+    del odd.legacy_names  # type: ignore[attr-defined]
+    assert not metric_is_legacy(odd)  # the samples say the same

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 from unittest import mock
@@ -94,13 +95,53 @@ def test_sampler_window_and_history() -> None:
     history = sampler.series("/a")
     assert len(history) == 12
     assert all(s.rate == pytest.approx(4.0) for s in history)
-    assert sampler.series("/a") is history  # the ring did not change: kept
+    traffic = sampler.traffic(60.0)
+    assert traffic.routes["/a"] == stats
+    assert traffic.rate_history["/a"] == [s.rate for s in history]
+    assert sampler.traffic(60.0) is traffic  # the ring did not change: kept
     _record(metrics, "/a", "200", 3.0, n=60)  # 60 in the next 5 s
     sampler.sample()  # a full ring: one in, one out
     again = sampler.series("/a")
     assert len(again) == 12
     assert again[:-1] == history[1:]
     assert again[-1].rate == pytest.approx(12.0)
+    changed = sampler.traffic(60.0)
+    assert changed is not traffic
+    assert changed.rate_history["/a"] == [s.rate for s in again]
+    assert len(sampler._pairs) == 12  # the pair that left the ring is forgotten
+
+
+def test_sampler_traffic_is_what_a_fresh_sampler_computes() -> None:
+    """The kept pairs (computed once each, as the ring moves) give what computing every
+    pair of the same ring again gives, for routes that come and go."""
+    module = Module.new("status-test")
+    metrics = Metrics.create(module.meter)
+    now = [0.0]
+    sampler = TrafficSampler(module.registry, interval=5.0, history=30.0, clock=lambda: now[0])
+    for step in range(25):
+        for route in range(step % 4 + 1):
+            _record(metrics, f"/r{route}", "200" if step % 3 else "503", 2.0 + route, n=step + 1)
+        sampler.sample()
+        now[0] += 5.0
+        kept = sampler.traffic()
+        fresh = TrafficSampler(module.registry, interval=5.0, history=30.0)
+        fresh.ring.extend(sampler.ring)
+        expected = fresh.traffic()
+        assert kept.routes == expected.routes
+        assert kept.rate_history == expected.rate_history
+        assert _same_floats(kept.p99_history, expected.p99_history)
+        assert asyncio.run(sampler.traffic_off_loop()) is kept  # the ring did not change
+
+
+def _same_floats(a: dict[str, list[float]], b: dict[str, list[float]]) -> bool:
+    """Equal, NaN equal to NaN (no observations between two snapshots)."""
+    return a.keys() == b.keys() and all(
+        len(a[k]) == len(b[k])
+        and all(
+            x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a[k], b[k], strict=True)
+        )
+        for k in a
+    )
 
 
 def test_series_counts_per_metric_and_source() -> None:
