@@ -11,8 +11,9 @@ golden tests render both and compare — so the unified exposition stays one for
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import cast
 
 from prometheus_client.core import Metric as PromMetric
@@ -129,14 +130,29 @@ def _power(scale: int, index: int) -> float:
         return INF
 
 
-def _histogram_buckets(series: Series) -> tuple[list[str], list[int], float]:
+@functools.lru_cache(maxsize=256)
+def _bound_texts(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The ``le`` texts of explicit bounds (a family's series share their bounds)."""
+    return (*(str(float(b)) for b in bounds), "+Inf")
+
+
+def _count_text(count: int) -> str:
+    """``floatToGoString(count)`` for a bucket count: ``5.0`` for the counts under a
+    million (``repr`` of the float), which Go writes the same; the rest as it does."""
+    if type(count) is int and 0 <= count < 1_000_000:
+        return f"{count}.0"
+    return floatToGoString(count)
+
+
+def _histogram_buckets(series: Series) -> tuple[Sequence[str], list[int], float]:
     """(``le`` texts, cumulative counts, sum) of a histogram series."""
+    bound_texts: Sequence[str]
     if isinstance(series.extra, ExponentialState):
         bounds, counts = classic_buckets(series.extra)
         bound_texts = [str(b) if b != INF else "+Inf" for b in bounds]
         total = series.extra.sum
     else:
-        bound_texts = [str(float(b)) for b in series.bounds] + ["+Inf"]
+        bound_texts = _bound_texts(series.bounds)
         counts = series.counts or [0]
         total = series.sum
     cumulative = []
@@ -151,10 +167,10 @@ def _histogram_lines(name: str, series: Series, out: list[str]) -> None:
     bounds, cumulative, total = _histogram_buckets(series)
     head, tail = _split(series.labels, "le")
     for bound, count in zip(bounds, cumulative, strict=True):
-        out.append(f'{name}_bucket{{{head}le="{bound}"{tail}}} {floatToGoString(count)}\n')
+        out.append(f'{name}_bucket{{{head}le="{bound}"{tail}}} {_count_text(count)}\n')
     if float(bounds[0]) >= 0:  # prometheus_client drops _count and _sum then
         braced = _braced(series.labels)
-        out.append(f"{name}_count{braced} {floatToGoString(cumulative[-1])}\n")
+        out.append(f"{name}_count{braced} {_count_text(cumulative[-1])}\n")
         out.append(f"{name}_sum{braced} {floatToGoString(total)}\n")
 
 

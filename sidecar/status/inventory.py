@@ -296,8 +296,10 @@ class StoreSources:
     changed it (`sidecar.ingest.store.Family`); the series per source of a chunk are kept
     with its stamp and counted again only when the stamp moved (or the sources did). With
     the store unchanged, a call skips over the series without reading them: ~1 ms
-    instead of ~40 ms for 100,000 series. Called in a worker thread while the store's
-    write gate holds its writers (`sidecar.status.routes`); one call at a time.
+    instead of ~40 ms for 100,000 series; with no write at all since the last call (the
+    store's epoch did not move) it reads nothing (~3 ms a page fetch saved). Called in a
+    worker thread while the store's write gate holds its writers
+    (`sidecar.status.routes`); one call at a time.
     """
 
     def __init__(self, store: MetricStore, clock: Callable[[], float] = time.monotonic) -> None:
@@ -306,6 +308,7 @@ class StoreSources:
         self._lock = threading.Lock()
         self._mode: tuple[SourceKey, ...] | None = None
         self._chunks: dict[ChunkKey, tuple[int, Counter[SourceKey]]] = {}
+        self._total: tuple[int, Counter[SourceKey]] | None = None  # at the store's epoch
         self.recounted = 0  # chunks counted again by the last call (for tests)
 
     def __call__(self) -> list[SourceInfo]:
@@ -319,7 +322,11 @@ class StoreSources:
 
     def _count(self, counter: SourceCounter) -> Counter[SourceKey]:
         if counter.mode != self._mode:
-            self._mode, self._chunks = counter.mode, {}
+            self._mode, self._chunks, self._total = counter.mode, {}, None
+        epoch = self.store.epoch  # bumped by every write: the same, nothing changed
+        if self._total is not None and self._total[0] == epoch:
+            self.recounted = 0
+            return Counter(self._total[1])
         last, kept = self._chunks, {}
         total: Counter[SourceKey] = Counter()
         recounted = 0
@@ -342,6 +349,7 @@ class StoreSources:
             if family.overflow is not None:
                 total.update(counter.count((family.overflow.labels,)))
         self._chunks, self.recounted = kept, recounted
+        self._total = (epoch, Counter(total))
         return total
 
 
