@@ -38,9 +38,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_writer import StreamWriter
+from aiohttp.http_writer import _serialize_headers as serialize_headers  # C when built
 from aiohttp.streams import EofStream, StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -478,10 +480,7 @@ class Upstream:
             )
             protocol.parses_heads_only = head
         loop = pool.loop
-        writer = StreamWriter(protocol, loop)
         framing = self._framing(headers, body)
-        if framing == "chunked":
-            writer.enable_chunking()
         line = f"{method} {self._prefix}{target} HTTP/1.1"
         out = framing_headers(headers, framing)
         if "Host" not in out:  # an HTTP/1.0 client may send none; HTTP/1.1 requires one
@@ -489,17 +488,29 @@ class Upstream:
         if framing == "bytes":
             assert isinstance(body, bytes)
             out["Content-Length"] = str(len(body))
-        await writer.write_headers(line, out)
         expect = body is not None and headers.get("Expect", "").lower() == "100-continue"
         # Wait for the upstream's 100 before streaming a body; a body in hand goes at once.
         waits = expect and not isinstance(body, bytes)
         sending: asyncio.Task[None] | None = None
         if body is None or isinstance(body, bytes):
-            await writer.write_eof(body or b"")
-        elif not waits:
-            sending = loop.create_task(_send_body(writer, body))
+            # the head and the body in hand in one write, as aiohttp's `StreamWriter`
+            # coalesces them, without its object and two awaits (~3 % of a small request)
+            sent = serialize_headers(line, out)  # (C; ValueError on control bytes)
+            transport = protocol.transport
+            if transport is None or transport.is_closing():
+                raise ClientConnectionResetError("Cannot write to closing transport")
+            transport.write(sent + body if body else sent)
+            if protocol.writing_paused:
+                await protocol._drain_helper()
         else:
-            writer.send_headers()
+            writer = StreamWriter(protocol, loop)
+            if framing == "chunked":
+                writer.enable_chunking()
+            await writer.write_headers(line, out)
+            if not waits:
+                sending = loop.create_task(_send_body(writer, body))
+            else:
+                writer.send_headers()
         protocol.start_timeout()
         try:
             message, payload = await self._first_head(protocol, reused, sending)
