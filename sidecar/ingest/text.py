@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import cast
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client.core import Metric as PromMetric
-from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from sidecar.exposition import LABEL_PAIR_RE, escape_help, label_name, parse_labels
 from sidecar.ingest.model import Descriptor, Kind, Labels
 from sidecar.ingest.store import ExponentialState, Family, Series
+from sidecar.sampletext import go_float
 
 __all__ = [
     "classic_buckets",
@@ -33,7 +32,6 @@ __all__ = [
 
 INF = math.inf
 # prometheus_client's own value formatter (Go float syntax), typed for mypy.
-floatToGoString = cast(Callable[[float], str], _float_to_go_string)
 TARGET_NAME = "target"
 TARGET_HELP = "Target metadata"
 
@@ -136,14 +134,6 @@ def _bound_texts(bounds: tuple[float, ...]) -> tuple[str, ...]:
     return (*(str(float(b)) for b in bounds), "+Inf")
 
 
-def _count_text(count: int) -> str:
-    """``floatToGoString(count)`` for a bucket count: ``5.0`` for the counts under a
-    million (``repr`` of the float), which Go writes the same; the rest as it does."""
-    if type(count) is int and 0 <= count < 1_000_000:
-        return f"{count}.0"
-    return floatToGoString(count)
-
-
 def _histogram_buckets(series: Series) -> tuple[Sequence[str], list[int], float]:
     """(``le`` texts, cumulative counts, sum) of a histogram series."""
     bound_texts: Sequence[str]
@@ -167,22 +157,22 @@ def _histogram_lines(name: str, series: Series, out: list[str]) -> None:
     bounds, cumulative, total = _histogram_buckets(series)
     head, tail = _split(series.labels, "le")
     for bound, count in zip(bounds, cumulative, strict=True):
-        out.append(f'{name}_bucket{{{head}le="{bound}"{tail}}} {_count_text(count)}\n')
+        out.append(f'{name}_bucket{{{head}le="{bound}"{tail}}} {go_float(count)}\n')
     if float(bounds[0]) >= 0:  # prometheus_client drops _count and _sum then
         braced = _braced(series.labels)
-        out.append(f"{name}_count{braced} {_count_text(cumulative[-1])}\n")
-        out.append(f"{name}_sum{braced} {floatToGoString(total)}\n")
+        out.append(f"{name}_count{braced} {go_float(cumulative[-1])}\n")
+        out.append(f"{name}_sum{braced} {go_float(total)}\n")
 
 
 def _summary_lines(name: str, series: Series, out: list[str]) -> None:
     head, tail = _split(series.labels, "quantile")
     quantiles = series.extra if isinstance(series.extra, tuple) else ()
     for q, value in quantiles:
-        out.append(f'{name}{{{head}quantile="{floatToGoString(q)}"{tail}}} ')
-        out.append(f"{floatToGoString(value)}\n")
+        out.append(f'{name}{{{head}quantile="{go_float(q)}"{tail}}} ')
+        out.append(f"{go_float(value)}\n")
     braced = _braced(series.labels)
-    out.append(f"{name}_count{braced} {floatToGoString(series.value)}\n")
-    out.append(f"{name}_sum{braced} {floatToGoString(series.sum)}\n")
+    out.append(f"{name}_count{braced} {go_float(series.value)}\n")
+    out.append(f"{name}_sum{braced} {go_float(series.sum)}\n")
 
 
 def render_family(family: Family, openmetrics: bool, out: list[str]) -> None:
@@ -198,7 +188,7 @@ def render_series(d: Descriptor, series: Iterable[Series], out: list[str]) -> No
         sample = d.name + "_total" if d.kind is Kind.COUNTER else d.name
         for s in series:
             labels = "{" + s.labels + "}" if s.labels else ""
-            out.append(f"{sample}{labels} {floatToGoString(s.value)}\n")
+            out.append(f"{sample}{labels} {go_float(s.value)}\n")
     elif d.kind is Kind.HISTOGRAM:
         for s in series:
             _histogram_lines(d.name, s, out)
@@ -255,7 +245,7 @@ def _sample_tuples(family: Family) -> Iterator[list[tuple[str, dict[str, str], f
             yield lines
         else:
             quantiles = s.extra if isinstance(s.extra, tuple) else ()
-            lines = [(d.name, {**labels, "quantile": floatToGoString(q)}, v) for q, v in quantiles]
+            lines = [(d.name, {**labels, "quantile": go_float(q)}, v) for q, v in quantiles]
             lines.append((d.name + "_count", labels, s.value))
             lines.append((d.name + "_sum", labels, s.sum))
             yield lines

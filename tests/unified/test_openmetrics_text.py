@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.core import Exemplar, Metric
+from prometheus_client.utils import floatToGoString
 
+from sidecar.sampletext import go_float
 from sidecar.unified import UnifiedCollector
 from tests.support.reference_render import render
 
@@ -91,3 +93,16 @@ def test_awkward_help_and_label_values_are_escaped_as_prometheus_client_does() -
     body = UnifiedCollector([Source([metric])]).render(accept, "").body
     assert body == render(Source([metric]), accept, "").body
     assert b'_bucket{le="+Inf",path="/a\\"b\\n"} 5.0\n' in body
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-(2**60), 2**60),
+        st.sampled_from((999_999, 1_000_000, 999_999.9999, 1e6, -1e6, 2**53, -(2**53), -0.0)),
+    )
+)
+def test_go_float_is_floattogostring(value: float) -> None:
+    """The fast path writes what prometheus_client's ``floatToGoString`` writes."""
+    assert go_float(value) == floatToGoString(value)
