@@ -8,6 +8,7 @@ The ``/metrics`` handler that uses them is `sidecar.unified.metrics_handler`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ __all__ = [
     "escape_label_value",
     "label_name",
     "parse_labels",
+    "send",
     "to_response",
     "unescape_label_value",
 ]
@@ -39,6 +41,7 @@ LABEL_PAIR_RE = re.compile(rf'(?:([a-zA-Z_][a-zA-Z0-9_]*+)|"{_QUOTED}")="{_QUOTE
 # ms of CPU for 159/163/193 kB, igzip 2 costs 1.2 ms for 186 kB; a scrape is compressed once
 # and sent once, so 14 % more bytes than zlib 6 are worth a twentieth of the CPU.
 GZIP_LEVEL = 2
+WRITE_PIECE = 256 * 1024  # a larger exposition is sent in pieces of this size (`send`)
 GZIP_WBITS = 16 + 15  # a gzip stream, 32 kB window
 
 
@@ -107,8 +110,33 @@ def encoded(body: bytes | list[bytes], content_type: str, accept_encoding: str) 
 def to_response(exposition: Exposition) -> web.Response:
     """Wrap a rendered exposition into an aiohttp response."""
     response = web.Response(body=exposition.body)
+    _describe(response, exposition)
+    return response
+
+
+def _describe(response: web.StreamResponse, exposition: Exposition) -> None:
     response.headers[hdrs.CONTENT_TYPE] = exposition.content_type
     response.headers[hdrs.VARY] = "Accept, Accept-Encoding"
     if exposition.content_encoding:
         response.headers[hdrs.CONTENT_ENCODING] = exposition.content_encoding
+
+
+async def send(request: web.BaseRequest, exposition: Exposition) -> web.StreamResponse:
+    """Answer ``request`` with ``exposition``: a body over `WRITE_PIECE` bytes goes in
+    pieces of that size, the event loop running between two. Written at once, the
+    2.7 MB of a gzipped scrape of 100,000 series is one ~2 ms send on loopback (the
+    kernel hands it to the reader in the same call), during which no proxied request
+    moves; in pieces, each send takes ~0.15 ms."""
+    body = exposition.body
+    if len(body) <= WRITE_PIECE or request.method == hdrs.METH_HEAD:
+        return to_response(exposition)
+    response = web.StreamResponse()
+    _describe(response, exposition)
+    response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(body), WRITE_PIECE):
+        await response.write(view[start : start + WRITE_PIECE])  # waits while paused
+        await asyncio.sleep(0)  # (a write the kernel took whole does not yield)
+    await response.write_eof()
     return response

@@ -43,7 +43,7 @@ from prometheus_client.samples import Sample
 
 from sidecar import protobuf
 from sidecar.escaping import escaped, is_legacy_metric_name
-from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, to_response
+from sidecar.exposition import GZIP_LEVEL, Exposition, encoded, send
 from sidecar.gzipjoin import GzipMember, Part, gzip_parts, gzip_with_tail, inflated
 from sidecar.negotiation import Escaping, Format, encoder_for, negotiate
 from sidecar.offloop import RenderClock, off_loop, snapshot_sources, writers_first
@@ -522,6 +522,6 @@ def metrics_handler(unified: UnifiedCollector, extra: ScrapeSources | None = Non
         collector = unified.with_sources(sources) if sources else unified
         headers = request.headers
         accept, encoding = headers.get(hdrs.ACCEPT, ""), headers.get(hdrs.ACCEPT_ENCODING, "")
-        return to_response(await collector.render_off_loop(accept, encoding))
+        return await send(request, await collector.render_off_loop(accept, encoding))
 
     return handle

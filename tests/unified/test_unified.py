@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
+from sidecar.exposition import WRITE_PIECE
 from sidecar.instruments import merge_conflicts
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
@@ -177,3 +178,35 @@ def test_empty_label_values_do_not_make_a_series_distinct(module):
     assert 'g{a="1",pad=""} 1.0' in text
     assert "2.0" not in text
     assert _conflicts(module) == {"series": 1.0, "type": 0.0}  # known kinds start at 0
+
+
+async def test_a_large_exposition_goes_in_pieces_and_arrives_whole(aiohttp_client, monkeypatch):
+    """Over `WRITE_PIECE` bytes, /metrics is written a piece at a time (the loop runs
+    between two sends); the scraper reads the same bytes a one-piece answer has."""
+    registry = CollectorRegistry()
+    wide = Gauge("wide", "many series", ["i"], registry=registry)
+    for i in range(20_000):
+        wide.labels(f"series-{i:05d}").set(i)
+    unified = UnifiedCollector([registry])
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(unified))
+    client = await aiohttp_client(app)
+    writes: list[int] = []
+    original = web.StreamResponse.write
+
+    async def counted(self: web.StreamResponse, data: bytes) -> None:
+        writes.append(len(data))
+        await original(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", counted)
+    plain = {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"}
+    response = await client.get("/metrics", headers=plain)
+    body = await response.read()
+    expected = unified.render("text/plain;version=0.0.4", "").body
+    assert len(expected) > 2 * WRITE_PIECE
+    assert body == expected
+    assert int(response.headers["Content-Length"]) == len(expected)
+    assert writes == [WRITE_PIECE] * (len(expected) // WRITE_PIECE) + [len(expected) % WRITE_PIECE]
+    head = await client.head("/metrics", headers=plain)
+    assert head.status == 200
+    assert await head.read() == b""
