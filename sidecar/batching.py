@@ -58,7 +58,22 @@ NO_CONTEXT = Context()  # no active span: skips the context lookup and exemplar 
 
 
 class _MergeableAggregation(_ExplicitBucketHistogramAggregation):
-    """The SDK's explicit-bucket aggregation plus a merge of a pre-aggregated batch."""
+    """The SDK's explicit-bucket aggregation plus a merge of a pre-aggregated batch.
+
+    Batches carry no exemplars and the proxy records without a span (`NO_CONTEXT`), so
+    its reservoir is read only once something was offered to it: the SDK reads every
+    bucket's cell of every series at every collection (~15 % of collecting 100 routes'
+    histograms) to find none."""
+
+    _offered = False
+
+    def _sample_exemplar(self, measurement: Any, should_sample_exemplar: bool) -> None:
+        if should_sample_exemplar:
+            self._offered = True
+            super()._sample_exemplar(measurement, should_sample_exemplar)
+
+    def _collect_exemplars(self) -> Sequence[Any]:
+        return super()._collect_exemplars() if self._offered else []
 
     def is_live(self) -> bool:
         """True once it holds a value since its last collection (set by ``record()``)."""

@@ -359,3 +359,36 @@ async def test_a_histogram_two_scopes_fill_is_written_whole() -> None:
             assert got.count(b"work_time_milliseconds_count{") == 2
     finally:
         await module.shutdown()
+
+
+def test_a_batched_histogram_reads_its_exemplars_only_once_offered() -> None:
+    """Batches carry no exemplars, so the reservoirs are not read for them; a value
+    recorded directly inside a sampled span still brings its exemplar (the SDK's
+    trace-based filter)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import View
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from sidecar.batching import MergeableHistogramAggregation
+
+    reader = InMemoryMetricReader()
+    view = View(instrument_name="h", aggregation=MergeableHistogramAggregation((1.0, 10.0)))
+    provider = MeterProvider(metric_readers=[reader], views=[view])
+    histogram = provider.get_meter("t").create_histogram("h")
+    histogram.record(2.0, {"path": "/a"})  # no span: nothing offered
+
+    def exemplars() -> list[object]:
+        data = reader.get_metrics_data()
+        points = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+        return [e for p in points for e in p.exemplars]
+
+    assert exemplars() == []
+    span = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with trace.use_span(NonRecordingSpan(span)):
+        histogram.record(5.0, {"path": "/a"})
+    (exemplar,) = exemplars()
+    assert exemplar.value == 5.0  # type: ignore[attr-defined]
+    assert exemplar.trace_id == 0x1234  # type: ignore[attr-defined]
+    provider.shutdown()
