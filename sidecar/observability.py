@@ -170,7 +170,7 @@ class _NoEmptyLabels(_CustomCollector):
                 label = names.get(key)
                 if label is None:
                     label = names[key] = sanitize_attribute(key)
-                    if not is_legacy_label_name(label):  # (\w keeps non-ASCII letters)
+                    if not is_legacy_label_name(label):  # (an empty key stays empty)
                         self._odd_labels = True
                 keys.add(label)
                 if type(value) is str:
@@ -262,8 +262,8 @@ class SnapshotRegistry(CollectorRegistry):
 
     def recent(self, max_age: float) -> Collector | None:
         """The last collection if it is at most ``max_age`` seconds old: the status page
-        and the traffic sampler read it rather than collect again right after a scrape
-        (a collection is ~5 ms with 100 proxied routes)."""
+        reads it rather than collect again right after a scrape (a collection is ~5 ms
+        with 100 proxied routes)."""
         last = self._last
         if last is None or time.monotonic() - last[0] > max_age:
             return None
