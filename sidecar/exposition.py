@@ -41,8 +41,8 @@ LABEL_PAIR_RE = re.compile(rf'(?:([a-zA-Z_][a-zA-Z0-9_]*+)|"{_QUOTED}")="{_QUOTE
 # ms of CPU for 159/163/193 kB, igzip 2 costs 1.2 ms for 186 kB; a scrape is compressed once
 # and sent once, so 14 % more bytes than zlib 6 are worth a twentieth of the CPU.
 GZIP_LEVEL = 2
-WRITE_PIECE = 256 * 1024  # a larger exposition is sent in pieces of this size (`send`)
 GZIP_WBITS = 16 + 15  # a gzip stream, 32 kB window
+WRITE_PIECE = 256 * 1024  # a larger exposition is sent in pieces of this size (`send`)
 
 
 @dataclass(frozen=True, slots=True)
