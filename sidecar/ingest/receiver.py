@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -50,7 +51,6 @@ METRICS_ONLY = b"404: metrics only: traces and logs are not accepted here (POST 
 # OTLP exporters log the status line, not the body (Python: "code: 404, reason: ...").
 METRICS_ONLY_REASON = "Not Found (metrics only: traces and logs are not accepted here)"
 READ_CHUNK = 64 * 1024
-OFFLOAD_BYTES = 256 * 1024  # bodies above this are decoded in a worker thread
 RETRY_AFTER_SECONDS = 30
 # The app must be served with these: aiohttp would otherwise inflate gzip/deflate bodies
 # itself, with no bound tied to ingest.max_body_bytes (and the handler would see them twice).
@@ -70,6 +70,8 @@ class IngestState:
 
 
 STATE = web.AppKey("ingest_state", IngestState)
+# the one thread that decodes and translates every push (`_decoding`)
+DECODER = web.AppKey("ingest_decoder", ThreadPoolExecutor)
 
 
 class _Refusal(Exception):
@@ -92,8 +94,22 @@ def create_ingest_app(state: IngestState) -> web.Application:
     app.router.add_route("*", INGEST_PATH, handle_export)
     for path in OTHER_SIGNAL_PATHS:
         app.router.add_route("*", path, handle_other_signal)
+    app.cleanup_ctx.append(_decoding)
     app.cleanup_ctx.append(_expiry_timer)
     return app
+
+
+async def _decoding(app: web.Application) -> AsyncIterator[None]:
+    """One worker thread decodes and translates every push, in arrival order.
+
+    On the event loop a push of 1,000 points took ~3 ms during which no proxied request
+    moved (at 32 connections, 10 such pushes a second put the proxy's p99 ~2 ms higher);
+    in a thread it shares the core with the loop instead. One thread, not a pool: the
+    translator's caches are then only ever used by one thread."""
+    decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otlp-decode")
+    app[DECODER] = decoder
+    yield
+    decoder.shutdown(wait=False, cancel_futures=True)
 
 
 async def _expiry_timer(app: web.Application) -> AsyncIterator[None]:
@@ -154,7 +170,7 @@ async def _export(
         raise _Refusal(415, body, "text/plain")
     try:
         body = await _read_body(request, state.max_body_bytes)
-        batch = await _decode(body, encoding, state.translator)
+        batch = await _decode(request.app[DECODER], body, encoding, state.translator)
     except BodyTooLarge as exc:
         raise _error(413, GRPC_INVALID_ARGUMENT, str(exc), encoding) from exc
     except CorruptBody as exc:  # bad compression, or an UndecodableBody
@@ -190,12 +206,12 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return decompressor.finish()
 
 
-async def _decode(body: bytes, encoding: Encoding, translator: Translator) -> Batch:
-    """Decode and translate; large bodies in a worker thread so the loop keeps answering."""
-    if len(body) <= OFFLOAD_BYTES:
-        return _translate(body, encoding, translator)
+async def _decode(
+    decoder: ThreadPoolExecutor, body: bytes, encoding: Encoding, translator: Translator
+) -> Batch:
+    """Decode and translate in the decoder thread, so the loop keeps answering."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, _translate, body, encoding, translator)
+    return await loop.run_in_executor(decoder, _translate, body, encoding, translator)
 
 
 def _translate(body: bytes, encoding: Encoding, translator: Translator) -> Batch:
