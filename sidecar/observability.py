@@ -45,6 +45,7 @@ from prometheus_client.registry import Collector
 from sidecar import __version__
 from sidecar.escaping import is_legacy_label_name, is_legacy_metric_name
 from sidecar.instance import stable_instance_id
+from sidecar.offloop import FrozenSource
 from sidecar.protobuf import NativeParts
 from sidecar.sampletext import TextPoint, attach_points
 
@@ -267,18 +268,7 @@ class SnapshotRegistry(CollectorRegistry):
         last = self._last
         if last is None or time.monotonic() - last[0] > max_age:
             return None
-        return _Kept(last[1])
-
-
-class _Kept:
-    """The families of one collection, read again."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        """The families as they were collected."""
-        return self._families
+        return FrozenSource(last[1], None)
 
 
 class _Deferred:
