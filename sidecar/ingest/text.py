@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 INF = math.inf
-# prometheus_client's own value formatter (Go float syntax), typed for mypy.
 TARGET_NAME = "target"
 TARGET_HELP = "Target metadata"
 

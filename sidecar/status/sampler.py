@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
@@ -228,32 +228,35 @@ class TrafficSampler:
 
     def series(self, path: str) -> list[RouteStats]:
         """The route's stats between consecutive snapshots, oldest first (sparklines)."""
-        return [self._pair_stats(a, b).get(path, _IDLE) for a, b in _pairs(tuple(self.ring))]
+        return [self._pair_stats(a, b).get(path, _IDLE) for a, b in pairwise(tuple(self.ring))]
 
     def traffic(self, seconds: float = WINDOW_S) -> Traffic:
         """The window and every route's sparklines, kept until the ring changes."""
-        state, ring = self._state()
-        kept = self._traffic
-        if kept is not None and kept[0] == state and kept[1] == seconds:
-            return kept[2]
-        traffic = self._compute(ring, seconds)
-        self._traffic = (state, seconds, traffic)
-        return traffic
+        ring, kept = self._kept(seconds)
+        if kept is not None:
+            return kept
+        return self._keep(ring, seconds, self._compute(ring, seconds))
 
     async def traffic_off_loop(self, seconds: float = WINDOW_S) -> Traffic:
         """`traffic`, computed in a worker thread when the ring changed (one at a time)."""
         async with self._computing:
-            state, ring = self._state()
-            kept = self._traffic
-            if kept is not None and kept[0] == state and kept[1] == seconds:
-                return kept[2]
+            ring, kept = self._kept(seconds)
+            if kept is not None:
+                return kept
             traffic = await off_loop((), partial(self._compute, ring, seconds))
-            self._traffic = (state, seconds, traffic)
-            return traffic
+            return self._keep(ring, seconds, traffic)
 
-    def _state(self) -> tuple[tuple[int, Snapshot, Snapshot] | None, tuple[Snapshot, ...]]:
-        ring = tuple(self.ring)  # (snapshots compare by identity: eq=False)
-        return ((len(ring), ring[0], ring[-1]) if ring else None), ring
+    def _kept(self, seconds: float) -> tuple[tuple[Snapshot, ...], Traffic | None]:
+        """The ring now, and the figures kept for it (None: it changed since)."""
+        ring = tuple(self.ring)
+        kept = self._traffic
+        if kept is not None and kept[0] == _state(ring) and kept[1] == seconds:
+            return ring, kept[2]
+        return ring, None
+
+    def _keep(self, ring: tuple[Snapshot, ...], seconds: float, traffic: Traffic) -> Traffic:
+        self._traffic = (_state(ring), seconds, traffic)
+        return traffic
 
     def _pair_stats(self, old: Snapshot, new: Snapshot) -> dict[str, RouteStats]:
         stats = self._pairs.get(new)
@@ -267,7 +270,7 @@ class TrafficSampler:
         if len(ring) < 2:
             return _NO_TRAFFIC
         routes = window_of(ring, self.interval, seconds)
-        pairs = [self._pair_stats(a, b) for a, b in _pairs(ring)]
+        pairs = [self._pair_stats(a, b) for a, b in pairwise(ring)]
         for gone in self._pairs.keys() - set(ring[1:]):
             self._pairs.pop(gone, None)
         rates = {path: [p.get(path, _IDLE).rate for p in pairs] for path in routes}
@@ -275,5 +278,6 @@ class TrafficSampler:
         return Traffic(routes, rates, p99s)
 
 
-def _pairs(ring: tuple[Snapshot, ...]) -> Iterator[tuple[Snapshot, Snapshot]]:
-    return pairwise(ring)
+def _state(ring: tuple[Snapshot, ...]) -> tuple[int, Snapshot, Snapshot] | None:
+    """What tells two states of the ring apart (snapshots compare by identity)."""
+    return (len(ring), ring[0], ring[-1]) if ring else None
