@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar import exposition
 from sidecar.observability import Metrics, Module
 from sidecar.unified import UnifiedCollector, metrics_handler
 from tests.support.otlp import mixed_harness
@@ -47,3 +48,36 @@ async def test_prometheus_ingests_the_unified_exposition(aiohttp_server, prometh
         assert content_types[0].startswith("application/openmetrics-text")
     finally:
         await module.shutdown()
+
+
+async def test_prometheus_reads_an_exposition_sent_in_pieces(
+    aiohttp_server,
+    prometheus_factory,  # noqa: F811
+    monkeypatch,
+):
+    """An exposition over `WRITE_PIECE` goes out a piece at a time (`exposition.send`);
+    a real Prometheus reads it whole. The piece is made small so that this harness's
+    gzipped answer takes the pieced path."""
+    monkeypatch.setattr(exposition, "WRITE_PIECE", 1024)
+    harness = mixed_harness(50)
+    unified = UnifiedCollector([harness.collector])
+    handler = metrics_handler(unified)
+    pieced: list[bool] = []
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        pieced.append(type(response) is web.StreamResponse)  # (not a one-piece Response)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", recording)
+    server = await aiohttp_server(app)
+    prom = prometheus_factory([static_scrape_config("sidecar", f"127.0.0.1:{server.port}")])
+    targets = await prom.await_targets_up()
+    assert targets[0]["lastError"] == ""
+    orders = await prom.await_result('orders_total{service_name="a",i="7"}')
+    assert orders.values() == [7.0]
+    samples = sum(len(m.samples) for m in unified.collect())
+    scraped = await prom.await_result('scrape_samples_scraped{job="sidecar"}')
+    assert scraped.values()[0] == samples
+    assert pieced and all(pieced)
