@@ -80,4 +80,5 @@ async def test_prometheus_reads_an_exposition_sent_in_pieces(
     samples = sum(len(m.samples) for m in unified.collect())
     scraped = await prom.await_result('scrape_samples_scraped{job="sidecar"}')
     assert scraped.values()[0] == samples
-    assert pieced and all(pieced)
+    assert pieced
+    assert all(pieced)
