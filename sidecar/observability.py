@@ -268,7 +268,7 @@ class SnapshotRegistry(CollectorRegistry):
         last = self._last
         if last is None or time.monotonic() - last[0] > max_age:
             return None
-        return FrozenSource(last[1], None)
+        return FrozenSource(last[1])
 
 
 class _Deferred:

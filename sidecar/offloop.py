@@ -121,10 +121,12 @@ class GatedSource(Protocol):
 class FrozenSource:
     """A source's families read once, on the loop; keeps a merge target's pass-through."""
 
-    def __init__(self, families: Sequence[object], passthrough: object | None) -> None:
+    def __init__(self, families: Sequence[object], source: object | None = None) -> None:
         self._families = families
+        passthrough = getattr(source, "passthrough", None)
         if passthrough is not None:
-            self.passthrough: Callable[[bool], GzipMember | None] = passthrough  # type: ignore[assignment]
+            self.passthrough: Callable[[bool], GzipMember | None] = passthrough
+            self.rewritten: Callable[[], None] = getattr(source, "rewritten", _nothing)
 
     def families(self) -> Sequence[object]:
         """The families as they were read."""
@@ -134,6 +136,10 @@ class FrozenSource:
         """prometheus_client's collector protocol."""
         for family in self._families:
             yield family if isinstance(family, Metric) else family.to_metric()  # type: ignore[attr-defined]
+
+
+def _nothing() -> None:
+    return None
 
 
 class RenderClock:
@@ -202,7 +208,7 @@ def snapshot_sources(sources: Sequence[Collector]) -> tuple[list[Collector], lis
             continue
         families = getattr(source, "families", None)
         read = list(families()) if families is not None else list(source.collect())
-        out.append(FrozenSource(read, getattr(source, "passthrough", None)))
+        out.append(FrozenSource(read, source))
     return out, gates
 
 

@@ -127,6 +127,9 @@ class PassThroughSource(Protocol):
     def passthrough(self, openmetrics: bool) -> GzipMember | None:
         """The body and its gzip member, when the body is in that format; else None."""
 
+    def rewritten(self) -> None:
+        """Told when the answer could not end with that member as it came."""
+
 
 def sample_names(name: str, kind: str) -> tuple[str, ...]:
     """Every name a family of this type claims in OpenMetrics (its family name and the
@@ -425,11 +428,15 @@ class UnifiedCollector:
         body, at = member.body, 0
         for chunk in chunks[tail:]:
             if not isinstance(chunk, bytes) or not body.startswith(chunk, at):
-                return None
+                break
             at += len(chunk)
-        if at != len(body):
-            return None
-        return gzip_with_tail(chunks[:tail], member, GZIP_LEVEL)
+        else:
+            if at == len(body):
+                return gzip_with_tail(chunks[:tail], member, GZIP_LEVEL)
+        rewritten = getattr(self.sources[-1], "rewritten", None)
+        if rewritten is not None:  # (the scraper may stop asking it for gzip)
+            rewritten()
+        return None
 
 
 def _packed(chunks: list[Part], content_type: str, accept_encoding: str) -> Exposition:

@@ -4,8 +4,10 @@ The request asks with Prometheus's own ``Accept`` preference (OpenMetrics 1.0, t
 OpenMetrics 0.0.1, then text 0.0.4), or text first when the scraper asked for text, and
 accepts gzip, which `sidecar.inflate` undoes (ISA-L, bounded by `MAX_BODY_BYTES`; even on
 loopback a pre-compressed reply arrives sooner than the plain one: 1.7 ms against 2.6 ms
-for 1.9 MB), unless the scraper found the target's last reply small (``gzip=False``: a
-target that compresses on the fly spends more on it than sending the body costs). A
+for 1.9 MB), unless the scraper found the target's last reply small, or found that a
+target on loopback has its body rewritten anyway (``gzip=False``: a target that
+compresses on the fly spends more on it than sending the body costs; see
+`sidecar.merge.scraper.REWRITTEN_RECHECK_S`). A
 reply that was one gzip member is kept as it came, for `sidecar.gzipjoin`. The reply is
 parsed by its ``Content-Type``: OpenMetrics or text 0.0.4 (also when the header
 is missing, as Prometheus falls back). An OpenMetrics reply that does not parse is asked

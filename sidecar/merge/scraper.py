@@ -11,9 +11,12 @@ places them after the sidecar's own and the ingested families and applies design
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import urlsplit
 
 import aiohttp
 from opentelemetry.metrics import Counter, Meter
@@ -47,6 +50,12 @@ RECENT_S = 60.0  # a target's last scrape younger than this answers the status p
 # the plain body over loopback; a bigger one is asked for gzip, which a pre-compressed
 # body answers at once and `sidecar.gzipjoin` can pass on
 SMALL_REPLY = 256 * 1024
+# a target on loopback whose body the sidecar rewrites anyway (configured ``labels``, or
+# ``relabel:`` rules that change its series: its gzip member cannot be passed on) is
+# asked without gzip: its compression would be undone and done again for nothing
+# (prometheus_client gzips at level 9: ~50 ms for 1.9 MB); a target marked so is asked
+# for gzip again after this long, in case the rules no longer change it
+REWRITTEN_RECHECK_S = 300.0
 
 
 TargetKey = tuple[str, str]  # (name, url)
@@ -54,6 +63,17 @@ TargetKey = tuple[str, str]  # (name, url)
 
 def _key(target: MergeTarget) -> TargetKey:
     return (target.name, target.url)
+
+
+def on_loopback(url: str) -> bool:
+    """The URL's host is this machine's loopback (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def natives_dropped_counter(meter: Meter) -> Counter:
@@ -90,8 +110,15 @@ class FetchedFamilies:
 
     relabel_source = "merge"  # what ``relabel:`` rules name it (``source: merge``)
 
-    def __init__(self, scrape: Scrape) -> None:
+    def __init__(self, scrape: Scrape, rewritten: Callable[[], None] | None = None) -> None:
         self.scrape = scrape
+        self._rewritten = rewritten
+
+    def rewritten(self) -> None:
+        """The answer could not end with the target's gzip member as it came (a
+        `sidecar.unified.PassThroughSource`): the scraper may stop asking for gzip."""
+        if self._rewritten is not None:
+            self._rewritten()
 
     def families(self) -> Sequence[RawFamily | Metric]:
         """The parsed families (configured labels added); raw ones render themselves."""
@@ -132,6 +159,8 @@ class MergeScraper:
         self._last: dict[TargetKey, tuple[float, Scrape]] = {}  # (when, last success)
         self._text_first: set[TargetKey] = set()  # its OpenMetrics does not parse
         self._small: set[TargetKey] = set()  # its last reply was small: no gzip
+        # when its body was last found rewritten (a loopback one: no gzip for a while)
+        self._rewritten: dict[TargetKey, float] = {}
 
     def _pooled_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -180,7 +209,7 @@ class MergeScraper:
                     t,
                     budget(t, scrape_timeout),
                     text_accept if _key(t) in self._text_first else accept,
-                    gzip=_key(t) not in self._small,
+                    gzip=self._gzip(t),
                 )
                 for t in targets
             )
@@ -199,6 +228,22 @@ class MergeScraper:
             if s.text_first:
                 self._text_first.add(_key(s.target))  # its text from now on
         return scrapes
+
+    def _gzip(self, target: MergeTarget) -> bool:
+        """Whether to ask ``target`` for gzip: not when its last reply was small, nor
+        when it is on loopback and its body is rewritten anyway (`REWRITTEN_RECHECK_S`)."""
+        key = _key(target)
+        if key in self._small:
+            return False
+        if not on_loopback(target.url):
+            return True
+        if target.labels:  # every series gets them: the member is never passed on
+            return False
+        marked = self._rewritten.get(key)
+        return marked is None or time.monotonic() - marked >= REWRITTEN_RECHECK_S
+
+    def _mark_rewritten(self, key: TargetKey) -> None:
+        self._rewritten[key] = time.monotonic()
 
     async def recent(self, max_age: float = RECENT_S) -> dict[str, Scrape]:
         """Each target's last successful scrape, by target name (for the status pages).
@@ -225,7 +270,11 @@ class MergeScraper:
     ) -> list[FetchedFamilies]:
         """One source per target that answered with usable metrics (failures are skipped)."""
         scrapes = await self.scrape(scrape_timeout, text=text, protobuf=protobuf, escaping=escaping)
-        return [FetchedFamilies(s) for s in scrapes if s.result is Result.SUCCESS]
+        return [
+            FetchedFamilies(s, functools.partial(self._mark_rewritten, _key(s.target)))
+            for s in scrapes
+            if s.result is Result.SUCCESS
+        ]
 
     async def close(self) -> None:
         """Close the pooled session (when this scraper created it)."""

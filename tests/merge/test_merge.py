@@ -481,18 +481,31 @@ async def test_a_clashing_openmetrics_reply_is_asked_again_as_text(
     assert_promtool_passes(text)
 
 
-@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
+@pytest.mark.parametrize(
+    ("big", "labels", "asked"),
+    [
+        (False, {}, ["gzip", "identity", "identity"]),
+        (True, {}, ["gzip"] * 3),
+        (True, {"source": "app"}, ["identity"] * 3),
+    ],
+    ids=["small", "big", "big, labels added"],
+)
 async def test_a_small_target_is_asked_without_gzip_after_its_first_reply(
-    start_target: StartTarget, make_rig: MakeRig, big: bool
+    start_target: StartTarget,
+    make_rig: MakeRig,
+    big: bool,
+    labels: dict[str, str],
+    asked: list[str],
 ) -> None:
     """Compressing on the fly costs a small target more than sending its plain body over
-    loopback; a big reply may come pre-compressed and be passed on in its compression."""
+    loopback; a big reply may come pre-compressed and be passed on in its compression,
+    unless configured labels rewrite every series of it (then never)."""
     lines = [f'app_x{{i="{i}"}} {i}\n'.encode() for i in range(20_000 if big else 3)]
     body = b"# HELP app_x X\n# TYPE app_x gauge\n" + b"".join(lines)
     assert (len(body) > SMALL_REPLY) == big
     app = Target(body, gzip_when_asked=True)
-    rig = await make_rig([target("app", await start_target(app))])
+    rig = await make_rig([target("app", await start_target(app), **labels)])
     for _ in range(3):
         assert value(await rig.scrape(), "app_x", i="2") == 2
     encodings = [request["Accept-Encoding"] for request in app.requests]
-    assert encodings == (["gzip"] * 3 if big else ["gzip", "identity", "identity"])
+    assert encodings == asked

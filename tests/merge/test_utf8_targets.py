@@ -12,15 +12,13 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Iterator
 
-import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
 from sidecar.protobuf import CONTENT_TYPE
-from tests.support.merge import MakeRig, target
-from tests.support.process import free_port
+from tests.support.merge import MakeRig, prometheus_client_server, target
 from tests.support.protobuf import by_name
 
 PROMETHEUS_3 = (
@@ -45,12 +43,8 @@ def utf8_target() -> Iterator[str]:
     assert tuple(map(int, version.split(".")[:2])) >= (0, 21)  # escaping honoured
     registry = CollectorRegistry()
     registry.register(_Dotted())
-    port = free_port()
-    server, thread = prometheus_client.start_http_server(port, "127.0.0.1", registry)
-    yield f"http://127.0.0.1:{port}/metrics"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with prometheus_client_server(registry) as url:
+        yield url
 
 
 async def test_a_utf8_scraper_gets_the_targets_utf8_names(

@@ -5,15 +5,18 @@ app merging targets (`Rig`, fixture ``make_rig``), and readers of a text exposit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import prometheus_client
 import pytest
 from aiohttp import web
 from aiohttp.pytest_plugin import AiohttpClient, AiohttpServer
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families as parse_text
+from prometheus_client.registry import Collector
 
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.config import AdminConfig, MergeConfig, MergeTarget
@@ -22,6 +25,7 @@ from sidecar.merge import create_merge, merge_sources
 from sidecar.merge.scraper import MergeScraper
 from sidecar.observability import Module
 from sidecar.unified import UnifiedCollector
+from tests.support.process import free_port
 
 OPENMETRICS_CT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT_CT = "text/plain; version=0.0.4; charset=utf-8"
@@ -73,6 +77,20 @@ class Rig:
         response = await self.client.get("/metrics", headers=headers or {})
         assert response.status == 200, await response.text()
         return await response.text()
+
+
+@contextlib.contextmanager
+def prometheus_client_server(registry: Collector) -> Iterator[str]:
+    """prometheus_client's own HTTP server (``start_http_server``) on 127.0.0.1, serving
+    ``registry``; its /metrics URL."""
+    port = free_port()
+    server, thread = prometheus_client.start_http_server(port, "127.0.0.1", registry)
+    try:
+        yield f"http://127.0.0.1:{port}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 StartTarget = Callable[[Target], Awaitable[str]]
