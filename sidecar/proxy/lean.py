@@ -213,6 +213,43 @@ class LeanResponse:
         if data:
             transport.write(data)
 
+    def _send_chunks(self, chunks: list[bytes], last: bool) -> None:
+        """`_send` for several chunks, written as they are (one ``writelines``: no copy)."""
+        left = self._left
+        if left is not None:  # never past the length announced
+            kept: list[bytes] = []
+            for chunk in chunks:
+                if left <= 0:
+                    break
+                kept.append(chunk[:left] if len(chunk) > left else chunk)
+                left -= len(kept[-1])
+            self._left, chunks = left, kept
+        size = sum(map(len, chunks))
+        pieces = [self._head] if self._head else []
+        if self._chunked:
+            if size:
+                pieces += [b"%x\r\n" % size, *chunks, b"\r\n"]
+            if last:
+                pieces.append(b"0\r\n\r\n")
+        else:
+            pieces += chunks
+        transport = self._conn.transport
+        if transport is None or transport.is_closing():
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        self._head = b""
+        if pieces:
+            transport.writelines(pieces)
+
+    async def write_chunks(self, chunks: list[bytes], last: bool) -> None:
+        """Body bytes in several chunks (with ``last``, the end of the body)."""
+        if len(chunks) == 1:
+            self._send(chunks[0], last)
+        else:
+            self._send_chunks(chunks, last)
+        conn = self._conn
+        if conn.writing_paused:
+            await conn._drain_helper()
+
     async def write(self, data: bytes) -> None:
         """Body bytes (``b""`` sends the head now)."""
         self._send(data, False)

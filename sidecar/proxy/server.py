@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -25,6 +26,7 @@ from aiohttp import web
 from aiohttp.hdrs import CONNECTION
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParserPy
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
@@ -38,6 +40,7 @@ from sidecar.proxy.lean import (
     LINGER_SECONDS,
     LeanListener,
     LeanRequest,
+    LeanResponse,
     RelayResponse,
     refusal,
 )
@@ -364,23 +367,29 @@ class ProxyHandler:
                 await response.write(b"")  # no body bytes yet (a stream): the head goes now
             ex.ttfb = time.perf_counter()
             tee = self._tee(request)
+            write = (
+                response.write_chunks
+                if isinstance(response, LeanResponse)
+                else functools.partial(_write_joined, response)
+            )
             while True:
                 try:
                     if content.is_eof():  # the rest is buffered: it goes with the end
-                        chunk, last = content.read_nowait(-1), True
+                        chunks, last = buffered_chunks(content), True
                     else:
-                        chunk = await content.readany()
-                        last = not chunk
+                        chunks = await next_chunks(content)
+                        last = not chunks
                 except UPSTREAM_BODY_ERRORS as exc:
                     self._upstream_broke(request, ex, exc)
                     return response
-                ex.response_bytes += len(chunk)
-                if tee is not None and chunk:
-                    tee.add(chunk)
+                for chunk in chunks:
+                    ex.response_bytes += len(chunk)
+                    if tee is not None:
+                        tee.add(chunk)
                 if last:
                     break
-                await response.write(chunk)
-            await response.write_eof(chunk)
+                await write(chunks, False)
+            await write(chunks, True)
             complete = True
             if tee is not None:
                 self._inspect_response(upstream, tee)
@@ -786,3 +795,40 @@ class ProxyComponent:
         await self._upstream.close()
         self.handler.failures.close()
         return cut
+
+
+def buffered_chunks(content: StreamReader) -> list[bytes]:
+    """Every chunk ``content`` holds now, as the upstream's reads gave them.
+
+    ``readany()`` joins what is buffered into one ``bytes``: a copy of nearly the whole
+    body when the client is slower than the upstream (1 MiB bodies: ~3 joins a request,
+    ~15 % of the proxy's CPU). The chunks go to the client as they are, in one
+    ``writelines``. (``_read_nowait_chunk`` is aiohttp's own one-chunk read, the one
+    ``readchunk()`` uses; it keeps the reader's size, cursor and flow control right.)
+    """
+    buffer = getattr(content, "_buffer", None)  # (an EmptyStreamReader has none)
+    chunks = []
+    while buffer:
+        chunks.append(content._read_nowait_chunk(-1))
+    return chunks
+
+
+async def next_chunks(content: StreamReader) -> list[bytes]:
+    """The next chunks of the body, waiting for one (empty: the body ended)."""
+    while True:
+        # one chunk, not joined (an upstream's chunked framing may cut it shorter, and
+        # gives an empty one at a chunk's end: not the body's end)
+        first, chunk_end = await content.readchunk()
+        if first or not chunk_end:
+            break
+    return [first, *buffered_chunks(content)] if first else []
+
+
+async def _write_joined(response: RelayResponse, chunks: list[bytes], last: bool) -> None:
+    """``chunks`` to the client as one write (with ``last``, and the end of the body):
+    `LeanResponse.write_chunks` for aiohttp's `web.StreamResponse`."""
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if last:
+        await response.write_eof(data)
+    else:
+        await response.write(data)
