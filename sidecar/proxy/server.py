@@ -340,12 +340,10 @@ class ProxyHandler:
         elif ex.status == 0:  # never after the response head went out
             self._send_continue(request)
         content = request.content
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                return
-            self._count_request_bytes(ex, len(chunk))
-            yield chunk
+        while chunks := await next_chunks(content):  # as they came: no copy into one
+            for chunk in chunks:
+                self._count_request_bytes(ex, len(chunk))
+                yield chunk
 
     # ---------------------------------------------------------------- response body
 
