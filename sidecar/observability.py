@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -260,6 +260,10 @@ class SnapshotRegistry(CollectorRegistry):
     def snapshot(self) -> Collector:
         """Nothing is read on the loop: the registry is collected when the result is."""
         return _Deferred(self)
+
+    def last(self) -> tuple[float, Sequence[Metric]] | None:
+        """The last collection and when it was made (`time.monotonic`), if any."""
+        return self._last
 
     def recent(self, max_age: float) -> Collector | None:
         """The last collection if it is at most ``max_age`` seconds old: the status page

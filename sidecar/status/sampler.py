@@ -5,7 +5,9 @@ sidecar's collector (``http_request_total`` and the ``http_request_duration_mill
 histogram, the same series ``/metrics`` serves) and keeps per-route cumulative totals in
 a bounded ring. Rates, error ratios and quantiles are differences between two entries
 of the ring, computed when the page is rendered: the proxy's hot path pays nothing
-beyond the counter increments it already does.
+beyond the counter increments it already does. A collection that a ``/metrics`` scrape
+made within the last interval is read rather than collecting again
+(`TrafficSampler.sample_off_loop`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from itertools import pairwise
 
 from prometheus_client.registry import Collector
 
-from sidecar.offloop import off_loop
+from sidecar.offloop import FrozenSource, off_loop
 
 __all__ = [
     "RouteStats",
@@ -203,6 +205,7 @@ class TrafficSampler:
         self._pairs: dict[Snapshot, dict[str, RouteStats]] = {}  # by the newer snapshot
         self._traffic: tuple[tuple[int, Snapshot, Snapshot] | None, float, Traffic] | None = None
         self._computing = asyncio.Lock()
+        self._read: float | None = None  # when the collection last read was made
 
     def sample(self) -> Snapshot:
         """Read the collector once and append the snapshot to the ring."""
@@ -212,13 +215,29 @@ class TrafficSampler:
 
     async def sample_off_loop(self) -> Snapshot:
         """`sample`, reading a `SnapshotRegistry` (5-30 ms for 100 proxied routes) and
-        summing in a worker thread (`sidecar.offloop`)."""
+        summing in a worker thread (`sidecar.offloop`). A collection a ``/metrics`` scrape
+        made within the last interval, after the newest snapshot, is read instead of
+        collecting again; the snapshot is dated when it was made."""
         snapshot_of = getattr(self.collector, "snapshot", None)
         if snapshot_of is None:
             return self.sample()
         at = self._clock()
-        taken: Collector = snapshot_of()
+        taken: Collector | None = None
+        last = getattr(self.collector, "last", None)
+        kept = last() if last is not None else None
+        if kept is not None and kept[0] != self._read:  # (a collection is read once)
+            age = time.monotonic() - kept[0]
+            kept_at = at - age
+            if age <= self.interval and (not self.ring or kept_at > self.ring[-1].at):
+                at, taken = kept_at, FrozenSource(kept[1])
+                self._read = kept[0]
+        collected = taken is None
+        if taken is None:
+            taken = snapshot_of()
         snapshot = Snapshot(at, await off_loop((), partial(route_totals, taken)))
+        if collected and last is not None:  # its own collection: not to be read again
+            mine = last()
+            self._read = mine[0] if mine is not None else None
         self.ring.append(snapshot)
         return snapshot
 

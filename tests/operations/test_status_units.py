@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 from unittest import mock
 
@@ -511,3 +512,59 @@ def test_the_own_histograms_series_are_counted_from_their_points() -> None:
         for family in module.registry.collect():
             name = exposed_name(family.name, family.type)
             assert counts.get(name, 0) == _family_series(family.samples), name
+
+
+class _Counted:
+    """Counts the collections of a `SnapshotRegistry` (the own registry)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, registry: Any) -> None:
+        self.count = 0
+        collect = registry.collect
+
+        def counted() -> Any:
+            self.count += 1
+            return collect()
+
+        monkeypatch.setattr(registry, "collect", counted)
+
+
+def _scraped(monkeypatch: pytest.MonkeyPatch, requests: int) -> tuple[Metrics, Any, _Counted]:
+    """The own registry after ``requests`` to ``/a`` and a ``/metrics`` scrape's
+    collection of it; its collections from then on counted."""
+    module = Module.new("status-test")
+    metrics = Metrics.create(module.meter)
+    _record(metrics, "/a", "200", 3.0, n=requests)
+    list(module.registry.collect())  # the scrape's collection
+    return metrics, module.registry, _Counted(monkeypatch, module.registry)
+
+
+async def test_sampler_reads_a_scrapes_fresh_collection_instead_of_collecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    metrics, registry, collections = _scraped(monkeypatch, 4)
+    sampler = TrafficSampler(registry, interval=5.0)
+    _record(metrics, "/a", "200", 3.0, n=6)  # after the scrape: not in its collection
+    before = time.monotonic()
+    first = await sampler.sample_off_loop()
+    assert collections.count == 0  # the scrape's collection was read
+    assert first.routes["/a"].requests == 4.0
+    assert first.at <= before  # dated when the scrape collected
+    second = await sampler.sample_off_loop()  # nothing newer than the first snapshot
+    assert collections.count == 1
+    assert second.routes["/a"].requests == 10.0
+    assert second.at > first.at
+    third = await sampler.sample_off_loop()  # its own last collection is not read again
+    assert collections.count == 2
+    assert third.at > second.at
+
+
+async def test_sampler_collects_when_the_last_collection_is_older_than_its_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    metrics, registry, collections = _scraped(monkeypatch, 2)
+    sampler = TrafficSampler(registry, interval=5.0)
+    monkeypatch.setattr(time, "monotonic", lambda real=time.monotonic: real() + 6.0)
+    _record(metrics, "/a", "200", 3.0, n=1)
+    snapshot = await sampler.sample_off_loop()
+    assert collections.count == 1
+    assert snapshot.routes["/a"].requests == 3.0
