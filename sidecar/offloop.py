@@ -10,9 +10,11 @@ from a snapshot taken on the loop:
 - a source that is read cheaply (the merge targets' families, fixed once fetched) is
   read on the loop, into a fixed list;
 - a source too large to copy (the ingest store, a `GatedSource`) is read in the worker
-  thread while its `WriteGate` holds every write to it: the OTLP receiver and the expiry
-  timer ``await gate.writable()`` before they change the store, so the thread sees the
-  store as it was when the scrape began, and the next write waits at most one render.
+  thread while its `WriteGate` holds every write to it: the OTLP receiver (whose writes
+  run in its decoder thread, `WriteGate.write_off_loop`), the expiry timer and a reload
+  write through the gate, so the thread sees the store as it was when the scrape began,
+  and the next write waits at most one render; a render that begins while a write runs
+  in its thread waits for that write.
 
 The gate is released when the thread has finished, also when the scrape itself was
 cancelled (the client went away): the thread never reads a store that is being written.
@@ -26,9 +28,11 @@ about 1 ms, more than rendering a merged node_exporter takes, and it stalls noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from typing import Protocol, TypeVar, runtime_checkable
 
 from prometheus_client.core import Metric
@@ -55,20 +59,25 @@ INLINE_MAX_GATED = 5_000  # ... unless a gated state (the ingest store) has grow
 
 
 class WriteGate:
-    """Writes to a state wait while a worker thread reads it (`off_loop`).
+    """Writes to a state wait while a worker thread reads it (`off_loop`), and reads wait
+    while a write is under way.
 
-    Used on the event loop only: readers are counted by `off_loop`, writers call
-    ``await gate.writable()`` and then write synchronously (no await in between).
+    Counted on the event loop: readers by `off_loop`; writers take `write` (a write on
+    the loop, done before the block ends) or `write_off_loop` (a write in another
+    thread: readers wait until that thread is done). One writer at a time.
     """
 
     def __init__(self, size: Callable[[], int] = lambda: 0) -> None:
         self.size = size  # how large the state is now (`RenderClock` reads it)
         self._readers = 0
-        self._waiting = 0
+        self._waiting = 0  # writers not done yet (waiting, or writing)
         self._idle = asyncio.Event()
         self._idle.set()
         self._no_writers = asyncio.Event()
         self._no_writers.set()
+        self._one_writer = asyncio.Lock()
+        self._written = asyncio.Event()  # no write under way
+        self._written.set()
 
     @property
     def reading(self) -> bool:
@@ -77,11 +86,17 @@ class WriteGate:
 
     @property
     def waiting(self) -> int:
-        """Writers waiting for the readers to finish."""
+        """Writers not done yet: waiting for the readers or another writer, or writing."""
         return self._waiting
 
+    @property
+    def writing(self) -> bool:
+        """True while a write is under way (on the loop, or in another thread)."""
+        return not self._written.is_set()
+
     def enter(self) -> None:
-        """A reader begins (on the loop)."""
+        """A reader begins (on the loop, when no write is under way)."""
+        assert not self.writing, "a reader entered during a write"
         self._readers += 1
         self._idle.clear()
 
@@ -91,20 +106,61 @@ class WriteGate:
         if not self._readers:
             self._idle.set()
 
-    async def writable(self) -> None:
-        """Return once no reader holds the state (at once when none does)."""
+    async def _begin(self) -> None:
+        """Wait for the other writers and the readers, then mark a write under way."""
         self._waiting += 1
         self._no_writers.clear()
         try:
+            await self._one_writer.acquire()
+        except BaseException:
+            self._gone()
+            raise
+        try:
             while self._readers:
                 await self._idle.wait()
+        except BaseException:
+            self._one_writer.release()
+            self._gone()
+            raise
+        self._written.clear()
+
+    def _end(self, _: object = None) -> None:
+        self._written.set()
+        self._one_writer.release()
+        self._gone()
+
+    def _gone(self) -> None:
+        self._waiting -= 1
+        if not self._waiting:
+            self._no_writers.set()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        """Hold the state for a write done on the loop within the block."""
+        await self._begin()
+        try:
+            yield
         finally:
-            self._waiting -= 1
-            if not self._waiting:
-                self._no_writers.set()
+            self._end()
+
+    async def write_off_loop(self, executor: Executor | None, work: Callable[[], T]) -> T:
+        """``work()``, a write, in ``executor``'s thread once no reader holds the state;
+        held until the thread is done, also when the awaiting task is cancelled."""
+        await self._begin()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(executor, work)
+        except BaseException:
+            self._end()
+            raise
+        future.add_done_callback(self._end)
+        return await asyncio.shield(future)
+
+    async def written(self) -> None:
+        """Return once no write is under way."""
+        await self._written.wait()
 
     async def writers_done(self) -> None:
-        """Return once no writer waits (each has written: writes follow `writable` at once)."""
+        """Return once no writer waits or writes."""
         while self._waiting:
             await self._no_writers.wait()
 
@@ -218,7 +274,9 @@ async def off_loop(gates: Sequence[WriteGate], work: Callable[[], T]) -> T:
     The gates open when the thread is done, not when the awaiting task is cancelled.
     """
     loop = asyncio.get_running_loop()
-    for gate in gates:
+    while busy := [gate for gate in gates if gate.writing]:  # a write in another thread
+        await busy[0].written()
+    for gate in gates:  # (no await since the check: no write can have begun)
         gate.enter()
 
     def release(_: object) -> None:

@@ -332,9 +332,9 @@ class Sidecar:
 
     async def _swap_ingest_rules(self, store: MetricStore, rules: tuple[Rule, ...]) -> None:
         """New ingest rules and an empty store at once, while no scrape reads it."""
-        await store.gate.writable()  # no await from here on: no push sees one without the other
-        self.ingest_relabel.update(rules)
-        store.clear_series()
+        async with store.gate.write():  # no push sees one without the other
+            self.ingest_relabel.update(rules)
+            store.clear_series()
 
     async def _restart_export(self) -> None:
         """Stop the pusher (its final push) and start one for the running config."""

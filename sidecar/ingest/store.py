@@ -3,9 +3,10 @@
 Delta points are accumulated, cumulative points replace, gauges and summaries keep their
 last value; idle series expire (`MetricStore.expire`), series beyond the limits fold into
 an overflow series, and a rejected point never touches a series. Worker processes' points
-are aggregated into pod-level series (``ingest.workers``). Not thread-safe: mutated on the
-event loop only, while `MetricStore.gate` holds writes during a scrape's off-loop render
-(`sidecar.offloop`). The rules in full: docs/ingest.md ("The store", "One series per pod").
+are aggregated into pod-level series (``ingest.workers``). Not thread-safe: written by
+one writer at a time through `MetricStore.gate` (pushes in the receiver's decoder thread,
+expiry and reloads on the event loop), which keeps writes and a scrape's off-loop render
+apart (`sidecar.offloop`). The rules in full: docs/ingest.md ("The store", "One series per pod").
 """
 
 from __future__ import annotations

@@ -377,13 +377,19 @@ async def test_every_push_is_decoded_in_the_one_decoder_thread(ingest_factory, m
     pushes too; each is stored whole."""
     ingest = await ingest_factory(max_series_per_metric=10_000)
     threads: list[str] = []
-    original = receiver._translate
+    original, store = receiver._translate, receiver._store
+    stored: list[str] = []  # the threads that stored them
 
     def recorded(*args: Any) -> Any:
         threads.append(threading.current_thread().name)
         return original(*args)
 
+    def recorded_store(*args: Any) -> Any:
+        stored.append(threading.current_thread().name)
+        return store(*args)
+
     monkeypatch.setattr(receiver, "_translate", recorded)
+    monkeypatch.setattr(receiver, "_store", recorded_store)
     bodies = [
         request(
             counter(f"big{n}", [number(i, {"k": f"key-{i}", "pad": "x" * 40}) for i in range(500)])
@@ -399,3 +405,4 @@ async def test_every_push_is_decoded_in_the_one_decoder_thread(ingest_factory, m
     assert len(set(threads)) == 1
     assert threads[0].startswith("otlp-decode")
     assert threads[0] != threading.current_thread().name
+    assert stored == threads  # stored by the same thread, not on the event loop

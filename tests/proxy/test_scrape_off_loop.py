@@ -191,8 +191,8 @@ async def test_a_waiting_writer_goes_before_the_next_scrape() -> None:
         release.wait(DEADLINE)
 
     async def write() -> None:
-        await gate.writable()
-        order.append("write")
+        async with gate.write():
+            order.append("write")
 
     async def second_scrape() -> None:
         await writers_first([GatedStore(gate)])
@@ -265,3 +265,75 @@ def sample_value(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+async def test_a_scrape_waits_for_a_write_running_in_a_thread() -> None:
+    """A push is stored in the decoder thread (`WriteGate.write_off_loop`): a scrape that
+    begins meanwhile does not enter the gate until that thread is done."""
+    gate = WriteGate()
+    writing, release = threading.Event(), threading.Event()
+    state = {"written": False}
+
+    def write() -> str:
+        writing.set()
+        release.wait(DEADLINE)
+        state["written"] = True
+        return "stored"
+
+    writer = asyncio.create_task(gate.write_off_loop(None, write))
+    assert await asyncio.to_thread(writing.wait, DEADLINE)
+    assert gate.writing
+    reader = asyncio.create_task(off_loop([gate], lambda: state["written"]))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the reader's turns on the loop: it must stay out
+    assert not gate.reading
+    release.set()
+    assert await asyncio.wait_for(reader, DEADLINE) is True  # it read the written state
+    assert await writer == "stored"
+    assert not gate.writing
+
+
+async def test_a_cancelled_writer_holds_the_gate_until_its_thread_is_done() -> None:
+    gate = WriteGate()
+    writing, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        writing.set()
+        release.wait(DEADLINE)
+
+    writer = asyncio.create_task(gate.write_off_loop(None, write))
+    assert await asyncio.to_thread(writing.wait, DEADLINE)
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    assert gate.writing  # the thread still writes: no reader may enter
+    assert gate.waiting == 1
+    release.set()
+    await asyncio.wait_for(gate.written(), DEADLINE)
+    assert gate.waiting == 0
+
+
+async def test_writers_take_turns() -> None:
+    """A write on the loop (expiry, a reload) waits for one running in a thread."""
+    gate = WriteGate()
+    writing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def thread_write() -> None:
+        writing.set()
+        release.wait(DEADLINE)
+        order.append("thread write")
+
+    async def loop_write() -> None:
+        async with gate.write():
+            order.append("loop write")
+
+    first = asyncio.create_task(gate.write_off_loop(None, thread_write))
+    assert await asyncio.to_thread(writing.wait, DEADLINE)
+    second = asyncio.create_task(loop_write())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert order == []
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
+    assert order == ["thread write", "loop write"]
