@@ -161,12 +161,17 @@ class Address:
     @property
     def is_loopback(self) -> bool:
         """True for 127.0.0.0/8, ::1 and ``localhost``."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost`` (a host as a URL or `Address` holds it)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_ip(host: str, raw: str, version: int) -> None:

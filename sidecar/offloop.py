@@ -180,9 +180,9 @@ class FrozenSource:
     def __init__(self, families: Sequence[object], source: object | None = None) -> None:
         self._families = families
         passthrough = getattr(source, "passthrough", None)
-        if passthrough is not None:
+        if passthrough is not None:  # (and `rewritten` with it: `sidecar.unified`)
             self.passthrough: Callable[[bool], GzipMember | None] = passthrough
-            self.rewritten: Callable[[], None] = getattr(source, "rewritten", _nothing)
+            self.rewritten: Callable[[], None] | None = getattr(source, "rewritten", None)
 
     def families(self) -> Sequence[object]:
         """The families as they were read."""
@@ -192,10 +192,6 @@ class FrozenSource:
         """prometheus_client's collector protocol."""
         for family in self._families:
             yield family if isinstance(family, Metric) else family.to_metric()  # type: ignore[attr-defined]
-
-
-def _nothing() -> None:
-    return None
 
 
 class RenderClock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +21,7 @@ import aiohttp
 from opentelemetry.metrics import Counter, Meter
 from prometheus_client.core import Metric
 
-from sidecar.config import MergeTarget
+from sidecar.config import MergeTarget, is_loopback_host
 from sidecar.gzipjoin import GzipMember
 from sidecar.known_labels import zeroed
 from sidecar.merge.fetch import ACCEPT, TEXT_ACCEPT, Result, Scrape, accept_for, fetch_target
@@ -67,13 +66,7 @@ def _key(target: MergeTarget) -> TargetKey:
 
 def on_loopback(url: str) -> bool:
     """The URL's host is this machine's loopback (``localhost``, 127.0.0.0/8, ``::1``)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def natives_dropped_counter(meter: Meter) -> Counter:

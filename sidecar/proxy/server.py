@@ -825,7 +825,7 @@ async def next_chunks(content: StreamReader) -> list[bytes]:
 async def _write_joined(response: RelayResponse, chunks: list[bytes], last: bool) -> None:
     """``chunks`` to the client as one write (with ``last``, and the end of the body):
     `LeanResponse.write_chunks` for aiohttp's `web.StreamResponse`."""
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    data = b"".join(chunks)  # (one chunk is returned as it is, not copied)
     if last:
         await response.write_eof(data)
     else:

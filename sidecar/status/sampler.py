@@ -231,11 +231,11 @@ class TrafficSampler:
             if age <= self.interval and (not self.ring or kept_at > self.ring[-1].at):
                 at, taken = kept_at, FrozenSource(kept[1])
                 self._read = kept[0]
-        collected = taken is None
+        own = taken is None  # the sampler collects itself
         if taken is None:
             taken = snapshot_of()
         snapshot = Snapshot(at, await off_loop((), partial(route_totals, taken)))
-        if collected and last is not None:  # its own collection: not to be read again
+        if own and last is not None:  # its own collection: not to be read again
             mine = last()
             self._read = mine[0] if mine is not None else None
         self.ring.append(snapshot)
